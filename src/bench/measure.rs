@@ -1,0 +1,132 @@
+//! Runs a command and measures it: wall time, user+system CPU of the
+//! command and its waited-for children (`wait4` rusage), and peak memory.
+//!
+//! Peak memory is the larger of the kernel's `ru_maxrss` (largest single
+//! process) and a sampled sum of resident memory over the whole process
+//! tree, every few milliseconds: for the processes engine the sum is what
+//! the machine pays.
+
+use std::io::{self, Read};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::sys;
+
+/// How often the process tree's memory is sampled.
+const SAMPLE_EVERY: Duration = Duration::from_millis(5);
+
+/// What one run cost.
+#[derive(Clone, Debug)]
+pub struct Measurement {
+    /// Start to exit.
+    pub wall: Duration,
+    /// User CPU time, children included.
+    pub user: Duration,
+    /// System CPU time, children included.
+    pub sys: Duration,
+    /// Peak resident memory of the process tree, KiB.
+    pub peak_rss_kib: u64,
+    /// Exit code, or `None` if killed by a signal.
+    pub exit_code: Option<i32>,
+    /// Everything written to stdout.
+    pub stdout: Vec<u8>,
+    /// Everything written to stderr.
+    pub stderr: Vec<u8>,
+}
+
+impl Measurement {
+    /// User plus system CPU time.
+    pub fn cpu(&self) -> Duration {
+        self.user + self.sys
+    }
+}
+
+fn timeval(tv: libc::timeval) -> Duration {
+    Duration::from_secs(tv.tv_sec.max(0) as u64) + Duration::from_micros(tv.tv_usec.max(0) as u64)
+}
+
+fn drain(mut r: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
+    thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = r.read_to_end(&mut buf);
+        buf
+    })
+}
+
+/// Runs `cmd` to completion, capturing its output, and measures it.
+pub fn measure(cmd: &mut Command) -> io::Result<Measurement> {
+    let started = Instant::now();
+    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    let pid = child.id();
+    let out = child.stdout.take().map(drain);
+    let err = child.stderr.take().map(drain);
+
+    let done = Arc::new(AtomicBool::new(false));
+    let peak = Arc::new(AtomicU64::new(0));
+    let sampler = {
+        let (done, peak) = (Arc::clone(&done), Arc::clone(&peak));
+        thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                let total: u64 = sys::process_tree(pid).into_iter().map(sys::rss_kib).sum();
+                peak.fetch_max(total, Ordering::Relaxed);
+                thread::sleep(SAMPLE_EVERY);
+            }
+        })
+    };
+
+    let mut status = 0;
+    // SAFETY: rusage is plain data, filled in by the kernel.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let waited = loop {
+        // SAFETY: we own the child and wait for it exactly once; std's
+        // Child is then dropped without waiting.
+        let r = unsafe { libc::wait4(pid as libc::pid_t, &mut status, 0, &mut usage) };
+        if r >= 0 {
+            break Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            break Err(e);
+        }
+    };
+    let wall = started.elapsed();
+    done.store(true, Ordering::Relaxed);
+    let _ = sampler.join();
+    drop(child);
+    waited?;
+
+    let stdout = out.map(|h| h.join().unwrap_or_default()).unwrap_or_default();
+    let stderr = err.map(|h| h.join().unwrap_or_default()).unwrap_or_default();
+    let exit_code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    let maxrss = u64::try_from(usage.ru_maxrss).unwrap_or(0);
+    Ok(Measurement {
+        wall,
+        user: timeval(usage.ru_utime),
+        sys: timeval(usage.ru_stime),
+        peak_rss_kib: peak.load(Ordering::Relaxed).max(maxrss),
+        exit_code,
+        stdout,
+        stderr,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn measures_cpu_memory_and_output() {
+        // A shell that burns a little CPU and prints.
+        let m = measure(
+            Command::new("sh").args(["-c", "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; echo hi; exit 3"]),
+        )
+        .unwrap();
+        assert_eq!(m.stdout, b"hi\n");
+        assert_eq!(m.exit_code, Some(3));
+        assert!(m.cpu() > Duration::ZERO);
+        assert!(m.peak_rss_kib > 100, "{}", m.peak_rss_kib);
+    }
+}

@@ -1,0 +1,280 @@
+//! Command-line syntax (clap derive types) and its one-time conversion into
+//! validated `*Config` structs. Nothing here does any work.
+
+use std::ffi::OsString;
+use std::fs;
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::engine::{AsyncRuntime, EngineConfig, EngineKind};
+use crate::error::BadInput;
+use crate::scan::{Family, Format, PortList, ScanConfig, TargetSet, target};
+
+const ENGINE_HELP: &str = "\
+Engines: threads = a pool of OS threads, one blocking task each;
+processes = worker processes (this binary re-run), one task each;
+async = futures on a tokio runtime.";
+
+/// Port scanning, downloading and chat on three interchangeable concurrency
+/// engines: OS threads, worker processes and async (tokio).
+#[derive(Debug, Parser)]
+#[command(name = "trident", version, propagate_version = true, after_help = ENGINE_HELP)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Scan TCP ports with connect probes (no root needed).
+    #[command(after_help = SCAN_EXAMPLES)]
+    Scan(ScanArgs),
+    /// Start listeners on a loopback address, scan them with every engine,
+    /// and compare what each found, how long it took, and what it cost.
+    Demo(DemoArgs),
+    /// Internal: serve tasks to a parent process (processes engine).
+    #[command(name = "__worker", hide = true)]
+    Worker {
+        /// Task type name.
+        task: String,
+    },
+}
+
+const SCAN_EXAMPLES: &str = "\
+Examples:
+  trident scan 127.0.0.1                      the 1,000 most common ports
+  trident scan localhost -p 22,80,8000-8100 -e threads
+  trident scan 10.0.0.0/30 10.0.1.1-20 -p- -f jsonl --open
+  trident scan -iL hosts.txt -p 443 -f csv -o results.csv
+
+States (as nmap -sT): open (syn-ack), closed (conn-refused: reset or ICMP
+port unreachable), filtered (no-response after the retries, or an ICMP
+error: host-unreach, net-unreach, admin-prohibited). A timeout is never
+reported as closed.
+
+Exit status: 0 done, 1 some probes could not be run, 2 bad input,
+130 interrupted (partial results are still written).";
+
+/// Engine choice, shared by every batch subcommand.
+#[derive(Debug, Args)]
+pub struct EngineArgs {
+    /// Concurrency engine.
+    #[arg(short = 'e', long, default_value = "async", value_parser = parse_engine)]
+    pub engine: EngineKind,
+    /// Maximum tasks in flight (threads, worker processes or futures).
+    /// [default: threads 512, processes 64, async 4096]
+    #[arg(short = 'c', long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub concurrency: Option<u32>,
+    /// Tokio runtime flavour for the async engine.
+    #[arg(long, value_enum, default_value_t = RuntimeArg::MultiThread)]
+    pub async_runtime: RuntimeArg,
+}
+
+/// `--async-runtime` values.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RuntimeArg {
+    /// One thread runs everything.
+    CurrentThread,
+    /// One worker thread per core.
+    MultiThread,
+}
+
+fn parse_engine(s: &str) -> Result<EngineKind, String> {
+    s.parse()
+}
+
+impl EngineArgs {
+    /// The validated engine config.
+    pub fn config(&self) -> EngineConfig {
+        let mut config = EngineConfig::new(self.engine);
+        if let Some(n) = self.concurrency {
+            config = config.with_concurrency(n as usize);
+        }
+        config.async_runtime = match self.async_runtime {
+            RuntimeArg::CurrentThread => AsyncRuntime::CurrentThread,
+            RuntimeArg::MultiThread => AsyncRuntime::MultiThread,
+        };
+        config
+    }
+}
+
+/// `trident scan` options.
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// Hosts, addresses, CIDR blocks (10.0.0.0/30), IPv4 ranges (10.0.0.1-20).
+    #[arg(value_name = "TARGET")]
+    pub targets: Vec<String>,
+    /// Read targets from FILE (also -iL FILE; # comments); - for stdin.
+    #[arg(long = "input-list", value_name = "FILE")]
+    pub input_list: Option<PathBuf>,
+    /// Ports: 22,80,8000-8100; - or 1-65535 for all. [default: the 1,000 most common]
+    #[arg(short = 'p', long, value_name = "PORTS", allow_hyphen_values = true)]
+    pub ports: Option<String>,
+    /// Scan the N most common ports instead of -p.
+    #[arg(long, value_name = "N", conflicts_with = "ports", value_parser = clap::value_parser!(u32).range(1..=65535))]
+    pub top_ports: Option<u32>,
+    /// Engine options.
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    /// Time one connect attempt may take (e.g. 500ms, 2s).
+    #[arg(long, value_name = "DUR", default_value = "1s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Extra attempts for a port that did not answer.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub retries: u8,
+    /// Output format: text, json, jsonl (one line per port, streamed) or csv.
+    #[arg(short = 'f', long, default_value = "text", value_parser = parse_format)]
+    pub format: Format,
+    /// Write results to FILE (appears only when complete) instead of stdout.
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// List only open ports.
+    #[arg(long)]
+    pub open: bool,
+    /// Resolve host names to IPv4 addresses only.
+    #[arg(short = '4', conflicts_with = "ipv6")]
+    pub ipv4: bool,
+    /// Resolve host names to IPv6 addresses only.
+    #[arg(short = '6')]
+    pub ipv6: bool,
+    /// No progress bar.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Explain what is being done on stderr.
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+}
+
+fn parse_format(s: &str) -> Result<Format, String> {
+    s.parse()
+}
+
+/// `trident demo` options.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Engines to compare (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "threads,processes,async", value_parser = parse_engine)]
+    pub engines: Vec<EngineKind>,
+    /// Highest port scanned (the scan covers 1..=this).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u16).range(100..))]
+    pub max_port: u16,
+    /// Number of listeners to start.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=50))]
+    pub listeners: u16,
+}
+
+/// Parses `500ms`, `2s`, `1.5s`, `1m`; a bare number is seconds (as nmap).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("invalid duration {s:?} (expected e.g. 250ms, 2s, 1.5s, 1m)");
+    let t = s.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num.parse().map_err(|_| bad())?;
+    let scale = match unit {
+        "" | "s" => 1.0,
+        "ms" => 1e-3,
+        "us" => 1e-6,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(bad()),
+    };
+    let secs = value * scale;
+    if !secs.is_finite() || secs <= 0.0 || secs > 86_400.0 {
+        return Err(format!("invalid duration {s:?}: must be above 0 and at most a day"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Rewrites nmap-style `-iL` into `--input-list`, since clap short options
+/// are one letter.
+pub fn normalize_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    args.into_iter().map(|a| if a == "-iL" { OsString::from("--input-list") } else { a }).collect()
+}
+
+impl ScanArgs {
+    /// Validates everything and resolves the targets, before any probe.
+    pub fn into_config(self) -> Result<ScanConfig, BadInput> {
+        let ports = match (&self.ports, self.top_ports) {
+            (Some(spec), _) => PortList::parse(spec).map_err(|e| BadInput(e.to_string()))?,
+            (None, Some(n)) => PortList::top(n as usize),
+            (None, None) => PortList::default_top(),
+        };
+        let mut specs = self.targets.clone();
+        if let Some(path) = &self.input_list {
+            let text = if path.as_os_str() == "-" {
+                let mut s = String::new();
+                std::io::stdin().read_to_string(&mut s).map(|_| s)
+            } else {
+                fs::read_to_string(path)
+            }
+            .map_err(|e| BadInput(format!("cannot read target list {}: {e}", path.display())))?;
+            specs.extend(target::parse_list(&text));
+        }
+        if specs.is_empty() {
+            return Err(BadInput("no targets given (e.g. trident scan 127.0.0.1, or -iL FILE)".into()));
+        }
+        let family = match (self.ipv4, self.ipv6) {
+            (true, _) => Family::V4,
+            (_, true) => Family::V6,
+            _ => Family::Any,
+        };
+        let (targets, skipped) = TargetSet::resolve(&specs, family).map_err(|e| BadInput(e.to_string()))?;
+        if targets.is_empty() {
+            let first = skipped.first().map_or_else(|| "no targets".to_string(), ToString::to_string);
+            return Err(BadInput(first));
+        }
+        Ok(ScanConfig {
+            targets,
+            skipped,
+            ports,
+            engine: self.engine.config(),
+            timeout: self.timeout,
+            retries: self.retries,
+            format: self.format,
+            output: self.output,
+            open_only: self.open,
+            progress: !self.quiet,
+            verbose: self.verbose,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let ok = [
+            ("250ms", Duration::from_millis(250)),
+            ("2s", Duration::from_secs(2)),
+            ("2", Duration::from_secs(2)),
+            ("1.5s", Duration::from_millis(1500)),
+            ("1m", Duration::from_secs(60)),
+            ("500us", Duration::from_micros(500)),
+        ];
+        for (s, want) in ok {
+            assert_eq!(parse_duration(s), Ok(want), "{s}");
+        }
+        for bad in ["", "s", "0", "-1s", "1x", "1.2.3s", "2d", "1e3"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn il_is_rewritten() {
+        let args = normalize_args(["trident", "scan", "-iL", "f"].map(OsString::from));
+        assert_eq!(args[2], "--input-list");
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

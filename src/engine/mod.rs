@@ -1,0 +1,257 @@
+//! How work runs concurrently: the engine layer.
+//!
+//! A batch job (a port scan, a set of downloads) is a stream of independent
+//! [`Task`]s. Each task type says how to run itself blocking (used by the
+//! threads and processes engines) and async (used by the tokio engine), and
+//! is serialisable so a worker process can receive it over a pipe.
+//! [`run_tasks`] runs such a stream on the engine chosen by [`EngineConfig`]
+//! and hands every outcome to a callback on the calling thread, as tasks
+//! finish.
+//!
+//! This module knows nothing about ports or URLs: the workloads (`scan/`, ...)
+//! define task types, the engines only move them around. The three engines
+//! share one meaning of `concurrency`: the maximum number of tasks in flight
+//! (threads, worker processes, or futures).
+
+pub mod processes;
+pub mod threads;
+pub mod tokio;
+
+use std::fmt;
+use std::future::Future;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use threads::JoinGuard;
+
+/// One unit of independent work that any engine can run.
+///
+/// `Clone` lets an engine keep a copy so that a task whose runner died (a
+/// panic, a crashed worker process) is reported or retried, never lost.
+pub trait Task: Serialize + DeserializeOwned + Clone + Send + 'static {
+    /// What running the task produces; travels back from worker processes.
+    type Output: Serialize + DeserializeOwned + Send + 'static;
+
+    /// The name `trident __worker NAME` uses to pick this task type.
+    const NAME: &'static str;
+
+    /// Runs the task on the current thread, blocking it (threads, processes).
+    fn run_blocking(self) -> Self::Output;
+
+    /// Runs the task as a future on a tokio runtime (async engine).
+    fn run_async(self) -> impl Future<Output = Self::Output> + Send + 'static;
+}
+
+/// Which engine runs the tasks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// A bounded pool of OS threads, each running one blocking task at a time.
+    Threads,
+    /// A pool of worker processes (this binary re-run as `trident __worker`).
+    Processes,
+    /// Futures on a tokio runtime, a bounded number in flight.
+    Async,
+}
+
+impl EngineKind {
+    /// Every engine, in the order reports list them.
+    pub const ALL: [EngineKind; 3] = [EngineKind::Threads, EngineKind::Processes, EngineKind::Async];
+
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Threads => "threads",
+            EngineKind::Processes => "processes",
+            EngineKind::Async => "async",
+        }
+    }
+
+    /// Tasks in flight when `--concurrency` is not given. Threads and
+    /// processes cost a stack or a whole process each, futures a few hundred
+    /// bytes, hence the spread.
+    pub fn default_concurrency(self) -> usize {
+        match self {
+            EngineKind::Threads => 512,
+            EngineKind::Processes => 64,
+            EngineKind::Async => 4096,
+        }
+    }
+}
+
+impl fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for EngineKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "threads" | "thread" => Ok(EngineKind::Threads),
+            "processes" | "process" => Ok(EngineKind::Processes),
+            "async" | "tokio" => Ok(EngineKind::Async),
+            _ => Err(format!("unknown engine {s:?} (expected threads, processes or async)")),
+        }
+    }
+}
+
+/// Which tokio runtime flavour the async engine builds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AsyncRuntime {
+    /// Everything on the calling thread.
+    CurrentThread,
+    /// A work-stealing pool with one thread per core.
+    #[default]
+    MultiThread,
+}
+
+/// Validated engine options, shared by every workload.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Which engine runs the tasks.
+    pub kind: EngineKind,
+    /// Maximum number of tasks in flight; always at least 1.
+    pub concurrency: usize,
+    /// Runtime flavour for [`EngineKind::Async`].
+    pub async_runtime: AsyncRuntime,
+    /// Stack size of pool threads (threads engine), in bytes.
+    pub thread_stack: usize,
+}
+
+impl EngineConfig {
+    /// The engine's defaults.
+    pub fn new(kind: EngineKind) -> Self {
+        EngineConfig {
+            kind,
+            concurrency: kind.default_concurrency(),
+            async_runtime: AsyncRuntime::default(),
+            thread_stack: 256 * 1024,
+        }
+    }
+
+    /// The same config with another concurrency (clamped to at least 1).
+    pub fn with_concurrency(mut self, concurrency: usize) -> Self {
+        self.concurrency = concurrency.max(1);
+        self
+    }
+}
+
+/// A cooperative stop request, set by Ctrl-C or by a consumer that wants no
+/// more results. Engines stop starting tasks once it is set and let the
+/// in-flight ones finish.
+#[derive(Clone, Debug, Default)]
+pub struct Interrupt(Arc<AtomicBool>);
+
+impl Interrupt {
+    /// A flag that is not set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Asks every engine holding this flag to stop.
+    pub fn trigger(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a stop was requested.
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// The shared flag, for signal handlers.
+    pub fn flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.0)
+    }
+}
+
+/// What became of one task.
+#[derive(Debug)]
+pub enum TaskOutcome<T: Task> {
+    /// The task ran and produced its output.
+    Done(T::Output),
+    /// The task could not be run to the end: its thread panicked, or the
+    /// worker process running it died twice. Never silent.
+    Failed {
+        /// The task that failed.
+        task: T,
+        /// Why, in words.
+        reason: String,
+    },
+}
+
+/// Counters about one [`run_tasks`] call.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RunStats {
+    /// Tasks that produced an output.
+    pub done: u64,
+    /// Tasks reported as [`TaskOutcome::Failed`].
+    pub failed: u64,
+    /// Threads, processes or futures started.
+    pub runners_started: u64,
+    /// Worker processes that died while running a task.
+    pub worker_crashes: u64,
+    /// Whether the run stopped early because of an [`Interrupt`].
+    pub interrupted: bool,
+}
+
+/// Why an engine could not run at all (not: why one task failed).
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The runtime, a thread or a worker process could not be created.
+    #[error("cannot start the {engine} engine: {source}")]
+    Start {
+        /// Engine name.
+        engine: &'static str,
+        /// The underlying OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Worker processes keep dying before finishing anything.
+    #[error("worker processes keep dying ({crashes} in a row without finishing a task); last: {last}")]
+    WorkersFailing {
+        /// Consecutive crashes.
+        crashes: u32,
+        /// How the last one ended.
+        last: String,
+    },
+}
+
+/// Runs `tasks` on the configured engine, calling `on_output` on this thread
+/// for each outcome as soon as it is known (in completion order, not input
+/// order). Returns once every task started has been reported, or early (with
+/// `interrupted` set) after `interrupt` fires and the in-flight tasks end.
+pub fn run_tasks<T, I, F>(
+    config: &EngineConfig,
+    tasks: I,
+    interrupt: &Interrupt,
+    on_output: F,
+) -> Result<RunStats, EngineError>
+where
+    T: Task,
+    I: IntoIterator<Item = T>,
+    F: FnMut(TaskOutcome<T>),
+{
+    let tasks = tasks.into_iter();
+    match config.kind {
+        EngineKind::Threads => threads::run(config, tasks, interrupt, on_output),
+        EngineKind::Processes => processes::run(config, tasks, interrupt, on_output),
+        EngineKind::Async => tokio::run(config, tasks, interrupt, on_output),
+    }
+}
+
+/// The text of a panic payload, for failure reports.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_string()
+    }
+}

@@ -1,0 +1,91 @@
+//! trident: three network jobs (port scanning, downloading, chat) on three
+//! interchangeable concurrency engines (OS threads, worker processes, async).
+//!
+//! Layout — *what* is kept apart from *how*:
+//! - [`engine`]: how tasks run concurrently (threads, processes, tokio);
+//!   knows nothing about ports;
+//! - [`scan`]: what a port scan is (targets, ports, probes, reports);
+//! - [`bench`]: measuring a command's wall time, CPU and memory;
+//! - [`demo`]: the self-contained loopback demonstration;
+//! - [`cli`]: command-line syntax, converted once into `*Config` structs;
+//! - [`error`]: exit codes and the bad-input error;
+//! - [`output`], [`sys`]: atomic files, OS limits and /proc readings.
+//!
+//! [`run`] is the whole program, callable in-process.
+
+#![warn(missing_docs)]
+
+pub mod bench;
+pub mod cli;
+pub mod demo;
+pub mod engine;
+pub mod error;
+pub mod output;
+pub mod scan;
+pub mod sys;
+
+use std::ffi::OsString;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+use crate::engine::{Interrupt, Task};
+use crate::error::{BadInput, Exit};
+
+/// Runs trident with command-line `args` (including the program name).
+pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Exit> {
+    let cli = match Cli::try_parse_from(cli::normalize_args(args)) {
+        Ok(cli) => cli,
+        Err(e) if e.use_stderr() => {
+            // clap's own message names the bad value; keep its first line.
+            let text = e.to_string();
+            let line = text.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
+            return Err(BadInput(format!("{line} (see trident --help)")).into());
+        }
+        Err(e) => {
+            // --help and --version
+            e.print()?;
+            return Ok(Exit::Success);
+        }
+    };
+    match cli.command {
+        Command::Worker { task } => worker(&task),
+        Command::Scan(args) => {
+            let config = args.into_config()?;
+            let interrupt = install_interrupt_handler()?;
+            let outcome = scan::run(&config, &interrupt)?;
+            let s = &outcome.summary;
+            Ok(if s.interrupted {
+                Exit::Interrupted
+            } else if s.failed_probes > 0 || s.counts.error > 0 {
+                Exit::Failure
+            } else {
+                Exit::Success
+            })
+        }
+        Command::Demo(args) => demo::run(&args),
+    }
+}
+
+/// The processes engine's worker side: picks the task type by name.
+fn worker(task: &str) -> anyhow::Result<Exit> {
+    match task {
+        scan::ProbeTask::NAME => engine::processes::serve::<scan::ProbeTask>()?,
+        other => return Err(BadInput(format!("unknown worker task type {other:?}")).into()),
+    }
+    Ok(Exit::Success)
+}
+
+/// Ctrl-C and SIGTERM set the returned flag (engines stop starting work and
+/// the partial results are written); a second one exits at once with 130.
+pub fn install_interrupt_handler() -> anyhow::Result<Interrupt> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let interrupt = Interrupt::new();
+    for signal in [SIGINT, SIGTERM] {
+        // Order matters: the conditional exit checks the flag before the
+        // second registration sets it, so only a repeated signal exits.
+        signal_hook::flag::register_conditional_shutdown(signal, 130, interrupt.flag())?;
+        signal_hook::flag::register(signal, interrupt.flag())?;
+    }
+    Ok(interrupt)
+}

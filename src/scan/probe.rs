@@ -1,0 +1,386 @@
+//! One probe: a TCP connect to (address, port), retried when nothing
+//! answers, classified into nmap's states and reasons.
+//!
+//! [`ProbeTask`] is the scan's [`Task`]: the blocking version (threads and
+//! processes engines) uses a socket2 socket with a connect timeout, the async
+//! version a tokio socket under `tokio::time::timeout`. Both share
+//! [`classify`] and the retry rules, so every engine reports the same thing
+//! for the same packets. Sockets are closed with `SO_LINGER {1,0}`: an RST
+//! instead of a FIN, so a scan leaves no TIME_WAIT behind.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::engine::Task;
+
+/// nmap's port states, as far as a connect scan can tell them apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PortState {
+    /// Something accepted the connection.
+    Open,
+    /// The host answered that nothing listens there.
+    Closed,
+    /// No answer, or an ICMP error: a firewall is in the way.
+    Filtered,
+    /// This machine could not send the probe (reported, never guessed).
+    Error,
+}
+
+impl PortState {
+    /// The lowercase name used in every output format.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PortState::Open => "open",
+            PortState::Closed => "closed",
+            PortState::Filtered => "filtered",
+            PortState::Error => "error",
+        }
+    }
+}
+
+/// Why a port got its state (nmap's `reason` vocabulary).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reason {
+    /// The handshake completed.
+    SynAck,
+    /// ECONNREFUSED: a TCP reset, or an ICMP port unreachable.
+    ConnRefused,
+    /// The connection was reset during the handshake.
+    Reset,
+    /// Nothing came back within the timeout, after every retry.
+    NoResponse,
+    /// ICMP host unreachable or administratively prohibited (EHOSTUNREACH).
+    HostUnreach,
+    /// ICMP network unreachable, or no route (ENETUNREACH).
+    NetUnreach,
+    /// Refused by a local firewall (EACCES/EPERM).
+    AdminProhibited,
+    /// A local failure; see the result's `error`.
+    LocalError,
+}
+
+impl Reason {
+    /// The kebab-case name used in every output format.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::SynAck => "syn-ack",
+            Reason::ConnRefused => "conn-refused",
+            Reason::Reset => "reset",
+            Reason::NoResponse => "no-response",
+            Reason::HostUnreach => "host-unreach",
+            Reason::NetUnreach => "net-unreach",
+            Reason::AdminProhibited => "admin-prohibited",
+            Reason::LocalError => "local-error",
+        }
+    }
+}
+
+/// What one connect attempt says.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Attempt {
+    /// A final answer.
+    Answer(PortState, Reason),
+    /// Nothing within the timeout: worth a retry.
+    Silence,
+    /// The kernel connected the socket to itself (loopback, ephemeral
+    /// port); says nothing about the target, so it is probed again.
+    SelfConnect,
+    /// Out of sockets, ports or buffers here: back off and try again.
+    Exhausted(String),
+    /// A local error that retrying will not fix.
+    Failed(String),
+}
+
+/// Maps a connect error to what it means for the port.
+pub fn classify(err: &io::Error) -> Attempt {
+    if err.kind() == io::ErrorKind::TimedOut {
+        return Attempt::Silence;
+    }
+    let Some(code) = err.raw_os_error() else {
+        return Attempt::Failed(err.to_string());
+    };
+    match code {
+        libc::ECONNREFUSED => Attempt::Answer(PortState::Closed, Reason::ConnRefused),
+        libc::ECONNRESET => Attempt::Answer(PortState::Closed, Reason::Reset),
+        libc::ETIMEDOUT => Attempt::Silence,
+        libc::EHOSTUNREACH => Attempt::Answer(PortState::Filtered, Reason::HostUnreach),
+        libc::ENETUNREACH => Attempt::Answer(PortState::Filtered, Reason::NetUnreach),
+        libc::EACCES | libc::EPERM => Attempt::Answer(PortState::Filtered, Reason::AdminProhibited),
+        libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::EADDRNOTAVAIL | libc::EAGAIN => {
+            Attempt::Exhausted(err.to_string())
+        }
+        _ => Attempt::Failed(err.to_string()),
+    }
+}
+
+/// How long to wait before the next try after running out of sockets,
+/// and how long in total before giving up on the port.
+const EXHAUSTED_BACKOFF: Duration = Duration::from_millis(20);
+const EXHAUSTED_LIMIT: Duration = Duration::from_secs(30);
+/// Self-connects are rare; more than this many in a row is a bug.
+const MAX_SELF_CONNECTS: u32 = 8;
+
+/// Probe one TCP port.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeTask {
+    /// Index of the target block this address came from (for host names).
+    pub block: u32,
+    /// Address to connect to.
+    pub ip: IpAddr,
+    /// Port to connect to.
+    pub port: u16,
+    /// How long one connect attempt may take.
+    pub timeout: Duration,
+    /// Extra attempts after a silent one.
+    pub retries: u8,
+}
+
+/// What a probe found out.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeResult {
+    /// Index of the target block (see [`ProbeTask::block`]).
+    pub block: u32,
+    /// The address probed.
+    pub ip: IpAddr,
+    /// The port probed.
+    pub port: u16,
+    /// The port's state.
+    pub state: PortState,
+    /// Why it has that state.
+    pub reason: Reason,
+    /// Time from connect() to the answer, for answered probes.
+    pub rtt_us: Option<u64>,
+    /// Connect attempts made.
+    pub tries: u32,
+    /// The local error, for [`PortState::Error`].
+    pub error: Option<String>,
+}
+
+/// Drives the retry rules over any way of making one attempt; the blocking
+/// and async probes differ only in `attempt` and `sleep`.
+struct Retry {
+    task: ProbeTask,
+    tries: u32,
+    silent: u8,
+    self_connects: u32,
+    exhausted_since: Option<Instant>,
+}
+
+enum Next {
+    Again(Duration),
+    Done(ProbeResult),
+}
+
+impl Retry {
+    fn new(task: ProbeTask) -> Self {
+        Retry { task, tries: 0, silent: 0, self_connects: 0, exhausted_since: None }
+    }
+
+    fn result(&self, state: PortState, reason: Reason, rtt: Option<Duration>, error: Option<String>) -> ProbeResult {
+        ProbeResult {
+            block: self.task.block,
+            ip: self.task.ip,
+            port: self.task.port,
+            state,
+            reason,
+            rtt_us: rtt.map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
+            tries: self.tries,
+            error,
+        }
+    }
+
+    fn after(&mut self, attempt: Attempt, rtt: Duration) -> Next {
+        self.tries += 1;
+        match attempt {
+            Attempt::Answer(state, reason) => Next::Done(self.result(state, reason, Some(rtt), None)),
+            Attempt::Silence if self.silent < self.task.retries => {
+                self.silent += 1;
+                Next::Again(Duration::ZERO)
+            }
+            Attempt::Silence => Next::Done(self.result(PortState::Filtered, Reason::NoResponse, None, None)),
+            Attempt::SelfConnect if self.self_connects < MAX_SELF_CONNECTS => {
+                self.self_connects += 1;
+                Next::Again(Duration::ZERO)
+            }
+            Attempt::SelfConnect => Next::Done(self.result(
+                PortState::Error,
+                Reason::LocalError,
+                None,
+                Some("the kernel kept connecting the probe to itself".into()),
+            )),
+            Attempt::Exhausted(why) => {
+                let since = *self.exhausted_since.get_or_insert_with(Instant::now);
+                if since.elapsed() < EXHAUSTED_LIMIT {
+                    Next::Again(EXHAUSTED_BACKOFF)
+                } else {
+                    Next::Done(self.result(PortState::Error, Reason::LocalError, None, Some(why)))
+                }
+            }
+            Attempt::Failed(why) => Next::Done(self.result(PortState::Error, Reason::LocalError, None, Some(why))),
+        }
+    }
+}
+
+fn new_socket(addr: &SocketAddr) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(*addr), Type::STREAM.cloexec(), Some(Protocol::TCP))?;
+    // Close with an RST: no TIME_WAIT, no lingering FIN exchange.
+    socket.set_linger(Some(Duration::ZERO))?;
+    Ok(socket)
+}
+
+fn is_self_connect(local: io::Result<SocketAddr>, peer: &SocketAddr) -> bool {
+    local.is_ok_and(|l| l == *peer)
+}
+
+fn attempt_blocking(addr: &SocketAddr, timeout: Duration) -> Attempt {
+    let socket = match new_socket(addr) {
+        Ok(s) => s,
+        Err(e) => return classify(&e),
+    };
+    match socket.connect_timeout(&(*addr).into(), timeout) {
+        Ok(()) => {
+            let local =
+                socket.local_addr().and_then(|a| a.as_socket().ok_or_else(|| io::Error::other("not an inet socket")));
+            if is_self_connect(local, addr) {
+                Attempt::SelfConnect
+            } else {
+                Attempt::Answer(PortState::Open, Reason::SynAck)
+            }
+        }
+        Err(e) => classify(&e),
+    }
+}
+
+async fn attempt_async(addr: SocketAddr, timeout: Duration) -> Attempt {
+    let socket = match new_socket(&addr).and_then(|s| {
+        s.set_nonblocking(true)?;
+        Ok(tokio::net::TcpSocket::from_std_stream(std::net::TcpStream::from(s)))
+    }) {
+        Ok(s) => s,
+        Err(e) => return classify(&e),
+    };
+    match tokio::time::timeout(timeout, socket.connect(addr)).await {
+        Err(_elapsed) => Attempt::Silence,
+        Ok(Err(e)) => classify(&e),
+        Ok(Ok(stream)) => {
+            if is_self_connect(stream.local_addr(), &addr) {
+                Attempt::SelfConnect
+            } else {
+                Attempt::Answer(PortState::Open, Reason::SynAck)
+            }
+        }
+    }
+}
+
+impl Task for ProbeTask {
+    type Output = ProbeResult;
+    const NAME: &'static str = "scan-probe";
+
+    fn run_blocking(self) -> ProbeResult {
+        let addr = SocketAddr::new(self.ip, self.port);
+        let timeout = self.timeout;
+        let mut retry = Retry::new(self);
+        loop {
+            let start = Instant::now();
+            let attempt = attempt_blocking(&addr, timeout);
+            match retry.after(attempt, start.elapsed()) {
+                Next::Done(result) => return result,
+                Next::Again(pause) if !pause.is_zero() => std::thread::sleep(pause),
+                Next::Again(_) => {}
+            }
+        }
+    }
+
+    async fn run_async(self) -> ProbeResult {
+        let addr = SocketAddr::new(self.ip, self.port);
+        let timeout = self.timeout;
+        let mut retry = Retry::new(self);
+        loop {
+            let start = Instant::now();
+            let attempt = attempt_async(addr, timeout).await;
+            match retry.after(attempt, start.elapsed()) {
+                Next::Done(result) => return result,
+                Next::Again(pause) if !pause.is_zero() => tokio::time::sleep(pause).await,
+                Next::Again(_) => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(code: i32) -> io::Error {
+        io::Error::from_raw_os_error(code)
+    }
+
+    #[test]
+    fn errno_to_state_and_reason() {
+        let table = [
+            (libc::ECONNREFUSED, Attempt::Answer(PortState::Closed, Reason::ConnRefused)),
+            (libc::ECONNRESET, Attempt::Answer(PortState::Closed, Reason::Reset)),
+            (libc::EHOSTUNREACH, Attempt::Answer(PortState::Filtered, Reason::HostUnreach)),
+            (libc::ENETUNREACH, Attempt::Answer(PortState::Filtered, Reason::NetUnreach)),
+            (libc::EACCES, Attempt::Answer(PortState::Filtered, Reason::AdminProhibited)),
+            (libc::EPERM, Attempt::Answer(PortState::Filtered, Reason::AdminProhibited)),
+            (libc::ETIMEDOUT, Attempt::Silence),
+        ];
+        for (code, want) in table {
+            assert_eq!(classify(&err(code)), want, "errno {code}");
+        }
+        assert_eq!(classify(&io::Error::from(io::ErrorKind::TimedOut)), Attempt::Silence);
+        for code in [libc::EMFILE, libc::ENFILE, libc::EADDRNOTAVAIL, libc::ENOBUFS] {
+            assert!(matches!(classify(&err(code)), Attempt::Exhausted(_)), "errno {code}");
+        }
+        assert!(matches!(classify(&err(libc::EINVAL)), Attempt::Failed(_)));
+    }
+
+    fn task(retries: u8) -> ProbeTask {
+        ProbeTask { block: 0, ip: "127.0.0.1".parse().unwrap(), port: 9, timeout: Duration::from_millis(10), retries }
+    }
+
+    #[test]
+    fn silence_is_retried_then_filtered_never_closed() {
+        let mut r = Retry::new(task(2));
+        assert!(matches!(r.after(Attempt::Silence, Duration::ZERO), Next::Again(_)));
+        assert!(matches!(r.after(Attempt::Silence, Duration::ZERO), Next::Again(_)));
+        let Next::Done(res) = r.after(Attempt::Silence, Duration::ZERO) else { panic!("third silence must end") };
+        assert_eq!((res.state, res.reason, res.tries, res.rtt_us), (PortState::Filtered, Reason::NoResponse, 3, None));
+    }
+
+    #[test]
+    fn an_answer_after_silence_wins() {
+        let mut r = Retry::new(task(1));
+        assert!(matches!(r.after(Attempt::Silence, Duration::ZERO), Next::Again(_)));
+        let Next::Done(res) = r.after(Attempt::Answer(PortState::Open, Reason::SynAck), Duration::from_micros(42))
+        else {
+            panic!()
+        };
+        assert_eq!((res.state, res.reason, res.tries, res.rtt_us), (PortState::Open, Reason::SynAck, 2, Some(42)));
+    }
+
+    #[test]
+    fn self_connects_do_not_use_the_retry_budget() {
+        let mut r = Retry::new(task(0));
+        assert!(matches!(r.after(Attempt::SelfConnect, Duration::ZERO), Next::Again(_)));
+        let Next::Done(res) = r.after(Attempt::Answer(PortState::Closed, Reason::ConnRefused), Duration::ZERO) else {
+            panic!()
+        };
+        assert_eq!(res.state, PortState::Closed);
+    }
+
+    #[test]
+    fn exhaustion_backs_off() {
+        let mut r = Retry::new(task(0));
+        assert!(
+            matches!(r.after(Attempt::Exhausted("EMFILE".into()), Duration::ZERO), Next::Again(d) if d > Duration::ZERO)
+        );
+    }
+}

@@ -1,0 +1,471 @@
+//! Scan output: text for people, JSON, JSON lines and CSV for machines.
+//!
+//! [`Report`] receives probe results in completion order. Line formats
+//! (jsonl, csv) are written as results arrive, so a pipe sees them live and
+//! an interrupted scan keeps everything found so far; text and JSON need
+//! the whole picture and are written by [`Report::finish`], sorted by target
+//! then port. Memory stays proportional to what will be printed: text keeps
+//! only the notable ports (open, error) and counts the rest.
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::probe::{PortState, ProbeResult};
+use super::target::TargetError;
+
+/// Output format (`-f`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// A table of open ports per host and a summary line.
+    Text,
+    /// One JSON document at the end.
+    Json,
+    /// One JSON object per probed port, as results arrive.
+    Jsonl,
+    /// CSV with a header row, as results arrive.
+    Csv,
+}
+
+impl FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "text" => Ok(Format::Text),
+            "json" => Ok(Format::Json),
+            "jsonl" | "ndjson" => Ok(Format::Jsonl),
+            "csv" => Ok(Format::Csv),
+            _ => Err(format!("unknown format {s:?} (expected text, json, jsonl or csv)")),
+        }
+    }
+}
+
+/// Counts of ports per state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Open ports.
+    pub open: u64,
+    /// Closed ports.
+    pub closed: u64,
+    /// Filtered ports.
+    pub filtered: u64,
+    /// Ports that could not be probed.
+    pub error: u64,
+}
+
+impl Counts {
+    fn add(&mut self, state: PortState) {
+        match state {
+            PortState::Open => self.open += 1,
+            PortState::Closed => self.closed += 1,
+            PortState::Filtered => self.filtered += 1,
+            PortState::Error => self.error += 1,
+        }
+    }
+
+    fn merge(&mut self, other: &Counts) {
+        self.open += other.open;
+        self.closed += other.closed;
+        self.filtered += other.filtered;
+        self.error += other.error;
+    }
+
+    /// Ports with a state.
+    pub fn total(&self) -> u64 {
+        self.open + self.closed + self.filtered + self.error
+    }
+}
+
+/// One port line in JSON and JSON lines.
+#[derive(Serialize)]
+struct PortLine<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host: Option<&'a str>,
+    ip: IpAddr,
+    port: u16,
+    proto: &'static str,
+    state: &'static str,
+    reason: &'static str,
+    rtt_us: Option<u64>,
+    tries: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+}
+
+impl<'a> PortLine<'a> {
+    fn new(host: Option<&'a str>, r: &'a ProbeResult) -> Self {
+        PortLine {
+            host,
+            ip: r.ip,
+            port: r.port,
+            proto: "tcp",
+            state: r.state.as_str(),
+            reason: r.reason.as_str(),
+            rtt_us: r.rtt_us,
+            tries: r.tries,
+            error: r.error.as_deref(),
+        }
+    }
+}
+
+/// What the scan as a whole did, for the closing lines.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Summary {
+    /// Engine name.
+    pub engine: &'static str,
+    /// Tasks in flight at most.
+    pub concurrency: usize,
+    /// Addresses scanned.
+    pub hosts: u64,
+    /// Ports per address.
+    pub ports_per_host: u64,
+    /// Per-state totals.
+    pub counts: Counts,
+    /// Probes the engine could not run (crashed workers, panics).
+    pub failed_probes: u64,
+    /// Whether Ctrl-C cut the scan short.
+    pub interrupted: bool,
+    /// Wall time of the scan.
+    #[serde(serialize_with = "secs")]
+    pub elapsed: Duration,
+}
+
+fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((d.as_secs_f64() * 1e6).round() / 1e6)
+}
+
+/// Results of one address.
+#[derive(Default)]
+struct HostResults {
+    host: Option<Arc<str>>,
+    counts: Counts,
+    /// The ports the chosen format will print.
+    kept: Vec<ProbeResult>,
+    /// Per (state, reason) counts of ports not listed, for "Not shown".
+    hidden: BTreeMap<(PortState, &'static str), u64>,
+}
+
+/// Collects and writes results in one format.
+pub struct Report<W: Write> {
+    format: Format,
+    open_only: bool,
+    out: W,
+    /// Hosts keyed by (target block, address): keeps command-line order.
+    hosts: BTreeMap<(u32, IpAddr), HostResults>,
+    header_written: bool,
+}
+
+impl<W: Write> std::fmt::Debug for Report<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Report").field("format", &self.format).field("hosts", &self.hosts.len()).finish_non_exhaustive()
+    }
+}
+
+impl<W: Write> Report<W> {
+    /// A report writing `format` to `out`; `open_only` drops everything but
+    /// open ports from the listing (counts stay complete).
+    pub fn new(format: Format, open_only: bool, out: W) -> Self {
+        Report { format, open_only, out, hosts: BTreeMap::new(), header_written: false }
+    }
+
+    /// Takes one result; line formats write it out immediately.
+    pub fn record(&mut self, host: Option<&Arc<str>>, r: ProbeResult) -> io::Result<()> {
+        let entry = self.hosts.entry((r.block, r.ip)).or_default();
+        if entry.host.is_none() {
+            entry.host = host.cloned();
+        }
+        entry.counts.add(r.state);
+        let listed = !self.open_only || r.state == PortState::Open;
+        match self.format {
+            Format::Jsonl => {
+                if listed {
+                    serde_json::to_writer(&mut self.out, &PortLine::new(host.map(|h| &**h), &r))?;
+                    self.out.write_all(b"\n")?;
+                    self.out.flush()?;
+                }
+            }
+            Format::Csv => {
+                if !self.header_written {
+                    self.out.write_all(b"host,ip,port,proto,state,reason,rtt_us,tries\n")?;
+                    self.header_written = true;
+                }
+                if listed {
+                    let rtt = r.rtt_us.map(|v| v.to_string()).unwrap_or_default();
+                    let host = host.map(|h| csv_field(h)).unwrap_or_default();
+                    writeln!(
+                        self.out,
+                        "{host},{},{},tcp,{},{},{rtt},{}",
+                        r.ip,
+                        r.port,
+                        r.state.as_str(),
+                        r.reason.as_str(),
+                        r.tries
+                    )?;
+                    self.out.flush()?;
+                }
+            }
+            Format::Json => {
+                if listed {
+                    entry.kept.push(r);
+                }
+            }
+            Format::Text => {
+                if matches!(r.state, PortState::Open | PortState::Error) {
+                    entry.kept.push(r);
+                } else {
+                    *entry.hidden.entry((r.state, r.reason.as_str())).or_default() += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Totals over every host so far.
+    pub fn counts(&self) -> Counts {
+        let mut c = Counts::default();
+        for h in self.hosts.values() {
+            c.merge(&h.counts);
+        }
+        c
+    }
+
+    /// Writes the closing part (everything, for text and JSON) and flushes.
+    pub fn finish(mut self, summary: &Summary, target_failures: &[TargetError]) -> io::Result<W> {
+        for h in self.hosts.values_mut() {
+            h.kept.sort_by_key(|r| r.port);
+        }
+        match self.format {
+            Format::Text => self.write_text(summary, target_failures)?,
+            Format::Json => self.write_json(summary, target_failures)?,
+            Format::Csv if !self.header_written => {
+                self.out.write_all(b"host,ip,port,proto,state,reason,rtt_us,tries\n")?
+            }
+            Format::Csv | Format::Jsonl => {}
+        }
+        self.out.flush()?;
+        Ok(self.out)
+    }
+
+    fn write_text(&mut self, s: &Summary, target_failures: &[TargetError]) -> io::Result<()> {
+        for failure in target_failures {
+            writeln!(self.out, "Skipped: {failure}")?;
+        }
+        for ((_, ip), h) in &self.hosts {
+            match &h.host {
+                Some(name) => writeln!(self.out, "Scan report for {name} ({ip})")?,
+                None => writeln!(self.out, "Scan report for {ip}")?,
+            }
+            if h.kept.is_empty() {
+                writeln!(self.out, "All {} scanned ports are closed or filtered", h.counts.total())?;
+            } else {
+                writeln!(self.out, "{:<11} {:<9} {:<14} RTT", "PORT", "STATE", "REASON")?;
+                for r in &h.kept {
+                    let port = format!("{}/tcp", r.port);
+                    let rtt = r.rtt_us.map(format_rtt).unwrap_or_else(|| "-".into());
+                    let note = r.error.as_deref().map(|e| format!("  ({e})")).unwrap_or_default();
+                    writeln!(self.out, "{port:<11} {:<9} {:<14} {rtt}{note}", r.state.as_str(), r.reason.as_str())?;
+                }
+            }
+            if !h.hidden.is_empty() {
+                let parts: Vec<String> =
+                    h.hidden.iter().map(|((state, reason), n)| format!("{n} {} ({reason})", state.as_str())).collect();
+                writeln!(self.out, "Not shown: {}", parts.join(", "))?;
+            }
+            writeln!(self.out)?;
+        }
+        let c = &s.counts;
+        write!(
+            self.out,
+            "Scanned {} host{} x {} port{} in {:.2}s with {} (concurrency {}): {} open, {} closed, {} filtered",
+            s.hosts,
+            plural(s.hosts),
+            s.ports_per_host,
+            plural(s.ports_per_host),
+            s.elapsed.as_secs_f64(),
+            s.engine,
+            s.concurrency,
+            c.open,
+            c.closed,
+            c.filtered
+        )?;
+        if c.error > 0 {
+            write!(self.out, ", {} error", c.error)?;
+        }
+        if s.failed_probes > 0 {
+            write!(self.out, ", {} probes failed", s.failed_probes)?;
+        }
+        if s.interrupted {
+            write!(self.out, " (interrupted: partial results)")?;
+        }
+        writeln!(self.out)
+    }
+
+    fn write_json(&mut self, s: &Summary, target_failures: &[TargetError]) -> io::Result<()> {
+        #[derive(Serialize)]
+        struct HostDoc<'a> {
+            ip: IpAddr,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            host: Option<&'a str>,
+            counts: Counts,
+            ports: Vec<PortLine<'a>>,
+        }
+        #[derive(Serialize)]
+        struct Failure {
+            target: String,
+            error: String,
+        }
+        #[derive(Serialize)]
+        struct Doc<'a> {
+            scanner: &'static str,
+            version: &'static str,
+            summary: &'a Summary,
+            skipped_targets: Vec<Failure>,
+            hosts: Vec<HostDoc<'a>>,
+        }
+        let skipped_targets = target_failures
+            .iter()
+            .map(|f| Failure {
+                target: match f {
+                    TargetError::Syntax { target, .. } | TargetError::Resolve { target, .. } => target.clone(),
+                },
+                error: f.to_string(),
+            })
+            .collect();
+        let hosts = self
+            .hosts
+            .iter()
+            .map(|((_, ip), h)| HostDoc {
+                ip: *ip,
+                host: h.host.as_deref(),
+                counts: h.counts,
+                ports: h.kept.iter().map(|r| PortLine::new(None, r)).collect(),
+            })
+            .collect();
+        let doc = Doc { scanner: "trident", version: env!("CARGO_PKG_VERSION"), summary: s, skipped_targets, hosts };
+        serde_json::to_writer_pretty(&mut self.out, &doc)?;
+        self.out.write_all(b"\n")
+    }
+}
+
+fn plural(n: u64) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+fn format_rtt(us: u64) -> String {
+    if us < 1000 { format!("{us}us") } else { format!("{:.1}ms", us as f64 / 1000.0) }
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scan::probe::Reason;
+
+    fn result(port: u16, state: PortState, reason: Reason) -> ProbeResult {
+        ProbeResult {
+            block: 0,
+            ip: "127.0.0.1".parse().unwrap(),
+            port,
+            state,
+            reason,
+            rtt_us: (state != PortState::Filtered).then_some(1500),
+            tries: 1,
+            error: None,
+        }
+    }
+
+    fn sample() -> Vec<ProbeResult> {
+        vec![
+            result(443, PortState::Closed, Reason::ConnRefused),
+            result(80, PortState::Open, Reason::SynAck),
+            result(22, PortState::Open, Reason::SynAck),
+            result(25, PortState::Filtered, Reason::NoResponse),
+        ]
+    }
+
+    fn render(format: Format, open_only: bool) -> String {
+        let mut report = Report::new(format, open_only, Vec::new());
+        let host: Arc<str> = Arc::from("localhost");
+        for r in sample() {
+            report.record(Some(&host), r).unwrap();
+        }
+        let summary = Summary {
+            engine: "async",
+            concurrency: 10,
+            hosts: 1,
+            ports_per_host: 4,
+            counts: report.counts(),
+            elapsed: Duration::from_millis(1234),
+            ..Summary::default()
+        };
+        String::from_utf8(report.finish(&summary, &[]).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn text_lists_open_ports_sorted_then_summary() {
+        let text = render(Format::Text, false);
+        let want = "Scan report for localhost (127.0.0.1)\n\
+PORT        STATE     REASON         RTT\n\
+22/tcp      open      syn-ack        1.5ms\n\
+80/tcp      open      syn-ack        1.5ms\n\
+Not shown: 1 closed (conn-refused), 1 filtered (no-response)\n\
+\n\
+Scanned 1 host x 4 ports in 1.23s with async (concurrency 10): 2 open, 1 closed, 1 filtered\n";
+        assert_eq!(text, want);
+    }
+
+    #[test]
+    fn jsonl_streams_every_port_in_arrival_order() {
+        let text = render(Format::Jsonl, false);
+        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 4);
+        assert_eq!(
+            lines[0],
+            serde_json::json!({"host":"localhost","ip":"127.0.0.1","port":443,"proto":"tcp","state":"closed","reason":"conn-refused","rtt_us":1500,"tries":1})
+        );
+        assert_eq!(lines[3]["rtt_us"], serde_json::Value::Null);
+        assert_eq!(lines[3]["reason"], "no-response");
+    }
+
+    #[test]
+    fn open_only_filters_listing_not_counts() {
+        let text = render(Format::Jsonl, true);
+        let ports: Vec<u64> = text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["port"].as_u64().unwrap())
+            .collect();
+        assert_eq!(ports, vec![80, 22]);
+        let doc: serde_json::Value = serde_json::from_str(&render(Format::Json, true)).unwrap();
+        assert_eq!(doc["hosts"][0]["counts"], serde_json::json!({"open":2,"closed":1,"filtered":1,"error":0}));
+        assert_eq!(doc["hosts"][0]["ports"].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn json_document_is_sorted_and_complete() {
+        let doc: serde_json::Value = serde_json::from_str(&render(Format::Json, false)).unwrap();
+        let ports: Vec<u64> =
+            doc["hosts"][0]["ports"].as_array().unwrap().iter().map(|p| p["port"].as_u64().unwrap()).collect();
+        assert_eq!(ports, vec![22, 25, 80, 443]);
+        assert_eq!(doc["hosts"][0]["host"], "localhost");
+        assert_eq!(doc["summary"]["counts"]["open"], 2);
+        assert_eq!(doc["summary"]["elapsed"], 1.234);
+    }
+
+    #[test]
+    fn csv_has_header_and_rows() {
+        let text = render(Format::Csv, false);
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some("host,ip,port,proto,state,reason,rtt_us,tries"));
+        assert_eq!(lines.next(), Some("localhost,127.0.0.1,443,tcp,closed,conn-refused,1500,1"));
+        assert_eq!(text.lines().count(), 5);
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+    }
+}

@@ -1,0 +1,300 @@
+//! Scan targets: addresses, CIDR blocks, IPv4 ranges and host names, parsed
+//! into a [`TargetSet`] of address blocks that is walked lazily (a /8 is
+//! never materialised).
+//!
+//! Syntax errors are fatal (bad input); a name that does not resolve is a
+//! per-target failure that the caller reports and skips.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, ToSocketAddrs};
+use std::sync::Arc;
+
+/// Which address families a host name may resolve to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Family {
+    /// IPv4 and IPv6.
+    #[default]
+    Any,
+    /// IPv4 only (`-4`).
+    V4,
+    /// IPv6 only (`-6`).
+    V6,
+}
+
+impl Family {
+    fn admits(self, ip: &IpAddr) -> bool {
+        match self {
+            Family::Any => true,
+            Family::V4 => ip.is_ipv4(),
+            Family::V6 => ip.is_ipv6(),
+        }
+    }
+}
+
+/// A run of consecutive addresses of one family, with the name they came
+/// from when the user gave a host name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Block {
+    /// The host name as typed, if any.
+    pub host: Option<Arc<str>>,
+    /// First address.
+    pub first: IpAddr,
+    /// Number of addresses (at least 1).
+    pub count: u128,
+}
+
+impl Block {
+    fn single(host: Option<Arc<str>>, ip: IpAddr) -> Self {
+        Block { host, first: ip, count: 1 }
+    }
+
+    /// The `i`-th address of the block (`i < count`).
+    pub fn nth(&self, i: u128) -> IpAddr {
+        match self.first {
+            IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(u32::from(a).wrapping_add(i as u32))),
+            IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from(u128::from(a).wrapping_add(i))),
+        }
+    }
+}
+
+/// Every address to scan, in the order given.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TargetSet {
+    /// The blocks, in command-line order; duplicates are kept as given.
+    pub blocks: Vec<Block>,
+}
+
+/// A target that cannot be scanned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    /// Not a valid address, block, range or host name.
+    #[error(
+        "invalid target {target:?}: {why} (expected an IP address, CIDR such as 10.0.0.0/30, range such as 10.0.0.1-20, or host name)"
+    )]
+    Syntax {
+        /// The target as typed.
+        target: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// A host name with no usable address.
+    #[error("cannot resolve host {target:?}: {why}")]
+    Resolve {
+        /// The name as typed.
+        target: String,
+        /// The resolver's answer.
+        why: String,
+    },
+}
+
+impl TargetSet {
+    /// Total number of addresses.
+    pub fn len(&self) -> u128 {
+        self.blocks.iter().map(|b| b.count).sum()
+    }
+
+    /// Whether there is no address at all.
+    pub fn is_empty(&self) -> bool {
+        self.blocks.is_empty()
+    }
+
+    /// Every (host name, address), lazily, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (Option<Arc<str>>, IpAddr)> + Clone + '_ {
+        self.blocks.iter().flat_map(|b| (0..b.count).map(move |i| (b.host.clone(), b.nth(i))))
+    }
+
+    /// Parses and resolves `specs`. Syntax errors fail the whole call (bad
+    /// input); unresolvable names are returned beside the set so the caller
+    /// can report them and scan the rest.
+    pub fn resolve(specs: &[String], family: Family) -> Result<(TargetSet, Vec<TargetError>), TargetError> {
+        let mut set = TargetSet::default();
+        let mut failures = Vec::new();
+        for spec in specs {
+            match parse_literal(spec)? {
+                Some(block) => {
+                    if family.admits(&block.first) {
+                        set.blocks.push(block);
+                    } else {
+                        failures.push(TargetError::Resolve {
+                            target: spec.clone(),
+                            why: format!("{} is not an address of the requested family", block.first),
+                        });
+                    }
+                }
+                None => match resolve_name(spec, family) {
+                    Ok(ips) => {
+                        let host: Arc<str> = Arc::from(spec.as_str());
+                        set.blocks.extend(ips.into_iter().map(|ip| Block::single(Some(Arc::clone(&host)), ip)));
+                    }
+                    Err(e) => failures.push(e),
+                },
+            }
+        }
+        Ok((set, failures))
+    }
+}
+
+/// Splits a target list file (`-iL`): whitespace-separated, `#` comments.
+pub fn parse_list(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|line| line.split('#').next().unwrap_or(""))
+        .flat_map(str::split_whitespace)
+        .map(str::to_string)
+        .collect()
+}
+
+/// An address, block or range; `Ok(None)` if it looks like a host name.
+fn parse_literal(spec: &str) -> Result<Option<Block>, TargetError> {
+    let syntax = |why: &str| TargetError::Syntax { target: spec.to_string(), why: why.to_string() };
+    let s = spec.trim();
+    let unbracketed = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')).unwrap_or(s);
+    if let Ok(ip) = unbracketed.parse::<IpAddr>() {
+        return Ok(Some(Block::single(None, ip)));
+    }
+    if let Some((addr, prefix)) = s.split_once('/') {
+        let ip: IpAddr = addr.parse().map_err(|_| syntax("the part before / is not an IP address"))?;
+        let bits: u32 = match ip {
+            IpAddr::V4(_) => 32,
+            IpAddr::V6(_) => 128,
+        };
+        let prefix: u32 = prefix.parse().map_err(|_| syntax("the prefix length is not a number"))?;
+        if prefix > bits {
+            return Err(syntax(&format!("prefix length /{prefix} is longer than /{bits}")));
+        }
+        let host_bits = bits - prefix;
+        let (first, count) = match ip {
+            IpAddr::V4(a) => {
+                let mask = if host_bits == 32 { 0 } else { u32::MAX << host_bits };
+                (IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask)), 1u128 << host_bits)
+            }
+            IpAddr::V6(a) => {
+                let mask = if host_bits == 128 { 0 } else { u128::MAX << host_bits };
+                let count = if host_bits == 128 { u128::MAX } else { 1u128 << host_bits };
+                (IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask)), count)
+            }
+        };
+        return Ok(Some(Block { host: None, first, count }));
+    }
+    if let Some((start, end)) = s.split_once('-') {
+        if let Ok(first) = start.parse::<Ipv4Addr>() {
+            let last = if let Ok(last) = end.parse::<Ipv4Addr>() {
+                last
+            } else {
+                let octet: u8 =
+                    end.parse().map_err(|_| syntax("the range end is neither an IPv4 address nor a number 0-255"))?;
+                let [a, b, c, _] = first.octets();
+                Ipv4Addr::new(a, b, c, octet)
+            };
+            if u32::from(last) < u32::from(first) {
+                return Err(syntax("the range ends before it starts"));
+            }
+            let count = u128::from(u32::from(last) - u32::from(first)) + 1;
+            return Ok(Some(Block { host: None, first: IpAddr::V4(first), count }));
+        }
+    }
+    if looks_like_host_name(s) { Ok(None) } else { Err(syntax("not an address, block, range or valid host name")) }
+}
+
+/// RFC 1123 host names: letters, digits, hyphens and dots, no empty label.
+fn looks_like_host_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.trim_end_matches('.').split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        // An all-numeric dotted name is a mistyped address, not a host.
+        && !s.split('.').all(|l| l.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn resolve_name(name: &str, family: Family) -> Result<Vec<IpAddr>, TargetError> {
+    let fail = |why: String| TargetError::Resolve { target: name.to_string(), why };
+    let addrs = (name, 0u16).to_socket_addrs().map_err(|e| fail(e.to_string()))?;
+    let mut ips: Vec<IpAddr> = Vec::new();
+    for addr in addrs {
+        let ip = addr.ip();
+        if family.admits(&ip) && !ips.contains(&ip) {
+            ips.push(ip);
+        }
+    }
+    if ips.is_empty() {
+        return Err(fail("no address of the requested family".to_string()));
+    }
+    Ok(ips)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expand(spec: &str) -> Vec<IpAddr> {
+        let (set, failures) = TargetSet::resolve(&[spec.to_string()], Family::Any).unwrap();
+        assert!(failures.is_empty(), "{failures:?}");
+        set.iter().map(|(_, ip)| ip).collect()
+    }
+
+    fn ips(list: &[&str]) -> Vec<IpAddr> {
+        list.iter().map(|s| s.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn literals_blocks_and_ranges() {
+        assert_eq!(expand("127.0.0.1"), ips(&["127.0.0.1"]));
+        assert_eq!(expand("::1"), ips(&["::1"]));
+        assert_eq!(expand("[::1]"), ips(&["::1"]));
+        assert_eq!(expand("10.0.0.0/30"), ips(&["10.0.0.0", "10.0.0.1", "10.0.0.2", "10.0.0.3"]));
+        assert_eq!(expand("10.0.0.5/30"), ips(&["10.0.0.4", "10.0.0.5", "10.0.0.6", "10.0.0.7"]));
+        assert_eq!(expand("10.0.0.1/32"), ips(&["10.0.0.1"]));
+        assert_eq!(expand("10.0.0.1-3"), ips(&["10.0.0.1", "10.0.0.2", "10.0.0.3"]));
+        assert_eq!(expand("10.0.0.255-10.0.1.1"), ips(&["10.0.0.255", "10.0.1.0", "10.0.1.1"]));
+        assert_eq!(expand("fe80::/127"), ips(&["fe80::", "fe80::1"]));
+    }
+
+    #[test]
+    fn big_blocks_are_lazy() {
+        let (set, _) = TargetSet::resolve(&["10.0.0.0/8".into(), "::/0".into()], Family::Any).unwrap();
+        assert_eq!(set.blocks[0].count, 1 << 24);
+        assert_eq!(set.iter().nth(1 << 24), Some((None, "::".parse().unwrap())));
+    }
+
+    #[test]
+    fn syntax_errors_name_the_target() {
+        for bad in
+            ["10.0.0.0/33", "::/129", "10.0.0.0/x", "10.0.0.9-3", "10.0.0.1-300", "1.2.3", "bad..name", "-x", "a b"]
+        {
+            match TargetSet::resolve(&[bad.to_string()], Family::Any) {
+                Err(TargetError::Syntax { target, .. }) => assert_eq!(target, bad),
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn names_resolve_per_family_and_failures_are_per_target() {
+        let specs = vec!["localhost".to_string(), "no-such-host.invalid".to_string(), "127.0.0.2".to_string()];
+        let (set, failures) = TargetSet::resolve(&specs, Family::V4).unwrap();
+        let got: Vec<_> = set.iter().collect();
+        assert!(got.contains(&(Some(Arc::from("localhost")), "127.0.0.1".parse().unwrap())), "{got:?}");
+        assert!(got.iter().all(|(_, ip)| ip.is_ipv4()));
+        assert_eq!(got.last(), Some(&(None, "127.0.0.2".parse().unwrap())));
+        assert_eq!(failures.len(), 1);
+        assert!(matches!(&failures[0], TargetError::Resolve { target, .. } if target == "no-such-host.invalid"));
+    }
+
+    #[test]
+    fn family_filter_applies_to_literals() {
+        let (set, failures) = TargetSet::resolve(&["::1".to_string()], Family::V4).unwrap();
+        assert!(set.is_empty());
+        assert_eq!(failures.len(), 1);
+    }
+
+    #[test]
+    fn list_files() {
+        assert_eq!(
+            parse_list("10.0.0.1  # a comment\n\n# only comment\nlocalhost ::1\n"),
+            vec!["10.0.0.1", "localhost", "::1"]
+        );
+    }
+}
