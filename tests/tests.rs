@@ -3,5 +3,4 @@
 
 mod util;
 
-mod engine_processes;
 mod scan_cli;

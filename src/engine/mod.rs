@@ -255,3 +255,92 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         "panic with a non-string payload".to_string()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    /// Squares a number; panics on 13 to exercise failure reporting.
+    #[derive(Clone, Debug, Serialize, Deserialize)]
+    struct Square(u64);
+
+    impl Task for Square {
+        type Output = u64;
+        const NAME: &'static str = "test-square";
+        fn run_blocking(self) -> u64 {
+            assert!(self.0 != 13, "unlucky {}", self.0);
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            self.0 * self.0
+        }
+        async fn run_async(self) -> u64 {
+            assert!(self.0 != 13, "unlucky {}", self.0);
+            ::tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            self.0 * self.0
+        }
+    }
+
+    /// The in-process engines (processes needs the trident binary; the
+    /// integration tests cover it).
+    fn in_process() -> Vec<EngineConfig> {
+        vec![
+            EngineConfig::new(EngineKind::Threads).with_concurrency(7),
+            EngineConfig::new(EngineKind::Async).with_concurrency(7),
+            EngineConfig { async_runtime: AsyncRuntime::CurrentThread, ..EngineConfig::new(EngineKind::Async) },
+        ]
+    }
+
+    #[test]
+    fn every_task_is_reported_once_and_panics_are_failures() {
+        for config in in_process() {
+            let mut done = Vec::new();
+            let mut failed = Vec::new();
+            let stats = run_tasks(&config, (0..100).map(Square), &Interrupt::new(), |o| match o {
+                TaskOutcome::Done(v) => done.push(v),
+                TaskOutcome::Failed { task, reason } => failed.push((task.0, reason)),
+            })
+            .unwrap();
+            done.sort_unstable();
+            let want: Vec<u64> = (0..100).filter(|&n| n != 13).map(|n| n * n).collect();
+            assert_eq!(done, want, "{config:?}");
+            assert_eq!(failed.len(), 1);
+            assert_eq!(failed[0].0, 13);
+            assert!(failed[0].1.contains("unlucky 13"), "{}", failed[0].1);
+            assert_eq!((stats.done, stats.failed, stats.interrupted), (99, 1, false));
+            assert!(stats.runners_started >= 1);
+        }
+    }
+
+    #[test]
+    fn concurrency_bounds_threads_started() {
+        let config = EngineConfig::new(EngineKind::Threads).with_concurrency(3);
+        let stats = run_tasks(&config, (0..50).map(Square), &Interrupt::new(), |_| {}).unwrap();
+        assert!(stats.runners_started <= 3, "{stats:?}");
+    }
+
+    #[test]
+    fn interrupt_stops_new_work() {
+        for config in in_process() {
+            let interrupt = Interrupt::new();
+            let mut seen = 0;
+            let stats = run_tasks(&config, (100..10_000).map(Square), &interrupt, |_| {
+                seen += 1;
+                if seen == 20 {
+                    interrupt.trigger();
+                }
+            })
+            .unwrap();
+            assert!(stats.interrupted, "{config:?}");
+            assert!(stats.done < 9_900 && stats.done >= 20, "{config:?}: {stats:?}");
+            assert_eq!(stats.done, seen);
+        }
+    }
+
+    #[test]
+    fn engine_names_round_trip() {
+        for kind in EngineKind::ALL {
+            assert_eq!(kind.name().parse::<EngineKind>(), Ok(kind));
+        }
+        assert!("fibers".parse::<EngineKind>().unwrap_err().contains("threads, processes or async"));
+    }
+}

@@ -103,6 +103,9 @@ pub fn run(config: &ScanConfig, interrupt: &Interrupt) -> anyhow::Result<ScanOut
         }
         engine.concurrency = budget;
     }
+    for skipped in &config.skipped {
+        eprintln!("trident: skipping target: {skipped}");
+    }
     let hosts = u64::try_from(config.targets.len()).unwrap_or(u64::MAX);
     let total = hosts.saturating_mul(config.ports.len() as u64);
     if config.verbose {

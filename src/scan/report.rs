@@ -240,7 +240,7 @@ impl<W: Write> Report<W> {
             h.kept.sort_by_key(|r| r.port);
         }
         match self.format {
-            Format::Text => self.write_text(summary, target_failures)?,
+            Format::Text => self.write_text(summary)?,
             Format::Json => self.write_json(summary, target_failures)?,
             Format::Csv if !self.header_written => {
                 self.out.write_all(b"host,ip,port,proto,state,reason,rtt_us,tries\n")?
@@ -251,10 +251,7 @@ impl<W: Write> Report<W> {
         Ok(self.out)
     }
 
-    fn write_text(&mut self, s: &Summary, target_failures: &[TargetError]) -> io::Result<()> {
-        for failure in target_failures {
-            writeln!(self.out, "Skipped: {failure}")?;
-        }
+    fn write_text(&mut self, s: &Summary) -> io::Result<()> {
         for ((_, ip), h) in &self.hosts {
             match &h.host {
                 Some(name) => writeln!(self.out, "Scan report for {name} ({ip})")?,
