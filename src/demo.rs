@@ -112,7 +112,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<Exit> {
         println!("  (includes {} wildcard listener(s) of other programs on this machine)", truth.len() - mine.len());
     }
     println!();
-    println!("{:<10} {:>5}  {:<6} {:>8} {:>8} {:>10}", "ENGINE", "FOUND", "MATCH", "WALL", "CPU", "PEAK RSS");
+    println!("{:<10} {:>5}  {:<6} {:>8} {:>8} {:>11} {:>11}", "ENGINE", "FOUND", "MATCH", "WALL", "CPU", "PEAK RSS", "PEAK PSS");
     let mut all_match = true;
     for engine in &args.engines {
         let m = measure(Command::new(&exe).args([
@@ -137,13 +137,14 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<Exit> {
         let matched = found == truth;
         all_match &= matched;
         println!(
-            "{:<10} {:>5}  {:<6} {:>7.3}s {:>7.3}s {:>7.1} MiB",
+            "{:<10} {:>5}  {:<6} {:>7.3}s {:>7.3}s {:>7.1} MiB {:>7.1} MiB",
             engine.name(),
             found.len(),
             if matched { "yes" } else { "NO" },
             m.wall.as_secs_f64(),
             m.cpu().as_secs_f64(),
-            m.peak_rss_kib as f64 / 1024.0
+            m.peak_rss_kib as f64 / 1024.0,
+            m.peak_pss_kib as f64 / 1024.0
         );
         if !matched {
             let missed: BTreeSet<u16> = truth.difference(&found).copied().collect();
@@ -152,7 +153,8 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<Exit> {
         }
     }
     println!();
-    println!("CPU is user+system time of the scan process and its workers; peak RSS sums the whole process tree.");
+    println!("CPU: user+system time of the scan and its worker processes. Peak RSS and PSS: summed over the");
+    println!("whole process tree; PSS counts pages shared between processes (the binary) once.");
     Ok(if all_match { Exit::Success } else { Exit::Failure })
 }
 

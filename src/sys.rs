@@ -53,3 +53,15 @@ pub fn rss_kib(pid: u32) -> u64 {
     let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
     pages * page / 1024
 }
+
+/// Proportional set size of one process in KiB: its private memory plus its
+/// share of pages it shares with others (0 if it is gone). Summing PSS over
+/// a process tree counts shared pages (the binary's text) once.
+pub fn pss_kib(pid: u32) -> u64 {
+    let Ok(rollup) = fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) else { return 0 };
+    rollup
+        .lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}

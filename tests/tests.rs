@@ -1,5 +1,5 @@
 //! trident's integration tests: one binary, a module per area. Every
-//! workload behaviour is run on every engine (see `util::for_each_engine`).
+//! workload behaviour is run on every engine (see `engine_tests!` in util.rs).
 
 mod util;
 

@@ -1,10 +1,11 @@
 //! Runs a command and measures it: wall time, user+system CPU of the
 //! command and its waited-for children (`wait4` rusage), and peak memory.
 //!
-//! Peak memory is the larger of the kernel's `ru_maxrss` (largest single
-//! process) and a sampled sum of resident memory over the whole process
-//! tree, every few milliseconds: for the processes engine the sum is what
-//! the machine pays.
+//! Peak memory is sampled over the whole process tree every 10 ms, both as
+//! a sum of RSS (raised to the kernel's `ru_maxrss` if that is larger) and
+//! as a sum of PSS. For one process they are close; for the processes
+//! engine the RSS sum counts the shared binary once per worker and the PSS
+//! sum is what the machine really pays.
 
 use std::io::{self, Read};
 use std::process::{Command, Stdio};
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 use crate::sys;
 
 /// How often the process tree's memory is sampled.
-const SAMPLE_EVERY: Duration = Duration::from_millis(5);
+const SAMPLE_EVERY: Duration = Duration::from_millis(10);
 
 /// What one run cost.
 #[derive(Clone, Debug)]
@@ -27,8 +28,11 @@ pub struct Measurement {
     pub user: Duration,
     /// System CPU time, children included.
     pub sys: Duration,
-    /// Peak resident memory of the process tree, KiB.
+    /// Peak resident memory of the process tree (sum of RSS), KiB.
     pub peak_rss_kib: u64,
+    /// Peak proportional memory of the process tree (sum of PSS), KiB:
+    /// pages shared between processes counted once.
+    pub peak_pss_kib: u64,
     /// Exit code, or `None` if killed by a signal.
     pub exit_code: Option<i32>,
     /// Everything written to stdout.
@@ -66,12 +70,16 @@ pub fn measure(cmd: &mut Command) -> io::Result<Measurement> {
 
     let done = Arc::new(AtomicBool::new(false));
     let peak = Arc::new(AtomicU64::new(0));
+    let peak_pss = Arc::new(AtomicU64::new(0));
     let sampler = {
-        let (done, peak) = (Arc::clone(&done), Arc::clone(&peak));
+        let (done, peak, peak_pss) = (Arc::clone(&done), Arc::clone(&peak), Arc::clone(&peak_pss));
         thread::spawn(move || {
             while !done.load(Ordering::Relaxed) {
-                let total: u64 = sys::process_tree(pid).into_iter().map(sys::rss_kib).sum();
-                peak.fetch_max(total, Ordering::Relaxed);
+                let tree = sys::process_tree(pid);
+                let rss: u64 = tree.iter().map(|&p| sys::rss_kib(p)).sum();
+                let pss: u64 = tree.iter().map(|&p| sys::pss_kib(p)).sum();
+                peak.fetch_max(rss, Ordering::Relaxed);
+                peak_pss.fetch_max(pss, Ordering::Relaxed);
                 thread::sleep(SAMPLE_EVERY);
             }
         })
@@ -107,6 +115,7 @@ pub fn measure(cmd: &mut Command) -> io::Result<Measurement> {
         user: timeval(usage.ru_utime),
         sys: timeval(usage.ru_stime),
         peak_rss_kib: peak.load(Ordering::Relaxed).max(maxrss),
+        peak_pss_kib: peak_pss.load(Ordering::Relaxed),
         exit_code,
         stdout,
         stderr,
