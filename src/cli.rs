@@ -68,7 +68,7 @@ pub struct EngineArgs {
     pub engine: EngineKind,
     /// Maximum tasks in flight (threads, worker processes or futures).
     /// [default: threads 512, processes 64, async 4096]
-    #[arg(short = 'c', long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(short = 'c', long, value_name = "N", value_parser = parse_concurrency)]
     pub concurrency: Option<u32>,
     /// Tokio runtime flavour for the async engine.
     #[arg(long, value_enum, default_value_t = RuntimeArg::MultiThread)]
@@ -86,6 +86,14 @@ pub enum RuntimeArg {
 
 fn parse_engine(s: &str) -> Result<EngineKind, String> {
     s.parse()
+}
+
+fn parse_concurrency(s: &str) -> Result<u32, String> {
+    match s.parse::<u32>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err("expected a whole number of tasks in flight, at least 1".into()),
+    }
 }
 
 impl EngineArgs {

@@ -112,7 +112,10 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<Exit> {
         println!("  (includes {} wildcard listener(s) of other programs on this machine)", truth.len() - mine.len());
     }
     println!();
-    println!("{:<10} {:>5}  {:<6} {:>8} {:>8} {:>11} {:>11}", "ENGINE", "FOUND", "MATCH", "WALL", "CPU", "PEAK RSS", "PEAK PSS");
+    println!(
+        "{:<10} {:>5}  {:<6} {:>8} {:>8} {:>11} {:>11}",
+        "ENGINE", "FOUND", "MATCH", "WALL", "CPU", "PEAK RSS", "PEAK PSS"
+    );
     let mut all_match = true;
     for engine in &args.engines {
         let m = measure(Command::new(&exe).args([

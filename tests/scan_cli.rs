@@ -53,8 +53,8 @@ engine_tests! {
         }
         assert_eq!(lines.next(), Some("Not shown: 5 closed (conn-refused)"));
         let summary = text.lines().last().unwrap_or_default();
-        let want = format!("Scanned 1 host x 8 ports in ");
-        assert!(summary.starts_with(&want), "{summary}");
+        let want = "Scanned 1 host x 8 ports in ";
+        assert!(summary.starts_with(want), "{summary}");
         assert!(summary.ends_with(&format!("with {engine} (concurrency 4): 3 open, 5 closed, 0 filtered")), "{summary}");
         assert!(stderr(&o).is_empty(), "nothing on stderr without a terminal: {}", stderr(&o));
     }
@@ -178,7 +178,8 @@ fn help_teaches_engines_defaults_and_exit_codes() {
     let o = run(&["scan", "--help"]);
     assert!(o.status.success());
     let help = stdout(&o);
-    for needle in ["threads 512", "processes 64", "async 4096", "--async-runtime", "Exit status", "conn-refused", "-iL"] {
+    for needle in ["threads 512", "processes 64", "async 4096", "--async-runtime", "Exit status", "conn-refused", "-iL"]
+    {
         assert!(help.contains(needle), "missing {needle:?} in --help");
     }
 }

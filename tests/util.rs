@@ -101,10 +101,7 @@ pub struct PortLine {
 
 /// Parses `-f jsonl` output.
 pub fn jsonl(o: &Output) -> Vec<PortLine> {
-    stdout(o)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad jsonl line {l:?}: {e}")))
-        .collect()
+    stdout(o).lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad jsonl line {l:?}: {e}"))).collect()
 }
 
 /// Ports with the given state in jsonl output.
