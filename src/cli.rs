@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::engine::{AsyncRuntime, EngineConfig, EngineKind};
 use crate::error::BadInput;
-use crate::scan::{Family, Format, PortList, ScanConfig, TargetSet, target};
+use crate::scan::{Family, Format, PortList, Retries, ScanConfig, Shard, TargetSet, TimingConfig, target};
 
 const ENGINE_HELP: &str = "\
 Engines: threads = a pool of OS threads, one blocking task each;
@@ -54,8 +54,15 @@ Examples:
 
 States (as nmap -sT): open (syn-ack), closed (conn-refused: reset or ICMP
 port unreachable), filtered (no-response after the retries, or an ICMP
-error: host-unreach, net-unreach, admin-prohibited). A timeout is never
-reported as closed.
+error: host-unreach, net-unreach, proto-unreach, admin-prohibited). A
+timeout is never reported as closed.
+
+Timing: timeouts adapt to the measured RTTs (srtt + 4 rttvar, as nmap),
+and ports that did not answer are probed again in rounds while retries
+keep recovering answers. --timeout/--retries fix them; -T0..-T5 presets.
+
+Sharding: trident scan 10.0.0.0/16 -p- --seed 7 --shard 2/8 scans one
+eighth; see docs/SHARDING.md for a Kubernetes Indexed Job.
 
 Exit status: 0 done, 1 some probes could not be run, 2 bad input,
 130 interrupted (partial results are still written).";
@@ -129,12 +136,30 @@ pub struct ScanArgs {
     /// Engine options.
     #[command(flatten)]
     pub engine: EngineArgs,
-    /// Time one connect attempt may take (e.g. 500ms, 2s).
-    #[arg(long, value_name = "DUR", default_value = "1s", value_parser = parse_duration)]
-    pub timeout: Duration,
-    /// Extra attempts for a port that did not answer.
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    pub retries: u8,
+    /// Timing preset, nmap's -T0..-T5 (timeouts and retry budget; -T3 is
+    /// the default). Written -T4 or --timing 4.
+    #[arg(short = 'T', long = "timing", value_name = "0-5", value_parser = clap::value_parser!(u8).range(0..=5))]
+    pub timing: Option<u8>,
+    /// Fixed time one connect attempt may take (e.g. 500ms, 2s) instead of
+    /// the adaptive timeout (srtt + 4 rttvar of the answers so far, 100ms-10s).
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Fixed number of retry rounds for ports that did not answer, instead
+    /// of the adaptive budget (another round while retries recover answers, at most 10).
+    #[arg(long, value_name = "N")]
+    pub retries: Option<u8>,
+    /// Start at most this many probes per second (all engines).
+    #[arg(long, value_name = "PPS", value_parser = parse_rate)]
+    pub max_rate: Option<f64>,
+    /// Seed of the random probe order; the same seed gives the same order.
+    /// [default: random, or a fixed one with --shard]
+    #[arg(long, value_name = "S")]
+    pub seed: Option<u64>,
+    /// Scan only shard K of N (K from 0) of the (address x port) space; with
+    /// the same seed the N shards are disjoint and add up to the whole scan.
+    /// auto/N takes K from $JOB_COMPLETION_INDEX (Kubernetes Indexed Jobs).
+    #[arg(long, value_name = "K/N", value_parser = parse_shard)]
+    pub shard: Option<Shard>,
     /// Output format: text, json, jsonl (one line per port, streamed) or csv.
     #[arg(short = 'f', long, default_value = "text", value_parser = parse_format)]
     pub format: Format,
@@ -156,6 +181,17 @@ pub struct ScanArgs {
     /// Explain what is being done on stderr.
     #[arg(short = 'v', long)]
     pub verbose: bool,
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err("expected a positive number of probes per second".into()),
+    }
+}
+
+fn parse_shard(s: &str) -> Result<Shard, String> {
+    s.parse()
 }
 
 fn parse_format(s: &str) -> Result<Format, String> {
@@ -236,13 +272,30 @@ impl ScanArgs {
             let first = skipped.first().map_or_else(|| "no targets".to_string(), ToString::to_string);
             return Err(BadInput(first));
         }
+        let mut timing = match self.timing {
+            Some(level) => {
+                TimingConfig::preset(level).ok_or_else(|| BadInput(format!("no timing preset -T{level}")))?
+            }
+            None => TimingConfig::normal(),
+        };
+        timing.fixed = self.timeout;
+        if let Some(n) = self.retries {
+            timing.retries = Retries::Fixed(n);
+        }
+        // Shards must agree on the order, so sharding without a seed uses a
+        // fixed one rather than a random one.
+        let seed =
+            self.seed.unwrap_or_else(|| if self.shard.is_some() { 0x0074_7269_6465_6e74 } else { random_seed() });
+        let mut engine = self.engine.config();
+        engine.max_rate = self.max_rate;
         Ok(ScanConfig {
             targets,
             skipped,
             ports,
-            engine: self.engine.config(),
-            timeout: self.timeout,
-            retries: self.retries,
+            engine,
+            timing,
+            seed,
+            shard: self.shard.unwrap_or(Shard::ALL),
             format: self.format,
             output: self.output,
             open_only: self.open,
@@ -250,6 +303,11 @@ impl ScanArgs {
             verbose: self.verbose,
         })
     }
+}
+
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one((std::process::id(), std::time::SystemTime::now()))
 }
 
 #[cfg(test)]

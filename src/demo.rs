@@ -129,8 +129,6 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<Exit> {
             "json",
             "--open",
             "-q",
-            "--timeout",
-            "1s",
         ]))
         .with_context(|| format!("cannot run the {engine} scan"))?;
         if m.exit_code != Some(0) {

@@ -3,4 +3,6 @@
 
 mod util;
 
+mod netns;
 mod scan_cli;
+mod scan_netns;

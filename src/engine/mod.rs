@@ -122,6 +122,8 @@ pub struct EngineConfig {
     pub async_runtime: AsyncRuntime,
     /// Stack size of pool threads (threads engine), in bytes.
     pub thread_stack: usize,
+    /// At most this many task starts per second (`--max-rate`), if set.
+    pub max_rate: Option<f64>,
 }
 
 impl EngineConfig {
@@ -132,6 +134,7 @@ impl EngineConfig {
             concurrency: kind.default_concurrency(),
             async_runtime: AsyncRuntime::default(),
             thread_stack: 256 * 1024,
+            max_rate: None,
         }
     }
 
@@ -167,6 +170,34 @@ impl Interrupt {
     /// The shared flag, for signal handlers.
     pub fn flag(&self) -> Arc<AtomicBool> {
         Arc::clone(&self.0)
+    }
+}
+
+/// Spaces task starts to honour `max_rate`. Slots are booked on a
+/// schedule, so an oversleep is made up by the next starts instead of
+/// lowering the rate; an idle pause never builds up a burst.
+#[derive(Debug)]
+pub(crate) struct Pacer {
+    interval: Option<std::time::Duration>,
+    next: std::time::Instant,
+}
+
+impl Pacer {
+    pub(crate) fn new(max_rate: Option<f64>) -> Self {
+        let interval = max_rate.filter(|r| *r > 0.0).map(|r| std::time::Duration::from_secs_f64(1.0 / r));
+        Pacer { interval, next: std::time::Instant::now() }
+    }
+
+    /// Books the next start; returns how long to wait before it.
+    pub(crate) fn book(&mut self) -> std::time::Duration {
+        let Some(interval) = self.interval else { return std::time::Duration::ZERO };
+        let now = std::time::Instant::now();
+        if self.next < now {
+            self.next = now;
+        }
+        let wait = self.next - now;
+        self.next += interval;
+        wait
     }
 }
 

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Sender, unbounded};
 
-use super::{EngineConfig, EngineError, Interrupt, RunStats, Task, TaskOutcome};
+use super::{EngineConfig, EngineError, Interrupt, Pacer, RunStats, Task, TaskOutcome};
 
 /// The hidden subcommand a worker process is started with.
 pub const WORKER_SUBCOMMAND: &str = "__worker";
@@ -268,6 +268,7 @@ where
     let mut exhausted = false;
     let mut interrupted_at: Option<Instant> = None;
     let mut consecutive_crashes = 0u32;
+    let mut pacer = Pacer::new(config.max_rate);
 
     loop {
         if interrupt.is_set() && interrupted_at.is_none() {
@@ -285,6 +286,10 @@ where
                 None if exhausted => break,
                 None => match tasks.next() {
                     Some(task) => {
+                        let wait = pacer.book();
+                        if !wait.is_zero() {
+                            thread::sleep(wait);
+                        }
                         next_id += 1;
                         Assigned { id: next_id, task, attempts: 0 }
                     }

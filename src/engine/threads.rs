@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{bounded, select, unbounded};
 
-use super::{EngineConfig, EngineError, Interrupt, RunStats, Task, TaskOutcome, panic_message};
+use super::{EngineConfig, EngineError, Interrupt, Pacer, RunStats, Task, TaskOutcome, panic_message};
 
 /// How often the dispatcher wakes up to look at the interrupt flag.
 const TICK: Duration = Duration::from_millis(50);
@@ -39,10 +39,12 @@ where
     let (task_tx, task_rx) = bounded::<T>(0);
     let (out_tx, out_rx) = unbounded::<TaskOutcome<T>>();
 
+    let mut pacer = Pacer::new(config.max_rate);
     thread::scope(|scope| {
         let mut in_flight = 0usize;
         let mut spawned = 0usize;
         let mut pending = tasks.next();
+        let mut booked = false;
         loop {
             if interrupt.is_set() && pending.is_some() {
                 pending = None;
@@ -59,6 +61,20 @@ where
                 }
                 continue;
             };
+            if !booked {
+                // Wait for the task's start slot, taking in outcomes meanwhile.
+                let deadline = std::time::Instant::now() + pacer.book();
+                while let Some(left) =
+                    deadline.checked_duration_since(std::time::Instant::now()).filter(|d| !d.is_zero())
+                {
+                    if let Ok(outcome) = out_rx.recv_timeout(left) {
+                        in_flight -= 1;
+                        record(&mut stats, &outcome);
+                        on_output(outcome);
+                    }
+                }
+                booked = true;
+            }
             if in_flight >= spawned && spawned < config.concurrency {
                 let task_rx = task_rx.clone();
                 let out_tx = out_tx.clone();
@@ -77,7 +93,7 @@ where
                     // workers never drop theirs early, so this is unreachable
                     // in practice; keep the task rather than lose it.
                     match sent {
-                        Ok(()) => { in_flight += 1; pending = tasks.next(); }
+                        Ok(()) => { in_flight += 1; pending = tasks.next(); booked = false; }
                         Err(e) => pending = Some(e.into_inner()),
                     }
                 }

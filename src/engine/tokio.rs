@@ -10,7 +10,7 @@ use std::time::Duration;
 use ::tokio::runtime::{Builder, Runtime};
 use ::tokio::task::JoinSet;
 
-use super::{AsyncRuntime, EngineConfig, EngineError, Interrupt, RunStats, Task, TaskOutcome, panic_message};
+use super::{AsyncRuntime, EngineConfig, EngineError, Interrupt, Pacer, RunStats, Task, TaskOutcome, panic_message};
 
 /// How often the dispatcher wakes up to look at the interrupt flag.
 const TICK: Duration = Duration::from_millis(50);
@@ -36,6 +36,7 @@ where
 {
     let rt = runtime(config.async_runtime).map_err(|source| EngineError::Start { engine: "async", source })?;
     let mut stats = RunStats::default();
+    let mut pacer = Pacer::new(config.max_rate);
     rt.block_on(async {
         let mut set: JoinSet<T::Output> = JoinSet::new();
         // The task behind each running future, to report it if it panics.
@@ -50,6 +51,10 @@ where
                 }
                 match tasks.next() {
                     Some(task) => {
+                        let wait = pacer.book();
+                        if !wait.is_zero() {
+                            ::tokio::time::sleep(wait).await;
+                        }
                         let copy = task.clone();
                         let handle = set.spawn(task.run_async());
                         running.insert(handle.id(), copy);

@@ -1,11 +1,12 @@
-//! One probe: a TCP connect to (address, port), retried when nothing
-//! answers, classified into nmap's states and reasons.
+//! One probe: a TCP connect to (address, port), classified into nmap's
+//! states and reasons.
 //!
 //! [`ProbeTask`] is the scan's [`Task`]: the blocking version (threads and
 //! processes engines) uses a socket2 socket with a connect timeout, the async
 //! version a tokio socket under `tokio::time::timeout`. Both share
-//! [`classify`] and the retry rules, so every engine reports the same thing
-//! for the same packets. Sockets are closed with `SO_LINGER {1,0}`: an RST
+//! [`classify`] and the same attempt rules, so every engine reports the same
+//! thing for the same packets. Retrying silent ports is the scan's job
+//! (`timing.rs`), not the probe's. Sockets are closed with `SO_LINGER {1,0}`: an RST
 //! instead of a FIN, so a scan leaves no TIME_WAIT behind.
 
 use std::io;
@@ -59,7 +60,10 @@ pub enum Reason {
     HostUnreach,
     /// ICMP network unreachable, or no route (ENETUNREACH).
     NetUnreach,
-    /// Refused by a local firewall (EACCES/EPERM).
+    /// ICMP protocol unreachable (ENOPROTOOPT).
+    ProtoUnreach,
+    /// Refused by a firewall: a local one (EPERM), or ICMPv6
+    /// administratively prohibited (EACCES).
     AdminProhibited,
     /// A local failure; see the result's `error`.
     LocalError,
@@ -75,6 +79,7 @@ impl Reason {
             Reason::NoResponse => "no-response",
             Reason::HostUnreach => "host-unreach",
             Reason::NetUnreach => "net-unreach",
+            Reason::ProtoUnreach => "proto-unreach",
             Reason::AdminProhibited => "admin-prohibited",
             Reason::LocalError => "local-error",
         }
@@ -110,7 +115,10 @@ pub fn classify(err: &io::Error) -> Attempt {
         libc::ECONNRESET => Attempt::Answer(PortState::Closed, Reason::Reset),
         libc::ETIMEDOUT => Attempt::Silence,
         libc::EHOSTUNREACH => Attempt::Answer(PortState::Filtered, Reason::HostUnreach),
+        // ICMP host unknown / isolated arrive as EHOSTDOWN / ENONET.
+        libc::EHOSTDOWN | libc::ENONET => Attempt::Answer(PortState::Filtered, Reason::HostUnreach),
         libc::ENETUNREACH => Attempt::Answer(PortState::Filtered, Reason::NetUnreach),
+        libc::ENOPROTOOPT => Attempt::Answer(PortState::Filtered, Reason::ProtoUnreach),
         libc::EACCES | libc::EPERM => Attempt::Answer(PortState::Filtered, Reason::AdminProhibited),
         libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::EADDRNOTAVAIL | libc::EAGAIN => {
             Attempt::Exhausted(err.to_string())
@@ -126,7 +134,8 @@ const EXHAUSTED_LIMIT: Duration = Duration::from_secs(30);
 /// Self-connects are rare; more than this many in a row is a bug.
 const MAX_SELF_CONNECTS: u32 = 8;
 
-/// Probe one TCP port.
+/// Probe one TCP port once. Silence is not retried here: the scan decides
+/// which silent ports get another round, with what it has learnt since.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProbeTask {
     /// Index of the target block this address came from (for host names).
@@ -135,10 +144,10 @@ pub struct ProbeTask {
     pub ip: IpAddr,
     /// Port to connect to.
     pub port: u16,
-    /// How long one connect attempt may take.
+    /// How long the connect attempt may take.
     pub timeout: Duration,
-    /// Extra attempts after a silent one.
-    pub retries: u8,
+    /// 0 for the first probe of this port, n for its n-th retry.
+    pub retry: u8,
 }
 
 /// What a probe found out.
@@ -156,18 +165,25 @@ pub struct ProbeResult {
     pub reason: Reason,
     /// Time from connect() to the answer, for answered probes.
     pub rtt_us: Option<u64>,
-    /// Connect attempts made.
+    /// Probes sent to this port (retries included).
     pub tries: u32,
     /// The local error, for [`PortState::Error`].
     pub error: Option<String>,
 }
 
-/// Drives the retry rules over any way of making one attempt; the blocking
-/// and async probes differ only in `attempt` and `sleep`.
-struct Retry {
+impl ProbeResult {
+    /// Whether nothing answered (a candidate for another round).
+    pub fn is_silent(&self) -> bool {
+        self.reason == Reason::NoResponse
+    }
+}
+
+/// The rules around one probe, shared by the blocking and async versions
+/// (which differ only in how they make an attempt and how they sleep):
+/// self-connects and exhausted descriptors are tried again on the spot,
+/// everything else ends the probe.
+struct Attempts {
     task: ProbeTask,
-    tries: u32,
-    silent: u8,
     self_connects: u32,
     exhausted_since: Option<Instant>,
 }
@@ -177,9 +193,9 @@ enum Next {
     Done(ProbeResult),
 }
 
-impl Retry {
+impl Attempts {
     fn new(task: ProbeTask) -> Self {
-        Retry { task, tries: 0, silent: 0, self_connects: 0, exhausted_since: None }
+        Attempts { task, self_connects: 0, exhausted_since: None }
     }
 
     fn result(&self, state: PortState, reason: Reason, rtt: Option<Duration>, error: Option<String>) -> ProbeResult {
@@ -190,19 +206,14 @@ impl Retry {
             state,
             reason,
             rtt_us: rtt.map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
-            tries: self.tries,
+            tries: u32::from(self.task.retry) + 1,
             error,
         }
     }
 
     fn after(&mut self, attempt: Attempt, rtt: Duration) -> Next {
-        self.tries += 1;
         match attempt {
             Attempt::Answer(state, reason) => Next::Done(self.result(state, reason, Some(rtt), None)),
-            Attempt::Silence if self.silent < self.task.retries => {
-                self.silent += 1;
-                Next::Again(Duration::ZERO)
-            }
             Attempt::Silence => Next::Done(self.result(PortState::Filtered, Reason::NoResponse, None, None)),
             Attempt::SelfConnect if self.self_connects < MAX_SELF_CONNECTS => {
                 self.self_connects += 1;
@@ -285,11 +296,11 @@ impl Task for ProbeTask {
     fn run_blocking(self) -> ProbeResult {
         let addr = SocketAddr::new(self.ip, self.port);
         let timeout = self.timeout;
-        let mut retry = Retry::new(self);
+        let mut attempts = Attempts::new(self);
         loop {
             let start = Instant::now();
             let attempt = attempt_blocking(&addr, timeout);
-            match retry.after(attempt, start.elapsed()) {
+            match attempts.after(attempt, start.elapsed()) {
                 Next::Done(result) => return result,
                 Next::Again(pause) if !pause.is_zero() => std::thread::sleep(pause),
                 Next::Again(_) => {}
@@ -300,11 +311,11 @@ impl Task for ProbeTask {
     async fn run_async(self) -> ProbeResult {
         let addr = SocketAddr::new(self.ip, self.port);
         let timeout = self.timeout;
-        let mut retry = Retry::new(self);
+        let mut attempts = Attempts::new(self);
         loop {
             let start = Instant::now();
             let attempt = attempt_async(addr, timeout).await;
-            match retry.after(attempt, start.elapsed()) {
+            match attempts.after(attempt, start.elapsed()) {
                 Next::Done(result) => return result,
                 Next::Again(pause) if !pause.is_zero() => tokio::time::sleep(pause).await,
                 Next::Again(_) => {}
@@ -328,6 +339,8 @@ mod tests {
             (libc::ECONNRESET, Attempt::Answer(PortState::Closed, Reason::Reset)),
             (libc::EHOSTUNREACH, Attempt::Answer(PortState::Filtered, Reason::HostUnreach)),
             (libc::ENETUNREACH, Attempt::Answer(PortState::Filtered, Reason::NetUnreach)),
+            (libc::ENOPROTOOPT, Attempt::Answer(PortState::Filtered, Reason::ProtoUnreach)),
+            (libc::EHOSTDOWN, Attempt::Answer(PortState::Filtered, Reason::HostUnreach)),
             (libc::EACCES, Attempt::Answer(PortState::Filtered, Reason::AdminProhibited)),
             (libc::EPERM, Attempt::Answer(PortState::Filtered, Reason::AdminProhibited)),
             (libc::ETIMEDOUT, Attempt::Silence),
@@ -342,35 +355,33 @@ mod tests {
         assert!(matches!(classify(&err(libc::EINVAL)), Attempt::Failed(_)));
     }
 
-    fn task(retries: u8) -> ProbeTask {
-        ProbeTask { block: 0, ip: "127.0.0.1".parse().unwrap(), port: 9, timeout: Duration::from_millis(10), retries }
+    fn task(retry: u8) -> ProbeTask {
+        ProbeTask { block: 0, ip: "127.0.0.1".parse().unwrap(), port: 9, timeout: Duration::from_millis(10), retry }
     }
 
     #[test]
-    fn silence_is_retried_then_filtered_never_closed() {
-        let mut r = Retry::new(task(2));
-        assert!(matches!(r.after(Attempt::Silence, Duration::ZERO), Next::Again(_)));
-        assert!(matches!(r.after(Attempt::Silence, Duration::ZERO), Next::Again(_)));
-        let Next::Done(res) = r.after(Attempt::Silence, Duration::ZERO) else { panic!("third silence must end") };
+    fn silence_is_filtered_never_closed() {
+        let Next::Done(res) = Attempts::new(task(2)).after(Attempt::Silence, Duration::ZERO) else { panic!() };
         assert_eq!((res.state, res.reason, res.tries, res.rtt_us), (PortState::Filtered, Reason::NoResponse, 3, None));
+        assert!(res.is_silent());
     }
 
     #[test]
-    fn an_answer_after_silence_wins() {
-        let mut r = Retry::new(task(1));
-        assert!(matches!(r.after(Attempt::Silence, Duration::ZERO), Next::Again(_)));
-        let Next::Done(res) = r.after(Attempt::Answer(PortState::Open, Reason::SynAck), Duration::from_micros(42))
+    fn answers_carry_their_rtt() {
+        let Next::Done(res) =
+            Attempts::new(task(0)).after(Attempt::Answer(PortState::Open, Reason::SynAck), Duration::from_micros(42))
         else {
             panic!()
         };
-        assert_eq!((res.state, res.reason, res.tries, res.rtt_us), (PortState::Open, Reason::SynAck, 2, Some(42)));
+        assert_eq!((res.state, res.reason, res.tries, res.rtt_us), (PortState::Open, Reason::SynAck, 1, Some(42)));
+        assert!(!res.is_silent());
     }
 
     #[test]
-    fn self_connects_do_not_use_the_retry_budget() {
-        let mut r = Retry::new(task(0));
-        assert!(matches!(r.after(Attempt::SelfConnect, Duration::ZERO), Next::Again(_)));
-        let Next::Done(res) = r.after(Attempt::Answer(PortState::Closed, Reason::ConnRefused), Duration::ZERO) else {
+    fn self_connects_are_probed_again() {
+        let mut a = Attempts::new(task(0));
+        assert!(matches!(a.after(Attempt::SelfConnect, Duration::ZERO), Next::Again(_)));
+        let Next::Done(res) = a.after(Attempt::Answer(PortState::Closed, Reason::ConnRefused), Duration::ZERO) else {
             panic!()
         };
         assert_eq!(res.state, PortState::Closed);
@@ -378,9 +389,9 @@ mod tests {
 
     #[test]
     fn exhaustion_backs_off() {
-        let mut r = Retry::new(task(0));
+        let mut a = Attempts::new(task(0));
         assert!(
-            matches!(r.after(Attempt::Exhausted("EMFILE".into()), Duration::ZERO), Next::Again(d) if d > Duration::ZERO)
+            matches!(a.after(Attempt::Exhausted("EMFILE".into()), Duration::ZERO), Next::Again(d) if d > Duration::ZERO)
         );
     }
 }
