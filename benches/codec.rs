@@ -14,7 +14,7 @@ fn task() -> ProbeTask {
         ip: "10.251.0.2".parse().expect("ip"),
         port: 8080,
         timeout: Duration::from_secs(1),
-        retries: 1,
+        retry: 0,
     }
 }
 
