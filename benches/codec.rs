@@ -9,13 +9,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use trident::scan::{PortState, ProbeResult, ProbeTask, Reason};
 
 fn task() -> ProbeTask {
-    ProbeTask {
-        block: 3,
-        ip: "10.251.0.2".parse().expect("ip"),
-        port: 8080,
-        timeout: Duration::from_secs(1),
-        retry: 0,
-    }
+    ProbeTask { block: 3, ip: "10.251.0.2".parse().expect("ip"), port: 8080, timeout: Duration::from_secs(1), retry: 0 }
 }
 
 fn result() -> ProbeResult {
