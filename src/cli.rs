@@ -160,7 +160,8 @@ pub struct ScanArgs {
     /// auto/N takes K from $JOB_COMPLETION_INDEX (Kubernetes Indexed Jobs).
     #[arg(long, value_name = "K/N", value_parser = parse_shard)]
     pub shard: Option<Shard>,
-    /// Output format: text, json, jsonl (one line per port, streamed) or csv.
+    /// Output format: text, json, jsonl (one line per port, streamed), csv,
+    /// grep (as nmap -oG) or xml (as nmap -oX: for ndiff and nmap tools).
     #[arg(short = 'f', long, default_value = "text", value_parser = parse_format)]
     pub format: Format,
     /// Write results to FILE (appears only when complete) instead of stdout.

@@ -141,7 +141,11 @@ engine_tests! {
         let listed: Vec<Vec<&str>> = lines
             .iter()
             .filter(|l| l.contains("/tcp"))
-            .map(|l| l.split_whitespace().take(3).collect())
+            .map(|l| {
+                // PORT STATE SERVICE REASON RTT: keep port, state, reason.
+                let f: Vec<&str> = l.split_whitespace().collect();
+                vec![f[0], f[1], f[3]]
+            })
             .collect();
         let want_listed: Vec<Vec<String>> = TABLE
             .iter()
@@ -174,8 +178,8 @@ engine_tests! {
     }
 
     fn sigint_keeps_results_found_so_far(engine) {
-        // Listeners on the lowest ports are probed first; the DROPs behind
-        // them keep the scan busy for seconds.
+        // Probes go in random order; the DROPs keep the scan busy for
+        // seconds, and the first open port answers at once.
         let open = [201, 202, 203, 204];
         let ns = listeners_then_drops(&open, "205:260");
         let ip = ns.ip().to_string();
@@ -184,14 +188,15 @@ engine_tests! {
         args.extend(FAST);
         let mut scan = Scan::start(&args, &mark);
         let want_open: BTreeSet<u16> = open.into_iter().collect();
-        scan.wait_for_lines(|lines| want_open.is_subset(&util::ports_in(lines, "open")));
+        scan.wait_for_lines(|lines| !util::ports_in(lines, "open").is_empty());
 
         scan.signal(libc::SIGINT);
         let done = scan.finish();
         let context = done.describe();
         assert_eq!(done.status.code(), Some(130), "Ctrl-C exits with 130\n{context}");
         let got = by_port(&done.lines, &context);
-        assert_eq!(util::ports_in(&done.lines, "open"), want_open, "{context}");
+        let found = util::ports_in(&done.lines, "open");
+        assert!(!found.is_empty() && found.is_subset(&want_open), "{context}");
         for l in done.lines.iter().filter(|l| l.port > 204) {
             assert_eq!((l.state.as_str(), l.reason.as_str()), ("filtered", "no-response"), "port {}\n{context}", l.port);
         }

@@ -6,3 +6,5 @@ mod util;
 mod netns;
 mod scan_cli;
 mod scan_netns;
+mod scan_nmap_formats;
+mod scan_resolve;

@@ -35,6 +35,8 @@ pub struct Measurement {
     pub peak_pss_kib: u64,
     /// Exit code, or `None` if killed by a signal.
     pub exit_code: Option<i32>,
+    /// Whether it was killed for running past its time limit.
+    pub timed_out: bool,
     /// Everything written to stdout.
     pub stdout: Vec<u8>,
     /// Everything written to stderr.
@@ -62,6 +64,12 @@ fn drain(mut r: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
 
 /// Runs `cmd` to completion, capturing its output, and measures it.
 pub fn measure(cmd: &mut Command) -> io::Result<Measurement> {
+    measure_with_limit(cmd, None)
+}
+
+/// Like [`measure`], but kills the command (SIGKILL) once `limit` has
+/// passed; the measurement then has `timed_out` set.
+pub fn measure_with_limit(cmd: &mut Command, limit: Option<Duration>) -> io::Result<Measurement> {
     let started = Instant::now();
     let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
     let pid = child.id();
@@ -71,6 +79,21 @@ pub fn measure(cmd: &mut Command) -> io::Result<Measurement> {
     let done = Arc::new(AtomicBool::new(false));
     let peak = Arc::new(AtomicU64::new(0));
     let peak_pss = Arc::new(AtomicU64::new(0));
+    let watchdog = limit.map(|limit| {
+        let done = Arc::clone(&done);
+        thread::spawn(move || {
+            let deadline = Instant::now() + limit;
+            while !done.load(Ordering::Relaxed) {
+                if Instant::now() >= deadline {
+                    // SAFETY: kill on a pid we have not reaped yet (wait4 below).
+                    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+                    return true;
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+            false
+        })
+    });
     let sampler = {
         let (done, peak, peak_pss) = (Arc::clone(&done), Arc::clone(&peak), Arc::clone(&peak_pss));
         thread::spawn(move || {
@@ -103,6 +126,7 @@ pub fn measure(cmd: &mut Command) -> io::Result<Measurement> {
     let wall = started.elapsed();
     done.store(true, Ordering::Relaxed);
     let _ = sampler.join();
+    let timed_out = watchdog.is_some_and(|w| w.join().unwrap_or(false));
     drop(child);
     waited?;
 
@@ -117,6 +141,7 @@ pub fn measure(cmd: &mut Command) -> io::Result<Measurement> {
         peak_rss_kib: peak.load(Ordering::Relaxed).max(maxrss),
         peak_pss_kib: peak_pss.load(Ordering::Relaxed),
         exit_code,
+        timed_out,
         stdout,
         stderr,
     })
@@ -137,5 +162,13 @@ mod tests {
         assert_eq!(m.exit_code, Some(3));
         assert!(m.cpu() > Duration::ZERO);
         assert!(m.peak_rss_kib > 100, "{}", m.peak_rss_kib);
+        assert!(!m.timed_out);
+    }
+
+    #[test]
+    fn a_time_limit_kills() {
+        let m = measure_with_limit(Command::new("sleep").arg("30"), Some(Duration::from_millis(100))).unwrap();
+        assert!(m.timed_out);
+        assert_eq!(m.exit_code, None, "killed by a signal");
     }
 }

@@ -3,6 +3,7 @@
 //! `trident bench` later; every engine is measured the same way, as a
 //! separate process, so that one engine's memory never pollutes another's.
 
+pub mod loopback;
 pub mod measure;
 
-pub use measure::{Measurement, measure};
+pub use measure::{Measurement, measure, measure_with_limit};

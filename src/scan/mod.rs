@@ -6,15 +6,18 @@
 //! - [`probe`]: one connect probe and nmap's state/reason semantics;
 //! - [`timing`]: adaptive timeouts and retry rounds;
 //! - [`order`]: the permuted probe order and shards;
-//! - [`report`]: the output formats.
+//! - [`report`]: the output formats ([`nmap_format`]: nmap's grep and XML);
+//! - [`services`]: service names of ports (`/etc/services`).
 //!
 //! This module only builds the task stream and consumes outcomes; how the
 //! probes run concurrently is the engine's business.
 
+pub mod nmap_format;
 pub mod order;
 pub mod ports;
 pub mod probe;
 pub mod report;
+pub mod services;
 pub mod target;
 pub mod timing;
 pub mod top_ports;

@@ -1,11 +1,18 @@
-//! Scan output: text for people, JSON, JSON lines and CSV for machines.
+//! Scan output: text for people, JSON, JSON lines and CSV for machines,
+//! and nmap's grepable (`-oG`) and XML (`-oX`) layouts (in [`nmap_format`]).
 //!
 //! [`Report`] receives probe results in completion order. Line formats
 //! (jsonl, csv) are written as results arrive, so a pipe sees them live and
-//! an interrupted scan keeps everything found so far; text and JSON need
-//! the whole picture and are written by [`Report::finish`], sorted by target
-//! then port. Memory stays proportional to what will be printed: text keeps
-//! only the notable ports (open, error) and counts the rest.
+//! an interrupted scan keeps everything found so far; text, JSON, grep and
+//! XML need the whole picture and are written by [`Report::finish`], sorted
+//! by target then port. Memory stays proportional to what will be printed:
+//! text keeps only the notable ports (open, error) and counts the rest; grep
+//! and XML keep open ports and, per other state, at most
+//! [`nmap_format::LIST_LIMIT`] ports (a state with more is collapsed into a
+//! count, as nmap does).
+//!
+//! [`nmap_format`]: super::nmap_format
+//! [`nmap_format::LIST_LIMIT`]: super::nmap_format::LIST_LIMIT
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -16,7 +23,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::nmap_format::{self, PortSet, RttStats};
 use super::probe::{PortState, ProbeResult};
+use super::services::service_name;
 use super::target::TargetError;
 
 /// Output format (`-f`).
@@ -30,6 +39,10 @@ pub enum Format {
     Jsonl,
     /// CSV with a header row, as results arrive.
     Csv,
+    /// nmap's grepable output (`-oG`), at the end.
+    Grep,
+    /// nmap's XML output (`-oX`), at the end.
+    Xml,
 }
 
 impl FromStr for Format {
@@ -40,7 +53,9 @@ impl FromStr for Format {
             "json" => Ok(Format::Json),
             "jsonl" | "ndjson" => Ok(Format::Jsonl),
             "csv" => Ok(Format::Csv),
-            _ => Err(format!("unknown format {s:?} (expected text, json, jsonl or csv)")),
+            "grep" | "gnmap" => Ok(Format::Grep),
+            "xml" => Ok(Format::Xml),
+            _ => Err(format!("unknown format {s:?} (expected text, json, jsonl, csv, grep or xml)")),
         }
     }
 }
@@ -79,6 +94,16 @@ impl Counts {
     pub fn total(&self) -> u64 {
         self.open + self.closed + self.filtered + self.error
     }
+
+    /// Ports in `state`.
+    pub fn get(&self, state: PortState) -> u64 {
+        match state {
+            PortState::Open => self.open,
+            PortState::Closed => self.closed,
+            PortState::Filtered => self.filtered,
+            PortState::Error => self.error,
+        }
+    }
 }
 
 /// One port line in JSON and JSON lines.
@@ -93,6 +118,9 @@ struct PortLine<'a> {
     reason: &'static str,
     rtt_us: Option<u64>,
     tries: u32,
+    /// The port's service name (table lookup), for open ports with one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,
 }
@@ -108,6 +136,7 @@ impl<'a> PortLine<'a> {
             reason: r.reason.as_str(),
             rtt_us: r.rtt_us,
             tries: r.tries,
+            service: if r.state == PortState::Open { service_name(r.port) } else { None },
             error: r.error.as_deref(),
         }
     }
@@ -141,13 +170,16 @@ fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 
 /// Results of one address.
 #[derive(Default)]
-struct HostResults {
-    host: Option<Arc<str>>,
-    counts: Counts,
+pub(super) struct HostResults {
+    pub(super) host: Option<Arc<str>>,
+    pub(super) counts: Counts,
     /// The ports the chosen format will print.
-    kept: Vec<ProbeResult>,
-    /// Per (state, reason) counts of ports not listed, for "Not shown".
-    hidden: BTreeMap<(PortState, &'static str), u64>,
+    pub(super) kept: Vec<ProbeResult>,
+    /// Per (state, reason) counts of ports not listed, for "Not shown"
+    /// (grep and XML: "Ignored State" and `<extraports>`).
+    pub(super) hidden: BTreeMap<(PortState, &'static str), u64>,
+    /// Round-trip times of answered probes (XML `<times>`).
+    pub(super) rtt: RttStats,
 }
 
 /// Collects and writes results in one format.
@@ -158,6 +190,8 @@ pub struct Report<W: Write> {
     /// Hosts keyed by (target block, address): keeps command-line order.
     hosts: BTreeMap<(u32, IpAddr), HostResults>,
     header_written: bool,
+    /// Every port probed on some host (XML `<scaninfo services>`).
+    probed: PortSet,
 }
 
 impl<W: Write> std::fmt::Debug for Report<W> {
@@ -170,7 +204,7 @@ impl<W: Write> Report<W> {
     /// A report writing `format` to `out`; `open_only` drops everything but
     /// open ports from the listing (counts stay complete).
     pub fn new(format: Format, open_only: bool, out: W) -> Self {
-        Report { format, open_only, out, hosts: BTreeMap::new(), header_written: false }
+        Report { format, open_only, out, hosts: BTreeMap::new(), header_written: false, probed: PortSet::default() }
     }
 
     /// Takes one result; line formats write it out immediately.
@@ -221,6 +255,18 @@ impl<W: Write> Report<W> {
                     *entry.hidden.entry((r.state, r.reason.as_str())).or_default() += 1;
                 }
             }
+            Format::Grep | Format::Xml => {
+                // Count every non-open port; keep it too while its state
+                // may still be listed. `finish` settles which is which.
+                self.probed.insert(r.port);
+                entry.rtt.add(r.rtt_us);
+                if r.state != PortState::Open {
+                    *entry.hidden.entry((r.state, r.reason.as_str())).or_default() += 1;
+                }
+                if !nmap_format::is_collapsed(&entry.counts, r.state, self.open_only) {
+                    entry.kept.push(r);
+                }
+            }
         }
         Ok(())
     }
@@ -238,10 +284,15 @@ impl<W: Write> Report<W> {
     pub fn finish(mut self, summary: &Summary, target_failures: &[TargetError]) -> io::Result<W> {
         for h in self.hosts.values_mut() {
             h.kept.sort_by_key(|r| r.port);
+            if matches!(self.format, Format::Grep | Format::Xml) {
+                nmap_format::settle(h, self.open_only);
+            }
         }
         match self.format {
             Format::Text => self.write_text(summary)?,
             Format::Json => self.write_json(summary, target_failures)?,
+            Format::Grep => nmap_format::write_grep(&mut self.out, &self.hosts, summary)?,
+            Format::Xml => nmap_format::write_xml(&mut self.out, &self.hosts, summary, target_failures, &self.probed)?,
             Format::Csv if !self.header_written => {
                 self.out.write_all(b"host,ip,port,proto,state,reason,rtt_us,tries\n")?
             }
@@ -260,12 +311,20 @@ impl<W: Write> Report<W> {
             if h.kept.is_empty() {
                 writeln!(self.out, "All {} scanned ports are closed or filtered", h.counts.total())?;
             } else {
-                writeln!(self.out, "{:<11} {:<9} {:<14} RTT", "PORT", "STATE", "REASON")?;
+                let service = |r: &ProbeResult| service_name(r.port).unwrap_or("unknown");
+                let width = h.kept.iter().map(|r| service(r).len()).max().unwrap_or(0).max("SERVICE".len());
+                writeln!(self.out, "{:<11} {:<9} {:<width$} {:<14} RTT", "PORT", "STATE", "SERVICE", "REASON")?;
                 for r in &h.kept {
                     let port = format!("{}/tcp", r.port);
                     let rtt = r.rtt_us.map(format_rtt).unwrap_or_else(|| "-".into());
                     let note = r.error.as_deref().map(|e| format!("  ({e})")).unwrap_or_default();
-                    writeln!(self.out, "{port:<11} {:<9} {:<14} {rtt}{note}", r.state.as_str(), r.reason.as_str())?;
+                    writeln!(
+                        self.out,
+                        "{port:<11} {:<9} {:<width$} {:<14} {rtt}{note}",
+                        r.state.as_str(),
+                        service(r),
+                        r.reason.as_str()
+                    )?;
                 }
             }
             if !h.hidden.is_empty() {
@@ -410,9 +469,9 @@ mod tests {
     fn text_lists_open_ports_sorted_then_summary() {
         let text = render(Format::Text, false);
         let want = "Scan report for localhost (127.0.0.1)\n\
-PORT        STATE     REASON         RTT\n\
-22/tcp      open      syn-ack        1.5ms\n\
-80/tcp      open      syn-ack        1.5ms\n\
+PORT        STATE     SERVICE REASON         RTT\n\
+22/tcp      open      ssh     syn-ack        1.5ms\n\
+80/tcp      open      http    syn-ack        1.5ms\n\
 Not shown: 1 closed (conn-refused), 1 filtered (no-response)\n\
 \n\
 Scanned 1 host x 4 ports in 1.23s with async (concurrency 10): 2 open, 1 closed, 1 filtered\n";
@@ -430,6 +489,8 @@ Scanned 1 host x 4 ports in 1.23s with async (concurrency 10): 2 open, 1 closed,
         );
         assert_eq!(lines[3]["rtt_us"], serde_json::Value::Null);
         assert_eq!(lines[3]["reason"], "no-response");
+        assert_eq!(lines[1]["service"], "http", "open ports name their service");
+        assert_eq!(lines[3].get("service"), None, "only open ports do");
     }
 
     #[test]
@@ -451,6 +512,7 @@ Scanned 1 host x 4 ports in 1.23s with async (concurrency 10): 2 open, 1 closed,
         let ports: Vec<u64> =
             doc["hosts"][0]["ports"].as_array().unwrap().iter().map(|p| p["port"].as_u64().unwrap()).collect();
         assert_eq!(ports, vec![22, 25, 80, 443]);
+        assert_eq!(doc["hosts"][0]["ports"][0]["service"], "ssh");
         assert_eq!(doc["hosts"][0]["host"], "localhost");
         assert_eq!(doc["summary"]["counts"]["open"], 2);
         assert_eq!(doc["summary"]["elapsed"], 1.234);

@@ -1,0 +1,276 @@
+//! Service names for TCP ports, as nmap prints them without `-sV`: a table
+//! lookup (`method="table"`), not a guess from what answered.
+//!
+//! The table comes from, in order:
+//! 1. the file named by `TRIDENT_SERVICES`, when set (any file in
+//!    `/etc/services` syntax; nmap's own `nmap-services` is one, so
+//!    `TRIDENT_SERVICES=/usr/share/nmap/nmap-services` gives nmap's names);
+//! 2. `/etc/services`;
+//! 3. a built-in table of about a hundred common TCP services, when neither
+//!    can be read.
+//!
+//! Only one source is used (they are not merged), so a name always comes
+//! from one place. The file is read and parsed once, on the first lookup.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+/// Environment variable naming a services file to use instead of `/etc/services`.
+pub const SERVICES_ENV: &str = "TRIDENT_SERVICES";
+
+/// The system services database.
+const ETC_SERVICES: &str = "/etc/services";
+
+/// Port → name, for TCP.
+#[derive(Debug, Default)]
+pub struct Services {
+    names: HashMap<u16, Box<str>>,
+}
+
+impl Services {
+    /// Parses `/etc/services` syntax: `name port/proto [aliases...] [# comment]`.
+    /// Only `tcp` entries count; the first entry for a port wins; malformed
+    /// lines are skipped.
+    pub fn parse(text: &str) -> Self {
+        let mut names = HashMap::new();
+        for line in text.lines() {
+            let line = line.split('#').next().unwrap_or_default();
+            let mut fields = line.split_whitespace();
+            let (Some(name), Some(port_proto)) = (fields.next(), fields.next()) else { continue };
+            let Some((port, proto)) = port_proto.split_once('/') else { continue };
+            if !proto.eq_ignore_ascii_case("tcp") {
+                continue;
+            }
+            let Ok(port) = port.parse::<u16>() else { continue };
+            names.entry(port).or_insert_with(|| Box::from(name));
+        }
+        Services { names }
+    }
+
+    /// The built-in table.
+    pub fn builtin() -> Self {
+        Services { names: BUILTIN.iter().map(|&(port, name)| (port, Box::from(name))).collect() }
+    }
+
+    /// The name of TCP `port`, if the table has one.
+    pub fn get(&self, port: u16) -> Option<&str> {
+        self.names.get(&port).map(|n| &**n)
+    }
+
+    /// Number of ports with a name.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Whether the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// Loads the table as described in the module documentation.
+    fn load() -> Self {
+        if let Some(path) = std::env::var_os(SERVICES_ENV).filter(|p| !p.is_empty()) {
+            match std::fs::read_to_string(&path) {
+                Ok(text) => return Self::parse(&text),
+                Err(e) => eprintln!(
+                    "trident: cannot read {SERVICES_ENV}={}: {e}; using {ETC_SERVICES}",
+                    std::path::Path::new(&path).display()
+                ),
+            }
+        }
+        match std::fs::read_to_string(ETC_SERVICES) {
+            Ok(text) => {
+                let table = Self::parse(&text);
+                if table.is_empty() { Self::builtin() } else { table }
+            }
+            Err(_) => Self::builtin(),
+        }
+    }
+}
+
+/// The process-wide table, loaded on first use.
+pub fn table() -> &'static Services {
+    static TABLE: OnceLock<Services> = OnceLock::new();
+    TABLE.get_or_init(Services::load)
+}
+
+/// The service name of TCP `port` (`22` → `ssh`), if known.
+pub fn service_name(port: u16) -> Option<&'static str> {
+    table().get(port)
+}
+
+/// Common TCP services, for systems without `/etc/services`. Names follow
+/// the IANA registry where one exists, else the name in everyday use.
+const BUILTIN: &[(u16, &str)] = &[
+    (7, "echo"),
+    (9, "discard"),
+    (13, "daytime"),
+    (19, "chargen"),
+    (20, "ftp-data"),
+    (21, "ftp"),
+    (22, "ssh"),
+    (23, "telnet"),
+    (25, "smtp"),
+    (37, "time"),
+    (43, "whois"),
+    (49, "tacacs"),
+    (53, "domain"),
+    (70, "gopher"),
+    (79, "finger"),
+    (80, "http"),
+    (88, "kerberos"),
+    (102, "iso-tsap"),
+    (110, "pop3"),
+    (111, "sunrpc"),
+    (113, "ident"),
+    (119, "nntp"),
+    (123, "ntp"),
+    (135, "msrpc"),
+    (139, "netbios-ssn"),
+    (143, "imap"),
+    (161, "snmp"),
+    (179, "bgp"),
+    (194, "irc"),
+    (199, "smux"),
+    (389, "ldap"),
+    (427, "svrloc"),
+    (443, "https"),
+    (444, "snpp"),
+    (445, "microsoft-ds"),
+    (464, "kpasswd"),
+    (465, "submissions"),
+    (513, "login"),
+    (514, "shell"),
+    (515, "printer"),
+    (543, "klogin"),
+    (544, "kshell"),
+    (548, "afp"),
+    (554, "rtsp"),
+    (587, "submission"),
+    (631, "ipp"),
+    (636, "ldaps"),
+    (646, "ldp"),
+    (873, "rsync"),
+    (989, "ftps-data"),
+    (990, "ftps"),
+    (992, "telnets"),
+    (993, "imaps"),
+    (995, "pop3s"),
+    (1080, "socks"),
+    (1099, "rmiregistry"),
+    (1194, "openvpn"),
+    (1433, "ms-sql-s"),
+    (1434, "ms-sql-m"),
+    (1521, "oracle"),
+    (1723, "pptp"),
+    (1883, "mqtt"),
+    (2049, "nfs"),
+    (2181, "zookeeper"),
+    (2375, "docker"),
+    (2376, "docker-s"),
+    (2379, "etcd-client"),
+    (2380, "etcd-server"),
+    (3128, "squid-http"),
+    (3260, "iscsi"),
+    (3268, "globalcatLDAP"),
+    (3269, "globalcatLDAPssl"),
+    (3306, "mysql"),
+    (3389, "ms-wbt-server"),
+    (3478, "stun"),
+    (3690, "svn"),
+    (4369, "epmd"),
+    (5060, "sip"),
+    (5061, "sips"),
+    (5222, "xmpp-client"),
+    (5269, "xmpp-server"),
+    (5432, "postgresql"),
+    (5672, "amqp"),
+    (5900, "vnc"),
+    (5984, "couchdb"),
+    (5985, "wsman"),
+    (5986, "wsmans"),
+    (6000, "x11"),
+    (6379, "redis"),
+    (6514, "syslog-tls"),
+    (6667, "irc"),
+    (8000, "http-alt"),
+    (8008, "http"),
+    (8009, "ajp13"),
+    (8080, "http-alt"),
+    (8443, "https-alt"),
+    (8883, "secure-mqtt"),
+    (9092, "kafka"),
+    (9100, "jetdirect"),
+    (9200, "elasticsearch"),
+    (9418, "git"),
+    (10000, "webmin"),
+    (11211, "memcache"),
+    (25565, "minecraft"),
+    (27017, "mongodb"),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_services_syntax() {
+        let text = "\
+# comment line
+tcpmux\t\t1/tcp\t\t\t\t# TCP port service multiplexer
+echo\t\t7/tcp
+echo\t\t7/udp
+fsp\t\t21/udp\t\tfspd
+ftp\t\t21/tcp
+ssh\t\t22/tcp\t\t\t\t# SSH Remote Login Protocol
+alt-ssh\t\t22/tcp
+http 80/TCP www
+bad-port 99999/tcp
+no-proto 81
+   
+unknown\t50529/tcp\t0.000076
+";
+        let s = Services::parse(text);
+        assert_eq!(s.get(1), Some("tcpmux"));
+        assert_eq!(s.get(7), Some("echo"));
+        assert_eq!(s.get(21), Some("ftp"), "udp entries are ignored");
+        assert_eq!(s.get(22), Some("ssh"), "the first entry wins");
+        assert_eq!(s.get(80), Some("http"));
+        assert_eq!(s.get(81), None);
+        assert_eq!(s.get(50529), Some("unknown"), "nmap-services lines parse too");
+        assert_eq!(s.len(), 6);
+    }
+
+    #[test]
+    fn builtin_table_is_sorted_distinct_and_has_the_classics() {
+        assert!(BUILTIN.windows(2).all(|w| w[0].0 < w[1].0), "sorted by port, no duplicates");
+        assert!(BUILTIN.len() >= 100, "{}", BUILTIN.len());
+        assert!(BUILTIN.iter().all(|(_, n)| !n.is_empty() && !n.contains(|c: char| c.is_whitespace() || c == '/')));
+        let b = Services::builtin();
+        let want = [
+            (21, "ftp"),
+            (22, "ssh"),
+            (23, "telnet"),
+            (25, "smtp"),
+            (53, "domain"),
+            (80, "http"),
+            (110, "pop3"),
+            (143, "imap"),
+            (443, "https"),
+            (3306, "mysql"),
+            (5432, "postgresql"),
+            (6379, "redis"),
+            (8080, "http-alt"),
+        ];
+        for (port, name) in want {
+            assert_eq!(b.get(port), Some(name), "port {port}");
+        }
+        assert_eq!(b.get(1), None);
+    }
+
+    #[test]
+    fn process_table_knows_ssh() {
+        // /etc/services, an override or the built-in table: all name 22 ssh.
+        assert_eq!(service_name(22), Some("ssh"));
+    }
+}
