@@ -146,8 +146,20 @@ pub struct ScanArgs {
     pub timeout: Option<Duration>,
     /// Fixed number of retry rounds for ports that did not answer, instead
     /// of the adaptive budget (another round while retries recover answers, at most 10).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", conflicts_with = "max_retries")]
     pub retries: Option<u8>,
+    /// Upper bound of the adaptive retry rounds.
+    #[arg(long, value_name = "N")]
+    pub max_retries: Option<u8>,
+    /// Timeout before any RTT has been measured (adaptive timing).
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub initial_rtt_timeout: Option<Duration>,
+    /// Lower clamp of the adaptive timeout [default: 10ms].
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub min_rtt_timeout: Option<Duration>,
+    /// Upper clamp of the adaptive timeout [default: 10s].
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub max_rtt_timeout: Option<Duration>,
     /// Start at most this many probes per second (all engines).
     #[arg(long, value_name = "PPS", value_parser = parse_rate)]
     pub max_rate: Option<f64>,
@@ -280,6 +292,18 @@ impl ScanArgs {
             None => TimingConfig::normal(),
         };
         timing.fixed = self.timeout;
+        timing.initial = self.initial_rtt_timeout.unwrap_or(timing.initial);
+        timing.min = self.min_rtt_timeout.unwrap_or(timing.min);
+        timing.max = self.max_rtt_timeout.unwrap_or(timing.max);
+        if timing.min > timing.max {
+            return Err(BadInput(format!(
+                "--min-rtt-timeout {:?} is above --max-rtt-timeout {:?}",
+                timing.min, timing.max
+            )));
+        }
+        if let Some(max) = self.max_retries {
+            timing.retries = Retries::Adaptive { max };
+        }
         if let Some(n) = self.retries {
             timing.retries = Retries::Fixed(n);
         }
