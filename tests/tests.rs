@@ -8,3 +8,4 @@ mod scan_cli;
 mod scan_netns;
 mod scan_nmap_formats;
 mod scan_resolve;
+mod scan_scale;

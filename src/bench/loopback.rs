@@ -50,7 +50,7 @@ fn seed() -> u64 {
 }
 
 /// Ports in LISTEN state on `addr` or on the IPv4 wildcard, from /proc.
-fn other_listeners(addr: Ipv4Addr) -> BTreeSet<u16> {
+pub fn other_listeners(addr: Ipv4Addr) -> BTreeSet<u16> {
     let mut ports = BTreeSet::new();
     let Ok(table) = fs::read_to_string("/proc/net/tcp") else { return ports };
     for line in table.lines().skip(1) {
