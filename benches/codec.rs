@@ -9,7 +9,14 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use trident::scan::{PortState, ProbeResult, ProbeTask, Reason};
 
 fn task() -> ProbeTask {
-    ProbeTask { block: 3, ip: "10.251.0.2".parse().expect("ip"), port: 8080, timeout: Duration::from_secs(1), retry: 0 }
+    ProbeTask {
+        block: 3,
+        ip: "10.251.0.2".parse().expect("ip"),
+        port: 8080,
+        timeout: Duration::from_secs(1),
+        retry: 0,
+        banner: None,
+    }
 }
 
 fn result() -> ProbeResult {
@@ -22,6 +29,7 @@ fn result() -> ProbeResult {
         rtt_us: Some(812),
         tries: 1,
         error: None,
+        banner: None,
     }
 }
 

@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::engine::{AsyncRuntime, EngineConfig, EngineKind};
 use crate::error::BadInput;
-use crate::scan::{Family, Format, PortList, Retries, ScanConfig, Shard, TargetSet, TimingConfig, target};
+use crate::scan::{BannerGrab, Family, Format, PortList, Retries, ScanConfig, Shard, TargetSet, TimingConfig, target};
 
 const ENGINE_HELP: &str = "\
 Engines: threads = a pool of OS threads, one blocking task each;
@@ -39,6 +39,7 @@ pub enum Command {
     /// Start listeners on a loopback address, scan them with every engine,
     /// and compare what each found, how long it took, and what it cost.
     Demo(DemoArgs),
+    /// A target host in its own network namespace with known open,
     /// Internal: serve tasks to a parent process (processes engine).
     #[command(name = "__worker", hide = true)]
     Worker {
@@ -174,6 +175,16 @@ pub struct ScanArgs {
     /// auto/N takes K from $JOB_COMPLETION_INDEX (Kubernetes Indexed Jobs).
     #[arg(long, value_name = "K/N", value_parser = parse_shard)]
     pub shard: Option<Shard>,
+    /// Read what each open port's service says first (SSH, SMTP, FTP...
+    /// greet the client) and show it.
+    #[arg(long)]
+    pub banners: bool,
+    /// Bytes of banner to read at most.
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub banner_bytes: u32,
+    /// How long to wait for a banner after the connection is accepted.
+    #[arg(long, value_name = "DUR", default_value = "1s", value_parser = parse_duration)]
+    pub banner_wait: Duration,
     /// Output format: text, json, jsonl (one line per port, streamed), csv,
     /// grep (as nmap -oG) or xml (as nmap -oX: for ndiff and nmap tools).
     #[arg(short = 'f', long, default_value = "text", value_parser = parse_format)]
@@ -323,6 +334,7 @@ impl ScanArgs {
             timing,
             seed,
             shard: self.shard.unwrap_or(Shard::ALL),
+            banner: self.banners.then_some(BannerGrab { max_bytes: self.banner_bytes, wait: self.banner_wait }),
             format: self.format,
             output: self.output,
             open_only: self.open,

@@ -4,6 +4,7 @@
 mod util;
 
 mod netns;
+mod scan_banners;
 mod scan_cli;
 mod scan_netns;
 mod scan_nmap_formats;

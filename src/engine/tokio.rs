@@ -5,7 +5,10 @@
 //! [`JoinSet`] bounds how many are in flight. The runtime is built per run
 //! and dropped at its end, so nothing keeps running afterwards.
 
+use std::panic::AssertUnwindSafe;
 use std::time::Duration;
+
+use futures_util::FutureExt;
 
 use ::tokio::runtime::{Builder, Runtime};
 use ::tokio::task::JoinSet;
@@ -38,9 +41,11 @@ where
     let mut stats = RunStats::default();
     let mut pacer = Pacer::new(config.max_rate);
     rt.block_on(async {
-        let mut set: JoinSet<T::Output> = JoinSet::new();
-        // The task behind each running future, to report it if it panics.
-        let mut running = std::collections::HashMap::new();
+        // Each future catches its own panic and hands its task back, so a
+        // failure is reported with the task it concerns.
+        let mut set: JoinSet<Result<T::Output, (T, String)>> = JoinSet::new();
+        let mut tick = ::tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(::tokio::time::MissedTickBehavior::Delay);
         let mut exhausted = false;
         loop {
             while !exhausted && set.len() < config.concurrency {
@@ -56,8 +61,11 @@ where
                             ::tokio::time::sleep(wait).await;
                         }
                         let copy = task.clone();
-                        let handle = set.spawn(task.run_async());
-                        running.insert(handle.id(), copy);
+                        set.spawn(async move {
+                            AssertUnwindSafe(task.run_async()).catch_unwind().await.map_err(|payload| {
+                                (copy, format!("task panicked: {}", panic_message(payload.as_ref())))
+                            })
+                        });
                         stats.runners_started += 1;
                     }
                     None => exhausted = true,
@@ -66,31 +74,30 @@ where
             if set.is_empty() {
                 break;
             }
-            let joined = ::tokio::select! {
-                joined = set.join_next_with_id() => joined,
-                () = ::tokio::time::sleep(TICK) => continue,
+            let first = ::tokio::select! {
+                joined = set.join_next() => joined,
+                _ = tick.tick() => continue,
             };
-            let Some(joined) = joined else { break };
-            let outcome = match joined {
-                Ok((id, output)) => {
-                    running.remove(&id);
-                    TaskOutcome::Done(output)
+            // Take everything that is ready before refilling.
+            let mut next = first;
+            while let Some(joined) = next {
+                let outcome = match joined {
+                    Ok(Ok(output)) => TaskOutcome::Done(output),
+                    Ok(Err((task, reason))) => TaskOutcome::Failed { task, reason },
+                    // Only cancellation is left (panics are caught above),
+                    // and nothing cancels these tasks while they are in the set.
+                    Err(_) => {
+                        next = set.try_join_next();
+                        continue;
+                    }
+                };
+                match outcome {
+                    TaskOutcome::Done(_) => stats.done += 1,
+                    TaskOutcome::Failed { .. } => stats.failed += 1,
                 }
-                Err(err) => {
-                    let Some(task) = running.remove(&err.id()) else { continue };
-                    let reason = if err.is_panic() {
-                        format!("task panicked: {}", panic_message(err.into_panic().as_ref()))
-                    } else {
-                        "task was cancelled".to_string()
-                    };
-                    TaskOutcome::Failed { task, reason }
-                }
-            };
-            match outcome {
-                TaskOutcome::Done(_) => stats.done += 1,
-                TaskOutcome::Failed { .. } => stats.failed += 1,
+                on_output(outcome);
+                next = set.try_join_next();
             }
-            on_output(outcome);
         }
     });
     // In-flight futures have all completed; nothing left to wait for.

@@ -12,6 +12,7 @@
 //! This module only builds the task stream and consumes outcomes; how the
 //! probes run concurrently is the engine's business.
 
+mod connect;
 pub mod nmap_format;
 pub mod order;
 pub mod ports;
@@ -30,7 +31,7 @@ use crate::engine::EngineConfig;
 use crate::error::BadInput;
 pub use order::{Order, Shard};
 pub use ports::PortList;
-pub use probe::{PortState, ProbeResult, ProbeTask, Reason};
+pub use probe::{BannerGrab, PortState, ProbeResult, ProbeTask, Reason};
 pub use report::{Counts, Format, Report, Summary};
 pub use run::run;
 pub use target::{Family, TargetError, TargetSet};
@@ -53,6 +54,8 @@ pub struct ScanConfig {
     pub seed: u64,
     /// The part of the (address × port) space this run scans.
     pub shard: Shard,
+    /// Read what open ports' services say first (`--banners`).
+    pub banner: Option<BannerGrab>,
     /// Output format.
     pub format: Format,
     /// Write the results here instead of stdout (atomically).

@@ -418,6 +418,7 @@ mod tests {
             rtt_us: (state != PortState::Filtered).then_some(100),
             tries: 1,
             error: None,
+            banner: None,
         }
     }
 

@@ -2,20 +2,19 @@
 //! states and reasons.
 //!
 //! [`ProbeTask`] is the scan's [`Task`]: the blocking version (threads and
-//! processes engines) uses a socket2 socket with a connect timeout, the async
-//! version a tokio socket under `tokio::time::timeout`. Both share
+//! processes engines) waits for the handshake in `ppoll`, the async version
+//! on the tokio reactor under a timeout. Both share
 //! [`classify`] and the same attempt rules, so every engine reports the same
 //! thing for the same packets. Retrying silent ports is the scan's job
-//! (`timing.rs`), not the probe's. Sockets are closed with `SO_LINGER {1,0}`: an RST
-//! instead of a FIN, so a scan leaves no TIME_WAIT behind.
+//! (`timing.rs`), not the probe's; the handshake itself is in `connect.rs`.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use socket2::{Domain, Protocol, Socket, Type};
 
+use super::connect::{self, Started};
 use crate::engine::Task;
 
 /// nmap's port states, as far as a connect scan can tell them apart.
@@ -89,7 +88,10 @@ impl Reason {
 /// What one connect attempt says.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Attempt {
-    /// A final answer.
+    /// The connection was accepted; with what the service said first, when
+    /// banners were asked for and it said something.
+    Open(Option<String>),
+    /// A final answer other than open.
     Answer(PortState, Reason),
     /// Nothing within the timeout: worth a retry.
     Silence,
@@ -134,6 +136,15 @@ const EXHAUSTED_LIMIT: Duration = Duration::from_secs(30);
 /// Self-connects are rare; more than this many in a row is a bug.
 const MAX_SELF_CONNECTS: u32 = 8;
 
+/// Reading what a service says first (`--banners`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BannerGrab {
+    /// Read at most this many bytes.
+    pub max_bytes: u32,
+    /// Wait at most this long after the connection is accepted.
+    pub wait: Duration,
+}
+
 /// Probe one TCP port once. Silence is not retried here: the scan decides
 /// which silent ports get another round, with what it has learnt since.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,6 +159,8 @@ pub struct ProbeTask {
     pub timeout: Duration,
     /// 0 for the first probe of this port, n for its n-th retry.
     pub retry: u8,
+    /// Read the service's banner when the port is open.
+    pub banner: Option<BannerGrab>,
 }
 
 /// What a probe found out.
@@ -169,6 +182,8 @@ pub struct ProbeResult {
     pub tries: u32,
     /// The local error, for [`PortState::Error`].
     pub error: Option<String>,
+    /// What the service sent first (`--banners`), control bytes escaped.
+    pub banner: Option<String>,
 }
 
 impl ProbeResult {
@@ -208,11 +223,15 @@ impl Attempts {
             rtt_us: rtt.map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
             tries: u32::from(self.task.retry) + 1,
             error,
+            banner: None,
         }
     }
 
     fn after(&mut self, attempt: Attempt, rtt: Duration) -> Next {
         match attempt {
+            Attempt::Open(banner) => {
+                Next::Done(ProbeResult { banner, ..self.result(PortState::Open, Reason::SynAck, Some(rtt), None) })
+            }
             Attempt::Answer(state, reason) => Next::Done(self.result(state, reason, Some(rtt), None)),
             Attempt::Silence => Next::Done(self.result(PortState::Filtered, Reason::NoResponse, None, None)),
             Attempt::SelfConnect if self.self_connects < MAX_SELF_CONNECTS => {
@@ -238,55 +257,110 @@ impl Attempts {
     }
 }
 
-fn new_socket(addr: &SocketAddr) -> io::Result<Socket> {
-    let socket = Socket::new(Domain::for_address(*addr), Type::STREAM.cloexec(), Some(Protocol::TCP))?;
-    // Close with an RST: no TIME_WAIT, no lingering FIN exchange.
-    socket.set_linger(Some(Duration::ZERO))?;
-    Ok(socket)
-}
-
 fn is_self_connect(local: io::Result<SocketAddr>, peer: &SocketAddr) -> bool {
     local.is_ok_and(|l| l == *peer)
 }
 
-fn attempt_blocking(addr: &SocketAddr, timeout: Duration) -> Attempt {
-    let socket = match new_socket(addr) {
-        Ok(s) => s,
-        Err(e) => return classify(&e),
+/// Bytes as text a terminal and a JSON reader can take: lossy UTF-8 with
+/// control characters escaped, trailing line ends dropped.
+pub fn printable(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let mut out = String::with_capacity(text.len());
+    for c in text.trim_end_matches(['\r', '\n']).chars() {
+        match c {
+            '\r' => out.push_str("\\r"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn read_banner_blocking(stream: &mut std::net::TcpStream, grab: BannerGrab) -> Option<String> {
+    use std::io::Read;
+    let deadline = Instant::now() + grab.wait;
+    let mut buf = vec![0u8; grab.max_bytes as usize];
+    let mut len = 0;
+    while len < buf.len() {
+        let left = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero())?;
+        if stream.set_read_timeout(Some(left)).is_err() {
+            break;
+        }
+        match stream.read(&mut buf[len..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => len += n,
+        }
+    }
+    (len > 0).then(|| printable(&buf[..len]))
+}
+
+async fn read_banner_async(stream: &mut tokio::net::TcpStream, grab: BannerGrab) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let deadline = tokio::time::Instant::now() + grab.wait;
+    let mut buf = vec![0u8; grab.max_bytes as usize];
+    let mut len = 0;
+    while len < buf.len() {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf[len..])).await {
+            Ok(Ok(n)) if n > 0 => len += n,
+            _ => break,
+        }
+    }
+    (len > 0).then(|| printable(&buf[..len]))
+}
+
+/// One attempt and the time the handshake took (banner reading excluded).
+fn attempt_blocking(addr: &SocketAddr, timeout: Duration, banner: Option<BannerGrab>) -> (Attempt, Duration) {
+    let start = Instant::now();
+    let connected = match connect::start(addr) {
+        Started::Connected(socket) => Ok(socket),
+        Started::Pending(socket) => connect::finish_blocking(socket, timeout),
+        Started::Failed(e) => Err(e),
     };
-    match socket.connect_timeout(&(*addr).into(), timeout) {
-        Ok(()) => {
+    let rtt = start.elapsed();
+    let attempt = match connected {
+        Err(e) => classify(&e),
+        Ok(socket) => {
+            connect::reset_on_close(&socket2::SockRef::from(&socket));
             let local =
                 socket.local_addr().and_then(|a| a.as_socket().ok_or_else(|| io::Error::other("not an inet socket")));
             if is_self_connect(local, addr) {
                 Attempt::SelfConnect
             } else {
-                Attempt::Answer(PortState::Open, Reason::SynAck)
+                let mut stream = std::net::TcpStream::from(socket);
+                // Banners are read with blocking reads under a read timeout.
+                let banner = banner.filter(|_| stream.set_nonblocking(false).is_ok());
+                Attempt::Open(banner.and_then(|grab| read_banner_blocking(&mut stream, grab)))
             }
         }
-        Err(e) => classify(&e),
-    }
+    };
+    (attempt, rtt)
 }
 
-async fn attempt_async(addr: SocketAddr, timeout: Duration) -> Attempt {
-    let socket = match new_socket(&addr).and_then(|s| {
-        s.set_nonblocking(true)?;
-        Ok(tokio::net::TcpSocket::from_std_stream(std::net::TcpStream::from(s)))
-    }) {
-        Ok(s) => s,
-        Err(e) => return classify(&e),
+async fn attempt_async(addr: SocketAddr, timeout: Duration, banner: Option<BannerGrab>) -> (Attempt, Duration) {
+    let start = Instant::now();
+    let connected = match connect::start(&addr) {
+        Started::Connected(socket) => tokio::net::TcpStream::from_std(std::net::TcpStream::from(socket)),
+        Started::Pending(socket) => connect::finish_async(socket, timeout).await,
+        Started::Failed(e) => Err(e),
     };
-    match tokio::time::timeout(timeout, socket.connect(addr)).await {
-        Err(_elapsed) => Attempt::Silence,
-        Ok(Err(e)) => classify(&e),
-        Ok(Ok(stream)) => {
+    let rtt = start.elapsed();
+    let attempt = match connected {
+        Err(e) => classify(&e),
+        Ok(mut stream) => {
+            connect::reset_on_close(&socket2::SockRef::from(&stream));
             if is_self_connect(stream.local_addr(), &addr) {
                 Attempt::SelfConnect
             } else {
-                Attempt::Answer(PortState::Open, Reason::SynAck)
+                match banner {
+                    Some(grab) => Attempt::Open(read_banner_async(&mut stream, grab).await),
+                    None => Attempt::Open(None),
+                }
             }
         }
-    }
+    };
+    (attempt, rtt)
 }
 
 impl Task for ProbeTask {
@@ -295,12 +369,11 @@ impl Task for ProbeTask {
 
     fn run_blocking(self) -> ProbeResult {
         let addr = SocketAddr::new(self.ip, self.port);
-        let timeout = self.timeout;
+        let (timeout, banner) = (self.timeout, self.banner);
         let mut attempts = Attempts::new(self);
         loop {
-            let start = Instant::now();
-            let attempt = attempt_blocking(&addr, timeout);
-            match attempts.after(attempt, start.elapsed()) {
+            let (attempt, rtt) = attempt_blocking(&addr, timeout, banner);
+            match attempts.after(attempt, rtt) {
                 Next::Done(result) => return result,
                 Next::Again(pause) if !pause.is_zero() => std::thread::sleep(pause),
                 Next::Again(_) => {}
@@ -310,12 +383,11 @@ impl Task for ProbeTask {
 
     async fn run_async(self) -> ProbeResult {
         let addr = SocketAddr::new(self.ip, self.port);
-        let timeout = self.timeout;
+        let (timeout, banner) = (self.timeout, self.banner);
         let mut attempts = Attempts::new(self);
         loop {
-            let start = Instant::now();
-            let attempt = attempt_async(addr, timeout).await;
-            match attempts.after(attempt, start.elapsed()) {
+            let (attempt, rtt) = attempt_async(addr, timeout, banner).await;
+            match attempts.after(attempt, rtt) {
                 Next::Done(result) => return result,
                 Next::Again(pause) if !pause.is_zero() => tokio::time::sleep(pause).await,
                 Next::Again(_) => {}
@@ -356,7 +428,14 @@ mod tests {
     }
 
     fn task(retry: u8) -> ProbeTask {
-        ProbeTask { block: 0, ip: "127.0.0.1".parse().unwrap(), port: 9, timeout: Duration::from_millis(10), retry }
+        ProbeTask {
+            block: 0,
+            ip: "127.0.0.1".parse().unwrap(),
+            port: 9,
+            timeout: Duration::from_millis(10),
+            retry,
+            banner: None,
+        }
     }
 
     #[test]
@@ -369,11 +448,12 @@ mod tests {
     #[test]
     fn answers_carry_their_rtt() {
         let Next::Done(res) =
-            Attempts::new(task(0)).after(Attempt::Answer(PortState::Open, Reason::SynAck), Duration::from_micros(42))
+            Attempts::new(task(0)).after(Attempt::Open(Some("SSH-2.0-x".into())), Duration::from_micros(42))
         else {
             panic!()
         };
         assert_eq!((res.state, res.reason, res.tries, res.rtt_us), (PortState::Open, Reason::SynAck, 1, Some(42)));
+        assert_eq!(res.banner.as_deref(), Some("SSH-2.0-x"));
         assert!(!res.is_silent());
     }
 
@@ -385,6 +465,13 @@ mod tests {
             panic!()
         };
         assert_eq!(res.state, PortState::Closed);
+    }
+
+    #[test]
+    fn banners_are_printable() {
+        assert_eq!(printable(b"SSH-2.0-OpenSSH_9.2\r\n"), "SSH-2.0-OpenSSH_9.2");
+        assert_eq!(printable(b"220 hi\r\n220 more\x00\x1b[31m"), "220 hi\\r\\n220 more\\x00\\x1b[31m");
+        assert_eq!(printable(&[0xff, b'a']), "\u{fffd}a");
     }
 
     #[test]

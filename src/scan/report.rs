@@ -123,6 +123,9 @@ struct PortLine<'a> {
     service: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,
+    /// What the service said first (`--banners`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    banner: Option<&'a str>,
 }
 
 impl<'a> PortLine<'a> {
@@ -138,6 +141,7 @@ impl<'a> PortLine<'a> {
             tries: r.tries,
             service: if r.state == PortState::Open { service_name(r.port) } else { None },
             error: r.error.as_deref(),
+            banner: r.banner.as_deref(),
         }
     }
 }
@@ -325,6 +329,9 @@ impl<W: Write> Report<W> {
                         service(r),
                         r.reason.as_str()
                     )?;
+                    if let Some(banner) = &r.banner {
+                        writeln!(self.out, "|_ banner: {banner}")?;
+                    }
                 }
             }
             if !h.hidden.is_empty() {
@@ -435,6 +442,7 @@ mod tests {
             rtt_us: (state != PortState::Filtered).then_some(1500),
             tries: 1,
             error: None,
+            banner: None,
         }
     }
 

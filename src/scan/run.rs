@@ -66,7 +66,7 @@ struct Scanner<'c> {
 impl Scanner<'_> {
     fn task(&self, (block, ip, port): Probe, retry: u8, timeout: Option<Duration>) -> ProbeTask {
         let timeout = timeout.unwrap_or_else(|| self.timing.borrow().timeout(ip));
-        ProbeTask { block, ip, port, timeout, retry }
+        ProbeTask { block, ip, port, timeout, retry, banner: self.config.banner }
     }
 
     /// Runs one round of `probes` on the engine.
@@ -239,6 +239,7 @@ pub fn run(config: &ScanConfig, interrupt: &Interrupt) -> anyhow::Result<ScanOut
             rtt_us: None,
             tries: u32::from(retry_rounds) + 1,
             error: None,
+            banner: None,
         };
         scanner.record(result, interrupt);
     }

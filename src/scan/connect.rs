@@ -1,0 +1,100 @@
+//! The TCP handshake of one probe, with as few system calls as the kernel
+//! allows, blocking (threads, processes) or async (tokio).
+//!
+//! The socket is created non-blocking and `connect()` returns at once. On
+//! loopback and for local refusals the answer is already there when it
+//! returns, so `SO_ERROR` is read right away and most closed ports cost
+//! three calls (socket, connect, getsockopt) plus close — no poll, no epoll
+//! registration. Otherwise the blocking path waits in `ppoll` (microsecond
+//! timeouts) and the async path registers with tokio and awaits
+//! writability. `SO_LINGER {1,0}` is set only on connected sockets, the only
+//! ones whose close would send a FIN and leave a TIME_WAIT: they are closed
+//! with an RST instead. A socket closed while its SYN is unanswered sends
+//! nothing.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// How a handshake started.
+pub(super) enum Started {
+    /// Connected already (loopback, fast paths).
+    Connected(Socket),
+    /// The answer is not in yet.
+    Pending(Socket),
+    /// Refused, unreachable, or a local failure: `classify` says which.
+    Failed(io::Error),
+}
+
+/// Creates the socket and sends the SYN.
+pub(super) fn start(addr: &SocketAddr) -> Started {
+    let socket =
+        match Socket::new(Domain::for_address(*addr), Type::STREAM.nonblocking().cloexec(), Some(Protocol::TCP)) {
+            Ok(s) => s,
+            Err(e) => return Started::Failed(e),
+        };
+    match socket.connect(&(*addr).into()) {
+        Ok(()) => Started::Connected(socket),
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => match socket.take_error() {
+            Ok(Some(e)) | Err(e) => Started::Failed(e),
+            Ok(None) => Started::Pending(socket),
+        },
+        Err(e) => Started::Failed(e),
+    }
+}
+
+/// Waits for a pending handshake; `TimedOut` when nothing came back.
+pub(super) fn finish_blocking(socket: Socket, timeout: Duration) -> io::Result<Socket> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        let mut pfd = libc::pollfd { fd: socket.as_raw_fd(), events: libc::POLLOUT, revents: 0 };
+        let ts = libc::timespec {
+            tv_sec: left.as_secs() as libc::time_t,
+            tv_nsec: libc::c_long::from(left.subsec_nanos() as i32),
+        };
+        // SAFETY: one valid pollfd, a valid timespec, no signal mask.
+        let ready = unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
+        if ready < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if ready == 0 {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        return match socket.take_error()? {
+            Some(e) => Err(e),
+            None => Ok(socket),
+        };
+    }
+}
+
+/// Waits for a pending handshake on the tokio reactor; `TimedOut` when
+/// nothing came back.
+pub(super) async fn finish_async(socket: Socket, timeout: Duration) -> io::Result<tokio::net::TcpStream> {
+    let stream = tokio::net::TcpStream::from_std(std::net::TcpStream::from(socket))?;
+    match tokio::time::timeout(timeout, stream.writable()).await {
+        Err(_elapsed) => Err(io::ErrorKind::TimedOut.into()),
+        Ok(ready) => {
+            ready?;
+            match stream.take_error()? {
+                Some(e) => Err(e),
+                None => Ok(stream),
+            }
+        }
+    }
+}
+
+/// Makes the eventual close of a connected socket an RST (no TIME_WAIT).
+pub(super) fn reset_on_close(socket: &socket2::SockRef<'_>) {
+    let _ = socket.set_linger(Some(Duration::ZERO));
+}
