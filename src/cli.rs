@@ -39,7 +39,15 @@ pub enum Command {
     /// Start listeners on a loopback address, scan them with every engine,
     /// and compare what each found, how long it took, and what it cost.
     Demo(DemoArgs),
+    /// Measure the engines against each other and against peer tools.
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// A target host in its own network namespace with known open,
+    /// filtered and closed ports, loss and latency (needs root).
+    Lab(crate::lab::cli::LabArgs),
+    /// Internal: keep a lab up until SIGTERM (started by `trident lab up`).
+    #[command(name = "__lab-serve", hide = true)]
+    LabServe(crate::lab::cli::ServeArgs),
     /// Internal: serve tasks to a parent process (processes engine).
     #[command(name = "__worker", hide = true)]
     Worker {
@@ -222,6 +230,83 @@ fn parse_shard(s: &str) -> Result<Shard, String> {
 
 fn parse_format(s: &str) -> Result<Format, String> {
     s.parse()
+}
+
+/// `trident bench` workloads.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Scan the same target with every engine and every installed peer
+    /// (nmap, RustScan), alternating, and compare time, CPU, memory and
+    /// accuracy against the target's ground truth.
+    #[command(after_help = BENCH_SCAN_EXAMPLES)]
+    Scan(BenchScanArgs),
+}
+
+const BENCH_SCAN_EXAMPLES: &str = "\
+Examples:
+  trident bench scan                                  lab 'full': 50 open, 10k DROP, 1k REJECT, 3% loss
+  trident bench scan --lab full-latency --runs 3
+  trident bench scan --lab loopback --vs nmap --out bench-out
+  trident bench scan --lab loopback --engines async --runs 100 --vs none
+
+Lab targets need root (network namespaces); loopback does not. Peers are
+looked up on PATH and in /opt/<name>/bin; missing ones are skipped.";
+
+/// `trident bench scan` options.
+#[derive(Debug, Args)]
+pub struct BenchScanArgs {
+    /// Target: a lab preset (full, full-latency, clean) or loopback.
+    #[arg(long, default_value = "full")]
+    pub lab: String,
+    /// trident engines to run (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "threads,processes,async", value_parser = parse_engine)]
+    pub engines: Vec<EngineKind>,
+    /// Peers to run when installed: nmap, rustscan, rustscan-default, or none.
+    #[arg(long = "vs", value_delimiter = ',', default_value = "nmap,rustscan")]
+    pub peers: Vec<String>,
+    /// Recorded runs per contender.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub runs: u32,
+    /// Unrecorded warm-up runs per contender.
+    #[arg(long, default_value_t = 1)]
+    pub warmup: u32,
+    /// Ports every contender scans.
+    #[arg(short = 'p', long, default_value = "1-65535")]
+    pub ports: String,
+    /// Extra arguments for every trident scan (e.g. "-c 8000").
+    #[arg(long, value_name = "ARGS", allow_hyphen_values = true)]
+    pub scan_args: Option<String>,
+    /// Kill any run that takes longer than this.
+    #[arg(long, value_name = "DUR", default_value = "300s", value_parser = parse_duration)]
+    pub time_limit: Duration,
+    /// Write runs.csv and summary.json into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+impl BenchScanArgs {
+    /// The validated bench config.
+    pub fn into_config(self) -> Result<crate::bench::scan::ScanBenchConfig, BadInput> {
+        use crate::bench::scan::Contender;
+        let ports = PortList::parse(&self.ports).map_err(|e| BadInput(e.to_string()))?;
+        let peers = self
+            .peers
+            .iter()
+            .filter(|p| p.as_str() != "none")
+            .map(|p| Contender::peer(p).map_err(BadInput))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(crate::bench::scan::ScanBenchConfig {
+            target: self.lab,
+            engines: self.engines,
+            peers,
+            runs: self.runs,
+            warmup: self.warmup,
+            ports: ports.to_string(),
+            scan_args: self.scan_args.map(|a| a.split_whitespace().map(String::from).collect()).unwrap_or_default(),
+            time_limit: self.time_limit,
+            out: self.out,
+        })
+    }
 }
 
 /// `trident demo` options.

@@ -3,6 +3,7 @@
 
 mod util;
 
+mod lab;
 mod netns;
 mod scan_banners;
 mod scan_cli;

@@ -5,5 +5,6 @@
 
 pub mod loopback;
 pub mod measure;
+pub mod scan;
 
 pub use measure::{Measurement, measure, measure_with_limit};

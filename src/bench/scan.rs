@@ -1,0 +1,533 @@
+//! `trident bench scan`: every engine, and every peer scanner that is
+//! installed, against the same target, alternating, measured the same way.
+//!
+//! Each contender is run as its own process (so memory is its own) with
+//! [`measure_with_limit`]; its open ports are parsed from its output and
+//! compared with the target's ground truth (recall, false positives). One
+//! warm-up round, then `runs` rounds; the order of contenders rotates every
+//! round so that no one always runs first (or right after the slowest).
+//! The summary gives medians and, for each trident engine, the ratio of its
+//! median to each peer's median measured in the same run — the figure that
+//! counts on a noisy machine.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::fs;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+
+use super::loopback::LoopbackTarget;
+use super::measure::{Measurement, measure_with_limit};
+use crate::engine::EngineKind;
+use crate::output::AtomicFile;
+
+/// A program being compared.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Contender {
+    /// `trident scan -e ENGINE`.
+    Trident(EngineKind),
+    /// `nmap -sT`, defaults otherwise.
+    Nmap,
+    /// RustScan in its full-recall configuration (`-b 10000 -t 500 --tries 1`).
+    RustScan,
+    /// RustScan with its defaults.
+    RustScanDefault,
+}
+
+impl Contender {
+    /// The name in reports.
+    pub fn label(&self) -> String {
+        match self {
+            Contender::Trident(e) => format!("trident-{e}"),
+            Contender::Nmap => "nmap -sT".into(),
+            Contender::RustScan => "rustscan -b10000 -t500".into(),
+            Contender::RustScanDefault => "rustscan (defaults)".into(),
+        }
+    }
+
+    fn is_peer(&self) -> bool {
+        !matches!(self, Contender::Trident(_))
+    }
+
+    /// Parses a `--vs` name.
+    pub fn peer(name: &str) -> Result<Self, String> {
+        match name {
+            "nmap" => Ok(Contender::Nmap),
+            "rustscan" => Ok(Contender::RustScan),
+            "rustscan-default" => Ok(Contender::RustScanDefault),
+            _ => Err(format!("unknown peer {name:?} (expected nmap, rustscan or rustscan-default)")),
+        }
+    }
+
+    fn program(&self) -> &'static str {
+        match self {
+            Contender::Trident(_) => "trident",
+            Contender::Nmap => "nmap",
+            Contender::RustScan | Contender::RustScanDefault => "rustscan",
+        }
+    }
+
+    /// The command line scanning `ip` on `ports` (`a-b` or a list).
+    fn command(&self, exe: &Path, ip: IpAddr, ports: &str, scan_args: &[String]) -> Command {
+        let mut cmd = Command::new(exe);
+        match self {
+            Contender::Trident(engine) => {
+                cmd.args(["scan", &ip.to_string(), "-p", ports, "-e", engine.name(), "-f", "jsonl", "--open", "-q"]);
+                cmd.args(scan_args);
+            }
+            Contender::Nmap => {
+                cmd.args(["-sT", "-n", "-Pn", "-p", ports, "--open", "-oG", "-", &ip.to_string()]);
+            }
+            Contender::RustScan | Contender::RustScanDefault => {
+                cmd.args(["-a", &ip.to_string(), "-g", "--no-config", "--ulimit", "65535"]);
+                match ports.split_once('-').filter(|_| !ports.contains(',')) {
+                    Some(_) => cmd.args(["-r", ports]),
+                    None => cmd.args(["-p", ports]),
+                };
+                if *self == Contender::RustScan {
+                    cmd.args(["-b", "10000", "-t", "500", "--tries", "1"]);
+                }
+            }
+        }
+        cmd
+    }
+
+    /// The open ports in the contender's output.
+    fn open_ports(&self, stdout: &str) -> BTreeSet<u16> {
+        let mut open = BTreeSet::new();
+        match self {
+            Contender::Trident(_) => {
+                for line in stdout.lines() {
+                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
+                        if v["state"] == "open" {
+                            open.extend(v["port"].as_u64().and_then(|p| u16::try_from(p).ok()));
+                        }
+                    }
+                }
+            }
+            Contender::Nmap => {
+                // Host: 10.0.0.2 ()	Ports: 22/open/tcp//ssh///, 80/open/tcp//http///
+                for line in stdout.lines().filter(|l| l.starts_with("Host:")) {
+                    let Some((_, ports)) = line.split_once("Ports: ") else { continue };
+                    let ports = ports.split('\t').next().unwrap_or("");
+                    for entry in ports.split(", ") {
+                        let mut f = entry.split('/');
+                        if let (Some(port), Some("open")) = (f.next(), f.next()) {
+                            open.extend(port.trim().parse::<u16>().ok());
+                        }
+                    }
+                }
+            }
+            Contender::RustScan | Contender::RustScanDefault => {
+                // 10.0.0.2 -> [22,80]
+                for line in stdout.lines() {
+                    let Some((_, list)) = line.split_once("-> [") else { continue };
+                    let list = list.trim_end().trim_end_matches(']');
+                    open.extend(list.split(',').filter_map(|p| p.trim().parse::<u16>().ok()));
+                }
+            }
+        }
+        open
+    }
+}
+
+/// Finds `program` on PATH, then in /opt/<program>/bin (where a bench
+/// machine may have had it built with `cargo install --root`).
+pub fn find_program(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from(format!("/opt/{program}/bin"))])
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+}
+
+/// One measured run.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunRecord {
+    /// Contender label.
+    pub tool: String,
+    /// Round number (from 1).
+    pub run: u32,
+    /// Wall time, seconds.
+    pub wall_s: f64,
+    /// User+system CPU, seconds (children included).
+    pub cpu_s: f64,
+    /// Peak RSS summed over the process tree, MiB.
+    pub peak_rss_mib: f64,
+    /// Peak PSS summed over the process tree, MiB.
+    pub peak_pss_mib: f64,
+    /// Share of the truly open ports reported open.
+    pub recall: f64,
+    /// Ports reported open that are not.
+    pub false_positives: u64,
+    /// Ports reported open.
+    pub found: u64,
+    /// Killed at the time limit.
+    pub timed_out: bool,
+    /// Exit code (None: killed by a signal).
+    pub exit_code: Option<i32>,
+}
+
+impl RunRecord {
+    fn new(tool: String, run: u32, m: &Measurement, found: &BTreeSet<u16>, truth: &BTreeSet<u16>) -> Self {
+        let hits = found.intersection(truth).count();
+        RunRecord {
+            tool,
+            run,
+            wall_s: m.wall.as_secs_f64(),
+            cpu_s: m.cpu().as_secs_f64(),
+            peak_rss_mib: m.peak_rss_kib as f64 / 1024.0,
+            peak_pss_mib: m.peak_pss_kib as f64 / 1024.0,
+            recall: if truth.is_empty() { 1.0 } else { hits as f64 / truth.len() as f64 },
+            false_positives: (found.len() - hits) as u64,
+            found: found.len() as u64,
+            timed_out: m.timed_out,
+            exit_code: m.exit_code,
+        }
+    }
+}
+
+/// Medians of one contender over the recorded runs.
+#[derive(Clone, Debug, Serialize)]
+pub struct ToolSummary {
+    /// Contender label.
+    pub tool: String,
+    /// Runs recorded.
+    pub runs: usize,
+    /// Median wall time, seconds.
+    pub wall_s: f64,
+    /// Median CPU, seconds.
+    pub cpu_s: f64,
+    /// Median peak RSS, MiB.
+    pub peak_rss_mib: f64,
+    /// Median peak PSS, MiB.
+    pub peak_pss_mib: f64,
+    /// Worst recall of any run.
+    pub min_recall: f64,
+    /// Most false positives of any run.
+    pub max_false_positives: u64,
+    /// Runs killed at the time limit.
+    pub timeouts: usize,
+}
+
+/// A trident engine's medians over a peer's, from the same bench run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Ratio {
+    /// The trident engine.
+    pub tool: String,
+    /// The peer.
+    pub peer: String,
+    /// Median wall / peer's median wall.
+    pub wall: f64,
+    /// Median CPU / peer's.
+    pub cpu: f64,
+    /// Median peak RSS / peer's.
+    pub peak_rss: f64,
+}
+
+/// The whole result, as written to summary.json.
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchReport {
+    /// What was scanned.
+    pub target: String,
+    /// Port specification.
+    pub ports: String,
+    /// Open ports of the target.
+    pub truth: Vec<u16>,
+    /// Every run.
+    pub runs: Vec<RunRecord>,
+    /// Medians per contender.
+    pub summary: Vec<ToolSummary>,
+    /// Engines against peers.
+    pub ratios: Vec<Ratio>,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    if v.len() % 2 == 1 { v[mid] } else { (v[mid - 1] + v[mid]) / 2.0 }
+}
+
+/// Summaries and ratios from the run records.
+pub fn summarise(contenders: &[String], runs: &[RunRecord], peers: &[String]) -> (Vec<ToolSummary>, Vec<Ratio>) {
+    let summary: Vec<ToolSummary> = contenders
+        .iter()
+        .map(|tool| {
+            let mine: Vec<&RunRecord> = runs.iter().filter(|r| &r.tool == tool).collect();
+            let pick = |f: fn(&RunRecord) -> f64| median(mine.iter().map(|r| f(r)).collect());
+            ToolSummary {
+                tool: tool.clone(),
+                runs: mine.len(),
+                wall_s: pick(|r| r.wall_s),
+                cpu_s: pick(|r| r.cpu_s),
+                peak_rss_mib: pick(|r| r.peak_rss_mib),
+                peak_pss_mib: pick(|r| r.peak_pss_mib),
+                min_recall: mine.iter().map(|r| r.recall).fold(f64::INFINITY, f64::min),
+                max_false_positives: mine.iter().map(|r| r.false_positives).max().unwrap_or(0),
+                timeouts: mine.iter().filter(|r| r.timed_out).count(),
+            }
+        })
+        .collect();
+    let mut ratios = Vec::new();
+    for s in summary.iter().filter(|s| !peers.contains(&s.tool)) {
+        for p in summary.iter().filter(|p| peers.contains(&p.tool)) {
+            ratios.push(Ratio {
+                tool: s.tool.clone(),
+                peer: p.tool.clone(),
+                wall: s.wall_s / p.wall_s,
+                cpu: s.cpu_s / p.cpu_s,
+                peak_rss: s.peak_rss_mib / p.peak_rss_mib,
+            });
+        }
+    }
+    (summary, ratios)
+}
+
+/// Options of `trident bench scan` (validated).
+#[derive(Clone, Debug)]
+pub struct ScanBenchConfig {
+    /// `loopback`, or a lab preset name.
+    pub target: String,
+    /// Trident engines to run.
+    pub engines: Vec<EngineKind>,
+    /// Peers to run when installed.
+    pub peers: Vec<Contender>,
+    /// Recorded rounds.
+    pub runs: u32,
+    /// Unrecorded rounds first.
+    pub warmup: u32,
+    /// Port specification for every contender.
+    pub ports: String,
+    /// Extra `trident scan` arguments.
+    pub scan_args: Vec<String>,
+    /// Per-run time limit.
+    pub time_limit: Duration,
+    /// Where to write runs.csv and summary.json.
+    pub out: Option<PathBuf>,
+}
+
+/// Where the bench's contenders point.
+struct Target {
+    ip: IpAddr,
+    truth: BTreeSet<u16>,
+    description: String,
+    /// Keeps a lab alive for the bench's duration.
+    _lab: Option<crate::lab::Lab>,
+}
+
+fn start_target(name: &str) -> anyhow::Result<Target> {
+    if name == "loopback" {
+        let t = LoopbackTarget::start(50, u16::MAX)?;
+        return Ok(Target {
+            ip: IpAddr::V4(t.addr),
+            description: format!("loopback {} ({} listeners)", t.addr, t.mine.len()),
+            truth: t.truth,
+            _lab: None,
+        });
+    }
+    let spec = crate::lab::LabSpec::preset(name).with_context(|| {
+        format!("unknown target {name:?} (expected loopback or a lab preset: full, full-latency, clean)")
+    })?;
+    let lab = crate::lab::Lab::up(&spec)?;
+    Ok(Target {
+        ip: IpAddr::V4(lab.ip()),
+        truth: lab.truth().clone(),
+        description: format!("lab {name} at {}", lab.ip()),
+        _lab: Some(lab),
+    })
+}
+
+/// Runs the bench, printing as it goes; returns the report.
+pub fn run(config: &ScanBenchConfig) -> anyhow::Result<BenchReport> {
+    let trident = std::env::current_exe().context("cannot find the trident executable")?;
+    let mut contenders: Vec<(Contender, PathBuf)> =
+        config.engines.iter().map(|&e| (Contender::Trident(e), trident.clone())).collect();
+    for peer in &config.peers {
+        match find_program(peer.program()) {
+            Some(path) => contenders.push((peer.clone(), path)),
+            None => eprintln!("trident: {} is not installed; skipping it", peer.program()),
+        }
+    }
+    if contenders.is_empty() {
+        bail!("nothing to run");
+    }
+    let target = start_target(&config.target)?;
+    let labels: Vec<String> = contenders.iter().map(|(c, _)| c.label()).collect();
+    let peers: Vec<String> = contenders.iter().filter(|(c, _)| c.is_peer()).map(|(c, _)| c.label()).collect();
+    println!(
+        "bench scan: {} ports {} ({} open); {} warm-up + {} runs each, alternating",
+        target.description,
+        config.ports,
+        target.truth.len(),
+        config.warmup,
+        config.runs
+    );
+    println!(
+        "{:<4} {:<24} {:>9} {:>9} {:>10} {:>10} {:>8} {:>4}",
+        "RUN", "TOOL", "WALL", "CPU", "PEAK RSS", "PEAK PSS", "RECALL", "FP"
+    );
+    let mut records = Vec::new();
+    for round in 0..config.warmup + config.runs {
+        let recorded = round >= config.warmup;
+        let n = contenders.len();
+        for k in 0..n {
+            let (contender, exe) = &contenders[(k + round as usize) % n];
+            let mut cmd = contender.command(exe, target.ip, &config.ports, &config.scan_args);
+            let m = measure_with_limit(&mut cmd, Some(config.time_limit))
+                .with_context(|| format!("cannot run {}", contender.label()))?;
+            let found = contender.open_ports(&String::from_utf8_lossy(&m.stdout));
+            let run_no = if recorded { round - config.warmup + 1 } else { 0 };
+            let rec = RunRecord::new(contender.label(), run_no, &m, &found, &target.truth);
+            println!(
+                "{:<4} {:<24} {:>8.3}s {:>8.3}s {:>6.1} MiB {:>6.1} MiB {:>7.1}% {:>4}{}",
+                if recorded { run_no.to_string() } else { "w".into() },
+                rec.tool,
+                rec.wall_s,
+                rec.cpu_s,
+                rec.peak_rss_mib,
+                rec.peak_pss_mib,
+                rec.recall * 100.0,
+                rec.false_positives,
+                if rec.timed_out {
+                    " (time limit)".to_string()
+                } else if rec.exit_code != Some(0) {
+                    format!(" (exit {:?})", rec.exit_code)
+                } else {
+                    String::new()
+                }
+            );
+            if recorded {
+                records.push(rec);
+            }
+        }
+    }
+    let (summary, ratios) = summarise(&labels, &records, &peers);
+    println!();
+    println!(
+        "{:<24} {:>9} {:>9} {:>10} {:>10} {:>10} {:>6}",
+        "MEDIANS", "WALL", "CPU", "PEAK RSS", "PEAK PSS", "MIN RECALL", "MAX FP"
+    );
+    for s in &summary {
+        println!(
+            "{:<24} {:>8.3}s {:>8.3}s {:>6.1} MiB {:>6.1} MiB {:>9.1}% {:>6}{}",
+            s.tool,
+            s.wall_s,
+            s.cpu_s,
+            s.peak_rss_mib,
+            s.peak_pss_mib,
+            s.min_recall * 100.0,
+            s.max_false_positives,
+            if s.timeouts > 0 { format!("  ({} hit the time limit)", s.timeouts) } else { String::new() }
+        );
+    }
+    if !ratios.is_empty() {
+        println!();
+        println!("{:<24} {:<24} {:>7} {:>7} {:>9}", "RATIO (median/median)", "VS", "WALL", "CPU", "PEAK RSS");
+        for r in &ratios {
+            println!("{:<24} {:<24} {:>6.3}x {:>6.3}x {:>8.3}x", r.tool, r.peer, r.wall, r.cpu, r.peak_rss);
+        }
+    }
+    let report = BenchReport {
+        target: target.description.clone(),
+        ports: config.ports.clone(),
+        truth: target.truth.iter().copied().collect(),
+        runs: records,
+        summary,
+        ratios,
+    };
+    if let Some(dir) = &config.out {
+        write_out(dir, &report)?;
+        println!("\nwrote {}/runs.csv and {}/summary.json", dir.display(), dir.display());
+    }
+    Ok(report)
+}
+
+fn write_out(dir: &Path, report: &BenchReport) -> anyhow::Result<()> {
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut csv = String::from(
+        "tool,run,wall_s,cpu_s,peak_rss_mib,peak_pss_mib,recall,false_positives,found,timed_out,exit_code\n",
+    );
+    for r in &report.runs {
+        let _ = writeln!(
+            csv,
+            "{},{},{:.6},{:.6},{:.3},{:.3},{:.6},{},{},{},{}",
+            r.tool,
+            r.run,
+            r.wall_s,
+            r.cpu_s,
+            r.peak_rss_mib,
+            r.peak_pss_mib,
+            r.recall,
+            r.false_positives,
+            r.found,
+            r.timed_out,
+            r.exit_code.map(|c| c.to_string()).unwrap_or_default()
+        );
+    }
+    for (name, bytes) in [("runs.csv", csv.into_bytes()), ("summary.json", serde_json::to_vec_pretty(report)?)] {
+        let file = AtomicFile::create(&dir.join(name))?;
+        std::io::Write::write_all(&mut file.file()?, &bytes)?;
+        file.commit()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_each_tools_output() {
+        let jsonl = "{\"ip\":\"10.0.0.2\",\"port\":22,\"state\":\"open\"}\n{\"ip\":\"10.0.0.2\",\"port\":23,\"state\":\"closed\"}\n";
+        assert_eq!(Contender::Trident(EngineKind::Async).open_ports(jsonl), BTreeSet::from([22]));
+        let grep = "# Nmap 7.93 scan initiated\nHost: 10.0.0.2 ()\tStatus: Up\nHost: 10.0.0.2 ()\tPorts: 22/open/tcp//ssh///, 8080/open/tcp//http-proxy///\tIgnored State: closed (998)\n# Nmap done\n";
+        assert_eq!(Contender::Nmap.open_ports(grep), BTreeSet::from([22, 8080]));
+        let rs = "10.0.0.2 -> [22,8080,65535]\n";
+        assert_eq!(Contender::RustScan.open_ports(rs), BTreeSet::from([22, 8080, 65535]));
+    }
+
+    #[test]
+    fn medians_and_ratios() {
+        let rec = |tool: &str, wall: f64| RunRecord {
+            tool: tool.into(),
+            run: 1,
+            wall_s: wall,
+            cpu_s: wall,
+            peak_rss_mib: 10.0,
+            peak_pss_mib: 10.0,
+            recall: 1.0,
+            false_positives: 0,
+            found: 1,
+            timed_out: false,
+            exit_code: Some(0),
+        };
+        let runs = vec![rec("a", 1.0), rec("a", 3.0), rec("a", 2.0), rec("p", 4.0), rec("p", 8.0)];
+        let (summary, ratios) = summarise(&["a".into(), "p".into()], &runs, &["p".into()]);
+        assert_eq!(summary[0].wall_s, 2.0);
+        assert_eq!(summary[1].wall_s, 6.0);
+        assert_eq!(ratios.len(), 1);
+        assert!((ratios[0].wall - 2.0 / 6.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn peer_commands() {
+        let ip: IpAddr = "10.0.0.2".parse().unwrap();
+        let args = |c: Contender| {
+            c.command(Path::new("x"), ip, "1-65535", &[])
+                .get_args()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(args(Contender::Nmap), ["-sT", "-n", "-Pn", "-p", "1-65535", "--open", "-oG", "-", "10.0.0.2"]);
+        let rs = args(Contender::RustScan);
+        assert!(rs.windows(2).any(|w| w == ["-r", "1-65535"]) && rs.windows(2).any(|w| w == ["-b", "10000"]), "{rs:?}");
+    }
+}

@@ -1,0 +1,247 @@
+//! `trident lab`: labs started and stopped through the real binary, scanned
+//! by every engine, with their ground truth, firewall, loss and latency
+//! checked against what the scans report, and nothing left behind.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::Path;
+use std::process::Output;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::engine_tests;
+use crate::util::{self, PortLine};
+
+/// Where `trident lab` keeps state files and logs.
+const STATE_DIR: &str = "/run/trident/labs";
+
+/// A lab started with `trident lab up -f json`; stopped on drop if the test
+/// did not stop it.
+struct RunningLab {
+    name: String,
+    ip: String,
+    netns: String,
+    host_if: String,
+    pid: u32,
+    open: BTreeSet<u16>,
+    json: serde_json::Value,
+    up: bool,
+}
+
+fn unique_name(tag: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!("t{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
+}
+
+fn describe(o: &Output) -> String {
+    format!("status {}\n--- stdout\n{}--- stderr\n{}", o.status, util::stdout(o), util::stderr(o))
+}
+
+impl RunningLab {
+    /// `trident lab up --name <unique> ARGS -f json`.
+    fn up(tag: &str, args: &[&str]) -> Self {
+        let name = unique_name(tag);
+        let mut all = vec!["lab", "up", "--name", &name, "-f", "json"];
+        all.extend(args);
+        let out = util::run(&all);
+        let context = describe(&out);
+        assert_eq!(out.status.code(), Some(0), "lab up {args:?}\n{context}");
+        let json: serde_json::Value =
+            serde_json::from_str(&util::stdout(&out)).unwrap_or_else(|e| panic!("lab up -f json: {e}\n{context}"));
+        let text = |key: &str| json[key].as_str().unwrap_or_else(|| panic!("no {key:?} in {json}")).to_string();
+        let open = json["open"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no open ports in {json}"))
+            .iter()
+            .map(|p| p.as_u64().and_then(|p| u16::try_from(p).ok()).unwrap_or_else(|| panic!("bad port {p}")))
+            .collect();
+        let lab = RunningLab {
+            ip: text("ip"),
+            netns: text("netns"),
+            host_if: text("host_if"),
+            pid: json["pid"].as_u64().and_then(|p| u32::try_from(p).ok()).unwrap_or_else(|| panic!("pid in {json}")),
+            name,
+            open,
+            json,
+            up: true,
+        };
+        assert_eq!(lab.json["name"], lab.name.as_str());
+        assert!(Path::new(&format!("{STATE_DIR}/{}.json", lab.name)).exists(), "state file of {}", lab.name);
+        assert!(daemon_alive(lab.pid), "the daemon {} runs after lab up returns", lab.pid);
+        lab
+    }
+
+    /// Scans the lab: `trident scan IP ARGS -f jsonl`, exit 0, each port once.
+    fn scan(&self, args: &[&str]) -> BTreeMap<u16, PortLine> {
+        let mut all = vec!["scan", self.ip.as_str(), "-f", "jsonl", "-q"];
+        all.extend(args);
+        let out = util::run(&all);
+        let context = describe(&out);
+        assert_eq!(out.status.code(), Some(0), "scan {args:?}\n{context}");
+        let mut by_port = BTreeMap::new();
+        for line in util::jsonl(&out) {
+            let port = line.port;
+            assert!(by_port.insert(port, line).is_none(), "port {port} reported twice\n{context}");
+        }
+        by_port
+    }
+
+    /// `trident lab down NAME`, then checks that nothing is left.
+    fn down(mut self) {
+        self.up = false;
+        let out = util::run(&["lab", "down", &self.name]);
+        assert_eq!(out.status.code(), Some(0), "lab down\n{}", describe(&out));
+        assert!(util::stdout(&out).contains(&format!("lab {} is down", self.name)), "{}", describe(&out));
+        self.assert_gone();
+    }
+
+    fn assert_gone(&self) {
+        assert!(!Path::new("/var/run/netns").join(&self.netns).exists(), "namespace {} removed", self.netns);
+        let netns_list = std::process::Command::new("ip").args(["netns", "list"]).output().expect("ip netns list");
+        assert!(!util::stdout(&netns_list).contains(&self.netns), "{} not in `ip netns list`", self.netns);
+        assert!(!Path::new("/sys/class/net").join(&self.host_if).exists(), "veth {} removed", self.host_if);
+        assert!(!daemon_alive(self.pid), "daemon {} gone", self.pid);
+        for ext in ["json", "log"] {
+            let file = format!("{STATE_DIR}/{}.{ext}", self.name);
+            assert!(!Path::new(&file).exists(), "{file} removed");
+        }
+    }
+}
+
+impl Drop for RunningLab {
+    fn drop(&mut self) {
+        if self.up {
+            let _ = util::run(&["lab", "down", &self.name]);
+        }
+    }
+}
+
+/// Whether `pid` is a live (not zombie) lab daemon.
+fn daemon_alive(pid: u32) -> bool {
+    let alive = fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| Some(s[s.rfind(')')? + 1..].split_whitespace().next()?.to_string()))
+        .is_some_and(|state| state != "Z" && state != "X");
+    alive && fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.split(|&b| b == 0).any(|a| a == b"__lab-serve"))
+}
+
+fn state_of(line: &PortLine) -> (&str, &str) {
+    (line.state.as_str(), line.reason.as_str())
+}
+
+engine_tests! {
+    fn scan_reports_exactly_the_labs_truth(engine) {
+        let lab = RunningLab::up(
+            "truth",
+            &["--open-ports", "22,8080", "--filtered", "1000-1100", "--rejected", "2000-2010"],
+        );
+        assert_eq!(lab.open, BTreeSet::from([22, 8080]));
+        assert_eq!(lab.json["spec"]["filtered"], serde_json::json!(["1000-1100"]));
+        assert_eq!(lab.json["spec"]["rejected"], serde_json::json!(["2000-2010"]));
+
+        let got = lab.scan(&["-p", "1-3000,8080", "-e", engine, "--retries", "1"]);
+        let ports: Vec<u16> = got.keys().copied().collect();
+        assert_eq!(ports, (1..=3000).chain([8080]).collect::<Vec<_>>(), "every port reported once");
+        for (port, line) in &got {
+            let want = if lab.open.contains(port) {
+                ("open", "syn-ack")
+            } else if (1000..=1100).contains(port) {
+                ("filtered", "no-response")
+            } else {
+                ("closed", "conn-refused")
+            };
+            assert_eq!(state_of(line), want, "port {port}: {line:?}");
+        }
+        lab.down();
+    }
+
+    fn latency_is_added_to_every_answer(engine) {
+        let lab = RunningLab::up("lat", &["--open-ports", "22,8080", "--latency", "50ms"]);
+        assert_eq!(lab.json["spec"]["latency_ms"], 50.0);
+        let got = lab.scan(&["-p", "20-30,8080", "-e", engine]);
+        assert_eq!(got.len(), 12);
+        for (port, line) in &got {
+            let want = if lab.open.contains(port) { "open" } else { "closed" };
+            assert_eq!(line.state, want, "port {port}: {line:?}");
+            let rtt = line.rtt_us.unwrap_or_else(|| panic!("an answer has an RTT: {line:?}"));
+            assert!((45_000..=150_000).contains(&rtt), "port {port}: RTT {rtt} us with 50 ms latency: {line:?}");
+        }
+        lab.down();
+    }
+}
+
+/// 30% of the SYNs are lost: one try per port misses open ports, the
+/// default retry rounds (another while retries recover answers) find all.
+///
+/// Statistics: one try misses none of the 40 open ports with probability
+/// 0.7^40 < 1e-6. With retries, a scan ends at the first round that
+/// recovers nothing, leaving on average ~0.3 lost ports (of any kind); with
+/// all 65535 ports scanned, one of them is one of the 40 open ports with
+/// probability ~2e-4 (simulated), the chance that this test fails.
+#[test]
+fn loss_is_recovered_by_adaptive_retries() {
+    let lab = RunningLab::up("loss", &["--open", "40", "--seed", "7", "--loss", "30"]);
+    assert_eq!(lab.open.len(), 40);
+    let open_in = |got: &BTreeMap<u16, PortLine>| -> BTreeSet<u16> {
+        got.values().filter(|l| l.state == "open").map(|l| l.port).collect()
+    };
+
+    // The open ports and 2,000 others, once each.
+    let above: Vec<String> = lab.open.iter().filter(|&&p| p > 2000).map(u16::to_string).collect();
+    let spec: Vec<String> = above.into_iter().chain(["1-2000".to_string()]).collect();
+    let one_try = lab.scan(&["-p", &spec.join(","), "--retries", "0"]);
+    let found = open_in(&one_try);
+    assert!(found.is_subset(&lab.open), "nothing but the truth: {found:?}");
+    assert!(found.len() < lab.open.len(), "with 30% loss and one try, some open ports are missed");
+    let filtered = one_try.values().filter(|l| state_of(l) == ("filtered", "no-response")).count();
+    let answered = one_try.values().filter(|l| l.state == "open" || l.state == "closed").count();
+    assert_eq!(filtered + answered, one_try.len(), "only open, closed and silent ports");
+    let lost = filtered as f64 / one_try.len() as f64;
+    // 5 standard deviations either side of 30%.
+    assert!((0.25..0.35).contains(&lost), "about 30% of the probes get no answer: {lost:.3}");
+
+    let retried = lab.scan(&["-p-"]);
+    assert_eq!(open_in(&retried), lab.open, "adaptive retries find every open port");
+    lab.down();
+}
+
+#[test]
+fn lab_list_down_and_user_errors() {
+    let lab = RunningLab::up("cli", &["--open", "3", "--seed", "9"]);
+    assert_eq!(lab.open.len(), 3);
+
+    // The same seed, the same ports.
+    let twin = RunningLab::up("cli", &["--open", "3", "--seed", "9"]);
+    assert_eq!(twin.open, lab.open);
+    twin.down();
+
+    let list = util::run(&["lab", "list", "-f", "json"]);
+    let rows: serde_json::Value = serde_json::from_str(&util::stdout(&list)).expect("lab list -f json");
+    let row = rows
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["name"] == lab.name.as_str()))
+        .unwrap_or_else(|| panic!("{} listed: {rows}", lab.name));
+    assert_eq!((row["ip"].as_str(), row["running"].as_bool()), (Some(lab.ip.as_str()), Some(true)));
+    let text = util::stdout(&util::run(&["lab", "list"]));
+    assert!(text.lines().any(|l| l.starts_with(&lab.name) && l.contains(&lab.ip) && l.contains("running")), "{text}");
+
+    let again = util::run(&["lab", "up", "--name", &lab.name]);
+    assert_eq!(again.status.code(), Some(2), "{}", describe(&again));
+    assert!(util::stderr(&again).contains(&format!("lab {} is already running", lab.name)), "{}", describe(&again));
+
+    let unknown = util::run(&["lab", "down", "no-such-lab"]);
+    assert_eq!(unknown.status.code(), Some(2), "{}", describe(&unknown));
+    assert!(util::stderr(&unknown).contains("no lab named no-such-lab"), "{}", describe(&unknown));
+
+    for bad in [
+        &["lab", "up", "--preset", "nope"][..],
+        &["lab", "up", "--open-ports", "1050", "--filtered", "1000-1100"],
+        &["lab", "up", "--loss", "120"],
+        &["lab", "up", "--name", "a/b"],
+    ] {
+        let out = util::run(bad);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}\n{}", describe(&out));
+        let err = util::stderr(&out);
+        assert_eq!(err.lines().count(), 1, "one line: {err:?}");
+    }
+    lab.down();
+}
