@@ -71,10 +71,59 @@ pub(super) fn finish_blocking(socket: Socket, timeout: Duration) -> io::Result<S
         if ready == 0 {
             return Err(io::ErrorKind::TimedOut.into());
         }
-        return match socket.take_error()? {
-            Some(e) => Err(e),
-            None => Ok(socket),
-        };
+        match verdict(&socket) {
+            Verdict::Connected => return Ok(socket),
+            Verdict::Failed(e) => return Err(e),
+            // Woken before the error was readable: look again.
+            Verdict::Undecided => std::thread::yield_now(),
+        }
+    }
+}
+
+/// What a socket that was reported ready says about its handshake.
+enum Verdict {
+    Connected,
+    Failed(io::Error),
+    Undecided,
+}
+
+/// Open only with proof: a peer address. Readiness alone is not enough:
+/// under load the kernel can wake a poller with POLLERR while `SO_ERROR`
+/// still reads 0 for a moment (an ICMP port unreachable being handled), and
+/// reading that as "connected" would report a rejected port as open.
+fn verdict(socket: &impl HandshakeState) -> Verdict {
+    match socket.error() {
+        Ok(Some(e)) | Err(e) => return Verdict::Failed(e),
+        Ok(None) => {}
+    }
+    match socket.peer() {
+        Ok(()) => Verdict::Connected,
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Verdict::Undecided,
+        Err(e) => Verdict::Failed(e),
+    }
+}
+
+/// The two questions [`verdict`] asks, for socket2 and tokio sockets.
+trait HandshakeState {
+    fn error(&self) -> io::Result<Option<io::Error>>;
+    fn peer(&self) -> io::Result<()>;
+}
+
+impl HandshakeState for Socket {
+    fn error(&self) -> io::Result<Option<io::Error>> {
+        self.take_error()
+    }
+    fn peer(&self) -> io::Result<()> {
+        self.peer_addr().map(drop)
+    }
+}
+
+impl HandshakeState for tokio::net::TcpStream {
+    fn error(&self) -> io::Result<Option<io::Error>> {
+        self.take_error()
+    }
+    fn peer(&self) -> io::Result<()> {
+        self.peer_addr().map(drop)
     }
 }
 
@@ -82,15 +131,20 @@ pub(super) fn finish_blocking(socket: Socket, timeout: Duration) -> io::Result<S
 /// nothing came back.
 pub(super) async fn finish_async(socket: Socket, timeout: Duration) -> io::Result<tokio::net::TcpStream> {
     let stream = tokio::net::TcpStream::from_std(std::net::TcpStream::from(socket))?;
-    match tokio::time::timeout(timeout, stream.writable()).await {
-        Err(_elapsed) => Err(io::ErrorKind::TimedOut.into()),
-        Ok(ready) => {
-            ready?;
-            match stream.take_error()? {
-                Some(e) => Err(e),
-                None => Ok(stream),
+    let decided = async {
+        stream.writable().await?;
+        loop {
+            match verdict(&stream) {
+                Verdict::Connected => return Ok(()),
+                Verdict::Failed(e) => return Err(e),
+                // Readiness stays set; give the kernel a moment to post the error.
+                Verdict::Undecided => tokio::task::yield_now().await,
             }
         }
+    };
+    match tokio::time::timeout(timeout, decided).await {
+        Err(_elapsed) => Err(io::ErrorKind::TimedOut.into()),
+        Ok(result) => result.map(|()| stream),
     }
 }
 
