@@ -143,7 +143,14 @@ pub(super) async fn finish_async(socket: Socket, timeout: Duration) -> io::Resul
         }
     };
     match tokio::time::timeout(timeout, decided).await {
-        Err(_elapsed) => Err(io::ErrorKind::TimedOut.into()),
+        // The timer can fire before the reactor has delivered a readiness
+        // that is already there (a busy runtime processes timers first):
+        // ask the socket itself once before calling the port silent.
+        Err(_elapsed) => match verdict(&stream) {
+            Verdict::Connected => Ok(stream),
+            Verdict::Failed(e) => Err(e),
+            Verdict::Undecided => Err(io::ErrorKind::TimedOut.into()),
+        },
         Ok(result) => result.map(|()| stream),
     }
 }

@@ -216,7 +216,8 @@ pub fn run(config: &ScanConfig, interrupt: &Interrupt) -> anyhow::Result<ScanOut
         retry_rounds += 1;
         if config.verbose {
             eprintln!(
-                "trident: retry round {retry_rounds}: {silent} silent port(s){}; {}",
+                "trident: {:.3}s: retry round {retry_rounds}: {silent} silent port(s){}; {}",
+                started.elapsed().as_secs_f64(),
                 recovered_last.map(|r| format!(", the last retry recovered {r}")).unwrap_or_default(),
                 scanner.timing.borrow().describe()
             );

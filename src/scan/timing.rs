@@ -130,8 +130,13 @@ impl Estimate {
         self.samples += 1;
     }
 
+    /// srtt + 4·rttvar, but never below 1.5·srtt: the samples are only the
+    /// answers that beat the timeout, so the variance of a path whose
+    /// answers come in bursts (a busy network, a busy scanner) is
+    /// underestimated, and without the margin a whole wave of answers
+    /// arriving a few milliseconds late is mistaken for silence.
     fn timeout_us(&self) -> f64 {
-        self.srtt + 4.0 * self.rttvar
+        (self.srtt + 4.0 * self.rttvar).max(1.5 * self.srtt)
     }
 }
 
