@@ -36,6 +36,10 @@ pub enum Command {
     /// Scan TCP ports with connect probes (no root needed).
     #[command(after_help = SCAN_EXAMPLES)]
     Scan(ScanArgs),
+    /// Download files over HTTP(S), many at once; a file under its final
+    /// name is always complete.
+    #[command(after_help = crate::fetch::args::FETCH_HELP)]
+    Fetch(crate::fetch::FetchArgs),
     /// Start listeners on a loopback address, scan them with every engine,
     /// and compare what each found, how long it took, and what it cost.
     Demo(DemoArgs),

@@ -22,6 +22,10 @@ pub enum Exit {
     Failure = 1,
     /// Bad command-line input; nothing was started.
     BadInput = 2,
+    /// A download did not match its `--checksum` (fetch).
+    ChecksumMismatch = 3,
+    /// A file could not be written where it belongs (fetch).
+    LocalError = 4,
     /// Ctrl-C: partial results were written.
     Interrupted = 130,
 }

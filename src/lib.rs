@@ -5,6 +5,7 @@
 //! - [`engine`]: how tasks run concurrently (threads, processes, tokio);
 //!   knows nothing about ports;
 //! - [`scan`]: what a port scan is (targets, ports, probes, reports);
+//! - [`fetch`]: what a download is (URLs, names, `.part` files, retries);
 //! - [`bench`]: measuring a command's wall time, CPU and memory;
 //! - [`demo`]: the self-contained loopback demonstration;
 //! - [`lab`]: a scan target in a network namespace with a known truth;
@@ -21,6 +22,7 @@ pub mod cli;
 pub mod demo;
 pub mod engine;
 pub mod error;
+pub mod fetch;
 pub mod lab;
 pub mod output;
 pub mod scan;
@@ -65,6 +67,12 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Exit> {
                 Exit::Success
             })
         }
+        Command::Fetch(args) => {
+            let config = args.into_config()?;
+            let interrupt = install_interrupt_handler()?;
+            let summary = fetch::run(config, &interrupt)?;
+            Ok(fetch::exit_status(summary.exit_code))
+        }
         Command::Demo(args) => demo::run(&args),
         Command::Lab(args) => lab::cli::run(args),
         Command::LabServe(args) => lab::cli::serve(args),
@@ -85,6 +93,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Exit> {
 fn worker(task: &str) -> anyhow::Result<Exit> {
     match task {
         scan::ProbeTask::NAME => engine::processes::serve::<scan::ProbeTask>()?,
+        fetch::FetchTask::NAME => engine::processes::serve::<fetch::FetchTask>()?,
         other => return Err(BadInput(format!("unknown worker task type {other:?}")).into()),
     }
     Ok(Exit::Success)

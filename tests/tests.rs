@@ -3,6 +3,8 @@
 
 mod util;
 
+mod fetch;
+mod http_server;
 mod lab;
 mod netns;
 mod scan_banners;

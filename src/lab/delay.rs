@@ -567,6 +567,24 @@ fn packet_id(body: &[u8]) -> Option<u32> {
     None
 }
 
+/// Gives the delayer thread real-time priority (SCHED_FIFO), so that a
+/// scanner keeping both cores busy cannot starve it: on a real network the
+/// wire does not slow down when the scanning host is busy, and without this
+/// a busy async scanner saw its answers held far beyond the latency (30k of
+/// 65k ports silent in the first round at 4,096 in flight). Best effort: a
+/// refusal (not root, no RT budget) leaves normal priority.
+fn emulate_a_separate_machine() {
+    let param = libc::sched_param { sched_priority: 10 };
+    // SAFETY: changes only the calling thread's scheduling policy.
+    let rc = unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &param) };
+    if rc != 0 {
+        eprintln!(
+            "trident: the delayer runs at normal priority (SCHED_FIFO refused: {})",
+            io::Error::from_raw_os_error(rc)
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -603,24 +621,6 @@ mod tests {
         assert_eq!(
             netlink_error(&(-libc::EPERM).to_ne_bytes()).err().and_then(|e| e.raw_os_error()),
             Some(libc::EPERM)
-        );
-    }
-}
-
-/// Gives the delayer thread real-time priority (SCHED_FIFO), so that a
-/// scanner keeping both cores busy cannot starve it: on a real network the
-/// wire does not slow down when the scanning host is busy, and without this
-/// a busy async scanner saw its answers held far beyond the latency (30k of
-/// 65k ports silent in the first round at 4,096 in flight). Best effort: a
-/// refusal (not root, no RT budget) leaves normal priority.
-fn emulate_a_separate_machine() {
-    let param = libc::sched_param { sched_priority: 10 };
-    // SAFETY: changes only the calling thread's scheduling policy.
-    let rc = unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &param) };
-    if rc != 0 {
-        eprintln!(
-            "trident: the delayer runs at normal priority (SCHED_FIFO refused: {})",
-            io::Error::from_raw_os_error(rc)
         );
     }
 }

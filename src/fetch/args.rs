@@ -1,0 +1,204 @@
+//! `trident fetch` command-line syntax and its conversion into a
+//! [`FetchConfig`]: every bad value is reported (exit 2) before any request.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::report::Format;
+use super::store::Collision;
+use super::task::{FetchOptions, check_url};
+use super::{FetchConfig, Input};
+use crate::cli::parse_duration;
+use crate::engine::{EngineConfig, EngineKind};
+use crate::error::BadInput;
+
+/// Downloads in flight when `-j` is not given, on every engine.
+pub const DEFAULT_JOBS: u32 = 16;
+
+/// `trident fetch --help` epilogue.
+pub const FETCH_HELP: &str = "\
+Examples:
+  trident fetch https://example.org/a.iso https://example.org/b.iso -d downloads
+  trident fetch -i urls.txt -j 32 -e threads -f json > results.json
+  trident fetch https://example.org/a.iso --checksum sha256=9f86d0...
+
+Files: the body is written to NAME.part in DIR, synced, checked (length
+against Content-Length, --checksum), and only then renamed to NAME. A file
+under its final name is always complete. NAME is the URL's last path
+segment, percent-decoded, without /, \\, control characters or leading
+dots (index.html when empty); it never leaves DIR and no symlink in DIR is
+followed. A taken NAME becomes NAME.1.ext, NAME.2.ext... unless
+--overwrite or --no-clobber.
+
+Retries: connection errors, timeouts, truncated bodies, HTTP 408, 429 and
+5xx, with exponential backoff and jitter (--retry-wait, doubling, at most
+30 s), at least what Retry-After asks, and no retry later than
+--retry-max-time after the first attempt. 403, 404 and other 4xx are not
+retried. Redirects: http and https only, at most 10; the name still comes
+from the URL given.
+
+Input file (-i FILE, - for stdin): one URL per line, # comments, read as
+the downloads go.
+
+Exit status (the most severe wins, in this order):
+  130  interrupted (Ctrl-C); the files already saved are complete
+    4  a file could not be written in DIR (local error)
+    3  checksum mismatch
+    2  bad input: invalid options or URL (on the command line: nothing is
+       downloaded; in an input file: that line is reported, the rest done)
+    1  some downloads failed (HTTP error, network error, after the retries)
+    0  every URL was saved (or skipped by --no-clobber)";
+
+/// `trident fetch` options.
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// http:// or https:// URLs to download.
+    #[arg(value_name = "URL")]
+    pub urls: Vec<String>,
+    /// Read URLs from FILE, one per line (# comments); - for stdin.
+    #[arg(short = 'i', long = "input-file", value_name = "FILE")]
+    pub input_file: Option<PathBuf>,
+    /// Save files in DIR (created if missing).
+    #[arg(short = 'd', long = "dir", value_name = "DIR", default_value = ".")]
+    pub dir: PathBuf,
+    /// Concurrency engine: threads, processes or async.
+    #[arg(short = 'e', long, default_value = "async", value_parser = parse_engine)]
+    pub engine: EngineKind,
+    /// Files downloaded at once (threads, worker processes or futures).
+    #[arg(short = 'j', long = "jobs", value_name = "N", default_value_t = DEFAULT_JOBS,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub jobs: u32,
+    /// Retries of a download after its first attempt.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub retries: u32,
+    /// Backoff before the first retry; doubles after each (with jitter).
+    #[arg(long, value_name = "DUR", default_value = "500ms", value_parser = parse_duration)]
+    pub retry_wait: Duration,
+    /// No retry starts later than this after a download's first attempt.
+    #[arg(long, value_name = "DUR", default_value = "2m", value_parser = parse_duration)]
+    pub retry_max_time: Duration,
+    /// Connect timeout, and longest wait for a response or between two
+    /// pieces of a body.
+    #[arg(long, value_name = "DUR", default_value = "30s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Expected digest of the file, e.g. sha256=9f86d0...; a mismatch is
+    /// never saved (exit 3). Needs exactly one URL.
+    #[arg(long, value_name = "ALGO=HEX")]
+    pub checksum: Option<String>,
+    /// Replace an existing file of the same name.
+    #[arg(long, conflicts_with = "no_clobber")]
+    pub overwrite: bool,
+    /// Skip URLs whose file name exists in DIR.
+    #[arg(long)]
+    pub no_clobber: bool,
+    /// Output: text (a line per file as it ends) or json (one document).
+    #[arg(short = 'f', long, default_value = "text", value_parser = parse_format)]
+    pub format: Format,
+    /// No warnings on stderr.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+}
+
+fn parse_engine(s: &str) -> Result<EngineKind, String> {
+    s.parse()
+}
+
+fn parse_format(s: &str) -> Result<Format, String> {
+    s.parse()
+}
+
+/// Parses `sha256=HEX` (algorithm name case-insensitive, 64 hex digits).
+pub fn parse_checksum(s: &str) -> Result<[u8; 32], String> {
+    let bad = |why: &str| format!("invalid --checksum {s:?}: {why} (expected sha256=64 hex digits)");
+    let (algo, hex) = s.split_once('=').ok_or_else(|| bad("no '='"))?;
+    if !algo.eq_ignore_ascii_case("sha256") && !algo.eq_ignore_ascii_case("sha-256") {
+        return Err(bad("unsupported algorithm"));
+    }
+    let hex = hex.trim();
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad("not 64 hex digits"));
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad("not hex"))?;
+    }
+    Ok(out)
+}
+
+impl FetchArgs {
+    /// Validates everything, creates DIR and opens the input file.
+    pub fn into_config(self) -> Result<FetchConfig, BadInput> {
+        for url in &self.urls {
+            check_url(url).map_err(BadInput)?;
+        }
+        if self.urls.is_empty() && self.input_file.is_none() {
+            return Err(BadInput("no URLs given (e.g. trident fetch http://host/file, or -i FILE)".into()));
+        }
+        let sha256 = match &self.checksum {
+            Some(spec) => {
+                if self.urls.len() != 1 || self.input_file.is_some() {
+                    return Err(BadInput("--checksum applies to exactly one URL on the command line".into()));
+                }
+                Some(parse_checksum(spec).map_err(BadInput)?)
+            }
+            None => None,
+        };
+        let input = match &self.input_file {
+            None => None,
+            Some(path) if path.as_os_str() == "-" => Some(Input::new("stdin", Box::new(BufReader::new(io::stdin())))),
+            Some(path) => {
+                let file =
+                    File::open(path).map_err(|e| BadInput(format!("cannot read URL list {}: {e}", path.display())))?;
+                Some(Input::new(&path.display().to_string(), Box::new(BufReader::new(file)) as Box<dyn BufRead + Send>))
+            }
+        };
+        match std::fs::metadata(&self.dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(BadInput(format!("{} is not a directory", self.dir.display()))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => std::fs::create_dir_all(&self.dir)
+                .map_err(|e| BadInput(format!("cannot create directory {}: {e}", self.dir.display())))?,
+            Err(e) => return Err(BadInput(format!("cannot use directory {}: {e}", self.dir.display()))),
+        }
+        let collision = match (self.overwrite, self.no_clobber) {
+            (true, _) => Collision::Overwrite,
+            (_, true) => Collision::NoClobber,
+            _ => Collision::Number,
+        };
+        Ok(FetchConfig {
+            urls: self.urls,
+            input,
+            dir: self.dir,
+            engine: EngineConfig::new(self.engine).with_concurrency(self.jobs as usize),
+            options: FetchOptions {
+                retries: self.retries,
+                timeout: self.timeout,
+                retry_wait: self.retry_wait,
+                retry_max_time: self.retry_max_time,
+                sha256,
+                collision,
+            },
+            format: self.format,
+            quiet: self.quiet,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checksums() {
+        let hex = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+        let d = parse_checksum(&format!("sha256={hex}")).expect("valid");
+        assert_eq!((d[0], d[31]), (0x9f, 0x08));
+        assert_eq!(parse_checksum(&format!("SHA-256={}", hex.to_uppercase())), Ok(d));
+        for bad in ["", "sha256", "md5=abc", &format!("sha256={}", &hex[1..]), &format!("sha256={}g", &hex[1..])] {
+            assert!(parse_checksum(bad).is_err(), "{bad}");
+        }
+    }
+}

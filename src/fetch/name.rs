@@ -1,0 +1,175 @@
+//! File names for downloads: taken from the URL, made safe, numbered on
+//! collision. Pure functions; the file system is touched in `store`.
+//!
+//! A name never contains `/`, `\`, NUL or control characters, never starts
+//! with a dot (so it is never `.`, `..` or a hidden file) and is at most
+//! [`MAX_NAME_BYTES`] bytes: joined to the download directory it always
+//! names an entry directly inside that directory.
+
+use percent_encoding::percent_decode_str;
+use url::Url;
+
+/// The name used when the URL path gives none (`http://host/`, `/dir/`).
+pub const FALLBACK_NAME: &str = "index.html";
+
+/// Longest name produced, in bytes: leaves room below the usual 255-byte
+/// limit for a collision number and the `.part` suffix.
+pub const MAX_NAME_BYTES: usize = 200;
+
+/// The file name for `url`: its last path segment, percent-decoded and
+/// sanitised (see [`sanitize`]), or [`FALLBACK_NAME`].
+pub fn name_from_url(url: &Url) -> String {
+    let last = url.path_segments().and_then(|mut s| s.next_back()).unwrap_or("");
+    let decoded = percent_decode_str(last).decode_utf8_lossy();
+    sanitize(&decoded).unwrap_or_else(|| FALLBACK_NAME.to_string())
+}
+
+/// Makes `raw` safe as a single file name, or `None` if nothing usable is
+/// left. Separators count after decoding: only what follows the last `/` or
+/// `\` is kept (`..%2F..%2Fetc%2Fpasswd` gives `passwd`). Control
+/// characters (NUL included) become `_`; leading dots and surrounding white
+/// space are dropped; over-long names are cut, keeping a short extension.
+pub fn sanitize(raw: &str) -> Option<String> {
+    let base = raw.rsplit(['/', '\\']).next().unwrap_or("");
+    let cleaned: String = base.chars().map(|c| if c.is_control() { '_' } else { c }).collect();
+    let trimmed = cleaned.trim().trim_start_matches(|c: char| c == '.' || c.is_whitespace());
+    if trimmed.is_empty() {
+        return None;
+    }
+    Some(truncate(trimmed))
+}
+
+/// Cuts `name` to [`MAX_NAME_BYTES`] on a character boundary, keeping an
+/// extension of up to 16 bytes.
+fn truncate(name: &str) -> String {
+    if name.len() <= MAX_NAME_BYTES {
+        return name.to_string();
+    }
+    let (stem, ext) = match name.rfind('.') {
+        Some(dot) if name.len() - dot <= 16 && dot > 0 => name.split_at(dot),
+        _ => (name, ""),
+    };
+    let mut cut = MAX_NAME_BYTES - ext.len();
+    while !stem.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}{ext}", &stem[..cut])
+}
+
+/// Splits `name` into stem and extension (with its dot); `.tar.gz`-style
+/// double extensions stay together. A name without a dot has no extension.
+fn split_extension(name: &str) -> (&str, &str) {
+    let Some(dot) = name.rfind('.').filter(|&d| d > 0) else { return (name, "") };
+    let stem = &name[..dot];
+    match stem.rfind('.') {
+        Some(inner) if inner > 0 && &stem[inner..] == ".tar" => name.split_at(inner),
+        _ => name.split_at(dot),
+    }
+}
+
+/// The `n`-th alternative to `name` when it is taken: `x.bin` → `x.1.bin`,
+/// `a.tar.gz` → `a.1.tar.gz`, `README` → `README.1`. `n == 0` is `name`.
+pub fn numbered(name: &str, n: u32) -> String {
+    if n == 0 {
+        return name.to_string();
+    }
+    let (stem, ext) = split_extension(name);
+    format!("{stem}.{n}{ext}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_from_urls() {
+        let cases = [
+            ("http://h/files/report.pdf", "report.pdf"),
+            ("http://h/files/report.pdf?x=1#frag", "report.pdf"),
+            ("http://h/", FALLBACK_NAME),
+            ("http://h", FALLBACK_NAME),
+            ("http://h/dir/", FALLBACK_NAME),
+            ("http://h/a%20b.txt", "a b.txt"),
+            ("http://h/caf%C3%A9.txt", "café.txt"),
+            ("http://h/bad%FFutf8", "bad\u{FFFD}utf8"),
+            // Decoded separators count as separators.
+            ("http://h/..%2F..%2Fetc%2Fpasswd", "passwd"),
+            ("http://h/x/%2e%2e%2fx", "x"),
+            ("http://h/..%5C..%5Cwin.ini", "win.ini"),
+            ("http://h/a%2F", FALLBACK_NAME),
+            // Dot segments are resolved by the URL parser, then dots stripped.
+            ("http://h/a/../b.txt", "b.txt"),
+            ("http://h/a/%2e%2e/b.txt", "b.txt"),
+            ("http://h/.bashrc", "bashrc"),
+            ("http://h/...", FALLBACK_NAME),
+            ("http://h/%2e%2e", FALLBACK_NAME),
+            // NUL and control characters.
+            ("http://h/a%00b", "a_b"),
+            ("http://h/a%0Ab%0D%09c", "a_b__c"),
+            ("http://h/%7Fdel", "_del"),
+            ("http://h/%20%20spaced%20%20", "spaced"),
+        ];
+        for (url, want) in cases {
+            let url = Url::parse(url).expect("test URL parses");
+            assert_eq!(name_from_url(&url), want, "{url}");
+        }
+    }
+
+    #[test]
+    fn sanitize_table() {
+        let cases: [(&str, Option<&str>); 14] = [
+            ("plain.txt", Some("plain.txt")),
+            ("../../x", Some("x")),
+            ("/etc/x", Some("x")),
+            ("..\\x", Some("x")),
+            ("..", None),
+            (".", None),
+            ("", None),
+            ("   ", None),
+            ("dir/", None),
+            ("\0", Some("_")),
+            (". .hidden", Some("hidden")),
+            ("a\u{85}b", Some("a_b")),
+            ("x\u{1b}[31m", Some("x_[31m")),
+            ("name.with.dots.tar.gz", Some("name.with.dots.tar.gz")),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(sanitize(raw).as_deref(), want, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn every_sanitised_name_is_a_single_safe_component() {
+        let nasty = ["../a", "a/..", "..\\..\\", "\u{0}..", " ../ ", "a\\b/c", "./.", "..%2f"];
+        for raw in nasty {
+            if let Some(name) = sanitize(raw) {
+                assert!(!name.contains(['/', '\\', '\0']) && !name.starts_with('.'), "{raw:?} -> {name:?}");
+                assert_eq!(std::path::Path::new(&name).components().count(), 1, "{name:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn long_names_are_cut_on_char_boundaries_keeping_the_extension() {
+        let long = format!("{}.iso", "é".repeat(300));
+        let name = sanitize(&long).expect("a name");
+        assert!(name.len() <= MAX_NAME_BYTES && name.ends_with(".iso"), "{} bytes", name.len());
+        let no_ext = "x".repeat(500);
+        assert_eq!(sanitize(&no_ext).expect("a name").len(), MAX_NAME_BYTES);
+    }
+
+    #[test]
+    fn collision_numbers() {
+        let cases = [
+            ("x.bin", 1, "x.1.bin"),
+            ("x.bin", 12, "x.12.bin"),
+            ("archive.tar.gz", 1, "archive.1.tar.gz"),
+            ("a.b.c", 2, "a.b.2.c"),
+            ("README", 1, "README.1"),
+            ("x.bin", 0, "x.bin"),
+        ];
+        for (name, n, want) in cases {
+            assert_eq!(numbered(name, n), want, "{name} {n}");
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! What `trident fetch` prints: a line per file as it ends (text), or one
+//! JSON document at the end (`-f json`), and the exit code that sums it up.
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::str::FromStr;
+
+use serde::Serialize;
+
+use super::task::{FetchResult, Status};
+
+/// Output format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Format {
+    /// A line per file as it ends, then a summary line.
+    #[default]
+    Text,
+    /// One document: `{"files": [...], "summary": {...}}`, files in input order.
+    Json,
+}
+
+impl FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "text" => Ok(Format::Text),
+            "json" => Ok(Format::Json),
+            _ => Err(format!("unknown format {s:?} (expected text or json)")),
+        }
+    }
+}
+
+/// Totals of a run.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    /// Engine name.
+    pub engine: String,
+    /// Downloads in flight at most.
+    pub concurrency: usize,
+    /// URLs read.
+    pub urls: u64,
+    /// Results per status name (every status present, zeros included).
+    pub counts: BTreeMap<&'static str, u64>,
+    /// Bytes saved.
+    pub bytes: u64,
+    /// Wall time of the run.
+    pub elapsed_ms: u64,
+    /// Stopped by Ctrl-C.
+    pub interrupted: bool,
+    /// The process's exit code (see `trident fetch --help`).
+    pub exit_code: u8,
+}
+
+/// Every status, in report order.
+const STATUSES: [Status; 7] = [
+    Status::Done,
+    Status::Skipped,
+    Status::Failed,
+    Status::BadUrl,
+    Status::ChecksumMismatch,
+    Status::LocalError,
+    Status::Interrupted,
+];
+
+impl Summary {
+    /// An empty summary for a run on `engine`.
+    pub fn new(engine: &str, concurrency: usize) -> Self {
+        Summary {
+            engine: engine.to_string(),
+            concurrency,
+            counts: STATUSES.iter().map(|s| (s.name(), 0)).collect(),
+            ..Summary::default()
+        }
+    }
+
+    /// Counts one result; the exit code is the most severe one seen.
+    pub fn add(&mut self, r: &FetchResult) {
+        self.urls += 1;
+        *self.counts.entry(r.status.name()).or_default() += 1;
+        if r.status == Status::Done {
+            self.bytes += r.bytes;
+        }
+        self.raise(r.status.exit_code());
+    }
+
+    /// Raises the exit code to `code` if that is more severe (codes are
+    /// numbered by severity: 130 > 4 > 3 > 2 > 1 > 0).
+    pub fn raise(&mut self, code: u8) {
+        self.exit_code = self.exit_code.max(code);
+    }
+
+    fn line(&self) -> String {
+        let done = self.counts.get("done").copied().unwrap_or(0);
+        let mut text = format!(
+            "Fetched {done} of {} URL{} ({}) in {:.2} s with {} (-j {})",
+            self.urls,
+            if self.urls == 1 { "" } else { "s" },
+            human_bytes(self.bytes),
+            self.elapsed_ms as f64 / 1000.0,
+            self.engine,
+            self.concurrency,
+        );
+        let others: Vec<String> =
+            self.counts.iter().filter(|(k, v)| **k != "done" && **v > 0).map(|(k, v)| format!("{v} {k}")).collect();
+        if !others.is_empty() {
+            text.push_str(": ");
+            text.push_str(&others.join(", "));
+        }
+        if self.interrupted {
+            text.push_str("; interrupted, later URLs not started");
+        }
+        text
+    }
+}
+
+/// `1.5 MiB`, `512 B`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
+/// Writes results as they come.
+#[derive(Debug)]
+pub struct Report<W: Write> {
+    format: Format,
+    out: W,
+    kept: Vec<FetchResult>,
+}
+
+impl<W: Write> Report<W> {
+    /// A report in `format` written to `out`.
+    pub fn new(format: Format, out: W) -> Self {
+        Report { format, out, kept: Vec::new() }
+    }
+
+    /// One file's result.
+    pub fn record(&mut self, r: FetchResult) -> io::Result<()> {
+        match self.format {
+            Format::Text => {
+                let line = match (r.status, &r.name) {
+                    (Status::Done, Some(name)) => format!(
+                        "done      {name}  {} bytes  sha256:{}  {}",
+                        r.bytes,
+                        r.sha256.as_deref().unwrap_or("-"),
+                        r.url
+                    ),
+                    (Status::Skipped, Some(name)) => format!("skipped   {name}  (exists)  {}", r.url),
+                    (status, _) => {
+                        format!("{:<9} {}: {}", status.name(), r.url, r.error.as_deref().unwrap_or("unknown error"))
+                    }
+                };
+                writeln!(self.out, "{line}")?;
+                self.out.flush()
+            }
+            Format::Json => {
+                self.kept.push(r);
+                Ok(())
+            }
+        }
+    }
+
+    /// Ends the report with the summary.
+    pub fn finish(mut self, summary: &Summary) -> io::Result<()> {
+        match self.format {
+            Format::Text => writeln!(self.out, "{}", summary.line())?,
+            Format::Json => {
+                self.kept.sort_by_key(|r| r.index);
+                #[derive(Serialize)]
+                struct Doc<'a> {
+                    files: &'a [FetchResult],
+                    summary: &'a Summary,
+                }
+                serde_json::to_writer_pretty(&mut self.out, &Doc { files: &self.kept, summary })?;
+                writeln!(self.out)?;
+            }
+        }
+        self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(status: Status, bytes: u64) -> FetchResult {
+        FetchResult {
+            index: 0,
+            url: "http://h/x".into(),
+            status,
+            name: Some("x".into()),
+            bytes,
+            sha256: Some("ab".into()),
+            http_status: Some(200),
+            attempts: 1,
+            error: None,
+            elapsed_ms: 1,
+        }
+    }
+
+    #[test]
+    fn the_most_severe_exit_code_wins() {
+        let mut s = Summary::new("threads", 4);
+        assert_eq!(s.exit_code, 0);
+        for (status, want) in [
+            (Status::Done, 0),
+            (Status::Skipped, 0),
+            (Status::Failed, 1),
+            (Status::ChecksumMismatch, 3),
+            (Status::BadUrl, 3),
+            (Status::LocalError, 4),
+            (Status::Failed, 4),
+            (Status::Interrupted, 130),
+            (Status::Done, 130),
+        ] {
+            s.add(&result(status, 10));
+            assert_eq!(s.exit_code, want, "after {status:?}");
+        }
+        assert_eq!((s.urls, s.bytes, s.counts["failed"], s.counts["done"]), (9, 20, 2, 2));
+    }
+
+    #[test]
+    fn text_lines_and_summary() {
+        let mut out = Vec::new();
+        let mut report = Report::new(Format::Text, &mut out);
+        report.record(result(Status::Done, 2048)).expect("write");
+        let mut failed = result(Status::Failed, 0);
+        failed.error = Some("HTTP 404 Not Found".into());
+        report.record(failed.clone()).expect("write");
+        let mut s = Summary::new("async", 8);
+        s.add(&result(Status::Done, 2048));
+        s.add(&failed);
+        s.elapsed_ms = 1500;
+        report.finish(&s).expect("write");
+        let text = String::from_utf8(out).expect("utf-8");
+        assert_eq!(
+            text,
+            "done      x  2048 bytes  sha256:ab  http://h/x\n\
+             failed    http://h/x: HTTP 404 Not Found\n\
+             Fetched 1 of 2 URLs (2.0 KiB) in 1.50 s with async (-j 8): 1 failed\n"
+        );
+    }
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(256 << 20), "256.0 MiB");
+    }
+}

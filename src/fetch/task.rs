@@ -1,0 +1,792 @@
+//! One download as an engine [`Task`]: [`FetchTask`] in, [`FetchResult`]
+//! out. The blocking side (threads and processes engines) uses ureq, the
+//! async side reqwest on tokio; everything that decides something — what a
+//! status means, where a redirect may go, when to retry, how the file is
+//! written — is shared, so the engines differ only in how bytes move.
+//!
+//! Clients are shared per process (per worker process on the processes
+//! engine), so HTTP/1.1 connections are kept alive and reused per host.
+//! Redirects are followed here, not by the clients, so that the same rules
+//! hold on every engine: http/https only, at most [`MAX_REDIRECTS`], and the
+//! file name always comes from the original URL.
+
+use std::error::Error as StdError;
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use super::name::name_from_url;
+use super::retry::{Backoff, StatusClass, classify_status, parse_retry_after};
+use super::store::{Collision, Committed, PartFile};
+use crate::engine::Task;
+
+/// Redirects followed at most, per attempt.
+pub const MAX_REDIRECTS: u32 = 10;
+/// Sent with every request.
+const USER_AGENT: &str = concat!("trident/", env!("CARGO_PKG_VERSION"));
+/// Read buffer of the blocking side (heap: pool threads have small stacks).
+const READ_BUFFER: usize = 64 * 1024;
+/// Longest uninterrupted sleep while waiting to retry (the cancel flag is
+/// looked at in between).
+const SLEEP_SLICE: Duration = Duration::from_millis(50);
+
+/// How every download of a run behaves.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchOptions {
+    /// Retries after the first attempt.
+    pub retries: u32,
+    /// Connect timeout, and longest wait for the response or between two
+    /// reads of the body.
+    pub timeout: Duration,
+    /// Backoff before the first retry (doubling after each).
+    pub retry_wait: Duration,
+    /// No retry starts later than this after the download's first attempt.
+    pub retry_max_time: Duration,
+    /// Expected SHA-256 of the file (`--checksum sha256=HEX`).
+    pub sha256: Option<[u8; 32]>,
+    /// What to do when the file name is taken.
+    pub collision: Collision,
+}
+
+/// Downloads one URL into a directory.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FetchTask {
+    /// Position in the input (results come back in completion order).
+    pub index: u64,
+    /// The URL as given.
+    pub url: String,
+    /// The download directory.
+    #[serde(with = "path_bytes")]
+    pub dir: PathBuf,
+    /// Options shared by the run.
+    pub options: FetchOptions,
+}
+
+/// How a download ended; each failure class has its own exit code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// Saved under its final name, complete and verified.
+    Done,
+    /// `--no-clobber` and the name was taken: nothing downloaded.
+    Skipped,
+    /// HTTP error, network error, timeout, bad redirect: after the retries.
+    Failed,
+    /// The URL cannot be downloaded at all (syntax, scheme).
+    BadUrl,
+    /// The body did not match `--checksum`.
+    ChecksumMismatch,
+    /// The file could not be written in the directory.
+    LocalError,
+    /// Stopped by Ctrl-C.
+    Interrupted,
+}
+
+impl Status {
+    /// The exit code this outcome asks for (0 for success).
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Status::Done | Status::Skipped => 0,
+            Status::Failed => 1,
+            Status::BadUrl => 2,
+            Status::ChecksumMismatch => 3,
+            Status::LocalError => 4,
+            Status::Interrupted => 130,
+        }
+    }
+
+    /// The name used in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Done => "done",
+            Status::Skipped => "skipped",
+            Status::Failed => "failed",
+            Status::BadUrl => "bad-url",
+            Status::ChecksumMismatch => "checksum-mismatch",
+            Status::LocalError => "local-error",
+            Status::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// What became of one URL.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchResult {
+    /// Position in the input.
+    pub index: u64,
+    /// The URL as given.
+    pub url: String,
+    /// How it ended.
+    pub status: Status,
+    /// The file's final name in the directory (done), or the existing
+    /// file's (skipped).
+    pub name: Option<String>,
+    /// Bytes saved.
+    pub bytes: u64,
+    /// SHA-256 of the saved file, lowercase hex.
+    pub sha256: Option<String>,
+    /// The last HTTP status received.
+    pub http_status: Option<u16>,
+    /// Requests chains started (1 + retries).
+    pub attempts: u32,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Time from the first attempt to the end, in milliseconds.
+    pub elapsed_ms: u64,
+}
+
+impl FetchResult {
+    /// A result for a task that never ran to the end (engine failure).
+    pub fn engine_failure(task: &FetchTask, reason: String) -> Self {
+        FetchResult {
+            index: task.index,
+            url: task.url.clone(),
+            status: Status::Failed,
+            name: None,
+            bytes: 0,
+            sha256: None,
+            http_status: None,
+            attempts: 0,
+            error: Some(reason),
+            elapsed_ms: 0,
+        }
+    }
+}
+
+/// Parses a URL that can be downloaded: http or https, with a host.
+pub fn check_url(s: &str) -> Result<Url, String> {
+    match Url::parse(s.trim()) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Ok(url),
+        Ok(url) => Err(format!("unsupported URL {:?} (only http:// and https:// URLs)", url.as_str())),
+        Err(e) => Err(format!("invalid URL {s:?}: {e}")),
+    }
+}
+
+/// Lowercase hex of a digest.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+// ---------------------------------------------------------------------------
+// Cancellation (Ctrl-C) for in-process engines.
+
+static CANCEL: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+
+/// Makes in-flight downloads of this process stop when `flag` is set.
+/// Worker processes never set it: the parent stops them.
+pub(crate) fn set_cancel_flag(flag: Arc<AtomicBool>) {
+    let _ = CANCEL.set(flag);
+}
+
+fn cancelled() -> bool {
+    CANCEL.get().is_some_and(|f| f.load(Ordering::Relaxed))
+}
+
+// ---------------------------------------------------------------------------
+// What the engines share.
+
+/// Why an attempt did not end with a saved file.
+#[derive(Debug)]
+enum Failure {
+    /// Worth another attempt (after at least `after`, if the server said).
+    Retry { reason: String, after: Option<Duration> },
+    /// Final.
+    Fatal { status: Status, reason: String },
+}
+
+fn retry(reason: impl Into<String>) -> Failure {
+    Failure::Retry { reason: reason.into(), after: None }
+}
+
+fn fatal(status: Status, reason: impl Into<String>) -> Failure {
+    Failure::Fatal { status, reason: reason.into() }
+}
+
+fn local(what: &str, e: &std::io::Error) -> Failure {
+    fatal(Status::LocalError, format!("{what}: {e}"))
+}
+
+/// The parts of a response head that decide what happens next.
+#[derive(Debug)]
+struct Head {
+    status: u16,
+    location: Option<String>,
+    retry_after: Option<String>,
+    content_length: Option<u64>,
+}
+
+enum Next {
+    Body { expected: Option<u64> },
+    Redirect(Url),
+}
+
+fn status_text(code: u16) -> String {
+    let reason = reqwest::StatusCode::from_u16(code).ok().and_then(|s| s.canonical_reason());
+    match reason {
+        Some(r) => format!("HTTP {code} {r}"),
+        None => format!("HTTP {code}"),
+    }
+}
+
+/// What to do with a response to a request for `current`.
+fn decide(head: &Head, current: &Url, hops: &mut u32) -> Result<Next, Failure> {
+    match classify_status(head.status) {
+        StatusClass::Success if head.status == 206 => {
+            Err(fatal(Status::Failed, "HTTP 206 Partial Content to a request without Range"))
+        }
+        StatusClass::Success => Ok(Next::Body { expected: head.content_length }),
+        StatusClass::Redirect => {
+            let location = head
+                .location
+                .as_deref()
+                .ok_or_else(|| fatal(Status::Failed, format!("{} without Location", status_text(head.status))))?;
+            *hops += 1;
+            if *hops > MAX_REDIRECTS {
+                return Err(fatal(Status::Failed, format!("more than {MAX_REDIRECTS} redirects")));
+            }
+            let next = current
+                .join(location)
+                .map_err(|e| fatal(Status::Failed, format!("redirect to an invalid URL {location:?}: {e}")))?;
+            if !matches!(next.scheme(), "http" | "https") {
+                return Err(fatal(
+                    Status::Failed,
+                    format!("redirect to {}: refused (only http and https are followed)", next.scheme()),
+                ));
+            }
+            Ok(Next::Redirect(next))
+        }
+        StatusClass::Retryable => Err(Failure::Retry {
+            reason: status_text(head.status),
+            after: head.retry_after.as_deref().and_then(|v| parse_retry_after(v, SystemTime::now())),
+        }),
+        StatusClass::Fatal => Err(fatal(Status::Failed, status_text(head.status))),
+    }
+}
+
+/// After a failed attempt: wait and retry, or end with this result.
+enum Then {
+    Retry(Duration),
+    End(FetchResult),
+}
+
+/// A download in progress: everything but the client.
+struct Download {
+    task: FetchTask,
+    started: Instant,
+    url: Url,
+    name: String,
+    part: Option<PartFile>,
+    backoff: Backoff,
+    attempts: u32,
+    http_status: Option<u16>,
+}
+
+impl Download {
+    /// Validates the URL and picks the name; `Err` is already the result.
+    fn prepare(task: FetchTask) -> Result<Self, Box<FetchResult>> {
+        let early = |status, name, error| {
+            Box::new(FetchResult {
+                index: task.index,
+                url: task.url.clone(),
+                status,
+                name,
+                bytes: 0,
+                sha256: None,
+                http_status: None,
+                attempts: 0,
+                error,
+                elapsed_ms: 0,
+            })
+        };
+        let url = match check_url(&task.url) {
+            Ok(url) => url,
+            Err(why) => return Err(early(Status::BadUrl, None, Some(why))),
+        };
+        let name = name_from_url(&url);
+        if task.options.collision == Collision::NoClobber && std::fs::symlink_metadata(task.dir.join(&name)).is_ok() {
+            return Err(early(Status::Skipped, Some(name), None));
+        }
+        let started = Instant::now();
+        Ok(Download {
+            backoff: Backoff::new(task.options.retries, task.options.retry_wait, started, task.options.retry_max_time),
+            task,
+            started,
+            url,
+            name,
+            part: None,
+            attempts: 0,
+            http_status: None,
+        })
+    }
+
+    fn end(&self, status: Status, name: Option<String>, error: Option<String>) -> FetchResult {
+        let (bytes, sha256) = match (&self.part, status) {
+            (Some(p), Status::Done) => (p.written(), Some(hex(&p.sha256()))),
+            _ => (0, None),
+        };
+        FetchResult {
+            index: self.task.index,
+            url: self.task.url.clone(),
+            status,
+            name,
+            bytes,
+            sha256,
+            http_status: self.http_status,
+            attempts: self.attempts,
+            error,
+            elapsed_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+
+    /// The part file, emptied for a new body.
+    fn begin_body(&mut self) -> Result<&mut PartFile, Failure> {
+        let part = match self.part.take() {
+            Some(mut p) => {
+                p.reset().map_err(|e| local("cannot truncate the .part file", &e))?;
+                p
+            }
+            None => PartFile::create(&self.task.dir, &self.name)
+                .map_err(|e| local(&format!("cannot create {}.part in {}", self.name, self.task.dir.display()), &e))?,
+        };
+        Ok(self.part.insert(part))
+    }
+
+    fn write(&mut self, chunk: &[u8]) -> Result<(), Failure> {
+        if cancelled() {
+            return Err(fatal(Status::Interrupted, "interrupted"));
+        }
+        let part = self.part.as_mut().ok_or_else(|| fatal(Status::LocalError, "no .part file"))?;
+        part.write(chunk).map_err(|e| local("cannot write the .part file", &e))
+    }
+
+    /// Checks length and checksum once the body has ended.
+    fn verify(&self, expected: Option<u64>) -> Result<(), Failure> {
+        let part = self.part.as_ref().ok_or_else(|| fatal(Status::LocalError, "no .part file"))?;
+        if let Some(len) = expected
+            && part.written() != len
+        {
+            return Err(retry(format!("body ended after {} of {len} bytes", part.written())));
+        }
+        if let Some(want) = self.task.options.sha256 {
+            let got = part.sha256();
+            if got != want {
+                return Err(fatal(
+                    Status::ChecksumMismatch,
+                    format!("SHA-256 mismatch: got {}, expected {}", hex(&got), hex(&want)),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// What to do after a failed attempt: how long to wait, or the result.
+    fn after_failure(&mut self, failure: Failure) -> Then {
+        match failure {
+            Failure::Fatal { status, reason } => Then::End(self.end(status, None, Some(reason))),
+            Failure::Retry { reason, after } => match self.backoff.wait(self.attempts, after, Instant::now()) {
+                Ok(wait) if !cancelled() => Then::Retry(wait),
+                Ok(_) => {
+                    Then::End(self.end(Status::Interrupted, None, Some(format!("interrupted; last error: {reason}"))))
+                }
+                Err(why) => Then::End(self.end(Status::Failed, None, Some(format!("{reason} ({why})")))),
+            },
+        }
+    }
+
+    fn interrupted(&self) -> FetchResult {
+        self.end(Status::Interrupted, None, Some("interrupted".into()))
+    }
+
+    /// The result of a verified body whose part file was committed.
+    fn committed(&mut self, outcome: Result<(Committed, PartMeta), Failure>) -> Result<FetchResult, Failure> {
+        let (committed, meta) = outcome?;
+        Ok(match committed {
+            Committed::Saved(name) => {
+                FetchResult { bytes: meta.bytes, sha256: Some(meta.sha256), ..self.end(Status::Done, Some(name), None) }
+            }
+            Committed::Skipped(name) => self.end(Status::Skipped, Some(name), None),
+        })
+    }
+}
+
+/// Length and digest of a committed file (the part file is gone by then).
+struct PartMeta {
+    bytes: u64,
+    sha256: String,
+}
+
+/// Syncs and renames the verified part file (blocking file-system work).
+fn finish(part: PartFile, task: &FetchTask, name: &str) -> Result<(Committed, PartMeta), Failure> {
+    let meta = PartMeta { bytes: part.written(), sha256: hex(&part.sha256()) };
+    part.sync().map_err(|e| local("cannot sync the .part file", &e))?;
+    let committed = part
+        .commit(&task.dir, name, task.options.collision)
+        .map_err(|e| local(&format!("cannot move {name} into {}", task.dir.display()), &e))?;
+    Ok((committed, meta))
+}
+
+fn error_chain(e: &dyn StdError) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
+}
+
+// ---------------------------------------------------------------------------
+// Blocking: ureq.
+
+/// The process's ureq agent (connection pool), rebuilt if the timeout changes.
+fn agent(timeout: Duration) -> ureq::Agent {
+    static AGENT: Mutex<Option<(Duration, ureq::Agent)>> = Mutex::new(None);
+    let mut slot = AGENT.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some((t, agent)) = slot.as_ref()
+        && *t == timeout
+    {
+        return agent.clone();
+    }
+    let agent = ureq::AgentBuilder::new()
+        .timeout_connect(timeout)
+        .timeout_read(timeout)
+        .timeout_write(timeout)
+        .redirects(0)
+        .user_agent(USER_AGENT)
+        .max_idle_connections(1024)
+        .max_idle_connections_per_host(256)
+        .build();
+    *slot = Some((timeout, agent.clone()));
+    agent
+}
+
+fn ureq_head(r: &ureq::Response) -> Head {
+    Head {
+        status: r.status(),
+        location: r.header("location").map(String::from),
+        retry_after: r.header("retry-after").map(String::from),
+        content_length: r.header("content-length").and_then(|v| v.trim().parse().ok()),
+    }
+}
+
+/// Reads a little of an unwanted body so the connection can be reused.
+fn drain_blocking(r: ureq::Response) {
+    let _ = std::io::copy(&mut r.into_reader().take(64 * 1024), &mut std::io::sink());
+}
+
+fn attempt_blocking(agent: &ureq::Agent, dl: &mut Download) -> Result<FetchResult, Failure> {
+    let mut url = dl.url.clone();
+    let mut hops = 0;
+    loop {
+        let response = match agent.get(url.as_str()).call() {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+            Err(ureq::Error::Transport(t)) => return Err(retry(error_chain(&t))),
+        };
+        let head = ureq_head(&response);
+        dl.http_status = Some(head.status);
+        match decide(&head, &url, &mut hops) {
+            Ok(Next::Redirect(next)) => {
+                drain_blocking(response);
+                url = next;
+            }
+            Ok(Next::Body { expected }) => {
+                dl.begin_body()?;
+                let mut reader = response.into_reader();
+                let mut buf = vec![0u8; READ_BUFFER];
+                loop {
+                    let n = match reader.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(retry(format!("reading the body: {}", error_chain(&e)))),
+                    };
+                    dl.write(&buf[..n])?;
+                }
+                dl.verify(expected)?;
+                let part = dl.part.take().ok_or_else(|| fatal(Status::LocalError, "no .part file"))?;
+                let outcome = finish(part, &dl.task, &dl.name);
+                return dl.committed(outcome);
+            }
+            Err(failure) => {
+                drain_blocking(response);
+                return Err(failure);
+            }
+        }
+    }
+}
+
+fn sleep_blocking(wait: Duration) -> bool {
+    let end = Instant::now() + wait;
+    loop {
+        if cancelled() {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= end {
+            return true;
+        }
+        std::thread::sleep((end - now).min(SLEEP_SLICE));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Async: reqwest on tokio.
+
+static RUN_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// Called before each async run: a client's pooled connections belong to the
+/// runtime they were made on, and the async engine builds one per run.
+pub(crate) fn new_async_run() {
+    RUN_GENERATION.fetch_add(1, Ordering::SeqCst);
+}
+
+/// The run's reqwest client (connection pool).
+fn client(timeout: Duration) -> Result<reqwest::Client, String> {
+    type Slot = Option<(Duration, u64, reqwest::Client)>;
+    static CLIENT: Mutex<Slot> = Mutex::new(None);
+    let generation = RUN_GENERATION.load(Ordering::SeqCst);
+    let mut slot = CLIENT.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some((t, g, client)) = slot.as_ref()
+        && (*t, *g) == (timeout, generation)
+    {
+        return Ok(client.clone());
+    }
+    let builder = || {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .connect_timeout(timeout)
+            .read_timeout(timeout)
+            .user_agent(USER_AGENT)
+            .tcp_nodelay(true)
+    };
+    // Without any system root certificate, plain HTTP must still work.
+    let client = builder()
+        .build()
+        .or_else(|_| builder().tls_built_in_native_certs(false).build())
+        .map_err(|e| format!("cannot set up the HTTP client: {}", error_chain(&e)))?;
+    *slot = Some((timeout, generation, client.clone()));
+    Ok(client)
+}
+
+fn reqwest_head(r: &reqwest::Response) -> Head {
+    let header = |name: &str| r.headers().get(name).and_then(|v| v.to_str().ok()).map(String::from);
+    Head {
+        status: r.status().as_u16(),
+        location: header("location"),
+        retry_after: header("retry-after"),
+        content_length: header("content-length").and_then(|v| v.trim().parse().ok()),
+    }
+}
+
+async fn drain_async(mut r: reqwest::Response, timeout: Duration) {
+    let mut left = 64 * 1024usize;
+    while let Ok(Ok(Some(chunk))) = tokio::time::timeout(timeout, r.chunk()).await {
+        left = left.saturating_sub(chunk.len());
+        if left == 0 {
+            break;
+        }
+    }
+}
+
+async fn attempt_async(client: &reqwest::Client, dl: &mut Download) -> Result<FetchResult, Failure> {
+    let timeout = dl.task.options.timeout;
+    let mut url = dl.url.clone();
+    let mut hops = 0;
+    loop {
+        let mut response = match tokio::time::timeout(timeout, client.get(url.clone()).send()).await {
+            Err(_) => return Err(retry(format!("no response within {timeout:?}"))),
+            Ok(Err(e)) => return Err(retry(error_chain(&e))),
+            Ok(Ok(r)) => r,
+        };
+        let head = reqwest_head(&response);
+        dl.http_status = Some(head.status);
+        match decide(&head, &url, &mut hops) {
+            Ok(Next::Redirect(next)) => {
+                drain_async(response, timeout).await;
+                url = next;
+            }
+            Ok(Next::Body { expected }) => {
+                dl.begin_body()?;
+                loop {
+                    match tokio::time::timeout(timeout, response.chunk()).await {
+                        Err(_) => return Err(retry(format!("no data for {timeout:?} while reading the body"))),
+                        Ok(Err(e)) => return Err(retry(format!("reading the body: {}", error_chain(&e)))),
+                        Ok(Ok(None)) => break,
+                        Ok(Ok(Some(chunk))) => dl.write(&chunk)?,
+                    }
+                }
+                dl.verify(expected)?;
+                let part = dl.part.take().ok_or_else(|| fatal(Status::LocalError, "no .part file"))?;
+                let (task, name) = (dl.task.clone(), dl.name.clone());
+                // fsync and rename block: keep them off the runtime's threads.
+                let outcome = tokio::task::spawn_blocking(move || finish(part, &task, &name))
+                    .await
+                    .map_err(|e| fatal(Status::LocalError, format!("saving the file: {e}")))?;
+                return dl.committed(outcome);
+            }
+            Err(failure) => {
+                drain_async(response, timeout).await;
+                return Err(failure);
+            }
+        }
+    }
+}
+
+async fn sleep_async(wait: Duration) -> bool {
+    let end = tokio::time::Instant::now() + wait;
+    loop {
+        if cancelled() {
+            return false;
+        }
+        let now = tokio::time::Instant::now();
+        if now >= end {
+            return true;
+        }
+        tokio::time::sleep((end - now).min(SLEEP_SLICE)).await;
+    }
+}
+
+impl Task for FetchTask {
+    type Output = FetchResult;
+    const NAME: &'static str = "fetch";
+
+    fn run_blocking(self) -> FetchResult {
+        let mut dl = match Download::prepare(self) {
+            Ok(dl) => dl,
+            Err(result) => return *result,
+        };
+        let agent = agent(dl.task.options.timeout);
+        loop {
+            if cancelled() {
+                return dl.interrupted();
+            }
+            dl.attempts += 1;
+            let failure = match attempt_blocking(&agent, &mut dl) {
+                Ok(result) => return result,
+                Err(f) => f,
+            };
+            match dl.after_failure(failure) {
+                Then::Retry(wait) if sleep_blocking(wait) => {}
+                Then::Retry(_) => return dl.interrupted(),
+                Then::End(result) => return result,
+            }
+        }
+    }
+
+    async fn run_async(self) -> FetchResult {
+        let mut dl = match Download::prepare(self) {
+            Ok(dl) => dl,
+            Err(result) => return *result,
+        };
+        let client = match client(dl.task.options.timeout) {
+            Ok(c) => c,
+            Err(why) => return dl.end(Status::Failed, None, Some(why)),
+        };
+        loop {
+            if cancelled() {
+                return dl.interrupted();
+            }
+            dl.attempts += 1;
+            let failure = match attempt_async(&client, &mut dl).await {
+                Ok(result) => return result,
+                Err(f) => f,
+            };
+            match dl.after_failure(failure) {
+                Then::Retry(wait) if sleep_async(wait).await => {}
+                Then::Retry(_) => return dl.interrupted(),
+                Then::End(result) => return result,
+            }
+        }
+    }
+}
+
+/// Paths travel to worker processes as raw bytes: not every path is UTF-8.
+mod path_bytes {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    use std::path::{Path, PathBuf};
+
+    use serde::{Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(path: &Path, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(path.as_os_str().as_bytes())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
+        let bytes: Vec<u8> = serde::de::Deserialize::deserialize(d)?;
+        Ok(PathBuf::from(OsStr::from_bytes(&bytes)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(status: u16, location: Option<&str>) -> Head {
+        Head { status, location: location.map(String::from), retry_after: None, content_length: Some(3) }
+    }
+
+    #[test]
+    fn redirect_rules() {
+        let base = Url::parse("http://a.example/dir/file.bin").expect("url");
+        let mut hops = 0;
+        let Ok(Next::Redirect(next)) = decide(&head(302, Some("../other.bin")), &base, &mut hops) else {
+            panic!("relative redirect followed")
+        };
+        assert_eq!((next.as_str(), hops), ("http://a.example/other.bin", 1));
+        for bad in ["file:///etc/passwd", "ftp://a.example/x", "data:text/plain,hi", "javascript:alert(1)"] {
+            let Err(Failure::Fatal { status, reason }) = decide(&head(301, Some(bad)), &base, &mut 0) else {
+                panic!("{bad} refused")
+            };
+            assert_eq!(status, Status::Failed);
+            assert!(reason.contains("refused"), "{reason}");
+        }
+        let mut hops = MAX_REDIRECTS;
+        assert!(matches!(decide(&head(307, Some("/x")), &base, &mut hops), Err(Failure::Fatal { .. })));
+        assert!(matches!(decide(&head(302, None), &base, &mut 0), Err(Failure::Fatal { .. })));
+    }
+
+    #[test]
+    fn statuses_decide_retries() {
+        let base = Url::parse("http://a.example/f").expect("url");
+        assert!(matches!(decide(&head(200, None), &base, &mut 0), Ok(Next::Body { expected: Some(3) })));
+        let mut h = head(503, None);
+        h.retry_after = Some("2".into());
+        let Err(Failure::Retry { reason, after }) = decide(&h, &base, &mut 0) else { panic!("503 retried") };
+        assert_eq!((reason.as_str(), after), ("HTTP 503 Service Unavailable", Some(Duration::from_secs(2))));
+        for code in [403, 404, 410, 206] {
+            assert!(matches!(decide(&head(code, None), &base, &mut 0), Err(Failure::Fatal { .. })), "{code}");
+        }
+    }
+
+    #[test]
+    fn tasks_survive_the_worker_codec_with_non_utf8_dirs() {
+        use std::os::unix::ffi::OsStrExt;
+        let task = FetchTask {
+            index: 7,
+            url: "http://127.0.0.1/x".into(),
+            dir: PathBuf::from(std::ffi::OsStr::from_bytes(b"/tmp/\xff\xfe")),
+            options: FetchOptions {
+                retries: 3,
+                timeout: Duration::from_millis(1500),
+                retry_wait: Duration::from_millis(10),
+                retry_max_time: Duration::from_secs(60),
+                sha256: Some([7; 32]),
+                collision: Collision::NoClobber,
+            },
+        };
+        let bytes = postcard::to_stdvec(&task).expect("encode");
+        let back: FetchTask = postcard::from_bytes(&bytes).expect("decode");
+        assert_eq!((back.index, back.url, back.dir, back.options), (task.index, task.url, task.dir, task.options));
+    }
+}

@@ -1,0 +1,433 @@
+//! `trident fetch` against a real HTTP server on 127.0.0.1 (see
+//! http_server.rs), through the real binary, on every engine. Every case
+//! checks the exact files left in the directory (names and SHA-256) and the
+//! exit code.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use crate::engine_tests;
+use crate::http_server::{TestServer, content, sha256_hex};
+use crate::util::{run, stderr, stdout};
+
+/// Name → SHA-256 of every entry in `dir` (symlinks as `-> target`).
+fn files(dir: &Path) -> BTreeMap<String, String> {
+    std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| {
+            let e = e.expect("entry");
+            let name = e.file_name().to_string_lossy().into_owned();
+            let meta = std::fs::symlink_metadata(e.path()).expect("meta");
+            let what = if meta.is_dir() {
+                "dir".to_string()
+            } else if meta.file_type().is_symlink() {
+                format!("-> {}", std::fs::read_link(e.path()).expect("link").display())
+            } else {
+                sha256_hex(&std::fs::read(e.path()).expect("read"))
+            };
+            (name, what)
+        })
+        .collect()
+}
+
+/// The expected listing: (file name, served name, size).
+fn want(entries: &[(&str, &str, usize)]) -> BTreeMap<String, String> {
+    entries.iter().map(|(file, served, size)| (file.to_string(), sha256_hex(&content(served, *size)))).collect()
+}
+
+/// `trident fetch ARGS -e ENGINE -d DIR` with fast retries.
+fn fetch(engine: &str, dir: &Path, args: &[&str]) -> Output {
+    let dir = dir.to_str().expect("utf-8 dir");
+    let mut all = vec!["fetch", "-e", engine, "-d", dir, "--retry-wait", "10ms"];
+    all.extend_from_slice(args);
+    run(&all)
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().expect("exited")
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", stdout(o), stderr(o)))
+}
+
+engine_tests! {
+    fn downloads_many_files_exactly(engine) {
+        let s = TestServer::start();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sizes = [0usize, 1, 4095, 4096, 65_537, 1 << 20];
+        let mut urls = Vec::new();
+        let mut expected = Vec::new();
+        let names: Vec<String> = (0..sizes.len() * 4).map(|i| format!("f{i}.bin")).collect();
+        for (i, name) in names.iter().enumerate() {
+            let size = sizes[i % sizes.len()];
+            let kind = if i % 2 == 0 { "file" } else { "chunked" };
+            urls.push(s.url(&format!("/{kind}/{size}/{name}")));
+            expected.push((name.as_str(), name.as_str(), size));
+        }
+        let mut args: Vec<&str> = urls.iter().map(String::as_str).collect();
+        args.extend(["-j", "5"]);
+        let o = fetch(engine, dir.path(), &args);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        assert_eq!(files(dir.path()), want(&expected));
+        let text = stdout(&o);
+        assert_eq!(text.lines().filter(|l| l.starts_with("done ")).count(), names.len(), "{text}");
+        let summary = text.lines().last().unwrap_or_default();
+        assert!(summary.starts_with("Fetched 24 of 24 URLs ("), "{summary}");
+        assert!(summary.ends_with(&format!("with {engine} (-j 5)")), "{summary}");
+    }
+
+    fn json_report_in_input_order(engine) {
+        let s = TestServer::start();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (a, b) = (s.url("/file/3000/a.txt"), s.url("/status/404/b.txt"));
+        let o = fetch(engine, dir.path(), &[&a, &b, "-f", "json"]);
+        assert_eq!(code(&o), 1, "{}", stderr(&o));
+        let doc = json(&o);
+        let f = doc["files"].as_array().expect("files");
+        assert_eq!(f.len(), 2);
+        assert_eq!(f[0]["index"], 0);
+        assert_eq!(f[0]["url"], a.as_str());
+        assert_eq!(f[0]["status"], "done");
+        assert_eq!(f[0]["name"], "a.txt");
+        assert_eq!(f[0]["bytes"], 3000);
+        assert_eq!(f[0]["sha256"], sha256_hex(&content("a.txt", 3000)).as_str());
+        assert_eq!(f[0]["http_status"], 200);
+        assert_eq!(f[0]["attempts"], 1);
+        assert_eq!(f[1]["status"], "failed");
+        assert_eq!(f[1]["name"], serde_json::Value::Null);
+        assert_eq!(f[1]["http_status"], 404);
+        assert_eq!(f[1]["error"], "HTTP 404 Not Found");
+        let summary = &doc["summary"];
+        assert_eq!(summary["engine"], engine);
+        assert_eq!(summary["urls"], 2);
+        assert_eq!(summary["bytes"], 3000);
+        assert_eq!(summary["counts"]["done"], 1);
+        assert_eq!(summary["counts"]["failed"], 1);
+        assert_eq!(summary["exit_code"], 1);
+        assert_eq!(files(dir.path()), want(&[("a.txt", "a.txt", 3000)]));
+    }
+
+    fn not_found_and_forbidden_are_not_retried(engine) {
+        let s = TestServer::start();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let o = fetch(engine, dir.path(), &[&s.url("/status/404/x"), &s.url("/status/403/y"), &s.url("/status/410/z")]);
+        assert_eq!(code(&o), 1, "{}", stderr(&o));
+        for p in ["/status/404/x", "/status/403/y", "/status/410/z"] {
+            assert_eq!(s.hits(p), 1, "{p}");
+        }
+        assert!(files(dir.path()).is_empty(), "{:?}", files(dir.path()));
+        let text = stdout(&o);
+        assert!(text.contains("HTTP 404 Not Found") && text.contains("HTTP 403 Forbidden"), "{text}");
+    }
+
+    fn truncated_bodies_are_retried_and_never_saved(engine) {
+        let s = TestServer::start();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let o = fetch(engine, dir.path(), &[&s.url("/truncated/100000/t.bin"), "--retries", "2", "-f", "json"]);
+        assert_eq!(code(&o), 1, "{}", stderr(&o));
+        assert_eq!(s.hits("/truncated/100000/t.bin"), 3, "1 attempt + 2 retries");
+        assert!(files(dir.path()).is_empty(), "no final file and no .part left: {:?}", files(dir.path()));
+        let r = &json(&o)["files"][0];
+        assert_eq!((r["status"].as_str(), r["attempts"].as_u64()), (Some("failed"), Some(3)));
+        assert!(r["error"].as_str().unwrap_or_default().contains("gave up after 3 attempt(s)"), "{r}");
+    }
+
+    fn a_retry_after_a_cut_body_saves_the_whole_file(engine) {
+        let s = TestServer::start();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let o = fetch(engine, dir.path(), &[&s.url("/flaky/2/200000/f.bin"), "--retries", "3", "-f", "json"]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        assert_eq!(s.hits("/flaky/2/200000/f.bin"), 3);
+        assert_eq!(files(dir.path()), want(&[("f.bin", "f.bin", 200_000)]));
+        assert_eq!(json(&o)["files"][0]["attempts"], 3);
+    }
+
+    fn service_unavailable_honours_retry_after(engine) {
+        let s = TestServer::start();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let t0 = Instant::now();
+        let o = fetch(engine, dir.path(), &[&s.url("/busy/1/1/5000/b.bin"), "-f", "json"]);
+        let took = t0.elapsed();
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        assert_eq!(s.hits("/busy/1/1/5000/b.bin"), 2);
+        assert!(took >= Duration::from_secs(1), "waited {took:?}, Retry-After said 1 s");
+        assert_eq!(files(dir.path()), want(&[("b.bin", "b.bin", 5000)]));
+        assert_eq!(json(&o)["files"][0]["attempts"], 2);
+
+        // A Retry-After beyond the retry time budget ends the download at once.
+        let t0 = Instant::now();
+        let o = fetch(engine, dir.path(), &[&s.url("/busy/5/3600/10/late.bin"), "--retry-max-time", "5s"]);
+        assert_eq!(code(&o), 1, "{}", stderr(&o));
+        assert!(t0.elapsed() < Duration::from_secs(5), "did not wait an hour");
+        assert!(stdout(&o).contains("retry in 3600 s"), "{}", stdout(&o));
+        assert_eq!(files(dir.path()), want(&[("b.bin", "b.bin", 5000)]));
+    }
+
+    fn redirects_are_followed_and_named_from_the_original_url(engine) {
+        let s = TestServer::start();
+        let dir = tempfile::tempdir().expect("tempdir");
+        // 3 hops + the relative one to /file: 4 redirects; 9 + 1 = 10 is the limit.
+        let o = fetch(engine, dir.path(), &[&s.url("/redirect/3/7000/alias.bin"), &s.url("/redirect/9/10/ten.bin")]);
+        assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+        assert_eq!(files(dir.path()), want(&[("alias.bin", "target.bin", 7000), ("ten.bin", "target.bin", 10)]));
+
+        let o = fetch(engine, dir.path(), &[&s.url("/redirect/10/10/eleven.bin")]);
+        assert_eq!(code(&o), 1, "{}", stderr(&o));
+        assert!(stdout(&o).contains("more than 10 redirects"), "{}", stdout(&o));
+        assert_eq!(s.hits("/redirect/10/10/eleven.bin"), 1, "a redirect loop is not retried");
+        assert_eq!(files(dir.path()).len(), 2);
+    }
+
+    fn redirect_to_a_local_file_is_refused(engine) {
+        let s = TestServer::start();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let o = fetch(engine, dir.path(), &[&s.url("/to-file/passwd")]);
+        assert_eq!(code(&o), 1, "{}", stderr(&o));
+        assert!(stdout(&o).contains("redirect to file: refused"), "{}", stdout(&o));
+        assert_eq!(s.hits("/to-file/passwd"), 1);
+        assert!(files(dir.path()).is_empty(), "{:?}", files(dir.path()));
+    }
+
+    fn a_stalled_body_times_out_and_a_slow_one_completes(engine) {
+        let s = TestServer::start();
+        let dir = tempfile::tempdir().expect("tempdir");
+        // 4 pieces 100 ms apart: slow but never silent for 2 s.
+        let o = fetch(engine, dir.path(), &[&s.url("/slow/4000/1000/100/slow.bin"), "--timeout", "2s"]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        assert_eq!(files(dir.path()), want(&[("slow.bin", "slow.bin", 4000)]));
+
+        // Silent for 1.5 s before each piece: past a 300 ms timeout, every attempt.
+        let t0 = Instant::now();
+        let args = [s.url("/slow/4000/2000/1500/stall.bin"), "--timeout".into(), "300ms".into(), "--retries".into(), "1".into()];
+        let o = fetch(engine, dir.path(), &args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(code(&o), 1, "{}", stderr(&o));
+        assert!(t0.elapsed() < Duration::from_secs(3), "gave up after 2 timeouts: {:?}", t0.elapsed());
+        assert_eq!(s.hits("/slow/4000/2000/1500/stall.bin"), 2);
+        assert_eq!(files(dir.path()), want(&[("slow.bin", "slow.bin", 4000)]), "no stall.bin, no .part");
+    }
+
+    fn checksum_match_saves_and_mismatch_exits_3_without_a_file(engine) {
+        let s = TestServer::start();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let good = format!("sha256={}", sha256_hex(&content("c.bin", 9999)));
+        let o = fetch(engine, dir.path(), &[&s.url("/file/9999/c.bin"), "--checksum", &good]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        let bad = format!("sha256={}", sha256_hex(b"something else"));
+        let o = fetch(engine, dir.path(), &[&s.url("/file/9999/d.bin"), "--checksum", &bad]);
+        assert_eq!(code(&o), 3, "{}", stderr(&o));
+        assert!(stdout(&o).contains("SHA-256 mismatch"), "{}", stdout(&o));
+        assert_eq!(s.hits("/file/9999/d.bin"), 1, "a mismatch is not retried");
+        assert_eq!(files(dir.path()), want(&[("c.bin", "c.bin", 9999)]));
+    }
+
+    fn names_are_sanitised_and_stay_in_the_directory(engine) {
+        let s = TestServer::start();
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("a").join("dl");
+        let paths = [
+            "/file/11/..%2F..%2Fescape1.txt",
+            "/file/12/%2e%2e%2fescape2.txt",
+            "/file/13/..%5C..%5Cescape3.txt",
+            "/file/14/%2Fetc%2Fescape4",
+            "/file/15/.hidden",
+            "/file/16/a%00b%0Ac",
+            "/file/17/",
+        ];
+        let urls: Vec<String> = paths.iter().map(|p| s.url(p)).collect();
+        let mut args: Vec<&str> = urls.iter().map(String::as_str).collect();
+        args.extend(["-j", "1"]);
+        let o = fetch(engine, &dir, &args);
+        assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+        assert_eq!(files(&dir), want(&[
+            ("escape1.txt", "..%2F..%2Fescape1.txt", 11),
+            ("escape2.txt", "%2e%2e%2fescape2.txt", 12),
+            ("escape3.txt", "..%5C..%5Cescape3.txt", 13),
+            ("escape4", "%2Fetc%2Fescape4", 14),
+            ("hidden", ".hidden", 15),
+            ("a_b_c", "a%00b%0Ac", 16),
+            ("index.html", "", 17),
+        ]));
+        let top: Vec<_> = std::fs::read_dir(root.path()).expect("root").map(|e| e.expect("e").file_name()).collect();
+        assert_eq!(top, ["a"], "nothing written outside the download directory");
+        assert_eq!(std::fs::read_dir(root.path().join("a")).expect("a").count(), 1);
+    }
+
+    fn collisions_number_overwrite_or_skip(engine) {
+        let s = TestServer::start();
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("x.tar.gz"), b"mine").expect("write");
+        let url = s.url("/file/500/x.tar.gz");
+        let o = fetch(engine, dir.path(), &[&url, &url]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        let mine = sha256_hex(b"mine");
+        let mut expected = want(&[("x.1.tar.gz", "x.tar.gz", 500), ("x.2.tar.gz", "x.tar.gz", 500)]);
+        expected.insert("x.tar.gz".into(), mine.clone());
+        assert_eq!(files(dir.path()), expected);
+
+        let o = fetch(engine, dir.path(), &[&url, "--no-clobber"]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        assert!(stdout(&o).starts_with("skipped   x.tar.gz"), "{}", stdout(&o));
+        assert_eq!(s.hits("/file/500/x.tar.gz"), 2, "skipped without a request");
+        assert_eq!(files(dir.path()), expected);
+
+        let o = fetch(engine, dir.path(), &[&url, "--overwrite"]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        expected.insert("x.tar.gz".into(), sha256_hex(&content("x.tar.gz", 500)));
+        assert_eq!(files(dir.path()), expected);
+    }
+
+    fn planted_symlinks_are_not_followed(engine) {
+        let s = TestServer::start();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outside = tempfile::tempdir().expect("tempdir");
+        let victim = outside.path().join("victim");
+        std::fs::write(&victim, b"precious").expect("write");
+        std::os::unix::fs::symlink(&victim, dir.path().join("s.bin")).expect("symlink");
+        std::os::unix::fs::symlink(&victim, dir.path().join("s.bin.part")).expect("symlink");
+        let url = s.url("/file/300/s.bin");
+        let o = fetch(engine, dir.path(), &[&url]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        let link = format!("-> {}", victim.display());
+        let mut expected = want(&[("s.1.bin", "s.bin", 300)]);
+        expected.insert("s.bin".into(), link.clone());
+        expected.insert("s.bin.part".into(), link.clone());
+        assert_eq!(files(dir.path()), expected);
+
+        let o = fetch(engine, dir.path(), &[&url, "--overwrite"]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        expected.insert("s.bin".into(), sha256_hex(&content("s.bin", 300)));
+        assert_eq!(files(dir.path()), expected, "the symlink itself is replaced");
+        assert_eq!(std::fs::read(&victim).expect("victim"), b"precious");
+        assert_eq!(files(outside.path()).len(), 1);
+    }
+
+    fn input_file_with_comments_and_a_bad_line(engine) {
+        let s = TestServer::start();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let list_dir = tempfile::tempdir().expect("tempdir");
+        let list = list_dir.path().join("urls.txt");
+        let text = format!(
+            "# downloads\n{}\n\n   {}   \nftp://example.invalid/x\n# end\n",
+            s.url("/file/100/one.txt"),
+            s.url("/file/200/two.txt"),
+        );
+        std::fs::write(&list, text).expect("write list");
+        let o = fetch(engine, dir.path(), &["-i", list.to_str().expect("utf-8"), "-f", "json"]);
+        assert_eq!(code(&o), 2, "a bad URL in the list: {}", stderr(&o));
+        let doc = json(&o);
+        let statuses: Vec<&str> = doc["files"].as_array().expect("files").iter().map(|f| f["status"].as_str().unwrap_or("")).collect();
+        assert_eq!(statuses, ["done", "done", "bad-url"]);
+        assert_eq!(files(dir.path()), want(&[("one.txt", "one.txt", 100), ("two.txt", "two.txt", 200)]));
+    }
+
+    fn the_most_severe_failure_sets_the_exit_code(engine) {
+        let s = TestServer::start();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let list_dir = tempfile::tempdir().expect("tempdir");
+        let list = list_dir.path().join("urls.txt");
+        std::fs::write(&list, format!("{}\nnot a url\n{}\n", s.url("/status/404/a"), s.url("/file/10/ok"))).expect("write");
+        let o = fetch(engine, dir.path(), &["-i", list.to_str().expect("utf-8")]);
+        assert_eq!(code(&o), 2, "bad input (2) beats a failed download (1): {}", stdout(&o));
+        assert_eq!(files(dir.path()), want(&[("ok", "ok", 10)]));
+
+        // A final name that cannot be replaced (a directory, with
+        // --overwrite): a local error, 4, beats the 404's 1.
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("c")).expect("mkdir");
+        let o = fetch(engine, dir.path(), &[&s.url("/status/404/b"), &s.url("/file/10/c"), "--overwrite"]);
+        assert_eq!(code(&o), 4, "{}", stdout(&o));
+        assert!(stdout(&o).contains("local-error"), "{}", stdout(&o));
+        assert_eq!(files(dir.path()), BTreeMap::from([("c".to_string(), "dir".to_string())]), "no .part left");
+    }
+
+    fn ctrl_c_stops_downloads_and_leaves_no_partial_final_file(engine) {
+        let s = TestServer::start();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path().to_str().expect("utf-8");
+        let child = crate::util::trident()
+            .args(["fetch", "-e", engine, "-d", d, "-q", "-j", "1", &s.url("/slow/40000/1000/100/big.bin"), &s.url("/file/10/later.bin")])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        std::thread::sleep(Duration::from_millis(800));
+        let pid = i32::try_from(child.id()).expect("pid");
+        // SAFETY: kill(2) on our own child.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+        let t0 = Instant::now();
+        let o = child.wait_with_output().expect("wait");
+        assert_eq!(code(&o), 130, "{}{}", stdout(&o), stderr(&o));
+        assert!(t0.elapsed() < Duration::from_secs(4), "stopped in {:?}", t0.elapsed());
+        let text = stdout(&o);
+        assert!(text.starts_with("interrupted "), "{text}");
+        assert!(text.trim_end().ends_with("1 interrupted; interrupted, later URLs not started"), "{text}");
+        assert_eq!(s.hits("/file/10/later.bin"), 0);
+        let left = files(dir.path());
+        assert!(!left.contains_key("big.bin"), "{left:?}");
+        if engine != "processes" {
+            // In-process downloads stop and clean up; a killed worker
+            // process may leave its .part behind (never a final file).
+            assert!(left.is_empty(), "{left:?}");
+        }
+    }
+
+    fn connections_are_kept_alive(engine) {
+        let s = TestServer::start();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let urls: Vec<String> = (0..8).map(|i| s.url(&format!("/file/{}/k{i}", 1000 * i))).collect();
+        let mut args: Vec<&str> = urls.iter().map(String::as_str).collect();
+        args.extend(["-j", "1"]);
+        let o = fetch(engine, dir.path(), &args);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        assert_eq!(files(dir.path()).len(), 8);
+        assert_eq!(s.connections(), 1, "8 files, one connection");
+    }
+
+    fn bad_command_lines_exit_2_before_any_request(engine) {
+        let s = TestServer::start();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = s.url("/file/10/x");
+        let cases: &[&[&str]] = &[
+            &[],
+            &["ftp://127.0.0.1/x"],
+            &["not a url"],
+            &[&url, "--checksum", "md5=00"],
+            &[&url, "--checksum", "sha256=abc"],
+            &[&url, &url, "--checksum", "sha256=0000000000000000000000000000000000000000000000000000000000000000"],
+            &[&url, "--overwrite", "--no-clobber"],
+            &[&url, "-j", "0"],
+            &[&url, "--timeout", "0"],
+            &[&url, "-f", "xml"],
+            &[&url, "-i", "/nonexistent/list"],
+        ];
+        for args in cases {
+            let o = fetch(engine, dir.path(), args);
+            assert_eq!(code(&o), 2, "{args:?}: {}", stderr(&o));
+            let err = stderr(&o);
+            assert_eq!(err.lines().count(), 1, "one line: {err}");
+            assert!(err.starts_with("trident: "), "{err}");
+        }
+        assert_eq!(s.hits("/file/10/x"), 0);
+        assert!(files(dir.path()).is_empty());
+    }
+}
+
+#[test]
+fn help_documents_the_exit_codes() {
+    let o = run(&["fetch", "--help"]);
+    assert!(o.status.success());
+    let text = stdout(&o);
+    for line in [
+        "130  interrupted",
+        "4  a file could not be written",
+        "3  checksum mismatch",
+        "2  bad input",
+        "1  some downloads failed",
+        "0  every URL was saved",
+    ] {
+        assert!(text.contains(line), "{line:?} in:\n{text}");
+    }
+}

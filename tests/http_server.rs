@@ -1,0 +1,213 @@
+//! A real HTTP/1.1 server (hyper) on 127.0.0.1:0 for the fetch tests, with
+//! misbehaviour chosen by the request path:
+//!
+//! | path | response |
+//! |---|---|
+//! | `/file/SIZE/NAME` | 200, `content(NAME, SIZE)`, Content-Length |
+//! | `/chunked/SIZE/NAME` | 200, same bytes, chunked (no length) |
+//! | `/truncated/SIZE/NAME` | Content-Length SIZE, half the body, then the connection is cut |
+//! | `/flaky/N/SIZE/NAME` | truncated the first N times, then whole |
+//! | `/busy/N/SECS/SIZE/NAME` | 503 + `Retry-After: SECS` the first N times, then whole |
+//! | `/status/CODE/NAME` | that status, a short body |
+//! | `/redirect/N/SIZE/NAME` | 302 to `/redirect/N-1/...` (absolute URL); at 0, 302 to `/file/SIZE/target.bin` (relative) |
+//! | `/to-file/NAME` | 302 to `file:///etc/passwd` |
+//! | `/slow/SIZE/CHUNK/MS/NAME` | 200, Content-Length, CHUNK bytes every MS milliseconds |
+//!
+//! Every request is counted per path, every accepted connection too.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Request, Response, StatusCode, header};
+use hyper_util::rt::TokioIo;
+use sha2::{Digest, Sha256};
+
+type Body = BoxBody<Bytes, std::io::Error>;
+
+/// The bytes served as `NAME` of `size` bytes: deterministic, differs per name.
+pub fn content(name: &str, size: usize) -> Vec<u8> {
+    let mut x: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        x = (x ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    (0..size)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// Lowercase hex SHA-256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[derive(Default)]
+struct State {
+    hits: Mutex<HashMap<String, u32>>,
+    connections: AtomicU32,
+}
+
+/// A running server; stops when dropped.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    state: Arc<State>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// Binds 127.0.0.1:0 and serves on a thread of its own.
+    pub fn start() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("local addr");
+        let state = Arc::new(State::default());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = Arc::clone(&state);
+        let thread = thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(serve(listener, served, stopped));
+        });
+        TestServer { addr, state, stop: Some(stop), thread: Some(thread) }
+    }
+
+    /// `http://127.0.0.1:PORT` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Requests received for `path`.
+    pub fn hits(&self, path: &str) -> u32 {
+        self.state.hits.lock().expect("hits").get(path).copied().unwrap_or(0)
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> u32 {
+        self.state.connections.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+async fn serve(listener: std::net::TcpListener, state: Arc<State>, mut stopped: tokio::sync::oneshot::Receiver<()>) {
+    let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted { Ok(a) => a, Err(_) => continue },
+            _ = &mut stopped => return,
+        };
+        state.connections.fetch_add(1, Ordering::SeqCst);
+        let state = Arc::clone(&state);
+        let addr = listener.local_addr().expect("local addr");
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let state = Arc::clone(&state);
+                async move { Ok::<_, Infallible>(respond(&state, addr, &req)) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+        });
+    }
+}
+
+fn full(status: StatusCode, body: Vec<u8>) -> Response<Body> {
+    let len = body.len();
+    let mut r = Response::new(Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed());
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_LENGTH, len.into());
+    r
+}
+
+fn redirect(location: &str) -> Response<Body> {
+    let mut r = full(StatusCode::FOUND, b"moved".to_vec());
+    r.headers_mut().insert(header::LOCATION, location.parse().expect("location header"));
+    r
+}
+
+/// `data` sent as `chunk`-byte frames `delay` apart; with `cut`, the stream
+/// fails after half the data (the connection is aborted mid-body).
+fn streamed(data: Vec<u8>, chunk: usize, delay: Duration, cut: bool, length: bool) -> Response<Body> {
+    let total = data.len();
+    let limit = if cut { total / 2 } else { total };
+    let stream = futures_util::stream::unfold((data, 0usize), move |(data, sent)| async move {
+        if sent >= limit {
+            if cut && sent < total {
+                let err = std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "cut by the test server");
+                return Some((Err(err), (data, total)));
+            }
+            return None;
+        }
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        let end = (sent + chunk).min(limit);
+        let frame = Frame::data(Bytes::copy_from_slice(&data[sent..end]));
+        Some((Ok(frame), (data, end)))
+    });
+    let mut r = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+    if length {
+        r.headers_mut().insert(header::CONTENT_LENGTH, total.into());
+    }
+    r
+}
+
+fn respond(state: &State, addr: SocketAddr, req: &Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    let hit = {
+        let mut hits = state.hits.lock().expect("hits");
+        let n = hits.entry(path.clone()).or_default();
+        *n += 1;
+        *n
+    };
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let num = |s: &str| s.parse::<usize>().unwrap_or(0);
+    match parts.as_slice() {
+        ["file", size, name] => full(StatusCode::OK, content(name, num(size))),
+        ["chunked", size, name] => streamed(content(name, num(size)), 4096, Duration::ZERO, false, false),
+        ["truncated", size, name] => streamed(content(name, num(size)), 4096, Duration::ZERO, true, true),
+        ["flaky", fails, size, name] => {
+            streamed(content(name, num(size)), 4096, Duration::ZERO, hit as usize <= num(fails), true)
+        }
+        ["busy", fails, secs, size, name] => {
+            if hit as usize <= num(fails) {
+                let mut r = full(StatusCode::SERVICE_UNAVAILABLE, b"busy".to_vec());
+                r.headers_mut().insert(header::RETRY_AFTER, secs.parse().expect("retry-after"));
+                r
+            } else {
+                full(StatusCode::OK, content(name, num(size)))
+            }
+        }
+        ["status", code, _] => {
+            full(StatusCode::from_u16(num(code) as u16).unwrap_or(StatusCode::IM_A_TEAPOT), b"no".to_vec())
+        }
+        ["redirect", "0", size, _] => redirect(&format!("../../../file/{size}/target.bin")),
+        ["redirect", n, size, name] => redirect(&format!("http://{addr}/redirect/{}/{size}/{name}", num(n) - 1)),
+        ["to-file", _] => redirect("file:///etc/passwd"),
+        ["slow", size, chunk, ms, name] => {
+            streamed(content(name, num(size)), num(chunk), Duration::from_millis(num(ms) as u64), false, true)
+        }
+        _ => full(StatusCode::NOT_FOUND, b"no such route".to_vec()),
+    }
+}
