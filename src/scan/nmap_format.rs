@@ -91,29 +91,7 @@ impl PortSet {
 
 impl fmt::Display for PortSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut first = true;
-        let mut port: u32 = 0;
-        while port <= u32::from(u16::MAX) {
-            if !self.contains(port as u16) {
-                port += 1;
-                continue;
-            }
-            let start = port;
-            while port < u32::from(u16::MAX) && self.contains((port + 1) as u16) {
-                port += 1;
-            }
-            if !first {
-                f.write_str(",")?;
-            }
-            first = false;
-            if start == port {
-                write!(f, "{start}")?
-            } else {
-                write!(f, "{start}-{port}")?
-            }
-            port += 1;
-        }
-        Ok(())
+        super::ports::write_ranges(f, (0..=u16::MAX).filter(|&p| self.contains(p)))
     }
 }
 

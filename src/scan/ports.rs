@@ -105,28 +105,29 @@ fn parse_port(s: &str) -> Result<u16, &'static str> {
 impl fmt::Display for PortList {
     /// Compact form with ranges: `22,80,8000-8100`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut first = true;
-        let mut i = 0;
-        while i < self.0.len() {
-            let start = self.0[i];
-            let mut end = start;
-            while i + 1 < self.0.len() && self.0[i + 1] == end + 1 {
-                i += 1;
-                end += 1;
-            }
-            if !first {
-                f.write_str(",")?;
-            }
-            first = false;
-            if start == end {
-                write!(f, "{start}")?
-            } else {
-                write!(f, "{start}-{end}")?
-            }
-            i += 1;
-        }
-        Ok(())
+        write_ranges(f, self.0.iter().copied())
     }
+}
+
+/// Writes ascending, distinct `ports` compactly: `22,80,8000-8100`.
+pub fn write_ranges(f: &mut impl fmt::Write, ports: impl IntoIterator<Item = u16>) -> fmt::Result {
+    let mut run: Option<(u16, u16)> = None;
+    let mut first = true;
+    let mut flush = |f: &mut dyn fmt::Write, (start, end): (u16, u16)| {
+        let sep = if std::mem::take(&mut first) { "" } else { "," };
+        if start == end { write!(f, "{sep}{start}") } else { write!(f, "{sep}{start}-{end}") }
+    };
+    for port in ports {
+        run = match run {
+            Some((start, end)) if end.checked_add(1) == Some(port) => Some((start, port)),
+            Some(done) => {
+                flush(f, done)?;
+                Some((port, port))
+            }
+            None => Some((port, port)),
+        };
+    }
+    run.map_or(Ok(()), |done| flush(f, done))
 }
 
 #[cfg(test)]
