@@ -180,3 +180,25 @@ fn help_teaches_engines_defaults_and_exit_codes() {
         assert!(help.contains(needle), "missing {needle:?} in --help");
     }
 }
+
+engine_tests! {
+    fn progress_is_drawn_on_a_terminal_only(engine) {
+        // script(1) gives trident a pseudo-terminal; --max-rate makes the
+        // scan last long enough (~0.5 s) for the bar to be drawn.
+        let l = Listeners::start(1);
+        let cmd = format!(
+            "{} scan {} -p 1-200 --max-rate 400 -e {engine}",
+            env!("CARGO_BIN_EXE_trident"),
+            l.ip
+        );
+        let o = std::process::Command::new("script").args(["-qfec", &cmd, "/dev/null"]).output().expect("script(1) from util-linux");
+        let tty = String::from_utf8_lossy(&o.stdout);
+        assert!(tty.contains("/200 ports"), "no progress bar on the terminal: {tty}");
+        assert!(tty.contains(" open"), "{tty}");
+        assert!(tty.contains("Scanned 1 host x 200 ports"), "{tty}");
+
+        // -q: no bar even on a terminal.
+        let o = std::process::Command::new("script").args(["-qfec", &format!("{cmd} -q"), "/dev/null"]).output().expect("script");
+        assert!(!String::from_utf8_lossy(&o.stdout).contains("/200 ports"));
+    }
+}
