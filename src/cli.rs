@@ -40,6 +40,10 @@ pub enum Command {
     /// name is always complete.
     #[command(after_help = crate::fetch::args::FETCH_HELP)]
     Fetch(crate::fetch::FetchArgs),
+    /// The chapter's echo server and client: every chunk read is answered
+    /// with "Server received: <chunk>".
+    #[command(subcommand, after_help = ECHO_EXAMPLES)]
+    Echo(EchoCommand),
     /// Start listeners on a loopback address, scan them with every engine,
     /// and compare what each found, how long it took, and what it cost.
     Demo(DemoArgs),
@@ -52,6 +56,10 @@ pub enum Command {
     /// Internal: keep a lab up until SIGTERM (started by `trident lab up`).
     #[command(name = "__lab-serve", hide = true)]
     LabServe(crate::lab::cli::ServeArgs),
+    /// Internal: serve connections on an inherited listening socket
+    /// (processes engine of a server).
+    #[command(name = "__serve-worker", hide = true)]
+    ServeWorker(ServeWorkerArgs),
     /// Internal: serve tasks to a parent process (processes engine).
     #[command(name = "__worker", hide = true)]
     Worker {
@@ -81,6 +89,110 @@ eighth; see docs/SHARDING.md for a Kubernetes Indexed Job.
 
 Exit status: 0 done, 1 some probes could not be run, 2 bad input,
 130 interrupted (partial results are still written).";
+
+const ECHO_EXAMPLES: &str = "\
+Examples:
+  trident echo serve                                  127.0.0.1:8888, async
+  trident echo serve --listen 127.0.0.1:0 -e processes -c 4
+  trident echo send 'Hello Server!'
+  trident echo send 127.0.0.1:9000 'Hello Server!'
+
+The server prints 'Serving on (ADDR, PORT)' and its connection log on
+stderr; Ctrl-C or SIGTERM stops it gracefully (exit 0).";
+
+/// `trident echo` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum EchoCommand {
+    /// Serve: read up to 100 bytes at a time, answer each chunk with
+    /// "Server received: <chunk>".
+    Serve(EchoServeArgs),
+    /// The chapter's client: connect, send MESSAGE, read once (up to 100
+    /// bytes), print what was sent and received.
+    Send(EchoSendArgs),
+}
+
+/// `trident echo serve` options.
+#[derive(Debug, Args)]
+pub struct EchoServeArgs {
+    /// Server options.
+    #[command(flatten)]
+    pub server: ServeArgs,
+    /// Do not log every chunk received (connections are still logged).
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+}
+
+/// `trident echo send` arguments.
+#[derive(Debug, Args)]
+pub struct EchoSendArgs {
+    /// [ADDR] MESSAGE: the server (default 127.0.0.1:8888) and what to send.
+    #[arg(value_name = "[ADDR] MESSAGE", num_args = 1..=2, required = true)]
+    pub words: Vec<String>,
+}
+
+/// Options shared by every server subcommand.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 takes a free port (the bound address is
+    /// printed on stderr). [default: 127.0.0.1 and the protocol's port]
+    #[arg(short = 'l', long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Concurrency engine: async = a tokio task per connection; threads = a
+    /// thread per connection; processes = pre-forked worker processes
+    /// sharing the listening socket.
+    #[arg(short = 'e', long, default_value = "async", value_parser = parse_engine)]
+    pub engine: EngineKind,
+    /// Worker processes (-e processes) or runtime threads (-e async).
+    /// [default: one per core]
+    #[arg(short = 'c', long = "workers", value_name = "N", value_parser = parse_concurrency)]
+    pub workers: Option<u32>,
+}
+
+impl ServeArgs {
+    /// The validated server config; `default_listen` when --listen is not given.
+    pub fn into_config(self, default_listen: &str) -> Result<crate::server::ServerConfig, BadInput> {
+        let listen = self.listen.as_deref().unwrap_or(default_listen);
+        let addr = crate::server::resolve(listen)?[0];
+        let mut config = crate::server::ServerConfig::new(self.engine, addr);
+        if let Some(n) = self.workers {
+            if self.engine == EngineKind::Threads {
+                return Err(BadInput(
+                    "-c/--workers applies to -e processes and -e async; -e threads runs one thread per connection"
+                        .into(),
+                ));
+            }
+            config.workers = n as usize;
+        }
+        Ok(config)
+    }
+}
+
+/// `trident __serve-worker` arguments (set by the parent server).
+#[derive(Debug, Args)]
+pub struct ServeWorkerArgs {
+    /// Protocol name.
+    pub protocol: String,
+    /// The inherited listening socket.
+    #[arg(long)]
+    pub fd: i32,
+    /// The protocol's config, JSON.
+    #[arg(long)]
+    pub config: String,
+    /// Grace period for connections on shutdown, in milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    pub grace_ms: u64,
+}
+
+impl ServeWorkerArgs {
+    /// The worker's options.
+    pub fn worker_args(&self) -> crate::server::processes::WorkerArgs {
+        crate::server::processes::WorkerArgs {
+            fd: self.fd,
+            config: self.config.clone(),
+            grace: Duration::from_millis(self.grace_ms),
+        }
+    }
+}
 
 /// Engine choice, shared by every batch subcommand.
 #[derive(Debug, Args)]

@@ -7,6 +7,9 @@
 //! - [`scan`]: what a port scan is (targets, ports, probes, reports);
 //! - [`fetch`]: what a download is (URLs, names, `.part` files, retries);
 //! - [`bench`]: measuring a command's wall time, CPU and memory;
+//! - [`server`]: how connections are served (a task, a thread or a worker
+//!   process per connection); knows nothing about protocols;
+//! - [`echo`]: the chapter's echo server (a sans-IO protocol) and client;
 //! - [`demo`]: the self-contained loopback demonstration;
 //! - [`lab`]: a scan target in a network namespace with a known truth;
 //! - [`cli`]: command-line syntax, converted once into `*Config` structs;
@@ -20,12 +23,14 @@
 pub mod bench;
 pub mod cli;
 pub mod demo;
+pub mod echo;
 pub mod engine;
 pub mod error;
 pub mod fetch;
 pub mod lab;
 pub mod output;
 pub mod scan;
+pub mod server;
 pub mod sys;
 
 use std::ffi::OsString;
@@ -73,6 +78,8 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Exit> {
             let summary = fetch::run(config, &interrupt)?;
             Ok(fetch::exit_status(summary.exit_code))
         }
+        Command::Echo(command) => echo::run(command, install_interrupt_handler),
+        Command::ServeWorker(args) => serve_worker(&args),
         Command::Demo(args) => demo::run(&args),
         Command::Lab(args) => lab::cli::run(args),
         Command::LabServe(args) => lab::cli::serve(args),
@@ -94,7 +101,19 @@ fn worker(task: &str) -> anyhow::Result<Exit> {
     match task {
         scan::ProbeTask::NAME => engine::processes::serve::<scan::ProbeTask>()?,
         fetch::FetchTask::NAME => engine::processes::serve::<fetch::FetchTask>()?,
+        fetch::EntryTask::NAME => engine::processes::serve::<fetch::EntryTask>()?,
         other => return Err(BadInput(format!("unknown worker task type {other:?}")).into()),
+    }
+    Ok(Exit::Success)
+}
+
+/// A server's worker process: picks the protocol by name.
+fn serve_worker(args: &cli::ServeWorkerArgs) -> anyhow::Result<Exit> {
+    use crate::server::Protocol;
+    let worker_args = args.worker_args();
+    match args.protocol.as_str() {
+        echo::Echo::NAME => server::processes::worker::<echo::Echo>(&worker_args)?,
+        other => return Err(BadInput(format!("unknown server protocol {other:?}")).into()),
     }
     Ok(Exit::Success)
 }

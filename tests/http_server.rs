@@ -12,15 +12,32 @@
 //! | `/redirect/N/SIZE/NAME` | 302 to `/redirect/N-1/...` (absolute URL); at 0, 302 to `/file/SIZE/target.bin` (relative) |
 //! | `/to-file/NAME` | 302 to `file:///etc/passwd` |
 //! | `/slow/SIZE/CHUNK/MS/NAME` | 200, Content-Length, CHUNK bytes every MS milliseconds |
+//! | `/range/FLAGS/SIZE/NAME` | Range support, see below |
 //!
-//! Every request is counted per path, every accepted connection too.
+//! `/range/...` answers `Range: bytes=N-` with 206 and `Content-Range`,
+//! honours `If-Range` (another validator: 200 and the whole body), sends
+//! `ETag: "NAME-SIZE-vV"` and a `Last-Modified`, and serves
+//! [`versioned`]`(NAME, SIZE, V)` where V is 1 unless the ETag changes.
+//! FLAGS is `-` or a comma-separated list of:
+//! - `cut=N`: the first response is cut (connection aborted) after N body bytes;
+//! - `cutevery=N`: every response is;
+//! - `norange`: Range is ignored (always 200);
+//! - `etag`: V is the request's number (the file changes with every request);
+//! - `etag206`: same, and If-Range is ignored (206 with the new ETag);
+//! - `badcr`: a 206's Content-Range says `bytes 0-(LEN-1)/LEN` for its LEN bytes;
+//! - `lm`: no ETag (Last-Modified only); `weak`: a weak ETag only;
+//! - `chunk=B`, `ms=T`: B-byte pieces (default 64 KiB) T ms apart.
+//!
+//! Every request is counted per path, every accepted connection too; for
+//! `/range/` paths, the Range and If-Range of each request and the body
+//! bytes handed to the connection are recorded.
 
 #![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
@@ -55,10 +72,41 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The bytes of version `version` of `NAME` (`/range/` paths).
+pub fn versioned(name: &str, size: usize, version: u32) -> Vec<u8> {
+    if version == 1 { content(name, size) } else { content(&format!("{name}@v{version}"), size) }
+}
+
+/// One request to a `/range/` path: its `Range` and `If-Range` headers and
+/// the status sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RangeRequest {
+    pub range: Option<String>,
+    pub if_range: Option<String>,
+    pub status: u16,
+}
+
 #[derive(Default)]
 struct State {
     hits: Mutex<HashMap<String, u32>>,
     connections: AtomicU32,
+    requests: Mutex<HashMap<String, Vec<RangeRequest>>>,
+    served: Mutex<HashMap<String, Arc<AtomicU64>>>,
+    bodies: Mutex<HashMap<(String, usize, u32), Bytes>>,
+}
+
+impl State {
+    fn served_counter(&self, path: &str) -> Arc<AtomicU64> {
+        Arc::clone(self.served.lock().expect("served").entry(path.to_string()).or_default())
+    }
+
+    fn body(&self, name: &str, size: usize, version: u32) -> Bytes {
+        let mut bodies = self.bodies.lock().expect("bodies");
+        bodies
+            .entry((name.to_string(), size, version))
+            .or_insert_with(|| Bytes::from(versioned(name, size, version)))
+            .clone()
+    }
 }
 
 /// A running server; stops when dropped.
@@ -99,6 +147,16 @@ impl TestServer {
     pub fn connections(&self) -> u32 {
         self.state.connections.load(Ordering::SeqCst)
     }
+
+    /// The requests to a `/range/` path so far.
+    pub fn requests(&self, path: &str) -> Vec<RangeRequest> {
+        self.state.requests.lock().expect("requests").get(path).cloned().unwrap_or_default()
+    }
+
+    /// Body bytes of a `/range/` path handed to connections so far.
+    pub fn served(&self, path: &str) -> u64 {
+        self.state.served_counter(path).load(Ordering::SeqCst)
+    }
 }
 
 impl Drop for TestServer {
@@ -125,7 +183,13 @@ async fn serve(listener: std::net::TcpListener, state: Arc<State>, mut stopped: 
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let state = Arc::clone(&state);
-                async move { Ok::<_, Infallible>(respond(&state, addr, &req)) }
+                async move {
+                    let response = match req.uri().path().strip_prefix("/range/") {
+                        Some(rest) => ranged(&state, req.uri().path(), rest, &req),
+                        None => respond(&state, addr, &req),
+                    };
+                    Ok::<_, Infallible>(response)
+                }
             });
             let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
         });
@@ -210,4 +274,111 @@ fn respond(state: &State, addr: SocketAddr, req: &Request<Incoming>) -> Response
         }
         _ => full(StatusCode::NOT_FOUND, b"no such route".to_vec()),
     }
+}
+
+/// `/range/FLAGS/SIZE/NAME` (see the module documentation).
+fn ranged(state: &State, path: &str, rest: &str, req: &Request<Incoming>) -> Response<Body> {
+    let hit = {
+        let mut hits = state.hits.lock().expect("hits");
+        let n = hits.entry(path.to_string()).or_default();
+        *n += 1;
+        *n
+    };
+    let parts: Vec<&str> = rest.split('/').collect();
+    let [flags, size, name] = parts.as_slice() else { return full(StatusCode::NOT_FOUND, b"bad range path".to_vec()) };
+    let size: usize = size.parse().unwrap_or(0);
+    let mut flag = HashMap::new();
+    for f in flags.split(',').filter(|f| *f != "-") {
+        let (k, v) = f.split_once('=').unwrap_or((f, ""));
+        flag.insert(k, v.parse::<u64>().unwrap_or(0));
+    }
+    let has = |k: &str| flag.contains_key(k);
+    let version = if has("etag") || has("etag206") { hit } else { 1 };
+    let etag = if has("weak") { format!("W/\"{name}-{size}\"") } else { format!("\"{name}-{size}-v{version}\"") };
+    let last_modified = "Sun, 06 Nov 1994 08:49:37 GMT";
+    let header = |h: header::HeaderName| req.headers().get(h).and_then(|v| v.to_str().ok()).map(String::from);
+    let (range, if_range) = (header(header::RANGE), header(header::IF_RANGE));
+
+    let validator_ok = match &if_range {
+        None => true,
+        Some(v) if has("etag206") => !v.is_empty(),
+        Some(v) if has("lm") || has("weak") => v == last_modified,
+        Some(v) => *v == etag,
+    };
+    let start = range
+        .as_deref()
+        .filter(|_| !has("norange") && validator_ok)
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.strip_suffix('-'))
+        .and_then(|n| n.parse::<usize>().ok());
+    let mut record = RangeRequest { range, if_range, status: 200 };
+    let body = state.body(name, size, version);
+    let mut response = match start {
+        Some(n) if n >= size => {
+            record.status = 416;
+            let mut r = full(StatusCode::RANGE_NOT_SATISFIABLE, Vec::new());
+            r.headers_mut().insert(header::CONTENT_RANGE, format!("bytes */{size}").parse().expect("header"));
+            r
+        }
+        start => {
+            let from = start.unwrap_or(0);
+            let cut = flag.get("cutevery").or(flag.get("cut").filter(|_| hit == 1)).map(|&n| n as usize);
+            let chunk = flag.get("chunk").map_or(64 * 1024, |&c| c as usize).max(1);
+            let delay = Duration::from_millis(flag.get("ms").copied().unwrap_or(0));
+            let counter = state.served_counter(path);
+            let mut r = counted(body.slice(from..), chunk, delay, cut, counter);
+            if start.is_some() {
+                record.status = 206;
+                *r.status_mut() = StatusCode::PARTIAL_CONTENT;
+                let cr = if has("badcr") {
+                    format!("bytes 0-{}/{}", size - from - 1, size - from)
+                } else {
+                    format!("bytes {from}-{}/{size}", size - 1)
+                };
+                r.headers_mut().insert(header::CONTENT_RANGE, cr.parse().expect("header"));
+            }
+            r
+        }
+    };
+    let headers = response.headers_mut();
+    headers.insert(header::ACCEPT_RANGES, "bytes".parse().expect("header"));
+    if !has("lm") {
+        headers.insert(header::ETAG, etag.parse().expect("header"));
+    }
+    if !has("weak") {
+        headers.insert(header::LAST_MODIFIED, last_modified.parse().expect("header"));
+    }
+    state.requests.lock().expect("requests").entry(path.to_string()).or_default().push(record);
+    response
+}
+
+/// `data` with its Content-Length, sent as `chunk`-byte frames `delay`
+/// apart, counted into `counter`; with `cut`, the connection is aborted
+/// after that many bytes.
+fn counted(data: Bytes, chunk: usize, delay: Duration, cut: Option<usize>, counter: Arc<AtomicU64>) -> Response<Body> {
+    let total = data.len();
+    let limit = cut.map_or(total, |c| c.min(total));
+    let stream = futures_util::stream::unfold((data, 0usize), move |(data, sent)| {
+        let counter = Arc::clone(&counter);
+        async move {
+            if sent >= limit {
+                if sent < total {
+                    // Let what was sent reach the client before the abort.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    let err = std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "cut by the test server");
+                    return Some((Err(err), (data, total)));
+                }
+                return None;
+            }
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            let end = (sent + chunk).min(limit);
+            counter.fetch_add((end - sent) as u64, Ordering::SeqCst);
+            Some((Ok(Frame::data(data.slice(sent..end))), (data, end)))
+        }
+    });
+    let mut r = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+    r.headers_mut().insert(header::CONTENT_LENGTH, total.into());
+    r
 }

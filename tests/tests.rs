@@ -3,7 +3,10 @@
 
 mod util;
 
+mod echo;
 mod fetch;
+mod fetch_input;
+mod fetch_resume;
 mod http_server;
 mod lab;
 mod netns;

@@ -34,6 +34,15 @@ dots (index.html when empty); it never leaves DIR and no symlink in DIR is
 followed. A taken NAME becomes NAME.1.ext, NAME.2.ext... unless
 --overwrite or --no-clobber.
 
+Resume: a body sent with a strong ETag or Last-Modified is resumable.
+NAME.part.state (JSON: URL, validator, length, bytes synced) is replaced
+atomically every 4 MiB and when an attempt fails, after the data is synced.
+A retry, or a later run for the same URL in DIR, continues NAME.part with
+Range and If-Range; only a 206 whose Content-Range continues the file
+exactly is appended; a 200, another validator or another Content-Range
+start over from zero. An interrupted download keeps NAME.part and its
+state (with -c, a failed one too); otherwise both are removed.
+
 Retries: connection errors, timeouts, truncated bodies, HTTP 408, 429 and
 5xx, with exponential backoff and jitter (--retry-wait, doubling, at most
 30 s), at least what Retry-After asks, and no retry later than
@@ -41,8 +50,12 @@ Retries: connection errors, timeouts, truncated bodies, HTTP 408, 429 and
 retried. Redirects: http and https only, at most 10; the name still comes
 from the URL given.
 
-Input file (-i FILE, - for stdin): one URL per line, # comments, read as
-the downloads go.
+Input file (-i FILE, - for stdin; aria2's format, read as the downloads
+go): one URL per line, # comments; TAB-separated URLs on one line are
+mirrors of one file, tried in order when one fails (named after the
+first); indented option lines apply to the URL above: out=NAME (sanitised
+like any name), dir=DIR (relative to -d), checksum=sha-256=HEX. A bad line
+is reported as bad-url with FILE:LINE and its entry skipped.
 
 Exit status (the most severe wins, in this order):
   130  interrupted (Ctrl-C); the files already saved are complete
@@ -95,6 +108,11 @@ pub struct FetchArgs {
     /// Skip URLs whose file name exists in DIR.
     #[arg(long)]
     pub no_clobber: bool,
+    /// Keep a resumable NAME.part (and its state) also when a download
+    /// fails for good, so that a later run continues it (a .part of the
+    /// same URL is always continued, and kept when interrupted).
+    #[arg(short = 'c', long = "continue")]
+    pub continue_: bool,
     /// Output: text (a line per file as it ends) or json (one document).
     #[arg(short = 'f', long, default_value = "text", value_parser = parse_format)]
     pub format: Format,
@@ -180,6 +198,7 @@ impl FetchArgs {
                 retry_max_time: self.retry_max_time,
                 sha256,
                 collision,
+                keep_partial: self.continue_,
             },
             format: self.format,
             quiet: self.quiet,

@@ -6,20 +6,26 @@
 //! - [`name`]: file names from URLs, sanitised, numbered on collision;
 //! - [`store`]: `.part` files, fsync, rename without clobbering;
 //! - [`retry`]: which failures are retried, backoff, `Retry-After`;
-//! - [`report`]: text and JSON output, the exit code.
+//! - [`report`]: text and JSON output, the exit code;
+//! - [`input`]: the `-i` input file (aria2's subset), read lazily;
+//! - [`entry`]: the task the engines run: a download with its mirrors and
+//!   input-file options, or a bad input line;
+//! - [`progress`]: live lines on a terminal's stderr.
 //!
 //! Retries happen inside the task (unlike the scan's retry rounds): a
 //! download's retry depends only on its own history (its attempts, the
 //! server's `Retry-After`), and a retry reuses the task's connection pool.
 
 pub mod args;
+pub mod entry;
+pub mod input;
 pub mod name;
+pub mod progress;
 pub mod report;
 pub mod retry;
 pub mod store;
 pub mod task;
 
-use std::cell::RefCell;
 use std::fmt;
 use std::io::{self, BufRead, BufWriter};
 use std::path::PathBuf;
@@ -28,6 +34,7 @@ use std::time::Instant;
 use anyhow::Context;
 
 pub use args::FetchArgs;
+pub use entry::EntryTask;
 pub use report::{Format, Summary};
 pub use task::{FetchOptions, FetchResult, FetchTask, Status};
 
@@ -72,39 +79,6 @@ impl Input {
     }
 }
 
-/// The URLs of an [`Input`]: one per line, blank lines and `#` comments
-/// skipped; a read error ends the list and is kept in `error`.
-struct InputUrls<'a> {
-    input: Input,
-    line: Vec<u8>,
-    error: &'a RefCell<Option<String>>,
-}
-
-impl Iterator for InputUrls<'_> {
-    type Item = String;
-    fn next(&mut self) -> Option<String> {
-        loop {
-            self.line.clear();
-            match self.input.reader.read_until(b'\n', &mut self.line) {
-                Ok(0) => return None,
-                Ok(_) => {
-                    let text = String::from_utf8_lossy(&self.line);
-                    let url = text.trim();
-                    if url.is_empty() || url.starts_with('#') {
-                        continue;
-                    }
-                    return Some(url.to_string());
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    *self.error.borrow_mut() = Some(format!("cannot read URL list {}: {e}", self.input.name));
-                    return None;
-                }
-            }
-        }
-    }
-}
-
 /// Runs the downloads, printing results as they end. Ctrl-C (through
 /// `interrupt`) stops new downloads and in-flight ones in this process;
 /// what was saved is complete.
@@ -114,15 +88,27 @@ pub fn run(config: FetchConfig, interrupt: &Interrupt) -> anyhow::Result<Summary
     if config.engine.kind == EngineKind::Async {
         task::new_async_run();
     }
-    let input_error = RefCell::new(None);
-    let from_input = config.input.map(|input| InputUrls { input, line: Vec::new(), error: &input_error });
-    let urls = config.urls.into_iter().chain(from_input.into_iter().flatten());
-    let (dir, options) = (&config.dir, &config.options);
-    let tasks = urls.enumerate().map(|(index, url)| FetchTask {
-        index: index as u64,
-        url,
-        dir: dir.clone(),
-        options: options.clone(),
+    let progress = progress::Progress::new(config.quiet);
+    let base = FetchTask { index: 0, url: String::new(), dir: config.dir.clone(), options: config.options.clone() };
+    // Err: a command-line URL; Ok: an input-file entry (or bad line).
+    let plain = config.urls.into_iter().map(Err);
+    let from_input =
+        config.input.map(|Input { name, reader }| input::Entries::new(reader).map(move |e| Ok((name.clone(), e))));
+    let mut items = plain.chain(from_input.into_iter().flatten()).enumerate();
+    // Lazily, one task per URL or input entry; the progress lines learn
+    // what starts (the engines take a task when they start it).
+    let tasks = std::iter::from_fn(|| {
+        let Some((index, item)) = items.next() else {
+            progress.input_done();
+            return None;
+        };
+        let base = FetchTask { index: index as u64, ..base.clone() };
+        let task = match item {
+            Err(url) => EntryTask::plain(FetchTask { url, ..base }),
+            Ok((list, entry)) => EntryTask::from_input(base, &list, entry),
+        };
+        progress.started(task.fetch.index, task.display_name(), task.part_paths());
+        Some(task)
     });
 
     let mut summary = Summary::new(config.engine.kind.name(), config.engine.concurrency);
@@ -132,7 +118,7 @@ pub fn run(config: FetchConfig, interrupt: &Interrupt) -> anyhow::Result<Summary
         let result = match outcome {
             TaskOutcome::Done(result) => result,
             TaskOutcome::Failed { task, reason } => {
-                let mut result = FetchResult::engine_failure(&task, reason);
+                let mut result = FetchResult::engine_failure(&task.fetch, reason);
                 if interrupt.is_set() {
                     // A worker process stopped because of Ctrl-C.
                     result.status = Status::Interrupted;
@@ -140,15 +126,17 @@ pub fn run(config: FetchConfig, interrupt: &Interrupt) -> anyhow::Result<Summary
                 result
             }
         };
+        progress.ended(result.index, result.bytes);
         summary.add(&result);
         if write_error.is_none()
-            && let Err(e) = report.record(result)
+            && let Err(e) = progress.suspend(|| report.record(result))
         {
             // A closed pipe or a full disk: stop starting downloads.
             write_error = Some(e);
             interrupt.trigger();
         }
     })?;
+    progress.finish();
     if let Err(e) = store::sync_dir(&config.dir)
         && !config.quiet
     {
@@ -161,10 +149,6 @@ pub fn run(config: FetchConfig, interrupt: &Interrupt) -> anyhow::Result<Summary
     if stats.interrupted {
         summary.interrupted = true;
         summary.raise(Status::Interrupted.exit_code());
-    }
-    if let Some(e) = input_error.into_inner() {
-        eprintln!("trident: {e}");
-        summary.raise(Status::BadUrl.exit_code());
     }
     report.finish(&summary).context("cannot write the report")?;
     Ok(summary)

@@ -201,6 +201,7 @@ mod tests {
             sha256: Some("ab".into()),
             http_status: Some(200),
             attempts: 1,
+            resumed_from: 0,
             error: None,
             elapsed_ms: 1,
         }

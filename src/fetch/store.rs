@@ -3,10 +3,16 @@
 //! existing entry of that name, file or symlink, is left alone and
 //! `NAME.part.1`... is used), is synced to disk, verified, and only then
 //! renamed to its final name without replacing anything (unless told to).
+//!
+//! A body the server can resend in part (a strong ETag or Last-Modified)
+//! is resumable: `NAME.part.state` records the URL, the validators, the
+//! length and the bytes synced so far, and a later attempt or run for the
+//! same URL continues the file (see [`PartFile::resume`]).
 
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Seek, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -40,15 +46,69 @@ pub enum Committed {
     Skipped(String),
 }
 
+/// New bytes between two checkpoints of a resumable download (data synced,
+/// then the state file replaced).
+pub const CHECKPOINT_BYTES: u64 = 4 << 20;
+/// A state file larger than this is not ours.
+const STATE_MAX: u64 = 64 * 1024;
+/// Version of the state file format.
+const STATE_VERSION: u32 = 1;
+
+/// What identifies the body being written: a download is resumed only
+/// with a validator the server will compare (`If-Range`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Validators {
+    /// Strong ETag, quotes included (weak ones are never kept).
+    pub etag: Option<String>,
+    /// `Last-Modified`, as sent.
+    pub last_modified: Option<String>,
+    /// Length of the whole body, if known.
+    pub total: Option<u64>,
+}
+
+impl Validators {
+    /// The `If-Range` value: the strong ETag, else `Last-Modified`.
+    pub fn if_range(&self) -> Option<&str> {
+        self.etag.as_deref().or(self.last_modified.as_deref())
+    }
+}
+
+/// The sidecar `NAME.part.state` (JSON): enough to continue `NAME.part`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartState {
+    /// Format version (1).
+    pub version: u32,
+    /// The URL as given: only a download of the same URL continues the file.
+    pub url: String,
+    /// The server's validators and length.
+    #[serde(flatten)]
+    pub validators: Validators,
+    /// Bytes at the start of `NAME.part` that were synced to disk.
+    pub done: u64,
+}
+
 /// A download's body on its way to the disk, with its running length and
-/// SHA-256. Dropped without [`commit`](PartFile::commit), it removes its file.
+/// SHA-256. Dropped without [`commit`](PartFile::commit) or
+/// [`keep`](PartFile::keep), it removes its file and state file.
+///
+/// A resumable body (one with [`Validators`]) is checkpointed every
+/// [`CHECKPOINT_BYTES`] and when an attempt fails: the data is synced, then
+/// `NAME.part.state` is replaced atomically (written to `.state.tmp`,
+/// synced, renamed), so the state never claims more than what is on disk.
+/// The file is `flock`ed while open: two downloads of the same URL (threads
+/// or worker processes) never share one.
 #[derive(Debug)]
 pub struct PartFile {
     file: File,
     path: PathBuf,
+    url: String,
     hasher: Sha256,
     written: u64,
+    synced: u64,
+    validators: Option<Validators>,
+    resumed_from: u64,
     committed: bool,
+    keep: bool,
 }
 
 /// Opens a new file that did not exist; never follows a symlink.
@@ -61,15 +121,88 @@ fn create_new(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
+/// Opens an existing regular file for reading (and writing); never follows
+/// a symlink, never blocks on a FIFO.
+fn open_existing(path: &Path, write: bool) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(write)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+    }
+    Ok(file)
+}
+
+/// Takes the file's exclusive lock if nobody holds it.
+fn try_lock(file: &File) -> io::Result<bool> {
+    // SAFETY: flock on a file descriptor we own.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(true);
+    }
+    let err = io::Error::last_os_error();
+    if err.kind() == io::ErrorKind::WouldBlock { Ok(false) } else { Err(err) }
+}
+
+/// `PATH` + `suffix`.
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// The state file of the part file at `part`.
+pub fn state_path(part: &Path) -> PathBuf {
+    with_suffix(part, ".state")
+}
+
+/// Reads a state file (a regular file, not a symlink, small, valid JSON).
+pub fn read_state(path: &Path) -> Option<PartState> {
+    let file = open_existing(path, false).ok()?;
+    let mut text = Vec::new();
+    file.take(STATE_MAX).read_to_end(&mut text).ok()?;
+    let state: PartState = serde_json::from_slice(&text).ok()?;
+    (state.version == STATE_VERSION).then_some(state)
+}
+
+fn remove_if_present(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
 impl PartFile {
-    /// Creates `DIR/NAME.part` (or the first free `NAME.part.N`).
-    pub fn create(dir: &Path, name: &str) -> io::Result<Self> {
+    fn new(file: File, path: PathBuf, url: &str) -> Self {
+        PartFile {
+            file,
+            path,
+            url: url.to_string(),
+            hasher: Sha256::new(),
+            written: 0,
+            synced: 0,
+            validators: None,
+            resumed_from: 0,
+            committed: false,
+            keep: false,
+        }
+    }
+
+    /// Creates `DIR/NAME.part` (or the first free `NAME.part.N`) for `url`;
+    /// a stale state file of that name is removed.
+    pub fn create(dir: &Path, name: &str, url: &str) -> io::Result<Self> {
         let base = format!("{name}.part");
         for n in 0..MAX_NUMBER {
             let candidate = if n == 0 { base.clone() } else { format!("{base}.{n}") };
             let path = dir.join(&candidate);
             match create_new(&path) {
-                Ok(file) => return Ok(PartFile { file, path, hasher: Sha256::new(), written: 0, committed: false }),
+                // Locked at once by whoever is resuming it: not ours.
+                Ok(file) if !try_lock(&file)? => continue,
+                Ok(file) => {
+                    remove_if_present(&state_path(&path))?;
+                    return Ok(PartFile::new(file, path, url));
+                }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e),
             }
@@ -77,21 +210,143 @@ impl PartFile {
         Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{base} and {MAX_NUMBER} alternatives exist")))
     }
 
-    /// Forgets what was written (a new attempt starts from zero).
+    /// An earlier download of `url` into `DIR/NAME.part` (or `NAME.part.N`)
+    /// that can be continued: its state names the same URL and a validator,
+    /// nobody else holds it. It is cut back to the bytes its state says were
+    /// synced (their SHA-256 is computed again).
+    pub fn resume(dir: &Path, name: &str, url: &str) -> Option<Self> {
+        let base = format!("{name}.part");
+        for n in 0..MAX_NUMBER {
+            let candidate = if n == 0 { base.clone() } else { format!("{base}.{n}") };
+            let path = dir.join(&candidate);
+            if std::fs::symlink_metadata(&path).is_err() {
+                return None;
+            }
+            if let Some(part) = Self::try_resume(path, url) {
+                return Some(part);
+            }
+        }
+        None
+    }
+
+    fn try_resume(path: PathBuf, url: &str) -> Option<Self> {
+        let state = read_state(&state_path(&path))?;
+        if state.url != url || state.validators.if_range().is_none() {
+            return None;
+        }
+        let mut file = open_existing(&path, true).ok()?;
+        if !try_lock(&file).ok()? {
+            return None;
+        }
+        let len = file.metadata().ok()?.len();
+        // A file shorter than its state says is not what the state describes.
+        let mut done = if len < state.done { 0 } else { state.done };
+        if let Some(total) = state.validators.total {
+            // Complete but not renamed: fetch the last byte again, which
+            // also checks the validator.
+            done = done.min(total.saturating_sub(1));
+        }
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut left = done;
+        file.rewind().ok()?;
+        while left > 0 {
+            let want = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());
+            match file.read(&mut buf[..want]) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => {
+                    hasher.update(&buf[..n]);
+                    left -= n as u64;
+                }
+            }
+        }
+        file.set_len(done).ok()?;
+        file.seek(SeekFrom::Start(done)).ok()?;
+        let mut part = PartFile::new(file, path, url);
+        part.hasher = hasher;
+        part.written = done;
+        part.synced = done;
+        part.validators = (done > 0).then_some(state.validators);
+        Some(part)
+    }
+
+    /// Forgets what was written (a new body starts from zero), state file
+    /// included.
     pub fn reset(&mut self) -> io::Result<()> {
         self.file.set_len(0)?;
         self.file.rewind()?;
         self.hasher = Sha256::new();
         self.written = 0;
+        self.synced = 0;
+        self.resumed_from = 0;
+        if self.validators.take().is_some() {
+            remove_if_present(&state_path(&self.path))?;
+        }
         Ok(())
     }
 
-    /// Appends a piece of the body.
-    pub fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
+    /// The validators of the body being written (`None`: not resumable).
+    pub fn set_validators(&mut self, validators: Option<Validators>) {
+        self.validators = validators.filter(|v| v.if_range().is_some());
+    }
+
+    /// Where and how to continue: the byte offset and the validators, if
+    /// anything resumable was written.
+    pub fn resume_point(&self) -> Option<(u64, Validators)> {
+        let v = self.validators.as_ref()?;
+        (self.written > 0).then(|| (self.written, v.clone()))
+    }
+
+    /// The server sent the rest of the body after `offset` bytes.
+    pub fn continued_at(&mut self, offset: u64) {
+        self.resumed_from = offset;
+    }
+
+    /// Bytes kept from before the last accepted partial response.
+    pub fn resumed_from(&self) -> u64 {
+        self.resumed_from
+    }
+
+    /// Appends a piece of the body; `true` when a checkpoint is due.
+    pub fn write(&mut self, chunk: &[u8]) -> io::Result<bool> {
         self.file.write_all(chunk)?;
         self.hasher.update(chunk);
         self.written += chunk.len() as u64;
+        Ok(self.validators.is_some() && self.written - self.synced >= CHECKPOINT_BYTES)
+    }
+
+    /// Makes what was written durable and records it in the state file
+    /// (nothing for a body that cannot be resumed).
+    pub fn checkpoint(&mut self) -> io::Result<()> {
+        let Some(validators) = &self.validators else { return Ok(()) };
+        if self.written == 0 || self.written == self.synced {
+            return Ok(());
+        }
+        self.file.sync_data()?;
+        let state = PartState {
+            version: STATE_VERSION,
+            url: self.url.clone(),
+            validators: validators.clone(),
+            done: self.written,
+        };
+        let final_path = state_path(&self.path);
+        let tmp = with_suffix(&final_path, ".tmp");
+        remove_if_present(&tmp)?;
+        let mut f = create_new(&tmp)?;
+        let text = serde_json::to_vec(&state).map_err(io::Error::other)?;
+        f.write_all(&text)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, &final_path)?;
+        self.synced = self.written;
         Ok(())
+    }
+
+    /// Leaves the file and its state on disk when dropped, if a checkpoint
+    /// covers everything written (a later run continues it).
+    pub fn keep(&mut self) -> bool {
+        self.keep = self.validators.is_some() && self.written > 0 && self.synced == self.written;
+        self.keep
     }
 
     /// Bytes written so far.
@@ -114,7 +369,8 @@ impl PartFile {
         self.file.sync_all()
     }
 
-    /// Moves the synced file to `DIR/NAME` following `policy`.
+    /// Moves the synced file to `DIR/NAME` following `policy`; its state
+    /// file goes.
     pub fn commit(mut self, dir: &Path, name: &str, policy: Collision) -> io::Result<Committed> {
         let result = match policy {
             Collision::Overwrite => std::fs::rename(&self.path, dir.join(name)).map(|()| Committed::Saved(name.into())),
@@ -127,6 +383,7 @@ impl PartFile {
         };
         if matches!(result, Ok(Committed::Saved(_))) {
             self.committed = true;
+            let _ = std::fs::remove_file(state_path(&self.path));
         }
         result
     }
@@ -149,8 +406,9 @@ impl PartFile {
 
 impl Drop for PartFile {
     fn drop(&mut self) {
-        if !self.committed {
+        if !self.committed && !self.keep {
             let _ = std::fs::remove_file(&self.path);
+            let _ = std::fs::remove_file(state_path(&self.path));
         }
     }
 }
@@ -200,7 +458,7 @@ mod tests {
     }
 
     fn part(dir: &Path, name: &str, body: &[u8]) -> PartFile {
-        let mut p = PartFile::create(dir, name).expect("part file");
+        let mut p = PartFile::create(dir, name, "http://h/x").expect("part file");
         p.write(body).expect("write");
         p.sync().expect("sync");
         p
@@ -260,5 +518,61 @@ mod tests {
         assert_eq!(p.sha256(), <[u8; 32]>::from(Sha256::digest(b"z")));
         drop(p);
         assert!(names(d.path()).is_empty());
+    }
+
+    fn resumable(dir: &Path, name: &str, url: &str, body: &[u8]) -> PartFile {
+        let mut p = PartFile::create(dir, name, url).expect("part file");
+        p.set_validators(Some(Validators { etag: Some("\"v1\"".into()), last_modified: None, total: Some(10) }));
+        p.write(body).expect("write");
+        p.checkpoint().expect("checkpoint");
+        p
+    }
+
+    #[test]
+    fn kept_part_files_resume_for_the_same_url_only() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let mut p = resumable(d.path(), "r", "http://h/r", b"hello");
+        p.write(b"-unsynced").expect("write");
+        assert!(!p.keep(), "not kept while bytes are not checkpointed");
+        p.checkpoint().expect("checkpoint");
+        assert!(p.keep());
+        drop(p);
+        assert_eq!(names(d.path()), ["r.part", "r.part.state"]);
+        let state = read_state(&d.path().join("r.part.state")).expect("state");
+        assert_eq!((state.url.as_str(), state.done, state.validators.total), ("http://h/r", 14, Some(10)));
+
+        assert!(PartFile::resume(d.path(), "r", "http://h/other").is_none());
+        let p = PartFile::resume(d.path(), "r", "http://h/r").expect("resumable");
+        // 14 bytes on disk but the body is 10 long: continue from byte 9.
+        assert_eq!(p.written(), 9);
+        assert_eq!(p.sha256(), <[u8; 32]>::from(Sha256::digest(b"hello-uns")));
+        assert_eq!(p.resume_point().map(|(o, v)| (o, v.etag)), Some((9, Some("\"v1\"".into()))));
+        // Held: a second download of the same URL does not get it.
+        assert!(PartFile::resume(d.path(), "r", "http://h/r").is_none());
+        let q = PartFile::create(d.path(), "r", "http://h/r").expect("another part");
+        assert_eq!(q.path(), d.path().join("r.part.1"));
+        drop((p, q));
+        assert!(names(d.path()).is_empty(), "dropped without keep: part and state gone");
+    }
+
+    #[test]
+    fn a_state_claiming_more_than_the_file_restarts_and_commit_removes_the_state() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let mut p = resumable(d.path(), "s", "http://h/s", b"abcdef");
+        assert!(p.keep());
+        drop(p);
+        std::fs::OpenOptions::new().write(true).open(d.path().join("s.part")).expect("open").set_len(3).expect("cut");
+        let p = PartFile::resume(d.path(), "s", "http://h/s").expect("opened");
+        assert_eq!((p.written(), p.resume_point()), (0, None));
+        drop(p);
+        let mut p = resumable(d.path(), "s", "http://h/s", b"abc");
+        assert!(p.keep());
+        drop(p);
+        let mut p = PartFile::resume(d.path(), "s", "http://h/s").expect("resumable");
+        p.write(b"defghij").expect("write");
+        p.sync().expect("sync");
+        assert_eq!(p.commit(d.path(), "s", Collision::Number).expect("commit"), Committed::Saved("s".into()));
+        assert_eq!(names(d.path()), ["s"]);
+        assert_eq!(fs::read(d.path().join("s")).expect("read"), b"abcdefghij");
     }
 }

@@ -22,7 +22,7 @@ use url::Url;
 
 use super::name::name_from_url;
 use super::retry::{Backoff, StatusClass, classify_status, parse_retry_after};
-use super::store::{Collision, Committed, PartFile};
+use super::store::{Collision, Committed, PartFile, Validators};
 use crate::engine::Task;
 
 /// Redirects followed at most, per attempt.
@@ -51,6 +51,9 @@ pub struct FetchOptions {
     pub sha256: Option<[u8; 32]>,
     /// What to do when the file name is taken.
     pub collision: Collision,
+    /// `-c`: keep a resumable `.part` also when the download fails for
+    /// good (it is always kept when interrupted), for a later run.
+    pub keep_partial: bool,
 }
 
 /// Downloads one URL into a directory.
@@ -134,6 +137,9 @@ pub struct FetchResult {
     pub http_status: Option<u16>,
     /// Requests chains started (1 + retries).
     pub attempts: u32,
+    /// Bytes not transferred by the last attempt: kept from an earlier
+    /// attempt or run, the rest came as a 206 (0: a whole body).
+    pub resumed_from: u64,
     /// Why it failed.
     pub error: Option<String>,
     /// Time from the first attempt to the end, in milliseconds.
@@ -152,6 +158,7 @@ impl FetchResult {
             sha256: None,
             http_status: None,
             attempts: 0,
+            resumed_from: 0,
             error: Some(reason),
             elapsed_ms: 0,
         }
@@ -218,11 +225,89 @@ struct Head {
     location: Option<String>,
     retry_after: Option<String>,
     content_length: Option<u64>,
+    etag: Option<String>,
+    last_modified: Option<String>,
+    content_range: Option<String>,
+}
+
+impl Head {
+    /// What a whole body (200) can be resumed with, if anything: a strong
+    /// ETag or Last-Modified.
+    fn validators(&self) -> Option<Validators> {
+        let etag = self.etag.as_deref().map(str::trim).filter(|e| e.starts_with('"') && e.len() >= 2);
+        let v = Validators {
+            etag: etag.map(String::from),
+            last_modified: self.last_modified.clone(),
+            total: self.content_length,
+        };
+        v.if_range().is_some().then_some(v)
+    }
+}
+
+/// A request that continues a part file: `Range: bytes=OFFSET-` with
+/// `If-Range`.
+#[derive(Debug, Clone)]
+struct Resume {
+    offset: u64,
+    validators: Validators,
+}
+
+impl Resume {
+    fn range(&self) -> String {
+        format!("bytes={}-", self.offset)
+    }
+
+    fn if_range(&self) -> &str {
+        self.validators.if_range().unwrap_or_default()
+    }
 }
 
 enum Next {
-    Body { expected: Option<u64> },
+    /// A whole body, written from zero.
+    Body {
+        expected: Option<u64>,
+    },
+    /// The rest of the body after the resume offset, `total` bytes in all.
+    Rest {
+        total: u64,
+    },
+    /// The part file cannot be continued: start over without `Range`.
+    Restart,
     Redirect(Url),
+}
+
+/// Parses `bytes FIRST-LAST/TOTAL`.
+fn parse_content_range(v: &str) -> Option<(u64, u64, u64)> {
+    let v = v.trim();
+    let rest = v.get(..6).filter(|u| u.eq_ignore_ascii_case("bytes "))?;
+    let (range, total) = v[rest.len()..].trim().split_once('/')?;
+    let (first, last) = range.split_once('-')?;
+    Some((first.trim().parse().ok()?, last.trim().parse().ok()?, total.trim().parse().ok()?))
+}
+
+/// Whether a 206 to `resume` continues the part file exactly: the range
+/// starts at the offset and runs to the end of a body of the known length,
+/// with the same validator. `Ok(total)`, or why to start over.
+fn check_partial(head: &Head, resume: &Resume) -> Result<u64, String> {
+    let v = &resume.validators;
+    let cr = head.content_range.as_deref().unwrap_or("");
+    let Some((first, last, total)) = parse_content_range(cr) else {
+        return Err(format!("HTTP 206 with Content-Range {cr:?}"));
+    };
+    let length_ok = head.content_length.is_none_or(|len| Some(len) == (last + 1).checked_sub(first));
+    if first != resume.offset || last.checked_add(1) != Some(total) || v.total.is_some_and(|t| t != total) || !length_ok
+    {
+        return Err(format!("HTTP 206 with Content-Range {cr:?} to Range: {}", resume.range()));
+    }
+    let changed = match (&v.etag, &head.etag, &head.last_modified) {
+        (Some(ours), Some(theirs), _) => ours != theirs.trim(),
+        (None, _, Some(theirs)) => v.last_modified.as_deref() != Some(theirs.as_str()),
+        _ => false,
+    };
+    if changed {
+        return Err("HTTP 206 with another validator: the file changed".into());
+    }
+    Ok(total)
 }
 
 fn status_text(code: u16) -> String {
@@ -233,8 +318,16 @@ fn status_text(code: u16) -> String {
     }
 }
 
-/// What to do with a response to a request for `current`.
-fn decide(head: &Head, current: &Url, hops: &mut u32) -> Result<Next, Failure> {
+/// What to do with a response to a request for `current` (with `Range`
+/// and `If-Range` when `resume`).
+fn decide(head: &Head, current: &Url, hops: &mut u32, resume: Option<&Resume>) -> Result<Next, Failure> {
+    if let Some(resume) = resume {
+        match head.status {
+            206 => return Ok(check_partial(head, resume).map_or(Next::Restart, |total| Next::Rest { total })),
+            416 => return Ok(Next::Restart),
+            _ => {}
+        }
+    }
     match classify_status(head.status) {
         StatusClass::Success if head.status == 206 => {
             Err(fatal(Status::Failed, "HTTP 206 Partial Content to a request without Range"))
@@ -281,6 +374,8 @@ struct Download {
     url: Url,
     name: String,
     part: Option<PartFile>,
+    /// An earlier run's part file was looked for.
+    looked_for_part: bool,
     backoff: Backoff,
     attempts: u32,
     http_status: Option<u16>,
@@ -299,6 +394,7 @@ impl Download {
                 sha256: None,
                 http_status: None,
                 attempts: 0,
+                resumed_from: 0,
                 error,
                 elapsed_ms: 0,
             })
@@ -319,6 +415,7 @@ impl Download {
             url,
             name,
             part: None,
+            looked_for_part: false,
             attempts: 0,
             http_status: None,
         })
@@ -338,25 +435,54 @@ impl Download {
             sha256,
             http_status: self.http_status,
             attempts: self.attempts,
+            resumed_from: self.part.as_ref().map_or(0, PartFile::resumed_from),
             error,
             elapsed_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
         }
     }
 
-    /// The part file, emptied for a new body.
-    fn begin_body(&mut self) -> Result<&mut PartFile, Failure> {
-        let part = match self.part.take() {
+    /// Where the next request starts, if the part file can be continued.
+    fn resume_point(&self) -> Option<Resume> {
+        let (offset, validators) = self.part.as_ref()?.resume_point()?;
+        Some(Resume { offset, validators })
+    }
+
+    /// Forgets a part file that cannot be continued.
+    fn restart(&mut self) -> Result<(), Failure> {
+        match self.part.as_mut() {
+            Some(p) => p.reset().map_err(|e| local("cannot truncate the .part file", &e)),
+            None => Ok(()),
+        }
+    }
+
+    /// The part file, emptied for a new whole body described by `head`.
+    fn begin_body(&mut self, head: &Head) -> Result<&mut PartFile, Failure> {
+        let mut part = match self.part.take() {
             Some(mut p) => {
                 p.reset().map_err(|e| local("cannot truncate the .part file", &e))?;
                 p
             }
-            None => PartFile::create(&self.task.dir, &self.name)
+            None => PartFile::create(&self.task.dir, &self.name, &self.task.url)
                 .map_err(|e| local(&format!("cannot create {}.part in {}", self.name, self.task.dir.display()), &e))?,
         };
+        part.set_validators(head.validators());
         Ok(self.part.insert(part))
     }
 
-    fn write(&mut self, chunk: &[u8]) -> Result<(), Failure> {
+    /// The part file continues with the rest of the body.
+    fn continue_body(&mut self, offset: u64) -> Result<(), Failure> {
+        let part = self.part.as_mut().ok_or_else(|| fatal(Status::LocalError, "no .part file"))?;
+        part.continued_at(offset);
+        Ok(())
+    }
+
+    /// Syncs the part file and records its state (blocking).
+    fn checkpoint(&mut self) -> Result<(), Failure> {
+        self.part.as_mut().map_or(Ok(()), PartFile::checkpoint).map_err(|e| checkpoint_failed(&e))
+    }
+
+    /// Appends a piece of the body; `true` when a checkpoint is due.
+    fn write(&mut self, chunk: &[u8]) -> Result<bool, Failure> {
         if cancelled() {
             return Err(fatal(Status::Interrupted, "interrupted"));
         }
@@ -398,17 +524,38 @@ impl Download {
         }
     }
 
-    fn interrupted(&self) -> FetchResult {
+    fn interrupted(&mut self) -> FetchResult {
+        if let Some(p) = self.part.as_mut() {
+            p.keep();
+        }
         self.end(Status::Interrupted, None, Some("interrupted".into()))
+    }
+
+    /// After a failed attempt, with its part file checkpointed if it was
+    /// worth keeping (`kept`): wait for the next attempt, or end, leaving
+    /// the part file for a later run if interrupted (or with `-c`).
+    fn settle(&mut self, failure: Failure, kept: bool) -> Then {
+        let then = self.after_failure(failure);
+        if let (Then::End(result), Some(part)) = (&then, self.part.as_mut()) {
+            let later = result.status == Status::Interrupted
+                || (result.status == Status::Failed && self.task.options.keep_partial);
+            if kept && later {
+                part.keep();
+            }
+        }
+        then
     }
 
     /// The result of a verified body whose part file was committed.
     fn committed(&mut self, outcome: Result<(Committed, PartMeta), Failure>) -> Result<FetchResult, Failure> {
         let (committed, meta) = outcome?;
         Ok(match committed {
-            Committed::Saved(name) => {
-                FetchResult { bytes: meta.bytes, sha256: Some(meta.sha256), ..self.end(Status::Done, Some(name), None) }
-            }
+            Committed::Saved(name) => FetchResult {
+                bytes: meta.bytes,
+                sha256: Some(meta.sha256),
+                resumed_from: meta.resumed_from,
+                ..self.end(Status::Done, Some(name), None)
+            },
             Committed::Skipped(name) => self.end(Status::Skipped, Some(name), None),
         })
     }
@@ -418,11 +565,22 @@ impl Download {
 struct PartMeta {
     bytes: u64,
     sha256: String,
+    resumed_from: u64,
+}
+
+/// Whether the part file of a failed attempt is worth a checkpoint: the
+/// next attempt or a later run may continue it.
+fn worth_keeping(failure: &Failure) -> bool {
+    matches!(failure, Failure::Retry { .. } | Failure::Fatal { status: Status::Interrupted, .. })
+}
+
+fn checkpoint_failed(e: &std::io::Error) -> Failure {
+    local("cannot save the download state", e)
 }
 
 /// Syncs and renames the verified part file (blocking file-system work).
 fn finish(part: PartFile, task: &FetchTask, name: &str) -> Result<(Committed, PartMeta), Failure> {
-    let meta = PartMeta { bytes: part.written(), sha256: hex(&part.sha256()) };
+    let meta = PartMeta { bytes: part.written(), sha256: hex(&part.sha256()), resumed_from: part.resumed_from() };
     part.sync().map_err(|e| local("cannot sync the .part file", &e))?;
     let committed = part
         .commit(&task.dir, name, task.options.collision)
@@ -475,6 +633,9 @@ fn ureq_head(r: &ureq::Response) -> Head {
         location: r.header("location").map(String::from),
         retry_after: r.header("retry-after").map(String::from),
         content_length: r.header("content-length").and_then(|v| v.trim().parse().ok()),
+        etag: r.header("etag").map(String::from),
+        last_modified: r.header("last-modified").map(String::from),
+        content_range: r.header("content-range").map(String::from),
     }
 }
 
@@ -484,43 +645,67 @@ fn drain_blocking(r: ureq::Response) {
 }
 
 fn attempt_blocking(agent: &ureq::Agent, dl: &mut Download) -> Result<FetchResult, Failure> {
+    if !dl.looked_for_part {
+        dl.looked_for_part = true;
+        dl.part = PartFile::resume(&dl.task.dir, &dl.name, &dl.task.url);
+    }
     let mut url = dl.url.clone();
     let mut hops = 0;
     loop {
-        let response = match agent.get(url.as_str()).call() {
+        let resume = dl.resume_point();
+        let mut request = agent.get(url.as_str());
+        if let Some(r) = &resume {
+            request = request.set("Range", &r.range()).set("If-Range", r.if_range());
+        }
+        let response = match request.call() {
             Ok(r) | Err(ureq::Error::Status(_, r)) => r,
             Err(ureq::Error::Transport(t)) => return Err(retry(error_chain(&t))),
         };
         let head = ureq_head(&response);
         dl.http_status = Some(head.status);
-        match decide(&head, &url, &mut hops) {
+        let expected = match decide(&head, &url, &mut hops, resume.as_ref()) {
             Ok(Next::Redirect(next)) => {
                 drain_blocking(response);
                 url = next;
+                continue;
+            }
+            Ok(Next::Restart) => {
+                // Not drained: a wrong partial body can be long.
+                drop(response);
+                dl.restart()?;
+                (url, hops) = (dl.url.clone(), 0);
+                continue;
             }
             Ok(Next::Body { expected }) => {
-                dl.begin_body()?;
-                let mut reader = response.into_reader();
-                let mut buf = vec![0u8; READ_BUFFER];
-                loop {
-                    let n = match reader.read(&mut buf) {
-                        Ok(0) => break,
-                        Ok(n) => n,
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                        Err(e) => return Err(retry(format!("reading the body: {}", error_chain(&e)))),
-                    };
-                    dl.write(&buf[..n])?;
-                }
-                dl.verify(expected)?;
-                let part = dl.part.take().ok_or_else(|| fatal(Status::LocalError, "no .part file"))?;
-                let outcome = finish(part, &dl.task, &dl.name);
-                return dl.committed(outcome);
+                dl.begin_body(&head)?;
+                expected
+            }
+            Ok(Next::Rest { total }) => {
+                dl.continue_body(resume.as_ref().map_or(0, |r| r.offset))?;
+                Some(total)
             }
             Err(failure) => {
                 drain_blocking(response);
                 return Err(failure);
             }
+        };
+        let mut reader = response.into_reader();
+        let mut buf = vec![0u8; READ_BUFFER];
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(retry(format!("reading the body: {}", error_chain(&e)))),
+            };
+            if dl.write(&buf[..n])? {
+                dl.checkpoint()?;
+            }
         }
+        dl.verify(expected)?;
+        let part = dl.part.take().ok_or_else(|| fatal(Status::LocalError, "no .part file"))?;
+        let outcome = finish(part, &dl.task, &dl.name);
+        return dl.committed(outcome);
     }
 }
 
@@ -585,7 +770,31 @@ fn reqwest_head(r: &reqwest::Response) -> Head {
         location: header("location"),
         retry_after: header("retry-after"),
         content_length: header("content-length").and_then(|v| v.trim().parse().ok()),
+        etag: header("etag"),
+        last_modified: header("last-modified"),
+        content_range: header("content-range"),
     }
+}
+
+/// Runs `f` on the part file on a blocking thread (fsync, rereading a
+/// part file): the runtime's threads keep serving other downloads.
+async fn on_part_blocking<T: Send + 'static>(
+    dl: &mut Download,
+    f: impl FnOnce(&mut PartFile) -> T + Send + 'static,
+) -> Result<Option<T>, Failure> {
+    let Some(mut part) = dl.part.take() else { return Ok(None) };
+    let (part, out) = tokio::task::spawn_blocking(move || {
+        let out = f(&mut part);
+        (part, out)
+    })
+    .await
+    .map_err(|e| fatal(Status::LocalError, format!("writing the .part file: {e}")))?;
+    dl.part = Some(part);
+    Ok(Some(out))
+}
+
+async fn checkpoint_async(dl: &mut Download) -> Result<(), Failure> {
+    on_part_blocking(dl, PartFile::checkpoint).await?.unwrap_or(Ok(())).map_err(|e| checkpoint_failed(&e))
 }
 
 async fn drain_async(mut r: reqwest::Response, timeout: Duration) {
@@ -600,45 +809,74 @@ async fn drain_async(mut r: reqwest::Response, timeout: Duration) {
 
 async fn attempt_async(client: &reqwest::Client, dl: &mut Download) -> Result<FetchResult, Failure> {
     let timeout = dl.task.options.timeout;
+    if !dl.looked_for_part {
+        dl.looked_for_part = true;
+        let (dir, name, url) = (dl.task.dir.clone(), dl.name.clone(), dl.task.url.clone());
+        dl.part = tokio::task::spawn_blocking(move || PartFile::resume(&dir, &name, &url)).await.ok().flatten();
+    }
     let mut url = dl.url.clone();
     let mut hops = 0;
     loop {
-        let mut response = match tokio::time::timeout(timeout, client.get(url.clone()).send()).await {
+        let resume = dl.resume_point();
+        let mut request = client.get(url.clone());
+        if let Some(r) = &resume {
+            request = request.header("Range", r.range()).header("If-Range", r.if_range());
+        }
+        let mut response = match tokio::time::timeout(timeout, request.send()).await {
             Err(_) => return Err(retry(format!("no response within {timeout:?}"))),
             Ok(Err(e)) => return Err(retry(error_chain(&e))),
             Ok(Ok(r)) => r,
         };
         let head = reqwest_head(&response);
         dl.http_status = Some(head.status);
-        match decide(&head, &url, &mut hops) {
+        let expected = match decide(&head, &url, &mut hops, resume.as_ref()) {
             Ok(Next::Redirect(next)) => {
                 drain_async(response, timeout).await;
                 url = next;
+                continue;
+            }
+            Ok(Next::Restart) => {
+                drop(response);
+                on_part_blocking(dl, PartFile::reset)
+                    .await?
+                    .unwrap_or(Ok(()))
+                    .map_err(|e| local("cannot truncate the .part file", &e))?;
+                (url, hops) = (dl.url.clone(), 0);
+                continue;
             }
             Ok(Next::Body { expected }) => {
-                dl.begin_body()?;
-                loop {
-                    match tokio::time::timeout(timeout, response.chunk()).await {
-                        Err(_) => return Err(retry(format!("no data for {timeout:?} while reading the body"))),
-                        Ok(Err(e)) => return Err(retry(format!("reading the body: {}", error_chain(&e)))),
-                        Ok(Ok(None)) => break,
-                        Ok(Ok(Some(chunk))) => dl.write(&chunk)?,
-                    }
-                }
-                dl.verify(expected)?;
-                let part = dl.part.take().ok_or_else(|| fatal(Status::LocalError, "no .part file"))?;
-                let (task, name) = (dl.task.clone(), dl.name.clone());
-                // fsync and rename block: keep them off the runtime's threads.
-                let outcome = tokio::task::spawn_blocking(move || finish(part, &task, &name))
-                    .await
-                    .map_err(|e| fatal(Status::LocalError, format!("saving the file: {e}")))?;
-                return dl.committed(outcome);
+                dl.begin_body(&head)?;
+                expected
+            }
+            Ok(Next::Rest { total }) => {
+                dl.continue_body(resume.as_ref().map_or(0, |r| r.offset))?;
+                Some(total)
             }
             Err(failure) => {
                 drain_async(response, timeout).await;
                 return Err(failure);
             }
+        };
+        loop {
+            match tokio::time::timeout(timeout, response.chunk()).await {
+                Err(_) => return Err(retry(format!("no data for {timeout:?} while reading the body"))),
+                Ok(Err(e)) => return Err(retry(format!("reading the body: {}", error_chain(&e)))),
+                Ok(Ok(None)) => break,
+                Ok(Ok(Some(chunk))) => {
+                    if dl.write(&chunk)? {
+                        checkpoint_async(dl).await?;
+                    }
+                }
+            }
         }
+        dl.verify(expected)?;
+        let part = dl.part.take().ok_or_else(|| fatal(Status::LocalError, "no .part file"))?;
+        let (task, name) = (dl.task.clone(), dl.name.clone());
+        // fsync and rename block: keep them off the runtime's threads.
+        let outcome = tokio::task::spawn_blocking(move || finish(part, &task, &name))
+            .await
+            .map_err(|e| fatal(Status::LocalError, format!("saving the file: {e}")))?;
+        return dl.committed(outcome);
     }
 }
 
@@ -671,11 +909,15 @@ impl Task for FetchTask {
                 return dl.interrupted();
             }
             dl.attempts += 1;
-            let failure = match attempt_blocking(&agent, &mut dl) {
+            let mut failure = match attempt_blocking(&agent, &mut dl) {
                 Ok(result) => return result,
                 Err(f) => f,
             };
-            match dl.after_failure(failure) {
+            let kept = worth_keeping(&failure);
+            if kept && let Err(f) = dl.checkpoint() {
+                failure = f;
+            }
+            match dl.settle(failure, kept) {
                 Then::Retry(wait) if sleep_blocking(wait) => {}
                 Then::Retry(_) => return dl.interrupted(),
                 Then::End(result) => return result,
@@ -697,11 +939,15 @@ impl Task for FetchTask {
                 return dl.interrupted();
             }
             dl.attempts += 1;
-            let failure = match attempt_async(&client, &mut dl).await {
+            let mut failure = match attempt_async(&client, &mut dl).await {
                 Ok(result) => return result,
                 Err(f) => f,
             };
-            match dl.after_failure(failure) {
+            let kept = worth_keeping(&failure);
+            if kept && let Err(f) = checkpoint_async(&mut dl).await {
+                failure = f;
+            }
+            match dl.settle(failure, kept) {
                 Then::Retry(wait) if sleep_async(wait).await => {}
                 Then::Retry(_) => return dl.interrupted(),
                 Then::End(result) => return result,
@@ -733,39 +979,47 @@ mod tests {
     use super::*;
 
     fn head(status: u16, location: Option<&str>) -> Head {
-        Head { status, location: location.map(String::from), retry_after: None, content_length: Some(3) }
+        Head {
+            status,
+            location: location.map(String::from),
+            retry_after: None,
+            content_length: Some(3),
+            etag: None,
+            last_modified: None,
+            content_range: None,
+        }
     }
 
     #[test]
     fn redirect_rules() {
         let base = Url::parse("http://a.example/dir/file.bin").expect("url");
         let mut hops = 0;
-        let Ok(Next::Redirect(next)) = decide(&head(302, Some("../other.bin")), &base, &mut hops) else {
+        let Ok(Next::Redirect(next)) = decide(&head(302, Some("../other.bin")), &base, &mut hops, None) else {
             panic!("relative redirect followed")
         };
         assert_eq!((next.as_str(), hops), ("http://a.example/other.bin", 1));
         for bad in ["file:///etc/passwd", "ftp://a.example/x", "data:text/plain,hi", "javascript:alert(1)"] {
-            let Err(Failure::Fatal { status, reason }) = decide(&head(301, Some(bad)), &base, &mut 0) else {
+            let Err(Failure::Fatal { status, reason }) = decide(&head(301, Some(bad)), &base, &mut 0, None) else {
                 panic!("{bad} refused")
             };
             assert_eq!(status, Status::Failed);
             assert!(reason.contains("refused"), "{reason}");
         }
         let mut hops = MAX_REDIRECTS;
-        assert!(matches!(decide(&head(307, Some("/x")), &base, &mut hops), Err(Failure::Fatal { .. })));
-        assert!(matches!(decide(&head(302, None), &base, &mut 0), Err(Failure::Fatal { .. })));
+        assert!(matches!(decide(&head(307, Some("/x")), &base, &mut hops, None), Err(Failure::Fatal { .. })));
+        assert!(matches!(decide(&head(302, None), &base, &mut 0, None), Err(Failure::Fatal { .. })));
     }
 
     #[test]
     fn statuses_decide_retries() {
         let base = Url::parse("http://a.example/f").expect("url");
-        assert!(matches!(decide(&head(200, None), &base, &mut 0), Ok(Next::Body { expected: Some(3) })));
+        assert!(matches!(decide(&head(200, None), &base, &mut 0, None), Ok(Next::Body { expected: Some(3) })));
         let mut h = head(503, None);
         h.retry_after = Some("2".into());
-        let Err(Failure::Retry { reason, after }) = decide(&h, &base, &mut 0) else { panic!("503 retried") };
+        let Err(Failure::Retry { reason, after }) = decide(&h, &base, &mut 0, None) else { panic!("503 retried") };
         assert_eq!((reason.as_str(), after), ("HTTP 503 Service Unavailable", Some(Duration::from_secs(2))));
         for code in [403, 404, 410, 206] {
-            assert!(matches!(decide(&head(code, None), &base, &mut 0), Err(Failure::Fatal { .. })), "{code}");
+            assert!(matches!(decide(&head(code, None), &base, &mut 0, None), Err(Failure::Fatal { .. })), "{code}");
         }
     }
 
@@ -783,10 +1037,51 @@ mod tests {
                 retry_max_time: Duration::from_secs(60),
                 sha256: Some([7; 32]),
                 collision: Collision::NoClobber,
+                keep_partial: true,
             },
         };
         let bytes = postcard::to_stdvec(&task).expect("encode");
         let back: FetchTask = postcard::from_bytes(&bytes).expect("decode");
         assert_eq!((back.index, back.url, back.dir, back.options), (task.index, task.url, task.dir, task.options));
+    }
+
+    #[test]
+    fn only_an_exact_partial_response_continues_a_part_file() {
+        let v = Validators { etag: Some("\"e1\"".into()), last_modified: None, total: Some(1000) };
+        let resume = Resume { offset: 400, validators: v };
+        let partial = |cr: &str, len: Option<u64>, etag: Option<&str>| Head {
+            status: 206,
+            content_length: len,
+            content_range: Some(cr.into()),
+            etag: etag.map(String::from),
+            ..head(206, None)
+        };
+        assert_eq!(check_partial(&partial("bytes 400-999/1000", Some(600), Some("\"e1\"")), &resume), Ok(1000));
+        assert_eq!(check_partial(&partial("BYTES 400-999/1000", None, None), &resume), Ok(1000));
+        for (cr, len, etag) in [
+            ("bytes 0-999/1000", None, None),
+            ("bytes 401-999/1000", None, None),
+            ("bytes 400-998/1000", None, None),
+            ("bytes 400-1099/1100", None, None),
+            ("bytes 400-999/*", None, None),
+            ("bytes 400-999/1000", Some(599), None),
+            ("bytes 400-999/1000", None, Some("\"e2\"")),
+            ("bytes 400-999/1000", None, Some("W/\"e1\"")),
+            ("", None, None),
+        ] {
+            assert!(check_partial(&partial(cr, len, etag), &resume).is_err(), "{cr} {len:?} {etag:?}");
+        }
+        let base = Url::parse("http://a.example/f").expect("url");
+        let h = partial("bytes 0-9/10", None, None);
+        assert!(matches!(decide(&h, &base, &mut 0, Some(&resume)), Ok(Next::Restart)));
+        assert!(matches!(decide(&head(416, None), &base, &mut 0, Some(&resume)), Ok(Next::Restart)));
+        assert!(matches!(decide(&head(200, None), &base, &mut 0, Some(&resume)), Ok(Next::Body { .. })));
+        let weak = Head { etag: Some("W/\"x\"".into()), ..head(200, None) };
+        assert_eq!(weak.validators(), None, "a weak ETag alone does not allow resuming");
+        let lm = Head { last_modified: Some("Sun, 06 Nov 1994 08:49:37 GMT".into()), ..weak };
+        assert_eq!(
+            lm.validators().and_then(|v| v.if_range().map(String::from)).as_deref(),
+            Some("Sun, 06 Nov 1994 08:49:37 GMT")
+        );
     }
 }

@@ -1,0 +1,391 @@
+//! One entry of a fetch run as an engine task: a [`FetchTask`] plus what an
+//! input-file entry may add (see `input`) — mirrors tried in order, a name
+//! from `out=`, a directory from `dir=` — or a bad input line, reported as
+//! a `bad-url` result without any request. Command-line URLs are entries
+//! without any of these, so every engine runs one task type.
+//!
+//! Mirrors are tried inside the task, so they work the same on every engine
+//! (a worker process tries them itself): the next mirror after a download
+//! `failed` (after its own retries) or did not match its checksum.
+//!
+//! Without `out=`, a file is named after the entry's first URL, whichever
+//! mirror serves it.
+//!
+//! `out=`: the download's own code names a file after its URL, so an entry
+//! with `out=` downloads into a private staging directory inside DIR
+//! (`.trident-out-PID-INDEX`: a name no download gets, since names never
+//! start with a dot) and the complete, synced file is then renamed to
+//! `DIR/OUT` with the run's collision rule. A file under its final name is
+//! still always complete; a `kill -9` may leave the staging directory. Once
+//! `FetchTask` takes a name of its own, the staging goes away (and `.part`
+//! resume works for `out=` entries too).
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use super::input::{BadLine, Entry};
+use super::name::{name_from_url, numbered};
+use super::store::{self, Collision};
+use super::task::{FetchResult, FetchTask, Status};
+use crate::engine::Task;
+
+/// Alternatives tried for a taken `out=` name (as for URL names).
+const MAX_NUMBER: u32 = 1000;
+
+/// One URL (with its mirrors and options) to download, or a bad input line.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EntryTask {
+    /// The first URL, the directory and the options (with the entry's
+    /// checksum); for a bad line, its text as the URL.
+    pub fetch: FetchTask,
+    /// More URLs for the same file, tried in order when one fails.
+    pub mirrors: Vec<String>,
+    /// `out=`: the final name, sanitised.
+    pub out: Option<String>,
+    /// With `out`: the staging directory's name inside `fetch.dir`.
+    pub stage: Option<String>,
+    /// `fetch.dir` comes from `dir=`: created first, synced after each file.
+    pub own_dir: bool,
+    /// A bad input line: this is the error, nothing is downloaded.
+    pub bad: Option<String>,
+}
+
+impl EntryTask {
+    /// A plain download (a command-line URL).
+    pub fn plain(fetch: FetchTask) -> Self {
+        EntryTask { fetch, mirrors: Vec::new(), out: None, stage: None, own_dir: false, bad: None }
+    }
+
+    /// A bad input line: `fetch.url` holds its text.
+    pub fn bad(fetch: FetchTask, reason: String) -> Self {
+        EntryTask { bad: Some(reason), ..EntryTask::plain(fetch) }
+    }
+
+    /// The task for one item of an input file called `list`; `base` holds
+    /// the index, the run's directory and options.
+    pub fn from_input(base: FetchTask, list: &str, item: Result<Entry, BadLine>) -> Self {
+        match item {
+            Err(bad) => {
+                let place = if bad.line > 0 { format!("{list}:{}", bad.line) } else { list.to_string() };
+                let text = if bad.text.is_empty() { list.to_string() } else { bad.text };
+                EntryTask::bad(FetchTask { url: text, ..base }, format!("{place}: {}", bad.reason))
+            }
+            Ok(entry) => {
+                // Mirrors serve the same file: it is named after the first
+                // URL whichever serves it.
+                let names: Vec<String> =
+                    entry.urls.iter().filter_map(|u| Url::parse(u).ok()).map(|u| name_from_url(&u)).collect();
+                let out = match entry.out {
+                    None if names.iter().any(|n| *n != names[0]) => Some(names[0].clone()),
+                    out => out,
+                };
+                let mut urls = entry.urls.into_iter();
+                let stage = out.as_ref().map(|_| format!(".trident-out-{}-{}", std::process::id(), base.index));
+                let mut fetch = FetchTask { url: urls.next().unwrap_or_default(), ..base };
+                if let Some(digest) = entry.sha256 {
+                    fetch.options.sha256 = Some(digest);
+                }
+                if let Some(dir) = &entry.dir {
+                    // Relative to DIR; an absolute dir= replaces it.
+                    fetch.dir = fetch.dir.join(dir);
+                }
+                EntryTask { fetch, mirrors: urls.collect(), out, stage, own_dir: entry.dir.is_some(), bad: None }
+            }
+        }
+    }
+
+    /// The entry's URLs in the order they are tried.
+    pub fn urls(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.fetch.url.as_str()).chain(self.mirrors.iter().map(String::as_str))
+    }
+
+    /// The name shown while downloading: `out=`, or the first URL's name.
+    pub fn display_name(&self) -> String {
+        match (&self.out, Url::parse(&self.fetch.url)) {
+            (Some(out), _) => out.clone(),
+            (None, Ok(url)) => name_from_url(&url),
+            (None, Err(_)) => self.fetch.url.clone(),
+        }
+    }
+
+    /// Where the body grows while a URL of this entry is downloaded (one
+    /// path per URL: mirrors may have other names). Empty for a bad line.
+    pub fn part_paths(&self) -> Vec<PathBuf> {
+        if self.bad.is_some() {
+            return Vec::new();
+        }
+        let dir = self.work_dir();
+        self.urls()
+            .filter_map(|u| Url::parse(u).ok())
+            .map(|u| dir.join(format!("{}.part", name_from_url(&u))))
+            .collect()
+    }
+
+    /// Where the download itself writes: DIR, or the staging directory.
+    fn work_dir(&self) -> PathBuf {
+        match &self.stage {
+            Some(stage) => self.fetch.dir.join(stage),
+            None => self.fetch.dir.clone(),
+        }
+    }
+
+    /// A result without any download.
+    fn early(&self, status: Status, name: Option<String>, error: Option<String>) -> FetchResult {
+        FetchResult { status, name, error, ..FetchResult::engine_failure(&self.fetch, String::new()) }
+    }
+
+    /// Bad line, directory to create, `--no-clobber` on `out=`: the result
+    /// if it ends here.
+    fn precheck(&self) -> Option<FetchResult> {
+        if let Some(why) = &self.bad {
+            return Some(self.early(Status::BadUrl, None, Some(why.clone())));
+        }
+        if self.own_dir
+            && let Err(e) = std::fs::create_dir_all(&self.fetch.dir)
+        {
+            let why = format!("cannot create directory {}: {e}", self.fetch.dir.display());
+            return Some(self.early(Status::LocalError, None, Some(why)));
+        }
+        if let Some(out) = &self.out
+            && self.fetch.options.collision == Collision::NoClobber
+            && std::fs::symlink_metadata(self.fetch.dir.join(out)).is_ok()
+        {
+            return Some(self.early(Status::Skipped, Some(out.clone()), None));
+        }
+        None
+    }
+
+    /// The download of URL `url` (into the staging directory with `out=`).
+    fn attempt(&self, url: &str) -> Result<FetchTask, Box<FetchResult>> {
+        let mut task = FetchTask { url: url.to_string(), ..self.fetch.clone() };
+        if let Some(stage) = &self.stage {
+            task.dir = self.fetch.dir.join(stage);
+            if let Err(e) = create_private_dir(&task.dir) {
+                let why = format!("cannot create {}: {e}", task.dir.display());
+                return Err(Box::new(FetchResult {
+                    url: url.to_string(),
+                    ..self.early(Status::LocalError, None, Some(why))
+                }));
+            }
+        }
+        Ok(task)
+    }
+
+    /// After one URL's download: moves an `out=` file to its name, cleans
+    /// the staging directory, syncs a `dir=` directory.
+    fn settle(&self, mut result: FetchResult) -> FetchResult {
+        if let (Some(out), Some(stage)) = (&self.out, &self.stage) {
+            let staging = self.fetch.dir.join(stage);
+            if result.status == Status::Done
+                && let Some(staged) = result.name.take()
+            {
+                match place(&staging.join(&staged), &self.fetch.dir, out, self.fetch.options.collision) {
+                    Ok(Placed::Saved(name)) => result.name = Some(name),
+                    Ok(Placed::Skipped(name)) => {
+                        result =
+                            FetchResult { status: Status::Skipped, name: Some(name), sha256: None, bytes: 0, ..result }
+                    }
+                    Err(e) => {
+                        let why = format!("cannot move {out} into {}: {e}", self.fetch.dir.display());
+                        result = FetchResult {
+                            status: Status::LocalError,
+                            error: Some(why),
+                            sha256: None,
+                            bytes: 0,
+                            ..result
+                        };
+                    }
+                }
+            }
+            let _ = std::fs::remove_dir_all(&staging);
+        }
+        if self.own_dir && result.status == Status::Done {
+            let _ = store::sync_dir(&self.fetch.dir);
+        }
+        result
+    }
+}
+
+/// The combined result of the URLs tried so far.
+#[derive(Debug, Default)]
+struct Tried {
+    worst: Option<FetchResult>,
+    errors: Vec<String>,
+    attempts: u32,
+}
+
+impl Tried {
+    /// Takes one URL's result: `Some` when the entry ends with it.
+    fn take(&mut self, mut result: FetchResult, last: bool) -> Option<FetchResult> {
+        self.attempts += result.attempts;
+        result.attempts = self.attempts;
+        let next_mirror = matches!(result.status, Status::Failed | Status::ChecksumMismatch | Status::BadUrl);
+        if !next_mirror || (last && self.errors.is_empty()) {
+            return Some(result);
+        }
+        self.errors.push(format!("{}: {}", result.url, result.error.as_deref().unwrap_or("failed")));
+        let worse = self.worst.as_ref().is_none_or(|w| result.status.exit_code() > w.status.exit_code());
+        if worse {
+            self.worst = Some(result);
+        }
+        if !last {
+            return None;
+        }
+        let mut worst = self.worst.take()?;
+        worst.attempts = self.attempts;
+        worst.error = Some(format!("every mirror failed: {}", self.errors.join("; ")));
+        Some(worst)
+    }
+}
+
+impl Task for EntryTask {
+    type Output = FetchResult;
+    const NAME: &'static str = "fetch-entry";
+
+    fn run_blocking(self) -> FetchResult {
+        if let Some(result) = self.precheck() {
+            return result;
+        }
+        let urls: Vec<String> = self.urls().map(String::from).collect();
+        let mut tried = Tried::default();
+        for (i, url) in urls.iter().enumerate() {
+            let result = match self.attempt(url) {
+                Ok(task) => self.settle(task.run_blocking()),
+                Err(result) => *result,
+            };
+            if let Some(result) = tried.take(result, i + 1 == urls.len()) {
+                return result;
+            }
+        }
+        self.early(Status::BadUrl, None, Some("no URL".into()))
+    }
+
+    async fn run_async(self) -> FetchResult {
+        if let Some(result) = self.precheck() {
+            return result;
+        }
+        let urls: Vec<String> = self.urls().map(String::from).collect();
+        let mut tried = Tried::default();
+        for (i, url) in urls.iter().enumerate() {
+            // mkdir, rename and rmdir of the staging directory are quick
+            // metadata operations; the fsync stays in the download's code.
+            let result = match self.attempt(url) {
+                Ok(task) => self.settle(task.run_async().await),
+                Err(result) => *result,
+            };
+            if let Some(result) = tried.take(result, i + 1 == urls.len()) {
+                return result;
+            }
+        }
+        self.early(Status::BadUrl, None, Some("no URL".into()))
+    }
+}
+
+/// A new directory only this process uses (an existing one is an error).
+fn create_private_dir(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().mode(0o700).create(path)
+}
+
+enum Placed {
+    Saved(String),
+    Skipped(String),
+}
+
+/// Renames the complete file `from` to `DIR/NAME` following `policy` (as
+/// the download's own commit does; a symlink is never followed).
+fn place(from: &Path, dir: &Path, name: &str, policy: Collision) -> io::Result<Placed> {
+    match policy {
+        Collision::Overwrite => std::fs::rename(from, dir.join(name)).map(|()| Placed::Saved(name.into())),
+        Collision::NoClobber => match store::rename_noreplace(from, &dir.join(name)) {
+            Ok(()) => Ok(Placed::Saved(name.into())),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(Placed::Skipped(name.into())),
+            Err(e) => Err(e),
+        },
+        Collision::Number => {
+            for n in 0..MAX_NUMBER {
+                let candidate = numbered(name, n);
+                match store::rename_noreplace(from, &dir.join(&candidate)) {
+                    Ok(()) => return Ok(Placed::Saved(candidate)),
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{name} and {MAX_NUMBER} numbered alternatives exist"),
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A result (through JSON, so that new fields with defaults need no change here).
+    fn result(url: &str, status: Status, attempts: u32) -> FetchResult {
+        serde_json::from_value(serde_json::json!({
+            "index": 0, "url": url, "status": status, "name": null, "bytes": 0, "sha256": null,
+            "http_status": null, "attempts": attempts, "resumed_from": 0,
+            "error": format!("{} error", status.name()), "elapsed_ms": 0,
+        }))
+        .expect("a FetchResult")
+    }
+
+    #[test]
+    fn mirrors_table() {
+        use Status::*;
+        // (statuses of the URLs tried, expected final status, URLs tried)
+        let cases: [(&[Status], Status, usize); 7] = [
+            (&[Done], Done, 1),
+            (&[Failed, Done], Done, 2),
+            (&[ChecksumMismatch, Failed, Done], Done, 3),
+            (&[Failed, Failed], Failed, 2),
+            (&[ChecksumMismatch, Failed], ChecksumMismatch, 2),
+            (&[LocalError, Done], LocalError, 1),
+            (&[Skipped], Skipped, 1),
+        ];
+        for (statuses, want, want_tried) in cases {
+            let mut tried = Tried::default();
+            let mut end = None;
+            let mut used = 0;
+            for (i, s) in statuses.iter().enumerate() {
+                used += 1;
+                if let Some(r) = tried.take(result(&format!("http://m{i}/x"), *s, 2), i + 1 == statuses.len()) {
+                    end = Some(r);
+                    break;
+                }
+            }
+            let end = end.expect("an end");
+            assert_eq!((end.status, used, end.attempts), (want, want_tried, 2 * want_tried as u32), "{statuses:?}");
+            if statuses.len() > 1 && want != Done && want_tried > 1 {
+                let error = end.error.unwrap_or_default();
+                assert!(error.starts_with("every mirror failed: http://m0/x: "), "{error}");
+            }
+        }
+    }
+
+    #[test]
+    fn out_names_follow_the_collision_rule() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let src = |body: &[u8]| {
+            let p = d.path().join(".stage-file");
+            std::fs::write(&p, body).expect("write");
+            p
+        };
+        std::fs::write(d.path().join("x.bin"), b"old").expect("write");
+        let placed = |p: io::Result<Placed>| match p.expect("placed") {
+            Placed::Saved(n) => format!("saved {n}"),
+            Placed::Skipped(n) => format!("skipped {n}"),
+        };
+        assert_eq!(placed(place(&src(b"1"), d.path(), "x.bin", Collision::Number)), "saved x.1.bin");
+        assert_eq!(placed(place(&src(b"2"), d.path(), "x.bin", Collision::NoClobber)), "skipped x.bin");
+        assert_eq!(placed(place(&src(b"3"), d.path(), "x.bin", Collision::Overwrite)), "saved x.bin");
+        assert_eq!(std::fs::read(d.path().join("x.bin")).expect("read"), b"3");
+        assert_eq!(std::fs::read(d.path().join("x.1.bin")).expect("read"), b"1");
+    }
+}

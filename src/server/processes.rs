@@ -1,0 +1,220 @@
+//! The processes server: N pre-forked worker processes accepting on one
+//! listening socket.
+//!
+//! The parent binds the socket (so a bad `--listen` or a busy port is one
+//! error before anything is started, and port 0 is resolved once), then
+//! re-runs this binary N times as
+//! `trident __serve-worker PROTOCOL --fd FD --config JSON --grace-ms MS`;
+//! each worker inherits the listening descriptor (its close-on-exec flag is
+//! cleared in the child only, between fork and exec) and serves the
+//! connections it accepts on a single-threaded event loop
+//! ([`super::tokio`]).
+//!
+//! Why an inherited descriptor rather than `SO_REUSEPORT` sockets, one per
+//! worker: there is one accept queue, so a connection waits for whichever
+//! worker is free instead of being hashed to a busy (or dying) one, and a
+//! worker that exits loses nothing that was queued (with SO_REUSEPORT,
+//! connections in a closing socket's queue are reset); port 0 needs no
+//! second bind that could race; and no other process of the same user can
+//! bind into the group and steal connections. What SO_REUSEPORT would buy,
+//! a kernel-balanced spread without the (small, N-way) wake-up herd of every
+//! worker polling one socket, matters at many more workers than cores.
+//!
+//! The parent accepts nothing; it watches its workers (one that dies is
+//! reported and replaced, unless they keep dying) and, on Ctrl-C/SIGTERM,
+//! tells them to stop by closing their stdin (the control pipe): each stops
+//! accepting, closes its connections gracefully and exits. Workers are
+//! started with `PR_SET_PDEATHSIG(SIGKILL)` (checked against a parent that
+//! died before the prctl), ignore the terminal's SIGINT (the parent decides)
+//! but stop gracefully on their own SIGTERM too, and the [`Workers`] guard
+//! kills and reaps whoever is left on every exit path.
+
+use std::collections::VecDeque;
+use std::io::{self, Read};
+use std::net::TcpListener;
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::{Protocol, ServerConfig, TICK};
+use crate::engine::Interrupt;
+use crate::engine::processes::WORKER_EXE_ENV;
+
+/// The hidden subcommand a server worker process is started with.
+pub const WORKER_SUBCOMMAND: &str = "__serve-worker";
+/// More deaths than this within [`DEATH_WINDOW`] stop the server.
+const MAX_DEATHS: usize = 8;
+const DEATH_WINDOW: Duration = Duration::from_secs(10);
+
+/// The worker processes; dropping it stops (stdin EOF), waits for, kills
+/// if needed and reaps all of them.
+#[derive(Debug)]
+struct Workers {
+    children: Vec<Child>,
+    grace: Duration,
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            drop(child.stdin.take()); // EOF: stop
+        }
+        // Workers give their connections `grace`, plus the flush.
+        let deadline = Instant::now() + self.grace + Duration::from_millis(1500);
+        for child in &mut self.children {
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) | Err(_) => break,
+                    Ok(None) if Instant::now() >= deadline => {
+                        eprintln!("trident: server worker process {} did not stop; killing it", child.id());
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
+                    Ok(None) => thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        }
+    }
+}
+
+fn worker_exe() -> io::Result<PathBuf> {
+    match std::env::var_os(WORKER_EXE_ENV) {
+        Some(exe) => Ok(PathBuf::from(exe)),
+        None => std::env::current_exe(),
+    }
+}
+
+fn spawn_worker(exe: &PathBuf, args: &[String], fd: RawFd) -> io::Result<Child> {
+    let parent = std::process::id();
+    let mut cmd = Command::new(exe);
+    cmd.arg(WORKER_SUBCOMMAND).args(args).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::inherit());
+    // SAFETY: the closure runs between fork and exec and only calls
+    // async-signal-safe functions (prctl, getppid, signal, fcntl, _exit).
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // The parent may have died before prctl took effect.
+            if libc::getppid() as u32 != parent {
+                libc::_exit(1);
+            }
+            libc::signal(libc::SIGINT, libc::SIG_IGN);
+            // Let the listening socket survive exec, in this child only.
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}
+
+/// The parent side: starts `config.workers` workers on `listener` and
+/// watches them until `interrupt` is set.
+pub(crate) fn serve<P: Protocol>(
+    listener: TcpListener,
+    protocol: &P::Config,
+    config: &ServerConfig,
+    interrupt: &Interrupt,
+) -> anyhow::Result<()> {
+    let exe = worker_exe()?;
+    let fd = listener.as_raw_fd();
+    let args = vec![
+        P::NAME.to_string(),
+        "--fd".into(),
+        fd.to_string(),
+        "--config".into(),
+        serde_json::to_string(protocol)?,
+        "--grace-ms".into(),
+        config.grace.as_millis().to_string(),
+    ];
+    let mut workers = Workers { children: Vec::with_capacity(config.workers), grace: config.grace };
+    for _ in 0..config.workers.max(1) {
+        let child = spawn_worker(&exe, &args, fd)
+            .map_err(|e| anyhow::anyhow!("cannot start a server worker process ({}): {e}", exe.display()))?;
+        workers.children.push(child);
+    }
+    let mut deaths: VecDeque<Instant> = VecDeque::new();
+    while !interrupt.is_set() {
+        thread::sleep(TICK);
+        for child in &mut workers.children {
+            let Some(status) = child.try_wait()? else { continue };
+            let now = Instant::now();
+            deaths.push_back(now);
+            while deaths.front().is_some_and(|t| now.duration_since(*t) > DEATH_WINDOW) {
+                deaths.pop_front();
+            }
+            if deaths.len() > MAX_DEATHS {
+                anyhow::bail!(
+                    "server worker processes keep dying ({} in {}s; last: {status})",
+                    deaths.len(),
+                    DEATH_WINDOW.as_secs()
+                );
+            }
+            eprintln!("trident: server worker process {} exited ({status}); starting another", child.id());
+            *child = spawn_worker(&exe, &args, fd)?;
+        }
+    }
+    // The parent's copy of the socket is not needed any more; workers close
+    // theirs when told to stop.
+    drop(listener);
+    drop(workers);
+    Ok(())
+}
+
+/// Options of `trident __serve-worker`.
+#[derive(Debug)]
+pub struct WorkerArgs {
+    /// The inherited listening socket.
+    pub fd: RawFd,
+    /// The protocol's config as JSON.
+    pub config: String,
+    /// Grace period for connections on shutdown.
+    pub grace: Duration,
+}
+
+/// The worker side: serves `P` on the inherited listening socket until stdin
+/// closes (the parent's stop) or SIGTERM.
+pub fn worker<P: Protocol>(args: &WorkerArgs) -> anyhow::Result<()> {
+    let config: P::Config = serde_json::from_str(&args.config)
+        .map_err(|e| anyhow::anyhow!("bad {} config for a server worker: {e}", P::NAME))?;
+    let listener = inherited_listener(args.fd)?;
+    let interrupt = Interrupt::new();
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, interrupt.flag())?;
+    let stop = interrupt.clone();
+    thread::Builder::new().name("trident-control".into()).stack_size(64 * 1024).spawn(move || {
+        // Anything but data (EOF, an error) means the parent is done with us.
+        let mut buf = [0u8; 64];
+        let mut stdin = io::stdin().lock();
+        while matches!(stdin.read(&mut buf), Ok(n) if n > 0) {}
+        stop.trigger();
+    })?;
+    super::tokio::serve::<P>(listener, Arc::new(config), 1, args.grace, &interrupt)?;
+    Ok(())
+}
+
+/// Takes ownership of descriptor `fd` after checking that it is an open
+/// listening socket.
+fn inherited_listener(fd: RawFd) -> anyhow::Result<TcpListener> {
+    // SAFETY: fcntl(F_GETFD) on any integer only reads descriptor flags.
+    if fd < 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        anyhow::bail!("descriptor {fd} is not open (start server workers through `trident echo serve -e processes`)");
+    }
+    let mut listening: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `listening`.
+    let rc =
+        unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_ACCEPTCONN, (&raw mut listening).cast(), &mut len) };
+    if rc != 0 || listening == 0 {
+        anyhow::bail!("descriptor {fd} is not a listening socket");
+    }
+    // SAFETY: `fd` is open, inherited for this purpose, and owned by nobody else here.
+    Ok(unsafe { TcpListener::from_raw_fd(fd) })
+}

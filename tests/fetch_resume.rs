@@ -1,0 +1,245 @@
+//! Resuming `trident fetch` downloads (`NAME.part` + `NAME.part.state`,
+//! `Range` + `If-Range`) against the test server's `/range/` paths, through
+//! the real binary, on every engine. Every case checks the exact files left
+//! in the directory (names and SHA-256), that no `.part`/`.state` is left
+//! after success, the exit code, and what the server was asked and sent.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::engine_tests;
+use crate::http_server::{RangeRequest, TestServer, sha256_hex, versioned};
+use crate::util::{run, stderr, stdout, trident};
+
+/// Name → SHA-256 of every entry in `dir`.
+fn files(dir: &Path) -> BTreeMap<String, String> {
+    std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| {
+            let e = e.expect("entry");
+            (e.file_name().to_string_lossy().into_owned(), sha256_hex(&std::fs::read(e.path()).expect("read")))
+        })
+        .collect()
+}
+
+/// `{name: sha256(versioned(name, size, version))}`.
+fn only(name: &str, size: usize, version: u32) -> BTreeMap<String, String> {
+    BTreeMap::from([(name.to_string(), sha256_hex(&versioned(name, size, version)))])
+}
+
+fn fetch(engine: &str, dir: &Path, args: &[&str]) -> Output {
+    let dir = dir.to_str().expect("utf-8 dir");
+    let mut all = vec!["fetch", "-e", engine, "-d", dir, "--retry-wait", "10ms", "-f", "json"];
+    all.extend_from_slice(args);
+    run(&all)
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", stdout(o), stderr(o)))
+}
+
+/// The offset of a `bytes=N-` Range header.
+fn range_start(r: &RangeRequest) -> u64 {
+    let range = r.range.as_deref().expect("a Range header");
+    range.strip_prefix("bytes=").and_then(|r| r.strip_suffix('-')).and_then(|n| n.parse().ok()).expect("bytes=N-")
+}
+
+const SIZE: usize = 1_000_000;
+const CUT: u64 = 300_000;
+
+engine_tests! {
+    fn a_cut_download_resumes_with_range_and_if_range(engine) {
+        let s = TestServer::start();
+        for (flags, name, validator) in [("cut=300000", "a.bin", "\"a.bin-1000000-v1\""), ("cut=300000,lm", "l.bin", "Sun, 06 Nov 1994 08:49:37 GMT")] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = format!("/range/{flags}/{SIZE}/{name}");
+            let o = fetch(engine, dir.path(), &[&s.url(&path)]);
+            assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+            assert_eq!(files(dir.path()), only(name, SIZE, 1), "exact file, no .part or .state");
+            let reqs = s.requests(&path);
+            assert_eq!(reqs.len(), 2, "{reqs:?}");
+            assert_eq!((reqs[0].range.as_deref(), reqs[0].if_range.as_deref()), (None, None));
+            let from = range_start(&reqs[1]);
+            assert!(from > 0 && from <= CUT, "{reqs:?}");
+            assert_eq!((reqs[1].if_range.as_deref(), reqs[1].status), (Some(validator), 206));
+            assert_eq!(s.served(&path), CUT + (SIZE as u64 - from), "only the remainder is sent again");
+            let doc = json(&o);
+            assert_eq!((doc["files"][0]["resumed_from"].as_u64(), doc["files"][0]["attempts"].as_u64()), (Some(from), Some(2)));
+            assert_eq!(doc["files"][0]["sha256"].as_str(), Some(sha256_hex(&versioned(name, SIZE, 1)).as_str()));
+        }
+    }
+
+    fn a_200_to_a_range_request_starts_over(engine) {
+        let s = TestServer::start();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = format!("/range/cut=300000,norange/{SIZE}/b.bin");
+        let o = fetch(engine, dir.path(), &[&s.url(&path)]);
+        assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+        assert_eq!(files(dir.path()), only("b.bin", SIZE, 1));
+        let reqs = s.requests(&path);
+        assert_eq!(reqs.len(), 2, "{reqs:?}");
+        assert!(range_start(&reqs[1]) > 0);
+        assert_eq!(reqs[1].status, 200);
+        assert_eq!(s.served(&path), CUT + SIZE as u64);
+        assert_eq!(json(&o)["files"][0]["resumed_from"].as_u64(), Some(0));
+    }
+
+    fn a_changed_etag_starts_over(engine) {
+        let s = TestServer::start();
+        // A server honouring If-Range: 200 with the new version.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = format!("/range/cut=300000,etag/{SIZE}/c.bin");
+        let o = fetch(engine, dir.path(), &[&s.url(&path)]);
+        assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+        assert_eq!(files(dir.path()), only("c.bin", SIZE, 2), "all of version 2, nothing of version 1");
+        let reqs = s.requests(&path);
+        assert_eq!(reqs.len(), 2, "{reqs:?}");
+        assert_eq!((reqs[1].if_range.as_deref(), reqs[1].status), (Some("\"c.bin-1000000-v1\""), 200));
+
+        // A server ignoring If-Range: a 206 with another ETag is refused
+        // and the file asked for again, whole.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = format!("/range/cut=300000,etag206/{SIZE}/d.bin");
+        let o = fetch(engine, dir.path(), &[&s.url(&path)]);
+        assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+        assert_eq!(files(dir.path()), only("d.bin", SIZE, 3));
+        let reqs = s.requests(&path);
+        let seen: Vec<(bool, u16)> = reqs.iter().map(|r| (r.range.is_some(), r.status)).collect();
+        assert_eq!(seen, [(false, 200), (true, 206), (false, 200)], "{reqs:?}");
+        assert_eq!(json(&o)["files"][0]["attempts"].as_u64(), Some(2), "a restart is not a retry");
+    }
+
+    fn a_wrong_content_range_starts_over(engine) {
+        let s = TestServer::start();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = format!("/range/cut=300000,badcr/{SIZE}/e.bin");
+        let o = fetch(engine, dir.path(), &[&s.url(&path)]);
+        assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+        assert_eq!(files(dir.path()), only("e.bin", SIZE, 1));
+        let seen: Vec<(bool, u16)> = s.requests(&path).iter().map(|r| (r.range.is_some(), r.status)).collect();
+        assert_eq!(seen, [(false, 200), (true, 206), (false, 200)]);
+    }
+
+    fn without_a_strong_validator_nothing_is_resumed(engine) {
+        let s = TestServer::start();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = format!("/range/cut=300000,weak/{SIZE}/w.bin");
+        let o = fetch(engine, dir.path(), &[&s.url(&path)]);
+        assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+        assert_eq!(files(dir.path()), only("w.bin", SIZE, 1));
+        let reqs = s.requests(&path);
+        assert_eq!(reqs.iter().map(|r| r.range.is_some()).collect::<Vec<_>>(), [false, false], "{reqs:?}");
+        assert_eq!(s.served(&path), CUT + SIZE as u64);
+    }
+
+    fn every_attempt_cut_still_completes_and_c_keeps_a_failed_part(engine) {
+        let s = TestServer::start();
+        // Each response is cut after 200 kB: five attempts, each resumed.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = format!("/range/cutevery=200000/{SIZE}/f.bin");
+        let o = fetch(engine, dir.path(), &[&s.url(&path), "--retries", "10"]);
+        assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+        assert_eq!(files(dir.path()), only("f.bin", SIZE, 1));
+        let reqs = s.requests(&path);
+        assert!(reqs.len() >= 5 && reqs[1..].iter().all(|r| r.status == 206), "{reqs:?}");
+        assert_eq!(s.served(&path), SIZE as u64, "no byte sent twice");
+
+        // Out of retries: a truncated body is a failure (exit 1), never a
+        // file; without -c nothing is left...
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = format!("/range/cutevery=300000/{SIZE}/g.bin");
+        let o = fetch(engine, dir.path(), &[&s.url(&path), "--retries", "1"]);
+        assert_eq!(code(&o), 1, "{}{}", stdout(&o), stderr(&o));
+        assert!(files(dir.path()).is_empty(), "{:?}", files(dir.path()));
+        // ...with -c the .part and its state stay, and the next run goes on.
+        let o = fetch(engine, dir.path(), &[&s.url(&path), "--retries", "1", "-c"]);
+        assert_eq!(code(&o), 1, "{}{}", stdout(&o), stderr(&o));
+        let left: Vec<String> = files(dir.path()).into_keys().collect();
+        assert_eq!(left, ["g.bin.part", "g.bin.part.state"]);
+        let state: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("g.bin.part.state")).expect("state")).expect("JSON");
+        assert_eq!(state["url"].as_str(), Some(s.url(&path).as_str()));
+        assert_eq!((state["etag"].as_str(), state["total"].as_u64()), (Some("\"g.bin-1000000-v1\""), Some(SIZE as u64)));
+        let done = state["done"].as_u64().expect("done");
+        assert!(done > 0 && done <= 600_000, "{state}");
+        let before = s.served(&path);
+        let o = fetch(engine, dir.path(), &[&s.url(&path), "--retries", "5"]);
+        assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+        assert_eq!(files(dir.path()), only("g.bin", SIZE, 1));
+        assert_eq!(s.served(&path) - before, SIZE as u64 - done);
+    }
+
+    fn kill_9_mid_download_then_a_rerun_resumes_to_an_exact_file(engine) {
+        let s = TestServer::start();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path().to_str().expect("utf-8");
+        const BIG: usize = 64 << 20;
+        // 256 KiB every 10 ms: about 25 MB/s, some 2.6 s in all.
+        let path = format!("/range/chunk=262144,ms=10/{BIG}/big.bin");
+        let url = s.url(&path);
+        let mut child = trident()
+            .args(["fetch", "-e", engine, "-d", d, "-q", &url])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let t0 = Instant::now();
+        while s.served(&path) < 24 << 20 {
+            assert!(t0.elapsed() < Duration::from_secs(60), "served only {}", s.served(&path));
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        child.kill().expect("SIGKILL");
+        assert!(!child.wait().expect("wait").success());
+        let part = dir.path().join("big.bin.part");
+        wait_unlocked(&part);
+        // A worker process dies an instant after its parent, and the server
+        // may still push a few chunks until it sees the connection gone:
+        // count the first transfer only once it has stopped growing.
+        let mut first = s.served(&path);
+        loop {
+            std::thread::sleep(Duration::from_millis(100));
+            let now = s.served(&path);
+            if now == first {
+                break;
+            }
+            first = now;
+        }
+        assert!(first < BIG as u64, "killed mid-way: {first}");
+        let left: Vec<String> = files(dir.path()).into_keys().collect();
+        assert_eq!(left, ["big.bin.part", "big.bin.part.state"], "no final file");
+
+        let o = fetch(engine, dir.path(), &[&url]);
+        assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+        assert_eq!(files(dir.path()), only("big.bin", BIG, 1), "byte-exact, nothing left over");
+        let reqs = s.requests(&path);
+        assert_eq!(reqs.len(), 2, "{reqs:?}");
+        let from = range_start(&reqs[1]);
+        assert!(from >= 4 << 20, "at least one checkpoint kept: {from}");
+        let second = s.served(&path) - first;
+        assert_eq!(second, BIG as u64 - from);
+        assert!(second < BIG as u64, "fewer bytes the second time");
+        assert_eq!(json(&o)["files"][0]["resumed_from"].as_u64(), Some(from));
+    }
+}
+
+/// Waits until nobody holds `path`'s lock (a worker process of a killed
+/// parent dies an instant later than its parent).
+fn wait_unlocked(path: &Path) {
+    use std::os::fd::AsRawFd;
+    let t0 = Instant::now();
+    loop {
+        let f = std::fs::File::open(path).expect("part file");
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "{} still locked", path.display());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
