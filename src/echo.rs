@@ -13,6 +13,17 @@
 //! The client ([`send`]) does what `tcp_echo_client` does and prints the
 //! same lines, with Python's `repr` quoting ([`py_repr`]).
 
+/// One log line on stderr in a single `write`: worker processes share
+/// stderr, and `eprintln!` may split a line into several writes that
+/// interleave with another worker's.
+macro_rules! log {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let line = format!("{}\n", format_args!($($arg)*));
+        let _ = std::io::stderr().write_all(line.as_bytes());
+    }};
+}
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
@@ -76,13 +87,13 @@ impl Protocol for Echo {
 
     fn connect(config: &Arc<EchoConfig>, peer: SocketAddr, _out: &mut Vec<u8>) -> Self {
         let peer = sockname(peer);
-        eprintln!("Accepted connection from {peer}");
+        log!("Accepted connection from {peer}");
         Echo { config: Arc::clone(config), peer }
     }
 
     fn receive(&mut self, data: &[u8], out: &mut Vec<u8>) -> Flow {
         if !self.config.quiet {
-            eprintln!("Received {} from {}", py_repr(&String::from_utf8_lossy(data)), self.peer);
+            log!("Received {} from {}", py_repr(&String::from_utf8_lossy(data)), self.peer);
         }
         out.extend_from_slice(PREFIX);
         out.extend_from_slice(data);
@@ -91,11 +102,11 @@ impl Protocol for Echo {
 
     fn closed(self, how: Closed) {
         match how {
-            Closed::Reset => eprintln!("Client {} disconnected abruptly", self.peer),
-            Closed::Error(e) => eprintln!("Error handling client {}: {e}", self.peer),
+            Closed::Reset => log!("Client {} disconnected abruptly", self.peer),
+            Closed::Error(e) => log!("Error handling client {}: {e}", self.peer),
             Closed::Eof | Closed::ByProtocol | Closed::Shutdown => {}
         }
-        eprintln!("Closing connection from {}", self.peer);
+        log!("Closing connection from {}", self.peer);
     }
 }
 
