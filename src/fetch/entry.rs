@@ -11,29 +11,21 @@
 //! Without `out=`, a file is named after the entry's first URL, whichever
 //! mirror serves it.
 //!
-//! `out=`: the download's own code names a file after its URL, so an entry
-//! with `out=` downloads into a private staging directory inside DIR
-//! (`.trident-out-PID-INDEX`: a name no download gets, since names never
-//! start with a dot) and the complete, synced file is then renamed to
-//! `DIR/OUT` with the run's collision rule. A file under its final name is
-//! still always complete; a `kill -9` may leave the staging directory. Once
-//! `FetchTask` takes a name of its own, the staging goes away (and `.part`
-//! resume works for `out=` entries too).
+//! `out=` (and mirrors whose URLs would give different names) sets the
+//! download's own name ([`FetchTask::name`]): the file is written, checked
+//! and committed under it by the same code as any other, with the run's
+//! collision rule, and resumes like any other.
 
-use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use url::Url;
 
 use super::input::{BadLine, Entry};
-use super::name::{name_from_url, numbered};
-use super::store::{self, Collision};
+use super::name::name_from_url;
+use super::store;
 use super::task::{FetchResult, FetchTask, Status};
 use crate::engine::Task;
-
-/// Alternatives tried for a taken `out=` name (as for URL names).
-const MAX_NUMBER: u32 = 1000;
 
 /// One URL (with its mirrors and options) to download, or a bad input line.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -43,10 +35,8 @@ pub struct EntryTask {
     pub fetch: FetchTask,
     /// More URLs for the same file, tried in order when one fails.
     pub mirrors: Vec<String>,
-    /// `out=`: the final name, sanitised.
+    /// `out=`: the final name, sanitised (also in `fetch.name`).
     pub out: Option<String>,
-    /// With `out`: the staging directory's name inside `fetch.dir`.
-    pub stage: Option<String>,
     /// `fetch.dir` comes from `dir=`: created first, synced after each file.
     pub own_dir: bool,
     /// A bad input line: this is the error, nothing is downloaded.
@@ -56,7 +46,7 @@ pub struct EntryTask {
 impl EntryTask {
     /// A plain download (a command-line URL).
     pub fn plain(fetch: FetchTask) -> Self {
-        EntryTask { fetch, mirrors: Vec::new(), out: None, stage: None, own_dir: false, bad: None }
+        EntryTask { fetch, mirrors: Vec::new(), out: None, own_dir: false, bad: None }
     }
 
     /// A bad input line: `fetch.url` holds its text.
@@ -83,8 +73,7 @@ impl EntryTask {
                     out => out,
                 };
                 let mut urls = entry.urls.into_iter();
-                let stage = out.as_ref().map(|_| format!(".trident-out-{}-{}", std::process::id(), base.index));
-                let mut fetch = FetchTask { url: urls.next().unwrap_or_default(), ..base };
+                let mut fetch = FetchTask { url: urls.next().unwrap_or_default(), name: out.clone(), ..base };
                 if let Some(digest) = entry.sha256 {
                     fetch.options.sha256 = Some(digest);
                 }
@@ -92,7 +81,7 @@ impl EntryTask {
                     // Relative to DIR; an absolute dir= replaces it.
                     fetch.dir = fetch.dir.join(dir);
                 }
-                EntryTask { fetch, mirrors: urls.collect(), out, stage, own_dir: entry.dir.is_some(), bad: None }
+                EntryTask { fetch, mirrors: urls.collect(), out, own_dir: entry.dir.is_some(), bad: None }
             }
         }
     }
@@ -117,19 +106,14 @@ impl EntryTask {
         if self.bad.is_some() {
             return Vec::new();
         }
-        let dir = self.work_dir();
+        let dir = &self.fetch.dir;
+        if let Some(out) = &self.out {
+            return vec![dir.join(format!("{out}.part"))];
+        }
         self.urls()
             .filter_map(|u| Url::parse(u).ok())
             .map(|u| dir.join(format!("{}.part", name_from_url(&u))))
             .collect()
-    }
-
-    /// Where the download itself writes: DIR, or the staging directory.
-    fn work_dir(&self) -> PathBuf {
-        match &self.stage {
-            Some(stage) => self.fetch.dir.join(stage),
-            None => self.fetch.dir.clone(),
-        }
     }
 
     /// A result without any download.
@@ -137,8 +121,7 @@ impl EntryTask {
         FetchResult { status, name, error, ..FetchResult::engine_failure(&self.fetch, String::new()) }
     }
 
-    /// Bad line, directory to create, `--no-clobber` on `out=`: the result
-    /// if it ends here.
+    /// Bad line, directory to create: the result if it ends here.
     fn precheck(&self) -> Option<FetchResult> {
         if let Some(why) = &self.bad {
             return Some(self.early(Status::BadUrl, None, Some(why.clone())));
@@ -149,59 +132,16 @@ impl EntryTask {
             let why = format!("cannot create directory {}: {e}", self.fetch.dir.display());
             return Some(self.early(Status::LocalError, None, Some(why)));
         }
-        if let Some(out) = &self.out
-            && self.fetch.options.collision == Collision::NoClobber
-            && std::fs::symlink_metadata(self.fetch.dir.join(out)).is_ok()
-        {
-            return Some(self.early(Status::Skipped, Some(out.clone()), None));
-        }
         None
     }
 
-    /// The download of URL `url` (into the staging directory with `out=`).
-    fn attempt(&self, url: &str) -> Result<FetchTask, Box<FetchResult>> {
-        let mut task = FetchTask { url: url.to_string(), ..self.fetch.clone() };
-        if let Some(stage) = &self.stage {
-            task.dir = self.fetch.dir.join(stage);
-            if let Err(e) = create_private_dir(&task.dir) {
-                let why = format!("cannot create {}: {e}", task.dir.display());
-                return Err(Box::new(FetchResult {
-                    url: url.to_string(),
-                    ..self.early(Status::LocalError, None, Some(why))
-                }));
-            }
-        }
-        Ok(task)
+    /// The download of URL `url`, one of the entry's mirrors.
+    fn attempt(&self, url: &str) -> FetchTask {
+        FetchTask { url: url.to_string(), ..self.fetch.clone() }
     }
 
-    /// After one URL's download: moves an `out=` file to its name, cleans
-    /// the staging directory, syncs a `dir=` directory.
-    fn settle(&self, mut result: FetchResult) -> FetchResult {
-        if let (Some(out), Some(stage)) = (&self.out, &self.stage) {
-            let staging = self.fetch.dir.join(stage);
-            if result.status == Status::Done
-                && let Some(staged) = result.name.take()
-            {
-                match place(&staging.join(&staged), &self.fetch.dir, out, self.fetch.options.collision) {
-                    Ok(Placed::Saved(name)) => result.name = Some(name),
-                    Ok(Placed::Skipped(name)) => {
-                        result =
-                            FetchResult { status: Status::Skipped, name: Some(name), sha256: None, bytes: 0, ..result }
-                    }
-                    Err(e) => {
-                        let why = format!("cannot move {out} into {}: {e}", self.fetch.dir.display());
-                        result = FetchResult {
-                            status: Status::LocalError,
-                            error: Some(why),
-                            sha256: None,
-                            bytes: 0,
-                            ..result
-                        };
-                    }
-                }
-            }
-            let _ = std::fs::remove_dir_all(&staging);
-        }
+    /// After one URL's download: syncs a `dir=` directory.
+    fn settle(&self, result: FetchResult) -> FetchResult {
         if self.own_dir && result.status == Status::Done {
             let _ = store::sync_dir(&self.fetch.dir);
         }
@@ -252,10 +192,7 @@ impl Task for EntryTask {
         let urls: Vec<String> = self.urls().map(String::from).collect();
         let mut tried = Tried::default();
         for (i, url) in urls.iter().enumerate() {
-            let result = match self.attempt(url) {
-                Ok(task) => self.settle(task.run_blocking()),
-                Err(result) => *result,
-            };
+            let result = self.settle(self.attempt(url).run_blocking());
             if let Some(result) = tried.take(result, i + 1 == urls.len()) {
                 return result;
             }
@@ -270,55 +207,14 @@ impl Task for EntryTask {
         let urls: Vec<String> = self.urls().map(String::from).collect();
         let mut tried = Tried::default();
         for (i, url) in urls.iter().enumerate() {
-            // mkdir, rename and rmdir of the staging directory are quick
-            // metadata operations; the fsync stays in the download's code.
-            let result = match self.attempt(url) {
-                Ok(task) => self.settle(task.run_async().await),
-                Err(result) => *result,
-            };
+            // The directory sync of `dir=` is one quick call; the file's
+            // fsync stays in the download's code.
+            let result = self.settle(self.attempt(url).run_async().await);
             if let Some(result) = tried.take(result, i + 1 == urls.len()) {
                 return result;
             }
         }
         self.early(Status::BadUrl, None, Some("no URL".into()))
-    }
-}
-
-/// A new directory only this process uses (an existing one is an error).
-fn create_private_dir(path: &Path) -> io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new().mode(0o700).create(path)
-}
-
-enum Placed {
-    Saved(String),
-    Skipped(String),
-}
-
-/// Renames the complete file `from` to `DIR/NAME` following `policy` (as
-/// the download's own commit does; a symlink is never followed).
-fn place(from: &Path, dir: &Path, name: &str, policy: Collision) -> io::Result<Placed> {
-    match policy {
-        Collision::Overwrite => std::fs::rename(from, dir.join(name)).map(|()| Placed::Saved(name.into())),
-        Collision::NoClobber => match store::rename_noreplace(from, &dir.join(name)) {
-            Ok(()) => Ok(Placed::Saved(name.into())),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(Placed::Skipped(name.into())),
-            Err(e) => Err(e),
-        },
-        Collision::Number => {
-            for n in 0..MAX_NUMBER {
-                let candidate = numbered(name, n);
-                match store::rename_noreplace(from, &dir.join(&candidate)) {
-                    Ok(()) => return Ok(Placed::Saved(candidate)),
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                    Err(e) => return Err(e),
-                }
-            }
-            Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                format!("{name} and {MAX_NUMBER} numbered alternatives exist"),
-            ))
-        }
     }
 }
 
@@ -367,25 +263,5 @@ mod tests {
                 assert!(error.starts_with("every mirror failed: http://m0/x: "), "{error}");
             }
         }
-    }
-
-    #[test]
-    fn out_names_follow_the_collision_rule() {
-        let d = tempfile::tempdir().expect("tempdir");
-        let src = |body: &[u8]| {
-            let p = d.path().join(".stage-file");
-            std::fs::write(&p, body).expect("write");
-            p
-        };
-        std::fs::write(d.path().join("x.bin"), b"old").expect("write");
-        let placed = |p: io::Result<Placed>| match p.expect("placed") {
-            Placed::Saved(n) => format!("saved {n}"),
-            Placed::Skipped(n) => format!("skipped {n}"),
-        };
-        assert_eq!(placed(place(&src(b"1"), d.path(), "x.bin", Collision::Number)), "saved x.1.bin");
-        assert_eq!(placed(place(&src(b"2"), d.path(), "x.bin", Collision::NoClobber)), "skipped x.bin");
-        assert_eq!(placed(place(&src(b"3"), d.path(), "x.bin", Collision::Overwrite)), "saved x.bin");
-        assert_eq!(std::fs::read(d.path().join("x.bin")).expect("read"), b"3");
-        assert_eq!(std::fs::read(d.path().join("x.1.bin")).expect("read"), b"1");
     }
 }

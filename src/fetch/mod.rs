@@ -89,7 +89,13 @@ pub fn run(config: FetchConfig, interrupt: &Interrupt) -> anyhow::Result<Summary
         task::new_async_run();
     }
     let progress = progress::Progress::new(config.quiet);
-    let base = FetchTask { index: 0, url: String::new(), dir: config.dir.clone(), options: config.options.clone() };
+    let base = FetchTask {
+        index: 0,
+        url: String::new(),
+        dir: config.dir.clone(),
+        name: None,
+        options: config.options.clone(),
+    };
     // Err: a command-line URL; Ok: an input-file entry (or bad line).
     let plain = config.urls.into_iter().map(Err);
     let from_input =

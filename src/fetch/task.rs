@@ -66,6 +66,9 @@ pub struct FetchTask {
     /// The download directory.
     #[serde(with = "path_bytes")]
     pub dir: PathBuf,
+    /// Save under this (already sanitised) name instead of the URL's
+    /// (`out=` in an input file, or mirrors named differently).
+    pub name: Option<String>,
     /// Options shared by the run.
     pub options: FetchOptions,
 }
@@ -403,7 +406,7 @@ impl Download {
             Ok(url) => url,
             Err(why) => return Err(early(Status::BadUrl, None, Some(why))),
         };
-        let name = name_from_url(&url);
+        let name = task.name.clone().unwrap_or_else(|| name_from_url(&url));
         if task.options.collision == Collision::NoClobber && std::fs::symlink_metadata(task.dir.join(&name)).is_ok() {
             return Err(early(Status::Skipped, Some(name), None));
         }
@@ -1030,6 +1033,7 @@ mod tests {
             index: 7,
             url: "http://127.0.0.1/x".into(),
             dir: PathBuf::from(std::ffi::OsStr::from_bytes(b"/tmp/\xff\xfe")),
+            name: Some("out.bin".into()),
             options: FetchOptions {
                 retries: 3,
                 timeout: Duration::from_millis(1500),
