@@ -6,6 +6,7 @@
 //!   knows nothing about ports;
 //! - [`scan`]: what a port scan is (targets, ports, probes, reports);
 //! - [`fetch`]: what a download is (URLs, names, `.part` files, retries);
+//! - [`chat`]: the chat server's protocol core (IRC subset), sans-IO;
 //! - [`bench`]: measuring a command's wall time, CPU and memory;
 //! - [`server`]: how connections are served (a task, a thread or a worker
 //!   process per connection); knows nothing about protocols;
@@ -21,6 +22,7 @@
 #![warn(missing_docs)]
 
 pub mod bench;
+pub mod chat;
 pub mod cli;
 pub mod demo;
 pub mod echo;
