@@ -356,6 +356,11 @@ pub enum BenchCommand {
     /// accuracy against the target's ground truth.
     #[command(after_help = BENCH_SCAN_EXAMPLES)]
     Scan(BenchScanArgs),
+    /// Download the same generated corpus from a loopback nginx with every
+    /// engine and every installed peer (curl, wget2, aria2c), alternating,
+    /// and compare time, CPU, memory, throughput and correctness.
+    #[command(after_help = BENCH_FETCH_EXAMPLES)]
+    Fetch(BenchFetchArgs),
 }
 
 const BENCH_SCAN_EXAMPLES: &str = "\
@@ -419,6 +424,133 @@ impl BenchScanArgs {
             warmup: self.warmup,
             ports: ports.to_string(),
             scan_args: self.scan_args.map(|a| a.split_whitespace().map(String::from).collect()).unwrap_or_default(),
+            time_limit: self.time_limit,
+            out: self.out,
+        })
+    }
+}
+
+const BENCH_FETCH_EXAMPLES: &str = "\
+Examples:
+  trident bench fetch                                 both workloads, 5 runs, every installed peer
+  trident bench fetch --workload large --large-mib 64 --runs 3 --vs curl
+  trident bench fetch --workload small --scale 0.1 --runs 1 --warmup 0 --vs none
+  trident bench fetch --out bench-out
+
+Workloads: small = 2,000 files x 16 KiB at -j 32; large = 4 files x 256 MiB
+at -j 4 (--scale F multiplies the small file count and the large file size;
+the --small-*/--large-* options set them exactly). The corpus is generated
+once into a temporary directory (deterministic pseudo-random bytes).
+
+Server: nginx (looked up on PATH, then /usr/sbin) started with its own
+config (sendfile on) on a free 127.0.0.1 port; if it is missing or does not
+start, a built-in server (a std thread per connection, io::copy = sendfile)
+stands in and the report header says so. Peers (curl --parallel, wget2
+--max-threads, aria2c -j; aria2c -x4 -s4 on large only) run when installed,
+at the same concurrency; missing ones are skipped.
+
+Every run downloads into a fresh empty directory; every file is checked
+(present, size, SHA-256), anything else there counts as extra, and
+throughput counts only correct files. Exit status 1 if a trident run was
+not clean.";
+
+/// `trident bench fetch` options.
+#[derive(Debug, Args)]
+pub struct BenchFetchArgs {
+    /// Workload: small, large or both.
+    #[arg(long, default_value = "both", value_parser = ["small", "large", "both"])]
+    pub workload: String,
+    /// trident engines to run (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "threads,processes,async", value_parser = parse_engine)]
+    pub engines: Vec<EngineKind>,
+    /// Peers to run when installed: curl, wget2, aria2c, aria2c-x4, or none.
+    #[arg(long = "vs", value_delimiter = ',', default_value = "curl,wget2,aria2c,aria2c-x4")]
+    pub peers: Vec<String>,
+    /// Recorded runs per contender.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub runs: u32,
+    /// Unrecorded warm-up runs per contender.
+    #[arg(long, default_value_t = 1)]
+    pub warmup: u32,
+    /// Multiplies the small workload's file count and the large one's file
+    /// size (e.g. 0.25 for a quick run).
+    #[arg(long, value_name = "F", default_value_t = 1.0)]
+    pub scale: f64,
+    /// Files in the small workload [default: 2000 x scale].
+    #[arg(long, value_name = "N")]
+    pub small_files: Option<usize>,
+    /// Size of each small file, KiB.
+    #[arg(long, value_name = "KIB", default_value_t = 16)]
+    pub small_kib: u64,
+    /// Downloads at once in the small workload.
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    pub small_jobs: usize,
+    /// Files in the large workload.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub large_files: usize,
+    /// Size of each large file, MiB [default: 256 x scale].
+    #[arg(long, value_name = "MIB")]
+    pub large_mib: Option<u64>,
+    /// Downloads at once in the large workload.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub large_jobs: usize,
+    /// Server: auto (nginx, else built-in), nginx, or builtin.
+    #[arg(long, default_value = "auto")]
+    pub server: crate::bench::fetch::ServerChoice,
+    /// Extra arguments for every trident fetch (e.g. "--retries 0").
+    #[arg(long, value_name = "ARGS", allow_hyphen_values = true)]
+    pub fetch_args: Option<String>,
+    /// Kill any run that takes longer than this.
+    #[arg(long, value_name = "DUR", default_value = "300s", value_parser = parse_duration)]
+    pub time_limit: Duration,
+    /// Write runs.csv and summary.json into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+impl BenchFetchArgs {
+    /// The validated bench config.
+    pub fn into_config(self) -> Result<crate::bench::fetch::FetchBenchConfig, BadInput> {
+        use crate::bench::fetch::{Contender, FetchBenchConfig, Workload, WorkloadKind};
+        if !(self.scale.is_finite() && self.scale > 0.0) {
+            return Err(BadInput(format!("invalid --scale {} (expected a positive number)", self.scale)));
+        }
+        let scaled = |n: u64| ((n as f64 * self.scale).round() as u64).max(1);
+        let small = Workload {
+            kind: WorkloadKind::Small,
+            files: self.small_files.unwrap_or(scaled(2000) as usize),
+            file_size: self.small_kib * 1024,
+            jobs: self.small_jobs,
+        };
+        let large = Workload {
+            kind: WorkloadKind::Large,
+            files: self.large_files,
+            file_size: self.large_mib.unwrap_or(scaled(256)) << 20,
+            jobs: self.large_jobs,
+        };
+        let mut workloads = match self.workload.as_str() {
+            "small" => vec![small],
+            "large" => vec![large],
+            _ => vec![small, large],
+        };
+        workloads.retain(|w| w.files > 0);
+        if workloads.iter().any(|w| w.jobs == 0 || w.file_size == 0) {
+            return Err(BadInput("file sizes and --*-jobs must be at least 1".into()));
+        }
+        let peers = self
+            .peers
+            .iter()
+            .filter(|p| p.as_str() != "none")
+            .map(|p| Contender::peer(p).map_err(BadInput))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(FetchBenchConfig {
+            workloads,
+            engines: self.engines,
+            peers,
+            runs: self.runs,
+            warmup: self.warmup,
+            server: self.server,
+            fetch_args: self.fetch_args.map(|a| a.split_whitespace().map(String::from).collect()).unwrap_or_default(),
             time_limit: self.time_limit,
             out: self.out,
         })

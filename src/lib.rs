@@ -6,7 +6,6 @@
 //!   knows nothing about ports;
 //! - [`scan`]: what a port scan is (targets, ports, probes, reports);
 //! - [`fetch`]: what a download is (URLs, names, `.part` files, retries);
-//! - [`chat`]: the chat server's protocol core (IRC subset), sans-IO;
 //! - [`bench`]: measuring a command's wall time, CPU and memory;
 //! - [`server`]: how connections are served (a task, a thread or a worker
 //!   process per connection); knows nothing about protocols;
@@ -94,6 +93,11 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Exit> {
                 .filter(|s| s.tool.starts_with("trident-"))
                 .all(|s| s.min_recall >= 1.0 && s.max_false_positives == 0);
             Ok(if perfect { Exit::Success } else { Exit::Failure })
+        }
+        Command::Bench(cli::BenchCommand::Fetch(args)) => {
+            let config = args.into_config()?;
+            let report = bench::fetch::run(&config)?;
+            Ok(if report.trident_correct() { Exit::Success } else { Exit::Failure })
         }
     }
 }

@@ -3,6 +3,7 @@
 
 mod util;
 
+mod bench_fetch;
 mod echo;
 mod fetch;
 mod fetch_input;

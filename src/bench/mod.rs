@@ -3,8 +3,10 @@
 //! `trident bench` later; every engine is measured the same way, as a
 //! separate process, so that one engine's memory never pollutes another's.
 
+pub mod fetch;
 pub mod loopback;
 pub mod measure;
+pub mod report;
 pub mod scan;
 
 pub use measure::{Measurement, measure, measure_with_limit};

@@ -12,7 +12,6 @@
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::fs;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,8 +22,9 @@ use serde::Serialize;
 
 use super::loopback::LoopbackTarget;
 use super::measure::{Measurement, measure_with_limit};
+pub use super::report::find_program;
+use super::report::{self, median};
 use crate::engine::EngineKind;
-use crate::output::AtomicFile;
 
 /// A program being compared.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -136,16 +136,6 @@ impl Contender {
     }
 }
 
-/// Finds `program` on PATH, then in /opt/<program>/bin (where a bench
-/// machine may have had it built with `cargo install --root`).
-pub fn find_program(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from(format!("/opt/{program}/bin"))])
-        .map(|dir| dir.join(program))
-        .find(|p| p.is_file())
-}
-
 /// One measured run.
 #[derive(Clone, Debug, Serialize)]
 pub struct RunRecord {
@@ -245,15 +235,6 @@ pub struct BenchReport {
     pub summary: Vec<ToolSummary>,
     /// Engines against peers.
     pub ratios: Vec<Ratio>,
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let mid = v.len() / 2;
-    if v.len() % 2 == 1 { v[mid] } else { (v[mid - 1] + v[mid]) / 2.0 }
 }
 
 /// Summaries and ratios from the run records.
@@ -451,7 +432,6 @@ pub fn run(config: &ScanBenchConfig) -> anyhow::Result<BenchReport> {
 }
 
 fn write_out(dir: &Path, report: &BenchReport) -> anyhow::Result<()> {
-    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut csv = String::from(
         "tool,run,wall_s,cpu_s,peak_rss_mib,peak_pss_mib,recall,false_positives,found,timed_out,exit_code\n",
     );
@@ -472,12 +452,7 @@ fn write_out(dir: &Path, report: &BenchReport) -> anyhow::Result<()> {
             r.exit_code.map(|c| c.to_string()).unwrap_or_default()
         );
     }
-    for (name, bytes) in [("runs.csv", csv.into_bytes()), ("summary.json", serde_json::to_vec_pretty(report)?)] {
-        let file = AtomicFile::create(&dir.join(name))?;
-        std::io::Write::write_all(&mut file.file()?, &bytes)?;
-        file.commit()?;
-    }
-    Ok(())
+    report::write_out(dir, csv, report)
 }
 
 #[cfg(test)]

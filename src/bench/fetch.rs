@@ -1,0 +1,1193 @@
+//! `trident bench fetch`: every engine, and every peer downloader that is
+//! installed (curl, wget2, aria2c), fetching the same generated corpus from
+//! the same loopback server, alternating, measured the same way.
+//!
+//! The corpus is generated once per bench into a temporary directory
+//! (deterministic pseudo-random bytes, SHA-256 of every file kept). The
+//! server is Debian's nginx, started by the bench with its own config
+//! (`sendfile on`, no access log) on a free loopback port; when nginx is
+//! missing or does not start, a small built-in server ([`StaticServer`]:
+//! std threads, a thread per connection, keep-alive, single ranges, bodies
+//! through `std::io::copy`, which is `sendfile` on Linux) serves instead,
+//! and the report header says so.
+//!
+//! Each contender runs as its own process with [`measure_with_limit`] and
+//! downloads into a fresh empty directory; afterwards every expected file is
+//! checked (present, size, SHA-256) and anything else in the directory is
+//! counted as extra; then the directory is deleted. Throughput counts only
+//! verified files. One warm-up round, then `runs` rounds, the order of the
+//! contenders rotating every round; medians per contender and, for each
+//! trident engine, its medians over each peer's from the same bench run.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::fs::{self, File};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::measure::measure_with_limit;
+use super::report::{self, find_program, median};
+use crate::engine::EngineKind;
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// A program being compared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Contender {
+    /// `trident fetch -e ENGINE -j N -q -i urls.txt -d DIR`.
+    Trident(EngineKind),
+    /// `curl --parallel --parallel-max N -K config` (a `url` and an
+    /// `output` per file).
+    Curl,
+    /// `wget2 --max-threads N -i urls.txt -P DIR`.
+    Wget2,
+    /// `aria2c -j N -i urls.txt -d DIR`.
+    Aria2c,
+    /// The same with `-x4 -s4` (four connections per file; large files only).
+    Aria2cSplit,
+}
+
+impl Contender {
+    /// The name in reports.
+    pub fn label(&self) -> String {
+        match self {
+            Contender::Trident(e) => format!("trident-{e}"),
+            Contender::Curl => "curl -Z".into(),
+            Contender::Wget2 => "wget2".into(),
+            Contender::Aria2c => "aria2c".into(),
+            Contender::Aria2cSplit => "aria2c -x4 -s4".into(),
+        }
+    }
+
+    fn is_peer(&self) -> bool {
+        !matches!(self, Contender::Trident(_))
+    }
+
+    /// Parses a `--vs` name.
+    pub fn peer(name: &str) -> Result<Self, String> {
+        match name {
+            "curl" => Ok(Contender::Curl),
+            "wget2" => Ok(Contender::Wget2),
+            "aria2c" | "aria2" => Ok(Contender::Aria2c),
+            "aria2c-x4" => Ok(Contender::Aria2cSplit),
+            _ => Err(format!("unknown peer {name:?} (expected curl, wget2, aria2c, aria2c-x4 or none)")),
+        }
+    }
+
+    fn program(&self) -> &'static str {
+        match self {
+            Contender::Trident(_) => "trident",
+            Contender::Curl => "curl",
+            Contender::Wget2 => "wget2",
+            Contender::Aria2c | Contender::Aria2cSplit => "aria2c",
+        }
+    }
+
+    /// Whether it takes part in `workload` (splitting 16 KiB files is moot).
+    fn runs_in(&self, workload: &Workload) -> bool {
+        *self != Contender::Aria2cSplit || workload.kind == WorkloadKind::Large
+    }
+
+    /// The command line downloading the URLs in `urls` (or, for curl, the
+    /// config file `curl_config`) into `dir`, `jobs` at once.
+    fn command(
+        &self,
+        exe: &Path,
+        jobs: usize,
+        urls: &Path,
+        curl_config: &Path,
+        dir: &Path,
+        extra: &[String],
+    ) -> Command {
+        let mut cmd = Command::new(exe);
+        let jobs = jobs.to_string();
+        match self {
+            Contender::Trident(engine) => {
+                cmd.args(["fetch", "-e", engine.name(), "-j", &jobs, "-q", "-i"]).arg(urls).arg("-d").arg(dir);
+                cmd.args(extra);
+            }
+            Contender::Curl => {
+                cmd.args(["--parallel", "--parallel-max", &jobs, "--silent", "--show-error", "--fail", "-K"])
+                    .arg(curl_config);
+            }
+            Contender::Wget2 => {
+                cmd.args(["--max-threads", &jobs, "--quiet", "-i"]).arg(urls).arg("-P").arg(dir);
+            }
+            Contender::Aria2c | Contender::Aria2cSplit => {
+                cmd.args(["-j", &jobs, "--quiet", "--console-log-level=error", "-i"]).arg(urls).arg("-d").arg(dir);
+                if *self == Contender::Aria2cSplit {
+                    cmd.args(["-x4", "-s4"]);
+                }
+            }
+        }
+        cmd
+    }
+}
+
+/// Which corpus.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkloadKind {
+    /// Many small files (default 2,000 × 16 KiB at -j 32).
+    Small,
+    /// A few large files (default 4 × 256 MiB at -j 4).
+    Large,
+}
+
+impl WorkloadKind {
+    /// `small` or `large`.
+    pub fn name(self) -> &'static str {
+        match self {
+            WorkloadKind::Small => "small",
+            WorkloadKind::Large => "large",
+        }
+    }
+}
+
+/// A corpus and the concurrency it is fetched at.
+#[derive(Clone, Debug, Serialize)]
+pub struct Workload {
+    /// Which one.
+    pub kind: WorkloadKind,
+    /// Number of files.
+    pub files: usize,
+    /// Bytes per file.
+    pub file_size: u64,
+    /// Downloads at once (every contender).
+    pub jobs: usize,
+}
+
+impl Workload {
+    fn total_bytes(&self) -> u64 {
+        self.files as u64 * self.file_size
+    }
+
+    fn describe(&self) -> String {
+        let size = if self.file_size >= 1 << 20 {
+            format!("{:.1} MiB", self.file_size as f64 / MIB)
+        } else {
+            format!("{:.1} KiB", self.file_size as f64 / 1024.0)
+        };
+        format!(
+            "{}: {} files x {size} ({:.1} MiB) at {} at once",
+            self.kind.name(),
+            self.files,
+            self.total_bytes() as f64 / MIB,
+            self.jobs
+        )
+    }
+
+    fn file_name(&self, i: usize) -> String {
+        match self.kind {
+            WorkloadKind::Small => format!("s{i:05}.bin"),
+            WorkloadKind::Large => format!("l{i:02}.bin"),
+        }
+    }
+}
+
+/// Which server to start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServerChoice {
+    /// nginx if it starts, else the built-in server.
+    Auto,
+    /// nginx or fail.
+    Nginx,
+    /// The built-in server.
+    Builtin,
+}
+
+impl std::str::FromStr for ServerChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(ServerChoice::Auto),
+            "nginx" => Ok(ServerChoice::Nginx),
+            "builtin" => Ok(ServerChoice::Builtin),
+            _ => Err(format!("unknown server {s:?} (expected auto, nginx or builtin)")),
+        }
+    }
+}
+
+/// Options of `trident bench fetch` (validated).
+#[derive(Clone, Debug)]
+pub struct FetchBenchConfig {
+    /// The workloads, in order.
+    pub workloads: Vec<Workload>,
+    /// Trident engines to run.
+    pub engines: Vec<EngineKind>,
+    /// Peers to run when installed.
+    pub peers: Vec<Contender>,
+    /// Recorded rounds.
+    pub runs: u32,
+    /// Unrecorded rounds first.
+    pub warmup: u32,
+    /// Which server.
+    pub server: ServerChoice,
+    /// Extra `trident fetch` arguments.
+    pub fetch_args: Vec<String>,
+    /// Per-run time limit.
+    pub time_limit: Duration,
+    /// Where to write runs.csv and summary.json.
+    pub out: Option<PathBuf>,
+}
+
+/// One measured run.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunRecord {
+    /// `small` or `large`.
+    pub workload: String,
+    /// Contender label.
+    pub tool: String,
+    /// Round number (from 1).
+    pub run: u32,
+    /// Wall time, seconds.
+    pub wall_s: f64,
+    /// User+system CPU, seconds (children included).
+    pub cpu_s: f64,
+    /// Peak RSS summed over the process tree, MiB.
+    pub peak_rss_mib: f64,
+    /// Peak PSS summed over the process tree, MiB.
+    pub peak_pss_mib: f64,
+    /// Verified files per second of wall time.
+    pub files_per_s: f64,
+    /// Verified MiB per second of wall time.
+    pub mib_per_s: f64,
+    /// Files the corpus has.
+    pub files_expected: u64,
+    /// Files present with the right size and SHA-256.
+    pub files_ok: u64,
+    /// Expected files absent.
+    pub missing: u64,
+    /// Expected files of another size.
+    pub wrong_size: u64,
+    /// Expected files of the right size but other bytes.
+    pub wrong_sha256: u64,
+    /// Anything else left in the download directory (`.part`, `.aria2`...).
+    pub extra: u64,
+    /// Killed at the time limit.
+    pub timed_out: bool,
+    /// Exit code (None: killed by a signal).
+    pub exit_code: Option<i32>,
+}
+
+impl RunRecord {
+    fn correct(&self) -> bool {
+        self.files_ok == self.files_expected && self.extra == 0 && self.exit_code == Some(0) && !self.timed_out
+    }
+
+    fn problems(&self) -> String {
+        let mut p = Vec::new();
+        for (n, what) in [
+            (self.missing, "missing"),
+            (self.wrong_size, "wrong size"),
+            (self.wrong_sha256, "wrong sha256"),
+            (self.extra, "extra"),
+        ] {
+            if n > 0 {
+                p.push(format!("{n} {what}"));
+            }
+        }
+        if self.timed_out {
+            p.push("time limit".into());
+        } else if self.exit_code != Some(0) {
+            p.push(format!("exit {:?}", self.exit_code));
+        }
+        if p.is_empty() { String::new() } else { format!(" ({})", p.join(", ")) }
+    }
+}
+
+/// Medians of one contender on one workload.
+#[derive(Clone, Debug, Serialize)]
+pub struct ToolSummary {
+    /// `small` or `large`.
+    pub workload: String,
+    /// Contender label.
+    pub tool: String,
+    /// Runs recorded.
+    pub runs: usize,
+    /// Median wall time, seconds.
+    pub wall_s: f64,
+    /// Median CPU, seconds.
+    pub cpu_s: f64,
+    /// Median CPU seconds per GiB of corpus.
+    pub cpu_s_per_gib: f64,
+    /// Median peak RSS, MiB.
+    pub peak_rss_mib: f64,
+    /// Median peak PSS, MiB.
+    pub peak_pss_mib: f64,
+    /// Median verified files per second.
+    pub files_per_s: f64,
+    /// Median verified MiB per second.
+    pub mib_per_s: f64,
+    /// Worst share of correct files in any run.
+    pub min_correct: f64,
+    /// Runs with a wrong, missing or extra file, an error exit or a timeout.
+    pub bad_runs: usize,
+    /// Runs killed at the time limit.
+    pub timeouts: usize,
+}
+
+/// A trident engine's medians over a peer's, same workload, same bench run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Ratio {
+    /// `small` or `large`.
+    pub workload: String,
+    /// The trident engine.
+    pub tool: String,
+    /// The peer.
+    pub peer: String,
+    /// Median wall / peer's (below 1: faster).
+    pub wall: f64,
+    /// Median CPU / peer's.
+    pub cpu: f64,
+    /// Median peak RSS / peer's.
+    pub peak_rss: f64,
+    /// Median MiB/s / peer's (above 1: faster).
+    pub throughput: f64,
+}
+
+/// The whole result, as written to summary.json.
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchReport {
+    /// The server, e.g. `nginx 1.22.1 (sendfile on) at 127.0.0.1:41234`.
+    pub server: String,
+    /// Whether the built-in server stood in for nginx.
+    pub builtin_server: bool,
+    /// The workloads.
+    pub workloads: Vec<Workload>,
+    /// Every run.
+    pub runs: Vec<RunRecord>,
+    /// Medians per workload and contender.
+    pub summary: Vec<ToolSummary>,
+    /// Engines against peers.
+    pub ratios: Vec<Ratio>,
+}
+
+impl BenchReport {
+    /// Whether every trident run fetched every file correctly.
+    pub fn trident_correct(&self) -> bool {
+        self.summary.iter().filter(|s| s.tool.starts_with("trident-")).all(|s| s.bad_runs == 0 && s.min_correct >= 1.0)
+    }
+}
+
+/// Summaries and ratios of one workload's records.
+pub fn summarise(
+    workload: &Workload,
+    tools: &[String],
+    runs: &[RunRecord],
+    peers: &[String],
+) -> (Vec<ToolSummary>, Vec<Ratio>) {
+    let gib = workload.total_bytes() as f64 / (MIB * 1024.0);
+    let name = workload.kind.name();
+    let summary: Vec<ToolSummary> = tools
+        .iter()
+        .map(|tool| {
+            let mine: Vec<&RunRecord> = runs.iter().filter(|r| &r.tool == tool && r.workload == name).collect();
+            let pick = |f: fn(&RunRecord) -> f64| median(mine.iter().map(|r| f(r)).collect());
+            ToolSummary {
+                workload: name.to_string(),
+                tool: tool.clone(),
+                runs: mine.len(),
+                wall_s: pick(|r| r.wall_s),
+                cpu_s: pick(|r| r.cpu_s),
+                cpu_s_per_gib: pick(|r| r.cpu_s) / gib,
+                peak_rss_mib: pick(|r| r.peak_rss_mib),
+                peak_pss_mib: pick(|r| r.peak_pss_mib),
+                files_per_s: pick(|r| r.files_per_s),
+                mib_per_s: pick(|r| r.mib_per_s),
+                min_correct: mine
+                    .iter()
+                    .map(|r| if r.files_expected == 0 { 1.0 } else { r.files_ok as f64 / r.files_expected as f64 })
+                    .fold(f64::INFINITY, f64::min),
+                bad_runs: mine.iter().filter(|r| !r.correct()).count(),
+                timeouts: mine.iter().filter(|r| r.timed_out).count(),
+            }
+        })
+        .collect();
+    let mut ratios = Vec::new();
+    for s in summary.iter().filter(|s| !peers.contains(&s.tool)) {
+        for p in summary.iter().filter(|p| peers.contains(&p.tool)) {
+            ratios.push(Ratio {
+                workload: name.to_string(),
+                tool: s.tool.clone(),
+                peer: p.tool.clone(),
+                wall: s.wall_s / p.wall_s,
+                cpu: s.cpu_s / p.cpu_s,
+                peak_rss: s.peak_rss_mib / p.peak_rss_mib,
+                throughput: s.mib_per_s / p.mib_per_s,
+            });
+        }
+    }
+    (summary, ratios)
+}
+
+/// A directory removed (with everything in it) when dropped.
+#[derive(Debug)]
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(prefix: &str) -> anyhow::Result<Self> {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let path = std::env::temp_dir().join(format!("{prefix}-{}-{nanos}", std::process::id()));
+        fs::create_dir(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        // Readable by nginx's workers, which run as nobody when we are root.
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755))?;
+        Ok(TempDir(path))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A file the contenders must end up with.
+#[derive(Clone, Debug)]
+pub struct Expected {
+    /// File name (also the URL's last segment).
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// SHA-256 of the content.
+    pub sha256: [u8; 32],
+}
+
+/// Writes `size` deterministic pseudo-random bytes (seeded by `seed`) to
+/// `path`; returns their SHA-256.
+fn write_pseudo_random(path: &Path, size: u64, seed: u64) -> io::Result<[u8; 32]> {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut hasher = Sha256::new();
+    let mut file = File::create(path)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        for chunk in buf[..n].chunks_mut(8) {
+            // xorshift64*
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            let word = state.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes();
+            chunk.copy_from_slice(&word[..chunk.len()]);
+        }
+        hasher.update(&buf[..n]);
+        file.write_all(&buf[..n])?;
+        left -= n as u64;
+    }
+    file.set_permissions(fs::Permissions::from_mode(0o644))?;
+    Ok(hasher.finalize().into())
+}
+
+/// Generates `workload`'s files in ROOT/<workload>/.
+pub fn generate_corpus(root: &Path, workload: &Workload) -> anyhow::Result<Vec<Expected>> {
+    let dir = root.join(workload.kind.name());
+    fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755))?;
+    let base = match workload.kind {
+        WorkloadKind::Small => 1u64 << 32,
+        WorkloadKind::Large => 2u64 << 32,
+    };
+    (0..workload.files)
+        .map(|i| {
+            let name = workload.file_name(i);
+            let sha256 = write_pseudo_random(&dir.join(&name), workload.file_size, base + i as u64)
+                .with_context(|| format!("cannot write the corpus in {}", dir.display()))?;
+            Ok(Expected { name, size: workload.file_size, sha256 })
+        })
+        .collect()
+}
+
+/// What a download directory holds compared with the corpus.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Check {
+    /// Files present with the right size and SHA-256.
+    pub ok: u64,
+    /// Their bytes.
+    pub ok_bytes: u64,
+    /// Expected files absent.
+    pub missing: u64,
+    /// Expected files of another size.
+    pub wrong_size: u64,
+    /// Right size, wrong bytes.
+    pub wrong_sha256: u64,
+    /// Entries that are not expected files.
+    pub extra: u64,
+}
+
+fn sha256_file(path: &Path) -> io::Result<[u8; 32]> {
+    let mut file = File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(hasher.finalize().into());
+        }
+        hasher.update(&buf[..n]);
+    }
+}
+
+/// Checks `dir` against `expected` (a missing directory: everything missing).
+pub fn verify(dir: &Path, expected: &[Expected]) -> io::Result<Check> {
+    let mut check = Check::default();
+    let mut present: HashMap<String, fs::Metadata> = HashMap::new();
+    match fs::read_dir(dir) {
+        Ok(entries) => {
+            for entry in entries {
+                let entry = entry?;
+                present.insert(entry.file_name().to_string_lossy().into_owned(), entry.metadata()?);
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    for exp in expected {
+        match present.remove(&exp.name) {
+            None => check.missing += 1,
+            Some(m) if !m.is_file() || m.len() != exp.size => check.wrong_size += 1,
+            Some(_) if sha256_file(&dir.join(&exp.name))? != exp.sha256 => check.wrong_sha256 += 1,
+            Some(_) => {
+                check.ok += 1;
+                check.ok_bytes += exp.size;
+            }
+        }
+    }
+    check.extra = present.len() as u64;
+    Ok(check)
+}
+
+/// The built-in static file server: a thread per connection, HTTP/1.1
+/// keep-alive, GET and HEAD, one `bytes=` range; file bodies go through
+/// `std::io::copy` from the file to the socket (sendfile on Linux).
+/// Serves ROOT's files whose path segments are `[A-Za-z0-9._-]` and do not
+/// start with a dot. Stops accepting when dropped.
+#[derive(Debug)]
+pub struct StaticServer {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    acceptor: Option<thread::JoinHandle<()>>,
+}
+
+impl StaticServer {
+    /// Starts serving `root` on 127.0.0.1:0.
+    pub fn start(root: &Path) -> io::Result<Self> {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+        let addr = listener.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let root = root.to_path_buf();
+        let acceptor = {
+            let stop = Arc::clone(&stop);
+            thread::spawn(move || {
+                for conn in listener.incoming() {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let Ok(conn) = conn else { continue };
+                    let root = root.clone();
+                    thread::spawn(move || {
+                        let _ = serve_connection(conn, &root);
+                    });
+                }
+            })
+        };
+        Ok(StaticServer { addr, stop, acceptor: Some(acceptor) })
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for StaticServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Wake the acceptor.
+        let _ = TcpStream::connect(self.addr);
+        if let Some(a) = self.acceptor.take() {
+            let _ = a.join();
+        }
+    }
+}
+
+fn resolve(root: &Path, target: &str) -> Option<PathBuf> {
+    let path = target.split(['?', '#']).next()?.strip_prefix('/')?;
+    let mut out = root.to_path_buf();
+    for seg in path.split('/') {
+        let ok = !seg.is_empty()
+            && !seg.starts_with('.')
+            && seg.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if !ok {
+            return None;
+        }
+        out.push(seg);
+    }
+    Some(out)
+}
+
+/// `bytes=A-B` or `bytes=A-` within `len`: the first and last byte.
+fn parse_range(spec: &str, len: u64) -> Option<(u64, u64)> {
+    let (a, b) = spec.trim().strip_prefix("bytes=")?.split_once('-')?;
+    let start: u64 = a.trim().parse().ok()?;
+    let end = match b.trim() {
+        "" => len.checked_sub(1)?,
+        b => b.parse::<u64>().ok()?.min(len.checked_sub(1)?),
+    };
+    (start <= end).then_some((start, end))
+}
+
+fn serve_connection(stream: TcpStream, root: &Path) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut out = stream;
+    loop {
+        let mut request = String::new();
+        if reader.by_ref().take(8192).read_line(&mut request)? == 0 {
+            return Ok(());
+        }
+        let (mut range, mut close) = (None, false);
+        for _ in 0..=100 {
+            let mut line = String::new();
+            if reader.by_ref().take(8192).read_line(&mut line)? == 0 {
+                return Ok(());
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("range") {
+                    range = Some(value.trim().to_string());
+                } else if name.eq_ignore_ascii_case("connection") {
+                    close = value.trim().eq_ignore_ascii_case("close");
+                }
+            }
+        }
+        let mut parts = request.split_whitespace();
+        let (method, target, version) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next());
+        close |= version == Some("HTTP/1.0");
+        let conn = if close { "close" } else { "keep-alive" };
+        let file =
+            resolve(root, target).and_then(|p| File::open(p).ok()).filter(|f| f.metadata().is_ok_and(|m| m.is_file()));
+        let simple = |status: &str| {
+            format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: {conn}\r\nServer: trident-bench\r\n\r\n")
+        };
+        match (method, file) {
+            ("GET" | "HEAD", Some(mut file)) => {
+                let len = file.metadata()?.len();
+                let (status, start, end, content_range) = match range.as_deref().map(|r| parse_range(r, len)) {
+                    None => ("200 OK", 0, len, String::new()),
+                    Some(Some((a, b))) => {
+                        ("206 Partial Content", a, b + 1, format!("Content-Range: bytes {a}-{b}/{len}\r\n"))
+                    }
+                    Some(None) => {
+                        out.write_all(simple("416 Range Not Satisfiable").as_bytes())?;
+                        continue;
+                    }
+                };
+                out.write_all(
+                    format!(
+                        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\nAccept-Ranges: bytes\r\n{content_range}Connection: {conn}\r\nServer: trident-bench\r\n\r\n",
+                        end - start
+                    )
+                    .as_bytes(),
+                )?;
+                if method == "GET" {
+                    file.seek(SeekFrom::Start(start))?;
+                    io::copy(&mut file.take(end - start), &mut out)?;
+                }
+            }
+            ("GET" | "HEAD", None) => out.write_all(simple("404 Not Found").as_bytes())?,
+            _ => out.write_all(simple("405 Method Not Allowed").as_bytes())?,
+        }
+        if close {
+            return Ok(());
+        }
+    }
+}
+
+/// nginx run by the bench: master and workers, killed when dropped.
+#[derive(Debug)]
+struct Nginx {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGTERM: fast shutdown of the master and its workers.
+        // SAFETY: kill on our own child, not yet reaped.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free loopback port: bound, read, closed (nginx cannot listen on :0).
+fn free_port() -> io::Result<u16> {
+    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port())
+}
+
+/// Whether `GET path` on `port` answers 200.
+fn probe(port: u16, path: &str) -> bool {
+    let Ok(mut s) = TcpStream::connect((Ipv4Addr::LOCALHOST, port)) else { return false };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(format!("HEAD {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").as_bytes()).is_err()
+    {
+        return false;
+    }
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).is_ok() && line.split_whitespace().nth(1) == Some("200")
+}
+
+fn nginx_config(work: &Path, root: &Path, port: u16) -> String {
+    let w = work.display();
+    format!(
+        "daemon off;
+master_process on;
+worker_processes auto;
+pid {w}/nginx.pid;
+error_log {w}/error.log warn;
+worker_rlimit_nofile 65536;
+events {{ worker_connections 8192; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+    keepalive_requests 1000000;
+    keepalive_timeout 60s;
+    default_type application/octet-stream;
+    client_body_temp_path {w}/body;
+    proxy_temp_path {w}/proxy;
+    fastcgi_temp_path {w}/fastcgi;
+    uwsgi_temp_path {w}/uwsgi;
+    scgi_temp_path {w}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        root {};
+    }}
+}}
+",
+        root.display()
+    )
+}
+
+/// Starts `nginx` serving `root`, its config and logs in `work`; retries
+/// with another port if the chosen one was taken meanwhile.
+fn start_nginx(nginx: &Path, root: &Path, work: &Path, probe_path: &str) -> anyhow::Result<Nginx> {
+    fs::create_dir_all(work)?;
+    let mut last = String::new();
+    for _ in 0..5 {
+        let port = free_port()?;
+        let conf = work.join("nginx.conf");
+        fs::write(&conf, nginx_config(work, root, port))?;
+        let log = work.join("error.log");
+        let child = Command::new(nginx)
+            .arg("-p")
+            .arg(work)
+            .arg("-c")
+            .arg(&conf)
+            .arg("-e")
+            .arg(&log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("cannot run {}", nginx.display()))?;
+        let mut server = Nginx { child, port };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                last = format!("exited with {status}: {}", fs::read_to_string(&log).unwrap_or_default().trim());
+                break;
+            }
+            if probe(port, probe_path) {
+                return Ok(server);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        if last.is_empty() {
+            last = format!("no answer on 127.0.0.1:{port}: {}", fs::read_to_string(&log).unwrap_or_default().trim());
+        }
+        drop(server);
+        if !last.contains("Address already in use") {
+            break;
+        }
+    }
+    bail!("nginx did not start: {last}")
+}
+
+fn nginx_version(nginx: &Path) -> String {
+    Command::new(nginx)
+        .arg("-v")
+        .output()
+        .ok()
+        .and_then(|o| {
+            let text = String::from_utf8_lossy(&o.stderr).into_owned();
+            text.trim().rsplit('/').next().map(str::to_string)
+        })
+        .unwrap_or_default()
+}
+
+/// The running server.
+enum Server {
+    Nginx(#[allow(dead_code)] Nginx),
+    Builtin(#[allow(dead_code)] StaticServer),
+}
+
+fn start_server(
+    choice: ServerChoice,
+    root: &Path,
+    work: &Path,
+    probe_path: &str,
+) -> anyhow::Result<(Server, u16, String)> {
+    if choice != ServerChoice::Builtin {
+        let attempt = match find_program("nginx")
+            .or_else(|| Some(PathBuf::from("/usr/sbin/nginx")).filter(|p| p.is_file()))
+        {
+            None => Err(anyhow::anyhow!("nginx is not installed")),
+            Some(nginx) => start_nginx(&nginx, root, &work.join("nginx"), probe_path).map(|n| {
+                let port = n.port;
+                let text =
+                    format!("nginx {} (sendfile on, worker_processes auto) at 127.0.0.1:{port}", nginx_version(&nginx));
+                (Server::Nginx(n), port, text)
+            }),
+        };
+        match attempt {
+            Ok(started) => return Ok(started),
+            Err(e) if choice == ServerChoice::Nginx => return Err(e),
+            Err(e) => eprintln!("trident: {e:#}; using the built-in server"),
+        }
+    }
+    let s = StaticServer::start(root)?;
+    let port = s.addr().port();
+    let why = if choice == ServerChoice::Builtin { "as asked" } else { "nginx unavailable" };
+    let text = format!("built-in server (std threads, io::copy = sendfile) at 127.0.0.1:{port} -- {why}");
+    Ok((Server::Builtin(s), port, text))
+}
+
+/// Runs the bench, printing as it goes; returns the report.
+pub fn run(config: &FetchBenchConfig) -> anyhow::Result<BenchReport> {
+    let trident = std::env::current_exe().context("cannot find the trident executable")?;
+    let mut contenders: Vec<(Contender, PathBuf)> =
+        config.engines.iter().map(|&e| (Contender::Trident(e), trident.clone())).collect();
+    for peer in &config.peers {
+        match find_program(peer.program()) {
+            Some(path) => contenders.push((*peer, path)),
+            None => eprintln!("trident: {} is not installed; skipping it", peer.program()),
+        }
+    }
+    if contenders.is_empty() || config.workloads.is_empty() {
+        bail!("nothing to run");
+    }
+    let work = TempDir::new("trident-bench-fetch")?;
+    let corpus = work.0.join("corpus");
+    fs::create_dir(&corpus)?;
+    fs::set_permissions(&corpus, fs::Permissions::from_mode(0o755))?;
+    let started = Instant::now();
+    let mut expected = Vec::new();
+    for w in &config.workloads {
+        expected.push(generate_corpus(&corpus, w)?);
+    }
+    let first = &config.workloads[0];
+    let probe_path = format!("/{}/{}", first.kind.name(), first.file_name(0));
+    let (_server, port, server_text) = start_server(config.server, &corpus, &work.0, &probe_path)?;
+    println!("bench fetch: server {server_text}");
+    println!(
+        "corpus generated in {:.1}s under {}; {} warm-up + {} runs each, alternating",
+        started.elapsed().as_secs_f64(),
+        corpus.display(),
+        config.warmup,
+        config.runs
+    );
+
+    let mut records = Vec::new();
+    let mut summary = Vec::new();
+    let mut ratios = Vec::new();
+    for (workload, expected) in config.workloads.iter().zip(&expected) {
+        let name = workload.kind.name();
+        let urls = work.0.join(format!("urls-{name}.txt"));
+        let mut list = String::new();
+        for e in expected {
+            let _ = writeln!(list, "http://127.0.0.1:{port}/{name}/{}", e.name);
+        }
+        fs::write(&urls, &list)?;
+        let curl_config = work.0.join(format!("curl-{name}.cfg"));
+        let mine: Vec<&(Contender, PathBuf)> = contenders.iter().filter(|(c, _)| c.runs_in(workload)).collect();
+        println!("\n{}", workload.describe());
+        println!(
+            "{:<4} {:<18} {:>9} {:>9} {:>10} {:>10} {:>9} {:>9} {:>11}",
+            "RUN", "TOOL", "WALL", "CPU", "PEAK RSS", "PEAK PSS", "FILES/S", "MIB/S", "CORRECT"
+        );
+        let mut seq = 0u32;
+        for round in 0..config.warmup + config.runs {
+            let recorded = round >= config.warmup;
+            let n = mine.len();
+            for k in 0..n {
+                let (contender, exe) = mine[(k + round as usize) % n];
+                seq += 1;
+                let dir = work.0.join(format!("dl-{name}-{seq}"));
+                fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+                if *contender == Contender::Curl {
+                    let mut cfg = String::new();
+                    for (e, url) in expected.iter().zip(list.lines()) {
+                        let _ = writeln!(cfg, "url = \"{url}\"\noutput = \"{}\"", dir.join(&e.name).display());
+                    }
+                    fs::write(&curl_config, cfg)?;
+                }
+                let mut cmd = contender.command(exe, workload.jobs, &urls, &curl_config, &dir, &config.fetch_args);
+                let m = measure_with_limit(&mut cmd, Some(config.time_limit))
+                    .with_context(|| format!("cannot run {}", contender.label()))?;
+                let check = verify(&dir, expected).with_context(|| format!("cannot check {}", dir.display()))?;
+                fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+                let wall = m.wall.as_secs_f64();
+                let run_no = if recorded { round - config.warmup + 1 } else { 0 };
+                let rec = RunRecord {
+                    workload: name.to_string(),
+                    tool: contender.label(),
+                    run: run_no,
+                    wall_s: wall,
+                    cpu_s: m.cpu().as_secs_f64(),
+                    peak_rss_mib: m.peak_rss_kib as f64 / 1024.0,
+                    peak_pss_mib: m.peak_pss_kib as f64 / 1024.0,
+                    files_per_s: check.ok as f64 / wall,
+                    mib_per_s: check.ok_bytes as f64 / MIB / wall,
+                    files_expected: expected.len() as u64,
+                    files_ok: check.ok,
+                    missing: check.missing,
+                    wrong_size: check.wrong_size,
+                    wrong_sha256: check.wrong_sha256,
+                    extra: check.extra,
+                    timed_out: m.timed_out,
+                    exit_code: m.exit_code,
+                };
+                let stderr = String::from_utf8_lossy(&m.stderr);
+                let first_err = stderr.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+                println!(
+                    "{:<4} {:<18} {:>8.3}s {:>8.3}s {:>6.1} MiB {:>6.1} MiB {:>9.0} {:>9.1} {:>11}{}{}",
+                    if recorded { run_no.to_string() } else { "w".into() },
+                    rec.tool,
+                    rec.wall_s,
+                    rec.cpu_s,
+                    rec.peak_rss_mib,
+                    rec.peak_pss_mib,
+                    rec.files_per_s,
+                    rec.mib_per_s,
+                    format!("{}/{}", rec.files_ok, rec.files_expected),
+                    rec.problems(),
+                    if rec.correct() || first_err.is_empty() { String::new() } else { format!(": {first_err}") }
+                );
+                if recorded {
+                    records.push(rec);
+                }
+            }
+        }
+        let labels: Vec<String> = mine.iter().map(|(c, _)| c.label()).collect();
+        let peers: Vec<String> = mine.iter().filter(|(c, _)| c.is_peer()).map(|(c, _)| c.label()).collect();
+        let (s, r) = summarise(workload, &labels, &records, &peers);
+        summary.extend(s);
+        ratios.extend(r);
+    }
+
+    println!();
+    println!(
+        "{:<6} {:<18} {:>9} {:>9} {:>9} {:>10} {:>10} {:>9} {:>9} {:>8}",
+        "MEDIAN", "TOOL", "WALL", "CPU", "CPU/GiB", "PEAK RSS", "PEAK PSS", "FILES/S", "MIB/S", "CORRECT"
+    );
+    for s in &summary {
+        println!(
+            "{:<6} {:<18} {:>8.3}s {:>8.3}s {:>8.2}s {:>6.1} MiB {:>6.1} MiB {:>9.0} {:>9.1} {:>7.1}%{}",
+            s.workload,
+            s.tool,
+            s.wall_s,
+            s.cpu_s,
+            s.cpu_s_per_gib,
+            s.peak_rss_mib,
+            s.peak_pss_mib,
+            s.files_per_s,
+            s.mib_per_s,
+            s.min_correct * 100.0,
+            if s.bad_runs > 0 { format!("  ({} of {} runs not clean)", s.bad_runs, s.runs) } else { String::new() }
+        );
+    }
+    if !ratios.is_empty() {
+        println!();
+        println!(
+            "{:<6} {:<18} {:<16} {:>7} {:>7} {:>9} {:>10}",
+            "RATIO", "(median/median)", "VS", "WALL", "CPU", "PEAK RSS", "THROUGHPUT"
+        );
+        for r in &ratios {
+            println!(
+                "{:<6} {:<18} {:<16} {:>6.3}x {:>6.3}x {:>8.3}x {:>9.3}x",
+                r.workload, r.tool, r.peer, r.wall, r.cpu, r.peak_rss, r.throughput
+            );
+        }
+    }
+    let report = BenchReport {
+        builtin_server: matches!(_server, Server::Builtin(_)),
+        server: server_text,
+        workloads: config.workloads.clone(),
+        runs: records,
+        summary,
+        ratios,
+    };
+    if let Some(dir) = &config.out {
+        write_out(dir, &report)?;
+        println!("\nwrote {}/runs.csv and {}/summary.json", dir.display(), dir.display());
+    }
+    Ok(report)
+}
+
+fn write_out(dir: &Path, report: &BenchReport) -> anyhow::Result<()> {
+    let mut csv = String::from(
+        "workload,tool,run,wall_s,cpu_s,peak_rss_mib,peak_pss_mib,files_per_s,mib_per_s,files_expected,files_ok,missing,wrong_size,wrong_sha256,extra,timed_out,exit_code\n",
+    );
+    for r in &report.runs {
+        let _ = writeln!(
+            csv,
+            "{},{},{},{:.6},{:.6},{:.3},{:.3},{:.3},{:.3},{},{},{},{},{},{},{},{}",
+            r.workload,
+            r.tool,
+            r.run,
+            r.wall_s,
+            r.cpu_s,
+            r.peak_rss_mib,
+            r.peak_pss_mib,
+            r.files_per_s,
+            r.mib_per_s,
+            r.files_expected,
+            r.files_ok,
+            r.missing,
+            r.wrong_size,
+            r.wrong_sha256,
+            r.extra,
+            r.timed_out,
+            r.exit_code.map(|c| c.to_string()).unwrap_or_default()
+        );
+    }
+    report::write_out(dir, csv, report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small(files: usize) -> Workload {
+        Workload { kind: WorkloadKind::Small, files, file_size: 1000, jobs: 4 }
+    }
+
+    #[test]
+    fn corpus_is_deterministic_and_verified() {
+        let a = TempDir::new("trident-test-corpus").unwrap();
+        let b = TempDir::new("trident-test-corpus").unwrap();
+        let ea = generate_corpus(&a.0, &small(3)).unwrap();
+        let eb = generate_corpus(&b.0, &small(3)).unwrap();
+        assert_eq!(ea.iter().map(|e| e.sha256).collect::<Vec<_>>(), eb.iter().map(|e| e.sha256).collect::<Vec<_>>());
+        assert_ne!(ea[0].sha256, ea[1].sha256);
+        let dir = a.0.join("small");
+        assert_eq!(verify(&dir, &ea).unwrap(), Check { ok: 3, ok_bytes: 3000, ..Check::default() });
+        fs::write(dir.join("s00000.bin"), vec![0u8; 1000]).unwrap();
+        fs::write(dir.join("s00001.bin"), b"short").unwrap();
+        fs::remove_file(dir.join("s00002.bin")).unwrap();
+        fs::write(dir.join("s00002.bin.part"), b"").unwrap();
+        let c = verify(&dir, &ea).unwrap();
+        assert_eq!((c.ok, c.wrong_sha256, c.wrong_size, c.missing, c.extra), (0, 1, 1, 1, 1));
+        assert_eq!(verify(&a.0.join("nope"), &ea).unwrap().missing, 3);
+    }
+
+    #[test]
+    fn builtin_server_serves_files_and_ranges() {
+        let root = TempDir::new("trident-test-static").unwrap();
+        let exp = generate_corpus(&root.0, &small(1)).unwrap();
+        let server = StaticServer::start(&root.0).unwrap();
+        let get = |req: &str| {
+            let mut s = TcpStream::connect(server.addr()).unwrap();
+            s.write_all(req.as_bytes()).unwrap();
+            let mut out = Vec::new();
+            s.read_to_end(&mut out).unwrap();
+            out
+        };
+        let body = fs::read(root.0.join("small/s00000.bin")).unwrap();
+        let whole = get("GET /small/s00000.bin HTTP/1.1\r\nConnection: close\r\n\r\n");
+        assert!(whole.starts_with(b"HTTP/1.1 200 OK\r\n"));
+        assert!(whole.ends_with(&body));
+        assert_eq!(Sha256::digest(&body).as_slice(), exp[0].sha256);
+        let part = get("GET /small/s00000.bin HTTP/1.1\r\nRange: bytes=10-19\r\nConnection: close\r\n\r\n");
+        assert!(String::from_utf8_lossy(&part).contains("Content-Range: bytes 10-19/1000"));
+        assert!(part.ends_with(&body[10..20]));
+        for bad in ["/small/../small/s00000.bin", "/small/.x", "/nope"] {
+            let r = get(&format!("GET {bad} HTTP/1.1\r\nConnection: close\r\n\r\n"));
+            assert!(r.starts_with(b"HTTP/1.1 404"), "{bad}");
+        }
+        // Keep-alive: two responses on one connection.
+        let two =
+            get("HEAD /small/s00000.bin HTTP/1.1\r\n\r\nGET /small/s00000.bin HTTP/1.1\r\nConnection: close\r\n\r\n");
+        assert_eq!(String::from_utf8_lossy(&two).matches("200 OK").count(), 2);
+    }
+
+    #[test]
+    fn ratios_and_peer_commands() {
+        let w = small(10);
+        let rec = |tool: &str, wall: f64, ok: u64| RunRecord {
+            workload: "small".into(),
+            tool: tool.into(),
+            run: 1,
+            wall_s: wall,
+            cpu_s: wall,
+            peak_rss_mib: 10.0,
+            peak_pss_mib: 10.0,
+            files_per_s: ok as f64 / wall,
+            mib_per_s: ok as f64 / wall,
+            files_expected: 10,
+            files_ok: ok,
+            missing: 10 - ok,
+            wrong_size: 0,
+            wrong_sha256: 0,
+            extra: 0,
+            timed_out: false,
+            exit_code: Some(0),
+        };
+        let runs = vec![rec("t", 1.0, 10), rec("t", 3.0, 10), rec("p", 4.0, 10), rec("p", 2.0, 9)];
+        let (s, r) = summarise(&w, &["t".into(), "p".into()], &runs, &["p".into()]);
+        assert_eq!((s[0].wall_s, s[1].wall_s), (2.0, 3.0));
+        assert_eq!((s[0].bad_runs, s[1].bad_runs), (0, 1));
+        assert!((s[1].min_correct - 0.9).abs() < 1e-9);
+        assert!((r[0].wall - 2.0 / 3.0).abs() < 1e-9);
+
+        let args = |c: Contender| {
+            c.command(Path::new("x"), 32, Path::new("u.txt"), Path::new("c.cfg"), Path::new("d"), &[])
+                .get_args()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+        };
+        assert!(args(Contender::Curl).windows(2).any(|w| w == ["--parallel-max", "32"]));
+        assert!(args(Contender::Curl).windows(2).any(|w| w == ["-K", "c.cfg"]));
+        assert!(args(Contender::Wget2).windows(2).any(|w| w == ["-P", "d"]));
+        let split = args(Contender::Aria2cSplit);
+        assert!(split.contains(&"-x4".to_string()) && split.windows(2).any(|w| w == ["-j", "32"]));
+        let t = args(Contender::Trident(EngineKind::Threads));
+        assert_eq!(t[..5], ["fetch", "-e", "threads", "-j", "32"]);
+        assert!(!Contender::Aria2cSplit.runs_in(&w));
+    }
+}
