@@ -13,6 +13,8 @@
 //! | `/to-file/NAME` | 302 to `file:///etc/passwd` |
 //! | `/slow/SIZE/CHUNK/MS/NAME` | 200, Content-Length, CHUNK bytes every MS milliseconds |
 //! | `/range/FLAGS/SIZE/NAME` | Range support, see below |
+//! | `/disposition/SIZE/NAME?CD` | 200, `content(NAME, SIZE)`, `Content-Disposition`: CD percent-decoded (raw bytes; none without a query) |
+//! | `/disposition-redirect/SIZE/NAME?CD` | 302 with that `Content-Disposition` to `/disposition/SIZE/NAME` (without one) |
 //!
 //! `/range/...` answers `Range: bytes=N-` with 206 and `Content-Range`,
 //! honours `If-Range` (another validator: 200 and the whole body), sends
@@ -269,6 +271,24 @@ fn respond(state: &State, addr: SocketAddr, req: &Request<Incoming>) -> Response
         ["redirect", "0", size, _] => redirect(&format!("../../../file/{size}/target.bin")),
         ["redirect", n, size, name] => redirect(&format!("http://{addr}/redirect/{}/{size}/{name}", num(n) - 1)),
         ["to-file", _] => redirect("file:///etc/passwd"),
+        ["disposition", size, name] => {
+            let mut r = full(StatusCode::OK, content(name, num(size)));
+            if let Some(query) = req.uri().query() {
+                let raw: Vec<u8> = percent_encoding::percent_decode_str(query).collect();
+                let value = header::HeaderValue::from_bytes(&raw).expect("Content-Disposition value");
+                r.headers_mut().insert(header::CONTENT_DISPOSITION, value);
+            }
+            r
+        }
+        ["disposition-redirect", size, name] => {
+            let mut r = redirect(&format!("/disposition/{size}/{name}"));
+            if let Some(query) = req.uri().query() {
+                let raw: Vec<u8> = percent_encoding::percent_decode_str(query).collect();
+                let value = header::HeaderValue::from_bytes(&raw).expect("Content-Disposition value");
+                r.headers_mut().insert(header::CONTENT_DISPOSITION, value);
+            }
+            r
+        }
         ["slow", size, chunk, ms, name] => {
             streamed(content(name, num(size)), num(chunk), Duration::from_millis(num(ms) as u64), false, true)
         }

@@ -6,6 +6,7 @@ mod util;
 mod bench_fetch;
 mod echo;
 mod fetch;
+mod fetch_disposition;
 mod fetch_input;
 mod fetch_resume;
 mod http_server;

@@ -34,6 +34,17 @@ dots (index.html when empty); it never leaves DIR and no symlink in DIR is
 followed. A taken NAME becomes NAME.1.ext, NAME.2.ext... unless
 --overwrite or --no-clobber.
 
+--content-disposition: NAME comes from the Content-Disposition header of
+the response whose body is saved (after redirects; not from a redirect):
+filename*=UTF-8''... (RFC 8187, percent-decoded) before filename=\"...\"
+(quoted-string escapes undone, not percent-decoded), sanitised as above;
+the URL's name when the header is absent, unparsable or leaves nothing.
+An out= name wins over it. The body is still written to URL-NAME.part, so
+resume works as without the flag (a later run continues URL-NAME.part,
+and the header of the response that continues it names the file), and
+--no-clobber is only decided when the file is moved into place (after
+the download).
+
 Resume: a body sent with a strong ETag or Last-Modified is resumable.
 NAME.part.state (JSON: URL, validator, length, bytes synced) is replaced
 atomically every 4 MiB and when an attempt fails, after the data is synced.
@@ -113,6 +124,11 @@ pub struct FetchArgs {
     /// same URL is always continued, and kept when interrupted).
     #[arg(short = 'c', long = "continue")]
     pub continue_: bool,
+    /// Name files after the Content-Disposition header of the response
+    /// that is saved (filename* preferred), sanitised like any name;
+    /// the URL's name when it gives none.
+    #[arg(long)]
+    pub content_disposition: bool,
     /// Output: text (a line per file as it ends) or json (one document).
     #[arg(short = 'f', long, default_value = "text", value_parser = parse_format)]
     pub format: Format,
@@ -199,6 +215,7 @@ impl FetchArgs {
                 sha256,
                 collision,
                 keep_partial: self.continue_,
+                content_disposition: self.content_disposition,
             },
             format: self.format,
             quiet: self.quiet,

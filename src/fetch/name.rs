@@ -39,6 +39,99 @@ pub fn sanitize(raw: &str) -> Option<String> {
     Some(truncate(trimmed))
 }
 
+/// The file name a `Content-Disposition` header value asks for, sanitised
+/// (see [`sanitize`]); `None` when it names none, cannot be parsed, or
+/// nothing usable is left.
+pub fn name_from_disposition(value: &str) -> Option<String> {
+    sanitize(&disposition_filename(value)?)
+}
+
+/// The raw file name of a `Content-Disposition` header value (RFC 6266):
+/// `filename*` (RFC 8187: `UTF-8` or `ISO-8859-1`, percent-encoded)
+/// preferred over `filename` (token or quoted-string, backslash escapes
+/// undone, not percent-decoded). `None` when neither parses.
+pub fn disposition_filename(value: &str) -> Option<String> {
+    let (mut plain, mut extended) = (None, None);
+    // The first piece is the disposition type (attachment, inline...).
+    for param in split_params(value).into_iter().skip(1) {
+        let Some((key, v)) = param.split_once('=') else { continue };
+        let key = key.trim();
+        if key.eq_ignore_ascii_case("filename*") {
+            if extended.is_none() {
+                extended = decode_ext_value(v.trim());
+            }
+        } else if key.eq_ignore_ascii_case("filename") && plain.is_none() {
+            plain = param_value(v.trim());
+        }
+    }
+    extended.or(plain).filter(|n| !n.is_empty())
+}
+
+/// Splits on `;` outside quoted strings.
+fn split_params(value: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut start, mut quoted, mut escaped) = (0, false, false);
+    for (i, c) in value.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            ';' if !quoted => {
+                out.push(&value[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&value[start..]);
+    out
+}
+
+/// A token, or a quoted-string with its escapes undone (`None` if the
+/// quotes do not close, or something follows them).
+fn param_value(v: &str) -> Option<String> {
+    let Some(inner) = v.strip_prefix('"') else {
+        return (!v.is_empty() && !v.contains('"')).then(|| v.to_string());
+    };
+    let mut out = String::new();
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.push(chars.next()?),
+            '"' => return chars.as_str().trim().is_empty().then_some(out),
+            c => out.push(c),
+        }
+    }
+    None
+}
+
+/// RFC 8187 `charset'[language]'percent-encoded`.
+fn decode_ext_value(v: &str) -> Option<String> {
+    let mut parts = v.splitn(3, '\'');
+    let (charset, _language, encoded) = (parts.next()?, parts.next()?, parts.next()?);
+    let mut bytes = Vec::with_capacity(encoded.len());
+    let mut it = encoded.bytes();
+    while let Some(b) = it.next() {
+        match b {
+            b'%' => {
+                let hi = (it.next()? as char).to_digit(16)?;
+                let lo = (it.next()? as char).to_digit(16)?;
+                bytes.push((hi * 16 + lo) as u8);
+            }
+            // attr-char: no white space, quotes or separators.
+            b if b.is_ascii_graphic() && !b"\"\\;,".contains(&b) => bytes.push(b),
+            _ => return None,
+        }
+    }
+    if charset.eq_ignore_ascii_case("utf-8") {
+        String::from_utf8(bytes).ok()
+    } else if charset.eq_ignore_ascii_case("iso-8859-1") {
+        Some(bytes.into_iter().map(char::from).collect())
+    } else {
+        None
+    }
+}
+
 /// Cuts `name` to [`MAX_NAME_BYTES`] on a character boundary, keeping an
 /// extension of up to 16 bytes.
 fn truncate(name: &str) -> String {
@@ -156,6 +249,63 @@ mod tests {
         assert!(name.len() <= MAX_NAME_BYTES && name.ends_with(".iso"), "{} bytes", name.len());
         let no_ext = "x".repeat(500);
         assert_eq!(sanitize(&no_ext).expect("a name").len(), MAX_NAME_BYTES);
+    }
+
+    #[test]
+    fn content_disposition_table() {
+        let cases: [(&str, Option<&str>); 22] = [
+            // Plain token and quoted string.
+            ("attachment; filename=report.pdf", Some("report.pdf")),
+            ("attachment; filename=\"report.pdf\"", Some("report.pdf")),
+            ("ATTACHMENT;FILENAME = \"a b.txt\" ", Some("a b.txt")),
+            ("inline; filename=\"semi;colon.txt\"; size=3", Some("semi;colon.txt")),
+            // Quoted-string escapes.
+            (r#"attachment; filename="say \"hi\".txt""#, Some("say \"hi\".txt")),
+            (r#"attachment; filename="back\\slash""#, Some("back\\slash")),
+            (r#"attachment; filename="\a\b""#, Some("ab")),
+            // filename* with UTF-8 and percent-encoding.
+            ("attachment; filename*=UTF-8''na%C3%AFve.txt", Some("naïve.txt")),
+            ("attachment; filename*=utf-8'en'%E2%82%AC%20rates.txt", Some("€ rates.txt")),
+            ("attachment; filename*=iso-8859-1''caf%E9.txt", Some("café.txt")),
+            // Both: filename* wins, in either order.
+            ("attachment; filename=\"fallback.txt\"; filename*=UTF-8''%C3%A9t%C3%A9.txt", Some("été.txt")),
+            ("attachment; filename*=UTF-8''%C3%A9t%C3%A9.txt; filename=\"fallback.txt\"", Some("été.txt")),
+            // A broken filename* falls back to filename.
+            ("attachment; filename*=UTF-8''bad%FF.txt; filename=ok.txt", Some("ok.txt")),
+            ("attachment; filename*=KOI8-R''x.txt; filename=ok.txt", Some("ok.txt")),
+            ("attachment; filename*=UTF-8''a%2Gb; filename=ok.txt", Some("ok.txt")),
+            // Garbage.
+            ("attachment", None),
+            ("", None),
+            ("attachment; filename", None),
+            ("attachment; filename=", None),
+            ("attachment; filename=\"unterminated", None),
+            ("attachment; filename=\"x\" trailing", None),
+            ("attachment; filename*=no-quotes", None),
+        ];
+        for (header, want) in cases {
+            assert_eq!(disposition_filename(header).as_deref(), want, "{header:?}");
+        }
+    }
+
+    #[test]
+    fn disposition_names_are_sanitised() {
+        let cases: [(&str, Option<&str>); 9] = [
+            ("attachment; filename=\"../../x\"", Some("x")),
+            ("attachment; filename=\"/etc/x\"", Some("x")),
+            (r#"attachment; filename="..\\x""#, Some("x")),
+            // filename is not percent-decoded: a harmless literal name.
+            ("attachment; filename=\"%2e%2e%2fx\"", Some("%2e%2e%2fx")),
+            // filename* is: the decoded separator counts.
+            ("attachment; filename*=UTF-8''%2e%2e%2fx", Some("x")),
+            ("attachment; filename*=UTF-8''..%2F..%2Fetc%2Fpasswd", Some("passwd")),
+            ("attachment; filename*=UTF-8''a%00b%0A", Some("a_b_")),
+            ("attachment; filename=\"..\"", None),
+            ("attachment; filename*=UTF-8''dir%2F", None),
+        ];
+        for (header, want) in cases {
+            assert_eq!(name_from_disposition(header).as_deref(), want, "{header:?}");
+        }
     }
 
     #[test]

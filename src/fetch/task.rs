@@ -8,7 +8,9 @@
 //! engine), so HTTP/1.1 connections are kept alive and reused per host.
 //! Redirects are followed here, not by the clients, so that the same rules
 //! hold on every engine: http/https only, at most [`MAX_REDIRECTS`], and the
-//! file name always comes from the original URL.
+//! file name always comes from the original URL — or, with
+//! `--content-disposition`, from the `Content-Disposition` header of the
+//! first response whose body is saved (the one after the redirects).
 
 use std::error::Error as StdError;
 use std::io::Read;
@@ -20,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use super::name::name_from_url;
+use super::name::{name_from_disposition, name_from_url};
 use super::retry::{Backoff, StatusClass, classify_status, parse_retry_after};
 use super::store::{Collision, Committed, PartFile, Validators};
 use crate::engine::Task;
@@ -54,6 +56,10 @@ pub struct FetchOptions {
     /// `-c`: keep a resumable `.part` also when the download fails for
     /// good (it is always kept when interrupted), for a later run.
     pub keep_partial: bool,
+    /// `--content-disposition`: name the file after the header of the
+    /// response that is saved, when it gives a usable name (the `.part`
+    /// file is still named after the URL).
+    pub content_disposition: bool,
 }
 
 /// Downloads one URL into a directory.
@@ -231,6 +237,7 @@ struct Head {
     etag: Option<String>,
     last_modified: Option<String>,
     content_range: Option<String>,
+    content_disposition: Option<String>,
 }
 
 impl Head {
@@ -376,6 +383,9 @@ struct Download {
     started: Instant,
     url: Url,
     name: String,
+    /// With `--content-disposition`: the name the header of the first saved
+    /// response gave (`Some(None)`: it gave none, the URL's name stays).
+    disposition: Option<Option<String>>,
     part: Option<PartFile>,
     /// An earlier run's part file was looked for.
     looked_for_part: bool,
@@ -407,7 +417,14 @@ impl Download {
             Err(why) => return Err(early(Status::BadUrl, None, Some(why))),
         };
         let name = task.name.clone().unwrap_or_else(|| name_from_url(&url));
-        if task.options.collision == Collision::NoClobber && std::fs::symlink_metadata(task.dir.join(&name)).is_ok() {
+        // An explicit name (out=) wins over the header.
+        let by_header = task.options.content_disposition && task.name.is_none();
+        // With the name still to come from the header, --no-clobber is
+        // decided when the file is committed.
+        if !by_header
+            && task.options.collision == Collision::NoClobber
+            && std::fs::symlink_metadata(task.dir.join(&name)).is_ok()
+        {
             return Err(early(Status::Skipped, Some(name), None));
         }
         let started = Instant::now();
@@ -417,6 +434,7 @@ impl Download {
             started,
             url,
             name,
+            disposition: (!by_header).then_some(None),
             part: None,
             looked_for_part: false,
             attempts: 0,
@@ -458,8 +476,22 @@ impl Download {
         }
     }
 
+    /// Takes the file name from the first saved response's
+    /// `Content-Disposition`, once, when asked to.
+    fn name_from_head(&mut self, head: &Head) {
+        if self.disposition.is_none() {
+            self.disposition = Some(head.content_disposition.as_deref().and_then(name_from_disposition));
+        }
+    }
+
+    /// The name the file is committed under.
+    fn final_name(&self) -> String {
+        self.disposition.clone().flatten().unwrap_or_else(|| self.name.clone())
+    }
+
     /// The part file, emptied for a new whole body described by `head`.
     fn begin_body(&mut self, head: &Head) -> Result<&mut PartFile, Failure> {
+        self.name_from_head(head);
         let mut part = match self.part.take() {
             Some(mut p) => {
                 p.reset().map_err(|e| local("cannot truncate the .part file", &e))?;
@@ -472,8 +504,9 @@ impl Download {
         Ok(self.part.insert(part))
     }
 
-    /// The part file continues with the rest of the body.
-    fn continue_body(&mut self, offset: u64) -> Result<(), Failure> {
+    /// The part file continues with the rest of the body (`head`: the 206).
+    fn continue_body(&mut self, head: &Head, offset: u64) -> Result<(), Failure> {
+        self.name_from_head(head);
         let part = self.part.as_mut().ok_or_else(|| fatal(Status::LocalError, "no .part file"))?;
         part.continued_at(offset);
         Ok(())
@@ -639,6 +672,7 @@ fn ureq_head(r: &ureq::Response) -> Head {
         etag: r.header("etag").map(String::from),
         last_modified: r.header("last-modified").map(String::from),
         content_range: r.header("content-range").map(String::from),
+        content_disposition: r.header("content-disposition").map(String::from),
     }
 }
 
@@ -684,7 +718,7 @@ fn attempt_blocking(agent: &ureq::Agent, dl: &mut Download) -> Result<FetchResul
                 expected
             }
             Ok(Next::Rest { total }) => {
-                dl.continue_body(resume.as_ref().map_or(0, |r| r.offset))?;
+                dl.continue_body(&head, resume.as_ref().map_or(0, |r| r.offset))?;
                 Some(total)
             }
             Err(failure) => {
@@ -707,7 +741,7 @@ fn attempt_blocking(agent: &ureq::Agent, dl: &mut Download) -> Result<FetchResul
         }
         dl.verify(expected)?;
         let part = dl.part.take().ok_or_else(|| fatal(Status::LocalError, "no .part file"))?;
-        let outcome = finish(part, &dl.task, &dl.name);
+        let outcome = finish(part, &dl.task, &dl.final_name());
         return dl.committed(outcome);
     }
 }
@@ -776,6 +810,12 @@ fn reqwest_head(r: &reqwest::Response) -> Head {
         etag: header("etag"),
         last_modified: header("last-modified"),
         content_range: header("content-range"),
+        // Raw UTF-8 names are common: not only visible ASCII.
+        content_disposition: r
+            .headers()
+            .get("content-disposition")
+            .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
+            .map(String::from),
     }
 }
 
@@ -852,7 +892,7 @@ async fn attempt_async(client: &reqwest::Client, dl: &mut Download) -> Result<Fe
                 expected
             }
             Ok(Next::Rest { total }) => {
-                dl.continue_body(resume.as_ref().map_or(0, |r| r.offset))?;
+                dl.continue_body(&head, resume.as_ref().map_or(0, |r| r.offset))?;
                 Some(total)
             }
             Err(failure) => {
@@ -874,7 +914,7 @@ async fn attempt_async(client: &reqwest::Client, dl: &mut Download) -> Result<Fe
         }
         dl.verify(expected)?;
         let part = dl.part.take().ok_or_else(|| fatal(Status::LocalError, "no .part file"))?;
-        let (task, name) = (dl.task.clone(), dl.name.clone());
+        let (task, name) = (dl.task.clone(), dl.final_name());
         // fsync and rename block: keep them off the runtime's threads.
         let outcome = tokio::task::spawn_blocking(move || finish(part, &task, &name))
             .await
@@ -990,6 +1030,7 @@ mod tests {
             etag: None,
             last_modified: None,
             content_range: None,
+            content_disposition: None,
         }
     }
 
@@ -1042,6 +1083,7 @@ mod tests {
                 sha256: Some([7; 32]),
                 collision: Collision::NoClobber,
                 keep_partial: true,
+                content_disposition: true,
             },
         };
         let bytes = postcard::to_stdvec(&task).expect("encode");
