@@ -1,6 +1,7 @@
 //! Small OS facts and knobs (Linux): open-file limit, process-tree memory.
 
 use std::fs;
+use std::io;
 
 /// Raises the soft open-file limit to the hard one and returns the new soft
 /// limit. Scans need one descriptor per probe in flight.
@@ -64,4 +65,27 @@ pub fn pss_kib(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("Pss:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// For a worker process, between fork and exec (a `pre_exec` closure): die
+/// with the parent (`PR_SET_PDEATHSIG`, checked against a parent `parent`
+/// that died before the prctl took effect), and ignore the terminal's
+/// Ctrl-C, which reaches the whole foreground group: the parent decides
+/// when its workers stop.
+///
+/// # Safety
+/// Only between fork and exec; it calls async-signal-safe functions only
+/// (prctl, getppid, signal, _exit).
+pub unsafe fn become_worker_of(parent: u32) -> io::Result<()> {
+    // SAFETY: async-signal-safe calls, as the caller guarantees the context.
+    unsafe {
+        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if libc::getppid() as u32 != parent {
+            libc::_exit(1);
+        }
+        libc::signal(libc::SIGINT, libc::SIG_IGN);
+    }
+    Ok(())
 }

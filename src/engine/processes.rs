@@ -119,22 +119,10 @@ impl<T: Task> Pool<T> {
         let parent = std::process::id();
         let mut cmd = Command::new(&self.exe);
         cmd.arg(WORKER_SUBCOMMAND).arg(T::NAME).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
-        // SAFETY: the closure runs between fork and exec and only calls
-        // async-signal-safe functions (prctl, getppid, signal, _exit).
+        // SAFETY: the closure runs between fork and exec; become_worker_of
+        // only calls async-signal-safe functions.
         unsafe {
-            cmd.pre_exec(move || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                // The parent may have died before prctl took effect.
-                if libc::getppid() as u32 != parent {
-                    libc::_exit(1);
-                }
-                // Ctrl-C goes to the whole foreground group; the parent
-                // decides when workers stop, so they ignore it.
-                libc::signal(libc::SIGINT, libc::SIG_IGN);
-                Ok(())
-            });
+            cmd.pre_exec(move || crate::sys::become_worker_of(parent));
         }
         let mut child = cmd.spawn()?;
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {

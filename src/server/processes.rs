@@ -94,17 +94,10 @@ fn spawn_worker(exe: &PathBuf, args: &[String], fd: RawFd) -> io::Result<Child> 
     let mut cmd = Command::new(exe);
     cmd.arg(WORKER_SUBCOMMAND).args(args).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::inherit());
     // SAFETY: the closure runs between fork and exec and only calls
-    // async-signal-safe functions (prctl, getppid, signal, fcntl, _exit).
+    // async-signal-safe functions (those of become_worker_of, and fcntl).
     unsafe {
         cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // The parent may have died before prctl took effect.
-            if libc::getppid() as u32 != parent {
-                libc::_exit(1);
-            }
-            libc::signal(libc::SIGINT, libc::SIG_IGN);
+            crate::sys::become_worker_of(parent)?;
             // Let the listening socket survive exec, in this child only.
             let flags = libc::fcntl(fd, libc::F_GETFD);
             if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
