@@ -37,7 +37,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::measure::measure_with_limit;
-use super::report::{self, find_program, median};
+use super::report::{find_program, median};
 use crate::engine::EngineKind;
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -1053,40 +1053,10 @@ pub fn run(config: &FetchBenchConfig) -> anyhow::Result<BenchReport> {
         ratios,
     };
     if let Some(dir) = &config.out {
-        write_out(dir, &report)?;
+        super::report::write_out(dir, &report.runs, &report)?;
         println!("\nwrote {}/runs.csv and {}/summary.json", dir.display(), dir.display());
     }
     Ok(report)
-}
-
-fn write_out(dir: &Path, report: &BenchReport) -> anyhow::Result<()> {
-    let mut csv = String::from(
-        "workload,tool,run,wall_s,cpu_s,peak_rss_mib,peak_pss_mib,files_per_s,mib_per_s,files_expected,files_ok,missing,wrong_size,wrong_sha256,extra,timed_out,exit_code\n",
-    );
-    for r in &report.runs {
-        let _ = writeln!(
-            csv,
-            "{},{},{},{:.6},{:.6},{:.3},{:.3},{:.3},{:.3},{},{},{},{},{},{},{},{}",
-            r.workload,
-            r.tool,
-            r.run,
-            r.wall_s,
-            r.cpu_s,
-            r.peak_rss_mib,
-            r.peak_pss_mib,
-            r.files_per_s,
-            r.mib_per_s,
-            r.files_expected,
-            r.files_ok,
-            r.missing,
-            r.wrong_size,
-            r.wrong_sha256,
-            r.extra,
-            r.timed_out,
-            r.exit_code.map(|c| c.to_string()).unwrap_or_default()
-        );
-    }
-    report::write_out(dir, csv, report)
 }
 
 #[cfg(test)]

@@ -29,11 +29,16 @@ pub fn find_program(program: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Writes `csv` as DIR/runs.csv and `report` as DIR/summary.json (pretty),
-/// creating DIR.
-pub fn write_out(dir: &Path, csv: String, report: &impl Serialize) -> anyhow::Result<()> {
+/// Writes `runs` as DIR/runs.csv (a header from the record's fields, one
+/// row per run) and `report` as DIR/summary.json (pretty), creating DIR.
+pub fn write_out<R: Serialize>(dir: &Path, runs: &[R], report: &impl Serialize) -> anyhow::Result<()> {
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    for (name, bytes) in [("runs.csv", csv.into_bytes()), ("summary.json", serde_json::to_vec_pretty(report)?)] {
+    let mut csv = csv::Writer::from_writer(Vec::new());
+    for run in runs {
+        csv.serialize(run)?;
+    }
+    let csv = csv.into_inner().map_err(|e| anyhow::anyhow!("cannot write runs.csv: {e}"))?;
+    for (name, bytes) in [("runs.csv", csv), ("summary.json", serde_json::to_vec_pretty(report)?)] {
         let file = AtomicFile::create(&dir.join(name))?;
         std::io::Write::write_all(&mut file.file()?, &bytes)?;
         file.commit()?;

@@ -11,7 +11,6 @@
 //! counts on a noisy machine.
 
 use std::collections::BTreeSet;
-use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,7 +22,7 @@ use serde::Serialize;
 use super::loopback::LoopbackTarget;
 use super::measure::{Measurement, measure_with_limit};
 pub use super::report::find_program;
-use super::report::{self, median};
+use super::report::median;
 use crate::engine::EngineKind;
 
 /// A program being compared.
@@ -340,7 +339,11 @@ pub fn run(config: &ScanBenchConfig) -> anyhow::Result<BenchReport> {
     if contenders.is_empty() {
         bail!("nothing to run");
     }
-    let target = start_target(&config.target)?;
+    let mut target = start_target(&config.target)?;
+    // The truth of what is scanned: open ports outside `--ports` are not
+    // expected of anyone.
+    let scanned = crate::scan::PortList::parse(&config.ports).map_err(|e| anyhow::anyhow!(e))?;
+    target.truth.retain(|p| scanned.as_slice().binary_search(p).is_ok());
     let labels: Vec<String> = contenders.iter().map(|(c, _)| c.label()).collect();
     let peers: Vec<String> = contenders.iter().filter(|(c, _)| c.is_peer()).map(|(c, _)| c.label()).collect();
     println!(
@@ -425,34 +428,10 @@ pub fn run(config: &ScanBenchConfig) -> anyhow::Result<BenchReport> {
         ratios,
     };
     if let Some(dir) = &config.out {
-        write_out(dir, &report)?;
+        super::report::write_out(dir, &report.runs, &report)?;
         println!("\nwrote {}/runs.csv and {}/summary.json", dir.display(), dir.display());
     }
     Ok(report)
-}
-
-fn write_out(dir: &Path, report: &BenchReport) -> anyhow::Result<()> {
-    let mut csv = String::from(
-        "tool,run,wall_s,cpu_s,peak_rss_mib,peak_pss_mib,recall,false_positives,found,timed_out,exit_code\n",
-    );
-    for r in &report.runs {
-        let _ = writeln!(
-            csv,
-            "{},{},{:.6},{:.6},{:.3},{:.3},{:.6},{},{},{},{}",
-            r.tool,
-            r.run,
-            r.wall_s,
-            r.cpu_s,
-            r.peak_rss_mib,
-            r.peak_pss_mib,
-            r.recall,
-            r.false_positives,
-            r.found,
-            r.timed_out,
-            r.exit_code.map(|c| c.to_string()).unwrap_or_default()
-        );
-    }
-    report::write_out(dir, csv, report)
 }
 
 #[cfg(test)]
