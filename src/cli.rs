@@ -373,24 +373,35 @@ Examples:
 Lab targets need root (network namespaces); loopback does not. Peers are
 looked up on PATH and in /opt/<name>/bin; missing ones are skipped.";
 
-/// `trident bench scan` options.
+/// What every `trident bench` workload takes.
 #[derive(Debug, Args)]
-pub struct BenchScanArgs {
-    /// Target: a lab preset (full, full-latency, clean) or loopback.
-    #[arg(long, default_value = "full")]
-    pub lab: String,
+pub struct BenchRunArgs {
     /// trident engines to run (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "threads,processes,async", value_parser = parse_engine)]
     pub engines: Vec<EngineKind>,
-    /// Peers to run when installed: nmap, rustscan, rustscan-default, or none.
-    #[arg(long = "vs", value_delimiter = ',', default_value = "nmap,rustscan")]
-    pub peers: Vec<String>,
     /// Recorded runs per contender.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     pub runs: u32,
     /// Unrecorded warm-up runs per contender.
     #[arg(long, default_value_t = 1)]
     pub warmup: u32,
+    /// Write runs.csv and summary.json into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+/// `trident bench scan` options.
+#[derive(Debug, Args)]
+pub struct BenchScanArgs {
+    /// Target: a lab preset (full, full-latency, clean) or loopback.
+    #[arg(long, default_value = "full")]
+    pub lab: String,
+    /// Engines, rounds and output directory.
+    #[command(flatten)]
+    pub run: BenchRunArgs,
+    /// Peers to run when installed: nmap, rustscan, rustscan-default, or none.
+    #[arg(long = "vs", value_delimiter = ',', default_value = "nmap,rustscan")]
+    pub peers: Vec<String>,
     /// Ports every contender scans.
     #[arg(short = 'p', long, default_value = "1-65535")]
     pub ports: String,
@@ -400,9 +411,6 @@ pub struct BenchScanArgs {
     /// Kill any run that takes longer than this.
     #[arg(long, value_name = "DUR", default_value = "300s", value_parser = parse_duration)]
     pub time_limit: Duration,
-    /// Write runs.csv and summary.json into DIR.
-    #[arg(long, value_name = "DIR")]
-    pub out: Option<PathBuf>,
 }
 
 impl BenchScanArgs {
@@ -418,14 +426,14 @@ impl BenchScanArgs {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(crate::bench::scan::ScanBenchConfig {
             target: self.lab,
-            engines: self.engines,
+            engines: self.run.engines,
             peers,
-            runs: self.runs,
-            warmup: self.warmup,
+            runs: self.run.runs,
+            warmup: self.run.warmup,
             ports: ports.to_string(),
             scan_args: self.scan_args.map(|a| a.split_whitespace().map(String::from).collect()).unwrap_or_default(),
             time_limit: self.time_limit,
-            out: self.out,
+            out: self.run.out,
         })
     }
 }
@@ -460,18 +468,12 @@ pub struct BenchFetchArgs {
     /// Workload: small, large or both.
     #[arg(long, default_value = "both", value_parser = ["small", "large", "both"])]
     pub workload: String,
-    /// trident engines to run (comma-separated).
-    #[arg(long, value_delimiter = ',', default_value = "threads,processes,async", value_parser = parse_engine)]
-    pub engines: Vec<EngineKind>,
+    /// Engines, rounds and output directory.
+    #[command(flatten)]
+    pub run: BenchRunArgs,
     /// Peers to run when installed: curl, wget2, aria2c, aria2c-x4, or none.
     #[arg(long = "vs", value_delimiter = ',', default_value = "curl,wget2,aria2c,aria2c-x4")]
     pub peers: Vec<String>,
-    /// Recorded runs per contender.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
-    pub runs: u32,
-    /// Unrecorded warm-up runs per contender.
-    #[arg(long, default_value_t = 1)]
-    pub warmup: u32,
     /// Multiplies the small workload's file count and the large one's file
     /// size (e.g. 0.25 for a quick run).
     #[arg(long, value_name = "F", default_value_t = 1.0)]
@@ -503,9 +505,6 @@ pub struct BenchFetchArgs {
     /// Kill any run that takes longer than this.
     #[arg(long, value_name = "DUR", default_value = "300s", value_parser = parse_duration)]
     pub time_limit: Duration,
-    /// Write runs.csv and summary.json into DIR.
-    #[arg(long, value_name = "DIR")]
-    pub out: Option<PathBuf>,
 }
 
 impl BenchFetchArgs {
@@ -545,14 +544,14 @@ impl BenchFetchArgs {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(FetchBenchConfig {
             workloads,
-            engines: self.engines,
+            engines: self.run.engines,
             peers,
-            runs: self.runs,
-            warmup: self.warmup,
+            runs: self.run.runs,
+            warmup: self.run.warmup,
             server: self.server,
             fetch_args: self.fetch_args.map(|a| a.split_whitespace().map(String::from).collect()).unwrap_or_default(),
             time_limit: self.time_limit,
-            out: self.out,
+            out: self.run.out,
         })
     }
 }
