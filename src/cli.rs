@@ -44,6 +44,9 @@ pub enum Command {
     /// with "Server received: <chunk>".
     #[command(subcommand, after_help = ECHO_EXAMPLES)]
     Echo(EchoCommand),
+    /// A chat server that IRC clients can use, on any engine.
+    #[command(subcommand, after_help = crate::chat::cli::CHAT_EXAMPLES)]
+    Chat(crate::chat::cli::ChatCommand),
     /// Start listeners on a loopback address, scan them with every engine,
     /// and compare what each found, how long it took, and what it cost.
     Demo(DemoArgs),
@@ -181,6 +184,12 @@ pub struct ServeWorkerArgs {
     /// Grace period for connections on shutdown, in milliseconds.
     #[arg(long, default_value_t = 2000)]
     pub grace_ms: u64,
+    /// The inherited Unix socket to the hub process (chat).
+    #[arg(long)]
+    pub hub_fd: Option<i32>,
+    /// This worker's number (chat).
+    #[arg(long, default_value_t = 0)]
+    pub worker_id: u64,
 }
 
 impl ServeWorkerArgs {

@@ -80,6 +80,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Exit> {
             Ok(fetch::exit_status(summary.exit_code))
         }
         Command::Echo(command) => echo::run(command, install_interrupt_handler),
+        Command::Chat(command) => chat::cli::run(command, install_interrupt_handler),
         Command::ServeWorker(args) => serve_worker(&args),
         Command::Demo(args) => demo::run(&args),
         Command::Lab(args) => lab::cli::run(args),
@@ -119,6 +120,16 @@ fn serve_worker(args: &cli::ServeWorkerArgs) -> anyhow::Result<Exit> {
     let worker_args = args.worker_args();
     match args.protocol.as_str() {
         echo::Echo::NAME => server::processes::worker::<echo::Echo>(&worker_args)?,
+        chat::serve::processes::NAME => {
+            let hub_fd = args.hub_fd.ok_or_else(|| BadInput("a chat worker needs --hub-fd".into()))?;
+            chat::serve::processes::worker(&chat::serve::processes::WorkerArgs {
+                fd: args.fd,
+                hub_fd,
+                worker: args.worker_id,
+                config: args.config.clone(),
+                grace: worker_args.grace,
+            })?;
+        }
         other => return Err(BadInput(format!("unknown server protocol {other:?}")).into()),
     }
     Ok(Exit::Success)

@@ -15,7 +15,7 @@ use std::collections::VecDeque;
 pub const MAX_LINE: usize = 512;
 
 /// What the reader found in the stream, in stream order.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum LineEvent {
     /// A complete line, without its terminator; never empty (empty lines are
     /// skipped, as RFC 1459 asks).

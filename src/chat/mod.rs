@@ -18,10 +18,12 @@
 //! its own. Clocks and limits (flood control, send queues, timeouts) stay
 //! in the shell.
 
+pub mod cli;
 pub mod hub;
 pub mod line;
 pub mod message;
 pub mod names;
+pub mod serve;
 
 pub use hub::{ClientId, Delivery, Hub, HubConfig, Line, Outbox, Timestamp};
 pub use line::{LineEvent, LineReader, MAX_LINE};

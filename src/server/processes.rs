@@ -53,9 +53,16 @@ const DEATH_WINDOW: Duration = Duration::from_secs(10);
 /// The worker processes; dropping it stops (stdin EOF), waits for, kills
 /// if needed and reaps all of them.
 #[derive(Debug)]
-struct Workers {
-    children: Vec<Child>,
+pub(crate) struct Workers {
+    pub(crate) children: Vec<Child>,
     grace: Duration,
+}
+
+impl Workers {
+    /// None yet; on drop, each gets `grace` (plus the flush) to stop.
+    pub(crate) fn new(grace: Duration) -> Workers {
+        Workers { children: Vec::new(), grace }
+    }
 }
 
 impl Drop for Workers {
@@ -82,14 +89,17 @@ impl Drop for Workers {
     }
 }
 
-fn worker_exe() -> io::Result<PathBuf> {
+pub(crate) fn worker_exe() -> io::Result<PathBuf> {
     match std::env::var_os(WORKER_EXE_ENV) {
         Some(exe) => Ok(PathBuf::from(exe)),
         None => std::env::current_exe(),
     }
 }
 
-fn spawn_worker(exe: &PathBuf, args: &[String], fd: RawFd) -> io::Result<Child> {
+/// Starts `exe __serve-worker ARGS` with `fds` inherited (their
+/// close-on-exec flag cleared in the child only).
+pub(crate) fn spawn_worker(exe: &std::path::Path, args: &[String], fds: &[RawFd]) -> io::Result<Child> {
+    let fds = fds.to_vec();
     let parent = std::process::id();
     let mut cmd = Command::new(exe);
     cmd.arg(WORKER_SUBCOMMAND).args(args).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::inherit());
@@ -98,10 +108,12 @@ fn spawn_worker(exe: &PathBuf, args: &[String], fd: RawFd) -> io::Result<Child> 
     unsafe {
         cmd.pre_exec(move || {
             crate::sys::become_worker_of(parent)?;
-            // Let the listening socket survive exec, in this child only.
-            let flags = libc::fcntl(fd, libc::F_GETFD);
-            if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
-                return Err(io::Error::last_os_error());
+            // Let the sockets survive exec, in this child only.
+            for &fd in &fds {
+                let flags = libc::fcntl(fd, libc::F_GETFD);
+                if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
             }
             Ok(())
         });
@@ -130,7 +142,7 @@ pub(crate) fn serve<P: Protocol>(
     ];
     let mut workers = Workers { children: Vec::with_capacity(config.workers), grace: config.grace };
     for _ in 0..config.workers.max(1) {
-        let child = spawn_worker(&exe, &args, fd)
+        let child = spawn_worker(&exe, &args, &[fd])
             .map_err(|e| anyhow::anyhow!("cannot start a server worker process ({}): {e}", exe.display()))?;
         workers.children.push(child);
     }
@@ -152,7 +164,7 @@ pub(crate) fn serve<P: Protocol>(
                 );
             }
             eprintln!("trident: server worker process {} exited ({status}); starting another", child.id());
-            *child = spawn_worker(&exe, &args, fd)?;
+            *child = spawn_worker(&exe, &args, &[fd])?;
         }
     }
     // The parent's copy of the socket is not needed any more; workers close
@@ -181,6 +193,13 @@ pub fn worker<P: Protocol>(args: &WorkerArgs) -> anyhow::Result<()> {
     let listener = inherited_listener(args.fd)?;
     let interrupt = Interrupt::new();
     signal_hook::flag::register(signal_hook::consts::SIGTERM, interrupt.flag())?;
+    stop_on_stdin_eof(&interrupt)?;
+    super::tokio::serve::<P>(listener, Arc::new(config), 1, args.grace, &interrupt)?;
+    Ok(())
+}
+
+/// Sets `interrupt` when stdin (the control pipe from the parent) ends.
+pub(crate) fn stop_on_stdin_eof(interrupt: &Interrupt) -> io::Result<()> {
     let stop = interrupt.clone();
     thread::Builder::new().name("trident-control".into()).stack_size(64 * 1024).spawn(move || {
         // Anything but data (EOF, an error) means the parent is done with us.
@@ -189,13 +208,12 @@ pub fn worker<P: Protocol>(args: &WorkerArgs) -> anyhow::Result<()> {
         while matches!(stdin.read(&mut buf), Ok(n) if n > 0) {}
         stop.trigger();
     })?;
-    super::tokio::serve::<P>(listener, Arc::new(config), 1, args.grace, &interrupt)?;
     Ok(())
 }
 
 /// Takes ownership of descriptor `fd` after checking that it is an open
 /// listening socket.
-fn inherited_listener(fd: RawFd) -> anyhow::Result<TcpListener> {
+pub(crate) fn inherited_listener(fd: RawFd) -> anyhow::Result<TcpListener> {
     // SAFETY: fcntl(F_GETFD) on any integer only reads descriptor flags.
     if fd < 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
         anyhow::bail!("descriptor {fd} is not open (start server workers through `trident echo serve -e processes`)");

@@ -1,0 +1,261 @@
+//! The server side of the hub: the [`Hub`] plus what it needs from a
+//! server and does not know itself — admission (max clients, per-IP
+//! limit), registration timeouts, send-queue overflows — and the routing
+//! of its [`Outbox`] to connections through a [`Router`].
+//!
+//! One `Core` per server: behind a mutex in the async and threads engines,
+//! in the parent process of the processes engine. Every connection gets
+//! exactly one [`Core::connect`] and one [`Core::gone`]; between them, its
+//! events in order.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use crate::chat::message::Message;
+use crate::chat::{ClientId, Hub, Line, LineEvent, Outbox};
+
+use super::Limits;
+
+/// Where the hub's lines go: connections in this process, or the worker
+/// processes that hold them.
+pub(crate) trait Router {
+    /// Queues `line` for `to`; false if that overflowed `to`'s send queue
+    /// (the core then closes it with "SendQ exceeded").
+    fn deliver(&mut self, to: ClientId, line: &Line) -> bool;
+    /// `id` is to be closed once what was delivered to it is written.
+    fn close(&mut self, id: ClientId);
+}
+
+/// The hub and the server-wide limits; see the module documentation.
+#[derive(Debug)]
+pub(crate) struct Core {
+    hub: Hub,
+    limits: Limits,
+    /// Every admitted connection and its address.
+    clients: HashMap<ClientId, IpAddr>,
+    per_ip: HashMap<IpAddr, usize>,
+    /// Admitted connections in connection order, for the registration
+    /// timeout (same timeout for all: the front expires first).
+    unregistered: VecDeque<(Instant, ClientId)>,
+    outbox: Outbox,
+}
+
+/// Seconds since the epoch, for the hub.
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+impl Core {
+    pub fn new(hub: Hub, limits: Limits) -> Core {
+        Core {
+            hub,
+            limits,
+            clients: HashMap::new(),
+            per_ip: HashMap::new(),
+            unregistered: VecDeque::new(),
+            outbox: Outbox::new(),
+        }
+    }
+
+    /// Admitted connections.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// The connections whose id satisfies `pick` (a dead worker's).
+    pub fn ids(&self, pick: impl Fn(ClientId) -> bool) -> Vec<ClientId> {
+        self.clients.keys().copied().filter(|&id| pick(id)).collect()
+    }
+
+    /// A new connection from `ip`: admitted, or told why not and closed.
+    pub fn connect(&mut self, id: ClientId, ip: IpAddr, now: Instant, router: &mut impl Router) {
+        let ip = canonical(ip);
+        let from_ip = self.per_ip.get(&ip).copied().unwrap_or(0);
+        let refusal = if self.clients.len() >= self.limits.max_clients {
+            Some("Server is full")
+        } else if from_ip >= self.limits.max_per_ip {
+            Some("Too many connections from your address")
+        } else {
+            None
+        };
+        if let Some(why) = refusal {
+            let text = format!("Closing Link: {ip} ({why})");
+            let line: Line = format!("{}\r\n", Message::new("ERROR").trailing(&text).to_line()).into();
+            router.deliver(id, &line);
+            router.close(id);
+            return;
+        }
+        self.hub.connect(id, &ip.to_string());
+        self.clients.insert(id, ip);
+        *self.per_ip.entry(ip).or_default() += 1;
+        self.unregistered.push_back((now + self.limits.registration_timeout, id));
+    }
+
+    /// `id`'s next line events, in order.
+    pub fn events(&mut self, id: ClientId, events: impl IntoIterator<Item = LineEvent>, router: &mut impl Router) {
+        let now = unix_now();
+        for event in events {
+            self.hub.handle_event(id, &event, now, &mut self.outbox);
+        }
+        self.route(router);
+    }
+
+    /// The server closes `id` (ping timeout, flood, send queue...): its
+    /// channels see it quit with `reason`, it gets an ERROR line.
+    pub fn close(&mut self, id: ClientId, reason: &str, router: &mut impl Router) {
+        if self.hub.contains(id) {
+            self.hub.close(id, reason, &mut self.outbox);
+            self.route(router);
+        } else {
+            router.close(id);
+        }
+    }
+
+    /// `id`'s connection has ended (every connection ends with this once).
+    pub fn gone(&mut self, id: ClientId, reason: &str, router: &mut impl Router) {
+        if let Some(ip) = self.clients.remove(&id) {
+            if let Some(n) = self.per_ip.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_ip.remove(&ip);
+                }
+            }
+        }
+        self.hub.disconnected(id, reason, &mut self.outbox);
+        self.route(router);
+    }
+
+    /// Closes the connections whose registration time is up.
+    pub fn expire(&mut self, now: Instant, router: &mut impl Router) {
+        while let Some(&(deadline, id)) = self.unregistered.front() {
+            if deadline > now {
+                break;
+            }
+            self.unregistered.pop_front();
+            if self.hub.contains(id) && !self.hub.is_registered(id) {
+                self.hub.close(id, "Registration timed out", &mut self.outbox);
+            }
+        }
+        self.route(router);
+    }
+
+    /// Sends the outbox; clients whose queue overflows are closed, which
+    /// may send more (their quits), until nothing is left.
+    fn route(&mut self, router: &mut impl Router) {
+        let mut overflowed = Vec::new();
+        while !self.outbox.is_empty() {
+            let Outbox { deliveries, closes } = std::mem::take(&mut self.outbox);
+            for delivery in &deliveries {
+                if !router.deliver(delivery.to, &delivery.line) {
+                    overflowed.push(delivery.to);
+                }
+            }
+            for &id in &closes {
+                router.close(id);
+            }
+            // Keep the allocations for the next call.
+            let mut deliveries = deliveries;
+            deliveries.clear();
+            self.outbox.deliveries = deliveries;
+            for id in overflowed.drain(..) {
+                self.hub.close(id, "SendQ exceeded", &mut self.outbox);
+            }
+        }
+    }
+}
+
+/// `::ffff:a.b.c.d` counts as `a.b.c.d` for the per-address limit.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::chat::HubConfig;
+
+    /// Records what the core routes; overflows the clients in `full`.
+    #[derive(Default)]
+    struct Recorder {
+        lines: Vec<(ClientId, String)>,
+        closed: Vec<ClientId>,
+        full: Vec<ClientId>,
+    }
+
+    impl Router for Recorder {
+        fn deliver(&mut self, to: ClientId, line: &Line) -> bool {
+            if self.full.contains(&to) {
+                return false;
+            }
+            self.lines.push((to, line.to_string()));
+            true
+        }
+        fn close(&mut self, id: ClientId) {
+            self.closed.push(id);
+        }
+    }
+
+    fn core(limits: Limits) -> Core {
+        Core::new(Hub::new(HubConfig::default(), 0), limits)
+    }
+
+    fn register(core: &mut Core, r: &mut Recorder, id: u64, nick: &str) {
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        core.connect(ClientId(id), ip, Instant::now(), r);
+        let lines = [format!("NICK {nick}"), format!("USER {nick} 0 * :{nick}")];
+        core.events(ClientId(id), lines.into_iter().map(LineEvent::Line), r);
+    }
+
+    #[test]
+    fn over_the_per_ip_limit_a_connection_gets_an_error_line_and_is_closed() {
+        let mut core = core(Limits { max_per_ip: 1, ..Limits::default() });
+        let mut r = Recorder::default();
+        let ip: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        core.connect(ClientId(1), ip, Instant::now(), &mut r);
+        core.connect(ClientId(2), "127.0.0.1".parse().unwrap(), Instant::now(), &mut r);
+        assert_eq!(
+            r.lines,
+            [(ClientId(2), "ERROR :Closing Link: 127.0.0.1 (Too many connections from your address)\r\n".into())]
+        );
+        assert_eq!(r.closed, [ClientId(2)]);
+        assert_eq!(core.len(), 1);
+        core.gone(ClientId(1), "bye", &mut r);
+        core.connect(ClientId(3), "127.0.0.1".parse().unwrap(), Instant::now(), &mut r);
+        assert_eq!(core.len(), 1, "the address's slot was freed");
+    }
+
+    #[test]
+    fn a_send_queue_overflow_closes_the_client_and_its_channels_see_it_quit() {
+        let mut core = core(Limits::default());
+        let mut r = Recorder::default();
+        register(&mut core, &mut r, 1, "alice");
+        register(&mut core, &mut r, 2, "bob");
+        core.events(ClientId(1), [LineEvent::Line("JOIN #a".into())], &mut r);
+        core.events(ClientId(2), [LineEvent::Line("JOIN #a".into())], &mut r);
+        r.lines.clear();
+        r.full.push(ClientId(2));
+        core.events(ClientId(1), [LineEvent::Line("PRIVMSG #a :hi".into())], &mut r);
+        assert_eq!(r.lines, [(ClientId(1), ":bob!bob@127.0.0.1 QUIT :SendQ exceeded\r\n".into())]);
+        assert_eq!(r.closed, [ClientId(2)]);
+    }
+
+    #[test]
+    fn unregistered_connections_time_out_and_registered_ones_do_not() {
+        let timeout = Duration::from_secs(5);
+        let mut core = core(Limits { registration_timeout: timeout, ..Limits::default() });
+        let mut r = Recorder::default();
+        register(&mut core, &mut r, 1, "alice");
+        core.connect(ClientId(2), "127.0.0.1".parse().unwrap(), Instant::now(), &mut r);
+        r.lines.clear();
+        core.expire(Instant::now() + timeout + Duration::from_secs(1), &mut r);
+        assert_eq!(r.closed, [ClientId(2)]);
+        assert_eq!(r.lines, [(ClientId(2), "ERROR :Closing Link: 127.0.0.1 (Registration timed out)\r\n".into())]);
+    }
+}

@@ -1,0 +1,278 @@
+//! `trident chat serve`: the chat hub ([`crate::chat::hub`]) served on any
+//! of the three engines.
+//!
+//! Unlike the echo server, a chat connection is not alone: a line from one
+//! client is delivered to many others, so the shell around the sans-IO
+//! core has three parts, shared by the engines:
+//! - [`core::Core`]: the one [`Hub`] of the server, plus admission
+//!   (max clients, per-IP limit) and registration timeouts; it routes the
+//!   hub's outbox through a [`core::Router`];
+//! - [`conn::Conn`]: each connection's bounded send queue, written in order
+//!   and coalesced by the connection's owner;
+//! - [`session::Session`]: each connection's line reader, flood bucket and
+//!   keep-alive clock.
+//!
+//! Engines differ only in who owns what:
+//! - **async** ([`tokio`]): a task per connection; the core behind a mutex
+//!   ([`Local`]), locked for one read's worth of lines;
+//! - **threads** ([`threads`]): a thread per connection (small stack) on a
+//!   non-blocking socket; routing writes straight to the recipients'
+//!   sockets and signals a thread only when its socket is full;
+//! - **processes** ([`processes`]): pre-forked workers accept on the
+//!   shared listening socket and run the async shell; the core lives in the
+//!   parent, which every worker reaches over a Unix socket, so a line from
+//!   a client of worker 1 reaches members on worker 3 in the hub's order.
+
+pub(crate) mod conn;
+pub(crate) mod core;
+pub mod processes;
+pub(crate) mod session;
+pub(crate) mod threads;
+pub(crate) mod tokio;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use self::conn::{Conn, Pushed};
+use self::core::{Core, Router};
+use crate::chat::{ClientId, Hub, HubConfig, Line, LineEvent};
+use crate::engine::{EngineKind, Interrupt};
+use crate::server::ServerConfig;
+
+/// Where a chat server listens by default (IRC's port).
+pub const DEFAULT_ADDR: &str = "127.0.0.1:6667";
+
+/// The limits of a chat server; every one has a flag.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Limits {
+    /// Connections at once; more get an ERROR line and are closed.
+    pub max_clients: usize,
+    /// Connections at once from one address.
+    pub max_per_ip: usize,
+    /// Bytes queued for one client that is not reading; beyond it the
+    /// client is disconnected ("SendQ exceeded").
+    pub sendq: usize,
+    /// Lines a client may send at once before the rate applies.
+    pub flood_burst: u32,
+    /// Lines per second after the burst; 0 turns flood control off.
+    pub flood_rate: f64,
+    /// Lines that may wait for the rate; more is "Excess Flood".
+    pub flood_queue: usize,
+    /// Time to complete registration (NICK + USER) after connecting.
+    pub registration_timeout: Duration,
+    /// Silence after which the server sends PING.
+    pub ping_interval: Duration,
+    /// Time to answer (anything) after the server's PING.
+    pub ping_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_clients: 10_000,
+            max_per_ip: 10_000,
+            sendq: 1 << 20,
+            flood_burst: 20,
+            flood_rate: 10.0,
+            flood_queue: 100,
+            registration_timeout: Duration::from_secs(30),
+            ping_interval: Duration::from_secs(120),
+            ping_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Everything a chat server (and each of its worker processes) needs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ChatConfig {
+    /// The hub's settings (names, password, MOTD).
+    pub hub: HubConfig,
+    /// The limits.
+    pub limits: Limits,
+}
+
+/// What every connection's shell shares.
+#[derive(Debug)]
+pub(crate) struct Shell {
+    pub limits: Limits,
+    /// The server's `PING :name` line.
+    pub ping: Line,
+    /// The server's last words, `ERROR :Server shutting down`.
+    pub farewell: Line,
+}
+
+impl Shell {
+    pub fn new(config: &ChatConfig) -> Shell {
+        let hub = Hub::new(config.hub.clone(), 0);
+        Shell { limits: config.limits.clone(), ping: hub.ping_line(), farewell: hub.shutdown_line() }
+    }
+}
+
+/// What a connection's shell tells the core; the core is in this process
+/// ([`Local`]) or in the parent ([`processes`]).
+pub(crate) trait Backend: Send + Sync + 'static {
+    /// A new connection, whose send queue is `conn`.
+    fn open(&self, conn: &Arc<Conn>, ip: IpAddr);
+    /// Line events from `id`, in order (drained).
+    fn events(&self, id: ClientId, events: &mut Vec<LineEvent>);
+    /// The shell closes `id` (flood, ping timeout).
+    fn close(&self, id: ClientId, reason: &str);
+    /// `id`'s connection has ended.
+    fn gone(&self, id: ClientId, reason: &str);
+}
+
+/// The core in this process, behind one mutex (async and threads engines).
+#[derive(Debug)]
+pub(crate) struct Local {
+    state: Mutex<LocalState>,
+    /// Threads engine: routing writes to sockets itself (after unlocking).
+    direct: bool,
+}
+
+#[derive(Debug)]
+struct LocalState {
+    core: Core,
+    conns: HashMap<ClientId, Arc<Conn>>,
+    /// Shutting down: connections leave without quits being broadcast.
+    stopping: bool,
+}
+
+/// Routes to connections of this process.
+struct LocalRouter<'a> {
+    conns: &'a HashMap<ClientId, Arc<Conn>>,
+    direct: bool,
+    /// Queues that were empty and must be written (direct mode).
+    touched: Vec<Arc<Conn>>,
+}
+
+impl Router for LocalRouter<'_> {
+    fn deliver(&mut self, to: ClientId, line: &Line) -> bool {
+        let Some(conn) = self.conns.get(&to) else { return true };
+        match conn.push(line.as_bytes()) {
+            Pushed::Queued { first: true } if self.direct => {
+                self.touched.push(Arc::clone(conn));
+                true
+            }
+            Pushed::Overflow => false,
+            _ => true,
+        }
+    }
+
+    fn close(&mut self, id: ClientId) {
+        if let Some(conn) = self.conns.get(&id) {
+            conn.close_after_flush();
+        }
+    }
+}
+
+impl Local {
+    pub fn new(config: &ChatConfig, direct: bool) -> Local {
+        let hub = Hub::new(config.hub.clone(), core::unix_now());
+        Local {
+            state: Mutex::new(LocalState {
+                core: Core::new(hub, config.limits.clone()),
+                conns: HashMap::new(),
+                stopping: false,
+            }),
+            direct,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, LocalState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `f` on the core with a router to this process's connections,
+    /// then (direct mode) writes to the queues it filled, unlocked.
+    fn with_core(&self, f: impl FnOnce(&mut Core, &mut LocalRouter<'_>)) {
+        let touched = {
+            let mut state = self.lock();
+            let LocalState { core, conns, .. } = &mut *state;
+            let mut router = LocalRouter { conns, direct: self.direct, touched: Vec::new() };
+            f(core, &mut router);
+            router.touched
+        };
+        for conn in touched {
+            conn.flush(false);
+        }
+    }
+
+    /// Closes connections whose registration time is up.
+    pub fn expire(&self, now: Instant) {
+        self.with_core(|core, router| core.expire(now, router));
+    }
+
+    /// From now on, leaving connections broadcast nothing.
+    pub fn stop(&self) -> Vec<Arc<Conn>> {
+        let mut state = self.lock();
+        state.stopping = true;
+        state.conns.values().cloned().collect()
+    }
+}
+
+impl Backend for Local {
+    fn open(&self, conn: &Arc<Conn>, ip: IpAddr) {
+        let id = conn.id;
+        // The router must know the connection before the core talks to it
+        // (nothing routes to `id` before the hub knows it).
+        self.lock().conns.insert(id, Arc::clone(conn));
+        self.with_core(|core, router| core.connect(id, ip, Instant::now(), router));
+    }
+
+    fn events(&self, id: ClientId, events: &mut Vec<LineEvent>) {
+        self.with_core(|core, router| core.events(id, events.drain(..), router));
+    }
+
+    fn close(&self, id: ClientId, reason: &str) {
+        self.with_core(|core, router| core.close(id, reason, router));
+    }
+
+    fn gone(&self, id: ClientId, reason: &str) {
+        let touched = {
+            let mut state = self.lock();
+            state.conns.remove(&id);
+            let LocalState { core, conns, stopping } = &mut *state;
+            let mut router = LocalRouter { conns, direct: self.direct, touched: Vec::new() };
+            if *stopping {
+                core.gone(id, reason, &mut Silent);
+            } else {
+                core.gone(id, reason, &mut router);
+            }
+            router.touched
+        };
+        for conn in touched {
+            conn.flush(false);
+        }
+    }
+}
+
+/// A router that sends nothing (shutdown).
+struct Silent;
+
+impl Router for Silent {
+    fn deliver(&mut self, _: ClientId, _: &Line) -> bool {
+        true
+    }
+    fn close(&mut self, _: ClientId) {}
+}
+
+/// Serves the chat hub on the configured engine until `interrupt` is set,
+/// then tells every client `ERROR :Server shutting down` and closes.
+pub fn serve(config: &ServerConfig, chat: ChatConfig, interrupt: &Interrupt) -> anyhow::Result<()> {
+    let listener =
+        crate::server::bind(config.listen).map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    crate::sys::raise_nofile_limit();
+    let local = listener.local_addr()?;
+    eprintln!("Serving IRC on {local} ({} engine)", config.kind);
+    match config.kind {
+        EngineKind::Async => tokio::serve(listener, &chat, config, interrupt)?,
+        EngineKind::Threads => threads::serve(listener, &chat, config, interrupt)?,
+        EngineKind::Processes => processes::serve(listener, &chat, config, interrupt)?,
+    }
+    eprintln!("Server shutting down.");
+    Ok(())
+}

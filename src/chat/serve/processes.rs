@@ -1,0 +1,474 @@
+//! The processes chat shell: pre-forked worker processes accept on the
+//! shared listening socket and run the async shell ([`super::tokio`]) on a
+//! single thread each; the one [`Core`] lives in the parent ("the hub
+//! process"), which each worker reaches over its own Unix socket.
+//!
+//! Wire: u32-LE length-prefixed postcard frames, as the task engine's.
+//! Up (worker → hub): [`Up::Connect`], [`Up::Events`] (a read's worth of
+//! lines), [`Up::Close`], [`Up::Gone`]. Down (hub → worker):
+//! [`Down::Deliver`] (one line and every recipient of it on that worker:
+//! a channel message crosses each socket once, not once per member) and
+//! [`Down::Close`]. The hub handles one worker's frame at a time under its
+//! lock and queues what it routes, per worker, in that order, so every
+//! recipient sees lines in the hub's order whatever worker holds it.
+//!
+//! A connection's id carries its worker's number in its top bits, which is
+//! how the hub routes. A worker that dies is replaced (as the echo
+//! server's are); its clients are gone ("Server worker died") and their
+//! channels see them quit.
+
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::net::{IpAddr, TcpListener};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::conn::{Conn, Pushed};
+use super::core::{Core, Router};
+use super::{Backend, ChatConfig, Shell};
+use crate::chat::{ClientId, Hub, Line, LineEvent};
+use crate::engine::Interrupt;
+use crate::engine::processes::read_frame;
+use crate::server::ServerConfig;
+use crate::server::processes::{Workers, spawn_worker, worker_exe};
+
+/// The protocol name of chat worker processes (`trident __serve-worker chat`).
+pub const NAME: &str = "chat";
+/// Bits of a [`ClientId`] below the worker's number.
+const WORKER_SHIFT: u32 = 40;
+const TICK: Duration = Duration::from_millis(50);
+/// More worker deaths than this within [`DEATH_WINDOW`] stop the server.
+const MAX_DEATHS: usize = 8;
+const DEATH_WINDOW: Duration = Duration::from_secs(10);
+
+/// Worker to hub.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Up {
+    Connect { id: ClientId, ip: IpAddr },
+    Events { id: ClientId, events: Vec<LineEvent> },
+    Close { id: ClientId, reason: String },
+    Gone { id: ClientId, reason: String },
+}
+
+/// Hub to worker.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Down {
+    Deliver { to: Vec<ClientId>, line: String },
+    Close { id: ClientId },
+}
+
+fn worker_of(id: ClientId) -> u64 {
+    id.0 >> WORKER_SHIFT
+}
+
+fn encode<T: Serialize>(frame: &T, into: &mut Vec<u8>) {
+    let start = into.len();
+    into.extend_from_slice(&[0; 4]);
+    // Serialising these enums into a Vec cannot fail.
+    if let Ok(bytes) = postcard::to_extend(frame, std::mem::take(into)) {
+        *into = bytes;
+    }
+    let len = u32::try_from(into.len() - start - 4).unwrap_or(u32::MAX);
+    into[start..start + 4].copy_from_slice(&len.to_le_bytes());
+}
+
+/// One worker as the hub sees it: where its frames go.
+#[derive(Debug)]
+struct Link {
+    tx: crossbeam_channel::Sender<Vec<u8>>,
+}
+
+#[derive(Debug)]
+struct HubState {
+    core: Core,
+    links: HashMap<u64, Link>,
+    stopping: bool,
+}
+
+/// The hub process's state, shared by the per-worker reader threads.
+#[derive(Debug)]
+struct HubShared(Mutex<HubState>);
+
+impl HubShared {
+    fn lock(&self) -> MutexGuard<'_, HubState> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// One frame to a worker, before encoding: a line and its recipients
+/// there, or (no line) a close.
+type Pending = (Option<Line>, Vec<ClientId>);
+
+/// Routes to workers: per worker, the frames of one core call.
+#[derive(Default)]
+struct RemoteRouter {
+    frames: HashMap<u64, Vec<Pending>>,
+}
+
+impl Router for RemoteRouter {
+    fn deliver(&mut self, to: ClientId, line: &Line) -> bool {
+        let frames = self.frames.entry(worker_of(to)).or_default();
+        match frames.last_mut() {
+            Some((Some(last), ids)) if Arc::ptr_eq(last, line) => ids.push(to),
+            _ => frames.push((Some(Arc::clone(line)), vec![to])),
+        }
+        true
+    }
+
+    fn close(&mut self, id: ClientId) {
+        self.frames.entry(worker_of(id)).or_default().push((None, vec![id]));
+    }
+}
+
+impl RemoteRouter {
+    /// Sends what was routed (called under the hub lock: order is kept).
+    fn send(self, links: &HashMap<u64, Link>) {
+        for (worker, frames) in self.frames {
+            let Some(link) = links.get(&worker) else { continue };
+            let mut bytes = Vec::new();
+            for (line, to) in frames {
+                match line {
+                    Some(line) => encode(&Down::Deliver { to, line: line.to_string() }, &mut bytes),
+                    None => encode(&Down::Close { id: to[0] }, &mut bytes),
+                }
+            }
+            let _ = link.tx.send(bytes);
+        }
+    }
+}
+
+impl HubShared {
+    /// Handles one frame from a worker.
+    fn handle(&self, up: Up) {
+        let mut state = self.lock();
+        let mut router = RemoteRouter::default();
+        let HubState { core, links, stopping } = &mut *state;
+        match up {
+            Up::Connect { id, ip } => core.connect(id, ip, Instant::now(), &mut router),
+            Up::Events { id, events } => core.events(id, events, &mut router),
+            Up::Close { id, reason } => core.close(id, &reason, &mut router),
+            Up::Gone { id, reason } => core.gone(id, &reason, &mut router),
+        }
+        if !*stopping {
+            router.send(links);
+        }
+    }
+
+    /// A worker's link ended: its clients are gone.
+    fn worker_lost(&self, worker: u64) {
+        let mut state = self.lock();
+        state.links.remove(&worker);
+        let mut router = RemoteRouter::default();
+        let HubState { core, links, stopping } = &mut *state;
+        for id in core.ids(|id| worker_of(id) == worker) {
+            core.gone(id, "Server worker died", &mut router);
+        }
+        if !*stopping {
+            router.send(links);
+        }
+    }
+
+    fn expire(&self) {
+        let mut state = self.lock();
+        let mut router = RemoteRouter::default();
+        let HubState { core, links, .. } = &mut *state;
+        core.expire(Instant::now(), &mut router);
+        router.send(links);
+    }
+}
+
+/// Starts worker number `worker`: a socket pair, a reader and a writer
+/// thread for the hub's end, the process on the other end.
+fn start_worker(
+    hub: &Arc<HubShared>,
+    worker: u64,
+    exe: &std::path::Path,
+    listener: RawFd,
+    base_args: &[String],
+) -> anyhow::Result<std::process::Child> {
+    let (ours, theirs) = UnixStream::pair()?;
+    let mut args = base_args.to_vec();
+    args.extend(["--hub-fd".into(), theirs.as_raw_fd().to_string(), "--worker-id".into(), worker.to_string()]);
+    let child = spawn_worker(exe, &args, &[listener, theirs.as_raw_fd()])
+        .map_err(|e| anyhow::anyhow!("cannot start a chat worker process ({}): {e}", exe.display()))?;
+    drop(theirs);
+    let (tx, rx) = crossbeam_channel::unbounded::<Vec<u8>>();
+    hub.lock().links.insert(worker, Link { tx });
+    let mut writer = ours.try_clone()?;
+    thread::Builder::new().name(format!("trident-hub-w{worker}")).spawn(move || {
+        for bytes in rx {
+            if writer.write_all(&bytes).is_err() {
+                break;
+            }
+        }
+    })?;
+    let hub = Arc::clone(hub);
+    let mut reader = io::BufReader::with_capacity(64 * 1024, ours);
+    thread::Builder::new().name(format!("trident-hub-r{worker}")).spawn(move || {
+        while let Ok(Some(frame)) = read_frame(&mut reader) {
+            match postcard::from_bytes::<Up>(&frame) {
+                Ok(up) => hub.handle(up),
+                Err(e) => {
+                    eprintln!("trident: chat worker {worker} sent a bad frame ({e}); dropping it");
+                    break;
+                }
+            }
+        }
+        let _ = reader.get_ref().shutdown(std::net::Shutdown::Both);
+        hub.worker_lost(worker);
+    })?;
+    Ok(child)
+}
+
+/// The parent: the hub, and `config.workers` workers, until `interrupt`.
+pub(crate) fn serve(
+    listener: TcpListener,
+    chat: &ChatConfig,
+    config: &ServerConfig,
+    interrupt: &Interrupt,
+) -> anyhow::Result<()> {
+    let exe = worker_exe()?;
+    let hub_core = Core::new(Hub::new(chat.hub.clone(), super::core::unix_now()), chat.limits.clone());
+    let hub = Arc::new(HubShared(Mutex::new(HubState { core: hub_core, links: HashMap::new(), stopping: false })));
+    let fd = listener.as_raw_fd();
+    let base_args = vec![
+        NAME.to_string(),
+        "--fd".into(),
+        fd.to_string(),
+        "--config".into(),
+        serde_json::to_string(chat)?,
+        "--grace-ms".into(),
+        config.grace.as_millis().to_string(),
+    ];
+    let mut workers = Workers::new(config.grace);
+    let mut numbers = Vec::new();
+    let mut next = 0u64;
+    for _ in 0..config.workers.max(1) {
+        next += 1;
+        workers.children.push(start_worker(&hub, next, &exe, fd, &base_args)?);
+        numbers.push(next);
+    }
+    let mut deaths: std::collections::VecDeque<Instant> = std::collections::VecDeque::new();
+    while !interrupt.is_set() {
+        thread::sleep(TICK);
+        hub.expire();
+        for (child, number) in workers.children.iter_mut().zip(&mut numbers) {
+            let Some(status) = child.try_wait()? else { continue };
+            let now = Instant::now();
+            deaths.push_back(now);
+            while deaths.front().is_some_and(|t| now.duration_since(*t) > DEATH_WINDOW) {
+                deaths.pop_front();
+            }
+            if deaths.len() > MAX_DEATHS {
+                anyhow::bail!("chat worker processes keep dying ({} in {}s; last: {status})", deaths.len(), 10);
+            }
+            eprintln!("trident: chat worker process {} exited ({status}); starting another", child.id());
+            next += 1;
+            *child = start_worker(&hub, next, &exe, fd, &base_args)?;
+            *number = next;
+        }
+    }
+    hub.lock().stopping = true;
+    drop(listener);
+    drop(workers);
+    Ok(())
+}
+
+/// A worker's way to the hub: frames to the writer task, and its own
+/// connections' send queues for what the hub sends back.
+#[derive(Debug)]
+struct RemoteBackend {
+    tx: tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
+    conns: Mutex<HashMap<ClientId, Arc<Conn>>>,
+}
+
+impl RemoteBackend {
+    fn send(&self, up: &Up) {
+        let mut bytes = Vec::new();
+        encode(up, &mut bytes);
+        let _ = self.tx.send(bytes);
+    }
+
+    fn conns(&self) -> MutexGuard<'_, HashMap<ClientId, Arc<Conn>>> {
+        self.conns.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// What the hub sent.
+    fn down(&self, down: Down) {
+        match down {
+            Down::Deliver { to, line } => {
+                let mut overflowed = Vec::new();
+                {
+                    let conns = self.conns();
+                    for id in to {
+                        if let Some(conn) = conns.get(&id)
+                            && conn.push(line.as_bytes()) == Pushed::Overflow
+                        {
+                            overflowed.push(id);
+                        }
+                    }
+                }
+                for id in overflowed {
+                    self.send(&Up::Close { id, reason: "SendQ exceeded".into() });
+                }
+            }
+            Down::Close { id } => {
+                if let Some(conn) = self.conns().get(&id) {
+                    conn.close_after_flush();
+                }
+            }
+        }
+    }
+}
+
+impl Backend for RemoteBackend {
+    fn open(&self, conn: &Arc<Conn>, ip: IpAddr) {
+        self.conns().insert(conn.id, Arc::clone(conn));
+        self.send(&Up::Connect { id: conn.id, ip });
+    }
+
+    fn events(&self, id: ClientId, events: &mut Vec<LineEvent>) {
+        self.send(&Up::Events { id, events: std::mem::take(events) });
+    }
+
+    fn close(&self, id: ClientId, reason: &str) {
+        self.send(&Up::Close { id, reason: reason.into() });
+    }
+
+    fn gone(&self, id: ClientId, reason: &str) {
+        self.conns().remove(&id);
+        self.send(&Up::Gone { id, reason: reason.into() });
+    }
+}
+
+/// Options of a chat worker process.
+#[derive(Debug)]
+pub struct WorkerArgs {
+    /// The inherited listening socket.
+    pub fd: RawFd,
+    /// The inherited Unix socket to the hub.
+    pub hub_fd: RawFd,
+    /// This worker's number (the top bits of its clients' ids).
+    pub worker: u64,
+    /// The [`ChatConfig`] as JSON.
+    pub config: String,
+    /// Grace period for connections on shutdown.
+    pub grace: Duration,
+}
+
+/// The worker side: the async shell on one thread, the core over `hub_fd`.
+pub fn worker(args: &WorkerArgs) -> anyhow::Result<()> {
+    let chat: ChatConfig =
+        serde_json::from_str(&args.config).map_err(|e| anyhow::anyhow!("bad chat config for a worker: {e}"))?;
+    let listener = crate::server::processes::inherited_listener(args.fd)?;
+    // SAFETY: fcntl(F_GETFD) on any integer only reads descriptor flags.
+    if unsafe { libc::fcntl(args.hub_fd, libc::F_GETFD) } < 0 {
+        anyhow::bail!(
+            "descriptor {} is not open (chat workers are started by `trident chat serve -e processes`)",
+            args.hub_fd
+        );
+    }
+    // SAFETY: the descriptor is open and was inherited for this purpose only.
+    let hub = unsafe { UnixStream::from_raw_fd(args.hub_fd) };
+    hub.set_nonblocking(true)?;
+    let interrupt = Interrupt::new();
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, interrupt.flag())?;
+    crate::server::processes::stop_on_stdin_eof(&interrupt)?;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let backend = Arc::new(RemoteBackend { tx, conns: Mutex::new(HashMap::new()) });
+    let shell = Arc::new(Shell::new(&chat));
+    let worker = args.worker;
+    let mut next = 0u64;
+    let link_backend = Arc::clone(&backend);
+    let link_interrupt = interrupt.clone();
+    let hub_fd = hub.into_raw_fd();
+    super::tokio::run_with(
+        listener,
+        1,
+        args.grace,
+        &interrupt,
+        move || {
+            next += 1;
+            ClientId((worker << WORKER_SHIFT) | next)
+        },
+        backend,
+        shell,
+        || {},
+        move || {
+            // SAFETY: `hub_fd` was released by `into_raw_fd` just above; this owns it.
+            let hub = unsafe { std::os::unix::net::UnixStream::from_raw_fd(hub_fd) };
+            match tokio::net::UnixStream::from_std(hub) {
+                Ok(hub) => {
+                    tokio::spawn(link(hub, rx, link_backend, link_interrupt));
+                }
+                Err(e) => {
+                    eprintln!("trident: chat worker: hub socket: {e}");
+                    link_interrupt.trigger();
+                }
+            }
+        },
+    )?;
+    Ok(())
+}
+
+/// Carries frames both ways between this worker and the hub; a lost hub
+/// stops the worker.
+async fn link(
+    hub: tokio::net::UnixStream,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
+    backend: Arc<RemoteBackend>,
+    interrupt: Interrupt,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut read_half, mut write_half) = hub.into_split();
+    let writer = async move {
+        let mut batch = Vec::new();
+        while let Some(bytes) = rx.recv().await {
+            batch.clear();
+            batch.extend_from_slice(&bytes);
+            while let Ok(more) = rx.try_recv() {
+                batch.extend_from_slice(&more);
+                if batch.len() > 256 * 1024 {
+                    break;
+                }
+            }
+            if write_half.write_all(&batch).await.is_err() {
+                break;
+            }
+        }
+    };
+    let reader = async {
+        let mut buf = Vec::with_capacity(64 * 1024);
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            match read_half.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+            let mut at = 0;
+            while buf.len() - at >= 4 {
+                let len = u32::from_le_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]) as usize;
+                if buf.len() - at - 4 < len {
+                    break;
+                }
+                match postcard::from_bytes::<Down>(&buf[at + 4..at + 4 + len]) {
+                    Ok(down) => backend.down(down),
+                    Err(e) => eprintln!("trident: chat worker: bad frame from the hub ({e})"),
+                }
+                at += 4 + len;
+            }
+            buf.drain(..at);
+        }
+    };
+    tokio::select! {
+        () = writer => {}
+        () = reader => {}
+    }
+    // The hub is gone: nothing works any more.
+    interrupt.trigger();
+}

@@ -1,0 +1,304 @@
+//! The threads chat shell: an OS thread per connection (small stack) on a
+//! non-blocking socket, the core behind one mutex.
+//!
+//! A thread sleeps in `ppoll` on its socket (readable; writable too while
+//! its queue holds bytes the socket did not take) until its session's next
+//! deadline. Whoever routes a line to it writes it straight to the socket,
+//! without blocking, after unlocking the core: no thread switch per
+//! delivery. Only when the socket is full, or the connection must close,
+//! is the owner thread woken, by a signal ([`WAKE_SIGNAL`]) that stays
+//! blocked except inside `ppoll`, so a wake-up can never be lost between
+//! a look at the queue and the sleep.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::conn::{Conn, WAKE_SIGNAL};
+use super::session::{Due, Session};
+use super::tokio::{read_error, write_error};
+use super::{Backend, ChatConfig, Local, Shell};
+use crate::chat::ClientId;
+use crate::engine::Interrupt;
+use crate::server::ServerConfig;
+
+const TICK: Duration = Duration::from_millis(50);
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Live connection threads, for shutdown.
+#[derive(Debug, Default)]
+struct Live {
+    count: Mutex<usize>,
+    changed: Condvar,
+}
+
+impl Live {
+    /// Waits until no thread is left or `deadline`; whether none is left.
+    fn wait_empty(&self, deadline: Instant) -> bool {
+        let mut count = self.count.lock().unwrap_or_else(PoisonError::into_inner);
+        while *count > 0 {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            count = self.changed.wait_timeout(count, deadline - now).unwrap_or_else(PoisonError::into_inner).0;
+        }
+        true
+    }
+}
+
+/// Counts a thread while it lives (also through a panic).
+struct Alive(Arc<Live>);
+
+impl Alive {
+    fn new(live: &Arc<Live>) -> Alive {
+        *live.count.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        Alive(Arc::clone(live))
+    }
+}
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        *self.0.count.lock().unwrap_or_else(PoisonError::into_inner) -= 1;
+        self.0.changed.notify_all();
+    }
+}
+
+extern "C" fn on_wake(_: libc::c_int) {}
+
+/// Installs the wake-up signal's (empty) handler, without SA_RESTART so
+/// that `ppoll` returns.
+fn install_wake_handler() -> io::Result<()> {
+    // SAFETY: a zeroed sigaction with a valid handler and an empty mask.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_wake as extern "C" fn(libc::c_int) as usize;
+        libc::sigemptyset(&mut action.sa_mask);
+        if libc::sigaction(WAKE_SIGNAL, &action, std::ptr::null_mut()) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Blocks the wake-up signal in this thread; the mask to sleep with (the
+/// previous one, without it).
+fn block_wake_signal() -> libc::sigset_t {
+    // SAFETY: sigset operations on local, initialised sets.
+    unsafe {
+        let mut block: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut block);
+        libc::sigaddset(&mut block, WAKE_SIGNAL);
+        let mut previous: libc::sigset_t = std::mem::zeroed();
+        libc::pthread_sigmask(libc::SIG_BLOCK, &block, &mut previous);
+        libc::sigdelset(&mut previous, WAKE_SIGNAL);
+        previous
+    }
+}
+
+/// Serves on `listener` until `interrupt` is set.
+pub(crate) fn serve(
+    listener: TcpListener,
+    chat: &ChatConfig,
+    config: &ServerConfig,
+    interrupt: &Interrupt,
+) -> io::Result<()> {
+    install_wake_handler()?;
+    listener.set_nonblocking(true)?;
+    let backend = Arc::new(Local::new(chat, true));
+    let shell = Arc::new(Shell::new(chat));
+    let stopping = Arc::new(AtomicBool::new(false));
+    let live = Arc::new(Live::default());
+    let mut next = 0u64;
+    while !interrupt.is_set() {
+        backend.expire(Instant::now());
+        if !readable(listener.as_raw_fd(), TICK)? {
+            continue;
+        }
+        let (stream, peer) = match listener.accept() {
+            Ok(accepted) => accepted,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => continue,
+            Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
+            Err(e) => {
+                eprintln!("trident: accept: {e}");
+                thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+        };
+        next += 1;
+        let id = ClientId(next);
+        let alive = Alive::new(&live);
+        let (backend, shell, stopping) = (Arc::clone(&backend), Arc::clone(&shell), Arc::clone(&stopping));
+        let started = thread::Builder::new()
+            .name(format!("trident-chat-{next}"))
+            .stack_size(config.thread_stack)
+            .spawn(move || {
+                connection(stream, peer, id, &backend, &shell, &stopping);
+                drop(alive);
+            });
+        if let Err(e) = started {
+            eprintln!("trident: cannot start a thread for {peer}: {e}");
+        }
+    }
+    drop(listener);
+    stopping.store(true, Ordering::SeqCst);
+    for conn in backend.stop() {
+        conn.nudge();
+    }
+    if !live.wait_empty(Instant::now() + config.grace) {
+        let left = backend.stop();
+        eprintln!("trident: {} connection(s) did not close in time; cutting them", left.len());
+        for conn in left {
+            conn.cut();
+        }
+        live.wait_empty(Instant::now() + Duration::from_millis(500));
+    }
+    Ok(())
+}
+
+/// Whether `fd` became readable within `timeout`.
+fn readable(fd: i32, timeout: Duration) -> io::Result<bool> {
+    let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: one valid pollfd, count 1.
+    match unsafe { libc::poll(&mut pfd, 1, ms) } {
+        -1 => {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted { Ok(false) } else { Err(e) }
+        }
+        0 => Ok(false),
+        _ => Ok(true),
+    }
+}
+
+/// Sleeps until `fd` has `events`, a wake-up signal, or `deadline`; the
+/// events that happened (0: timeout or signal).
+fn wait(fd: i32, events: libc::c_short, deadline: Instant, mask: &libc::sigset_t) -> io::Result<libc::c_short> {
+    let mut pfd = libc::pollfd { fd, events, revents: 0 };
+    let left = deadline.saturating_duration_since(Instant::now());
+    let ts = libc::timespec {
+        tv_sec: libc::time_t::try_from(left.as_secs()).unwrap_or(libc::time_t::MAX),
+        tv_nsec: libc::c_long::from(left.subsec_nanos() as i32),
+    };
+    // SAFETY: one valid pollfd; valid timespec and signal mask.
+    match unsafe { libc::ppoll(&mut pfd, 1, &ts, mask) } {
+        -1 => {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted { Ok(0) } else { Err(e) }
+        }
+        _ => Ok(pfd.revents),
+    }
+}
+
+enum End {
+    Closed,
+    Gone(String),
+    Stop,
+}
+
+fn connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    id: ClientId,
+    backend: &Local,
+    shell: &Shell,
+    stopping: &AtomicBool,
+) {
+    let mask = block_wake_signal();
+    if let Err(e) = stream.set_nonblocking(true) {
+        eprintln!("trident: cannot serve {peer}: {e}");
+        return;
+    }
+    let _ = stream.set_nodelay(true);
+    let fd = stream.as_raw_fd();
+    let conn = Arc::new(Conn::for_thread(id, shell.limits.sendq, fd));
+    // SAFETY: pthread_self has no preconditions.
+    conn.set_owner(unsafe { libc::pthread_self() });
+    backend.open(&conn, peer.ip());
+    let mut session = Session::new(&shell.limits, Instant::now());
+    let mut buf = [0u8; 4096];
+    let mut events = Vec::new();
+    let mut closing = false;
+    let end = loop {
+        if stopping.load(Ordering::SeqCst) {
+            break End::Stop;
+        }
+        let (status, pending) = conn.flush(true);
+        if status.overflowed || (status.closing && !pending) {
+            break End::Closed;
+        }
+        if status.broken {
+            break End::Gone("Write error: Connection reset by peer".into());
+        }
+        let mut interest = 0;
+        if !closing {
+            interest |= libc::POLLIN;
+        }
+        if pending {
+            interest |= libc::POLLOUT;
+        }
+        let revents = match wait(fd, interest, session.deadline(), &mask) {
+            Ok(r) => r,
+            Err(e) => break End::Gone(read_error(&e)),
+        };
+        let now = Instant::now();
+        if revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 && !closing {
+            match stream.read(&mut buf) {
+                Ok(0) => break End::Gone("Remote host closed the connection".into()),
+                Ok(n) => {
+                    if let Err(flood) = session.read(&buf[..n], now) {
+                        closing = true;
+                        backend.close(id, &flood);
+                        continue;
+                    }
+                }
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
+                Err(e) => break End::Gone(read_error(&e)),
+            }
+        }
+        session.ready(now, &mut events);
+        if !events.is_empty() {
+            backend.events(id, &mut events);
+        }
+        if now >= session.deadline() {
+            match session.tick(now) {
+                Due::Nothing => {}
+                Due::Ping => {
+                    conn.push(shell.ping.as_bytes());
+                }
+                Due::Close(reason) => {
+                    closing = true;
+                    backend.close(id, &reason);
+                }
+            }
+        }
+    };
+    // From here on nobody else writes to the socket.
+    conn.owner_gone();
+    match &end {
+        End::Stop => {
+            let mut out = Vec::new();
+            conn.take(&mut out);
+            out.extend_from_slice(shell.farewell.as_bytes());
+            if stream.set_nonblocking(false).is_ok() && stream.set_write_timeout(Some(FLUSH_TIMEOUT)).is_ok() {
+                let _ = stream.write_all(&out);
+            }
+            let _ = stream.shutdown(Shutdown::Write);
+        }
+        End::Closed => {
+            let _ = stream.shutdown(Shutdown::Write);
+        }
+        End::Gone(_) => {}
+    }
+    let reason = match end {
+        End::Gone(reason) => reason,
+        End::Closed => "Connection closed".into(),
+        End::Stop => "Server shutting down".into(),
+    };
+    let _ = write_error;
+    backend.gone(id, &reason);
+}

@@ -1,0 +1,296 @@
+//! The async chat shell: a tokio task per connection. Also the event loop
+//! of each worker process of the processes engine (with a backend that
+//! talks to the parent).
+//!
+//! A connection task waits for whichever comes first: bytes to read (a
+//! readiness wait, then a `try_read` into a per-thread buffer, so an idle
+//! connection holds no read buffer), its send queue's wake-up, the socket
+//! becoming writable while a write is pending, its session's next
+//! deadline (keep-alive, flood release), or the server's stop.
+
+use std::cell::RefCell;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use super::conn::Conn;
+use super::session::{Due, Session};
+use super::{Backend, ChatConfig, Local, Shell};
+use crate::chat::ClientId;
+use crate::engine::Interrupt;
+use crate::server::ServerConfig;
+
+/// How often the accept loop looks at the interrupt flag and expires
+/// registrations.
+const TICK: Duration = Duration::from_millis(50);
+/// How long last words may take to be written at shutdown.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
+/// One read's most bytes.
+const READ_SIZE: usize = 16 * 1024;
+
+thread_local! {
+    /// The read buffer of every connection on this thread.
+    static READ_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; READ_SIZE]);
+}
+
+/// The async engine: a runtime of `config.workers` threads (1: current
+/// thread), a task per connection, the core behind a mutex.
+pub(crate) fn serve(
+    listener: std::net::TcpListener,
+    chat: &ChatConfig,
+    config: &ServerConfig,
+    interrupt: &Interrupt,
+) -> io::Result<()> {
+    let backend = Arc::new(Local::new(chat, false));
+    let shell = Arc::new(Shell::new(chat));
+    let mut next = 0u64;
+    let expiring = Arc::clone(&backend);
+    let next_id = move || {
+        next += 1;
+        ClientId(next)
+    };
+    let tick = move || expiring.expire(Instant::now());
+    run_with(listener, config.workers, config.grace, interrupt, next_id, backend, shell, tick, || {})
+}
+
+/// Runs the accept loop on a new runtime until `interrupt`; `start` runs
+/// first, inside the runtime (to spawn helper tasks); `tick` runs every
+/// [`TICK`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run_with<B: Backend>(
+    listener: std::net::TcpListener,
+    threads: usize,
+    grace: Duration,
+    interrupt: &Interrupt,
+    next_id: impl FnMut() -> ClientId,
+    backend: Arc<B>,
+    shell: Arc<Shell>,
+    tick: impl FnMut(),
+    start: impl FnOnce(),
+) -> io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let runtime = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()?
+    };
+    let interrupt = interrupt.clone();
+    let result = runtime.block_on(async move {
+        start();
+        let listener = TcpListener::from_std(listener)?;
+        accept_loop(listener, &interrupt, grace, next_id, backend, shell, tick).await;
+        Ok(())
+    });
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    result
+}
+
+async fn accept_loop<B: Backend>(
+    listener: TcpListener,
+    interrupt: &Interrupt,
+    grace: Duration,
+    mut next_id: impl FnMut() -> ClientId,
+    backend: Arc<B>,
+    shell: Arc<Shell>,
+    mut tick: impl FnMut(),
+) {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    let mut ticker = tokio::time::interval(TICK);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let task = connection(stream, peer, next_id(), Arc::clone(&backend), Arc::clone(&shell), stop_rx.clone());
+                    connections.spawn(task);
+                }
+                Err(e) => crate::server::tokio::accept_failed(&e).await,
+            },
+            Some(joined) = connections.join_next(), if !connections.is_empty() => {
+                if let Err(e) = joined && e.is_panic() {
+                    eprintln!("trident: a connection task panicked; that connection is closed");
+                }
+            }
+            _ = ticker.tick() => {
+                if interrupt.is_set() { break }
+                tick();
+            }
+        }
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(grace, async { while connections.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        eprintln!("trident: {} connection(s) did not close in time; cutting them", connections.len());
+        connections.shutdown().await;
+    }
+}
+
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    // An error means the sender is gone: that is a stop too.
+    let _ = stop.wait_for(|&s| s).await;
+}
+
+/// How a connection task ends.
+enum End {
+    /// The core closed it (QUIT, ERROR sent) or cut it (send queue).
+    Closed,
+    /// The peer went away or the socket failed; the reason its channels see.
+    Gone(String),
+    /// The server is stopping.
+    Stop,
+}
+
+/// One connection, from accept to close.
+pub(crate) async fn connection<B: Backend>(
+    stream: TcpStream,
+    peer: SocketAddr,
+    id: ClientId,
+    backend: Arc<B>,
+    shell: Arc<Shell>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let conn = Arc::new(Conn::for_task(id, shell.limits.sendq));
+    backend.open(&conn, peer.ip());
+    let mut session = Session::new(&shell.limits, Instant::now());
+    let mut out: Vec<u8> = Vec::new();
+    let mut sent = 0;
+    let mut events = Vec::new();
+    // The shell asked the core to close this connection: read no more.
+    let mut closing = false;
+    let end = loop {
+        if sent == out.len() {
+            sent = 0;
+            out.clear();
+            if out.capacity() > 64 * 1024 {
+                out = Vec::new();
+            }
+            let status = conn.take(&mut out);
+            if status.overflowed {
+                break End::Closed;
+            }
+            if out.is_empty() && status.closing {
+                break End::Closed;
+            }
+        }
+        let deadline = session.deadline();
+        tokio::select! {
+            biased;
+            () = stopped(&mut stop) => break End::Stop,
+            () = conn.notified(), if out.is_empty() => {}
+            writable = stream.writable(), if sent < out.len() => {
+                if let Err(e) = writable {
+                    break End::Gone(format!("Write error: {e}"));
+                }
+                match stream.try_write(&out[sent..]) {
+                    Ok(n) => sent += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => break End::Gone(write_error(&e)),
+                }
+            }
+            readable = stream.readable(), if !closing => {
+                if let Err(e) = readable {
+                    break End::Gone(format!("Read error: {e}"));
+                }
+                let now = Instant::now();
+                let read = READ_BUF.with_borrow_mut(|buf| match stream.try_read(buf) {
+                    Ok(0) => Read::Eof,
+                    Ok(n) => match session.read(&buf[..n], now) {
+                        Ok(()) => Read::Data,
+                        Err(flood) => Read::Flood(flood),
+                    },
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Read::NotYet,
+                    Err(e) => Read::Failed(e),
+                });
+                match read {
+                    Read::Data => {}
+                    Read::NotYet => continue,
+                    Read::Eof => break End::Gone("Remote host closed the connection".into()),
+                    Read::Failed(e) => break End::Gone(read_error(&e)),
+                    Read::Flood(reason) => {
+                        closing = true;
+                        backend.close(id, &reason);
+                        continue;
+                    }
+                }
+                session.ready(now, &mut events);
+                if !events.is_empty() {
+                    backend.events(id, &mut events);
+                }
+            }
+            () = tokio::time::sleep_until(deadline.into()) => {
+                let now = Instant::now();
+                if session.holding() {
+                    session.ready(now, &mut events);
+                    if !events.is_empty() {
+                        backend.events(id, &mut events);
+                    }
+                }
+                match session.tick(now) {
+                    Due::Nothing => {}
+                    Due::Ping => { conn.push(shell.ping.as_bytes()); }
+                    Due::Close(reason) => {
+                        closing = true;
+                        backend.close(id, &reason);
+                    }
+                }
+            }
+        }
+    };
+    let mut stream = stream;
+    match &end {
+        End::Stop => {
+            // What was queued, then the last words; bounded in time.
+            conn.take(&mut out);
+            out.extend_from_slice(shell.farewell.as_bytes());
+            let _ = tokio::time::timeout(FLUSH_TIMEOUT, stream.write_all(&out[sent..])).await;
+            let _ = stream.shutdown().await;
+        }
+        End::Closed => {
+            let _ = stream.shutdown().await;
+        }
+        End::Gone(_) => {}
+    }
+    let reason = match end {
+        End::Gone(reason) => reason,
+        End::Closed => "Connection closed".into(),
+        End::Stop => "Server shutting down".into(),
+    };
+    backend.gone(id, &reason);
+}
+
+/// What one read brought.
+pub(crate) enum Read {
+    /// Bytes, fed to the session.
+    Data,
+    /// Nothing after all (a spurious readiness).
+    NotYet,
+    /// End of stream.
+    Eof,
+    /// The session refused them: too many lines waiting.
+    Flood(String),
+    /// The socket failed.
+    Failed(io::Error),
+}
+
+pub(crate) fn read_error(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::ConnectionReset => "Read error: Connection reset by peer".into(),
+        _ => format!("Read error: {e}"),
+    }
+}
+
+pub(crate) fn write_error(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => "Write error: Connection reset by peer".into(),
+        _ => format!("Write error: {e}"),
+    }
+}
