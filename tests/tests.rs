@@ -4,6 +4,8 @@
 mod util;
 
 mod bench_fetch;
+mod chat_harness;
+mod chat_server;
 mod echo;
 mod fetch;
 mod fetch_disposition;

@@ -1,0 +1,208 @@
+//! Test harness for `trident chat serve`: start a server on any engine,
+//! and raw IRC clients on real sockets.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::util::trident;
+
+/// How long any expected line may take.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A running `trident chat serve` and its stderr.
+pub struct ChatServer {
+    pub child: Child,
+    pub addr: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl ChatServer {
+    /// Starts a server on `engine` (processes: 2 workers, so that clients
+    /// land on different workers) on a free port, with `extra` flags.
+    pub fn start(engine: &str, extra: &[&str]) -> ChatServer {
+        let mut cmd = trident();
+        cmd.args(["chat", "serve", "--listen", "127.0.0.1:0", "-e", engine]);
+        if engine == "processes" {
+            cmd.args(["-c", "2"]);
+        }
+        let mut child = cmd
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn trident chat serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&log);
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().expect("log").push(line);
+            }
+        });
+        let mut server = ChatServer { child, addr: "127.0.0.1:0".parse().expect("addr"), log };
+        let line = server.wait_for_log(|l| l.starts_with("Serving IRC on "));
+        // Serving IRC on 127.0.0.1:40059 (async engine)
+        let addr = line.trim_start_matches("Serving IRC on ").split(' ').next().unwrap_or("");
+        server.addr = addr.parse().unwrap_or_else(|e| panic!("bad line {line:?}: {e}"));
+        server
+    }
+
+    /// The first log line matching `pred`, waiting for it.
+    pub fn wait_for_log(&self, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Some(line) = self.log.lock().expect("log").iter().find(|l| pred(l)) {
+                return line.clone();
+            }
+            assert!(Instant::now() < deadline, "no such line in the server's log:\n{}", self.log_text());
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().expect("log").join("\n")
+    }
+
+    /// A registered client.
+    pub fn client(&self, nick: &str) -> Irc {
+        Irc::register(self.addr, nick)
+    }
+
+    /// SIGTERM, then wait: the exit status and how long it took.
+    pub fn terminate(&mut self) -> (ExitStatus, Duration) {
+        let start = Instant::now();
+        // SAFETY: kill(2) on our own child.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) }, 0);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return (status, start.elapsed());
+            }
+            assert!(start.elapsed() < Duration::from_secs(15), "the server did not stop");
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for ChatServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A raw IRC client: lines in, lines out, nothing hidden.
+pub struct Irc {
+    pub stream: TcpStream,
+    reader: BufReader<TcpStream>,
+    pub nick: String,
+}
+
+impl Irc {
+    /// Connects without registering.
+    pub fn connect(addr: SocketAddr) -> Irc {
+        let stream = TcpStream::connect(addr).expect("connect to the chat server");
+        stream.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+        let reader = BufReader::new(stream.try_clone().expect("clone"));
+        Irc { stream, reader, nick: String::new() }
+    }
+
+    /// Connects and registers as `nick`; returns once the welcome is over
+    /// (376 or 422).
+    pub fn register(addr: SocketAddr, nick: &str) -> Irc {
+        let mut irc = Irc::connect(addr);
+        irc.nick = nick.into();
+        irc.send(&format!("NICK {nick}"));
+        irc.send(&format!("USER {nick} 0 * :{nick} the tester"));
+        irc.expect(" 001 ");
+        irc.expect_any(&[" 376 ", " 422 "]);
+        irc
+    }
+
+    /// Sends one line (CRLF added).
+    pub fn send(&mut self, line: &str) {
+        self.stream.write_all(format!("{line}\r\n").as_bytes()).expect("send a line");
+    }
+
+    /// The next line, without CRLF; None at end of stream.
+    pub fn line(&mut self) -> Option<String> {
+        let mut buf = Vec::new();
+        match self.reader.read_until(b'\n', &mut buf) {
+            Ok(0) => None,
+            Ok(_) => Some(String::from_utf8_lossy(&buf).trim_end_matches(['\r', '\n']).to_string()),
+            Err(e) => panic!("{}: no line within {TIMEOUT:?}: {e}", self.nick),
+        }
+    }
+
+    /// Reads lines until one contains `pattern`; returns it. Answers PINGs.
+    pub fn expect(&mut self, pattern: &str) -> String {
+        self.expect_any(&[pattern])
+    }
+
+    /// Reads lines until one contains any of `patterns`.
+    pub fn expect_any(&mut self, patterns: &[&str]) -> String {
+        let mut seen = Vec::new();
+        loop {
+            let Some(line) = self.line() else {
+                panic!("{}: connection closed before {patterns:?}; saw {seen:#?}", self.nick)
+            };
+            if patterns.iter().any(|p| line.contains(p)) {
+                return line;
+            }
+            if let Some(token) = line.strip_prefix("PING ") {
+                self.send(&format!("PONG {token}"));
+            }
+            seen.push(line);
+        }
+    }
+
+    /// Reads until end of stream; the lines seen.
+    pub fn until_closed(&mut self) -> Vec<String> {
+        let mut lines = Vec::new();
+        while let Some(line) = self.line() {
+            lines.push(line);
+        }
+        lines
+    }
+
+    /// Sends a PING and reads up to its PONG: everything sent before has
+    /// been handled. The lines read on the way.
+    pub fn sync(&mut self, token: &str) -> Vec<String> {
+        self.send(&format!("PING :{token}"));
+        let mut lines = Vec::new();
+        loop {
+            let line = self.line().unwrap_or_else(|| panic!("{}: closed before PONG {token}", self.nick));
+            if line.contains(" PONG ") && line.ends_with(token) {
+                return lines;
+            }
+            lines.push(line);
+        }
+    }
+
+    /// Reads raw bytes that are already there, for up to `wait`.
+    pub fn drain(&mut self, wait: Duration) -> Vec<u8> {
+        self.stream.set_read_timeout(Some(wait)).expect("timeout");
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = self.reader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        self.stream.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+        out
+    }
+}
