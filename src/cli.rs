@@ -63,6 +63,13 @@ pub enum Command {
     /// (processes engine of a server).
     #[command(name = "__serve-worker", hide = true)]
     ServeWorker(ServeWorkerArgs),
+    /// Internal: the minimal tokio echo server the echo bench compares with.
+    #[command(name = "__echo-reference", hide = true)]
+    EchoReference {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8888")]
+        listen: String,
+    },
     /// Internal: serve tasks to a parent process (processes engine).
     #[command(name = "__worker", hide = true)]
     Worker {
@@ -370,6 +377,72 @@ pub enum BenchCommand {
     /// and compare time, CPU, memory, throughput and correctness.
     #[command(after_help = BENCH_FETCH_EXAMPLES)]
     Fetch(BenchFetchArgs),
+    /// Measure the servers: memory per idle chat connection, and echo
+    /// requests per second against a minimal tokio echo and any peer.
+    #[command(after_help = BENCH_CHAT_EXAMPLES)]
+    Chat(BenchChatArgs),
+}
+
+const BENCH_CHAT_EXAMPLES: &str = "\
+Examples:
+  trident bench chat                                  idle (10,000 connections) and echo, every engine
+  trident bench chat --parts echo --runs 5 --peer 'chapter=python3 docs/bench/chapter_echo.py {port}'
+  trident bench chat --parts idle --idle 1000 --engines async,threads
+
+The load generators run inside the bench process on one thread; servers
+are separate processes on 127.0.0.1.";
+
+/// `trident bench chat` options.
+#[derive(Debug, Args)]
+pub struct BenchChatArgs {
+    /// Engines, rounds and output directory.
+    #[command(flatten)]
+    pub run: BenchRunArgs,
+    /// What to measure: idle, echo (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "idle,echo")]
+    pub parts: Vec<crate::bench::chat::Part>,
+    /// Idle connections per engine.
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    pub idle: usize,
+    /// Echo: connections in the closed loop.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub connections: usize,
+    /// Echo: measured time per run.
+    #[arg(long, default_value = "3s", value_parser = parse_duration, value_name = "DUR")]
+    pub duration: Duration,
+    /// An extra echo server to compare: NAME=COMMAND, {port} in COMMAND is
+    /// replaced by the port it must listen on (127.0.0.1). Repeatable.
+    #[arg(long, value_name = "NAME=COMMAND")]
+    pub peer: Vec<String>,
+}
+
+impl BenchChatArgs {
+    /// The validated bench config.
+    pub fn into_config(self) -> Result<crate::bench::chat::ChatBenchConfig, BadInput> {
+        let peers = self
+            .peer
+            .iter()
+            .map(|p| match p.split_once('=') {
+                Some((name, cmd)) if !name.is_empty() && cmd.contains("{port}") => {
+                    Ok((name.to_owned(), cmd.to_owned()))
+                }
+                _ => Err(BadInput(format!("invalid --peer {p:?}: expected NAME=COMMAND with {{port}} in COMMAND"))),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if self.connections == 0 {
+            return Err(BadInput("--connections must be at least 1".into()));
+        }
+        Ok(crate::bench::chat::ChatBenchConfig {
+            parts: self.parts,
+            engines: self.run.engines,
+            runs: self.run.runs,
+            idle: self.idle,
+            echo_connections: self.connections,
+            duration: self.duration,
+            peers,
+            out: self.run.out,
+        })
+    }
 }
 
 const BENCH_SCAN_EXAMPLES: &str = "\

@@ -95,6 +95,15 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Exit> {
                 .all(|s| s.min_recall >= 1.0 && s.max_false_positives == 0);
             Ok(if perfect { Exit::Success } else { Exit::Failure })
         }
+        Command::EchoReference { listen } => {
+            bench::echo_reference::run(&listen)?;
+            Ok(Exit::Success)
+        }
+        Command::Bench(cli::BenchCommand::Chat(args)) => {
+            let config = args.into_config()?;
+            bench::chat::run(&config)?;
+            Ok(Exit::Success)
+        }
         Command::Bench(cli::BenchCommand::Fetch(args)) => {
             let config = args.into_config()?;
             let report = bench::fetch::run(&config)?;

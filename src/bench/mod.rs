@@ -3,6 +3,8 @@
 //! `trident bench` later; every engine is measured the same way, as a
 //! separate process, so that one engine's memory never pollutes another's.
 
+pub mod chat;
+pub mod echo_reference;
 pub mod fetch;
 pub mod loopback;
 pub mod measure;

@@ -182,7 +182,8 @@ impl Conn {
         let mut q = self.lock();
         q.signalled = false;
         if into.is_empty() {
-            std::mem::swap(into, &mut q.buf);
+            // The queue starts again from no allocation.
+            *into = std::mem::take(&mut q.buf);
         } else {
             into.append(&mut q.buf);
         }
@@ -248,8 +249,9 @@ impl Conn {
         if pending && !by_owner {
             self.alert(&mut q);
         }
-        if q.buf.capacity() > 64 * 1024 && q.buf.len() < 1024 {
-            q.buf.shrink_to(1024);
+        if !pending {
+            // An idle connection holds no buffer.
+            q.buf = Vec::new();
         }
         (Status { closing: q.closing, overflowed: q.overflowed, broken: q.broken }, pending)
     }

@@ -169,10 +169,9 @@ pub(crate) async fn connection<B: Backend>(
     let end = loop {
         if sent == out.len() {
             sent = 0;
-            out.clear();
-            if out.capacity() > 64 * 1024 {
-                out = Vec::new();
-            }
+            // Written: free the buffer (an idle connection holds none; the
+            // queue allocates anew for the next batch).
+            out = Vec::new();
             let status = conn.take(&mut out);
             if status.overflowed {
                 break End::Closed;

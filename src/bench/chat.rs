@@ -1,0 +1,513 @@
+//! `trident bench chat`: the servers measured while they serve.
+//!
+//! Parts (each optional, `--parts`):
+//! - **idle**: `trident chat serve` on each engine with N registered, idle
+//!   IRC connections; memory per connection = (tree RSS, and PSS, with the
+//!   connections − the same server idle) / N.
+//! - **echo**: a closed loop of C connections, each sending 4 bytes and
+//!   waiting for the chapter's 21-byte answer, against `trident echo serve`
+//!   on each engine, the minimal tokio echo shipped as the reference
+//!   (`trident __echo-reference`), and any `--peer NAME=COMMAND` (e.g. the
+//!   chapter's asyncio server, `docs/bench/chapter_echo.py`); requests per
+//!   second and server CPU per request, the contenders' order rotating
+//!   every round, medians and ratios to the reference.
+//! - **fanout** and **latency**: `trident chat load` against `trident chat
+//!   serve` on each engine (see [`crate::chat::load`]).
+//!
+//! The load generators run in this process on a single-threaded runtime,
+//! so a server has the other core; every figure comes from one run of the
+//! bench on one machine.
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::report::median;
+use crate::engine::EngineKind;
+use crate::sys::{process_tree, pss_kib, rss_kib};
+
+/// What `trident bench chat` measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Part {
+    /// Memory per idle connection.
+    Idle,
+    /// Closed-loop echo requests per second.
+    Echo,
+}
+
+impl std::str::FromStr for Part {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Part, String> {
+        match s {
+            "idle" => Ok(Part::Idle),
+            "echo" => Ok(Part::Echo),
+            _ => Err(format!("unknown part {s:?} (expected idle or echo)")),
+        }
+    }
+}
+
+/// Validated `trident bench chat` options.
+#[derive(Clone, Debug)]
+pub struct ChatBenchConfig {
+    /// Which parts to run.
+    pub parts: Vec<Part>,
+    /// trident engines.
+    pub engines: Vec<EngineKind>,
+    /// Recorded rounds (echo) / repetitions (idle).
+    pub runs: u32,
+    /// Idle connections per engine.
+    pub idle: usize,
+    /// Echo: connections in the closed loop.
+    pub echo_connections: usize,
+    /// Echo: measured time per run (after a warm-up of a fifth of it).
+    pub duration: Duration,
+    /// Echo peers: a name and a command with `{port}` in it.
+    pub peers: Vec<(String, String)>,
+    /// Write runs.csv and summary.json here.
+    pub out: Option<PathBuf>,
+}
+
+/// One measurement.
+#[derive(Clone, Debug, Serialize)]
+pub struct Run {
+    /// idle or echo.
+    pub part: Part,
+    /// `trident-async`, `reference`, a peer's name...
+    pub server: String,
+    /// Round number.
+    pub round: u32,
+    /// Echo: requests per second.
+    pub requests_per_s: f64,
+    /// Echo: server CPU microseconds per request.
+    pub server_cpu_us_per_request: f64,
+    /// Idle: connections that were open and registered.
+    pub connections: usize,
+    /// Idle: server tree RSS without and with the connections, KiB.
+    pub rss_idle_kib: u64,
+    /// Idle: with the connections.
+    pub rss_loaded_kib: u64,
+    /// Idle: server tree PSS without the connections, KiB.
+    pub pss_idle_kib: u64,
+    /// Idle: with the connections.
+    pub pss_loaded_kib: u64,
+}
+
+/// Medians per server and part.
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    /// idle or echo.
+    pub part: Part,
+    /// The server.
+    pub server: String,
+    /// Echo: median requests per second.
+    pub requests_per_s: f64,
+    /// Echo: median / the reference's median.
+    pub vs_reference: f64,
+    /// Echo: median server CPU µs per request.
+    pub server_cpu_us_per_request: f64,
+    /// Idle: median RSS per connection, bytes.
+    pub rss_per_connection_bytes: f64,
+    /// Idle: median PSS per connection, bytes.
+    pub pss_per_connection_bytes: f64,
+}
+
+/// The bench's result.
+#[derive(Clone, Debug, Serialize)]
+pub struct ChatBenchReport {
+    /// Every measurement.
+    pub runs: Vec<Run>,
+    /// Medians.
+    pub summary: Vec<Summary>,
+}
+
+/// A server process under test; killed (and reaped) on drop.
+struct Served {
+    child: Child,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        // SIGTERM first: trident servers stop their workers themselves.
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Starts `cmd` (its stderr drained) and waits until `addr` accepts.
+fn start(mut cmd: Command, addr: SocketAddr, what: &str) -> anyhow::Result<Served> {
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().with_context(|| format!("cannot start {what}"))?;
+    if let Some(stderr) = child.stderr.take() {
+        thread::spawn(move || for _ in BufReader::new(stderr).lines() {});
+    }
+    let served = Served { child };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            // Let a pre-forked server's workers all reach accept.
+            thread::sleep(Duration::from_millis(200));
+            return Ok(served);
+        }
+        if Instant::now() > deadline {
+            bail!("{what} did not start listening on {addr}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn trident_cmd() -> anyhow::Result<Command> {
+    Ok(Command::new(std::env::current_exe()?))
+}
+
+/// CPU time (user + system) of a process tree, in seconds.
+fn tree_cpu(pid: u32) -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    process_tree(pid)
+        .into_iter()
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
+        .map(|stat| {
+            let after = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
+            let fields: Vec<&str> = after.split(' ').collect();
+            // utime and stime are fields 14 and 15, i.e. 11 and 12 after the name.
+            let t = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+            (t(11) + t(12)) / tick
+        })
+        .sum()
+}
+
+fn tree_memory(pid: u32) -> (u64, u64) {
+    let tree = process_tree(pid);
+    (tree.iter().map(|&p| rss_kib(p)).sum(), tree.iter().map(|&p| pss_kib(p)).sum())
+}
+
+/// A closed loop on `connections` connections for `warmup` + `duration`:
+/// the requests answered during `duration`, and the server's CPU seconds
+/// over the same time.
+fn echo_loop(
+    addr: SocketAddr,
+    connections: usize,
+    warmup: Duration,
+    duration: Duration,
+    server: u32,
+) -> anyhow::Result<(u64, f64)> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let stop = Arc::new(AtomicBool::new(false));
+        let counting = Arc::new(AtomicBool::new(false));
+        let count = Arc::new(AtomicU64::new(0));
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..connections {
+            let (stop, counting, count) = (Arc::clone(&stop), Arc::clone(&counting), Arc::clone(&count));
+            tasks.spawn(async move {
+                let mut stream = tokio::net::TcpStream::connect(addr).await?;
+                stream.set_nodelay(true)?;
+                let mut buf = [0u8; 64];
+                while !stop.load(Ordering::Relaxed) {
+                    stream.write_all(b"ping").await?;
+                    let mut got = 0;
+                    while got < 21 {
+                        let n = stream.read(&mut buf[got..]).await?;
+                        if n == 0 {
+                            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "server closed"));
+                        }
+                        got += n;
+                    }
+                    if &buf[..21] != b"Server received: ping" {
+                        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "wrong answer"));
+                    }
+                    if counting.load(Ordering::Relaxed) {
+                        count.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Ok::<(), std::io::Error>(())
+            });
+        }
+        tokio::time::sleep(warmup).await;
+        let cpu0 = tree_cpu(server);
+        counting.store(true, Ordering::Relaxed);
+        tokio::time::sleep(duration).await;
+        counting.store(false, Ordering::Relaxed);
+        let cpu = tree_cpu(server) - cpu0;
+        let requests = count.load(Ordering::Relaxed);
+        stop.store(true, Ordering::Relaxed);
+        while let Some(joined) = tasks.join_next().await {
+            joined?.context("an echo connection failed")?;
+        }
+        Ok((requests, cpu))
+    })
+}
+
+/// An echo contender: its name and how to start it on a port.
+struct EchoContender {
+    name: String,
+    command: Box<dyn Fn(u16) -> anyhow::Result<Command>>,
+}
+
+fn echo_contenders(config: &ChatBenchConfig) -> Vec<EchoContender> {
+    let mut list = vec![EchoContender {
+        name: "reference".into(),
+        command: Box::new(|port| {
+            let mut cmd = trident_cmd()?;
+            cmd.args(["__echo-reference", "--listen", &format!("127.0.0.1:{port}")]);
+            Ok(cmd)
+        }),
+    }];
+    for &engine in &config.engines {
+        list.push(EchoContender {
+            name: format!("trident-{engine}"),
+            command: Box::new(move |port| {
+                let mut cmd = trident_cmd()?;
+                cmd.args(["echo", "serve", "-q", "-e", &engine.to_string(), "--listen", &format!("127.0.0.1:{port}")]);
+                Ok(cmd)
+            }),
+        });
+    }
+    for (name, template) in &config.peers {
+        let template = template.clone();
+        list.push(EchoContender {
+            name: name.clone(),
+            command: Box::new(move |port| {
+                let line = template.replace("{port}", &port.to_string());
+                let mut cmd = Command::new("sh");
+                cmd.args(["-c", &format!("exec {line}")]);
+                Ok(cmd)
+            }),
+        });
+    }
+    list
+}
+
+fn empty_run(part: Part, server: &str, round: u32) -> Run {
+    Run {
+        part,
+        server: server.into(),
+        round,
+        requests_per_s: f64::NAN,
+        server_cpu_us_per_request: f64::NAN,
+        connections: 0,
+        rss_idle_kib: 0,
+        rss_loaded_kib: 0,
+        pss_idle_kib: 0,
+        pss_loaded_kib: 0,
+    }
+}
+
+fn echo_part(config: &ChatBenchConfig, runs: &mut Vec<Run>) -> anyhow::Result<()> {
+    let contenders = echo_contenders(config);
+    let warmup = config.duration / 5;
+    for round in 0..config.runs {
+        for i in 0..contenders.len() {
+            let c = &contenders[(i + round as usize) % contenders.len()];
+            let port = free_port()?;
+            let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+            let served = start((c.command)(port)?, addr, &c.name)?;
+            let (requests, cpu) = echo_loop(addr, config.echo_connections, warmup, config.duration, served.child.id())
+                .with_context(|| format!("echo against {}", c.name))?;
+            drop(served);
+            let mut run = empty_run(Part::Echo, &c.name, round);
+            run.requests_per_s = requests as f64 / config.duration.as_secs_f64();
+            run.server_cpu_us_per_request = if requests > 0 { cpu * 1e6 / requests as f64 } else { f64::NAN };
+            eprintln!("echo  {:<18} round {round}: {:>9.0} req/s", c.name, run.requests_per_s);
+            runs.push(run);
+        }
+    }
+    Ok(())
+}
+
+/// Opens `n` connections and registers each (NICK, USER, up to the end of
+/// the welcome); then calls `measure` while they are all open.
+fn hold_idle(addr: SocketAddr, n: usize, measure: impl FnOnce() -> (u64, u64)) -> anyhow::Result<(usize, (u64, u64))> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..n {
+            tasks.spawn(async move {
+                let mut stream = tokio::net::TcpStream::connect(addr).await?;
+                stream.write_all(format!("NICK idle{i}\r\nUSER idle 0 * :idle\r\n").as_bytes()).await?;
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !(contains(&seen, b" 422 ") || contains(&seen, b" 376 ")) {
+                    let got = stream.read(&mut buf).await?;
+                    if got == 0 {
+                        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed"));
+                    }
+                    seen.extend_from_slice(&buf[..got]);
+                }
+                Ok::<_, std::io::Error>(stream)
+            });
+        }
+        let mut streams = Vec::with_capacity(n);
+        while let Some(joined) = tasks.join_next().await {
+            if let Ok(Ok(stream)) = joined {
+                streams.push(stream);
+            }
+        }
+        // Let the server settle (threads finish starting, queues drain).
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let memory = measure();
+        Ok((streams.len(), memory))
+    })
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn idle_part(config: &ChatBenchConfig, runs: &mut Vec<Run>) -> anyhow::Result<()> {
+    crate::sys::raise_nofile_limit();
+    for round in 0..config.runs {
+        for &engine in &config.engines {
+            let name = format!("trident-{engine}");
+            let port = free_port()?;
+            let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+            let mut cmd = trident_cmd()?;
+            let limit = (config.idle + 16).to_string();
+            cmd.args(["chat", "serve", "-e", &engine.to_string(), "--listen", &format!("127.0.0.1:{port}")]);
+            cmd.args([
+                "--max-clients",
+                &limit,
+                "--max-per-ip",
+                &limit,
+                "--registration-timeout",
+                "1h",
+                "--ping-interval",
+                "1h",
+            ]);
+            let served = start(cmd, addr, &name)?;
+            let pid = served.child.id();
+            thread::sleep(Duration::from_millis(300));
+            let (rss_idle, pss_idle) = tree_memory(pid);
+            let (open, (rss, pss)) = hold_idle(addr, config.idle, || tree_memory(pid))?;
+            drop(served);
+            let mut run = empty_run(Part::Idle, &name, round);
+            run.connections = open;
+            run.rss_idle_kib = rss_idle;
+            run.pss_idle_kib = pss_idle;
+            run.rss_loaded_kib = rss;
+            run.pss_loaded_kib = pss;
+            eprintln!(
+                "idle  {name:<18} round {round}: {open} connections, RSS {rss_idle} -> {rss} KiB, PSS {pss_idle} -> {pss} KiB"
+            );
+            runs.push(run);
+        }
+    }
+    Ok(())
+}
+
+fn per_connection(loaded: u64, idle: u64, n: usize) -> f64 {
+    if n == 0 { f64::NAN } else { (loaded.saturating_sub(idle) as f64 * 1024.0) / n as f64 }
+}
+
+fn summarise(runs: &[Run]) -> Vec<Summary> {
+    let mut names: Vec<(Part, String)> = Vec::new();
+    for r in runs {
+        if !names.iter().any(|(p, s)| *p == r.part && *s == r.server) {
+            names.push((r.part, r.server.clone()));
+        }
+    }
+    let reference = median(
+        runs.iter().filter(|r| r.part == Part::Echo && r.server == "reference").map(|r| r.requests_per_s).collect(),
+    );
+    names
+        .into_iter()
+        .map(|(part, server)| {
+            let mine: Vec<&Run> = runs.iter().filter(|r| r.part == part && r.server == server).collect();
+            let rps = median(mine.iter().map(|r| r.requests_per_s).collect());
+            Summary {
+                part,
+                requests_per_s: rps,
+                vs_reference: rps / reference,
+                server_cpu_us_per_request: median(mine.iter().map(|r| r.server_cpu_us_per_request).collect()),
+                rss_per_connection_bytes: median(
+                    mine.iter().map(|r| per_connection(r.rss_loaded_kib, r.rss_idle_kib, r.connections)).collect(),
+                ),
+                pss_per_connection_bytes: median(
+                    mine.iter().map(|r| per_connection(r.pss_loaded_kib, r.pss_idle_kib, r.connections)).collect(),
+                ),
+                server,
+            }
+        })
+        .collect()
+}
+
+/// The tables printed at the end.
+pub fn render(summary: &[Summary], config: &ChatBenchConfig) -> String {
+    let mut out = String::new();
+    if summary.iter().any(|s| s.part == Part::Idle) {
+        let _ = writeln!(
+            out,
+            "Idle connections: {} registered IRC clients per engine; memory per connection = (server tree with them - idle server) / N",
+            config.idle
+        );
+        let _ = writeln!(out, "{:<18} {:>14} {:>14}", "SERVER", "RSS/CONN", "PSS/CONN");
+        for s in summary.iter().filter(|s| s.part == Part::Idle) {
+            let _ = writeln!(
+                out,
+                "{:<18} {:>10.1} KiB {:>10.1} KiB",
+                s.server,
+                s.rss_per_connection_bytes / 1024.0,
+                s.pss_per_connection_bytes / 1024.0
+            );
+        }
+        let _ = writeln!(out);
+    }
+    if summary.iter().any(|s| s.part == Part::Echo) {
+        let _ = writeln!(
+            out,
+            "Echo, closed loop: {} connections, 4-byte requests, {:?} per run (medians)",
+            config.echo_connections, config.duration
+        );
+        let _ = writeln!(out, "{:<18} {:>12} {:>12} {:>16}", "SERVER", "REQ/S", "VS REFERENCE", "SERVER CPU/REQ");
+        for s in summary.iter().filter(|s| s.part == Part::Echo) {
+            let _ = writeln!(
+                out,
+                "{:<18} {:>12.0} {:>11.2}x {:>13.2} µs",
+                s.server, s.requests_per_s, s.vs_reference, s.server_cpu_us_per_request
+            );
+        }
+    }
+    out
+}
+
+/// Runs the bench.
+pub fn run(config: &ChatBenchConfig) -> anyhow::Result<ChatBenchReport> {
+    let mut runs = Vec::new();
+    for part in &config.parts {
+        match part {
+            Part::Idle => idle_part(config, &mut runs)?,
+            Part::Echo => echo_part(config, &mut runs)?,
+        }
+    }
+    let summary = summarise(&runs);
+    print!("{}", render(&summary, config));
+    let report = ChatBenchReport { runs, summary };
+    if let Some(dir) = &config.out {
+        super::report::write_out(dir, &report.runs, &report)?;
+    }
+    Ok(report)
+}

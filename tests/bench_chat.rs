@@ -1,0 +1,31 @@
+//! `trident bench chat`, small: every part runs, on every engine, against
+//! real servers, and reports figures that make sense.
+
+use crate::engine_tests;
+use crate::util::*;
+
+engine_tests! {
+    fn bench_chat_measures_idle_memory_and_echo_rates(engine) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("out");
+        let o = run(&[
+            "bench", "chat", "--engines", engine, "--runs", "1", "--idle", "200", "--connections", "8",
+            "--duration", "300ms", "--out", out.to_str().expect("utf-8"),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let text = stdout(&o);
+        assert!(text.contains("Idle connections: 200 registered"), "{text}");
+        let idle = text.lines().find(|l| l.starts_with(&format!("trident-{engine} ")) && l.contains("KiB")).expect(&text);
+        let rss: f64 = idle.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect(idle);
+        assert!(rss > 0.0 && rss < 1024.0, "per-connection RSS {rss} KiB: {idle}");
+        let echo = text.lines().filter(|l| l.contains('x') && l.contains("µs")).count();
+        assert_eq!(echo, 2, "reference and trident-{engine} echo rows: {text}");
+        let summary: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary")).expect("json");
+        let rows = summary["summary"].as_array().expect("rows");
+        let echo_rate = rows.iter().find(|r| r["part"] == "echo" && r["server"] == format!("trident-{engine}")).expect("echo row")["requests_per_s"].as_f64().expect("rate");
+        assert!(echo_rate > 100.0, "echo rate {echo_rate}");
+        let csv = std::fs::read_to_string(out.join("runs.csv")).expect("runs.csv");
+        assert_eq!(csv.lines().count(), 1 + 1 + 2, "header, one idle run, two echo runs: {csv}");
+    }
+}
