@@ -15,24 +15,33 @@
 //! | `/range/FLAGS/SIZE/NAME` | Range support, see below |
 //! | `/disposition/SIZE/NAME?CD` | 200, `content(NAME, SIZE)`, `Content-Disposition`: CD percent-decoded (raw bytes; none without a query) |
 //! | `/disposition-redirect/SIZE/NAME?CD` | 302 with that `Content-Disposition` to `/disposition/SIZE/NAME` (without one) |
+//! | `/redirect-to/NAME?LOCATION` | 302 to LOCATION percent-decoded |
+//! | `/headers/COUNT/SIZE/NAME` | 200, `content(NAME, 100)`, plus COUNT headers `x-pad-I` of SIZE bytes each |
 //!
-//! `/range/...` answers `Range: bytes=N-` with 206 and `Content-Range`,
+//! `/range/...` answers `Range: bytes=N-` and `bytes=N-M` with 206 and `Content-Range`,
 //! honours `If-Range` (another validator: 200 and the whole body), sends
 //! `ETag: "NAME-SIZE-vV"` and a `Last-Modified`, and serves
 //! [`versioned`]`(NAME, SIZE, V)` where V is 1 unless the ETag changes.
 //! FLAGS is `-` or a comma-separated list of:
 //! - `cut=N`: the first response is cut (connection aborted) after N body bytes;
+//! - `cuthits=H`: with `cut`, the first H responses are;
 //! - `cutevery=N`: every response is;
 //! - `norange`: Range is ignored (always 200);
 //! - `etag`: V is the request's number (the file changes with every request);
 //! - `etag206`: same, and If-Range is ignored (206 with the new ETag);
 //! - `badcr`: a 206's Content-Range says `bytes 0-(LEN-1)/LEN` for its LEN bytes;
 //! - `lm`: no ETag (Last-Modified only); `weak`: a weak ETag only;
-//! - `chunk=B`, `ms=T`: B-byte pieces (default 64 KiB) T ms apart.
+//! - `chunk=B`, `ms=T`: B-byte pieces (default 64 KiB) T ms apart;
+//! - `ms1=T`: the first response's pieces T ms apart (the others `ms`).
 //!
 //! Every request is counted per path, every accepted connection too; for
 //! `/range/` paths, the Range and If-Range of each request and the body
-//! bytes handed to the connection are recorded.
+//! bytes handed to the connection are recorded. Every request is also
+//! logged in order with its Range, Authorization and Cookie headers
+//! ([`TestServer::log`]).
+//!
+//! [`TestServer::start_tls`] serves the same over HTTPS with a self-signed
+//! certificate for 127.0.0.1 and localhost (rcgen, rustls).
 
 #![allow(dead_code)]
 
@@ -79,6 +88,15 @@ pub fn versioned(name: &str, size: usize, version: u32) -> Vec<u8> {
     if version == 1 { content(name, size) } else { content(&format!("{name}@v{version}"), size) }
 }
 
+/// One request, as logged: path (with the query), and some headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Logged {
+    pub path: String,
+    pub range: Option<String>,
+    pub authorization: Option<String>,
+    pub cookie: Option<String>,
+}
+
 /// One request to a `/range/` path: its `Range` and `If-Range` headers and
 /// the status sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +113,7 @@ struct State {
     requests: Mutex<HashMap<String, Vec<RangeRequest>>>,
     served: Mutex<HashMap<String, Arc<AtomicU64>>>,
     bodies: Mutex<HashMap<(String, usize, u32), Bytes>>,
+    log: Mutex<Vec<Logged>>,
 }
 
 impl State {
@@ -114,6 +133,7 @@ impl State {
 /// A running server; stops when dropped.
 pub struct TestServer {
     pub addr: SocketAddr,
+    scheme: &'static str,
     state: Arc<State>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<thread::JoinHandle<()>>,
@@ -122,22 +142,47 @@ pub struct TestServer {
 impl TestServer {
     /// Binds 127.0.0.1:0 and serves on a thread of its own.
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// The same over HTTPS, with a new self-signed certificate for
+    /// 127.0.0.1 and localhost.
+    pub fn start_tls() -> Self {
+        let names = vec!["127.0.0.1".to_string(), "localhost".to_string()];
+        let rcgen::CertifiedKey { cert, signing_key } = rcgen::generate_simple_self_signed(names).expect("certificate");
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(signing_key.serialize_der().into());
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.der().clone()], key)
+            .expect("server certificate");
+        Self::start_with(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))))
+    }
+
+    fn start_with(tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("local addr");
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let state = Arc::new(State::default());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let served = Arc::clone(&state);
         let thread = thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-            rt.block_on(serve(listener, served, stopped));
+            rt.block_on(serve(listener, served, stopped, tls));
         });
-        TestServer { addr, state, stop: Some(stop), thread: Some(thread) }
+        TestServer { addr, scheme, state, stop: Some(stop), thread: Some(thread) }
     }
 
-    /// `http://127.0.0.1:PORT` + `path`.
+    /// `http://127.0.0.1:PORT` (or `https://`) + `path`.
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        format!("{}://{}{path}", self.scheme, self.addr)
+    }
+
+    /// Every request so far, in the order received.
+    pub fn log(&self) -> Vec<Logged> {
+        self.state.log.lock().expect("log").clone()
     }
 
     /// Requests received for `path`.
@@ -172,30 +217,64 @@ impl Drop for TestServer {
     }
 }
 
-async fn serve(listener: std::net::TcpListener, state: Arc<State>, mut stopped: tokio::sync::oneshot::Receiver<()>) {
+async fn serve(
+    listener: std::net::TcpListener,
+    state: Arc<State>,
+    mut stopped: tokio::sync::oneshot::Receiver<()>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+    let addr = listener.local_addr().expect("local addr");
+    let base = format!("{}://{addr}", if tls.is_some() { "https" } else { "http" });
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted { Ok(a) => a, Err(_) => continue },
             _ = &mut stopped => return,
         };
         state.connections.fetch_add(1, Ordering::SeqCst);
-        let state = Arc::clone(&state);
-        let addr = listener.local_addr().expect("local addr");
+        let (state, base, tls) = (Arc::clone(&state), base.clone(), tls.clone());
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let state = Arc::clone(&state);
-                async move {
-                    let response = match req.uri().path().strip_prefix("/range/") {
-                        Some(rest) => ranged(&state, req.uri().path(), rest, &req),
-                        None => respond(&state, addr, &req),
-                    };
-                    Ok::<_, Infallible>(response)
+            match tls {
+                None => serve_connection(stream, state, base).await,
+                // A client that refuses the certificate ends here.
+                Some(acceptor) => {
+                    if let Ok(stream) = acceptor.accept(stream).await {
+                        serve_connection(stream, state, base).await;
+                    }
                 }
-            });
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            }
         });
     }
+}
+
+async fn serve_connection<S>(stream: S, state: Arc<State>, base: String)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let (state, base) = (Arc::clone(&state), base.clone());
+        async move {
+            log(&state, &req);
+            let response = match req.uri().path().strip_prefix("/range/") {
+                Some(rest) => ranged(&state, req.uri().path(), rest, &req),
+                None => respond(&state, &base, &req),
+            };
+            Ok::<_, Infallible>(response)
+        }
+    });
+    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+}
+
+fn log(state: &State, req: &Request<Incoming>) {
+    let header =
+        |h: header::HeaderName| req.headers().get(h).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let path = req.uri().path_and_query().map_or_else(|| req.uri().path().to_string(), |p| p.as_str().to_string());
+    state.log.lock().expect("log").push(Logged {
+        path,
+        range: header(header::RANGE),
+        authorization: header(header::AUTHORIZATION),
+        cookie: header(header::COOKIE),
+    });
 }
 
 fn full(status: StatusCode, body: Vec<u8>) -> Response<Body> {
@@ -239,7 +318,7 @@ fn streamed(data: Vec<u8>, chunk: usize, delay: Duration, cut: bool, length: boo
     r
 }
 
-fn respond(state: &State, addr: SocketAddr, req: &Request<Incoming>) -> Response<Body> {
+fn respond(state: &State, base: &str, req: &Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
     let hit = {
         let mut hits = state.hits.lock().expect("hits");
@@ -269,7 +348,7 @@ fn respond(state: &State, addr: SocketAddr, req: &Request<Incoming>) -> Response
             full(StatusCode::from_u16(num(code) as u16).unwrap_or(StatusCode::IM_A_TEAPOT), b"no".to_vec())
         }
         ["redirect", "0", size, _] => redirect(&format!("../../../file/{size}/target.bin")),
-        ["redirect", n, size, name] => redirect(&format!("http://{addr}/redirect/{}/{size}/{name}", num(n) - 1)),
+        ["redirect", n, size, name] => redirect(&format!("{base}/redirect/{}/{size}/{name}", num(n) - 1)),
         ["to-file", _] => redirect("file:///etc/passwd"),
         ["disposition", size, name] => {
             let mut r = full(StatusCode::OK, content(name, num(size)));
@@ -286,6 +365,19 @@ fn respond(state: &State, addr: SocketAddr, req: &Request<Incoming>) -> Response
                 let raw: Vec<u8> = percent_encoding::percent_decode_str(query).collect();
                 let value = header::HeaderValue::from_bytes(&raw).expect("Content-Disposition value");
                 r.headers_mut().insert(header::CONTENT_DISPOSITION, value);
+            }
+            r
+        }
+        ["redirect-to", _] => {
+            let location = percent_encoding::percent_decode_str(req.uri().query().unwrap_or("")).decode_utf8_lossy();
+            redirect(&location)
+        }
+        ["headers", count, size, name] => {
+            let mut r = full(StatusCode::OK, content(name, 100));
+            let value = header::HeaderValue::from_str(&"a".repeat(num(size))).expect("header value");
+            for i in 0..num(count) {
+                let name = header::HeaderName::from_bytes(format!("x-pad-{i}").as_bytes()).expect("header name");
+                r.headers_mut().insert(name, value.clone());
             }
             r
         }
@@ -325,12 +417,22 @@ fn ranged(state: &State, path: &str, rest: &str, req: &Request<Incoming>) -> Res
         Some(v) if has("lm") || has("weak") => v == last_modified,
         Some(v) => *v == etag,
     };
-    let start = range
+    // `bytes=N-` or `bytes=N-M`: (N, M + 1 or None).
+    let asked = range
         .as_deref()
         .filter(|_| !has("norange") && validator_ok)
         .and_then(|r| r.strip_prefix("bytes="))
-        .and_then(|r| r.strip_suffix('-'))
-        .and_then(|n| n.parse::<usize>().ok());
+        .and_then(|r| r.split_once('-'))
+        .and_then(|(first, last)| {
+            let first = first.parse::<usize>().ok()?;
+            if last.is_empty() {
+                return Some((first, None));
+            }
+            let last = last.parse::<usize>().ok().filter(|&l| l >= first)?;
+            Some((first, Some(last + 1)))
+        });
+    let start = asked.map(|(first, _)| first);
+    let to = asked.and_then(|(_, end)| end).map_or(size, |end| end.min(size));
     let mut record = RangeRequest { range, if_range, status: 200 };
     let body = state.body(name, size, version);
     let mut response = match start {
@@ -341,19 +443,25 @@ fn ranged(state: &State, path: &str, rest: &str, req: &Request<Incoming>) -> Res
             r
         }
         start => {
-            let from = start.unwrap_or(0);
-            let cut = flag.get("cutevery").or(flag.get("cut").filter(|_| hit == 1)).map(|&n| n as usize);
+            let (from, to) = match start {
+                Some(from) => (from, to),
+                None => (0, size),
+            };
+            let cut_hits = flag.get("cuthits").copied().unwrap_or(1);
+            let cut =
+                flag.get("cutevery").or(flag.get("cut").filter(|_| u64::from(hit) <= cut_hits)).map(|&n| n as usize);
             let chunk = flag.get("chunk").map_or(64 * 1024, |&c| c as usize).max(1);
-            let delay = Duration::from_millis(flag.get("ms").copied().unwrap_or(0));
+            let ms = if hit == 1 { flag.get("ms1").or(flag.get("ms")) } else { flag.get("ms") };
+            let delay = Duration::from_millis(ms.copied().unwrap_or(0));
             let counter = state.served_counter(path);
-            let mut r = counted(body.slice(from..), chunk, delay, cut, counter);
+            let mut r = counted(body.slice(from..to), chunk, delay, cut, counter);
             if start.is_some() {
                 record.status = 206;
                 *r.status_mut() = StatusCode::PARTIAL_CONTENT;
                 let cr = if has("badcr") {
-                    format!("bytes 0-{}/{}", size - from - 1, size - from)
+                    format!("bytes 0-{}/{}", to - from - 1, to - from)
                 } else {
-                    format!("bytes {from}-{}/{size}", size - 1)
+                    format!("bytes {from}-{}/{size}", to - 1)
                 };
                 r.headers_mut().insert(header::CONTENT_RANGE, cr.parse().expect("header"));
             }

@@ -12,6 +12,8 @@ mod fetch;
 mod fetch_disposition;
 mod fetch_input;
 mod fetch_resume;
+mod fetch_security;
+mod fetch_split;
 mod http_server;
 mod lab;
 mod netns;

@@ -54,12 +54,37 @@ exactly is appended; a 200, another validator or another Content-Range
 start over from zero. An interrupted download keeps NAME.part and its
 state (with -c, a failed one too); otherwise both are removed.
 
+Split downloads (-s K): the first request asks for bytes=0-; when the
+server answers 206 for the whole body with a strong ETag or Last-Modified
+and the body is at least 2 x --min-split-size long, it is fetched as up to
+K ranged parts at once (none smaller than --min-split-size), each asked
+with Range and If-Range and written at its offset in the same NAME.part.
+The state file then lists the ranges synced, so a retry or a later run
+(also after kill -9) fetches only what is missing, with as many parts. A
+worker whose part is done takes half of the part with the most bytes left
+(if both halves are at least --min-split-size). A part that fails gives
+its rest to the next idle worker; a part that shows the file changed (200,
+another validator) starts the download over, a second time as one stream.
+A 200, a body too small or without a validator: one stream, as with -s 1.
+The SHA-256 is computed by reading the file once it is complete.
+
 Retries: connection errors, timeouts, truncated bodies, HTTP 408, 429 and
 5xx, with exponential backoff and jitter (--retry-wait, doubling, at most
 30 s), at least what Retry-After asks, and no retry later than
 --retry-max-time after the first attempt. 403, 404 and other 4xx are not
-retried. Redirects: http and https only, at most 10; the name still comes
-from the URL given.
+retried, nor a TLS certificate that cannot be verified, nor a response
+head over 100 fields or 64 KiB (exit 1 for all three).
+
+Redirects: http and https only, at most 10; the name still comes from the
+URL given. Credentials in the URL (https://user:pass@host/...) are sent as
+Authorization: Basic to that URL's origin (scheme, host and port) only: a
+redirect to another host or port, or from https to http, is followed
+without them (user info in a Location is ignored). No cookies are sent.
+
+HTTPS: rustls with the system's root certificates. A certificate that
+cannot be verified fails the download at once (error \"TLS certificate
+rejected\", exit 1). --insecure skips the check: DANGEROUS, anyone on
+the path can then read and change the files; only for a host you control.
 
 Input file (-i FILE, - for stdin; aria2's format, read as the downloads
 go): one URL per line, # comments; TAB-separated URLs on one line are
@@ -74,7 +99,9 @@ Exit status (the most severe wins, in this order):
     3  checksum mismatch
     2  bad input: invalid options or URL (on the command line: nothing is
        downloaded; in an input file: that line is reported, the rest done)
-    1  some downloads failed (HTTP error, network error, after the retries)
+    1  some downloads failed (HTTP error, network error, after the retries;
+       a TLS certificate that cannot be verified or a response head too
+       large, at once)
     0  every URL was saved (or skipped by --no-clobber)";
 
 /// `trident fetch` options.
@@ -129,6 +156,18 @@ pub struct FetchArgs {
     /// the URL's name when it gives none.
     #[arg(long)]
     pub content_disposition: bool,
+    /// Fetch each file as up to K ranged parts at once, when the server
+    /// supports ranges and the file is large enough (see below).
+    #[arg(short = 's', long = "split", value_name = "K", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub split: u32,
+    /// No part of a split download is smaller than this (e.g. 512K, 1M, 4M).
+    #[arg(long, value_name = "SIZE", default_value = "1M", value_parser = parse_size)]
+    pub min_split_size: u64,
+    /// Do not verify TLS certificates. DANGEROUS: anyone on the path can
+    /// read and change the downloads; only for a host you control.
+    #[arg(long)]
+    pub insecure: bool,
     /// Output: text (a line per file as it ends) or json (one document).
     #[arg(short = 'f', long, default_value = "text", value_parser = parse_format)]
     pub format: Format,
@@ -143,6 +182,30 @@ fn parse_engine(s: &str) -> Result<EngineKind, String> {
 
 fn parse_format(s: &str) -> Result<Format, String> {
     s.parse()
+}
+
+/// Parses a size: bytes, or a number with K, M or G (powers of 1024; `KiB`,
+/// `MB`... are read the same), at least 1 KiB.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let bad = || format!("invalid size {s:?} (expected e.g. 65536, 512K, 1M, 2G)");
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: u64 = num.parse().map_err(|_| bad())?;
+    let unit = unit.trim().to_ascii_lowercase();
+    let unit = unit.trim_end_matches('b').trim_end_matches('i');
+    let scale: u64 = match unit {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        _ => return Err(bad()),
+    };
+    let size = value.checked_mul(scale).ok_or_else(bad)?;
+    if size < 1024 {
+        return Err(format!("invalid size {s:?}: at least 1K"));
+    }
+    Ok(size)
 }
 
 /// Parses `sha256=HEX` (algorithm name case-insensitive, 64 hex digits).
@@ -216,6 +279,9 @@ impl FetchArgs {
                 collision,
                 keep_partial: self.continue_,
                 content_disposition: self.content_disposition,
+                split: self.split,
+                min_split_size: self.min_split_size,
+                insecure: self.insecure,
             },
             format: self.format,
             quiet: self.quiet,
@@ -226,6 +292,7 @@ impl FetchArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fetch::task::{DEFAULT_MIN_SPLIT, MAX_HEADER_BYTES, MAX_HEADER_FIELDS};
 
     #[test]
     fn checksums() {
@@ -235,6 +302,21 @@ mod tests {
         assert_eq!(parse_checksum(&format!("SHA-256={}", hex.to_uppercase())), Ok(d));
         for bad in ["", "sha256", "md5=abc", &format!("sha256={}", &hex[1..]), &format!("sha256={}g", &hex[1..])] {
             assert!(parse_checksum(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        for (text, want) in
+            [("1M", 1 << 20), ("512K", 512 << 10), ("65536", 65536), ("2GiB", 2 << 30), ("4 mb", 4 << 20)]
+        {
+            assert_eq!(parse_size(text), Ok(want), "{text}");
+        }
+        assert_eq!(parse_size("1M"), Ok(DEFAULT_MIN_SPLIT), "the default in --help");
+        let limits = format!("head over {MAX_HEADER_FIELDS} fields or {} KiB", MAX_HEADER_BYTES / 1024);
+        assert!(FETCH_HELP.contains(&limits), "--help states the header limits");
+        for bad in ["", "M", "1T", "-1K", "1023", "1.5M", "99999999999999G"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
         }
     }
 }

@@ -2,7 +2,11 @@
 //! results streamed into a report (`trident fetch`).
 //!
 //! - [`args`]: command-line syntax, validated into a [`FetchConfig`];
-//! - [`task`]: one download, blocking (ureq) and async (reqwest);
+//! - [`task`]: one download, blocking (ureq) and async (reqwest), split
+//!   into ranged parts with `-s` (`task/ranged.rs`);
+//! - [`split`]: the bookkeeping of a split download (which ranges are done,
+//!   waiting, being fetched), without I/O;
+//! - [`auth`]: credentials from the URL, sent to its origin only;
 //! - [`name`]: file names from URLs, sanitised, numbered on collision;
 //! - [`store`]: `.part` files, fsync, rename without clobbering;
 //! - [`retry`]: which failures are retried, backoff, `Retry-After`;
@@ -17,12 +21,14 @@
 //! server's `Retry-After`), and a retry reuses the task's connection pool.
 
 pub mod args;
+pub mod auth;
 pub mod entry;
 pub mod input;
 pub mod name;
 pub mod progress;
 pub mod report;
 pub mod retry;
+pub mod split;
 pub mod store;
 pub mod task;
 
@@ -84,6 +90,9 @@ impl Input {
 /// what was saved is complete.
 pub fn run(config: FetchConfig, interrupt: &Interrupt) -> anyhow::Result<Summary> {
     let started = Instant::now();
+    if config.options.insecure && !config.quiet {
+        eprintln!("trident: warning: --insecure: TLS certificates are not checked");
+    }
     task::set_cancel_flag(interrupt.flag());
     if config.engine.kind == EngineKind::Async {
         task::new_async_run();

@@ -205,6 +205,14 @@ fn line_style(length: Option<u64>) -> ProgressStyle {
     }
 }
 
+/// Bytes in a `.part` file: its length, or the blocks it holds when that is
+/// less (a split download writes its parts at their offsets: the file is
+/// sparse, as long as its furthest part).
+fn written(m: &std::fs::Metadata) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    m.len().min(m.blocks().saturating_mul(512))
+}
+
 /// The length recorded in the `.part` file's resume state (written at
 /// each checkpoint of a resumable download), if any.
 fn length_from_state(part: &Path) -> Option<u64> {
@@ -223,7 +231,7 @@ impl Shared {
         let mut shown = state.active.values().filter(|a| a.bar.is_some()).count();
         let mut active_bytes = 0;
         for active in state.active.values_mut() {
-            let size = active.parts.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).max();
+            let size = active.parts.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| written(&m)).max();
             // A part file vanishes when it is renamed: keep the last size.
             if let Some(size) = size {
                 active.bytes = size;

@@ -8,12 +8,19 @@
 //! is resumable: `NAME.part.state` records the URL, the validators, the
 //! length and the bytes synced so far, and a later attempt or run for the
 //! same URL continues the file (see [`PartFile::resume`]).
+//!
+//! A split download (`-s K`) writes its parts at their offsets in the same
+//! `NAME.part`; its state also lists the byte ranges synced (`ranges`), so
+//! that a later attempt or run fetches only what is missing. `done` is then
+//! the range that starts at 0, which is what a reader that knows nothing of
+//! `ranges` may trust.
 
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -21,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::name::numbered;
+use super::split::RangeSet;
 
 /// What to do when the final name is taken.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,6 +93,10 @@ pub struct PartState {
     pub validators: Validators,
     /// Bytes at the start of `NAME.part` that were synced to disk.
     pub done: u64,
+    /// A split download: every byte range `[start, end)` synced to disk
+    /// (`done` is the one starting at 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ranges: Option<Vec<(u64, u64)>>,
 }
 
 /// A download's body on its way to the disk, with its running length and
@@ -106,14 +118,69 @@ pub struct PartFile {
     written: u64,
     synced: u64,
     validators: Option<Validators>,
+    /// A split download: the ranges written (`written` is their length).
+    ranges: Option<RangeSet>,
     resumed_from: u64,
     committed: bool,
     keep: bool,
 }
 
-/// Opens a new file that did not exist; never follows a symlink.
+/// The part file of a split download as its workers share it: writes at
+/// offsets, checkpoints of the ranges written (a duplicate of the
+/// descriptor, so that it can move to a blocking thread).
+#[derive(Debug)]
+pub struct SharedPart {
+    file: File,
+    state_path: PathBuf,
+    url: String,
+    validators: Validators,
+}
+
+impl SharedPart {
+    /// The validators of the body being written.
+    pub fn validators(&self) -> &Validators {
+        &self.validators
+    }
+
+    /// Writes `data` at `offset`.
+    pub fn write_at(&self, data: &[u8], offset: u64) -> io::Result<()> {
+        self.file.write_all_at(data, offset)
+    }
+
+    /// Makes the data durable, then records `done` in the state file.
+    pub fn save(&self, done: &RangeSet) -> io::Result<()> {
+        self.file.sync_data()?;
+        write_state(&self.state_path, &split_state(&self.url, &self.validators, done))
+    }
+}
+
+fn split_state(url: &str, validators: &Validators, done: &RangeSet) -> PartState {
+    PartState {
+        version: STATE_VERSION,
+        url: url.to_string(),
+        validators: validators.clone(),
+        done: done.prefix(),
+        ranges: Some(done.spans().to_vec()),
+    }
+}
+
+/// Replaces a state file atomically: written to `.tmp`, synced, renamed.
+fn write_state(final_path: &Path, state: &PartState) -> io::Result<()> {
+    let tmp = with_suffix(final_path, ".tmp");
+    remove_if_present(&tmp)?;
+    let mut f = create_new(&tmp)?;
+    let text = serde_json::to_vec(state).map_err(io::Error::other)?;
+    f.write_all(&text)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, final_path)
+}
+
+/// Opens a new file that did not exist, for writing and reading (a split
+/// download's digest is read back from it); never follows a symlink.
 fn create_new(path: &Path) -> io::Result<File> {
     OpenOptions::new()
+        .read(true)
         .write(true)
         .create_new(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
@@ -166,6 +233,14 @@ pub fn read_state(path: &Path) -> Option<PartState> {
     (state.version == STATE_VERSION).then_some(state)
 }
 
+/// Removes the state file of the part file at `part`, and the temporary
+/// one a process killed while writing it may have left.
+fn remove_state(part: &Path) -> io::Result<()> {
+    let state = state_path(part);
+    remove_if_present(&with_suffix(&state, ".tmp"))?;
+    remove_if_present(&state)
+}
+
 fn remove_if_present(path: &Path) -> io::Result<()> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
@@ -183,6 +258,7 @@ impl PartFile {
             written: 0,
             synced: 0,
             validators: None,
+            ranges: None,
             resumed_from: 0,
             committed: false,
             keep: false,
@@ -200,7 +276,7 @@ impl PartFile {
                 // Locked at once by whoever is resuming it: not ours.
                 Ok(file) if !try_lock(&file)? => continue,
                 Ok(file) => {
-                    remove_if_present(&state_path(&path))?;
+                    remove_state(&path)?;
                     return Ok(PartFile::new(file, path, url));
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
@@ -239,6 +315,20 @@ impl PartFile {
             return None;
         }
         let len = file.metadata().ok()?.len();
+        if let (Some(ranges), Some(total)) = (&state.ranges, state.validators.total) {
+            // A split download: its ranges (within the file) stay where
+            // they are; the digest is computed once the file is complete.
+            let mut done = RangeSet::from_spans(ranges.iter().copied(), len.min(total));
+            // Complete but not renamed: the last byte is fetched again,
+            // which also checks the validator.
+            done.remove((total.saturating_sub(1), total));
+            let mut part = PartFile::new(file, path, url);
+            part.written = done.bytes();
+            part.synced = part.written;
+            part.validators = (part.written > 0).then_some(state.validators);
+            part.ranges = Some(done);
+            return Some(part);
+        }
         // A file shorter than its state says is not what the state describes.
         let mut done = if len < state.done { 0 } else { state.done };
         if let Some(total) = state.validators.total {
@@ -279,8 +369,9 @@ impl PartFile {
         self.written = 0;
         self.synced = 0;
         self.resumed_from = 0;
+        self.ranges = None;
         if self.validators.take().is_some() {
-            remove_if_present(&state_path(&self.path))?;
+            remove_state(&self.path)?;
         }
         Ok(())
     }
@@ -293,8 +384,84 @@ impl PartFile {
     /// Where and how to continue: the byte offset and the validators, if
     /// anything resumable was written.
     pub fn resume_point(&self) -> Option<(u64, Validators)> {
-        let v = self.validators.as_ref()?;
+        let v = self.validators.as_ref().filter(|_| self.ranges.is_none())?;
         (self.written > 0).then(|| (self.written, v.clone()))
+    }
+
+    /// What a split download can continue from: the ranges written and the
+    /// validators, when the body's length is known (a split part file, or
+    /// a resumable prefix).
+    pub fn split_point(&self) -> Option<(RangeSet, Validators)> {
+        let v = self.validators.as_ref().filter(|v| v.total.is_some())?;
+        if self.written == 0 {
+            return None;
+        }
+        let done = match &self.ranges {
+            Some(ranges) => ranges.clone(),
+            None => RangeSet::from_spans([(0, self.written)], u64::MAX),
+        };
+        Some((done, v.clone()))
+    }
+
+    /// The length of the body, when known.
+    pub fn split_total(&self) -> Option<u64> {
+        self.validators.as_ref().and_then(|v| v.total)
+    }
+
+    /// Whether this is a split download's part file (ranges, not a prefix).
+    pub fn is_split(&self) -> bool {
+        self.ranges.is_some()
+    }
+
+    /// Turns an empty part file into a split download's, for a body
+    /// identified by `validators` (with its length).
+    pub fn begin_split(&mut self, validators: Validators) {
+        self.validators = Some(validators);
+        self.ranges = Some(RangeSet::default());
+        self.written = 0;
+        self.synced = 0;
+    }
+
+    /// The handle the workers of a split download share.
+    pub fn shared(&self) -> io::Result<SharedPart> {
+        let validators = self.validators.clone().ok_or_else(|| io::Error::other("not a resumable body"))?;
+        Ok(SharedPart {
+            file: self.file.try_clone()?,
+            state_path: state_path(&self.path),
+            url: self.url.clone(),
+            validators,
+        })
+    }
+
+    /// After the workers of a split download: the ranges written, of which
+    /// `synced` bytes are recorded in the state file.
+    pub fn end_split(&mut self, done: RangeSet, synced: u64) {
+        self.written = done.bytes();
+        self.synced = synced.min(self.written);
+        self.ranges = Some(done);
+    }
+
+    /// A split download whose ranges cover the whole body: its SHA-256 is
+    /// computed from the file (its parts were written out of order), cut
+    /// to the body's length first. Blocking (reads the file).
+    pub fn complete_split(&mut self) -> io::Result<()> {
+        if let Some(total) = self.split_total() {
+            self.file.set_len(total)?;
+        }
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut offset = 0u64;
+        loop {
+            let n = self.file.read_at(&mut buf, offset)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            offset += n as u64;
+        }
+        self.hasher = hasher;
+        self.written = offset;
+        Ok(())
     }
 
     /// The server sent the rest of the body after `offset` bytes.
@@ -323,21 +490,17 @@ impl PartFile {
             return Ok(());
         }
         self.file.sync_data()?;
-        let state = PartState {
-            version: STATE_VERSION,
-            url: self.url.clone(),
-            validators: validators.clone(),
-            done: self.written,
+        let state = match &self.ranges {
+            Some(done) => split_state(&self.url, validators, done),
+            None => PartState {
+                version: STATE_VERSION,
+                url: self.url.clone(),
+                validators: validators.clone(),
+                done: self.written,
+                ranges: None,
+            },
         };
-        let final_path = state_path(&self.path);
-        let tmp = with_suffix(&final_path, ".tmp");
-        remove_if_present(&tmp)?;
-        let mut f = create_new(&tmp)?;
-        let text = serde_json::to_vec(&state).map_err(io::Error::other)?;
-        f.write_all(&text)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, &final_path)?;
+        write_state(&state_path(&self.path), &state)?;
         self.synced = self.written;
         Ok(())
     }
@@ -383,7 +546,7 @@ impl PartFile {
         };
         if matches!(result, Ok(Committed::Saved(_))) {
             self.committed = true;
-            let _ = std::fs::remove_file(state_path(&self.path));
+            let _ = remove_state(&self.path);
         }
         result
     }
@@ -408,7 +571,7 @@ impl Drop for PartFile {
     fn drop(&mut self) {
         if !self.committed && !self.keep {
             let _ = std::fs::remove_file(&self.path);
-            let _ = std::fs::remove_file(state_path(&self.path));
+            let _ = remove_state(&self.path);
         }
     }
 }
@@ -553,6 +716,44 @@ mod tests {
         assert_eq!(q.path(), d.path().join("r.part.1"));
         drop((p, q));
         assert!(names(d.path()).is_empty(), "dropped without keep: part and state gone");
+    }
+
+    #[test]
+    fn a_split_part_file_keeps_its_ranges_and_resumes_them() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let v = Validators { etag: Some("\"v\"".into()), last_modified: None, total: Some(10) };
+        let mut p = PartFile::create(d.path(), "z", "http://h/z").expect("part file");
+        p.begin_split(v.clone());
+        let shared = p.shared().expect("shared");
+        shared.write_at(b"789", 7).expect("write");
+        shared.write_at(b"01", 0).expect("write");
+        let done = RangeSet::from_spans([(0, 2), (7, 10)], 10);
+        shared.save(&done).expect("save");
+        p.end_split(done.clone(), done.bytes());
+        assert!(p.keep());
+        drop((p, shared));
+        let state = read_state(&d.path().join("z.part.state")).expect("state");
+        assert_eq!((state.done, state.ranges), (2, Some(vec![(0, 2), (7, 10)])));
+
+        let mut p = PartFile::resume(d.path(), "z", "http://h/z").expect("resumable");
+        assert!(p.is_split());
+        assert_eq!(p.resume_point(), None, "not a prefix to append to");
+        // The last byte is asked for again (it checks the validator).
+        let (ranges, validators) = p.split_point().expect("split point");
+        assert_eq!((ranges.spans(), validators), (&[(0, 2), (7, 9)][..], v));
+        assert_eq!(fs::metadata(p.path()).expect("meta").len(), 10, "nothing cut off");
+        let shared = p.shared().expect("shared");
+        shared.write_at(b"23456", 2).expect("write");
+        shared.write_at(b"9", 9).expect("write");
+        p.end_split(RangeSet::from_spans([(0, 10)], 10), 0);
+        p.complete_split().expect("digest");
+        assert_eq!((p.written(), p.sha256()), (10, <[u8; 32]>::from(Sha256::digest(b"0123456789"))));
+        p.sync().expect("sync");
+        // What a process killed while writing the state leaves behind.
+        fs::write(d.path().join("z.part.state.tmp"), b"{").expect("write");
+        assert_eq!(p.commit(d.path(), "z", Collision::Number).expect("commit"), Committed::Saved("z".into()));
+        drop(shared);
+        assert_eq!(names(d.path()), ["z"]);
     }
 
     #[test]

@@ -11,6 +11,18 @@
 //! file name always comes from the original URL — or, with
 //! `--content-disposition`, from the `Content-Disposition` header of the
 //! first response whose body is saved (the one after the redirects).
+//! Credentials from the URL go to its origin only (see `auth`).
+//!
+//! With `-s K` (or a part file a split download left), the download goes
+//! through `ranged` instead: K ranged parts at once into the same part
+//! file. Everything else is shared.
+//!
+//! HTTPS certificates are checked (system roots) unless `--insecure`; a
+//! certificate that cannot be verified ends the download at once. Response
+//! heads are bounded ([`MAX_HEADER_FIELDS`], [`MAX_HEADER_BYTES`]); a larger
+//! one ends it too: another attempt would get the same.
+
+mod ranged;
 
 use std::error::Error as StdError;
 use std::io::Read;
@@ -22,6 +34,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use super::auth::{Credentials, without_userinfo};
 use super::name::{name_from_disposition, name_from_url};
 use super::retry::{Backoff, StatusClass, classify_status, parse_retry_after};
 use super::store::{Collision, Committed, PartFile, Validators};
@@ -36,6 +49,14 @@ const READ_BUFFER: usize = 64 * 1024;
 /// Longest uninterrupted sleep while waiting to retry (the cancel flag is
 /// looked at in between).
 const SLEEP_SLICE: Duration = Duration::from_millis(50);
+/// Response header fields accepted at most (ureq and hyper stop at 100 too).
+pub const MAX_HEADER_FIELDS: usize = 100;
+/// Response header bytes accepted at most: names, values, and 4 bytes of
+/// `": "` and CRLF per field. ureq alone would take 100 fields of 100 KiB
+/// each, hyper (reqwest) a head of 400 KiB; neither is configurable.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// Default `--min-split-size`.
+pub const DEFAULT_MIN_SPLIT: u64 = 1 << 20;
 
 /// How every download of a run behaves.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,6 +81,12 @@ pub struct FetchOptions {
     /// response that is saved, when it gives a usable name (the `.part`
     /// file is still named after the URL).
     pub content_disposition: bool,
+    /// `-s`: ranged parts of one file fetched at once (1: one stream).
+    pub split: u32,
+    /// `--min-split-size`: no part is cut smaller than this.
+    pub min_split_size: u64,
+    /// `--insecure`: TLS certificates are not checked.
+    pub insecure: bool,
 }
 
 /// Downloads one URL into a directory.
@@ -238,6 +265,10 @@ struct Head {
     last_modified: Option<String>,
     content_range: Option<String>,
     content_disposition: Option<String>,
+    /// Header fields in the response.
+    fields: usize,
+    /// Their size: names, values and 4 bytes each.
+    header_bytes: usize,
 }
 
 impl Head {
@@ -286,6 +317,22 @@ enum Next {
     Redirect(Url),
 }
 
+/// Fails a response whose head is larger than allowed.
+fn check_head(head: &Head) -> Result<(), Failure> {
+    if head.fields > MAX_HEADER_FIELDS || head.header_bytes > MAX_HEADER_BYTES {
+        return Err(fatal(
+            Status::Failed,
+            format!(
+                "response header too large: {} fields, {} bytes (at most {MAX_HEADER_FIELDS} fields, {} KiB)",
+                head.fields,
+                head.header_bytes,
+                MAX_HEADER_BYTES / 1024
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Parses `bytes FIRST-LAST/TOTAL`.
 fn parse_content_range(v: &str) -> Option<(u64, u64, u64)> {
     let v = v.trim();
@@ -299,16 +346,27 @@ fn parse_content_range(v: &str) -> Option<(u64, u64, u64)> {
 /// starts at the offset and runs to the end of a body of the known length,
 /// with the same validator. `Ok(total)`, or why to start over.
 fn check_partial(head: &Head, resume: &Resume) -> Result<u64, String> {
-    let v = &resume.validators;
+    check_range(head, resume.offset, None, Some(&resume.validators))
+}
+
+/// Whether a 206 carries exactly `[start, end)` (to the end of the body
+/// when `end` is `None`), and, given `v`, of the body it describes (same
+/// length and validator). `Ok(total)`, or why not.
+fn check_range(head: &Head, start: u64, end: Option<u64>, v: Option<&Validators>) -> Result<u64, String> {
     let cr = head.content_range.as_deref().unwrap_or("");
     let Some((first, last, total)) = parse_content_range(cr) else {
         return Err(format!("HTTP 206 with Content-Range {cr:?}"));
     };
     let length_ok = head.content_length.is_none_or(|len| Some(len) == (last + 1).checked_sub(first));
-    if first != resume.offset || last.checked_add(1) != Some(total) || v.total.is_some_and(|t| t != total) || !length_ok
-    {
-        return Err(format!("HTTP 206 with Content-Range {cr:?} to Range: {}", resume.range()));
+    let end_ok = last.checked_add(1) == Some(end.unwrap_or(total)) && last < total;
+    if first != start || !end_ok || v.and_then(|v| v.total).is_some_and(|t| t != total) || !length_ok {
+        let asked = match end {
+            Some(end) => format!("bytes={start}-{}", end.saturating_sub(1)),
+            None => format!("bytes={start}-"),
+        };
+        return Err(format!("HTTP 206 with Content-Range {cr:?} to Range: {asked}"));
     }
+    let Some(v) = v else { return Ok(total) };
     let changed = match (&v.etag, &head.etag, &head.last_modified) {
         (Some(ours), Some(theirs), _) => ours != theirs.trim(),
         (None, _, Some(theirs)) => v.last_modified.as_deref() != Some(theirs.as_str()),
@@ -331,6 +389,7 @@ fn status_text(code: u16) -> String {
 /// What to do with a response to a request for `current` (with `Range`
 /// and `If-Range` when `resume`).
 fn decide(head: &Head, current: &Url, hops: &mut u32, resume: Option<&Resume>) -> Result<Next, Failure> {
+    check_head(head)?;
     if let Some(resume) = resume {
         match head.status {
             206 => return Ok(check_partial(head, resume).map_or(Next::Restart, |total| Next::Rest { total })),
@@ -352,8 +411,11 @@ fn decide(head: &Head, current: &Url, hops: &mut u32, resume: Option<&Resume>) -
             if *hops > MAX_REDIRECTS {
                 return Err(fatal(Status::Failed, format!("more than {MAX_REDIRECTS} redirects")));
             }
+            // User info in Location is ignored: credentials come from the
+            // URL given only (see `auth`).
             let next = current
                 .join(location)
+                .map(|next| without_userinfo(&next))
                 .map_err(|e| fatal(Status::Failed, format!("redirect to an invalid URL {location:?}: {e}")))?;
             if !matches!(next.scheme(), "http" | "https") {
                 return Err(fatal(
@@ -381,7 +443,16 @@ enum Then {
 struct Download {
     task: FetchTask,
     started: Instant,
+    /// The URL given, without user info.
     url: Url,
+    /// The URL's user info, for its origin only.
+    credentials: Option<Credentials>,
+    /// Ranged parts are not used for this download (the server's ranges
+    /// proved unusable).
+    no_split: bool,
+    /// Times a split download started over because a part showed the file
+    /// had changed.
+    split_restarts: u32,
     name: String,
     /// With `--content-disposition`: the name the header of the first saved
     /// response gave (`Some(None)`: it gave none, the URL's name stays).
@@ -432,7 +503,10 @@ impl Download {
             backoff: Backoff::new(task.options.retries, task.options.retry_wait, started, task.options.retry_max_time),
             task,
             started,
-            url,
+            credentials: Credentials::from_url(&url),
+            url: without_userinfo(&url),
+            no_split: false,
+            split_restarts: 0,
             name,
             disposition: (!by_header).then_some(None),
             part: None,
@@ -460,6 +534,17 @@ impl Download {
             error,
             elapsed_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
         }
+    }
+
+    /// The `Authorization` value for a request to `url`, if any.
+    fn authorization(&self, url: &Url) -> Option<&str> {
+        self.credentials.as_ref().and_then(|c| c.for_url(url))
+    }
+
+    /// Whether this attempt fetches ranged parts: `-s` above 1, or a part
+    /// file a split download left; not once the server's ranges failed.
+    fn split_mode(&self) -> bool {
+        !self.no_split && (self.task.options.split > 1 || self.part.as_ref().is_some_and(PartFile::is_split))
     }
 
     /// Where the next request starts, if the part file can be continued.
@@ -492,16 +577,21 @@ impl Download {
     /// The part file, emptied for a new whole body described by `head`.
     fn begin_body(&mut self, head: &Head) -> Result<&mut PartFile, Failure> {
         self.name_from_head(head);
-        let mut part = match self.part.take() {
-            Some(mut p) => {
-                p.reset().map_err(|e| local("cannot truncate the .part file", &e))?;
-                p
-            }
-            None => PartFile::create(&self.task.dir, &self.name, &self.task.url)
-                .map_err(|e| local(&format!("cannot create {}.part in {}", self.name, self.task.dir.display()), &e))?,
-        };
+        let mut part = self.empty_part()?;
         part.set_validators(head.validators());
         Ok(self.part.insert(part))
+    }
+
+    /// The part file emptied, or a new one.
+    fn empty_part(&mut self) -> Result<PartFile, Failure> {
+        match self.part.take() {
+            Some(mut p) => {
+                p.reset().map_err(|e| local("cannot truncate the .part file", &e))?;
+                Ok(p)
+            }
+            None => PartFile::create(&self.task.dir, &self.name, &self.task.url)
+                .map_err(|e| local(&format!("cannot create {}.part in {}", self.name, self.task.dir.display()), &e)),
+        }
     }
 
     /// The part file continues with the rest of the body (`head`: the 206).
@@ -624,6 +714,54 @@ fn finish(part: PartFile, task: &FetchTask, name: &str) -> Result<(Committed, Pa
     Ok((committed, meta))
 }
 
+/// Every error in `e`'s chain, those wrapped in an `io::Error` included
+/// (its `source` skips the error it wraps).
+fn error_sources<'a>(e: &'a (dyn StdError + 'static)) -> Vec<&'a (dyn StdError + 'static)> {
+    let mut out = Vec::new();
+    let mut next = Some(e);
+    while let Some(current) = next {
+        out.push(current);
+        if out.len() > 32 {
+            break;
+        }
+        next = match current.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref) {
+            Some(inner) => Some(inner as &(dyn StdError + 'static)),
+            None => current.source(),
+        };
+    }
+    out
+}
+
+/// What an error below HTTP (connecting, TLS, reading the head) means: a
+/// certificate that cannot be verified or a head too large for the client
+/// end the download (another attempt gets the same), the rest is retried.
+fn transport_failure(e: &(dyn StdError + 'static), head_too_large: bool) -> Failure {
+    let sources = error_sources(e);
+    let certificate = sources.iter().find_map(|s| match s.downcast_ref::<rustls::Error>() {
+        Some(tls @ rustls::Error::InvalidCertificate(_)) => Some(tls),
+        _ => None,
+    });
+    if let Some(tls) = certificate {
+        return fatal(
+            Status::Failed,
+            format!("TLS certificate rejected ({tls}); --insecure skips the check (dangerous)"),
+        );
+    }
+    let text = error_chain(e);
+    // hyper's (reqwest's) error for a head over 100 fields or 400 KiB; its
+    // predicate (`is_parse_too_large`) exists only with its server feature.
+    if head_too_large || text.contains("message head is too large") {
+        return fatal(
+            Status::Failed,
+            format!(
+                "response header too large: {text} (at most {MAX_HEADER_FIELDS} fields, {} KiB)",
+                MAX_HEADER_BYTES / 1024
+            ),
+        );
+    }
+    retry(text)
+}
+
 fn error_chain(e: &dyn StdError) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
@@ -641,29 +779,108 @@ fn error_chain(e: &dyn StdError) -> String {
 // ---------------------------------------------------------------------------
 // Blocking: ureq.
 
-/// The process's ureq agent (connection pool), rebuilt if the timeout changes.
-fn agent(timeout: Duration) -> ureq::Agent {
-    static AGENT: Mutex<Option<(Duration, ureq::Agent)>> = Mutex::new(None);
+/// The process's ureq agent (connection pool), rebuilt if the timeout or
+/// `--insecure` changes.
+fn agent(timeout: Duration, insecure: bool) -> ureq::Agent {
+    static AGENT: Mutex<Option<(Duration, bool, ureq::Agent)>> = Mutex::new(None);
     let mut slot = AGENT.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some((t, agent)) = slot.as_ref()
-        && *t == timeout
+    if let Some((t, i, agent)) = slot.as_ref()
+        && (*t, *i) == (timeout, insecure)
     {
         return agent.clone();
     }
-    let agent = ureq::AgentBuilder::new()
+    let mut builder = ureq::AgentBuilder::new()
         .timeout_connect(timeout)
         .timeout_read(timeout)
         .timeout_write(timeout)
         .redirects(0)
         .user_agent(USER_AGENT)
         .max_idle_connections(1024)
-        .max_idle_connections_per_host(256)
-        .build();
-    *slot = Some((timeout, agent.clone()));
+        .max_idle_connections_per_host(256);
+    if insecure && let Some(config) = insecure::client_config() {
+        builder = builder.tls_config(config);
+    }
+    let agent = builder.build();
+    *slot = Some((timeout, insecure, agent.clone()));
     agent
 }
 
+/// `--insecure` for ureq: a rustls configuration that accepts any
+/// certificate (signatures are still checked, the chain and name are not).
+mod insecure {
+    use std::sync::Arc;
+
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use rustls::{DigitallySignedStruct, SignatureScheme};
+
+    #[derive(Debug)]
+    struct AcceptAny(WebPkiSupportedAlgorithms);
+
+    impl ServerCertVerifier for AcceptAny {
+        fn verify_server_cert(
+            &self,
+            _end_entity: &CertificateDer<'_>,
+            _intermediates: &[CertificateDer<'_>],
+            _server_name: &ServerName<'_>,
+            _ocsp_response: &[u8],
+            _now: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.0.supported_schemes()
+        }
+    }
+
+    /// The configuration, with ring (what ureq itself uses).
+    pub(super) fn client_config() -> Option<Arc<rustls::ClientConfig>> {
+        let provider: CryptoProvider = rustls::crypto::ring::default_provider();
+        let algorithms = provider.signature_verification_algorithms;
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+            .with_safe_default_protocol_versions()
+            .ok()?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAny(algorithms)))
+            .with_no_client_auth();
+        Some(Arc::new(config))
+    }
+}
+
+/// A ureq transport error as a failure: its own limits on the head (100
+/// fields, 100 KiB a line) are final like ours.
+fn ureq_failure(t: &ureq::Transport) -> Failure {
+    let too_large = t.kind() == ureq::ErrorKind::BadHeader || error_chain(t).contains("header field longer than");
+    transport_failure(t, too_large)
+}
+
 fn ureq_head(r: &ureq::Response) -> Head {
+    let mut names = r.headers_names();
+    let fields = names.len();
+    names.sort_unstable();
+    names.dedup();
+    let header_bytes =
+        names.iter().map(|n| r.all(n).iter().map(|v| n.len() + v.len() + 4).sum::<usize>()).sum::<usize>();
     Head {
         status: r.status(),
         location: r.header("location").map(String::from),
@@ -673,6 +890,8 @@ fn ureq_head(r: &ureq::Response) -> Head {
         last_modified: r.header("last-modified").map(String::from),
         content_range: r.header("content-range").map(String::from),
         content_disposition: r.header("content-disposition").map(String::from),
+        fields,
+        header_bytes,
     }
 }
 
@@ -686,6 +905,9 @@ fn attempt_blocking(agent: &ureq::Agent, dl: &mut Download) -> Result<FetchResul
         dl.looked_for_part = true;
         dl.part = PartFile::resume(&dl.task.dir, &dl.name, &dl.task.url);
     }
+    if dl.split_mode() {
+        return ranged::attempt_blocking(agent, dl);
+    }
     let mut url = dl.url.clone();
     let mut hops = 0;
     loop {
@@ -694,9 +916,12 @@ fn attempt_blocking(agent: &ureq::Agent, dl: &mut Download) -> Result<FetchResul
         if let Some(r) = &resume {
             request = request.set("Range", &r.range()).set("If-Range", r.if_range());
         }
+        if let Some(auth) = dl.authorization(&url) {
+            request = request.set("Authorization", auth);
+        }
         let response = match request.call() {
             Ok(r) | Err(ureq::Error::Status(_, r)) => r,
-            Err(ureq::Error::Transport(t)) => return Err(retry(error_chain(&t))),
+            Err(ureq::Error::Transport(t)) => return Err(ureq_failure(&t)),
         };
         let head = ureq_head(&response);
         dl.http_status = Some(head.status);
@@ -726,24 +951,33 @@ fn attempt_blocking(agent: &ureq::Agent, dl: &mut Download) -> Result<FetchResul
                 return Err(failure);
             }
         };
-        let mut reader = response.into_reader();
-        let mut buf = vec![0u8; READ_BUFFER];
-        loop {
-            let n = match reader.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(retry(format!("reading the body: {}", error_chain(&e)))),
-            };
-            if dl.write(&buf[..n])? {
-                dl.checkpoint()?;
-            }
-        }
-        dl.verify(expected)?;
-        let part = dl.part.take().ok_or_else(|| fatal(Status::LocalError, "no .part file"))?;
-        let outcome = finish(part, &dl.task, &dl.final_name());
-        return dl.committed(outcome);
+        return save_body_blocking(dl, response, expected);
     }
+}
+
+/// Appends a body to the part file as it comes, then checks and commits.
+fn save_body_blocking(
+    dl: &mut Download,
+    response: ureq::Response,
+    expected: Option<u64>,
+) -> Result<FetchResult, Failure> {
+    let mut reader = response.into_reader();
+    let mut buf = vec![0u8; READ_BUFFER];
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(retry(format!("reading the body: {}", error_chain(&e)))),
+        };
+        if dl.write(&buf[..n])? {
+            dl.checkpoint()?;
+        }
+    }
+    dl.verify(expected)?;
+    let part = dl.part.take().ok_or_else(|| fatal(Status::LocalError, "no .part file"))?;
+    let outcome = finish(part, &dl.task, &dl.final_name());
+    dl.committed(outcome)
 }
 
 fn sleep_blocking(wait: Duration) -> bool {
@@ -772,13 +1006,13 @@ pub(crate) fn new_async_run() {
 }
 
 /// The run's reqwest client (connection pool).
-fn client(timeout: Duration) -> Result<reqwest::Client, String> {
-    type Slot = Option<(Duration, u64, reqwest::Client)>;
+fn client(timeout: Duration, insecure: bool) -> Result<reqwest::Client, String> {
+    type Slot = Option<(Duration, u64, bool, reqwest::Client)>;
     static CLIENT: Mutex<Slot> = Mutex::new(None);
     let generation = RUN_GENERATION.load(Ordering::SeqCst);
     let mut slot = CLIENT.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some((t, g, client)) = slot.as_ref()
-        && (*t, *g) == (timeout, generation)
+    if let Some((t, g, i, client)) = slot.as_ref()
+        && (*t, *g, *i) == (timeout, generation, insecure)
     {
         return Ok(client.clone());
     }
@@ -790,18 +1024,25 @@ fn client(timeout: Duration) -> Result<reqwest::Client, String> {
             .read_timeout(timeout)
             .user_agent(USER_AGENT)
             .tcp_nodelay(true)
+            .danger_accept_invalid_certs(insecure)
     };
     // Without any system root certificate, plain HTTP must still work.
     let client = builder()
         .build()
         .or_else(|_| builder().tls_built_in_native_certs(false).build())
         .map_err(|e| format!("cannot set up the HTTP client: {}", error_chain(&e)))?;
-    *slot = Some((timeout, generation, client.clone()));
+    *slot = Some((timeout, generation, insecure, client.clone()));
     Ok(client)
+}
+
+/// A reqwest error before the body as a failure.
+fn reqwest_failure(e: &reqwest::Error) -> Failure {
+    transport_failure(e, false)
 }
 
 fn reqwest_head(r: &reqwest::Response) -> Head {
     let header = |name: &str| r.headers().get(name).and_then(|v| v.to_str().ok()).map(String::from);
+    let header_bytes = r.headers().iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
     Head {
         status: r.status().as_u16(),
         location: header("location"),
@@ -816,6 +1057,8 @@ fn reqwest_head(r: &reqwest::Response) -> Head {
             .get("content-disposition")
             .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
             .map(String::from),
+        fields: r.headers().len(),
+        header_bytes,
     }
 }
 
@@ -857,6 +1100,9 @@ async fn attempt_async(client: &reqwest::Client, dl: &mut Download) -> Result<Fe
         let (dir, name, url) = (dl.task.dir.clone(), dl.name.clone(), dl.task.url.clone());
         dl.part = tokio::task::spawn_blocking(move || PartFile::resume(&dir, &name, &url)).await.ok().flatten();
     }
+    if dl.split_mode() {
+        return Box::pin(ranged::attempt_async(client, dl)).await;
+    }
     let mut url = dl.url.clone();
     let mut hops = 0;
     loop {
@@ -865,9 +1111,12 @@ async fn attempt_async(client: &reqwest::Client, dl: &mut Download) -> Result<Fe
         if let Some(r) = &resume {
             request = request.header("Range", r.range()).header("If-Range", r.if_range());
         }
-        let mut response = match tokio::time::timeout(timeout, request.send()).await {
+        if let Some(auth) = dl.authorization(&url) {
+            request = request.header("Authorization", auth);
+        }
+        let response = match tokio::time::timeout(timeout, request.send()).await {
             Err(_) => return Err(retry(format!("no response within {timeout:?}"))),
-            Ok(Err(e)) => return Err(retry(error_chain(&e))),
+            Ok(Err(e)) => return Err(reqwest_failure(&e)),
             Ok(Ok(r)) => r,
         };
         let head = reqwest_head(&response);
@@ -900,27 +1149,41 @@ async fn attempt_async(client: &reqwest::Client, dl: &mut Download) -> Result<Fe
                 return Err(failure);
             }
         };
-        loop {
-            match tokio::time::timeout(timeout, response.chunk()).await {
-                Err(_) => return Err(retry(format!("no data for {timeout:?} while reading the body"))),
-                Ok(Err(e)) => return Err(retry(format!("reading the body: {}", error_chain(&e)))),
-                Ok(Ok(None)) => break,
-                Ok(Ok(Some(chunk))) => {
-                    if dl.write(&chunk)? {
-                        checkpoint_async(dl).await?;
-                    }
+        return save_body_async(dl, response, expected).await;
+    }
+}
+
+/// Appends a body to the part file as it comes, then checks and commits.
+async fn save_body_async(
+    dl: &mut Download,
+    mut response: reqwest::Response,
+    expected: Option<u64>,
+) -> Result<FetchResult, Failure> {
+    let timeout = dl.task.options.timeout;
+    loop {
+        match tokio::time::timeout(timeout, response.chunk()).await {
+            Err(_) => return Err(retry(format!("no data for {timeout:?} while reading the body"))),
+            Ok(Err(e)) => return Err(retry(format!("reading the body: {}", error_chain(&e)))),
+            Ok(Ok(None)) => break,
+            Ok(Ok(Some(chunk))) => {
+                if dl.write(&chunk)? {
+                    checkpoint_async(dl).await?;
                 }
             }
         }
-        dl.verify(expected)?;
-        let part = dl.part.take().ok_or_else(|| fatal(Status::LocalError, "no .part file"))?;
-        let (task, name) = (dl.task.clone(), dl.final_name());
-        // fsync and rename block: keep them off the runtime's threads.
-        let outcome = tokio::task::spawn_blocking(move || finish(part, &task, &name))
-            .await
-            .map_err(|e| fatal(Status::LocalError, format!("saving the file: {e}")))?;
-        return dl.committed(outcome);
     }
+    dl.verify(expected)?;
+    commit_async(dl).await
+}
+
+/// Syncs and renames the verified part file, off the runtime's threads.
+async fn commit_async(dl: &mut Download) -> Result<FetchResult, Failure> {
+    let part = dl.part.take().ok_or_else(|| fatal(Status::LocalError, "no .part file"))?;
+    let (task, name) = (dl.task.clone(), dl.final_name());
+    let outcome = tokio::task::spawn_blocking(move || finish(part, &task, &name))
+        .await
+        .map_err(|e| fatal(Status::LocalError, format!("saving the file: {e}")))?;
+    dl.committed(outcome)
 }
 
 async fn sleep_async(wait: Duration) -> bool {
@@ -946,7 +1209,7 @@ impl Task for FetchTask {
             Ok(dl) => dl,
             Err(result) => return *result,
         };
-        let agent = agent(dl.task.options.timeout);
+        let agent = agent(dl.task.options.timeout, dl.task.options.insecure);
         loop {
             if cancelled() {
                 return dl.interrupted();
@@ -973,7 +1236,7 @@ impl Task for FetchTask {
             Ok(dl) => dl,
             Err(result) => return *result,
         };
-        let client = match client(dl.task.options.timeout) {
+        let client = match client(dl.task.options.timeout, dl.task.options.insecure) {
             Ok(c) => c,
             Err(why) => return dl.end(Status::Failed, None, Some(why)),
         };
@@ -1031,6 +1294,8 @@ mod tests {
             last_modified: None,
             content_range: None,
             content_disposition: None,
+            fields: 4,
+            header_bytes: 100,
         }
     }
 
@@ -1084,6 +1349,9 @@ mod tests {
                 collision: Collision::NoClobber,
                 keep_partial: true,
                 content_disposition: true,
+                split: 4,
+                min_split_size: 1 << 20,
+                insecure: true,
             },
         };
         let bytes = postcard::to_stdvec(&task).expect("encode");
