@@ -8,6 +8,7 @@ mod bench_fetch;
 mod chat_harness;
 mod chat_irc_crate;
 mod chat_server;
+mod chat_tls;
 mod echo;
 mod fetch;
 mod fetch_disposition;
