@@ -5,6 +5,7 @@ mod util;
 
 mod bench_chat;
 mod bench_fetch;
+mod chat_client;
 mod chat_harness;
 mod chat_irc_crate;
 mod chat_server;

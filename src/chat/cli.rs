@@ -29,6 +29,12 @@ Ctrl-C or SIGTERM: every client gets 'ERROR :Server shutting down', exit 0.";
 pub enum ChatCommand {
     /// Serve IRC clients on any engine.
     Serve(ChatServeArgs),
+    /// An IRC client: interactive (slash commands, reconnects), or
+    /// --send TEXT for scripts (exit 0 once the server has taken it).
+    Connect(super::client::ConnectArgs),
+    /// A load generator: N clients in M channels, a paced message rate,
+    /// deliveries/s, gaps and latency percentiles (or --idle connections).
+    Load(super::load::LoadArgs),
 }
 
 /// `trident chat serve` options.
@@ -138,5 +144,7 @@ pub fn run(command: ChatCommand, interrupt: impl FnOnce() -> anyhow::Result<Inte
             serve::serve(&server, chat, &interrupt)?;
             Ok(Exit::Success)
         }
+        ChatCommand::Connect(args) => super::client::run(args, &interrupt()?),
+        ChatCommand::Load(args) => super::load::run(args, &interrupt()?),
     }
 }
