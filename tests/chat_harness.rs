@@ -28,7 +28,7 @@ impl ChatServer {
     pub fn start(engine: &str, extra: &[&str]) -> ChatServer {
         let mut cmd = trident();
         cmd.args(["chat", "serve", "--listen", "127.0.0.1:0", "-e", engine]);
-        if engine == "processes" {
+        if engine == "processes" && !extra.contains(&"-c") {
             cmd.args(["-c", "2"]);
         }
         let mut child = cmd

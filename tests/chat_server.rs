@@ -316,3 +316,50 @@ engine_tests! {
         }
     }
 }
+
+engine_tests! {
+    fn every_member_gets_every_message_in_each_senders_order(engine) {
+        // Processes: 3 workers, so that senders and receivers sit on different ones.
+        let extra: &[&str] = if engine == "processes" { &["-c", "3", "--flood-rate", "0"] } else { &["--flood-rate", "0"] };
+        let server = ChatServer::start(engine, extra);
+        let n = 12;
+        let per_sender = 50;
+        let mut clients: Vec<Irc> = (0..n).map(|i| server.client(&format!("m{i}"))).collect();
+        for c in &mut clients {
+            c.send("JOIN #room");
+            c.expect(" 366 ");
+        }
+        // Everyone has seen everyone's join once the last joiner's JOIN reached all.
+        for c in &mut clients[..n - 1] {
+            c.expect(&format!(":m{}!", n - 1));
+        }
+        if engine == "processes" {
+            let holding = children_of(server.pid()).into_iter().filter(|&w| fds_of(w) > 8).count();
+            assert!(holding >= 2, "the connections all landed on one worker; the test proves nothing");
+        }
+        let senders: Vec<thread::JoinHandle<Irc>> = clients
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut c)| {
+                thread::spawn(move || {
+                    let burst: String = (0..per_sender).map(|k| format!("PRIVMSG #room :from m{i} #{k}\r\n")).collect();
+                    c.stream.write_all(burst.as_bytes()).expect("send");
+                    let mut next = vec![0usize; n];
+                    next[i] = per_sender;
+                    while next.iter().any(|&k| k < per_sender) {
+                        let line = c.line().expect("a line");
+                        let Some((_, text)) = line.split_once(" PRIVMSG #room :from m") else { continue };
+                        let (sender, k) = text.split_once(" #").expect("numbered");
+                        let (sender, k): (usize, usize) = (sender.parse().expect("sender"), k.parse().expect("k"));
+                        assert_eq!(k, next[sender], "m{i} got m{sender}'s #{k} out of order");
+                        next[sender] += 1;
+                    }
+                    c
+                })
+            })
+            .collect();
+        for s in senders {
+            s.join().expect("every member got every message in order");
+        }
+    }
+}

@@ -5,8 +5,11 @@ mod util;
 
 mod bench_chat;
 mod bench_fetch;
+mod chat_client;
 mod chat_harness;
+mod chat_irc_crate;
 mod chat_server;
+mod chat_tls;
 mod echo;
 mod fetch;
 mod fetch_disposition;

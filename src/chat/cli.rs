@@ -1,5 +1,6 @@
 //! `trident chat ...`: command-line syntax, converted once into configs.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
@@ -16,6 +17,7 @@ Examples:
   trident chat serve                                  127.0.0.1:6667, async
   trident chat serve -e threads --max-per-ip 20 --motd 'Welcome!'
   trident chat serve -e processes -c 4 --listen 127.0.0.1:0
+  trident chat serve --listen 127.0.0.1:6697 --tls-cert cert.pem --tls-key key.pem
   irssi -c 127.0.0.1 -p 6667        (any IRC client works)
 
 The server speaks the IRC core clients use (RFC 1459/2812): NICK USER PASS
@@ -27,6 +29,12 @@ Ctrl-C or SIGTERM: every client gets 'ERROR :Server shutting down', exit 0.";
 pub enum ChatCommand {
     /// Serve IRC clients on any engine.
     Serve(ChatServeArgs),
+    /// An IRC client: interactive (slash commands, reconnects), or
+    /// --send TEXT for scripts (exit 0 once the server has taken it).
+    Connect(super::client::ConnectArgs),
+    /// A load generator: N clients in M channels, a paced message rate,
+    /// deliveries/s, gaps and latency percentiles (or --idle connections).
+    Load(super::load::LoadArgs),
 }
 
 /// `trident chat serve` options.
@@ -73,6 +81,13 @@ pub struct ChatServeArgs {
     /// Time to answer the server's PING before "Ping timeout".
     #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DUR")]
     pub ping_timeout: Duration,
+    /// Serve TLS (IRC over TLS, like port 6697) with this PEM certificate
+    /// chain; needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl ChatServeArgs {
@@ -115,7 +130,8 @@ impl ChatServeArgs {
             ping_interval: self.ping_interval,
             ping_timeout: self.ping_timeout,
         };
-        Ok((server, ChatConfig { hub, limits }))
+        let tls = self.tls_cert.zip(self.tls_key);
+        Ok((server, ChatConfig { hub, limits, tls }))
     }
 }
 
@@ -128,5 +144,7 @@ pub fn run(command: ChatCommand, interrupt: impl FnOnce() -> anyhow::Result<Inte
             serve::serve(&server, chat, &interrupt)?;
             Ok(Exit::Success)
         }
+        ChatCommand::Connect(args) => super::client::run(args, &interrupt()?),
+        ChatCommand::Load(args) => super::load::run(args, &interrupt()?),
     }
 }

@@ -19,8 +19,10 @@
 //! in the shell.
 
 pub mod cli;
+pub mod client;
 pub mod hub;
 pub mod line;
+pub mod load;
 pub mod message;
 pub mod names;
 pub mod serve;

@@ -36,10 +36,12 @@ pub(crate) struct Conn {
 pub(crate) enum Wake {
     /// A tokio task waiting on `notified()`.
     Task(Notify),
-    /// A connection thread: routers write to `fd` themselves (non-blocking)
-    /// and signal the thread (`pthread_t` in `owner`, 0 until it has
-    /// started) only when the socket is full or the queue must be closed.
-    Thread { fd: RawFd, owner: AtomicU64 },
+    /// A connection thread: routers write to `fd` themselves (non-blocking,
+    /// if `direct`) and signal the thread (`pthread_t` in `owner`, 0 until
+    /// it has started) only when the socket is full or the queue must be
+    /// closed. Not `direct` (TLS: only the owner can encrypt): routers
+    /// signal the owner when the queue stops being empty.
+    Thread { fd: RawFd, owner: AtomicU64, direct: bool },
 }
 
 #[derive(Debug, Default)]
@@ -86,12 +88,13 @@ impl Conn {
         Conn { id, queue: Mutex::new(Queue { limit, ..Queue::default() }), wake: Wake::Task(Notify::new()) }
     }
 
-    /// A connection served by a thread writing to `fd` (non-blocking).
-    pub fn for_thread(id: ClientId, limit: usize, fd: RawFd) -> Conn {
+    /// A connection served by a thread on `fd` (non-blocking), written to
+    /// by routers too if `direct`.
+    pub fn for_thread(id: ClientId, limit: usize, fd: RawFd, direct: bool) -> Conn {
         Conn {
             id,
             queue: Mutex::new(Queue { limit, ..Queue::default() }),
-            wake: Wake::Thread { fd, owner: AtomicU64::new(0) },
+            wake: Wake::Thread { fd, owner: AtomicU64::new(0), direct },
         }
     }
 
@@ -209,8 +212,16 @@ impl Conn {
     /// signalled to wait for the socket (unless `by_owner`). The status
     /// after the attempt.
     pub fn flush(&self, by_owner: bool) -> (Status, bool) {
-        let Wake::Thread { fd, .. } = &self.wake else { return (self.status(), false) };
+        let Wake::Thread { fd, direct, .. } = &self.wake else { return (self.status(), false) };
         let mut q = self.lock();
+        if !direct {
+            // Only the owner writes (and it calls `take`, not this).
+            if !q.buf.is_empty() {
+                self.alert(&mut q);
+            }
+            let status = Status { closing: q.closing, overflowed: q.overflowed, broken: q.broken };
+            return (status, false);
+        }
         if by_owner {
             q.signalled = false;
         }
@@ -256,7 +267,8 @@ impl Conn {
         (Status { closing: q.closing, overflowed: q.overflowed, broken: q.broken }, pending)
     }
 
-    fn status(&self) -> Status {
+    /// The queue's state, without taking anything.
+    pub fn status(&self) -> Status {
         let q = self.lock();
         Status { closing: q.closing, overflowed: q.overflowed, broken: q.broken }
     }

@@ -28,6 +28,7 @@ pub(crate) mod core;
 pub mod processes;
 pub(crate) mod session;
 pub(crate) mod threads;
+pub(crate) mod tls;
 pub(crate) mod tokio;
 
 use std::collections::HashMap;
@@ -93,6 +94,9 @@ pub struct ChatConfig {
     pub hub: HubConfig,
     /// The limits.
     pub limits: Limits,
+    /// TLS: a PEM certificate chain and its private key; every connection
+    /// on the listening socket is then TLS.
+    pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 /// What every connection's shell shares.
@@ -103,12 +107,18 @@ pub(crate) struct Shell {
     pub ping: Line,
     /// The server's last words, `ERROR :Server shutting down`.
     pub farewell: Line,
+    /// TLS settings, when connections are TLS.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Shell {
-    pub fn new(config: &ChatConfig) -> Shell {
+    pub fn new(config: &ChatConfig) -> anyhow::Result<Shell> {
         let hub = Hub::new(config.hub.clone(), 0);
-        Shell { limits: config.limits.clone(), ping: hub.ping_line(), farewell: hub.shutdown_line() }
+        let tls = match &config.tls {
+            Some((cert, key)) => Some(tls::server_config(cert, key)?),
+            None => None,
+        };
+        Ok(Shell { limits: config.limits.clone(), ping: hub.ping_line(), farewell: hub.shutdown_line(), tls })
     }
 }
 
@@ -266,8 +276,11 @@ pub fn serve(config: &ServerConfig, chat: ChatConfig, interrupt: &Interrupt) -> 
     let listener =
         crate::server::bind(config.listen).map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     crate::sys::raise_nofile_limit();
+    // Bad certificate files are one error before anything starts.
+    Shell::new(&chat)?;
     let local = listener.local_addr()?;
-    eprintln!("Serving IRC on {local} ({} engine)", config.kind);
+    let tls = if chat.tls.is_some() { ", TLS" } else { "" };
+    eprintln!("Serving IRC on {local} ({} engine{tls})", config.kind);
     match config.kind {
         EngineKind::Async => tokio::serve(listener, &chat, config, interrupt)?,
         EngineKind::Threads => threads::serve(listener, &chat, config, interrupt)?,

@@ -381,7 +381,7 @@ pub fn worker(args: &WorkerArgs) -> anyhow::Result<()> {
     crate::server::processes::stop_on_stdin_eof(&interrupt)?;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let backend = Arc::new(RemoteBackend { tx, conns: Mutex::new(HashMap::new()) });
-    let shell = Arc::new(Shell::new(&chat));
+    let shell = Arc::new(Shell::new(&chat)?);
     let worker = args.worker;
     let mut next = 0u64;
     let link_backend = Arc::clone(&backend);

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use super::conn::{Conn, WAKE_SIGNAL};
 use super::session::{Due, Session};
-use super::tokio::{read_error, write_error};
+use super::tokio::{Input, Wire, read_error, write_error};
 use super::{Backend, ChatConfig, Local, Shell};
 use crate::chat::ClientId;
 use crate::engine::Interrupt;
@@ -110,7 +110,7 @@ pub(crate) fn serve(
     install_wake_handler()?;
     listener.set_nonblocking(true)?;
     let backend = Arc::new(Local::new(chat, true));
-    let shell = Arc::new(Shell::new(chat));
+    let shell = Arc::new(Shell::new(chat).map_err(io::Error::other)?);
     let stopping = Arc::new(AtomicBool::new(false));
     let live = Arc::new(Live::default());
     let mut next = 0u64;
@@ -175,6 +175,24 @@ fn readable(fd: i32, timeout: Duration) -> io::Result<bool> {
     }
 }
 
+/// Writes what the non-blocking socket takes of `out`, removing it.
+fn send_some(mut stream: &TcpStream, out: &mut Vec<u8>) -> io::Result<()> {
+    let mut sent = 0;
+    while sent < out.len() {
+        match stream.write(&out[sent..]) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    out.drain(..sent);
+    if out.is_empty() {
+        *out = Vec::new();
+    }
+    Ok(())
+}
+
 /// Sleeps until `fd` has `events`, a wake-up signal, or `deadline`; the
 /// events that happened (0: timeout or signal).
 fn wait(fd: i32, events: libc::c_short, deadline: Instant, mask: &libc::sigset_t) -> io::Result<libc::c_short> {
@@ -215,7 +233,16 @@ fn connection(
     }
     let _ = stream.set_nodelay(true);
     let fd = stream.as_raw_fd();
-    let conn = Arc::new(Conn::for_thread(id, shell.limits.sendq, fd));
+    let mut wire = match Wire::new(shell) {
+        Ok(wire) => wire,
+        Err(e) => {
+            eprintln!("trident: cannot serve {peer}: {e}");
+            return;
+        }
+    };
+    // TLS: only this thread can encrypt, so routers do not write directly.
+    let tls = wire.is_tls();
+    let conn = Arc::new(Conn::for_thread(id, shell.limits.sendq, fd, !tls));
     // SAFETY: pthread_self has no preconditions.
     conn.set_owner(unsafe { libc::pthread_self() });
     backend.open(&conn, peer.ip());
@@ -223,11 +250,21 @@ fn connection(
     let mut buf = [0u8; 4096];
     let mut events = Vec::new();
     let mut closing = false;
+    // TLS: wire bytes the socket has not taken yet.
+    let mut out = Vec::new();
     let end = loop {
         if stopping.load(Ordering::SeqCst) {
             break End::Stop;
         }
-        let (status, pending) = conn.flush(true);
+        let (status, pending) = if tls {
+            let status = if out.is_empty() { wire.take(&conn, &mut out) } else { conn.status() };
+            if let Err(e) = send_some(&stream, &mut out) {
+                break End::Gone(write_error(&e));
+            }
+            (status, !out.is_empty())
+        } else {
+            conn.flush(true)
+        };
         if status.overflowed || (status.closing && !pending) {
             break End::Closed;
         }
@@ -247,17 +284,21 @@ fn connection(
         };
         let now = Instant::now();
         if revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 && !closing {
-            match stream.read(&mut buf) {
-                Ok(0) => break End::Gone("Remote host closed the connection".into()),
-                Ok(n) => {
-                    if let Err(flood) = session.read(&buf[..n], now) {
-                        closing = true;
-                        backend.close(id, &flood);
-                        continue;
-                    }
+            let read = match stream.read(&mut buf) {
+                Ok(0) => Input::Eof,
+                Ok(n) => wire.received(&buf[..n], &mut out, &mut session, now),
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => Input::NotYet,
+                Err(e) => Input::Failed(read_error(&e)),
+            };
+            match read {
+                Input::Data | Input::NotYet => {}
+                Input::Eof => break End::Gone("Remote host closed the connection".into()),
+                Input::Failed(reason) => break End::Gone(reason),
+                Input::Flood(reason) => {
+                    closing = true;
+                    backend.close(id, &reason);
+                    continue;
                 }
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
-                Err(e) => break End::Gone(read_error(&e)),
             }
         }
         session.ready(now, &mut events);
@@ -281,15 +322,22 @@ fn connection(
     conn.owner_gone();
     match &end {
         End::Stop => {
-            let mut out = Vec::new();
-            conn.take(&mut out);
-            out.extend_from_slice(shell.farewell.as_bytes());
+            wire.take(&conn, &mut out);
+            wire.last_words(Some(&shell.farewell), &mut out);
             if stream.set_nonblocking(false).is_ok() && stream.set_write_timeout(Some(FLUSH_TIMEOUT)).is_ok() {
                 let _ = stream.write_all(&out);
             }
             let _ = stream.shutdown(Shutdown::Write);
         }
         End::Closed => {
+            let mut bye = Vec::new();
+            wire.last_words(None, &mut bye);
+            if !bye.is_empty()
+                && stream.set_nonblocking(false).is_ok()
+                && stream.set_write_timeout(Some(FLUSH_TIMEOUT)).is_ok()
+            {
+                let _ = stream.write_all(&bye);
+            }
             let _ = stream.shutdown(Shutdown::Write);
         }
         End::Gone(_) => {}
@@ -299,6 +347,5 @@ fn connection(
         End::Closed => "Connection closed".into(),
         End::Stop => "Server shutting down".into(),
     };
-    let _ = write_error;
     backend.gone(id, &reason);
 }

@@ -19,10 +19,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::conn::Conn;
+use super::conn::{Conn, Status};
 use super::session::{Due, Session};
+use super::tls::{Opened, Tls};
 use super::{Backend, ChatConfig, Local, Shell};
-use crate::chat::ClientId;
+use crate::chat::{ClientId, Line};
 use crate::engine::Interrupt;
 use crate::server::ServerConfig;
 
@@ -48,7 +49,7 @@ pub(crate) fn serve(
     interrupt: &Interrupt,
 ) -> io::Result<()> {
     let backend = Arc::new(Local::new(chat, false));
-    let shell = Arc::new(Shell::new(chat));
+    let shell = Arc::new(Shell::new(chat).map_err(io::Error::other)?);
     let mut next = 0u64;
     let expiring = Arc::clone(&backend);
     let next_id = move || {
@@ -158,6 +159,13 @@ pub(crate) async fn connection<B: Backend>(
     mut stop: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
+    let mut wire = match Wire::new(&shell) {
+        Ok(wire) => wire,
+        Err(e) => {
+            eprintln!("trident: cannot serve {peer}: {e}");
+            return;
+        }
+    };
     let conn = Arc::new(Conn::for_task(id, shell.limits.sendq));
     backend.open(&conn, peer.ip());
     let mut session = Session::new(&shell.limits, Instant::now());
@@ -172,7 +180,7 @@ pub(crate) async fn connection<B: Backend>(
             // Written: free the buffer (an idle connection holds none; the
             // queue allocates anew for the next batch).
             out = Vec::new();
-            let status = conn.take(&mut out);
+            let status = wire.take(&conn, &mut out);
             if status.overflowed {
                 break End::Closed;
             }
@@ -201,20 +209,17 @@ pub(crate) async fn connection<B: Backend>(
                 }
                 let now = Instant::now();
                 let read = READ_BUF.with_borrow_mut(|buf| match stream.try_read(buf) {
-                    Ok(0) => Read::Eof,
-                    Ok(n) => match session.read(&buf[..n], now) {
-                        Ok(()) => Read::Data,
-                        Err(flood) => Read::Flood(flood),
-                    },
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Read::NotYet,
-                    Err(e) => Read::Failed(e),
+                    Ok(0) => Input::Eof,
+                    Ok(n) => wire.received(&buf[..n], &mut out, &mut session, now),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Input::NotYet,
+                    Err(e) => Input::Failed(read_error(&e)),
                 });
                 match read {
-                    Read::Data => {}
-                    Read::NotYet => continue,
-                    Read::Eof => break End::Gone("Remote host closed the connection".into()),
-                    Read::Failed(e) => break End::Gone(read_error(&e)),
-                    Read::Flood(reason) => {
+                    Input::Data => {}
+                    Input::NotYet => continue,
+                    Input::Eof => break End::Gone("Remote host closed the connection".into()),
+                    Input::Failed(reason) => break End::Gone(reason),
+                    Input::Flood(reason) => {
                         closing = true;
                         backend.close(id, &reason);
                         continue;
@@ -248,12 +253,17 @@ pub(crate) async fn connection<B: Backend>(
     match &end {
         End::Stop => {
             // What was queued, then the last words; bounded in time.
-            conn.take(&mut out);
-            out.extend_from_slice(shell.farewell.as_bytes());
+            wire.take(&conn, &mut out);
+            wire.last_words(Some(&shell.farewell), &mut out);
             let _ = tokio::time::timeout(FLUSH_TIMEOUT, stream.write_all(&out[sent..])).await;
             let _ = stream.shutdown().await;
         }
         End::Closed => {
+            let mut bye = Vec::new();
+            wire.last_words(None, &mut bye);
+            if !bye.is_empty() {
+                let _ = tokio::time::timeout(FLUSH_TIMEOUT, stream.write_all(&bye)).await;
+            }
             let _ = stream.shutdown().await;
         }
         End::Gone(_) => {}
@@ -267,17 +277,82 @@ pub(crate) async fn connection<B: Backend>(
 }
 
 /// What one read brought.
-pub(crate) enum Read {
+pub(crate) enum Input {
     /// Bytes, fed to the session.
     Data,
     /// Nothing after all (a spurious readiness).
     NotYet,
-    /// End of stream.
+    /// End of stream (or of the TLS session).
     Eof,
     /// The session refused them: too many lines waiting.
     Flood(String),
-    /// The socket failed.
-    Failed(io::Error),
+    /// The socket or the TLS session failed: the reason.
+    Failed(String),
+}
+
+/// The bytes on the wire: the queue's plaintext as it is, or through TLS.
+pub(crate) struct Wire {
+    tls: Option<Tls>,
+    plain: Vec<u8>,
+}
+
+impl Wire {
+    pub fn new(shell: &Shell) -> io::Result<Wire> {
+        let tls = shell.tls.as_ref().map(Tls::new).transpose()?;
+        Ok(Wire { tls, plain: Vec::new() })
+    }
+
+    /// Whether this is a TLS connection.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Moves what `conn` has queued to `out`, as wire bytes.
+    pub fn take(&mut self, conn: &Conn, out: &mut Vec<u8>) -> Status {
+        match &mut self.tls {
+            None => conn.take(out),
+            Some(tls) => {
+                let status = conn.take(&mut self.plain);
+                tls.seal(&self.plain, out);
+                self.plain = Vec::new();
+                status
+            }
+        }
+    }
+
+    /// Wire bytes read: their plaintext goes to `session`; what TLS has to
+    /// answer (handshake) is appended to `out`.
+    pub fn received(&mut self, raw: &[u8], out: &mut Vec<u8>, session: &mut Session, now: Instant) -> Input {
+        let data = match &mut self.tls {
+            None => raw,
+            Some(tls) => {
+                let opened = tls.open(raw, &mut self.plain);
+                tls.flush(out);
+                match opened {
+                    Ok(Opened::Data) => &self.plain[..],
+                    Ok(Opened::Closed) => return Input::Eof,
+                    Err(reason) => return Input::Failed(reason),
+                }
+            }
+        };
+        let read = match session.read(data, now) {
+            Ok(()) => Input::Data,
+            Err(flood) => Input::Flood(flood),
+        };
+        self.plain.clear();
+        read
+    }
+
+    /// Appends `line` (if any) and, for TLS, the end of the session.
+    pub fn last_words(&mut self, line: Option<&Line>, out: &mut Vec<u8>) {
+        match &mut self.tls {
+            None => out.extend_from_slice(line.map_or(&b""[..], |l| l.as_bytes())),
+            Some(tls) => {
+                tls.seal(line.map_or(&b""[..], |l| l.as_bytes()), out);
+                tls.close(out);
+            }
+        }
+    }
 }
 
 pub(crate) fn read_error(e: &io::Error) -> String {
