@@ -385,7 +385,8 @@ pub enum BenchCommand {
 
 const BENCH_CHAT_EXAMPLES: &str = "\
 Examples:
-  trident bench chat                                  idle (10,000 connections) and echo, every engine
+  trident bench chat                                  every part, every engine
+  trident bench chat --parts fanout,latency --engines async --members 1000 --rates 500,1000,2000
   trident bench chat --parts echo --runs 5 --peer 'chapter=python3 docs/bench/chapter_echo.py {port}'
   trident bench chat --parts idle --idle 1000 --engines async,threads
 
@@ -398,9 +399,22 @@ pub struct BenchChatArgs {
     /// Engines, rounds and output directory.
     #[command(flatten)]
     pub run: BenchRunArgs,
-    /// What to measure: idle, echo (comma-separated).
-    #[arg(long, value_delimiter = ',', default_value = "idle,echo")]
+    /// What to measure: idle, echo, fanout, latency (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "idle,fanout,latency,echo")]
     pub parts: Vec<crate::bench::chat::Part>,
+    /// Fan-out: members of the one channel.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub members: usize,
+    /// Fan-out: how many of them send.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub senders: usize,
+    /// Fan-out: message rates to step through (all senders together, per
+    /// second); stops at the first step where delivery falls behind.
+    #[arg(long, value_delimiter = ',', default_value = "250,500,1000,1500,2000,3000", value_name = "R,R...")]
+    pub rates: Vec<f64>,
+    /// Fan-out and latency: sending time per step.
+    #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "DUR")]
+    pub load_duration: Duration,
     /// Idle connections per engine.
     #[arg(long, default_value_t = 10_000, value_name = "N")]
     pub idle: usize,
@@ -440,6 +454,10 @@ impl BenchChatArgs {
             echo_connections: self.connections,
             duration: self.duration,
             peers,
+            members: self.members.max(2),
+            senders: self.senders.max(1),
+            rates: self.rates,
+            load_duration: self.load_duration,
             out: self.run.out,
         })
     }

@@ -10,7 +10,8 @@ engine_tests! {
         let out = dir.path().join("out");
         let o = run(&[
             "bench", "chat", "--engines", engine, "--runs", "1", "--idle", "200", "--connections", "8",
-            "--duration", "300ms", "--out", out.to_str().expect("utf-8"),
+            "--duration", "300ms", "--members", "20", "--senders", "2", "--rates", "50", "--load-duration", "500ms",
+            "--out", out.to_str().expect("utf-8"),
         ]);
         assert!(o.status.success(), "{}", stderr(&o));
         let text = stdout(&o);
@@ -26,6 +27,12 @@ engine_tests! {
         let echo_rate = rows.iter().find(|r| r["part"] == "echo" && r["server"] == format!("trident-{engine}")).expect("echo row")["requests_per_s"].as_f64().expect("rate");
         assert!(echo_rate > 100.0, "echo rate {echo_rate}");
         let csv = std::fs::read_to_string(out.join("runs.csv")).expect("runs.csv");
-        assert_eq!(csv.lines().count(), 1 + 1 + 2, "header, one idle run, two echo runs: {csv}");
+        assert_eq!(csv.lines().count(), 1 + 1 + 1 + 1 + 2, "header, idle, fan-out step, latency, two echo runs: {csv}");
+        let fanout = rows.iter().find(|r| r["part"] == "fanout").expect("fan-out row");
+        // 50 messages/s to 19 others: about 950 deliveries/s, all of them.
+        let rate = fanout["deliveries_per_s"].as_f64().expect("rate");
+        assert!((500.0..2000.0).contains(&rate), "fan-out deliveries/s {rate}");
+        let latency = rows.iter().find(|r| r["part"] == "latency").expect("latency row");
+        assert!(latency["latency_p99_us"].as_f64().expect("p99") > 0.0);
     }
 }

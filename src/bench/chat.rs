@@ -44,6 +44,10 @@ pub enum Part {
     Idle,
     /// Closed-loop echo requests per second.
     Echo,
+    /// Deliveries per second in one big channel, stepping the rate up.
+    Fanout,
+    /// Latency at half the fan-out peak.
+    Latency,
 }
 
 impl std::str::FromStr for Part {
@@ -52,7 +56,9 @@ impl std::str::FromStr for Part {
         match s {
             "idle" => Ok(Part::Idle),
             "echo" => Ok(Part::Echo),
-            _ => Err(format!("unknown part {s:?} (expected idle or echo)")),
+            "fanout" => Ok(Part::Fanout),
+            "latency" => Ok(Part::Latency),
+            _ => Err(format!("unknown part {s:?} (expected idle, echo, fanout or latency)")),
         }
     }
 }
@@ -74,6 +80,14 @@ pub struct ChatBenchConfig {
     pub duration: Duration,
     /// Echo peers: a name and a command with `{port}` in it.
     pub peers: Vec<(String, String)>,
+    /// Fan-out: members of the one channel.
+    pub members: usize,
+    /// Fan-out: clients that send.
+    pub senders: usize,
+    /// Fan-out: the message rates tried (all senders together, per second).
+    pub rates: Vec<f64>,
+    /// Fan-out and latency: sending time per step.
+    pub load_duration: Duration,
     /// Write runs.csv and summary.json here.
     pub out: Option<PathBuf>,
 }
@@ -101,6 +115,18 @@ pub struct Run {
     pub pss_idle_kib: u64,
     /// Idle: with the connections.
     pub pss_loaded_kib: u64,
+    /// Fan-out/latency: messages per second offered (all senders).
+    pub msgs_per_s: f64,
+    /// Fan-out/latency: lines delivered to members per second.
+    pub deliveries_per_s: f64,
+    /// Fan-out/latency: delivered / expected.
+    pub delivered_ratio: f64,
+    /// Fan-out/latency: delivery latency, µs.
+    pub latency_p50_us: u64,
+    /// 99th percentile.
+    pub latency_p99_us: u64,
+    /// Worst.
+    pub latency_max_us: u64,
 }
 
 /// Medians per server and part.
@@ -120,6 +146,15 @@ pub struct Summary {
     pub rss_per_connection_bytes: f64,
     /// Idle: median PSS per connection, bytes.
     pub pss_per_connection_bytes: f64,
+    /// Fan-out: the best deliveries/s of any step (median over rounds);
+    /// latency: at half that.
+    pub deliveries_per_s: f64,
+    /// Latency: median p50, µs.
+    pub latency_p50_us: f64,
+    /// Latency: median p99, µs.
+    pub latency_p99_us: f64,
+    /// Latency: worst max, µs.
+    pub latency_max_us: f64,
 }
 
 /// The bench's result.
@@ -134,6 +169,7 @@ pub struct ChatBenchReport {
 /// A server process under test; killed (and reaped) on drop.
 struct Served {
     child: Child,
+    addr: SocketAddr,
 }
 
 impl Drop for Served {
@@ -164,7 +200,7 @@ fn start(mut cmd: Command, addr: SocketAddr, what: &str) -> anyhow::Result<Serve
     if let Some(stderr) = child.stderr.take() {
         thread::spawn(move || for _ in BufReader::new(stderr).lines() {});
     }
-    let served = Served { child };
+    let served = Served { child, addr };
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if std::net::TcpStream::connect(addr).is_ok() {
@@ -314,7 +350,96 @@ fn empty_run(part: Part, server: &str, round: u32) -> Run {
         rss_loaded_kib: 0,
         pss_idle_kib: 0,
         pss_loaded_kib: 0,
+        msgs_per_s: f64::NAN,
+        deliveries_per_s: f64::NAN,
+        delivered_ratio: f64::NAN,
+        latency_p50_us: 0,
+        latency_p99_us: 0,
+        latency_max_us: 0,
     }
+}
+
+/// Starts `trident chat serve -e ENGINE` for load: no flood control, room
+/// for everyone.
+fn chat_server(engine: EngineKind, clients: usize) -> anyhow::Result<Served> {
+    let port = free_port()?;
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let mut cmd = trident_cmd()?;
+    let limit = (clients + 16).to_string();
+    cmd.args(["chat", "serve", "-e", &engine.to_string(), "--listen", &format!("127.0.0.1:{port}")]);
+    cmd.args(["--max-clients", &limit, "--max-per-ip", &limit, "--flood-rate", "0", "--sendq", "16777216"]);
+    start(cmd, addr, &format!("trident-{engine}"))
+}
+
+/// One load step against `addr`; the run record.
+fn load_step(
+    addr: SocketAddr,
+    config: &ChatBenchConfig,
+    part: Part,
+    server: &str,
+    round: u32,
+    rate: f64,
+) -> anyhow::Result<Run> {
+    let mut load = crate::chat::load::LoadConfig::new(addr, config.members);
+    load.channels = 1;
+    load.senders = config.senders.min(config.members);
+    load.rate = rate;
+    load.duration = config.load_duration;
+    load.drain = Duration::from_secs(2);
+    let report = crate::chat::load::load(&load)?;
+    let mut run = empty_run(part, server, round);
+    run.msgs_per_s = rate;
+    run.deliveries_per_s = report.deliveries_per_s;
+    run.delivered_ratio = report.delivery_ratio;
+    run.latency_p50_us = report.latency_us.p50;
+    run.latency_p99_us = report.latency_us.p99;
+    run.latency_max_us = report.latency_us.max;
+    eprintln!(
+        "{:<8}{server:<18} round {round}: {rate:>6.0} msg/s offered -> {:>9.0} deliveries/s, {:.2}% delivered, p50 {} µs, p99 {} µs, max {} µs",
+        if part == Part::Fanout { "fanout " } else { "latency " },
+        run.deliveries_per_s,
+        run.delivered_ratio * 100.0,
+        run.latency_p50_us,
+        run.latency_p99_us,
+        run.latency_max_us
+    );
+    // The clients' quits are N² lines: let the server finish them.
+    thread::sleep(Duration::from_millis(500));
+    Ok(run)
+}
+
+/// Fan-out: the rate steps on each engine; latency: at half the best step.
+fn fanout_part(config: &ChatBenchConfig, latency: bool, runs: &mut Vec<Run>) -> anyhow::Result<()> {
+    crate::sys::raise_nofile_limit();
+    for round in 0..config.runs {
+        for &engine in &config.engines {
+            let name = format!("trident-{engine}");
+            let served = chat_server(engine, config.members)?;
+            let mut best: Option<(f64, f64)> = None; // (deliveries/s, rate)
+            for &rate in &config.rates {
+                let run = load_step(served.addr, config, Part::Fanout, &name, round, rate)?;
+                if best.is_none_or(|(d, _)| run.deliveries_per_s > d) {
+                    best = Some((run.deliveries_per_s, rate));
+                }
+                // Behind: messages lost, or delivered late enough that the
+                // rate achieved is well under the rate offered.
+                let offered = rate * (config.members - 1) as f64;
+                let fell_behind = run.delivered_ratio < 0.999 || run.deliveries_per_s < 0.9 * offered;
+                runs.push(run);
+                if fell_behind {
+                    break;
+                }
+            }
+            if latency && let Some((peak, _)) = best {
+                // Half the peak, in messages per second.
+                let others = (config.members.max(2) - 1) as f64;
+                let rate = (peak / others / 2.0).max(1.0);
+                runs.push(load_step(served.addr, config, Part::Latency, &name, round, rate)?);
+            }
+            drop(served);
+        }
+    }
+    Ok(())
 }
 
 fn echo_part(config: &ChatBenchConfig, runs: &mut Vec<Run>) -> anyhow::Result<()> {
@@ -438,6 +563,17 @@ fn summarise(runs: &[Run]) -> Vec<Summary> {
         .map(|(part, server)| {
             let mine: Vec<&Run> = runs.iter().filter(|r| r.part == part && r.server == server).collect();
             let rps = median(mine.iter().map(|r| r.requests_per_s).collect());
+            // Fan-out: per round, the best step; then the median of those.
+            let mut rounds: Vec<u32> = mine.iter().map(|r| r.round).collect();
+            rounds.dedup();
+            let deliveries = median(
+                rounds
+                    .iter()
+                    .map(|&round| {
+                        mine.iter().filter(|r| r.round == round).map(|r| r.deliveries_per_s).fold(f64::NAN, f64::max)
+                    })
+                    .collect(),
+            );
             Summary {
                 part,
                 requests_per_s: rps,
@@ -449,6 +585,10 @@ fn summarise(runs: &[Run]) -> Vec<Summary> {
                 pss_per_connection_bytes: median(
                     mine.iter().map(|r| per_connection(r.pss_loaded_kib, r.pss_idle_kib, r.connections)).collect(),
                 ),
+                deliveries_per_s: deliveries,
+                latency_p50_us: median(mine.iter().map(|r| r.latency_p50_us as f64).collect()),
+                latency_p99_us: median(mine.iter().map(|r| r.latency_p99_us as f64).collect()),
+                latency_max_us: mine.iter().map(|r| r.latency_max_us as f64).fold(f64::NAN, f64::max),
                 server,
             }
         })
@@ -472,6 +612,35 @@ pub fn render(summary: &[Summary], config: &ChatBenchConfig) -> String {
                 s.server,
                 s.rss_per_connection_bytes / 1024.0,
                 s.pss_per_connection_bytes / 1024.0
+            );
+        }
+        let _ = writeln!(out);
+    }
+    if summary.iter().any(|s| s.part == Part::Fanout) {
+        let _ = writeln!(
+            out,
+            "Fan-out: one channel of {} members, {} senders, rates stepped up to where delivery falls behind (best step)",
+            config.members, config.senders
+        );
+        let _ = writeln!(out, "{:<18} {:>16}", "SERVER", "DELIVERIES/S");
+        for s in summary.iter().filter(|s| s.part == Part::Fanout) {
+            let _ = writeln!(out, "{:<18} {:>16.0}", s.server, s.deliveries_per_s);
+        }
+        let _ = writeln!(out);
+    }
+    if summary.iter().any(|s| s.part == Part::Latency) {
+        let _ = writeln!(out, "Latency at half the fan-out peak (send to delivery, same machine)");
+        let _ = writeln!(out, "{:<18} {:>14} {:>10} {:>10} {:>10}", "SERVER", "DELIVERIES/S", "P50", "P99", "MAX");
+        for s in summary.iter().filter(|s| s.part == Part::Latency) {
+            let ms = |us: f64| us / 1000.0;
+            let _ = writeln!(
+                out,
+                "{:<18} {:>14.0} {:>7.2} ms {:>7.2} ms {:>7.2} ms",
+                s.server,
+                s.deliveries_per_s,
+                ms(s.latency_p50_us),
+                ms(s.latency_p99_us),
+                ms(s.latency_max_us)
             );
         }
         let _ = writeln!(out);
@@ -501,6 +670,9 @@ pub fn run(config: &ChatBenchConfig) -> anyhow::Result<ChatBenchReport> {
         match part {
             Part::Idle => idle_part(config, &mut runs)?,
             Part::Echo => echo_part(config, &mut runs)?,
+            Part::Fanout => fanout_part(config, config.parts.contains(&Part::Latency), &mut runs)?,
+            Part::Latency if !config.parts.contains(&Part::Fanout) => fanout_part(config, true, &mut runs)?,
+            Part::Latency => {}
         }
     }
     let summary = summarise(&runs);
