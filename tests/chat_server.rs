@@ -363,3 +363,64 @@ engine_tests! {
         }
     }
 }
+
+/// The worker process (child of `server`) that holds the server side of
+/// the connection whose client port is `client_port`.
+fn worker_holding(server: u32, client_port: u16) -> Option<u32> {
+    let tcp = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    let inode = tcp.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let remote_port = u16::from_str_radix(f.get(2)?.rsplit(':').next()?, 16).ok()?;
+        (remote_port == client_port).then(|| f.get(9).map(|s| s.to_string())).flatten()
+    })?;
+    let target = format!("socket:[{inode}]");
+    children_of(server).into_iter().find(|w| {
+        std::fs::read_dir(format!("/proc/{w}/fd")).is_ok_and(|fds| {
+            fds.flatten().any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy() == target))
+        })
+    })
+}
+
+/// Processes engine: a worker killed with SIGKILL takes its clients with it;
+/// their channels see them quit, the others keep chatting, and a new
+/// worker takes its place.
+#[test]
+fn a_dead_worker_is_replaced_and_its_clients_quit() {
+    let server = ChatServer::start("processes", &["-c", "2"]);
+    let mut clients: Vec<Irc> = (0..8).map(|i| server.client(&format!("w{i}"))).collect();
+    for c in &mut clients {
+        c.send("JOIN #room");
+        c.expect(" 366 ");
+    }
+    for c in &mut clients[..7] {
+        c.expect(":w7!");
+    }
+    let holder = |c: &Irc| worker_holding(server.pid(), c.stream.local_addr().expect("addr").port()).expect("holder");
+    let victim = holder(&clients[0]);
+    let (doomed, mut alive): (Vec<Irc>, Vec<Irc>) = clients.into_iter().partition(|c| holder(c) == victim);
+    // SAFETY: kill(2) on a worker of our own server.
+    assert_eq!(unsafe { libc::kill(victim as i32, libc::SIGKILL) }, 0);
+    eventually("a new worker replaced the dead one", || {
+        let now = children_of(server.pid());
+        now.len() == 2 && !now.contains(&victim)
+    });
+    if let Some(watcher) = alive.first_mut() {
+        let mut quits: Vec<String> = (0..doomed.len()).map(|_| watcher.expect(" QUIT ")).collect();
+        quits.sort();
+        let mut expected: Vec<String> =
+            doomed.iter().map(|c| format!(":{0}!{0}@127.0.0.1 QUIT :Server worker died", c.nick)).collect();
+        expected.sort();
+        assert_eq!(quits, expected);
+    }
+    if let [a, b, ..] = alive.as_mut_slice() {
+        still_chatting(a, b, "after a worker died");
+    }
+    let mut newcomer = server.client("newcomer");
+    newcomer.send("JOIN #room");
+    newcomer.expect(" 366 ");
+    newcomer.send("NAMES #room");
+    let names = newcomer.expect(" 353 ");
+    for c in &doomed {
+        assert!(!names.split([' ', ':']).any(|n| n == c.nick), "{} still in {names}", c.nick);
+    }
+}
