@@ -52,6 +52,19 @@ impl ChatServer {
         // Serving IRC on 127.0.0.1:40059 (async engine)
         let addr = line.trim_start_matches("Serving IRC on ").split(' ').next().unwrap_or("");
         server.addr = addr.parse().unwrap_or_else(|e| panic!("bad line {line:?}: {e}"));
+        if engine == "processes" {
+            // Workers start one after the other once the socket is bound.
+            let want = extra
+                .iter()
+                .position(|a| *a == "-c")
+                .and_then(|i| extra.get(i + 1))
+                .map_or(2, |n| n.parse::<usize>().expect("-c N"));
+            let deadline = Instant::now() + TIMEOUT;
+            while children(server.pid()).len() < want {
+                assert!(Instant::now() < deadline, "the {want} workers did not start:\n{}", server.log_text());
+                thread::sleep(Duration::from_millis(10));
+            }
+        }
         server
     }
 
@@ -101,6 +114,16 @@ impl Drop for ChatServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Processes whose parent is `pid`.
+pub fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|list| list.split_whitespace().filter_map(|p| p.parse().ok()).collect::<Vec<u32>>())
+        .collect()
 }
 
 /// A raw IRC client: lines in, lines out, nothing hidden.

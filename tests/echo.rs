@@ -267,7 +267,13 @@ engine_tests! {
         let extra: &[&str] = if engine == "processes" { &["-c", "3"] } else { &[] };
         let mut server = Server::start(engine, extra);
         let pid = server.child.id();
-        let workers = serve_workers(pid);
+        // Workers are started one after the other once the socket is bound.
+        let deadline = Instant::now() + TIMEOUT;
+        let mut workers = serve_workers(pid);
+        while engine == "processes" && workers.len() < 3 && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
+            workers = serve_workers(pid);
+        }
         if engine == "processes" {
             assert_eq!(workers.len(), 3, "-c 3 starts 3 workers");
         } else {
@@ -276,9 +282,14 @@ engine_tests! {
         let mut idle = server.connect();
         let mut busy = server.connect();
         assert_eq!(exchange(&mut busy, "hi"), "Server received: hi");
-        // The server has accepted both before it is told to stop.
+        // The server has accepted both before it is told to stop (on a busy
+        // machine a worker may take a while to pick the idle one up).
         server.wait_for(|l| l.contains("Received 'hi'"));
-        thread::sleep(Duration::from_millis(100));
+        let deadline = Instant::now() + TIMEOUT;
+        while server.log_text().matches("Accepted connection from").count() < 2 {
+            assert!(Instant::now() < deadline, "the idle connection was never accepted:\n{}", server.log_text());
+            thread::sleep(Duration::from_millis(10));
+        }
 
         let (status, took) = server.terminate();
         assert_eq!(status.code(), Some(0), "{}", server.log_text());

@@ -50,6 +50,31 @@ pub const WORKER_SUBCOMMAND: &str = "__serve-worker";
 const MAX_DEATHS: usize = 8;
 const DEATH_WINDOW: Duration = Duration::from_secs(10);
 
+/// Recent worker deaths: a server whose workers keep dying stops rather
+/// than restarting them forever.
+#[derive(Debug, Default)]
+pub(crate) struct Deaths(VecDeque<Instant>);
+
+impl Deaths {
+    /// One more death; an error once more than [`MAX_DEATHS`] happened
+    /// within [`DEATH_WINDOW`].
+    pub(crate) fn record(&mut self, status: std::process::ExitStatus) -> anyhow::Result<()> {
+        let now = Instant::now();
+        self.0.push_back(now);
+        while self.0.front().is_some_and(|t| now.duration_since(*t) > DEATH_WINDOW) {
+            self.0.pop_front();
+        }
+        if self.0.len() > MAX_DEATHS {
+            anyhow::bail!(
+                "server worker processes keep dying ({} in {}s; last: {status})",
+                self.0.len(),
+                DEATH_WINDOW.as_secs()
+            );
+        }
+        Ok(())
+    }
+}
+
 /// The worker processes; dropping it stops (stdin EOF), waits for, kills
 /// if needed and reaps all of them.
 #[derive(Debug)]
@@ -146,23 +171,12 @@ pub(crate) fn serve<P: Protocol>(
             .map_err(|e| anyhow::anyhow!("cannot start a server worker process ({}): {e}", exe.display()))?;
         workers.children.push(child);
     }
-    let mut deaths: VecDeque<Instant> = VecDeque::new();
+    let mut deaths = Deaths::default();
     while !interrupt.is_set() {
         thread::sleep(TICK);
         for child in &mut workers.children {
             let Some(status) = child.try_wait()? else { continue };
-            let now = Instant::now();
-            deaths.push_back(now);
-            while deaths.front().is_some_and(|t| now.duration_since(*t) > DEATH_WINDOW) {
-                deaths.pop_front();
-            }
-            if deaths.len() > MAX_DEATHS {
-                anyhow::bail!(
-                    "server worker processes keep dying ({} in {}s; last: {status})",
-                    deaths.len(),
-                    DEATH_WINDOW.as_secs()
-                );
-            }
+            deaths.record(status)?;
             eprintln!("trident: server worker process {} exited ({status}); starting another", child.id());
             *child = spawn_worker(&exe, &args, &[fd])?;
         }

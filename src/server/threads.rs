@@ -75,6 +75,26 @@ fn readable(fd: i32, timeout: Duration) -> io::Result<bool> {
     }
 }
 
+/// Waits up to [`TICK`] for a connection on the non-blocking `listener`
+/// and accepts it; `None` when there was none, or it failed in a way that
+/// only concerns that connection (EMFILE and friends: after a short pause,
+/// so as not to spin).
+pub(crate) fn accept(listener: &TcpListener) -> io::Result<Option<(TcpStream, SocketAddr)>> {
+    if !readable(listener.as_raw_fd(), TICK)? {
+        return Ok(None);
+    }
+    match listener.accept() {
+        Ok(accepted) => Ok(Some(accepted)),
+        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => Ok(None),
+        Err(e) => {
+            eprintln!("trident: accept: {e}");
+            thread::sleep(Duration::from_millis(10));
+            Ok(None)
+        }
+    }
+}
+
 /// Serves `P` on `listener` until `interrupt` is set.
 pub(crate) fn serve<P: Protocol>(
     listener: TcpListener,
@@ -86,19 +106,7 @@ pub(crate) fn serve<P: Protocol>(
     let registry = Arc::new(Registry::default());
     let mut next_id = 0u64;
     while !interrupt.is_set() {
-        if !readable(listener.as_raw_fd(), TICK)? {
-            continue;
-        }
-        let (stream, peer) = match listener.accept() {
-            Ok(accepted) => accepted,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => continue,
-            Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
-            Err(e) => {
-                eprintln!("trident: accept: {e}");
-                thread::sleep(Duration::from_millis(10));
-                continue;
-            }
-        };
+        let Some((stream, peer)) = accept(&listener)? else { continue };
         next_id += 1;
         let id = next_id;
         let clone = match stream.set_nonblocking(false).and_then(|()| stream.try_clone()) {

@@ -25,11 +25,7 @@ pub(crate) fn serve<P: Protocol>(
     interrupt: &Interrupt,
 ) -> io::Result<()> {
     listener.set_nonblocking(true)?;
-    let runtime = if threads <= 1 {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()?
-    } else {
-        tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()?
-    };
+    let runtime = runtime(threads)?;
     let interrupt = interrupt.clone();
     let result = runtime.block_on(async move {
         let listener = TcpListener::from_std(listener)?;
@@ -38,6 +34,16 @@ pub(crate) fn serve<P: Protocol>(
     });
     runtime.shutdown_timeout(Duration::from_millis(200));
     result
+}
+
+/// A server's runtime: `threads` = 1 runs everything on the calling
+/// thread; more builds a multi-thread runtime.
+pub(crate) fn runtime(threads: usize) -> io::Result<tokio::runtime::Runtime> {
+    if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()
+    }
 }
 
 async fn accept_loop<P: Protocol>(

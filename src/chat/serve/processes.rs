@@ -35,16 +35,13 @@ use crate::chat::{ClientId, Hub, Line, LineEvent};
 use crate::engine::Interrupt;
 use crate::engine::processes::read_frame;
 use crate::server::ServerConfig;
-use crate::server::processes::{Workers, spawn_worker, worker_exe};
+use crate::server::processes::{Deaths, Workers, spawn_worker, worker_exe};
 
 /// The protocol name of chat worker processes (`trident __serve-worker chat`).
 pub const NAME: &str = "chat";
 /// Bits of a [`ClientId`] below the worker's number.
 const WORKER_SHIFT: u32 = 40;
 const TICK: Duration = Duration::from_millis(50);
-/// More worker deaths than this within [`DEATH_WINDOW`] stop the server.
-const MAX_DEATHS: usize = 8;
-const DEATH_WINDOW: Duration = Duration::from_secs(10);
 
 /// Worker to hub.
 #[derive(Debug, Serialize, Deserialize)]
@@ -253,20 +250,13 @@ pub(crate) fn serve(
         workers.children.push(start_worker(&hub, next, &exe, fd, &base_args)?);
         numbers.push(next);
     }
-    let mut deaths: std::collections::VecDeque<Instant> = std::collections::VecDeque::new();
+    let mut deaths = Deaths::default();
     while !interrupt.is_set() {
         thread::sleep(TICK);
         hub.expire();
         for (child, number) in workers.children.iter_mut().zip(&mut numbers) {
             let Some(status) = child.try_wait()? else { continue };
-            let now = Instant::now();
-            deaths.push_back(now);
-            while deaths.front().is_some_and(|t| now.duration_since(*t) > DEATH_WINDOW) {
-                deaths.pop_front();
-            }
-            if deaths.len() > MAX_DEATHS {
-                anyhow::bail!("chat worker processes keep dying ({} in {}s; last: {status})", deaths.len(), 10);
-            }
+            deaths.record(status)?;
             eprintln!("trident: chat worker process {} exited ({status}); starting another", child.id());
             next += 1;
             *child = start_worker(&hub, next, &exe, fd, &base_args)?;

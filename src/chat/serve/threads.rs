@@ -26,7 +26,6 @@ use crate::chat::ClientId;
 use crate::engine::Interrupt;
 use crate::server::ServerConfig;
 
-const TICK: Duration = Duration::from_millis(50);
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Live connection threads, for shutdown.
@@ -116,19 +115,7 @@ pub(crate) fn serve(
     let mut next = 0u64;
     while !interrupt.is_set() {
         backend.expire(Instant::now());
-        if !readable(listener.as_raw_fd(), TICK)? {
-            continue;
-        }
-        let (stream, peer) = match listener.accept() {
-            Ok(accepted) => accepted,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => continue,
-            Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
-            Err(e) => {
-                eprintln!("trident: accept: {e}");
-                thread::sleep(Duration::from_millis(10));
-                continue;
-            }
-        };
+        let Some((stream, peer)) = crate::server::threads::accept(&listener)? else { continue };
         next += 1;
         let id = ClientId(next);
         let alive = Alive::new(&live);
@@ -158,21 +145,6 @@ pub(crate) fn serve(
         live.wait_empty(Instant::now() + Duration::from_millis(500));
     }
     Ok(())
-}
-
-/// Whether `fd` became readable within `timeout`.
-fn readable(fd: i32, timeout: Duration) -> io::Result<bool> {
-    let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
-    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
-    // SAFETY: one valid pollfd, count 1.
-    match unsafe { libc::poll(&mut pfd, 1, ms) } {
-        -1 => {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted { Ok(false) } else { Err(e) }
-        }
-        0 => Ok(false),
-        _ => Ok(true),
-    }
 }
 
 /// Writes what the non-blocking socket takes of `out`, removing it.

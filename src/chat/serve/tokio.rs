@@ -76,11 +76,7 @@ pub(crate) fn run_with<B: Backend>(
     start: impl FnOnce(),
 ) -> io::Result<()> {
     listener.set_nonblocking(true)?;
-    let runtime = if threads <= 1 {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()?
-    } else {
-        tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()?
-    };
+    let runtime = crate::server::tokio::runtime(threads)?;
     let interrupt = interrupt.clone();
     let result = runtime.block_on(async move {
         start();
