@@ -543,12 +543,17 @@ Examples:
   trident bench fetch                                 both workloads, 5 runs, every installed peer
   trident bench fetch --workload large --large-mib 64 --runs 3 --vs curl
   trident bench fetch --workload small --scale 0.1 --runs 1 --warmup 0 --vs none
+  trident bench fetch --workload active --runs 3 --warmup 0 --vs none
   trident bench fetch --out bench-out
 
 Workloads: small = 2,000 files x 16 KiB at -j 32; large = 4 files x 256 MiB
 at -j 4 (--scale F multiplies the small file count and the large file size;
 the --small-*/--large-* options set them exactly). The corpus is generated
 once into a temporary directory (deterministic pseudo-random bytes).
+active (only when asked) = memory per download in flight: 300 files of each
+of --active-sizes (1 and 8 MiB) at -j 300, served at a per-connection rate
+limit (each file lasts --active-duration) so all are in flight together,
+and one of them at -j 1; per download = (peak at 300 - peak at 1) / 299.
 
 Server: nginx (looked up on PATH, then /usr/sbin) started with its own
 config (sendfile on) on a free 127.0.0.1 port; if it is missing or does not
@@ -565,8 +570,9 @@ not clean.";
 /// `trident bench fetch` options.
 #[derive(Debug, Args)]
 pub struct BenchFetchArgs {
-    /// Workload: small, large or both.
-    #[arg(long, default_value = "both", value_parser = ["small", "large", "both"])]
+    /// Workload: small, large, both (small and large), or active (memory per
+    /// download in flight; only when asked).
+    #[arg(long, default_value = "both", value_parser = ["small", "large", "both", "active"])]
     pub workload: String,
     /// Engines, rounds and output directory.
     #[command(flatten)]
@@ -596,6 +602,18 @@ pub struct BenchFetchArgs {
     /// Downloads at once in the large workload.
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub large_jobs: usize,
+    /// Active workload: files per size, all fetched at once (-j N), plus a
+    /// -j 1 baseline on one of them.
+    #[arg(long, value_name = "N", default_value_t = 300)]
+    pub active_files: usize,
+    /// Active workload: file sizes, MiB (fractions allowed, e.g. 0.25).
+    #[arg(long, value_name = "MIB,MIB...", value_delimiter = ',', default_value = "1,8")]
+    pub active_sizes: Vec<f64>,
+    /// Active workload: how long each download lasts; sets the server's
+    /// per-connection rate limit: size / (this + 1s), as nginx's limit_rate
+    /// sends the first second's worth at once.
+    #[arg(long, value_name = "DUR", default_value = "5s", value_parser = parse_duration)]
+    pub active_duration: Duration,
     /// Server: auto (nginx, else built-in), nginx, or builtin.
     #[arg(long, default_value = "auto")]
     pub server: crate::bench::fetch::ServerChoice,
@@ -620,16 +638,37 @@ impl BenchFetchArgs {
             files: self.small_files.unwrap_or(scaled(2000) as usize),
             file_size: self.small_kib * 1024,
             jobs: self.small_jobs,
+            rate_limit: None,
         };
         let large = Workload {
             kind: WorkloadKind::Large,
             files: self.large_files,
             file_size: self.large_mib.unwrap_or(scaled(256)) << 20,
             jobs: self.large_jobs,
+            rate_limit: None,
         };
         let mut workloads = match self.workload.as_str() {
             "small" => vec![small],
             "large" => vec![large],
+            "active" => {
+                if self.active_files < 2 {
+                    return Err(BadInput("--active-files must be at least 2".into()));
+                }
+                if self.active_duration < Duration::from_millis(100) {
+                    return Err(BadInput("--active-duration must be at least 100ms".into()));
+                }
+                let mut sizes = Vec::new();
+                for &mib in &self.active_sizes {
+                    let bytes = (mib * 1024.0 * 1024.0).round();
+                    if !(bytes.is_finite() && bytes >= 1.0) {
+                        return Err(BadInput(format!("invalid --active-sizes value {mib} (expected MiB > 0)")));
+                    }
+                    if !sizes.contains(&(bytes as u64)) {
+                        sizes.push(bytes as u64);
+                    }
+                }
+                sizes.into_iter().map(|b| Workload::active(self.active_files, b, self.active_duration)).collect()
+            }
             _ => vec![small, large],
         };
         workloads.retain(|w| w.files > 0);

@@ -18,6 +18,17 @@
 //! verified files. One warm-up round, then `runs` rounds, the order of the
 //! contenders rotating every round; medians per contender and, for each
 //! trident engine, its medians over each peer's from the same bench run.
+//!
+//! The `active` workload (only when asked) measures memory per download in
+//! flight: N files of one size (one workload per size), served at a
+//! per-connection rate limit on that workload's path only (nginx
+//! `limit_rate` in a `location`, or the built-in server's pacing) so each
+//! lasts about `--active-duration`; every engine fetches all N at -j N and
+//! the first alone at -j 1, alternating, and the report divides the
+//! difference of the median peaks by N - 1. While a trident run goes, a
+//! thread counts the `.part` files in its directory every 20 ms: the most
+//! at once and how long all N were there together show the downloads
+//! really overlapped.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -94,9 +105,14 @@ impl Contender {
         }
     }
 
-    /// Whether it takes part in `workload` (splitting 16 KiB files is moot).
+    /// Whether it takes part in `workload` (splitting 16 KiB files is moot;
+    /// the memory workload compares the engines, with curl as the reference).
     fn runs_in(&self, workload: &Workload) -> bool {
-        *self != Contender::Aria2cSplit || workload.kind == WorkloadKind::Large
+        match workload.kind {
+            WorkloadKind::Small => *self != Contender::Aria2cSplit,
+            WorkloadKind::Large => true,
+            WorkloadKind::Active => matches!(self, Contender::Trident(_) | Contender::Curl),
+        }
     }
 
     /// The command line downloading the URLs in `urls` (or, for curl, the
@@ -143,14 +159,20 @@ pub enum WorkloadKind {
     Small,
     /// A few large files (default 4 × 256 MiB at -j 4).
     Large,
+    /// Memory per active download: N files (default 300) of one size, all
+    /// at once, served at a per-connection rate limit so that every
+    /// download is in flight at the same time; each engine also fetches one
+    /// of them with -j 1, and the difference is divided by N - 1.
+    Active,
 }
 
 impl WorkloadKind {
-    /// `small` or `large`.
+    /// `small`, `large` or `active`.
     pub fn name(self) -> &'static str {
         match self {
             WorkloadKind::Small => "small",
             WorkloadKind::Large => "large",
+            WorkloadKind::Active => "active",
         }
     }
 }
@@ -166,9 +188,33 @@ pub struct Workload {
     pub file_size: u64,
     /// Downloads at once (every contender).
     pub jobs: usize,
+    /// Bytes per second per connection the server sends at most (`active`
+    /// only: nginx `limit_rate` on this workload's path, or the built-in
+    /// server's throttle); `None`: as fast as it can.
+    pub rate_limit: Option<u64>,
 }
 
 impl Workload {
+    /// An `active` workload: `files` files of `file_size` bytes, all at
+    /// once, each sent at the rate that makes it last `duration`. nginx's
+    /// `limit_rate` lets a response be one second ahead (it allows
+    /// `rate × (whole seconds elapsed + 1)` bytes, so the first second's
+    /// worth goes at once), and the built-in server does the same: a body
+    /// lasts size / rate - 1 s, hence size / (duration + 1 s).
+    pub fn active(files: usize, file_size: u64, duration: Duration) -> Self {
+        let rate = (file_size as f64 / (duration.as_secs_f64() + 1.0)).ceil().max(1.0) as u64;
+        Workload { kind: WorkloadKind::Active, files, file_size, jobs: files, rate_limit: Some(rate) }
+    }
+
+    /// The name in reports and the corpus directory / URL path segment:
+    /// `small`, `large`, or `active-1m`, `active-256k`... (one per size).
+    pub fn name(&self) -> String {
+        match self.kind {
+            WorkloadKind::Active => format!("active-{}", size_tag(self.file_size)),
+            kind => kind.name().to_string(),
+        }
+    }
+
     fn total_bytes(&self) -> u64 {
         self.files as u64 * self.file_size
     }
@@ -179,20 +225,53 @@ impl Workload {
         } else {
             format!("{:.1} KiB", self.file_size as f64 / 1024.0)
         };
-        format!(
+        let mut text = format!(
             "{}: {} files x {size} ({:.1} MiB) at {} at once",
-            self.kind.name(),
+            self.name(),
             self.files,
             self.total_bytes() as f64 / MIB,
             self.jobs
-        )
+        );
+        if let Some(rate) = self.rate_limit {
+            let _ = write!(
+                text,
+                ", and 1 file at -j 1; served at {:.1} KiB/s per connection (~{:.1}s per file)",
+                rate as f64 / 1024.0,
+                (self.file_size as f64 / rate as f64 - 1.0).max(0.0)
+            );
+        }
+        text
     }
 
     fn file_name(&self, i: usize) -> String {
         match self.kind {
             WorkloadKind::Small => format!("s{i:05}.bin"),
             WorkloadKind::Large => format!("l{i:02}.bin"),
+            WorkloadKind::Active => format!("a{i:05}.bin"),
         }
+    }
+}
+
+/// `1m`, `256k`, `1000b`: a size as a short path-safe tag.
+fn size_tag(bytes: u64) -> String {
+    if bytes > 0 && bytes % (1 << 20) == 0 {
+        format!("{}m", bytes >> 20)
+    } else if bytes > 0 && bytes % 1024 == 0 {
+        format!("{}k", bytes >> 10)
+    } else {
+        format!("{bytes}b")
+    }
+}
+
+/// `1 MiB`, `256 KiB`, `1000 B`, `1.5 MiB`: a size for tables.
+fn human_size(bytes: u64) -> String {
+    if bytes >= 1 << 20 {
+        let mib = bytes as f64 / MIB;
+        if bytes % (1 << 20) == 0 { format!("{mib:.0} MiB") } else { format!("{mib:.2} MiB") }
+    } else if bytes >= 1024 && bytes % 1024 == 0 {
+        format!("{} KiB", bytes >> 10)
+    } else {
+        format!("{bytes} B")
     }
 }
 
@@ -245,10 +324,12 @@ pub struct FetchBenchConfig {
 /// One measured run.
 #[derive(Clone, Debug, Serialize)]
 pub struct RunRecord {
-    /// `small` or `large`.
+    /// `small`, `large`, `active-1m`...
     pub workload: String,
     /// Contender label.
     pub tool: String,
+    /// Downloads at once (`active`: the workload's N, or 1 for the baseline).
+    pub jobs: usize,
     /// Round number (from 1).
     pub run: u32,
     /// Wall time, seconds.
@@ -279,6 +360,25 @@ pub struct RunRecord {
     pub timed_out: bool,
     /// Exit code (None: killed by a signal).
     pub exit_code: Option<i32>,
+    /// `active`, trident only: the most `.part` files present at once in
+    /// the download directory (sampled every 20 ms), i.e. downloads in flight.
+    pub in_flight_max: Option<u64>,
+    /// `active`, trident only: how long all of the run's downloads were in
+    /// flight at the same time, seconds.
+    pub all_in_flight_s: Option<f64>,
+    /// `active`: the bench process's own peak RSS while this ran, MiB (its
+    /// peak is reset to its current RSS first). A child started with
+    /// posix_spawn (vfork) inherits it as the start of its `ru_maxrss`, so a
+    /// peak RSS at or below it may be the bench's, not the contender's.
+    pub bench_rss_mib: Option<f64>,
+}
+
+impl RunRecord {
+    /// Whether the peak RSS may be the floor `bench_rss_mib` rather than the
+    /// contender's own.
+    fn rss_at_floor(&self) -> bool {
+        self.bench_rss_mib.is_some_and(|floor| self.peak_rss_mib <= floor + 0.05)
+    }
 }
 
 impl RunRecord {
@@ -338,6 +438,52 @@ pub struct ToolSummary {
     pub timeouts: usize,
 }
 
+/// `active`: memory per download in flight, one contender and file size.
+#[derive(Clone, Debug, Serialize)]
+pub struct ActiveSummary {
+    /// `active-1m`...
+    pub workload: String,
+    /// Contender label.
+    pub tool: String,
+    /// Bytes per file.
+    pub file_size: u64,
+    /// N: files, all fetched at once.
+    pub files: usize,
+    /// Bytes per second per connection the server sent.
+    pub rate_limit: u64,
+    /// Recorded runs at -j N (and as many at -j 1).
+    pub runs: usize,
+    /// Median peak RSS (process tree) fetching N files at -j N, MiB.
+    pub peak_rss_n_mib: f64,
+    /// Median peak RSS fetching 1 of them at -j 1, MiB.
+    pub peak_rss_1_mib: f64,
+    /// (peak RSS at N - peak RSS at 1) / (N - 1), KiB.
+    pub per_download_rss_kib: f64,
+    /// Median peak PSS at -j N, MiB.
+    pub peak_pss_n_mib: f64,
+    /// Median peak PSS at -j 1, MiB.
+    pub peak_pss_1_mib: f64,
+    /// (peak PSS at N - peak PSS at 1) / (N - 1), KiB.
+    pub per_download_pss_kib: f64,
+    /// Median wall time at -j N, seconds.
+    pub wall_n_s: f64,
+    /// Trident: fewest downloads seen in flight at once at the peak, over
+    /// the -j N runs (N when every run had them all going together).
+    pub in_flight_min_max: Option<u64>,
+    /// Trident: shortest time, over the -j N runs, all N were in flight together, s.
+    pub all_in_flight_min_s: Option<f64>,
+    /// Runs (either concurrency) with a wrong, missing or extra file, an
+    /// error exit or a timeout.
+    pub bad_runs: usize,
+    /// Runs whose peak RSS may be the bench process's own (see
+    /// `RunRecord::bench_rss_mib`) rather than the contender's: in practice
+    /// -j 1 runs of a contender about as small as the bench.
+    pub rss_at_floor_runs: usize,
+    /// With such runs: how much lower than reported the per-download RSS
+    /// may be at most (the highest such floor / (N - 1)), KiB.
+    pub rss_floor_bias_kib: Option<f64>,
+}
+
 /// A trident engine's medians over a peer's, same workload, same bench run.
 #[derive(Clone, Debug, Serialize)]
 pub struct Ratio {
@@ -372,12 +518,15 @@ pub struct BenchReport {
     pub summary: Vec<ToolSummary>,
     /// Engines against peers.
     pub ratios: Vec<Ratio>,
+    /// `active` workloads: memory per download in flight.
+    pub active: Vec<ActiveSummary>,
 }
 
 impl BenchReport {
     /// Whether every trident run fetched every file correctly.
     pub fn trident_correct(&self) -> bool {
         self.summary.iter().filter(|s| s.tool.starts_with("trident-")).all(|s| s.bad_runs == 0 && s.min_correct >= 1.0)
+            && self.active.iter().filter(|s| s.tool.starts_with("trident-")).all(|s| s.bad_runs == 0)
     }
 }
 
@@ -389,14 +538,15 @@ pub fn summarise(
     peers: &[String],
 ) -> (Vec<ToolSummary>, Vec<Ratio>) {
     let gib = workload.total_bytes() as f64 / (MIB * 1024.0);
-    let name = workload.kind.name();
+    let name = workload.name();
     let summary: Vec<ToolSummary> = tools
         .iter()
         .map(|tool| {
-            let mine: Vec<&RunRecord> = runs.iter().filter(|r| &r.tool == tool && r.workload == name).collect();
+            let mine: Vec<&RunRecord> =
+                runs.iter().filter(|r| &r.tool == tool && r.workload == name && r.jobs == workload.jobs).collect();
             let pick = |f: fn(&RunRecord) -> f64| median(mine.iter().map(|r| f(r)).collect());
             ToolSummary {
-                workload: name.to_string(),
+                workload: name.clone(),
                 tool: tool.clone(),
                 runs: mine.len(),
                 wall_s: pick(|r| r.wall_s),
@@ -419,7 +569,7 @@ pub fn summarise(
     for s in summary.iter().filter(|s| !peers.contains(&s.tool)) {
         for p in summary.iter().filter(|p| peers.contains(&p.tool)) {
             ratios.push(Ratio {
-                workload: name.to_string(),
+                workload: name.clone(),
                 tool: s.tool.clone(),
                 peer: p.tool.clone(),
                 wall: s.wall_s / p.wall_s,
@@ -430,6 +580,51 @@ pub fn summarise(
         }
     }
     (summary, ratios)
+}
+
+/// An `active` workload's memory per download, per contender: medians of
+/// the -j N and the -j 1 runs, and their difference over N - 1.
+pub fn summarise_active(workload: &Workload, tools: &[String], runs: &[RunRecord]) -> Vec<ActiveSummary> {
+    let name = workload.name();
+    let others = workload.files.saturating_sub(1).max(1) as f64;
+    tools
+        .iter()
+        .map(|tool| {
+            let at = |jobs: usize| -> Vec<&RunRecord> {
+                runs.iter().filter(|r| &r.tool == tool && r.workload == name && r.jobs == jobs).collect()
+            };
+            let (n, one) = (at(workload.jobs), at(1));
+            let pick = |rs: &[&RunRecord], f: fn(&RunRecord) -> f64| median(rs.iter().map(|r| f(r)).collect());
+            let (rss_n, rss_1) = (pick(&n, |r| r.peak_rss_mib), pick(&one, |r| r.peak_rss_mib));
+            let (pss_n, pss_1) = (pick(&n, |r| r.peak_pss_mib), pick(&one, |r| r.peak_pss_mib));
+            ActiveSummary {
+                workload: name.clone(),
+                tool: tool.clone(),
+                file_size: workload.file_size,
+                files: workload.files,
+                rate_limit: workload.rate_limit.unwrap_or(0),
+                runs: n.len(),
+                peak_rss_n_mib: rss_n,
+                peak_rss_1_mib: rss_1,
+                per_download_rss_kib: (rss_n - rss_1) * 1024.0 / others,
+                peak_pss_n_mib: pss_n,
+                peak_pss_1_mib: pss_1,
+                per_download_pss_kib: (pss_n - pss_1) * 1024.0 / others,
+                wall_n_s: pick(&n, |r| r.wall_s),
+                in_flight_min_max: n.iter().filter_map(|r| r.in_flight_max).min(),
+                all_in_flight_min_s: n.iter().filter_map(|r| r.all_in_flight_s).min_by(f64::total_cmp),
+                bad_runs: n.iter().chain(&one).filter(|r| !r.correct()).count(),
+                rss_at_floor_runs: n.iter().chain(&one).filter(|r| r.rss_at_floor()).count(),
+                rss_floor_bias_kib: n
+                    .iter()
+                    .chain(&one)
+                    .filter(|r| r.rss_at_floor())
+                    .filter_map(|r| r.bench_rss_mib)
+                    .max_by(f64::total_cmp)
+                    .map(|floor| floor * 1024.0 / others),
+            }
+        })
+        .collect()
 }
 
 /// A directory removed (with everything in it) when dropped.
@@ -490,14 +685,15 @@ fn write_pseudo_random(path: &Path, size: u64, seed: u64) -> io::Result<[u8; 32]
     Ok(hasher.finalize().into())
 }
 
-/// Generates `workload`'s files in ROOT/<workload>/.
+/// Generates `workload`'s files in ROOT/<workload name>/.
 pub fn generate_corpus(root: &Path, workload: &Workload) -> anyhow::Result<Vec<Expected>> {
-    let dir = root.join(workload.kind.name());
+    let dir = root.join(workload.name());
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o755))?;
     let base = match workload.kind {
         WorkloadKind::Small => 1u64 << 32,
         WorkloadKind::Large => 2u64 << 32,
+        WorkloadKind::Active => 3u64 << 32,
     };
     (0..workload.files)
         .map(|i| {
@@ -570,9 +766,11 @@ pub fn verify(dir: &Path, expected: &[Expected]) -> io::Result<Check> {
 
 /// The built-in static file server: a thread per connection, HTTP/1.1
 /// keep-alive, GET and HEAD, one `bytes=` range; file bodies go through
-/// `std::io::copy` from the file to the socket (sendfile on Linux).
-/// Serves ROOT's files whose path segments are `[A-Za-z0-9._-]` and do not
-/// start with a dot. Stops accepting when dropped.
+/// `std::io::copy` from the file to the socket (sendfile on Linux), or, for
+/// a path under a rate-limited prefix, are written in paced chunks (the
+/// per-connection `limit_rate` of nginx). Serves ROOT's files whose path
+/// segments are `[A-Za-z0-9._-]` and do not start with a dot. Stops
+/// accepting when dropped.
 #[derive(Debug)]
 pub struct StaticServer {
     addr: SocketAddr,
@@ -583,6 +781,14 @@ pub struct StaticServer {
 impl StaticServer {
     /// Starts serving `root` on 127.0.0.1:0.
     pub fn start(root: &Path) -> io::Result<Self> {
+        Self::start_limited(root, Vec::new())
+    }
+
+    /// Starts serving `root` on 127.0.0.1:0; a body whose URL path starts
+    /// with one of `limits`' prefixes (e.g. `/active-1m/`) is sent at most
+    /// at its rate, bytes per second per connection.
+    pub fn start_limited(root: &Path, limits: Vec<(String, u64)>) -> io::Result<Self> {
+        let limits = Arc::new(limits);
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -595,9 +801,9 @@ impl StaticServer {
                         break;
                     }
                     let Ok(conn) = conn else { continue };
-                    let root = root.clone();
+                    let (root, limits) = (root.clone(), Arc::clone(&limits));
                     thread::spawn(move || {
-                        let _ = serve_connection(conn, &root);
+                        let _ = serve_connection(conn, &root, &limits);
                     });
                 }
             })
@@ -648,7 +854,29 @@ fn parse_range(spec: &str, len: u64) -> Option<(u64, u64)> {
     (start <= end).then_some((start, end))
 }
 
-fn serve_connection(stream: TcpStream, root: &Path) -> io::Result<()> {
+/// Sends `len` bytes of `from` at `rate` bytes per second the way nginx's
+/// `limit_rate` does: one second ahead (the first second's worth at once),
+/// then chunks of ~1/20 s, each written when the ones before it are due.
+fn copy_paced(from: &mut impl Read, to: &mut impl Write, len: u64, rate: u64) -> io::Result<()> {
+    let chunk = (rate / 20).clamp(1024, 64 * 1024);
+    let mut buf = vec![0u8; chunk as usize];
+    let started = Instant::now();
+    let mut sent = 0u64;
+    while sent < len {
+        let ahead = (sent as f64 / rate.max(1) as f64 - 1.0).max(0.0);
+        let due = started + Duration::from_secs_f64(ahead);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            thread::sleep(wait);
+        }
+        let n = (len - sent).min(chunk) as usize;
+        from.read_exact(&mut buf[..n])?;
+        to.write_all(&buf[..n])?;
+        sent += n as u64;
+    }
+    Ok(())
+}
+
+fn serve_connection(stream: TcpStream, root: &Path, limits: &[(String, u64)]) -> io::Result<()> {
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(Duration::from_secs(60)))?;
     let mut reader = BufReader::new(stream.try_clone()?);
@@ -707,7 +935,12 @@ fn serve_connection(stream: TcpStream, root: &Path) -> io::Result<()> {
                 )?;
                 if method == "GET" {
                     file.seek(SeekFrom::Start(start))?;
-                    io::copy(&mut file.take(end - start), &mut out)?;
+                    match limits.iter().find(|(prefix, _)| target.starts_with(prefix.as_str())) {
+                        Some(&(_, rate)) => copy_paced(&mut file, &mut out, end - start, rate)?,
+                        None => {
+                            io::copy(&mut file.take(end - start), &mut out)?;
+                        }
+                    }
                 }
             }
             ("GET" | "HEAD", None) => out.write_all(simple("404 Not Found").as_bytes())?,
@@ -760,8 +993,18 @@ fn probe(port: u16, path: &str) -> bool {
     BufReader::new(s).read_line(&mut line).is_ok() && line.split_whitespace().nth(1) == Some("200")
 }
 
-fn nginx_config(work: &Path, root: &Path, port: u16) -> String {
+/// The rate-limited URL path prefixes: `/NAME/` and its bytes per second,
+/// for every workload with a rate limit.
+fn rate_limits(workloads: &[Workload]) -> Vec<(String, u64)> {
+    workloads.iter().filter_map(|w| Some((format!("/{}/", w.name()), w.rate_limit?))).collect()
+}
+
+fn nginx_config(work: &Path, root: &Path, port: u16, limits: &[(String, u64)]) -> String {
     let w = work.display();
+    let mut locations = String::new();
+    for (prefix, rate) in limits {
+        let _ = write!(locations, "\n        location {prefix} {{ limit_rate {rate}; }}");
+    }
     format!(
         "daemon off;
 master_process on;
@@ -785,7 +1028,7 @@ http {{
     scgi_temp_path {w}/scgi;
     server {{
         listen 127.0.0.1:{port};
-        root {};
+        root {};{locations}
     }}
 }}
 ",
@@ -795,13 +1038,19 @@ http {{
 
 /// Starts `nginx` serving `root`, its config and logs in `work`; retries
 /// with another port if the chosen one was taken meanwhile.
-fn start_nginx(nginx: &Path, root: &Path, work: &Path, probe_path: &str) -> anyhow::Result<Nginx> {
+fn start_nginx(
+    nginx: &Path,
+    root: &Path,
+    work: &Path,
+    probe_path: &str,
+    limits: &[(String, u64)],
+) -> anyhow::Result<Nginx> {
     fs::create_dir_all(work)?;
     let mut last = String::new();
     for _ in 0..5 {
         let port = free_port()?;
         let conf = work.join("nginx.conf");
-        fs::write(&conf, nginx_config(work, root, port))?;
+        fs::write(&conf, nginx_config(work, root, port, limits))?;
         let log = work.join("error.log");
         let child = Command::new(nginx)
             .arg("-p")
@@ -861,30 +1110,161 @@ fn start_server(
     root: &Path,
     work: &Path,
     probe_path: &str,
+    limits: &[(String, u64)],
 ) -> anyhow::Result<(Server, u16, String)> {
+    let limited = if limits.is_empty() { String::new() } else { ", limit_rate on the active paths".to_string() };
     if choice != ServerChoice::Builtin {
-        let attempt = match find_program("nginx")
-            .or_else(|| Some(PathBuf::from("/usr/sbin/nginx")).filter(|p| p.is_file()))
-        {
-            None => Err(anyhow::anyhow!("nginx is not installed")),
-            Some(nginx) => start_nginx(&nginx, root, &work.join("nginx"), probe_path).map(|n| {
-                let port = n.port;
-                let text =
-                    format!("nginx {} (sendfile on, worker_processes auto) at 127.0.0.1:{port}", nginx_version(&nginx));
-                (Server::Nginx(n), port, text)
-            }),
-        };
+        let attempt =
+            match find_program("nginx").or_else(|| Some(PathBuf::from("/usr/sbin/nginx")).filter(|p| p.is_file())) {
+                None => Err(anyhow::anyhow!("nginx is not installed")),
+                Some(nginx) => start_nginx(&nginx, root, &work.join("nginx"), probe_path, limits).map(|n| {
+                    let port = n.port;
+                    let text = format!(
+                        "nginx {} (sendfile on, worker_processes auto{limited}) at 127.0.0.1:{port}",
+                        nginx_version(&nginx)
+                    );
+                    (Server::Nginx(n), port, text)
+                }),
+            };
         match attempt {
             Ok(started) => return Ok(started),
             Err(e) if choice == ServerChoice::Nginx => return Err(e),
             Err(e) => eprintln!("trident: {e:#}; using the built-in server"),
         }
     }
-    let s = StaticServer::start(root)?;
+    let s = StaticServer::start_limited(root, limits.to_vec())?;
     let port = s.addr().port();
     let why = if choice == ServerChoice::Builtin { "as asked" } else { "nginx unavailable" };
-    let text = format!("built-in server (std threads, io::copy = sendfile) at 127.0.0.1:{port} -- {why}");
+    let text = format!("built-in server (std threads, io::copy = sendfile{limited}) at 127.0.0.1:{port} -- {why}");
     Ok((Server::Builtin(s), port, text))
+}
+
+/// Counts `.part` files in `dir` every 20 ms until `stop`: the most seen at
+/// once, and for how long at least `want` were there together (seconds).
+fn watch_in_flight(dir: PathBuf, want: usize, stop: Arc<AtomicBool>) -> thread::JoinHandle<(u64, f64)> {
+    thread::spawn(move || {
+        let (mut max, mut all) = (0u64, Duration::ZERO);
+        let mut since: Option<Instant> = None;
+        while !stop.load(Ordering::Relaxed) {
+            let parts = fs::read_dir(&dir)
+                .map(|entries| {
+                    entries
+                        .filter_map(Result::ok)
+                        .filter(|e| e.file_name().as_encoded_bytes().ends_with(b".part"))
+                        .count()
+                })
+                .unwrap_or(0);
+            let now = Instant::now();
+            max = max.max(parts as u64);
+            if parts >= want {
+                since.get_or_insert(now);
+            } else if let Some(from) = since.take() {
+                all += now - from;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        if let Some(from) = since {
+            all += from.elapsed();
+        }
+        (max, all.as_secs_f64())
+    })
+}
+
+/// This process's peak RSS (`VmHWM`), KiB.
+fn own_peak_rss_kib() -> Option<u64> {
+    let status = fs::read_to_string("/proc/self/status").ok()?;
+    status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()
+}
+
+/// What every run of a bench shares.
+struct Runner<'a> {
+    config: &'a FetchBenchConfig,
+    work: &'a Path,
+    port: u16,
+    seq: u32,
+}
+
+impl Runner<'_> {
+    /// One measured run: `contender` fetching `expected` (of `workload`),
+    /// `jobs` at once, into a fresh directory that is checked and removed.
+    /// Also returns the first line of its stderr.
+    fn run_one(
+        &mut self,
+        workload: &Workload,
+        (contender, exe): (Contender, &Path),
+        jobs: usize,
+        expected: &[Expected],
+        run: u32,
+    ) -> anyhow::Result<(RunRecord, String)> {
+        let name = workload.name();
+        self.seq += 1;
+        let urls = self.work.join(format!("urls-{name}-{}.txt", expected.len()));
+        let mut list = String::new();
+        for e in expected {
+            let _ = writeln!(list, "http://127.0.0.1:{}/{name}/{}", self.port, e.name);
+        }
+        fs::write(&urls, &list)?;
+        let curl_config = self.work.join(format!("curl-{name}.cfg"));
+        let dir = self.work.join(format!("dl-{name}-{}", self.seq));
+        fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        if contender == Contender::Curl {
+            let mut cfg = String::new();
+            for (e, url) in expected.iter().zip(list.lines()) {
+                let _ = writeln!(cfg, "url = \"{url}\"\noutput = \"{}\"", dir.join(&e.name).display());
+            }
+            fs::write(&curl_config, cfg)?;
+        }
+        let mut cmd = contender.command(exe, jobs, &urls, &curl_config, &dir, &self.config.fetch_args);
+        // Only where it is the point: reading the directory costs a little CPU.
+        let is_active = workload.kind == WorkloadKind::Active;
+        if is_active {
+            // The child's ru_maxrss starts at our peak RSS (posix_spawn is a
+            // vfork: exec records the shared mm's high-water mark), and the
+            // measured peak is never below it: lower our peak to our current
+            // RSS ("5" = reset the peak RSS), and record it to tell.
+            let _ = fs::write("/proc/self/clear_refs", "5");
+        }
+        let watch = (is_active && !contender.is_peer()).then(|| {
+            let stop = Arc::new(AtomicBool::new(false));
+            (Arc::clone(&stop), watch_in_flight(dir.clone(), expected.len(), stop))
+        });
+        let m = measure_with_limit(&mut cmd, Some(self.config.time_limit));
+        let in_flight = watch.map(|(stop, h)| {
+            stop.store(true, Ordering::Relaxed);
+            h.join().unwrap_or_default()
+        });
+        let bench_rss_mib = if is_active { own_peak_rss_kib().map(|k| k as f64 / 1024.0) } else { None };
+        let m = m.with_context(|| format!("cannot run {}", contender.label()))?;
+        let check = verify(&dir, expected).with_context(|| format!("cannot check {}", dir.display()))?;
+        fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+        let wall = m.wall.as_secs_f64();
+        let rec = RunRecord {
+            workload: name,
+            tool: contender.label(),
+            jobs,
+            run,
+            wall_s: wall,
+            cpu_s: m.cpu().as_secs_f64(),
+            peak_rss_mib: m.peak_rss_kib as f64 / 1024.0,
+            peak_pss_mib: m.peak_pss_kib as f64 / 1024.0,
+            files_per_s: check.ok as f64 / wall,
+            mib_per_s: check.ok_bytes as f64 / MIB / wall,
+            files_expected: expected.len() as u64,
+            files_ok: check.ok,
+            missing: check.missing,
+            wrong_size: check.wrong_size,
+            wrong_sha256: check.wrong_sha256,
+            extra: check.extra,
+            timed_out: m.timed_out,
+            exit_code: m.exit_code,
+            in_flight_max: in_flight.map(|f| f.0),
+            all_in_flight_s: in_flight.map(|f| f.1),
+            bench_rss_mib,
+        };
+        let stderr = String::from_utf8_lossy(&m.stderr);
+        let first_err = stderr.lines().find(|l| !l.trim().is_empty()).unwrap_or("").to_string();
+        Ok((rec, first_err))
+    }
 }
 
 /// Runs the bench, printing as it goes; returns the report.
@@ -893,6 +1273,9 @@ pub fn run(config: &FetchBenchConfig) -> anyhow::Result<BenchReport> {
     let mut contenders: Vec<(Contender, PathBuf)> =
         config.engines.iter().map(|&e| (Contender::Trident(e), trident.clone())).collect();
     for peer in &config.peers {
+        if !config.workloads.iter().any(|w| peer.runs_in(w)) {
+            continue;
+        }
         match find_program(peer.program()) {
             Some(path) => contenders.push((*peer, path)),
             None => eprintln!("trident: {} is not installed; skipping it", peer.program()),
@@ -911,8 +1294,9 @@ pub fn run(config: &FetchBenchConfig) -> anyhow::Result<BenchReport> {
         expected.push(generate_corpus(&corpus, w)?);
     }
     let first = &config.workloads[0];
-    let probe_path = format!("/{}/{}", first.kind.name(), first.file_name(0));
-    let (_server, port, server_text) = start_server(config.server, &corpus, &work.0, &probe_path)?;
+    let probe_path = format!("/{}/{}", first.name(), first.file_name(0));
+    let limits = rate_limits(&config.workloads);
+    let (_server, port, server_text) = start_server(config.server, &corpus, &work.0, &probe_path, &limits)?;
     println!("bench fetch: server {server_text}");
     println!(
         "corpus generated in {:.1}s under {}; {} warm-up + {} runs each, alternating",
@@ -922,72 +1306,56 @@ pub fn run(config: &FetchBenchConfig) -> anyhow::Result<BenchReport> {
         config.runs
     );
 
+    let mut runner = Runner { config, work: &work.0, port, seq: 0 };
     let mut records = Vec::new();
     let mut summary = Vec::new();
     let mut ratios = Vec::new();
+    let mut active = Vec::new();
     for (workload, expected) in config.workloads.iter().zip(&expected) {
-        let name = workload.kind.name();
-        let urls = work.0.join(format!("urls-{name}.txt"));
-        let mut list = String::new();
-        for e in expected {
-            let _ = writeln!(list, "http://127.0.0.1:{port}/{name}/{}", e.name);
-        }
-        fs::write(&urls, &list)?;
-        let curl_config = work.0.join(format!("curl-{name}.cfg"));
+        let is_active = workload.kind == WorkloadKind::Active;
         let mine: Vec<&(Contender, PathBuf)> = contenders.iter().filter(|(c, _)| c.runs_in(workload)).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        // Each contender at the workload's concurrency; `active` also at -j 1
+        // on the first file (the baseline the per-download figure is over).
+        let mut items: Vec<(&(Contender, PathBuf), usize)> = Vec::new();
+        for c in &mine {
+            items.push((c, workload.jobs));
+            if is_active {
+                items.push((c, 1));
+            }
+        }
         println!("\n{}", workload.describe());
+        let tool_width = if is_active { 24 } else { 18 };
         println!(
-            "{:<4} {:<18} {:>9} {:>9} {:>10} {:>10} {:>9} {:>9} {:>11}",
+            "{:<4} {:<tool_width$} {:>9} {:>9} {:>10} {:>10} {:>9} {:>9} {:>11}",
             "RUN", "TOOL", "WALL", "CPU", "PEAK RSS", "PEAK PSS", "FILES/S", "MIB/S", "CORRECT"
         );
-        let mut seq = 0u32;
         for round in 0..config.warmup + config.runs {
             let recorded = round >= config.warmup;
-            let n = mine.len();
+            let run_no = if recorded { round - config.warmup + 1 } else { 0 };
+            let n = items.len();
             for k in 0..n {
-                let (contender, exe) = mine[(k + round as usize) % n];
-                seq += 1;
-                let dir = work.0.join(format!("dl-{name}-{seq}"));
-                fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-                if *contender == Contender::Curl {
-                    let mut cfg = String::new();
-                    for (e, url) in expected.iter().zip(list.lines()) {
-                        let _ = writeln!(cfg, "url = \"{url}\"\noutput = \"{}\"", dir.join(&e.name).display());
-                    }
-                    fs::write(&curl_config, cfg)?;
-                }
-                let mut cmd = contender.command(exe, workload.jobs, &urls, &curl_config, &dir, &config.fetch_args);
-                let m = measure_with_limit(&mut cmd, Some(config.time_limit))
-                    .with_context(|| format!("cannot run {}", contender.label()))?;
-                let check = verify(&dir, expected).with_context(|| format!("cannot check {}", dir.display()))?;
-                fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
-                let wall = m.wall.as_secs_f64();
-                let run_no = if recorded { round - config.warmup + 1 } else { 0 };
-                let rec = RunRecord {
-                    workload: name.to_string(),
-                    tool: contender.label(),
-                    run: run_no,
-                    wall_s: wall,
-                    cpu_s: m.cpu().as_secs_f64(),
-                    peak_rss_mib: m.peak_rss_kib as f64 / 1024.0,
-                    peak_pss_mib: m.peak_pss_kib as f64 / 1024.0,
-                    files_per_s: check.ok as f64 / wall,
-                    mib_per_s: check.ok_bytes as f64 / MIB / wall,
-                    files_expected: expected.len() as u64,
-                    files_ok: check.ok,
-                    missing: check.missing,
-                    wrong_size: check.wrong_size,
-                    wrong_sha256: check.wrong_sha256,
-                    extra: check.extra,
-                    timed_out: m.timed_out,
-                    exit_code: m.exit_code,
+                let ((contender, exe), jobs) = items[(k + round as usize) % n];
+                let files = if jobs == workload.jobs { &expected[..] } else { &expected[..1] };
+                let (rec, first_err) = runner.run_one(workload, (*contender, exe), jobs, files, run_no)?;
+                let tool = if is_active { format!("{} -j{jobs}", rec.tool) } else { rec.tool.clone() };
+                let mut in_flight = match (rec.in_flight_max, rec.all_in_flight_s) {
+                    (Some(max), Some(all)) => format!("  in flight: max {max}, all {all:.1}s"),
+                    _ => String::new(),
                 };
-                let stderr = String::from_utf8_lossy(&m.stderr);
-                let first_err = stderr.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+                if rec.rss_at_floor() {
+                    let _ = write!(
+                        in_flight,
+                        "  (peak RSS at the bench's own {:.1} MiB, a floor of wait4's ru_maxrss)",
+                        rec.bench_rss_mib.unwrap_or_default()
+                    );
+                }
                 println!(
-                    "{:<4} {:<18} {:>8.3}s {:>8.3}s {:>6.1} MiB {:>6.1} MiB {:>9.0} {:>9.1} {:>11}{}{}",
+                    "{:<4} {:<tool_width$} {:>8.3}s {:>8.3}s {:>6.1} MiB {:>6.1} MiB {:>9.0} {:>9.1} {:>11}{}{}{in_flight}",
                     if recorded { run_no.to_string() } else { "w".into() },
-                    rec.tool,
+                    tool,
                     rec.wall_s,
                     rec.cpu_s,
                     rec.peak_rss_mib,
@@ -1008,16 +1376,20 @@ pub fn run(config: &FetchBenchConfig) -> anyhow::Result<BenchReport> {
         let (s, r) = summarise(workload, &labels, &records, &peers);
         summary.extend(s);
         ratios.extend(r);
+        if is_active {
+            active.extend(summarise_active(workload, &labels, &records));
+        }
     }
 
+    let wl_width = summary.iter().map(|s| s.workload.len()).max().unwrap_or(0).max(6);
     println!();
     println!(
-        "{:<6} {:<18} {:>9} {:>9} {:>9} {:>10} {:>10} {:>9} {:>9} {:>8}",
+        "{:<wl_width$} {:<18} {:>9} {:>9} {:>9} {:>10} {:>10} {:>9} {:>9} {:>8}",
         "MEDIAN", "TOOL", "WALL", "CPU", "CPU/GiB", "PEAK RSS", "PEAK PSS", "FILES/S", "MIB/S", "CORRECT"
     );
     for s in &summary {
         println!(
-            "{:<6} {:<18} {:>8.3}s {:>8.3}s {:>8.2}s {:>6.1} MiB {:>6.1} MiB {:>9.0} {:>9.1} {:>7.1}%{}",
+            "{:<wl_width$} {:<18} {:>8.3}s {:>8.3}s {:>8.2}s {:>6.1} MiB {:>6.1} MiB {:>9.0} {:>9.1} {:>7.1}%{}",
             s.workload,
             s.tool,
             s.wall_s,
@@ -1034,15 +1406,18 @@ pub fn run(config: &FetchBenchConfig) -> anyhow::Result<BenchReport> {
     if !ratios.is_empty() {
         println!();
         println!(
-            "{:<6} {:<18} {:<16} {:>7} {:>7} {:>9} {:>10}",
+            "{:<wl_width$} {:<18} {:<16} {:>7} {:>7} {:>9} {:>10}",
             "RATIO", "(median/median)", "VS", "WALL", "CPU", "PEAK RSS", "THROUGHPUT"
         );
         for r in &ratios {
             println!(
-                "{:<6} {:<18} {:<16} {:>6.3}x {:>6.3}x {:>8.3}x {:>9.3}x",
+                "{:<wl_width$} {:<18} {:<16} {:>6.3}x {:>6.3}x {:>8.3}x {:>9.3}x",
                 r.workload, r.tool, r.peer, r.wall, r.cpu, r.peak_rss, r.throughput
             );
         }
+    }
+    if !active.is_empty() {
+        print_active(&active);
     }
     let report = BenchReport {
         builtin_server: matches!(_server, Server::Builtin(_)),
@@ -1051,6 +1426,7 @@ pub fn run(config: &FetchBenchConfig) -> anyhow::Result<BenchReport> {
         runs: records,
         summary,
         ratios,
+        active,
     };
     if let Some(dir) = &config.out {
         super::report::write_out(dir, &report.runs, &report)?;
@@ -1059,12 +1435,101 @@ pub fn run(config: &FetchBenchConfig) -> anyhow::Result<BenchReport> {
     Ok(report)
 }
 
+/// The goal of issue 4 §4: peak RSS per active download at most this far
+/// above the process with one download, KiB.
+const PER_DOWNLOAD_GOAL_KIB: f64 = 256.0;
+
+/// The `active` table: peak memory at N and at 1, and per download.
+fn print_active(active: &[ActiveSummary]) {
+    println!();
+    println!(
+        "PER ACTIVE DOWNLOAD: median peak of the process tree at -j N (N files at once) and at -j 1 (one of them); \
+         per download = (N - 1 difference) / (N - 1)"
+    );
+    println!(
+        "{:<18} {:>8} {:>5} {:>11} {:>11} {:>13} {:>11} {:>11} {:>13} {:>14} {:>5}",
+        "ENGINE",
+        "SIZE",
+        "N",
+        "PEAK RSS N",
+        "PEAK RSS 1",
+        "PER DOWNLOAD",
+        "PEAK PSS N",
+        "PEAK PSS 1",
+        "PSS/DOWNLOAD",
+        "ALL IN FLIGHT",
+        "GOAL"
+    );
+    for a in active {
+        let flight = match (a.in_flight_min_max, a.all_in_flight_min_s) {
+            (Some(max), Some(s)) if max as usize >= a.files => format!("{s:.1}s"),
+            (Some(max), _) => format!("only {max}"),
+            _ => "-".into(),
+        };
+        println!(
+            "{:<18} {:>8} {:>5} {:>7.1} MiB {:>7.1} MiB {:>9.1} KiB {:>7.1} MiB {:>7.1} MiB {:>9.1} KiB {:>14} {:>5}{}",
+            a.tool,
+            human_size(a.file_size),
+            a.files,
+            a.peak_rss_n_mib,
+            a.peak_rss_1_mib,
+            a.per_download_rss_kib,
+            a.peak_pss_n_mib,
+            a.peak_pss_1_mib,
+            a.per_download_pss_kib,
+            flight,
+            if a.per_download_rss_kib <= PER_DOWNLOAD_GOAL_KIB { "met" } else { "over" },
+            match (a.bad_runs, a.rss_floor_bias_kib) {
+                (0, None) => String::new(),
+                (bad, None) => format!("  ({bad} runs not clean)"),
+                (bad, Some(bias)) => format!(
+                    "  ({}{} runs at the floor: per download may be up to {bias:.1} KiB higher)",
+                    if bad > 0 { format!("{bad} runs not clean; ") } else { String::new() },
+                    a.rss_at_floor_runs
+                ),
+            }
+        );
+    }
+    println!("GOAL: per download (RSS) <= {PER_DOWNLOAD_GOAL_KIB:.0} KiB and independent of file size (issue 4 §4)");
+    let mut tools: Vec<&str> = Vec::new();
+    for a in active {
+        if !tools.contains(&a.tool.as_str()) {
+            tools.push(&a.tool);
+        }
+    }
+    for tool in tools {
+        let mine: Vec<&ActiveSummary> = active.iter().filter(|a| a.tool == tool).collect();
+        if let (Some(small), Some(big)) =
+            (mine.iter().min_by_key(|a| a.file_size), mine.iter().max_by_key(|a| a.file_size))
+            && small.file_size != big.file_size
+        {
+            println!(
+                "  {tool}: per download {} -> {}: {:.1} -> {:.1} KiB ({:+.1} KiB)",
+                human_size(small.file_size),
+                human_size(big.file_size),
+                small.per_download_rss_kib,
+                big.per_download_rss_kib,
+                big.per_download_rss_kib - small.per_download_rss_kib
+            );
+        }
+    }
+    if active.iter().any(|a| a.rss_at_floor_runs > 0) {
+        println!(
+            "  floor: a child's ru_maxrss starts at the bench's own peak RSS (posix_spawn = vfork), and the \
+             measured peak is never below it"
+        );
+    }
+    if active.iter().any(|a| a.in_flight_min_max.is_some_and(|m| (m as usize) < a.files)) {
+        println!("  note: not every download was in flight at once in some run; raise --active-duration");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn small(files: usize) -> Workload {
-        Workload { kind: WorkloadKind::Small, files, file_size: 1000, jobs: 4 }
+        Workload { kind: WorkloadKind::Small, files, file_size: 1000, jobs: 4, rate_limit: None }
     }
 
     #[test]
@@ -1117,11 +1582,50 @@ mod tests {
     }
 
     #[test]
+    fn active_workloads_are_rate_limited_on_their_path_only() {
+        let w = Workload::active(300, 8 << 20, Duration::from_secs(3));
+        assert_eq!((w.name(), w.jobs, w.rate_limit), ("active-8m".to_string(), 300, Some(2 << 20)));
+        assert_eq!(Workload::active(20, 256 << 10, Duration::from_secs(3)).name(), "active-256k");
+        assert_eq!(
+            (human_size(256 << 10), human_size(8 << 20), human_size(1000)),
+            ("256 KiB".into(), "8 MiB".into(), "1000 B".into())
+        );
+        let limits = rate_limits(&[small(1), w]);
+        assert_eq!(limits, [("/active-8m/".to_string(), 2 << 20)]);
+        let conf = nginx_config(Path::new("/w"), Path::new("/r"), 1234, &limits);
+        assert_eq!(conf.matches("limit_rate").count(), 1, "{conf}");
+        assert!(conf.contains("location /active-8m/ { limit_rate 2097152; }"), "{conf}");
+
+        // The built-in server: one second's worth at once, then the rate.
+        let root = TempDir::new("trident-test-paced").unwrap();
+        let a = Workload::active(2, 150_000, Duration::from_millis(500));
+        let rate = a.rate_limit.unwrap();
+        generate_corpus(&root.0, &a).unwrap();
+        fs::create_dir(root.0.join("free")).unwrap();
+        fs::copy(root.0.join("active-150000b/a00000.bin"), root.0.join("free/a00000.bin")).unwrap();
+        let server = StaticServer::start_limited(&root.0, rate_limits(&[a])).unwrap();
+        let get = |path: &str| {
+            let started = Instant::now();
+            let mut s = TcpStream::connect(server.addr()).unwrap();
+            s.write_all(format!("GET {path} HTTP/1.1\r\nConnection: close\r\n\r\n").as_bytes()).unwrap();
+            let mut out = Vec::new();
+            s.read_to_end(&mut out).unwrap();
+            (out.len(), started.elapsed())
+        };
+        let (len, took) = get("/active-150000b/a00000.bin");
+        assert!(len > 150_000 && took >= Duration::from_millis(400) && took < Duration::from_secs(3), "{len} {took:?}");
+        assert_eq!(rate, 100_000);
+        let (len, took) = get("/free/a00000.bin");
+        assert!(len > 150_000 && took < Duration::from_millis(300), "{len} {took:?}");
+    }
+
+    #[test]
     fn ratios_and_peer_commands() {
         let w = small(10);
         let rec = |tool: &str, wall: f64, ok: u64| RunRecord {
             workload: "small".into(),
             tool: tool.into(),
+            jobs: 4,
             run: 1,
             wall_s: wall,
             cpu_s: wall,
@@ -1137,6 +1641,9 @@ mod tests {
             extra: 0,
             timed_out: false,
             exit_code: Some(0),
+            in_flight_max: None,
+            all_in_flight_s: None,
+            bench_rss_mib: None,
         };
         let runs = vec![rec("t", 1.0, 10), rec("t", 3.0, 10), rec("p", 4.0, 10), rec("p", 2.0, 9)];
         let (s, r) = summarise(&w, &["t".into(), "p".into()], &runs, &["p".into()]);
