@@ -55,6 +55,18 @@ pub fn rss_kib(pid: u32) -> u64 {
     pages * page / 1024
 }
 
+/// Peak resident set size of one process in KiB (`VmHWM`: since its last
+/// exec, so a freshly spawned child does not inherit its parent's peak), 0
+/// if it is gone.
+pub fn hwm_kib(pid: u32) -> u64 {
+    let Ok(status) = fs::read_to_string(format!("/proc/{pid}/status")) else { return 0 };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// Proportional set size of one process in KiB: its private memory plus its
 /// share of pages it shares with others (0 if it is gone). Summing PSS over
 /// a process tree counts shared pages (the binary's text) once.

@@ -2,8 +2,12 @@
 //! command and its waited-for children (`wait4` rusage), and peak memory.
 //!
 //! Peak memory is sampled over the whole process tree every 10 ms, both as
-//! a sum of RSS (raised to the kernel's `ru_maxrss` if that is larger) and
-//! as a sum of PSS. For one process they are close; for the processes
+//! a sum of RSS (the command's own process counted at its `VmHWM`, its
+//! peak since exec, so a peak between two samples is not missed) and as a
+//! sum of PSS. The kernel's `ru_maxrss` is only a fallback for a command
+//! that ended before the first sample: a child started with vfork (as
+//! `posix_spawn` does) begins with its parent's peak there, which would
+//! put a floor of the bench's own memory under every figure. For one process they are close; for the processes
 //! engine the RSS sum counts the shared binary once per worker and the PSS
 //! sum is what the machine really pays.
 
@@ -99,7 +103,7 @@ pub fn measure_with_limit(cmd: &mut Command, limit: Option<Duration>) -> io::Res
         thread::spawn(move || {
             while !done.load(Ordering::Relaxed) {
                 let tree = sys::process_tree(pid);
-                let rss: u64 = tree.iter().map(|&p| sys::rss_kib(p)).sum();
+                let rss: u64 = tree.iter().map(|&p| if p == pid { sys::hwm_kib(p) } else { sys::rss_kib(p) }).sum();
                 let pss: u64 = tree.iter().map(|&p| sys::pss_kib(p)).sum();
                 peak.fetch_max(rss, Ordering::Relaxed);
                 peak_pss.fetch_max(pss, Ordering::Relaxed);
@@ -138,7 +142,10 @@ pub fn measure_with_limit(cmd: &mut Command, limit: Option<Duration>) -> io::Res
         wall,
         user: timeval(usage.ru_utime),
         sys: timeval(usage.ru_stime),
-        peak_rss_kib: peak.load(Ordering::Relaxed).max(maxrss),
+        peak_rss_kib: match peak.load(Ordering::Relaxed) {
+            0 => maxrss,
+            sampled => sampled,
+        },
         peak_pss_kib: peak_pss.load(Ordering::Relaxed),
         exit_code,
         timed_out,
