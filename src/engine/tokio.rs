@@ -28,6 +28,26 @@ pub fn runtime(flavour: AsyncRuntime) -> std::io::Result<Runtime> {
 
 pub(super) fn run<T, I, F>(
     config: &EngineConfig,
+    tasks: I,
+    interrupt: &Interrupt,
+    on_output: F,
+) -> Result<RunStats, EngineError>
+where
+    T: Task,
+    I: Iterator<Item = T>,
+    F: FnMut(TaskOutcome<T>),
+{
+    let lanes = std::thread::available_parallelism().map_or(1, usize::from).min(config.concurrency).max(1);
+    if config.async_runtime == AsyncRuntime::MultiThread && config.max_rate.is_none() {
+        return run_lanes(config, tasks, interrupt, on_output, lanes);
+    }
+    run_one(config, tasks, interrupt, on_output)
+}
+
+/// One runtime (current-thread, or a work-stealing pool when pacing with
+/// `--max-rate`), a future spawned per task.
+fn run_one<T, I, F>(
+    config: &EngineConfig,
     mut tasks: I,
     interrupt: &Interrupt,
     mut on_output: F,
@@ -103,4 +123,152 @@ where
     // In-flight futures have all completed; nothing left to wait for.
     rt.shutdown_background();
     Ok(stats)
+}
+
+/// Tasks handed to a lane at once, and outcomes handed back at most.
+const BATCH: usize = 64;
+
+/// What a lane reports: its number and a batch of outcomes.
+type Reported<T> = (usize, Vec<TaskOutcome<T>>);
+
+/// The multi-thread flavour as "lanes": one current-thread runtime per
+/// core, each with its share of the concurrency, fed batches of tasks by
+/// this thread (which keeps the task iterator and calls `on_output`, so
+/// neither needs to be `Send`). A probe that completes on its first poll
+/// costs no cross-thread wake-up, and the only traffic between threads is
+/// one message per batch — a work-stealing pool pays both per task.
+fn run_lanes<T, I, F>(
+    config: &EngineConfig,
+    mut tasks: I,
+    interrupt: &Interrupt,
+    mut on_output: F,
+    lanes: usize,
+) -> Result<RunStats, EngineError>
+where
+    T: Task,
+    I: Iterator<Item = T>,
+    F: FnMut(TaskOutcome<T>),
+{
+    let share = |lane: usize| config.concurrency / lanes + usize::from(lane < config.concurrency % lanes);
+    let mut stats = RunStats::default();
+    let (report_tx, report_rx) = crossbeam_channel::unbounded::<Reported<T>>();
+    std::thread::scope(|scope| -> Result<(), EngineError> {
+        let mut feeds = Vec::with_capacity(lanes);
+        for lane in 0..lanes {
+            let rt = Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|source| EngineError::Start { engine: "async", source })?;
+            let (feed_tx, feed_rx) = ::tokio::sync::mpsc::unbounded_channel::<Vec<T>>();
+            let report_tx = report_tx.clone();
+            std::thread::Builder::new()
+                .name(format!("trident-lane-{lane}"))
+                .spawn_scoped(scope, move || {
+                    rt.block_on(lane_loop(lane, feed_rx, report_tx));
+                    rt.shutdown_background();
+                })
+                .map_err(|source| EngineError::Start { engine: "async", source })?;
+            feeds.push(Some(feed_tx));
+        }
+        drop(report_tx);
+        let mut in_flight = vec![0usize; lanes];
+        let mut exhausted = false;
+        loop {
+            // Top every lane up to its share.
+            for lane in 0..lanes {
+                while !exhausted && in_flight[lane] < share(lane) {
+                    if interrupt.is_set() {
+                        stats.interrupted = true;
+                        exhausted = true;
+                        break;
+                    }
+                    let room = (share(lane) - in_flight[lane]).min(BATCH);
+                    let batch: Vec<T> = tasks.by_ref().take(room).collect();
+                    if batch.len() < room {
+                        exhausted = true;
+                    }
+                    if batch.is_empty() {
+                        break;
+                    }
+                    in_flight[lane] += batch.len();
+                    stats.runners_started += batch.len() as u64;
+                    if let Some(feed) = &feeds[lane] {
+                        // A lane only ends when its feed is closed.
+                        let _ = feed.send(batch);
+                    }
+                }
+            }
+            if exhausted {
+                // No more work: lanes finish what they have, then end.
+                for feed in &mut feeds {
+                    feed.take();
+                }
+            }
+            if in_flight.iter().all(|&n| n == 0) {
+                break;
+            }
+            let (lane, outcomes) = match report_rx.recv_timeout(TICK) {
+                Ok(report) => report,
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+            };
+            in_flight[lane] -= outcomes.len();
+            for outcome in outcomes {
+                match outcome {
+                    TaskOutcome::Done(_) => stats.done += 1,
+                    TaskOutcome::Failed { .. } => stats.failed += 1,
+                }
+                on_output(outcome);
+            }
+        }
+        for feed in &mut feeds {
+            feed.take();
+        }
+        Ok(())
+    })?;
+    Ok(stats)
+}
+
+/// One lane: runs the tasks it is fed, reports their outcomes in batches.
+async fn lane_loop<T: Task>(
+    lane: usize,
+    mut feed: ::tokio::sync::mpsc::UnboundedReceiver<Vec<T>>,
+    report: crossbeam_channel::Sender<Reported<T>>,
+) {
+    let mut set: JoinSet<Result<T::Output, (T, String)>> = JoinSet::new();
+    let mut open = true;
+    loop {
+        ::tokio::select! {
+            batch = feed.recv(), if open => match batch {
+                Some(batch) => {
+                    for task in batch {
+                        let copy = task.clone();
+                        set.spawn(async move {
+                            AssertUnwindSafe(task.run_async()).catch_unwind().await.map_err(|payload| {
+                                (copy, format!("task panicked: {}", panic_message(payload.as_ref())))
+                            })
+                        });
+                    }
+                }
+                None => open = false,
+            },
+            Some(first) = set.join_next(), if !set.is_empty() => {
+                let mut outcomes = Vec::new();
+                let mut next = Some(first);
+                while let Some(joined) = next {
+                    match joined {
+                        Ok(Ok(output)) => outcomes.push(TaskOutcome::Done(output)),
+                        Ok(Err((task, reason))) => outcomes.push(TaskOutcome::Failed { task, reason }),
+                        // Only cancellation is left, and nothing cancels these.
+                        Err(_) => {}
+                    }
+                    next = if outcomes.len() < BATCH { set.try_join_next() } else { None };
+                }
+                if report.send((lane, outcomes)).is_err() {
+                    return;
+                }
+            }
+            else => return,
+        }
+    }
 }

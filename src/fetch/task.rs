@@ -1005,12 +1005,22 @@ pub(crate) fn new_async_run() {
     RUN_GENERATION.fetch_add(1, Ordering::SeqCst);
 }
 
-/// The run's reqwest client (connection pool).
+type ClientSlot = Option<(Duration, u64, bool, reqwest::Client)>;
+
+thread_local! {
+    /// One client per thread: its pooled connections belong to the runtime
+    /// they were made on, and the async engine may run one runtime per
+    /// thread (its lanes).
+    static CLIENT: std::cell::RefCell<ClientSlot> = const { std::cell::RefCell::new(None) };
+}
+
+/// The run's reqwest client (connection pool) on this thread.
 fn client(timeout: Duration, insecure: bool) -> Result<reqwest::Client, String> {
-    type Slot = Option<(Duration, u64, bool, reqwest::Client)>;
-    static CLIENT: Mutex<Slot> = Mutex::new(None);
+    CLIENT.with_borrow_mut(|slot| client_in(slot, timeout, insecure))
+}
+
+fn client_in(slot: &mut ClientSlot, timeout: Duration, insecure: bool) -> Result<reqwest::Client, String> {
     let generation = RUN_GENERATION.load(Ordering::SeqCst);
-    let mut slot = CLIENT.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some((t, g, i, client)) = slot.as_ref()
         && (*t, *g, *i) == (timeout, generation, insecure)
     {
