@@ -128,8 +128,9 @@ where
 /// Tasks handed to a lane at once, and outcomes handed back at most.
 const BATCH: usize = 64;
 
-/// What a lane reports: its number and a batch of outcomes.
-type Reported<T> = (usize, Vec<TaskOutcome<T>>);
+/// What a lane reports: its number, how many of its tasks ended (also any
+/// that produced no outcome), and their outcomes.
+type Reported<T> = (usize, usize, Vec<TaskOutcome<T>>);
 
 /// The multi-thread flavour as "lanes": one current-thread runtime per
 /// core, each with its share of the concurrency, fed batches of tasks by
@@ -207,12 +208,12 @@ where
             if in_flight.iter().all(|&n| n == 0) {
                 break;
             }
-            let (lane, outcomes) = match report_rx.recv_timeout(TICK) {
+            let (lane, ended, outcomes) = match report_rx.recv_timeout(TICK) {
                 Ok(report) => report,
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
             };
-            in_flight[lane] -= outcomes.len();
+            in_flight[lane] -= ended;
             for outcome in outcomes {
                 match outcome {
                     TaskOutcome::Done(_) => stats.done += 1,
@@ -254,17 +255,19 @@ async fn lane_loop<T: Task>(
             },
             Some(first) = set.join_next(), if !set.is_empty() => {
                 let mut outcomes = Vec::new();
+                let mut ended = 0;
                 let mut next = Some(first);
                 while let Some(joined) = next {
+                    ended += 1;
                     match joined {
                         Ok(Ok(output)) => outcomes.push(TaskOutcome::Done(output)),
                         Ok(Err((task, reason))) => outcomes.push(TaskOutcome::Failed { task, reason }),
                         // Only cancellation is left, and nothing cancels these.
                         Err(_) => {}
                     }
-                    next = if outcomes.len() < BATCH { set.try_join_next() } else { None };
+                    next = if ended < BATCH { set.try_join_next() } else { None };
                 }
-                if report.send((lane, outcomes)).is_err() {
+                if report.send((lane, ended, outcomes)).is_err() {
                     return;
                 }
             }
