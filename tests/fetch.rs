@@ -4,54 +4,12 @@
 //! exit code.
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::Output;
 use std::time::{Duration, Instant};
 
 use crate::engine_tests;
+use crate::fetch_util::{code, fetch, files, json, want};
 use crate::http_server::{TestServer, content, sha256_hex};
 use crate::util::{run, stderr, stdout};
-
-/// Name → SHA-256 of every entry in `dir` (symlinks as `-> target`).
-fn files(dir: &Path) -> BTreeMap<String, String> {
-    std::fs::read_dir(dir)
-        .expect("read dir")
-        .map(|e| {
-            let e = e.expect("entry");
-            let name = e.file_name().to_string_lossy().into_owned();
-            let meta = std::fs::symlink_metadata(e.path()).expect("meta");
-            let what = if meta.is_dir() {
-                "dir".to_string()
-            } else if meta.file_type().is_symlink() {
-                format!("-> {}", std::fs::read_link(e.path()).expect("link").display())
-            } else {
-                sha256_hex(&std::fs::read(e.path()).expect("read"))
-            };
-            (name, what)
-        })
-        .collect()
-}
-
-/// The expected listing: (file name, served name, size).
-fn want(entries: &[(&str, &str, usize)]) -> BTreeMap<String, String> {
-    entries.iter().map(|(file, served, size)| (file.to_string(), sha256_hex(&content(served, *size)))).collect()
-}
-
-/// `trident fetch ARGS -e ENGINE -d DIR` with fast retries.
-fn fetch(engine: &str, dir: &Path, args: &[&str]) -> Output {
-    let dir = dir.to_str().expect("utf-8 dir");
-    let mut all = vec!["fetch", "-e", engine, "-d", dir, "--retry-wait", "10ms"];
-    all.extend_from_slice(args);
-    run(&all)
-}
-
-fn code(o: &Output) -> i32 {
-    o.status.code().expect("exited")
-}
-
-fn json(o: &Output) -> serde_json::Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", stdout(o), stderr(o)))
-}
 
 engine_tests! {
     fn downloads_many_files_exactly(engine) {

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use crate::engine_tests;
+use crate::fetch_util::{code, want};
 use crate::http_server::{TestServer, content, sha256_hex};
 use crate::util::{run, stderr, stdout};
 
@@ -33,15 +34,6 @@ fn tree(dir: &Path) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     walk(dir, dir, &mut out);
     out
-}
-
-/// (path in DIR, served name, size) → the expected tree.
-fn want(entries: &[(&str, &str, usize)]) -> BTreeMap<String, String> {
-    entries.iter().map(|(file, served, size)| (file.to_string(), sha256_hex(&content(served, *size)))).collect()
-}
-
-fn code(o: &Output) -> i32 {
-    o.status.code().expect("exited")
 }
 
 /// A port on 127.0.0.1 where nothing listens (bound, then closed).

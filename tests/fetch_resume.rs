@@ -4,45 +4,13 @@
 //! in the directory (names and SHA-256), that no `.part`/`.state` is left
 //! after success, the exit code, and what the server was asked and sent.
 
-use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::{Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::engine_tests;
+use crate::fetch_util::{code, fetch_json as fetch, files, json, only, wait_unlocked};
 use crate::http_server::{RangeRequest, TestServer, sha256_hex, versioned};
-use crate::util::{run, stderr, stdout, trident};
-
-/// Name → SHA-256 of every entry in `dir`.
-fn files(dir: &Path) -> BTreeMap<String, String> {
-    std::fs::read_dir(dir)
-        .expect("read dir")
-        .map(|e| {
-            let e = e.expect("entry");
-            (e.file_name().to_string_lossy().into_owned(), sha256_hex(&std::fs::read(e.path()).expect("read")))
-        })
-        .collect()
-}
-
-/// `{name: sha256(versioned(name, size, version))}`.
-fn only(name: &str, size: usize, version: u32) -> BTreeMap<String, String> {
-    BTreeMap::from([(name.to_string(), sha256_hex(&versioned(name, size, version)))])
-}
-
-fn fetch(engine: &str, dir: &Path, args: &[&str]) -> Output {
-    let dir = dir.to_str().expect("utf-8 dir");
-    let mut all = vec!["fetch", "-e", engine, "-d", dir, "--retry-wait", "10ms", "-f", "json"];
-    all.extend_from_slice(args);
-    run(&all)
-}
-
-fn code(o: &Output) -> i32 {
-    o.status.code().unwrap_or(-1)
-}
-
-fn json(o: &Output) -> serde_json::Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", stdout(o), stderr(o)))
-}
+use crate::util::{stderr, stdout, trident};
 
 /// The offset of a `bytes=N-` Range header.
 fn range_start(r: &RangeRequest) -> u64 {
@@ -228,21 +196,5 @@ engine_tests! {
         assert_eq!(second, BIG as u64 - from);
         assert!(second < BIG as u64, "fewer bytes the second time");
         assert_eq!(json(&o)["files"][0]["resumed_from"].as_u64(), Some(from));
-    }
-}
-
-/// Waits until nobody holds `path`'s lock (a worker process of a killed
-/// parent dies an instant later than its parent).
-fn wait_unlocked(path: &Path) {
-    use std::os::fd::AsRawFd;
-    let t0 = Instant::now();
-    loop {
-        let f = std::fs::File::open(path).expect("part file");
-        // SAFETY: flock on a descriptor we own.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-            return;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(10), "{} still locked", path.display());
-        std::thread::sleep(Duration::from_millis(10));
     }
 }

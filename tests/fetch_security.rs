@@ -5,44 +5,10 @@
 //! self-signed certificate); every case checks the exact files in DIR and
 //! the exit code.
 
-use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::Output;
-
 use crate::engine_tests;
-use crate::http_server::{TestServer, content, sha256_hex, versioned};
-use crate::util::{run, stderr, stdout};
-
-/// Name → SHA-256 of every entry in `dir`.
-fn files(dir: &Path) -> BTreeMap<String, String> {
-    std::fs::read_dir(dir)
-        .expect("read dir")
-        .map(|e| {
-            let e = e.expect("entry");
-            (e.file_name().to_string_lossy().into_owned(), sha256_hex(&std::fs::read(e.path()).expect("read")))
-        })
-        .collect()
-}
-
-/// The expected listing: (file name, served name, size).
-fn want(entries: &[(&str, &str, usize)]) -> BTreeMap<String, String> {
-    entries.iter().map(|(file, served, size)| (file.to_string(), sha256_hex(&content(served, *size)))).collect()
-}
-
-fn fetch(engine: &str, dir: &Path, args: &[&str]) -> Output {
-    let dir = dir.to_str().expect("utf-8 dir");
-    let mut all = vec!["fetch", "-e", engine, "-d", dir, "--retry-wait", "10ms", "-f", "json"];
-    all.extend_from_slice(args);
-    run(&all)
-}
-
-fn code(o: &Output) -> i32 {
-    o.status.code().unwrap_or(-1)
-}
-
-fn json(o: &Output) -> serde_json::Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", stdout(o), stderr(o)))
-}
+use crate::fetch_util::{code, fetch_json as fetch, files, json, want};
+use crate::http_server::{TestServer, sha256_hex, versioned};
+use crate::util::{stderr, stdout};
 
 /// `url` with `user:s3cret@` in it.
 fn with_credentials(url: &str) -> String {

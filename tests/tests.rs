@@ -17,6 +17,7 @@ mod fetch_input;
 mod fetch_resume;
 mod fetch_security;
 mod fetch_split;
+mod fetch_util;
 mod http_server;
 mod lab;
 mod netns;

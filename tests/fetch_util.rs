@@ -1,0 +1,84 @@
+//! What every `trident fetch` test module shares: running the binary on an
+//! engine, and the exact listing of a download directory.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use crate::http_server::{content, sha256_hex, versioned};
+use crate::util::{run, stderr, stdout};
+
+/// Name → SHA-256 of every entry in `dir` (symlinks as `-> target`,
+/// directories as `dir`).
+pub fn files(dir: &Path) -> BTreeMap<String, String> {
+    std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| {
+            let e = e.expect("entry");
+            let name = e.file_name().to_string_lossy().into_owned();
+            let meta = std::fs::symlink_metadata(e.path()).expect("meta");
+            let what = if meta.is_dir() {
+                "dir".to_string()
+            } else if meta.file_type().is_symlink() {
+                format!("-> {}", std::fs::read_link(e.path()).expect("link").display())
+            } else {
+                sha256_hex(&std::fs::read(e.path()).expect("read"))
+            };
+            (name, what)
+        })
+        .collect()
+}
+
+/// The expected listing: (file name, served name, size).
+pub fn want(entries: &[(&str, &str, usize)]) -> BTreeMap<String, String> {
+    entries.iter().map(|(file, served, size)| (file.to_string(), sha256_hex(&content(served, *size)))).collect()
+}
+
+/// `{name: sha256(versioned(name, size, version))}`.
+pub fn only(name: &str, size: usize, version: u32) -> BTreeMap<String, String> {
+    BTreeMap::from([(name.to_string(), sha256_hex(&versioned(name, size, version)))])
+}
+
+/// `trident fetch -e ENGINE -d DIR ARGS` with fast retries.
+pub fn fetch(engine: &str, dir: &Path, args: &[&str]) -> Output {
+    let dir = dir.to_str().expect("utf-8 dir");
+    let mut all = vec!["fetch", "-e", engine, "-d", dir, "--retry-wait", "10ms"];
+    all.extend_from_slice(args);
+    run(&all)
+}
+
+/// The same with the report as JSON on stdout (`-f json`).
+pub fn fetch_json(engine: &str, dir: &Path, args: &[&str]) -> Output {
+    let mut all = vec!["-f", "json"];
+    all.extend_from_slice(args);
+    fetch(engine, dir, &all)
+}
+
+/// The exit code (-1 if killed by a signal).
+pub fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+/// stdout as JSON.
+pub fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", stdout(o), stderr(o)))
+}
+
+/// Waits until nobody holds `path`'s lock (a worker process of a killed
+/// parent dies an instant later than its parent).
+pub fn wait_unlocked(path: &Path) {
+    use std::os::fd::AsRawFd;
+    let t0 = Instant::now();
+    loop {
+        let f = std::fs::File::open(path).expect("part file");
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "{} still locked", path.display());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
