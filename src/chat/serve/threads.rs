@@ -19,8 +19,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::conn::{Conn, WAKE_SIGNAL};
-use super::session::{Due, Session};
-use super::tokio::{Input, Wire, read_error, write_error};
+use super::session::Session;
+use super::tokio::{Handling, Input, Wire, read_error, write_error};
 use super::{Backend, ChatConfig, Local, Shell};
 use crate::chat::ClientId;
 use crate::engine::Interrupt;
@@ -220,8 +220,7 @@ fn connection(
     backend.open(&conn, peer.ip());
     let mut session = Session::new(&shell.limits, Instant::now());
     let mut buf = [0u8; 4096];
-    let mut events = Vec::new();
-    let mut closing = false;
+    let mut handling = Handling::new(id, backend, &conn, shell);
     // TLS: wire bytes the socket has not taken yet.
     let mut out = Vec::new();
     let end = loop {
@@ -244,7 +243,7 @@ fn connection(
             break End::Gone("Write error: Connection reset by peer".into());
         }
         let mut interest = 0;
-        if !closing {
+        if !handling.closing {
             interest |= libc::POLLIN;
         }
         if pending {
@@ -255,39 +254,19 @@ fn connection(
             Err(e) => break End::Gone(read_error(&e)),
         };
         let now = Instant::now();
-        if revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 && !closing {
+        if revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 && !handling.closing {
             let read = match stream.read(&mut buf) {
                 Ok(0) => Input::Eof,
                 Ok(n) => wire.received(&buf[..n], &mut out, &mut session, now),
                 Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => Input::NotYet,
                 Err(e) => Input::Failed(read_error(&e)),
             };
-            match read {
-                Input::Data | Input::NotYet => {}
-                Input::Eof => break End::Gone("Remote host closed the connection".into()),
-                Input::Failed(reason) => break End::Gone(reason),
-                Input::Flood(reason) => {
-                    closing = true;
-                    backend.close(id, &reason);
-                    continue;
-                }
+            if let Some(reason) = handling.input(read, &mut session, now) {
+                break End::Gone(reason);
             }
-        }
-        session.ready(now, &mut events);
-        if !events.is_empty() {
-            backend.events(id, &mut events);
         }
         if now >= session.deadline() {
-            match session.tick(now) {
-                Due::Nothing => {}
-                Due::Ping => {
-                    conn.push(shell.ping.as_bytes());
-                }
-                Due::Close(reason) => {
-                    closing = true;
-                    backend.close(id, &reason);
-                }
-            }
+            handling.clock(&mut session, now);
         }
     };
     // From here on nobody else writes to the socket.

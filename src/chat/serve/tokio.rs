@@ -167,9 +167,7 @@ pub(crate) async fn connection<B: Backend>(
     let mut session = Session::new(&shell.limits, Instant::now());
     let mut out: Vec<u8> = Vec::new();
     let mut sent = 0;
-    let mut events = Vec::new();
-    // The shell asked the core to close this connection: read no more.
-    let mut closing = false;
+    let mut handling = Handling::new(id, &*backend, &conn, &shell);
     let end = loop {
         if sent == out.len() {
             sent = 0;
@@ -199,7 +197,7 @@ pub(crate) async fn connection<B: Backend>(
                     Err(e) => break End::Gone(write_error(&e)),
                 }
             }
-            readable = stream.readable(), if !closing => {
+            readable = stream.readable(), if !handling.closing => {
                 if let Err(e) = readable {
                     break End::Gone(format!("Read error: {e}"));
                 }
@@ -210,39 +208,11 @@ pub(crate) async fn connection<B: Backend>(
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => Input::NotYet,
                     Err(e) => Input::Failed(read_error(&e)),
                 });
-                match read {
-                    Input::Data => {}
-                    Input::NotYet => continue,
-                    Input::Eof => break End::Gone("Remote host closed the connection".into()),
-                    Input::Failed(reason) => break End::Gone(reason),
-                    Input::Flood(reason) => {
-                        closing = true;
-                        backend.close(id, &reason);
-                        continue;
-                    }
-                }
-                session.ready(now, &mut events);
-                if !events.is_empty() {
-                    backend.events(id, &mut events);
+                if let Some(reason) = handling.input(read, &mut session, now) {
+                    break End::Gone(reason);
                 }
             }
-            () = tokio::time::sleep_until(deadline.into()) => {
-                let now = Instant::now();
-                if session.holding() {
-                    session.ready(now, &mut events);
-                    if !events.is_empty() {
-                        backend.events(id, &mut events);
-                    }
-                }
-                match session.tick(now) {
-                    Due::Nothing => {}
-                    Due::Ping => { conn.push(shell.ping.as_bytes()); }
-                    Due::Close(reason) => {
-                        closing = true;
-                        backend.close(id, &reason);
-                    }
-                }
-            }
+            () = tokio::time::sleep_until(deadline.into()) => handling.clock(&mut session, Instant::now()),
         }
     };
     let mut stream = stream;
@@ -284,6 +254,63 @@ pub(crate) enum Input {
     Flood(String),
     /// The socket or the TLS session failed: the reason.
     Failed(String),
+}
+
+/// What a connection does with what it read and with its clock, the same
+/// in both shells (tasks and threads).
+pub(crate) struct Handling<'a, B: Backend> {
+    pub id: ClientId,
+    pub backend: &'a B,
+    pub conn: &'a Conn,
+    pub shell: &'a Shell,
+    events: Vec<crate::chat::LineEvent>,
+    /// The shell asked the core to close this connection: read no more.
+    pub closing: bool,
+}
+
+impl<'a, B: Backend> Handling<'a, B> {
+    pub fn new(id: ClientId, backend: &'a B, conn: &'a Conn, shell: &'a Shell) -> Self {
+        Handling { id, backend, conn, shell, events: Vec::new(), closing: false }
+    }
+
+    /// Lines the flood bucket lets through now go to the core.
+    fn pass(&mut self, session: &mut Session, now: Instant) {
+        session.ready(now, &mut self.events);
+        if !self.events.is_empty() {
+            self.backend.events(self.id, &mut self.events);
+        }
+    }
+
+    fn close(&mut self, reason: &str) {
+        self.closing = true;
+        self.backend.close(self.id, reason);
+    }
+
+    /// One read's result; `Some(reason)` when the connection is gone.
+    pub fn input(&mut self, input: Input, session: &mut Session, now: Instant) -> Option<String> {
+        match input {
+            Input::Data => self.pass(session, now),
+            Input::NotYet => {}
+            Input::Eof => return Some("Remote host closed the connection".into()),
+            Input::Failed(reason) => return Some(reason),
+            Input::Flood(reason) => self.close(&reason),
+        }
+        None
+    }
+
+    /// The session's deadline has come: held lines, keep-alive.
+    pub fn clock(&mut self, session: &mut Session, now: Instant) {
+        if session.holding() {
+            self.pass(session, now);
+        }
+        match session.tick(now) {
+            Due::Nothing => {}
+            Due::Ping => {
+                self.conn.push(self.shell.ping.as_bytes());
+            }
+            Due::Close(reason) => self.close(&reason),
+        }
+    }
 }
 
 /// The bytes on the wire: the queue's plaintext as it is, or through TLS.
