@@ -5,21 +5,19 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::ExitStatus;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::util::trident;
+use crate::util::{LoggedServer, trident};
 
 /// How long any expected line may take.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A running `trident chat serve` and its stderr.
 pub struct ChatServer {
-    pub child: Child,
+    pub process: LoggedServer,
     pub addr: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl ChatServer {
@@ -31,27 +29,12 @@ impl ChatServer {
         if engine == "processes" && !extra.contains(&"-c") {
             cmd.args(["-c", "2"]);
         }
-        let mut child = cmd
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn trident chat serve");
-        let stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&log);
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                sink.lock().expect("log").push(line);
-            }
-        });
-        let mut server = ChatServer { child, addr: "127.0.0.1:0".parse().expect("addr"), log };
-        let line = server.wait_for_log(|l| l.starts_with("Serving IRC on "));
+        let process = LoggedServer::spawn(cmd.args(extra));
+        let line = process.wait_for(|l| l.starts_with("Serving IRC on "));
         // Serving IRC on 127.0.0.1:40059 (async engine)
         let addr = line.trim_start_matches("Serving IRC on ").split(' ').next().unwrap_or("");
-        server.addr = addr.parse().unwrap_or_else(|e| panic!("bad line {line:?}: {e}"));
+        let addr = addr.parse().unwrap_or_else(|e| panic!("bad line {line:?}: {e}"));
+        let server = ChatServer { process, addr };
         if engine == "processes" {
             // Workers start one after the other once the socket is bound.
             let want = extra
@@ -68,20 +51,8 @@ impl ChatServer {
         server
     }
 
-    /// The first log line matching `pred`, waiting for it.
-    pub fn wait_for_log(&self, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            if let Some(line) = self.log.lock().expect("log").iter().find(|l| pred(l)) {
-                return line.clone();
-            }
-            assert!(Instant::now() < deadline, "no such line in the server's log:\n{}", self.log_text());
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
-
     pub fn log_text(&self) -> String {
-        self.log.lock().expect("log").join("\n")
+        self.process.log_text()
     }
 
     /// A registered client.
@@ -91,28 +62,12 @@ impl ChatServer {
 
     /// SIGTERM, then wait: the exit status and how long it took.
     pub fn terminate(&mut self) -> (ExitStatus, Duration) {
-        let start = Instant::now();
-        // SAFETY: kill(2) on our own child.
-        assert_eq!(unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) }, 0);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return (status, start.elapsed());
-            }
-            assert!(start.elapsed() < Duration::from_secs(15), "the server did not stop");
-            thread::sleep(Duration::from_millis(10));
-        }
+        self.process.terminate()
     }
 
     /// The server's process id.
     pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for ChatServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.child.id()
     }
 }
 

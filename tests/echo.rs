@@ -1,9 +1,9 @@
 //! `trident echo`: the chapter's echo server and client, on every engine.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Barrier, Mutex};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -14,53 +14,28 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A running `trident echo serve` and its stderr, line by line.
 struct Server {
-    child: Child,
+    process: LoggedServer,
     addr: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Server {
     fn start(engine: &str, extra: &[&str]) -> Server {
-        let mut child = trident()
-            .args(["echo", "serve", "--listen", "127.0.0.1:0", "-e", engine])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn trident echo serve");
-        let stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&log);
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                sink.lock().expect("log").push(line);
-            }
-        });
-        let mut server = Server { child, addr: "127.0.0.1:0".parse().expect("addr"), log };
-        let line = server.wait_for(|l| l.starts_with("Serving on "));
+        let process =
+            LoggedServer::spawn(trident().args(["echo", "serve", "--listen", "127.0.0.1:0", "-e", engine]).args(extra));
+        let line = process.wait_for(|l| l.starts_with("Serving on "));
         // Serving on ('127.0.0.1', 40059)
         let inner = line.trim_start_matches("Serving on ('").trim_end_matches(')');
         let (ip, port) = inner.split_once("', ").unwrap_or_else(|| panic!("bad line {line:?}"));
-        server.addr = format!("{ip}:{port}").parse().unwrap_or_else(|e| panic!("bad line {line:?}: {e}"));
-        server
+        let addr = format!("{ip}:{port}").parse().unwrap_or_else(|e| panic!("bad line {line:?}: {e}"));
+        Server { process, addr }
     }
 
-    /// The first log line matching `pred`, waiting for it.
     fn wait_for(&self, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            if let Some(line) = self.log.lock().expect("log").iter().find(|l| pred(l)) {
-                return line.clone();
-            }
-            assert!(Instant::now() < deadline, "no such line in the server's log:\n{}", self.log_text());
-            thread::sleep(Duration::from_millis(10));
-        }
+        self.process.wait_for(pred)
     }
 
     fn log_text(&self) -> String {
-        self.log.lock().expect("log").join("\n")
+        self.process.log_text()
     }
 
     fn connect(&self) -> TcpStream {
@@ -69,25 +44,8 @@ impl Server {
         s
     }
 
-    /// SIGTERM, then wait: the exit status and how long it took.
     fn terminate(&mut self) -> (ExitStatus, Duration) {
-        let start = Instant::now();
-        // SAFETY: kill(2) on our own child.
-        assert_eq!(unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) }, 0);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return (status, start.elapsed());
-            }
-            assert!(start.elapsed() < TIMEOUT, "the server did not stop after SIGTERM:\n{}", self.log_text());
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.terminate()
     }
 }
 
@@ -266,7 +224,7 @@ engine_tests! {
     fn sigterm_stops_gracefully(engine) {
         let extra: &[&str] = if engine == "processes" { &["-c", "3"] } else { &[] };
         let mut server = Server::start(engine, extra);
-        let pid = server.child.id();
+        let pid = server.process.child.id();
         // Workers are started one after the other once the socket is bound.
         let deadline = Instant::now() + TIMEOUT;
         let mut workers = serve_workers(pid);

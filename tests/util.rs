@@ -108,3 +108,71 @@ pub fn jsonl(o: &Output) -> Vec<PortLine> {
 pub fn ports_in(lines: &[PortLine], state: &str) -> BTreeSet<u16> {
     lines.iter().filter(|l| l.state == state).map(|l| l.port).collect()
 }
+
+/// A server process under test, its stderr collected line by line; killed
+/// and reaped on drop.
+pub struct LoggedServer {
+    pub child: std::process::Child,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl LoggedServer {
+    /// Spawns `cmd` (stdin and stdout null, stderr collected).
+    pub fn spawn(cmd: &mut Command) -> LoggedServer {
+        use std::io::BufRead;
+        let mut child =
+            cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn the server");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = std::sync::Arc::clone(&log);
+        thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().expect("log").push(line);
+            }
+        });
+        LoggedServer { child, log }
+    }
+
+    /// The first log line matching `pred`, waiting for it (10 s at most).
+    pub fn wait_for(&self, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if let Some(line) = self.log.lock().expect("log").iter().find(|l| pred(l)) {
+                return line.clone();
+            }
+            assert!(std::time::Instant::now() < deadline, "no such line in the server's log:\n{}", self.log_text());
+            thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    /// Everything logged so far.
+    pub fn log_text(&self) -> String {
+        self.log.lock().expect("log").join("\n")
+    }
+
+    /// SIGTERM, then wait: the exit status and how long it took.
+    pub fn terminate(&mut self) -> (std::process::ExitStatus, std::time::Duration) {
+        let start = std::time::Instant::now();
+        // SAFETY: kill(2) on our own child.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) }, 0);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return (status, start.elapsed());
+            }
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(15),
+                "the server did not stop:\n{}",
+                self.log_text()
+            );
+            thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for LoggedServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
