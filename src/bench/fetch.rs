@@ -366,19 +366,6 @@ pub struct RunRecord {
     /// `active`, trident only: how long all of the run's downloads were in
     /// flight at the same time, seconds.
     pub all_in_flight_s: Option<f64>,
-    /// `active`: the bench process's own peak RSS while this ran, MiB (its
-    /// peak is reset to its current RSS first). A child started with
-    /// posix_spawn (vfork) inherits it as the start of its `ru_maxrss`, so a
-    /// peak RSS at or below it may be the bench's, not the contender's.
-    pub bench_rss_mib: Option<f64>,
-}
-
-impl RunRecord {
-    /// Whether the peak RSS may be the floor `bench_rss_mib` rather than the
-    /// contender's own.
-    fn rss_at_floor(&self) -> bool {
-        self.bench_rss_mib.is_some_and(|floor| self.peak_rss_mib <= floor + 0.05)
-    }
 }
 
 impl RunRecord {
@@ -475,13 +462,6 @@ pub struct ActiveSummary {
     /// Runs (either concurrency) with a wrong, missing or extra file, an
     /// error exit or a timeout.
     pub bad_runs: usize,
-    /// Runs whose peak RSS may be the bench process's own (see
-    /// `RunRecord::bench_rss_mib`) rather than the contender's: in practice
-    /// -j 1 runs of a contender about as small as the bench.
-    pub rss_at_floor_runs: usize,
-    /// With such runs: how much lower than reported the per-download RSS
-    /// may be at most (the highest such floor / (N - 1)), KiB.
-    pub rss_floor_bias_kib: Option<f64>,
 }
 
 /// A trident engine's medians over a peer's, same workload, same bench run.
@@ -614,14 +594,6 @@ pub fn summarise_active(workload: &Workload, tools: &[String], runs: &[RunRecord
                 in_flight_min_max: n.iter().filter_map(|r| r.in_flight_max).min(),
                 all_in_flight_min_s: n.iter().filter_map(|r| r.all_in_flight_s).min_by(f64::total_cmp),
                 bad_runs: n.iter().chain(&one).filter(|r| !r.correct()).count(),
-                rss_at_floor_runs: n.iter().chain(&one).filter(|r| r.rss_at_floor()).count(),
-                rss_floor_bias_kib: n
-                    .iter()
-                    .chain(&one)
-                    .filter(|r| r.rss_at_floor())
-                    .filter_map(|r| r.bench_rss_mib)
-                    .max_by(f64::total_cmp)
-                    .map(|floor| floor * 1024.0 / others),
             }
         })
         .collect()
@@ -1170,12 +1142,6 @@ fn watch_in_flight(dir: PathBuf, want: usize, stop: Arc<AtomicBool>) -> thread::
     })
 }
 
-/// This process's peak RSS (`VmHWM`), KiB.
-fn own_peak_rss_kib() -> Option<u64> {
-    let status = fs::read_to_string("/proc/self/status").ok()?;
-    status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()
-}
-
 /// What every run of a bench shares.
 struct Runner<'a> {
     config: &'a FetchBenchConfig,
@@ -1217,13 +1183,6 @@ impl Runner<'_> {
         let mut cmd = contender.command(exe, jobs, &urls, &curl_config, &dir, &self.config.fetch_args);
         // Only where it is the point: reading the directory costs a little CPU.
         let is_active = workload.kind == WorkloadKind::Active;
-        if is_active {
-            // The child's ru_maxrss starts at our peak RSS (posix_spawn is a
-            // vfork: exec records the shared mm's high-water mark), and the
-            // measured peak is never below it: lower our peak to our current
-            // RSS ("5" = reset the peak RSS), and record it to tell.
-            let _ = fs::write("/proc/self/clear_refs", "5");
-        }
         let watch = (is_active && !contender.is_peer()).then(|| {
             let stop = Arc::new(AtomicBool::new(false));
             (Arc::clone(&stop), watch_in_flight(dir.clone(), expected.len(), stop))
@@ -1233,7 +1192,6 @@ impl Runner<'_> {
             stop.store(true, Ordering::Relaxed);
             h.join().unwrap_or_default()
         });
-        let bench_rss_mib = if is_active { own_peak_rss_kib().map(|k| k as f64 / 1024.0) } else { None };
         let m = m.with_context(|| format!("cannot run {}", contender.label()))?;
         let check = verify(&dir, expected).with_context(|| format!("cannot check {}", dir.display()))?;
         fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
@@ -1259,7 +1217,6 @@ impl Runner<'_> {
             exit_code: m.exit_code,
             in_flight_max: in_flight.map(|f| f.0),
             all_in_flight_s: in_flight.map(|f| f.1),
-            bench_rss_mib,
         };
         let stderr = String::from_utf8_lossy(&m.stderr);
         let first_err = stderr.lines().find(|l| !l.trim().is_empty()).unwrap_or("").to_string();
@@ -1341,17 +1298,10 @@ pub fn run(config: &FetchBenchConfig) -> anyhow::Result<BenchReport> {
                 let files = if jobs == workload.jobs { &expected[..] } else { &expected[..1] };
                 let (rec, first_err) = runner.run_one(workload, (*contender, exe), jobs, files, run_no)?;
                 let tool = if is_active { format!("{} -j{jobs}", rec.tool) } else { rec.tool.clone() };
-                let mut in_flight = match (rec.in_flight_max, rec.all_in_flight_s) {
+                let in_flight = match (rec.in_flight_max, rec.all_in_flight_s) {
                     (Some(max), Some(all)) => format!("  in flight: max {max}, all {all:.1}s"),
                     _ => String::new(),
                 };
-                if rec.rss_at_floor() {
-                    let _ = write!(
-                        in_flight,
-                        "  (peak RSS at the bench's own {:.1} MiB, a floor of wait4's ru_maxrss)",
-                        rec.bench_rss_mib.unwrap_or_default()
-                    );
-                }
                 println!(
                     "{:<4} {:<tool_width$} {:>8.3}s {:>8.3}s {:>6.1} MiB {:>6.1} MiB {:>9.0} {:>9.1} {:>11}{}{}{in_flight}",
                     if recorded { run_no.to_string() } else { "w".into() },
@@ -1479,14 +1429,9 @@ fn print_active(active: &[ActiveSummary]) {
             a.per_download_pss_kib,
             flight,
             if a.per_download_rss_kib <= PER_DOWNLOAD_GOAL_KIB { "met" } else { "over" },
-            match (a.bad_runs, a.rss_floor_bias_kib) {
-                (0, None) => String::new(),
-                (bad, None) => format!("  ({bad} runs not clean)"),
-                (bad, Some(bias)) => format!(
-                    "  ({}{} runs at the floor: per download may be up to {bias:.1} KiB higher)",
-                    if bad > 0 { format!("{bad} runs not clean; ") } else { String::new() },
-                    a.rss_at_floor_runs
-                ),
+            match a.bad_runs {
+                0 => String::new(),
+                bad => format!("  ({bad} runs not clean)"),
             }
         );
     }
@@ -1512,12 +1457,6 @@ fn print_active(active: &[ActiveSummary]) {
                 big.per_download_rss_kib - small.per_download_rss_kib
             );
         }
-    }
-    if active.iter().any(|a| a.rss_at_floor_runs > 0) {
-        println!(
-            "  floor: a child's ru_maxrss starts at the bench's own peak RSS (posix_spawn = vfork), and the \
-             measured peak is never below it"
-        );
     }
     if active.iter().any(|a| a.in_flight_min_max.is_some_and(|m| (m as usize) < a.files)) {
         println!("  note: not every download was in flight at once in some run; raise --active-duration");
@@ -1643,7 +1582,6 @@ mod tests {
             exit_code: Some(0),
             in_flight_max: None,
             all_in_flight_s: None,
-            bench_rss_mib: None,
         };
         let runs = vec![rec("t", 1.0, 10), rec("t", 3.0, 10), rec("p", 4.0, 10), rec("p", 2.0, 9)];
         let (s, r) = summarise(&w, &["t".into(), "p".into()], &runs, &["p".into()]);
