@@ -276,14 +276,15 @@ pub fn serve(config: &ServerConfig, chat: ChatConfig, interrupt: &Interrupt) -> 
     let listener =
         crate::server::bind(config.listen).map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     crate::sys::raise_nofile_limit();
-    // Bad certificate files are one error before anything starts.
-    Shell::new(&chat)?;
+    // Bad certificate files are one error before anything starts. (Worker
+    // processes build their own from the same config.)
+    let shell = Arc::new(Shell::new(&chat)?);
     let local = listener.local_addr()?;
     let tls = if chat.tls.is_some() { ", TLS" } else { "" };
     eprintln!("Serving IRC on {local} ({} engine{tls})", config.kind);
     match config.kind {
-        EngineKind::Async => tokio::serve(listener, &chat, config, interrupt)?,
-        EngineKind::Threads => threads::serve(listener, &chat, config, interrupt)?,
+        EngineKind::Async => tokio::serve(listener, &chat, shell, config, interrupt)?,
+        EngineKind::Threads => threads::serve(listener, &chat, shell, config, interrupt)?,
         EngineKind::Processes => processes::serve(listener, &chat, config, interrupt)?,
     }
     eprintln!("Server shutting down.");

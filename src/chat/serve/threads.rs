@@ -103,13 +103,13 @@ fn block_wake_signal() -> libc::sigset_t {
 pub(crate) fn serve(
     listener: TcpListener,
     chat: &ChatConfig,
+    shell: Arc<Shell>,
     config: &ServerConfig,
     interrupt: &Interrupt,
 ) -> io::Result<()> {
     install_wake_handler()?;
     listener.set_nonblocking(true)?;
     let backend = Arc::new(Local::new(chat, true));
-    let shell = Arc::new(Shell::new(chat).map_err(io::Error::other)?);
     let stopping = Arc::new(AtomicBool::new(false));
     let live = Arc::new(Live::default());
     let mut next = 0u64;

@@ -45,11 +45,11 @@ thread_local! {
 pub(crate) fn serve(
     listener: std::net::TcpListener,
     chat: &ChatConfig,
+    shell: Arc<Shell>,
     config: &ServerConfig,
     interrupt: &Interrupt,
 ) -> io::Result<()> {
     let backend = Arc::new(Local::new(chat, false));
-    let shell = Arc::new(Shell::new(chat).map_err(io::Error::other)?);
     let mut next = 0u64;
     let expiring = Arc::clone(&backend);
     let next_id = move || {
