@@ -33,7 +33,7 @@ use super::core::{Core, Router};
 use super::{Backend, ChatConfig, Shell};
 use crate::chat::{ClientId, Hub, Line, LineEvent};
 use crate::engine::Interrupt;
-use crate::engine::processes::read_frame;
+use crate::engine::processes::{read_frame, write_frame};
 use crate::server::ServerConfig;
 use crate::server::processes::{Deaths, Workers, spawn_worker, worker_exe};
 
@@ -63,15 +63,12 @@ fn worker_of(id: ClientId) -> u64 {
     id.0 >> WORKER_SHIFT
 }
 
+/// Appends `frame` to `into` as one frame of the task engine's format.
 fn encode<T: Serialize>(frame: &T, into: &mut Vec<u8>) {
-    let start = into.len();
-    into.extend_from_slice(&[0; 4]);
-    // Serialising these enums into a Vec cannot fail.
-    if let Ok(bytes) = postcard::to_extend(frame, std::mem::take(into)) {
-        *into = bytes;
+    // Neither serialising these enums nor writing to a Vec can fail.
+    if let Ok(payload) = postcard::to_allocvec(frame) {
+        let _ = write_frame(into, &payload);
     }
-    let len = u32::try_from(into.len() - start - 4).unwrap_or(u32::MAX);
-    into[start..start + 4].copy_from_slice(&len.to_le_bytes());
 }
 
 /// One worker as the hub sees it: where its frames go.
