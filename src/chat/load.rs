@@ -544,6 +544,23 @@ struct Shared {
 }
 
 impl Shared {
+    /// Nothing counted yet, for `config`.
+    fn new(config: &LoadConfig) -> Shared {
+        Shared {
+            config: config.clone(),
+            settled: AtomicUsize::new(0),
+            ready: AtomicUsize::new(0),
+            senders_ready: AtomicUsize::new(0),
+            senders_done: AtomicUsize::new(0),
+            members: (0..config.channels).map(|_| AtomicU64::new(0)).collect(),
+            sent: (0..config.channels).map(|_| AtomicU64::new(0)).collect(),
+            delivered: AtomicU64::new(0),
+            checked: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl Shared {
     fn expected(&self) -> u64 {
         self.members
             .iter()
@@ -626,17 +643,7 @@ pub fn load_until(config: &LoadConfig, interrupt: &Interrupt) -> anyhow::Result<
         ))
         .into());
     }
-    let shared = Arc::new(Shared {
-        config: config.clone(),
-        settled: AtomicUsize::new(0),
-        ready: AtomicUsize::new(0),
-        senders_ready: AtomicUsize::new(0),
-        senders_done: AtomicUsize::new(0),
-        members: (0..config.channels).map(|_| AtomicU64::new(0)).collect(),
-        sent: (0..config.channels).map(|_| AtomicU64::new(0)).collect(),
-        delivered: AtomicU64::new(0),
-        checked: AtomicUsize::new(0),
-    });
+    let shared = Arc::new(Shared::new(config));
     let (phase_tx, phase_rx) = watch::channel(Phase::Setup);
     let start = Instant::now();
     let setup_deadline = start + config.setup_timeout;
@@ -1381,17 +1388,7 @@ mod tests {
         let mut config = LoadConfig::new(addr, 10);
         config.rate = 100.0;
         config.duration = Duration::from_secs(1);
-        let shared = Arc::new(Shared {
-            config: config.clone(),
-            settled: AtomicUsize::new(0),
-            ready: AtomicUsize::new(0),
-            senders_ready: AtomicUsize::new(0),
-            senders_done: AtomicUsize::new(0),
-            members: vec![AtomicU64::new(0)],
-            sent: vec![AtomicU64::new(0)],
-            delivered: AtomicU64::new(0),
-            checked: AtomicUsize::new(0),
-        });
+        let shared = Arc::new(Shared::new(&config));
         let shard = Rc::new(Shard {
             scratch: RefCell::new(Vec::new()),
             stats: RefCell::new(ShardStats::new().unwrap()),
