@@ -374,18 +374,27 @@ engine_tests! {
 }
 
 /// The worker process (child of `server`) that holds the server side of
-/// the connection whose client port is `client_port`.
-fn worker_holding(server: u32, client_port: u16) -> Option<u32> {
+/// the connection from `client` (a local port) to `listening` (the
+/// server's port), found through /proc/net/tcp and the workers' descriptors.
+fn worker_holding(server: u32, listening: u16, client: u16) -> Option<u32> {
     let tcp = std::fs::read_to_string("/proc/net/tcp").ok()?;
-    let inode = tcp.lines().skip(1).find_map(|line| {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        let remote_port = u16::from_str_radix(f.get(2)?.rsplit(':').next()?, 16).ok()?;
-        (remote_port == client_port).then(|| f.get(9).map(|s| s.to_string())).flatten()
-    })?;
-    let target = format!("socket:[{inode}]");
+    let port =
+        |field: Option<&&str>| field.and_then(|f| f.rsplit(':').next()).and_then(|p| u16::from_str_radix(p, 16).ok());
+    let targets: Vec<String> = tcp
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            (port(f.get(1)) == Some(listening) && port(f.get(2)) == Some(client))
+                .then(|| f.get(9).map(|inode| format!("socket:[{inode}]")))
+                .flatten()
+        })
+        .collect();
     children_of(server).into_iter().find(|w| {
         std::fs::read_dir(format!("/proc/{w}/fd")).is_ok_and(|fds| {
-            fds.flatten().any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy() == target))
+            fds.flatten().any(|fd| {
+                std::fs::read_link(fd.path()).is_ok_and(|l| targets.contains(&l.to_string_lossy().into_owned()))
+            })
         })
     })
 }
@@ -404,7 +413,9 @@ fn a_dead_worker_is_replaced_and_its_clients_quit() {
     for c in &mut clients[..7] {
         c.expect(":w7!");
     }
-    let holder = |c: &Irc| worker_holding(server.pid(), c.stream.local_addr().expect("addr").port()).expect("holder");
+    let holder = |c: &Irc| {
+        worker_holding(server.pid(), server.addr.port(), c.stream.local_addr().expect("addr").port()).expect("holder")
+    };
     let victim = holder(&clients[0]);
     let (doomed, mut alive): (Vec<Irc>, Vec<Irc>) = clients.into_iter().partition(|c| holder(c) == victim);
     // SAFETY: kill(2) on a worker of our own server.
