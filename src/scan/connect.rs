@@ -23,7 +23,7 @@
 
 use std::cell::RefCell;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
@@ -57,7 +57,12 @@ fn take_spare(addr: &SocketAddr) -> Option<Socket> {
     SPARES.try_with(|s| s.borrow_mut()[family(addr)].pop()).ok().flatten()
 }
 
-fn give_back(addr: &SocketAddr, socket: Socket) {
+/// Keeps a refused socket for the next probe; a `fresh` one (not a spare
+/// already) first gets a port of its own.
+fn give_back(addr: &SocketAddr, socket: Socket, fresh: bool) {
+    if fresh {
+        bind_own_port(addr, &socket);
+    }
     // During thread teardown the socket is simply closed.
     let _ = SPARES.try_with(|s| {
         let mut spares = s.borrow_mut();
@@ -68,10 +73,28 @@ fn give_back(addr: &SocketAddr, socket: Socket) {
     });
 }
 
+/// Gives a spare socket a local port of its own, so that its next
+/// connects skip the kernel's search for a free ephemeral port (a tenth of
+/// a loopback scan's CPU time) and its refusals do not release the port.
+/// The kernel picks the port (bind to port 0 on a throw-away socket, within
+/// `ip_local_port_range`, never a reserved one); if another socket takes it
+/// before us, the spare stays unbound and connects from ephemeral ports.
+fn bind_own_port(addr: &SocketAddr, socket: &Socket) {
+    let any =
+        SocketAddr::new(if addr.is_ipv6() { Ipv6Addr::UNSPECIFIED.into() } else { Ipv4Addr::UNSPECIFIED.into() }, 0);
+    let picked = Socket::new(Domain::for_address(any), Type::STREAM.cloexec(), Some(Protocol::TCP)).and_then(|probe| {
+        probe.bind(&any.into())?;
+        probe.local_addr()?.as_socket().ok_or_else(|| io::Error::other("not an inet socket"))
+    });
+    if let Ok(port) = picked {
+        let _ = socket.bind(&port.into());
+    }
+}
+
 /// Creates (or reuses) a socket and sends the SYN.
 pub(super) fn start(addr: &SocketAddr) -> Started {
     if let Some(socket) = take_spare(addr) {
-        match handshake(socket, addr) {
+        match handshake(socket, addr, false) {
             // A reused socket the kernel does not take back as unconnected
             // says nothing about the port: start again on a fresh one.
             Err(e) if reuse_refused(&e) => {}
@@ -83,17 +106,23 @@ pub(super) fn start(addr: &SocketAddr) -> Started {
             Ok(s) => s,
             Err(e) => return Started::Failed(e),
         };
-    handshake(socket, addr).unwrap_or_else(Started::Failed)
+    handshake(socket, addr, true).unwrap_or_else(Started::Failed)
 }
 
-/// Errors a clean unconnected socket never returns from `connect()`.
+/// Errors after which a spare is replaced by a fresh socket rather than
+/// reported: those a clean unconnected socket never returns from
+/// `connect()`, and EADDRNOTAVAIL (its own port already has a connection
+/// to that address and port; a fresh socket gets another port).
 fn reuse_refused(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::EISCONN | libc::EALREADY | libc::EINVAL | libc::EBADF | libc::ECONNABORTED))
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EISCONN | libc::EALREADY | libc::EINVAL | libc::EBADF | libc::ECONNABORTED | libc::EADDRNOTAVAIL)
+    )
 }
 
 /// connect(), then, if the answer may already be in, connect() again to
 /// read it. A refused socket goes back to the spares.
-fn handshake(socket: Socket, addr: &SocketAddr) -> io::Result<Started> {
+fn handshake(socket: Socket, addr: &SocketAddr, fresh: bool) -> io::Result<Started> {
     let target = socket2::SockAddr::from(*addr);
     match socket.connect(&target) {
         Ok(()) => return Ok(Started::Connected(socket)),
@@ -107,7 +136,7 @@ fn handshake(socket: Socket, addr: &SocketAddr) -> io::Result<Started> {
         Err(e) if e.raw_os_error() == Some(libc::EISCONN) => Ok(Started::Connected(socket)),
         Err(e) => {
             if e.raw_os_error() == Some(libc::ECONNREFUSED) {
-                give_back(addr, socket);
+                give_back(addr, socket, fresh);
             }
             Ok(Started::Failed(e))
         }
@@ -237,6 +266,10 @@ mod tests {
         SPARES.with(|s| s.borrow()[family(addr)].len())
     }
 
+    fn spare_port(addr: &SocketAddr) -> u16 {
+        SPARES.with(|s| s.borrow()[family(addr)][0].local_addr().unwrap().as_socket().unwrap().port())
+    }
+
     /// A port nothing listens on (bound then released).
     fn closed_port() -> SocketAddr {
         TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
@@ -247,12 +280,18 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let open = listener.local_addr().unwrap();
         let closed = closed_port();
+        let mut ports = Vec::new();
         for _ in 0..3 {
-            match start(&closed) {
-                Started::Failed(e) => assert_eq!(e.raw_os_error(), Some(libc::ECONNREFUSED)),
-                _ => panic!("{closed} should be refused"),
+            for _ in 0..2 {
+                match start(&closed) {
+                    Started::Failed(e) => assert_eq!(e.raw_os_error(), Some(libc::ECONNREFUSED)),
+                    _ => panic!("{closed} should be refused"),
+                }
+                assert_eq!(spares(&closed), 1, "a refused socket is kept");
+                ports.push(spare_port(&closed));
             }
-            assert_eq!(spares(&closed), 1, "a refused socket is kept");
+            assert_ne!(ports[ports.len() - 1], 0, "a spare gets a port of its own");
+            assert_eq!(ports[ports.len() - 1], ports[ports.len() - 2], "and keeps it");
             let socket = match start(&open) {
                 Started::Connected(s) => s,
                 Started::Pending(s) => finish_blocking(s, Duration::from_secs(5)).unwrap(),
@@ -272,7 +311,7 @@ mod tests {
         // A connected socket slipped into the spares must not answer for a port.
         let connected = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
         connected.connect(&open.into()).unwrap();
-        give_back(&open, connected);
+        give_back(&open, connected, false);
         let closed = closed_port();
         match start(&closed) {
             Started::Failed(e) => assert_eq!(e.raw_os_error(), Some(libc::ECONNREFUSED)),
