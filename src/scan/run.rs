@@ -9,7 +9,8 @@
 //! 2. **Round 0** probes the whole space (this shard of it) in permuted
 //!    order, each probe with the current timeout of its target.
 //! 3. **Retry rounds** re-probe only the ports that stayed silent, for as
-//!    long as the retry policy asks (see `timing`).
+//!    long as the retry policy asks given every answer so far (see
+//!    `timing`).
 //!
 //! Answers are reported as they arrive; ports silent after the last round
 //! are reported `filtered/no-response`. Every round is one `run_tasks`
@@ -28,6 +29,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use super::{
     Order, PortState, ProbeResult, ProbeTask, Reason, Report, ScanConfig, ScanOutcome, Space, Summary, Timing,
 };
+use super::timing::Evidence;
 use crate::engine::{self, EngineConfig, EngineKind, Interrupt, RunStats, TaskOutcome};
 use crate::output::AtomicFile;
 
@@ -54,6 +56,8 @@ struct Scanner<'c> {
     config: &'c ScanConfig,
     report: RefCell<Report<Sink>>,
     timing: RefCell<Timing>,
+    /// Every answer so far, by probe number (drives the retry policy).
+    evidence: RefCell<Evidence>,
     silent: RefCell<Vec<Probe>>,
     bar: ProgressBar,
     hosts_by_block: Vec<Option<Arc<str>>>,
@@ -99,6 +103,7 @@ impl Scanner<'_> {
         if let Some(rtt) = result.rtt_us {
             self.timing.borrow_mut().observe(result.ip, Duration::from_micros(rtt));
         }
+        self.evidence.borrow_mut().count(result.tries, result.state == PortState::Open);
         if retry > 0 {
             self.recovered.set(self.recovered.get() + 1);
         }
@@ -193,6 +198,7 @@ pub fn run(config: &ScanConfig, interrupt: &Interrupt) -> anyhow::Result<ScanOut
         config,
         report: RefCell::new(Report::new(config.format, config.open_only, sink)),
         timing: RefCell::new(Timing::new(config.timing)),
+        evidence: RefCell::new(Evidence::default()),
         silent: RefCell::new(Vec::new()),
         bar: progress_bar(config.progress, space.total.div_ceil(config.shard.count)),
         hosts_by_block: config.targets.blocks.iter().map(|b| b.host.clone()).collect(),
@@ -210,7 +216,8 @@ pub fn run(config: &ScanConfig, interrupt: &Interrupt) -> anyhow::Result<ScanOut
     let mut recovered_last = None;
     while !stats.interrupted && !interrupt.is_set() {
         let silent = scanner.silent.borrow().len();
-        if !config.timing.retries.another_round(retry_rounds, silent, recovered_last) {
+        let tries = u32::from(retry_rounds) + 1;
+        if silent == 0 || !config.timing.retries.wants(tries, &scanner.evidence.borrow()) {
             break;
         }
         retry_rounds += 1;
