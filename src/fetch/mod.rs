@@ -2,13 +2,17 @@
 //! results streamed into a report (`trident fetch`).
 //!
 //! - [`args`]: command-line syntax, validated into a [`FetchConfig`];
-//! - [`task`]: one download, blocking (ureq) and async (reqwest), split
+//! - [`task`]: one download, blocking (ureq) and async (hyper), split
 //!   into ranged parts with `-s` (`task/ranged.rs`);
 //! - [`split`]: the bookkeeping of a split download (which ranges are done,
 //!   waiting, being fetched), without I/O;
+//! - [`http`]: the async side's HTTP/1.1 client (hyper, a keep-alive pool
+//!   per thread);
 //! - [`auth`]: credentials from the URL, sent to its origin only;
 //! - [`name`]: file names from URLs, sanitised, numbered on collision;
 //! - [`store`]: `.part` files, fsync, rename without clobbering;
+//! - [`commit`]: the committer thread, which syncs and renames finished
+//!   downloads in batches (group commit) and runs async checkpoints;
 //! - [`retry`]: which failures are retried, backoff, `Retry-After`;
 //! - [`report`]: text and JSON output, the exit code;
 //! - [`input`]: the `-i` input file (aria2's subset), read lazily;
@@ -22,7 +26,9 @@
 
 pub mod args;
 pub mod auth;
+pub mod commit;
 pub mod entry;
+pub mod http;
 pub mod input;
 pub mod name;
 pub mod progress;

@@ -121,6 +121,9 @@ pub struct PartFile {
     /// A split download: the ranges written (`written` is their length).
     ranges: Option<RangeSet>,
     resumed_from: u64,
+    /// A state file may exist (resumed from one, or one was written):
+    /// removed with the part file.
+    has_state: bool,
     committed: bool,
     keep: bool,
 }
@@ -241,6 +244,20 @@ fn remove_state(part: &Path) -> io::Result<()> {
     remove_if_present(&state)
 }
 
+/// [`remove_state`] for a part file just created: state files are rarely
+/// there (only one orphaned by a kill or by hand), and looking is cheaper
+/// than an `unlink` that finds nothing, which still takes the directory's
+/// lock exclusively (contended when many downloads start at once).
+fn remove_stale_state(part: &Path) -> io::Result<()> {
+    let state = state_path(part);
+    for path in [with_suffix(&state, ".tmp"), state] {
+        if std::fs::symlink_metadata(&path).is_ok() {
+            remove_if_present(&path)?;
+        }
+    }
+    Ok(())
+}
+
 fn remove_if_present(path: &Path) -> io::Result<()> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
@@ -260,6 +277,7 @@ impl PartFile {
             validators: None,
             ranges: None,
             resumed_from: 0,
+            has_state: false,
             committed: false,
             keep: false,
         }
@@ -276,7 +294,7 @@ impl PartFile {
                 // Locked at once by whoever is resuming it: not ours.
                 Ok(file) if !try_lock(&file)? => continue,
                 Ok(file) => {
-                    remove_state(&path)?;
+                    remove_stale_state(&path)?;
                     return Ok(PartFile::new(file, path, url));
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
@@ -284,6 +302,12 @@ impl PartFile {
             }
         }
         Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{base} and {MAX_NUMBER} alternatives exist")))
+    }
+
+    /// Whether `DIR/NAME.part` exists: [`resume`](Self::resume) can only
+    /// find something then (one lookup, no directory lock).
+    pub fn may_resume(dir: &Path, name: &str) -> bool {
+        std::fs::symlink_metadata(dir.join(format!("{name}.part"))).is_ok()
     }
 
     /// An earlier download of `url` into `DIR/NAME.part` (or `NAME.part.N`)
@@ -323,6 +347,7 @@ impl PartFile {
             // which also checks the validator.
             done.remove((total.saturating_sub(1), total));
             let mut part = PartFile::new(file, path, url);
+            part.has_state = true;
             part.written = done.bytes();
             part.synced = part.written;
             part.validators = (part.written > 0).then_some(state.validators);
@@ -353,6 +378,7 @@ impl PartFile {
         file.set_len(done).ok()?;
         file.seek(SeekFrom::Start(done)).ok()?;
         let mut part = PartFile::new(file, path, url);
+        part.has_state = true;
         part.hasher = hasher;
         part.written = done;
         part.synced = done;
@@ -370,8 +396,9 @@ impl PartFile {
         self.synced = 0;
         self.resumed_from = 0;
         self.ranges = None;
-        if self.validators.take().is_some() {
+        if self.validators.take().is_some() && self.has_state {
             remove_state(&self.path)?;
+            self.has_state = false;
         }
         Ok(())
     }
@@ -420,6 +447,8 @@ impl PartFile {
         self.ranges = Some(RangeSet::default());
         self.written = 0;
         self.synced = 0;
+        // Its workers write the state file (`SharedPart::save`).
+        self.has_state = true;
     }
 
     /// The handle the workers of a split download share.
@@ -500,6 +529,7 @@ impl PartFile {
                 ranges: None,
             },
         };
+        self.has_state = true;
         write_state(&state_path(&self.path), &state)?;
         self.synced = self.written;
         Ok(())
@@ -532,6 +562,17 @@ impl PartFile {
         self.file.sync_all()
     }
 
+    /// Syncs the data and what is needed to read it back (its length), not
+    /// the timestamps: `fdatasync`, enough before a rename.
+    pub fn sync_data(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    /// The open file.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
     /// Moves the synced file to `DIR/NAME` following `policy`; its state
     /// file goes.
     pub fn commit(mut self, dir: &Path, name: &str, policy: Collision) -> io::Result<Committed> {
@@ -546,7 +587,9 @@ impl PartFile {
         };
         if matches!(result, Ok(Committed::Saved(_))) {
             self.committed = true;
-            let _ = remove_state(&self.path);
+            if self.has_state {
+                let _ = remove_state(&self.path);
+            }
         }
         result
     }
@@ -570,8 +613,12 @@ impl PartFile {
 impl Drop for PartFile {
     fn drop(&mut self) {
         if !self.committed && !self.keep {
+            // The state first: a kill in between leaves a part file that
+            // nothing claims to resume, never a state without its file.
+            if self.has_state {
+                let _ = remove_state(&self.path);
+            }
             let _ = std::fs::remove_file(&self.path);
-            let _ = remove_state(&self.path);
         }
     }
 }

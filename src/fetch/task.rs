@@ -27,7 +27,7 @@ mod ranged;
 use std::error::Error as StdError;
 use std::io::Read;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -37,6 +37,8 @@ use url::Url;
 use super::auth::{Credentials, without_userinfo};
 use super::name::{name_from_disposition, name_from_url};
 use super::retry::{Backoff, StatusClass, classify_status, parse_retry_after};
+use super::commit::{self, CommitRequest};
+use super::http;
 use super::store::{Collision, Committed, PartFile, Validators};
 use crate::engine::Task;
 
@@ -379,7 +381,7 @@ fn check_range(head: &Head, start: u64, end: Option<u64>, v: Option<&Validators>
 }
 
 fn status_text(code: u16) -> String {
-    let reason = reqwest::StatusCode::from_u16(code).ok().and_then(|s| s.canonical_reason());
+    let reason = hyper::StatusCode::from_u16(code).ok().and_then(|s| s.canonical_reason());
     match reason {
         Some(r) => format!("HTTP {code} {r}"),
         None => format!("HTTP {code}"),
@@ -704,13 +706,22 @@ fn checkpoint_failed(e: &std::io::Error) -> Failure {
     local("cannot save the download state", e)
 }
 
-/// Syncs and renames the verified part file (blocking file-system work).
-fn finish(part: PartFile, task: &FetchTask, name: &str) -> Result<(Committed, PartMeta), Failure> {
+/// The verified part file's length and digest, and what to ask the
+/// committer.
+fn commit_request(part: PartFile, task: &FetchTask, name: String) -> (CommitRequest, PartMeta) {
     let meta = PartMeta { bytes: part.written(), sha256: hex(&part.sha256()), resumed_from: part.resumed_from() };
-    part.sync().map_err(|e| local("cannot sync the .part file", &e))?;
-    let committed = part
-        .commit(&task.dir, name, task.options.collision)
-        .map_err(|e| local(&format!("cannot move {name} into {}", task.dir.display()), &e))?;
+    (CommitRequest { part, dir: task.dir.clone(), name, policy: task.options.collision }, meta)
+}
+
+fn commit_failed(name: &str, task: &FetchTask, e: &std::io::Error) -> Failure {
+    local(&format!("cannot sync and move {name} into {}", task.dir.display()), e)
+}
+
+/// Syncs and renames the verified part file through the committer (see
+/// `commit`), waiting for it.
+fn finish(part: PartFile, task: &FetchTask, name: &str) -> Result<(Committed, PartMeta), Failure> {
+    let (request, meta) = commit_request(part, task, name.to_string());
+    let committed = commit::commit_blocking(request).map_err(|e| commit_failed(name, task, &e))?;
     Ok((committed, meta))
 }
 
@@ -855,6 +866,10 @@ mod insecure {
 
     /// The configuration, with ring (what ureq itself uses).
     pub(super) fn client_config() -> Option<Arc<rustls::ClientConfig>> {
+        config().map(Arc::new)
+    }
+
+    pub(super) fn config() -> Option<rustls::ClientConfig> {
         let provider: CryptoProvider = rustls::crypto::ring::default_provider();
         let algorithms = provider.signature_verification_algorithms;
         let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
@@ -863,8 +878,13 @@ mod insecure {
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AcceptAny(algorithms)))
             .with_no_client_auth();
-        Some(Arc::new(config))
+        Some(config)
     }
+}
+
+/// `--insecure` for the async client (see `http`).
+pub(super) fn insecure_config() -> rustls::ClientConfig {
+    insecure::config().expect("ring supports the default TLS versions")
 }
 
 /// A ureq transport error as a failure: its own limits on the head (100
@@ -997,64 +1017,22 @@ fn sleep_blocking(wait: Duration) -> bool {
 // ---------------------------------------------------------------------------
 // Async: reqwest on tokio.
 
-static RUN_GENERATION: AtomicU64 = AtomicU64::new(0);
-
-/// Called before each async run: a client's pooled connections belong to the
+/// Called before each async run: a pool's connections belong to the
 /// runtime they were made on, and the async engine builds one per run.
 pub(crate) fn new_async_run() {
-    RUN_GENERATION.fetch_add(1, Ordering::SeqCst);
+    http::new_run();
 }
 
-type ClientSlot = Option<(Duration, u64, bool, reqwest::Client)>;
-
-thread_local! {
-    /// One client per thread: its pooled connections belong to the runtime
-    /// they were made on, and the async engine may run one runtime per
-    /// thread (its lanes).
-    static CLIENT: std::cell::RefCell<ClientSlot> = const { std::cell::RefCell::new(None) };
-}
-
-/// The run's reqwest client (connection pool) on this thread.
-fn client(timeout: Duration, insecure: bool) -> Result<reqwest::Client, String> {
-    CLIENT.with_borrow_mut(|slot| client_in(slot, timeout, insecure))
-}
-
-fn client_in(slot: &mut ClientSlot, timeout: Duration, insecure: bool) -> Result<reqwest::Client, String> {
-    let generation = RUN_GENERATION.load(Ordering::SeqCst);
-    if let Some((t, g, i, client)) = slot.as_ref()
-        && (*t, *g, *i) == (timeout, generation, insecure)
-    {
-        return Ok(client.clone());
-    }
-    let builder = || {
-        reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .connect_timeout(timeout)
-            .read_timeout(timeout)
-            .user_agent(USER_AGENT)
-            .tcp_nodelay(true)
-            .danger_accept_invalid_certs(insecure)
-    };
-    // Without any system root certificate, plain HTTP must still work.
-    let client = builder()
-        .build()
-        .or_else(|_| builder().tls_built_in_native_certs(false).build())
-        .map_err(|e| format!("cannot set up the HTTP client: {}", error_chain(&e)))?;
-    *slot = Some((timeout, generation, insecure, client.clone()));
-    Ok(client)
-}
-
-/// A reqwest error before the body as a failure.
-fn reqwest_failure(e: &reqwest::Error) -> Failure {
+/// An error before the body as a failure.
+fn http_failure(e: &http::Error) -> Failure {
     transport_failure(e, false)
 }
 
-fn reqwest_head(r: &reqwest::Response) -> Head {
+fn http_head(r: &http::Response) -> Head {
     let header = |name: &str| r.headers().get(name).and_then(|v| v.to_str().ok()).map(String::from);
     let header_bytes = r.headers().iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
     Head {
-        status: r.status().as_u16(),
+        status: r.status(),
         location: header("location"),
         retry_after: header("retry-after"),
         content_length: header("content-length").and_then(|v| v.trim().parse().ok()),
@@ -1089,11 +1067,16 @@ async fn on_part_blocking<T: Send + 'static>(
     Ok(Some(out))
 }
 
+/// A checkpoint on the committer thread (see `commit`): the lane goes on
+/// serving other downloads meanwhile.
 async fn checkpoint_async(dl: &mut Download) -> Result<(), Failure> {
-    on_part_blocking(dl, PartFile::checkpoint).await?.unwrap_or(Ok(())).map_err(|e| checkpoint_failed(&e))
+    let Some(part) = dl.part.take() else { return Ok(()) };
+    let (part, result) = commit::checkpoint_async(part).await.map_err(|e| checkpoint_failed(&e))?;
+    dl.part = Some(part);
+    result.map_err(|e| checkpoint_failed(&e))
 }
 
-async fn drain_async(mut r: reqwest::Response, timeout: Duration) {
+async fn drain_async(mut r: http::Response, timeout: Duration) {
     let mut left = 64 * 1024usize;
     while let Ok(Ok(Some(chunk))) = tokio::time::timeout(timeout, r.chunk()).await {
         left = left.saturating_sub(chunk.len());
@@ -1103,12 +1086,16 @@ async fn drain_async(mut r: reqwest::Response, timeout: Duration) {
     }
 }
 
-async fn attempt_async(client: &reqwest::Client, dl: &mut Download) -> Result<FetchResult, Failure> {
+async fn attempt_async(client: &http::Client, dl: &mut Download) -> Result<FetchResult, Failure> {
     let timeout = dl.task.options.timeout;
     if !dl.looked_for_part {
         dl.looked_for_part = true;
-        let (dir, name, url) = (dl.task.dir.clone(), dl.name.clone(), dl.task.url.clone());
-        dl.part = tokio::task::spawn_blocking(move || PartFile::resume(&dir, &name, &url)).await.ok().flatten();
+        // Most downloads have no part file to continue: looking is one
+        // lookup, done here; resuming one reads it, on a blocking thread.
+        if PartFile::may_resume(&dl.task.dir, &dl.name) {
+            let (dir, name, url) = (dl.task.dir.clone(), dl.name.clone(), dl.task.url.clone());
+            dl.part = tokio::task::spawn_blocking(move || PartFile::resume(&dir, &name, &url)).await.ok().flatten();
+        }
     }
     if dl.split_mode() {
         return Box::pin(ranged::attempt_async(client, dl)).await;
@@ -1117,19 +1104,20 @@ async fn attempt_async(client: &reqwest::Client, dl: &mut Download) -> Result<Fe
     let mut hops = 0;
     loop {
         let resume = dl.resume_point();
-        let mut request = client.get(url.clone());
+        let mut headers = Vec::new();
         if let Some(r) = &resume {
-            request = request.header("Range", r.range()).header("If-Range", r.if_range());
+            headers.push(("Range", r.range()));
+            headers.push(("If-Range", r.if_range().to_string()));
         }
         if let Some(auth) = dl.authorization(&url) {
-            request = request.header("Authorization", auth);
+            headers.push(("Authorization", auth.to_string()));
         }
-        let response = match tokio::time::timeout(timeout, request.send()).await {
+        let response = match tokio::time::timeout(timeout, client.get(&url, &headers, USER_AGENT)).await {
             Err(_) => return Err(retry(format!("no response within {timeout:?}"))),
-            Ok(Err(e)) => return Err(reqwest_failure(&e)),
+            Ok(Err(e)) => return Err(http_failure(&e)),
             Ok(Ok(r)) => r,
         };
-        let head = reqwest_head(&response);
+        let head = http_head(&response);
         dl.http_status = Some(head.status);
         let expected = match decide(&head, &url, &mut hops, resume.as_ref()) {
             Ok(Next::Redirect(next)) => {
@@ -1166,7 +1154,7 @@ async fn attempt_async(client: &reqwest::Client, dl: &mut Download) -> Result<Fe
 /// Appends a body to the part file as it comes, then checks and commits.
 async fn save_body_async(
     dl: &mut Download,
-    mut response: reqwest::Response,
+    mut response: http::Response,
     expected: Option<u64>,
 ) -> Result<FetchResult, Failure> {
     let timeout = dl.task.options.timeout;
@@ -1186,13 +1174,16 @@ async fn save_body_async(
     commit_async(dl).await
 }
 
-/// Syncs and renames the verified part file, off the runtime's threads.
+/// Syncs and renames the verified part file on the committer thread (see
+/// `commit`), with other downloads' files.
 async fn commit_async(dl: &mut Download) -> Result<FetchResult, Failure> {
     let part = dl.part.take().ok_or_else(|| fatal(Status::LocalError, "no .part file"))?;
-    let (task, name) = (dl.task.clone(), dl.final_name());
-    let outcome = tokio::task::spawn_blocking(move || finish(part, &task, &name))
+    let name = dl.final_name();
+    let (request, meta) = commit_request(part, &dl.task, name.clone());
+    let outcome = commit::commit_async(request)
         .await
-        .map_err(|e| fatal(Status::LocalError, format!("saving the file: {e}")))?;
+        .map(|committed| (committed, meta))
+        .map_err(|e| commit_failed(&name, &dl.task, &e));
     dl.committed(outcome)
 }
 
@@ -1246,10 +1237,7 @@ impl Task for FetchTask {
             Ok(dl) => dl,
             Err(result) => return *result,
         };
-        let client = match client(dl.task.options.timeout, dl.task.options.insecure) {
-            Ok(c) => c,
-            Err(why) => return dl.end(Status::Failed, None, Some(why)),
-        };
+        let client = http::Client { timeout: dl.task.options.timeout, insecure: dl.task.options.insecure };
         loop {
             if cancelled() {
                 return dl.interrupted();

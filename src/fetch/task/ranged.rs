@@ -546,24 +546,21 @@ fn finish_blocking(dl: &mut Download) -> Result<FetchResult, Failure> {
 }
 
 // ---------------------------------------------------------------------------
-// Async: reqwest, a future per part, all in the download's task.
+// Async: hyper, a future per part, all in the download's task.
 
-pub(super) async fn attempt_async(client: &reqwest::Client, dl: &mut Download) -> Result<FetchResult, Failure> {
+pub(super) async fn attempt_async(client: &http::Client, dl: &mut Download) -> Result<FetchResult, Failure> {
     let timeout = dl.task.options.timeout;
     let mut url = dl.url.clone();
     let mut hops = 0;
     loop {
         let (asked, resumed) = dl.split_start();
-        let mut request = client.get(url.clone());
-        for (name, value) in dl.first_headers(&asked, &url) {
-            request = request.header(name, value);
-        }
-        let response = match tokio::time::timeout(timeout, request.send()).await {
+        let headers = dl.first_headers(&asked, &url);
+        let response = match tokio::time::timeout(timeout, client.get(&url, &headers, USER_AGENT)).await {
             Err(_) => return Err(retry(format!("no response within {timeout:?}"))),
-            Ok(Err(e)) => return Err(reqwest_failure(&e)),
+            Ok(Err(e)) => return Err(http_failure(&e)),
             Ok(Ok(r)) => r,
         };
-        let head = reqwest_head(&response);
+        let head = http_head(&response);
         dl.http_status = Some(head.status);
         let (plan, span) = match first(&head, &asked, &url, &mut hops, &dl.task.options) {
             Ok(First::Redirect(next)) => {
@@ -622,10 +619,10 @@ async fn restart_async(dl: &mut Download) -> Result<(), Failure> {
 
 async fn worker_async(
     run: &Run,
-    client: &reqwest::Client,
+    client: &http::Client,
     timeout: Duration,
     id: usize,
-    mut first: Option<reqwest::Response>,
+    mut first: Option<http::Response>,
 ) {
     loop {
         let response = match first.take() {
@@ -653,23 +650,20 @@ async fn worker_async(
 
 async fn request_piece_async(
     run: &Run,
-    client: &reqwest::Client,
+    client: &http::Client,
     timeout: Duration,
     span: Span,
-) -> Result<reqwest::Response, PieceFailure> {
+) -> Result<http::Response, PieceFailure> {
     let mut url = run.url.clone();
     let mut hops = 0;
     loop {
-        let mut request = client.get(url.clone());
-        for (name, value) in run.headers(span, &url) {
-            request = request.header(name, value);
-        }
-        let response = match tokio::time::timeout(timeout, request.send()).await {
+        let headers = run.headers(span, &url);
+        let response = match tokio::time::timeout(timeout, client.get(&url, &headers, USER_AGENT)).await {
             Err(_) => return Err(PieceFailure::Retry(format!("no response within {timeout:?}"))),
-            Ok(Err(e)) => return Err(reqwest_failure(&e).into()),
+            Ok(Err(e)) => return Err(http_failure(&e).into()),
             Ok(Ok(r)) => r,
         };
-        let head = reqwest_head(&response);
+        let head = http_head(&response);
         match run.check_piece(&head, span, &url, &mut hops) {
             Ok(PieceNext::Body) => return Ok(response),
             Ok(PieceNext::Redirect(next)) => {
@@ -684,7 +678,7 @@ async fn request_piece_async(
 async fn read_piece_async(
     run: &Run,
     id: usize,
-    mut response: reqwest::Response,
+    mut response: http::Response,
     timeout: Duration,
 ) -> Result<(), PieceFailure> {
     loop {

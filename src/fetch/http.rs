@@ -1,0 +1,334 @@
+//! The async engine's HTTP/1.1 client: hyper's connection API
+//! (`hyper::client::conn::http1`) on tokio, a keep-alive pool per thread,
+//! rustls for https.
+//!
+//! Why not reqwest (which is hyper underneath): for a downloader the
+//! client is mostly a pipe from a socket to a file, and reqwest hides the
+//! two settings that matter here —
+//!
+//! - **memory per connection**: hyper's read buffer grows (doubling while
+//!   reads fill it) up to ~400 KiB per connection, so a fast download
+//!   holds 400 KiB whatever the file size; reqwest cannot cap it.
+//!   [`READ_BUFFER_MAX`] bounds it here.
+//! - **work per request**: reqwest adds a redirect policy, proxy lookup,
+//!   decompression layers, a header map per client, timeouts as extra
+//!   futures, and loads the system's root certificates when a client is
+//!   built (once per lane), plain HTTP or not. Here redirects, retries and
+//!   timeouts are the task's (as on the blocking side), and the roots are
+//!   loaded on the first https connection only.
+//!
+//! A pool belongs to the thread that made its connections: each
+//! connection's I/O is a task on that thread's runtime (the async engine
+//! runs one current-thread runtime per core, its *lanes*), and a new run
+//! (a new runtime) starts with an empty pool ([`new_run`]). A connection
+//! goes back to the pool when a response body was read to its end; one
+//! dropped earlier is closed by hyper. A request on a reused connection
+//! that fails before any response (the server closed it meanwhile) is sent
+//! once more on a new connection.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::error::Error as StdError;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use url::{Host, Position, Url};
+
+/// Largest read buffer of a connection. 64 KiB reads keep large
+/// downloads at full speed (fewer, larger `read`s and `write`s); hyper
+/// starts at 8 KiB and grows to this only while reads fill the buffer.
+pub const READ_BUFFER_MAX: usize = 64 * 1024;
+/// Idle connections kept per host and thread.
+const IDLE_PER_HOST: usize = 256;
+/// Response header fields hyper parses at most (more is an error).
+const MAX_HEADERS: usize = 100;
+
+/// Where a connection goes: scheme (https?), host, port.
+type Key = (bool, String, u16);
+type Sender = SendRequest<Empty<Bytes>>;
+
+static RUN: AtomicU64 = AtomicU64::new(0);
+
+/// Called before each async run: pooled connections belong to the runtime
+/// they were made on, and the async engine builds new ones per run.
+pub fn new_run() {
+    RUN.fetch_add(1, Ordering::SeqCst);
+}
+
+#[derive(Default)]
+struct Pool {
+    run: u64,
+    idle: HashMap<Key, Vec<Sender>>,
+}
+
+thread_local! {
+    static POOL: RefCell<Pool> = RefCell::new(Pool::default());
+}
+
+fn take_idle(key: &Key) -> Option<Sender> {
+    POOL.with_borrow_mut(|pool| {
+        let run = RUN.load(Ordering::SeqCst);
+        if pool.run != run {
+            *pool = Pool { run, idle: HashMap::new() };
+        }
+        let list = pool.idle.get_mut(key)?;
+        while let Some(sender) = list.pop() {
+            if !sender.is_closed() {
+                return Some(sender);
+            }
+        }
+        None
+    })
+}
+
+fn put_idle(key: Key, sender: Sender) {
+    POOL.with_borrow_mut(|pool| {
+        if pool.run != RUN.load(Ordering::SeqCst) || sender.is_closed() {
+            return;
+        }
+        let list = pool.idle.entry(key).or_default();
+        if list.len() < IDLE_PER_HOST {
+            list.push(sender);
+        }
+    });
+}
+
+/// Why a request got no response.
+#[derive(Debug)]
+pub enum Error {
+    /// The URL has no host, or a port.
+    Url(String),
+    /// Resolving, connecting, the TLS handshake.
+    Connect(io::Error),
+    /// HTTP on an established connection.
+    Http(hyper::Error),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Url(why) => write!(f, "{why}"),
+            Error::Connect(_) => write!(f, "cannot connect"),
+            Error::Http(_) => write!(f, "HTTP error"),
+        }
+    }
+}
+
+impl StdError for Error {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        match self {
+            Error::Url(_) => None,
+            Error::Connect(e) => Some(e),
+            Error::Http(e) => Some(e),
+        }
+    }
+}
+
+/// The client settings of a run (the pools are per thread).
+#[derive(Debug, Clone, Copy)]
+pub struct Client {
+    /// Connect timeout (and the TLS handshake's).
+    pub timeout: Duration,
+    /// Accept any certificate.
+    pub insecure: bool,
+}
+
+/// A response: its head, and its body read chunk by chunk.
+#[derive(Debug)]
+pub struct Response {
+    status: u16,
+    headers: HeaderMap,
+    body: Incoming,
+    /// The connection, back to the pool once the body has ended.
+    conn: Option<(Key, Sender)>,
+}
+
+impl Response {
+    /// The status code.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The header fields.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// The next piece of the body; `None` at its end (the connection is
+    /// then free for the next request).
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>, hyper::Error> {
+        loop {
+            match self.body.frame().await {
+                None => {
+                    if let Some((key, sender)) = self.conn.take() {
+                        put_idle(key, sender);
+                    }
+                    return Ok(None);
+                }
+                Some(Err(e)) => {
+                    self.conn = None;
+                    return Err(e);
+                }
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data()
+                        && !data.is_empty()
+                    {
+                        return Ok(Some(data));
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Client {
+    /// `GET url` with `headers` (besides Host and User-Agent), on a pooled
+    /// connection if one is idle. Redirects are not followed.
+    pub async fn get(&self, url: &Url, headers: &[(&'static str, String)], agent: &str) -> Result<Response, Error> {
+        let host = url.host_str().ok_or_else(|| Error::Url(format!("no host in {url}")))?;
+        let https = url.scheme() == "https";
+        let port = url.port_or_known_default().ok_or_else(|| Error::Url(format!("no port for {url}")))?;
+        let key: Key = (https, host.to_string(), port);
+        let mut request = hyper::Request::get(&url[Position::BeforePath..Position::AfterQuery]);
+        let authority = &url[Position::BeforeHost..Position::AfterPort];
+        {
+            let h = request.headers_mut().ok_or_else(|| Error::Url(format!("cannot request {url}")))?;
+            h.insert(hyper::header::HOST, value(authority)?);
+            h.insert(hyper::header::USER_AGENT, value(agent)?);
+            h.insert(hyper::header::ACCEPT, HeaderValue::from_static("*/*"));
+            for (name, v) in headers {
+                let name = HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|e| Error::Url(format!("bad header name {name:?}: {e}")))?;
+                h.insert(name, value(v)?);
+            }
+        }
+        let request = request.body(Empty::new()).map_err(|e| Error::Url(format!("cannot request {url}: {e}")))?;
+        // A reused connection may have been closed by the server since:
+        // then the request goes once more on a new one.
+        if let Some(mut sender) = take_idle(&key)
+            && sender.ready().await.is_ok()
+        {
+            let copy = clone_request(&request);
+            if let Ok(response) = sender.send_request(copy).await {
+                return Ok(Response::new(response, key, sender));
+            }
+        }
+        let mut sender = self.connect(url, &key).await?;
+        let response = sender.send_request(request).await.map_err(Error::Http)?;
+        Ok(Response::new(response, key, sender))
+    }
+
+    async fn connect(&self, url: &Url, key: &Key) -> Result<Sender, Error> {
+        let (https, host, port) = key;
+        let addrs: Vec<SocketAddr> = match url.host() {
+            Some(Host::Ipv4(ip)) => vec![SocketAddr::from((ip, *port))],
+            Some(Host::Ipv6(ip)) => vec![SocketAddr::from((ip, *port))],
+            _ => tokio::net::lookup_host((host.as_str(), *port)).await.map_err(Error::Connect)?.collect(),
+        };
+        let mut last = io::Error::new(io::ErrorKind::NotFound, format!("{host}: no address"));
+        for addr in addrs {
+            match tokio::time::timeout(self.timeout, TcpStream::connect(addr)).await {
+                Ok(Ok(stream)) => {
+                    let _ = stream.set_nodelay(true);
+                    return if *https { self.handshake_tls(stream, url).await } else { handshake(stream).await };
+                }
+                Ok(Err(e)) => last = e,
+                Err(_) => last = io::Error::new(io::ErrorKind::TimedOut, format!("connecting to {addr} timed out")),
+            }
+        }
+        Err(Error::Connect(last))
+    }
+
+    async fn handshake_tls(&self, stream: TcpStream, url: &Url) -> Result<Sender, Error> {
+        let name = match url.host() {
+            Some(Host::Ipv4(ip)) => ServerName::from(std::net::IpAddr::V4(ip)),
+            Some(Host::Ipv6(ip)) => ServerName::from(std::net::IpAddr::V6(ip)),
+            Some(Host::Domain(d)) => ServerName::try_from(d.to_string())
+                .map_err(|e| Error::Connect(io::Error::new(io::ErrorKind::InvalidInput, e)))?,
+            None => return Err(Error::Url(format!("no host in {url}"))),
+        };
+        let connector = tokio_rustls::TlsConnector::from(tls_config(self.insecure));
+        let tls = tokio::time::timeout(self.timeout, connector.connect(name, stream))
+            .await
+            .map_err(|_| Error::Connect(io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out")))?
+            .map_err(Error::Connect)?;
+        handshake(tls).await
+    }
+}
+
+impl Response {
+    fn new(response: hyper::Response<Incoming>, key: Key, sender: Sender) -> Self {
+        let (parts, body) = response.into_parts();
+        Response { status: parts.status.as_u16(), headers: parts.headers, body, conn: Some((key, sender)) }
+    }
+}
+
+fn value(v: &str) -> Result<HeaderValue, Error> {
+    HeaderValue::from_str(v).map_err(|e| Error::Url(format!("bad header value {v:?}: {e}")))
+}
+
+fn clone_request(r: &hyper::Request<Empty<Bytes>>) -> hyper::Request<Empty<Bytes>> {
+    let mut copy = hyper::Request::new(Empty::new());
+    *copy.method_mut() = r.method().clone();
+    *copy.uri_mut() = r.uri().clone();
+    *copy.headers_mut() = r.headers().clone();
+    copy
+}
+
+/// HTTP/1.1 on `io`, its connection driven by a task on this thread's
+/// runtime.
+async fn handshake<T>(io: T) -> Result<Sender, Error>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = http1::Builder::new()
+        .max_buf_size(READ_BUFFER_MAX)
+        .max_headers(MAX_HEADERS)
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(Error::Http)?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+/// The rustls configuration (ring, HTTP/1.1 by ALPN): the system's roots,
+/// loaded once per process on the first https connection, or any
+/// certificate with `--insecure`.
+fn tls_config(insecure: bool) -> Arc<rustls::ClientConfig> {
+    static CHECKED: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    static INSECURE: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    let build = |insecure: bool| {
+        let mut config = if insecure {
+            super::task::insecure_config()
+        } else {
+            let mut roots = rustls::RootCertStore::empty();
+            // Without any root, plain HTTP still works and every
+            // certificate is rejected.
+            for cert in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(cert);
+            }
+            rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .expect("ring supports the default TLS versions")
+                .with_root_certificates(roots)
+                .with_no_client_auth()
+        };
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Arc::new(config)
+    };
+    if insecure { INSECURE.get_or_init(|| build(true)).clone() } else { CHECKED.get_or_init(|| build(false)).clone() }
+}
