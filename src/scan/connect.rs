@@ -7,12 +7,13 @@
 //! returns the pending error (`ECONNREFUSED`), 0 when connected, or
 //! `EALREADY` while the handshake is still under way. A refused socket is
 //! left unconnected by that second call (Linux resets a TCP socket whose
-//! connect failed, and releases its ephemeral port), so it is kept and
-//! reused for the next probe on this thread: a closed port costs two
-//! system calls (connect, connect) instead of four (socket, connect,
-//! getsockopt, close), and creating and closing a socket was a third of the
-//! CPU time of a loopback scan. A reused socket that does not behave is
-//! closed and the probe starts again on a fresh one.
+//! connect failed), so it is kept and reused for the next probe on this
+//! thread: a closed port costs two system calls (connect, connect) instead
+//! of four (socket, connect, getsockopt, close), and creating and closing a
+//! socket was a third of the CPU time of a loopback scan. Kept sockets
+//! share one local port per process (see [`share_source_port`]). A reused
+//! socket that does not behave is closed and the probe starts again on a
+//! fresh one.
 //!
 //! Otherwise the blocking path waits in `ppoll` (microsecond timeouts) and
 //! the async path registers with tokio and awaits writability; such
@@ -23,8 +24,10 @@
 
 use std::cell::RefCell;
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsRawFd;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
@@ -58,7 +61,7 @@ fn take_spare(addr: &SocketAddr) -> Option<Socket> {
 }
 
 /// Keeps a refused socket for the next probe; a `fresh` one (not a spare
-/// already) first gets a port of its own.
+/// already) is first bound to the shared source port, if there is one.
 fn give_back(addr: &SocketAddr, socket: Socket, fresh: bool) {
     if fresh {
         bind_own_port(addr, &socket);
@@ -73,27 +76,61 @@ fn give_back(addr: &SocketAddr, socket: Socket, fresh: bool) {
     });
 }
 
-/// Gives a spare socket a local port of its own, so that its next
-/// connects skip the kernel's search for a free ephemeral port (a tenth of
-/// a loopback scan's CPU time) and its refusals do not release the port.
-/// The kernel picks the port (bind to port 0 on a throw-away socket, within
-/// `ip_local_port_range`, never a reserved one); if another socket takes it
-/// before us, the spare stays unbound and connects from ephemeral ports.
+/// Whether spares bind to this process's shared source port.
+static SHARE_PORT: AtomicBool = AtomicBool::new(false);
+/// That port, per address family, picked on first use (`None`: none free).
+static OWN_PORT: [OnceLock<Option<u16>>; 2] = [OnceLock::new(), OnceLock::new()];
+
+/// Lets the spare sockets of this process share one local port
+/// (`SO_REUSEPORT`), so that their connects skip the kernel's search for a
+/// free ephemeral port (a tenth of a loopback scan's CPU time) and their
+/// refusals keep the port. The kernel picks it once per family (bind to
+/// port 0 on a throw-away socket: within `ip_local_port_range`, never a
+/// reserved port).
+///
+/// One port for the whole process, not one per thread: two of our sockets
+/// on two ports A and B, probing B and A at the same instant, would meet
+/// in a TCP simultaneous open and both report a false "open". Sockets that
+/// share their port cannot: the only crossed SYN possible is a socket's
+/// own, a self-connect, which is detected. For the same reason the scan
+/// turns this on only when the probes run in its own process (threads,
+/// async), not in worker processes, which would each pick a port.
+pub(crate) fn share_source_port(on: bool) {
+    SHARE_PORT.store(on, Ordering::Relaxed);
+}
+
+fn own_port(addr: &SocketAddr) -> Option<u16> {
+    if !SHARE_PORT.load(Ordering::Relaxed) {
+        return None;
+    }
+    *OWN_PORT[family(addr)].get_or_init(|| {
+        let picker = Socket::new(Domain::for_address(*addr), Type::STREAM.cloexec(), Some(Protocol::TCP)).ok()?;
+        picker.bind(&SocketAddr::new(unspecified(addr), 0).into()).ok()?;
+        picker.local_addr().ok()?.as_socket().map(|a| a.port())
+    })
+}
+
+fn unspecified(addr: &SocketAddr) -> IpAddr {
+    if addr.is_ipv6() { Ipv6Addr::UNSPECIFIED.into() } else { Ipv4Addr::UNSPECIFIED.into() }
+}
+
+/// Binds a new spare to the shared port; if that fails (another program
+/// took the port), the spare stays unbound and connects from ephemeral
+/// ports.
 fn bind_own_port(addr: &SocketAddr, socket: &Socket) {
-    let any =
-        SocketAddr::new(if addr.is_ipv6() { Ipv6Addr::UNSPECIFIED.into() } else { Ipv4Addr::UNSPECIFIED.into() }, 0);
-    let picked = Socket::new(Domain::for_address(any), Type::STREAM.cloexec(), Some(Protocol::TCP)).and_then(|probe| {
-        probe.bind(&any.into())?;
-        probe.local_addr()?.as_socket().ok_or_else(|| io::Error::other("not an inet socket"))
-    });
-    if let Ok(port) = picked {
-        let _ = socket.bind(&port.into());
+    if let Some(port) = own_port(addr)
+        && socket.set_reuse_port(true).is_ok()
+    {
+        let _ = socket.bind(&SocketAddr::new(unspecified(addr), port).into());
     }
 }
 
 /// Creates (or reuses) a socket and sends the SYN.
 pub(super) fn start(addr: &SocketAddr) -> Started {
-    if let Some(socket) = take_spare(addr) {
+    // A spare probing its own port would only connect to itself: that port
+    // is probed from an ephemeral one.
+    let spare = if own_port(addr) == Some(addr.port()) { None } else { take_spare(addr) };
+    if let Some(socket) = spare {
         match handshake(socket, addr, false) {
             // A reused socket the kernel does not take back as unconnected
             // says nothing about the port: start again on a fresh one.
@@ -277,6 +314,7 @@ mod tests {
 
     #[test]
     fn refused_sockets_are_reused_and_still_tell_open_from_closed() {
+        share_source_port(true);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let open = listener.local_addr().unwrap();
         let closed = closed_port();
@@ -301,6 +339,30 @@ mod tests {
             assert_eq!(socket.peer_addr().unwrap().as_socket(), Some(open));
             let (accepted, _) = listener.accept().unwrap();
             assert_eq!(accepted.peer_addr().unwrap(), socket.local_addr().unwrap().as_socket().unwrap());
+        }
+    }
+
+    #[test]
+    fn threads_share_the_source_port_and_it_is_probed_truthfully() {
+        share_source_port(true);
+        let closed = closed_port();
+        let refuse = move || {
+            match start(&closed) {
+                Started::Failed(e) => assert_eq!(e.raw_os_error(), Some(libc::ECONNREFUSED)),
+                _ => panic!("{closed} should be refused"),
+            }
+            spare_port(&closed)
+        };
+        let here = refuse();
+        let there = std::thread::spawn(refuse).join().unwrap();
+        assert_eq!(here, there, "one source port per process");
+        // Nothing listens on the shared port: it is closed, not a self-connect.
+        let own = SocketAddr::new(closed.ip(), here);
+        for _ in 0..2 {
+            match start(&own) {
+                Started::Failed(e) => assert_eq!(e.raw_os_error(), Some(libc::ECONNREFUSED)),
+                _ => panic!("{own} should be refused"),
+            }
         }
     }
 

@@ -163,6 +163,9 @@ impl Scanner<'_> {
 /// stops new probes; what was found is still written.
 pub fn run(config: &ScanConfig, interrupt: &Interrupt) -> anyhow::Result<ScanOutcome> {
     let mut engine = config.engine.clone();
+    // Probes on this process's threads may share a source port; worker
+    // processes each picking one could meet in a simultaneous open.
+    super::connect::share_source_port(engine.kind != EngineKind::Processes);
     let fd_limit = crate::sys::raise_nofile_limit();
     let budget = (fd_limit.saturating_sub(64) as usize / fds_per_slot(engine.kind)).max(1);
     if engine.concurrency > budget {
