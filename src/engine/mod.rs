@@ -174,8 +174,15 @@ impl Interrupt {
 }
 
 /// Spaces task starts to honour `max_rate`. Slots are booked on a
-/// schedule, so an oversleep is made up by the next starts instead of
-/// lowering the rate; an idle pause never builds up a burst.
+/// schedule, so an oversleep (up to `CATCH_UP`) is made up by the next starts
+/// instead of lowering the rate; an idle pause never builds up a burst
+/// (the old code reset the schedule after every oversleep: `--max-rate
+/// 5000` ran at ~1,300/s on tokio, whose sleeps end on a 1 ms tick). Waits shorter
+/// than [`Pacer::SLACK`] are not slept (the schedule still advances): the
+/// tokio timer rounds every sleep up to a millisecond, which capped
+/// `--max-rate 1000000` at about 4,000 starts per second. Starts may
+/// come up to `SLACK` early and catch up `CATCH_UP`, so a burst is at most
+/// 11 ms worth of the rate.
 #[derive(Debug)]
 pub(crate) struct Pacer {
     interval: Option<std::time::Duration>,
@@ -183,6 +190,12 @@ pub(crate) struct Pacer {
 }
 
 impl Pacer {
+    /// The shortest wait worth sleeping.
+    pub(crate) const SLACK: std::time::Duration = std::time::Duration::from_millis(1);
+    /// How far behind the schedule starts still catch up (a loaded machine
+    /// oversleeps by milliseconds); further behind, the schedule restarts.
+    const CATCH_UP: std::time::Duration = std::time::Duration::from_millis(10);
+
     pub(crate) fn new(max_rate: Option<f64>) -> Self {
         let interval = max_rate.filter(|r| *r > 0.0).map(|r| std::time::Duration::from_secs_f64(1.0 / r));
         Pacer { interval, next: std::time::Instant::now() }
@@ -192,12 +205,13 @@ impl Pacer {
     pub(crate) fn book(&mut self) -> std::time::Duration {
         let Some(interval) = self.interval else { return std::time::Duration::ZERO };
         let now = std::time::Instant::now();
-        if self.next < now {
+        // Behind by a little (an oversleep): catch up. By more (idle): start afresh.
+        if self.next + Self::CATCH_UP < now {
             self.next = now;
         }
-        let wait = self.next - now;
+        let wait = self.next.saturating_duration_since(now);
         self.next += interval;
-        wait
+        if wait < Self::SLACK { std::time::Duration::ZERO } else { wait }
     }
 }
 
@@ -291,6 +305,19 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 mod tests {
     use super::*;
     use serde::Deserialize;
+
+    #[test]
+    fn the_pacer_sleeps_only_waits_a_timer_can_keep() {
+        let mut fast = Pacer::new(Some(1_000_000.0));
+        assert!((0..500).all(|_| fast.book().is_zero()), "0.5 ms of a 1M/s schedule is not slept");
+        let after: Vec<_> = (0..2_000).map(|_| fast.book()).collect();
+        assert!(after.iter().any(|w| *w >= Pacer::SLACK), "but the schedule is kept: {:?}", after.last());
+        let mut slow = Pacer::new(Some(2.0));
+        assert!(slow.book().is_zero());
+        assert!(slow.book() > std::time::Duration::from_millis(400), "2 per second: half a second apart");
+        let mut free = Pacer::new(None);
+        assert!((0..10).all(|_| free.book().is_zero()));
+    }
 
     /// Squares a number; panics on 13 to exercise failure reporting.
     #[derive(Clone, Debug, Serialize, Deserialize)]
