@@ -261,6 +261,15 @@ async fn lane_loop<T: Task>(
                             ended += 1;
                         }
                     }
+                    // Let the runtime poll its timers and I/O, and run the
+                    // spawned tasks, before the next batch: otherwise a lane
+                    // with batches queued would run thousands of first polls
+                    // in a row (tokio yields only when the feed's budget runs
+                    // out), and the pending probes' answers would wait for
+                    // it — inflating their round-trip times, hence timeouts.
+                    if !set.is_empty() {
+                        ::tokio::task::yield_now().await;
+                    }
                 }
                 None => open = false,
             },
