@@ -389,3 +389,91 @@ fn help_documents_the_exit_codes() {
         assert!(text.contains(line), "{line:?} in:\n{text}");
     }
 }
+
+// Group commit (src/fetch/commit.rs): finished downloads are synced and
+// renamed in batches by one thread per process.
+engine_tests! {
+    fn collisions_in_one_batch_get_numbered_names_and_reports_say_which(engine) {
+        let s = TestServer::start();
+        let dir = tempfile::tempdir().expect("tempdir");
+        // 24 different bodies, all named same.bin, finishing together.
+        let urls: Vec<String> = (0..24).map(|i| s.url(&format!("/file/{}/same.bin", 1000 + i))).collect();
+        let mut args: Vec<&str> = urls.iter().map(String::as_str).collect();
+        args.extend(["-j", "24", "-f", "json"]);
+        let o = fetch(engine, dir.path(), &args);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        let on_disk = files(dir.path());
+        let mut names: Vec<String> = on_disk.keys().cloned().collect();
+        names.sort();
+        let mut want_names: Vec<String> =
+            std::iter::once("same.bin".to_string()).chain((1..24).map(|n| format!("same.{n}.bin"))).collect();
+        want_names.sort();
+        assert_eq!(names, want_names, "every body saved, none replaced");
+        let mut bodies: Vec<String> = on_disk.values().cloned().collect();
+        bodies.sort();
+        let mut want_bodies: Vec<String> = (0..24).map(|i| sha256_hex(&content("same.bin", 1000 + i))).collect();
+        want_bodies.sort();
+        assert_eq!(bodies, want_bodies);
+        // The report names the file each URL actually went to.
+        for f in json(&o)["files"].as_array().expect("files") {
+            let name = f["name"].as_str().expect("name");
+            let size = f["bytes"].as_u64().expect("bytes") as usize;
+            assert_eq!(on_disk[name], sha256_hex(&content("same.bin", size)), "{name}");
+            assert_eq!(f["sha256"].as_str(), Some(on_disk[name].as_str()));
+        }
+    }
+
+    fn kill_9_during_many_commits_leaves_only_complete_files(engine) {
+        let s = TestServer::start();
+        let dir = tempfile::tempdir().expect("tempdir");
+        const FILES: usize = 400;
+        const SIZE: usize = 16 << 10;
+        // 4 KiB every 5 ms: 20 ms a file, about 0.25 s at -j 32 in all.
+        let list: String = (0..FILES).map(|i| s.url(&format!("/slow/{SIZE}/4096/5/f{i:03}.bin")) + "\n").collect();
+        let list_file = tempfile::NamedTempFile::new().expect("list");
+        std::fs::write(list_file.path(), list).expect("write list");
+        let d = dir.path().to_str().expect("utf-8");
+        let l = list_file.path().to_str().expect("utf-8");
+        // Final files only (part files come and go while it runs), by
+        // name: SHA-256.
+        let finals = || {
+            std::fs::read_dir(dir.path())
+                .expect("read dir")
+                .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.contains(".part"))
+                .map(|n| {
+                    let sha = sha256_hex(&std::fs::read(dir.path().join(&n)).expect("read"));
+                    (n, sha)
+                })
+                .collect::<BTreeMap<_, _>>()
+        };
+        let mut child = crate::util::trident()
+            .args(["fetch", "-e", engine, "-d", d, "-q", "-j", "32", "-i", l])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let t0 = Instant::now();
+        while finals().len() < 40 {
+            assert!(t0.elapsed() < Duration::from_secs(60), "only {} files saved", finals().len());
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        child.kill().expect("SIGKILL");
+        assert!(!child.wait().expect("wait").success());
+        // Worker processes die an instant after their parent.
+        std::thread::sleep(Duration::from_millis(300));
+        let saved = finals();
+        assert!(saved.len() < FILES, "killed mid-way: {} saved", saved.len());
+        for (name, sha) in &saved {
+            assert_eq!(*sha, sha256_hex(&content(name, SIZE)), "{name} is complete");
+        }
+        // The rest, keeping what was saved: every file complete, once.
+        let o = fetch(engine, dir.path(), &["-q", "-j", "32", "--no-clobber", "-i", l]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        let all = finals();
+        assert_eq!(all.len(), FILES);
+        for (name, sha) in &all {
+            assert_eq!(*sha, sha256_hex(&content(name, SIZE)), "{name}");
+        }
+    }
+}

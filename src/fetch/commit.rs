@@ -30,13 +30,17 @@
 //! and the caller learns the name actually used from the reply.
 //!
 //! Checkpoints of async downloads go through the same thread (data synced,
-//! then the state file replaced): a download's task waits for its reply
-//! while the lane serves the others, and no blocking-pool thread (each with
-//! its own stack) is started for it.
+//! then the state file replaced) on a duplicate descriptor, while the
+//! download goes on writing: it never waits for a disk there, and no
+//! blocking-pool thread (each with its own stack) is started for it. The
+//! state claims only the bytes written before the checkpoint was asked for,
+//! all synced first. Jobs are done in order, so a download's checkpoint is
+//! written before its commit removes the state file.
 //!
 //! Callers: blocking ones wait with `blocking_recv`, async ones `.await`
 //! the same oneshot reply.
 
+use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
@@ -46,7 +50,7 @@ use std::sync::OnceLock;
 use crossbeam_channel::{Receiver, Sender};
 use tokio::sync::oneshot;
 
-use super::store::{Collision, Committed, PartFile};
+use super::store::{Checkpoint, Collision, Committed, PartFile};
 
 /// Jobs taken at most as one batch (bounds the descriptors a batch keeps
 /// waiting, and the latency of the first job of a large batch).
@@ -69,14 +73,14 @@ pub struct CommitRequest {
 #[derive(Debug)]
 enum Job {
     Commit(CommitRequest, oneshot::Sender<io::Result<Committed>>),
-    Checkpoint(PartFile, oneshot::Sender<(PartFile, io::Result<()>)>),
+    Checkpoint(Checkpoint, oneshot::Sender<io::Result<()>>),
 }
 
 impl Job {
-    fn part(&self) -> &PartFile {
+    fn file(&self) -> &File {
         match self {
-            Job::Commit(request, _) => &request.part,
-            Job::Checkpoint(part, _) => part,
+            Job::Commit(request, _) => request.part.file(),
+            Job::Checkpoint(checkpoint, _) => checkpoint.file(),
         }
     }
 }
@@ -119,10 +123,9 @@ fn run(rx: &Receiver<Job>) {
                     };
                     let _ = reply.send(result);
                 }
-                Job::Checkpoint(mut part, reply) => {
+                Job::Checkpoint(checkpoint, reply) => {
                     // After a syncfs its fdatasync finds nothing to write.
-                    let result = part.checkpoint();
-                    let _ = reply.send((part, result));
+                    let _ = reply.send(checkpoint.run());
                 }
             }
         }
@@ -138,7 +141,7 @@ fn sync_file_systems(batch: &[Job]) -> Vec<bool> {
     batch
         .iter()
         .map(|job| {
-            let file = job.part().file();
+            let file = job.file();
             let Ok(meta) = file.metadata() else { return false };
             if let Some(&(_, ok)) = devices.iter().find(|(dev, _)| *dev == meta.dev()) {
                 return ok;
@@ -181,10 +184,11 @@ pub async fn commit_async(request: CommitRequest) -> io::Result<Committed> {
     rx.await.map_err(|_| gone())?
 }
 
-/// A checkpoint (`PartFile::checkpoint`) on the committer; the part file
-/// comes back with the result.
-pub async fn checkpoint_async(part: PartFile) -> Result<(PartFile, io::Result<()>), io::Error> {
+/// Makes a checkpoint on the committer; its result comes on the receiver.
+/// Jobs are done in order: a download's checkpoint is made before its
+/// commit.
+pub fn checkpoint(checkpoint: Checkpoint) -> io::Result<oneshot::Receiver<io::Result<()>>> {
     let (tx, rx) = oneshot::channel();
-    send(Job::Checkpoint(part, tx))?;
-    rx.await.map_err(|_| gone())
+    send(Job::Checkpoint(checkpoint, tx))?;
+    Ok(rx)
 }

@@ -9,7 +9,7 @@
 //! - **memory per connection**: hyper's read buffer grows (doubling while
 //!   reads fill it) up to ~400 KiB per connection, so a fast download
 //!   holds 400 KiB whatever the file size; reqwest cannot cap it.
-//!   [`READ_BUFFER_MAX`] bounds it here.
+//!   [`READ_BUFFER_MAX`] (68 KiB) bounds it here.
 //! - **work per request**: reqwest adds a redirect policy, proxy lookup,
 //!   decompression layers, a header map per client, timeouts as extra
 //!   futures, and loads the system's root certificates when a client is
@@ -46,10 +46,23 @@ use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use url::{Host, Position, Url};
 
-/// Largest read buffer of a connection. 64 KiB reads keep large
-/// downloads at full speed (fewer, larger `read`s and `write`s); hyper
-/// starts at 8 KiB and grows to this only while reads fill the buffer.
-pub const READ_BUFFER_MAX: usize = 64 * 1024;
+use super::task::MAX_HEADER_BYTES;
+
+/// Largest read buffer of a connection: hyper starts at 8 KiB and doubles
+/// it only while reads fill it. It must hold the largest response head
+/// trident accepts on every engine ([`MAX_HEADER_BYTES`], 64 KiB of
+/// fields, plus the status line): hyper fails a head that does not fit.
+/// A connection holds up to about three such buffers (the one being
+/// filled, a chunk in hyper's body channel, the chunk being written).
+/// Measured (`trident bench fetch`, async, loaded 2 cores):
+///
+/// | read buffer | per active download, 1 / 8 MiB | CPU for 4 × 256 MiB |
+/// |---|---|---|
+/// | exact 16 KiB | 55 / 68 KiB | 2.5 s |
+/// | max 32 KiB | 78 / 109 KiB | 2.0 s |
+/// | max 64 KiB | 144 / 179 KiB | 2.0 s |
+/// | reqwest before (hyper's default, ~400 KiB) | 259 / 569 KiB | 1.9 s |
+pub const READ_BUFFER_MAX: usize = MAX_HEADER_BYTES + 4 * 1024;
 /// Idle connections kept per host and thread.
 const IDLE_PER_HOST: usize = 256;
 /// Response header fields hyper parses at most (more is an error).

@@ -124,6 +124,8 @@ pub struct PartFile {
     /// A state file may exist (resumed from one, or one was written):
     /// removed with the part file.
     has_state: bool,
+    /// A checkpoint in flight covers this many bytes.
+    checkpointing: Option<u64>,
     committed: bool,
     keep: bool,
 }
@@ -164,6 +166,30 @@ fn split_state(url: &str, validators: &Validators, done: &RangeSet) -> PartState
         validators: validators.clone(),
         done: done.prefix(),
         ranges: Some(done.spans().to_vec()),
+    }
+}
+
+/// A checkpoint taken by [`PartFile::begin_checkpoint`]: the bytes written
+/// by then are synced, then the state file claiming them replaced. Its
+/// file is a duplicate descriptor, so that it can be made on another
+/// thread while the download writes on.
+#[derive(Debug)]
+pub struct Checkpoint {
+    file: File,
+    state_path: PathBuf,
+    state: PartState,
+}
+
+impl Checkpoint {
+    /// Makes it (blocking).
+    pub fn run(self) -> io::Result<()> {
+        self.file.sync_data()?;
+        write_state(&self.state_path, &self.state)
+    }
+
+    /// The part file.
+    pub fn file(&self) -> &File {
+        &self.file
     }
 }
 
@@ -278,6 +304,7 @@ impl PartFile {
             ranges: None,
             resumed_from: 0,
             has_state: false,
+            checkpointing: None,
             committed: false,
             keep: false,
         }
@@ -396,6 +423,7 @@ impl PartFile {
         self.synced = 0;
         self.resumed_from = 0;
         self.ranges = None;
+        self.checkpointing = None;
         if self.validators.take().is_some() && self.has_state {
             remove_state(&self.path)?;
             self.has_state = false;
@@ -503,23 +531,25 @@ impl PartFile {
         self.resumed_from
     }
 
-    /// Appends a piece of the body; `true` when a checkpoint is due.
+    /// Appends a piece of the body; `true` when a checkpoint is due (none
+    /// is while one is in flight, see [`begin_checkpoint`](Self::begin_checkpoint)).
     pub fn write(&mut self, chunk: &[u8]) -> io::Result<bool> {
         self.file.write_all(chunk)?;
         self.hasher.update(chunk);
         self.written += chunk.len() as u64;
-        Ok(self.validators.is_some() && self.written - self.synced >= CHECKPOINT_BYTES)
+        Ok(self.validators.is_some()
+            && self.checkpointing.is_none()
+            && self.written - self.synced >= CHECKPOINT_BYTES)
     }
 
-    /// Makes what was written durable and records it in the state file
-    /// (nothing for a body that cannot be resumed).
-    pub fn checkpoint(&mut self) -> io::Result<()> {
-        let Some(validators) = &self.validators else { return Ok(()) };
+    /// The state file describing what was written, if there is anything
+    /// new to record (nothing for a body that cannot be resumed).
+    fn state_now(&self) -> Option<PartState> {
+        let validators = self.validators.as_ref()?;
         if self.written == 0 || self.written == self.synced {
-            return Ok(());
+            return None;
         }
-        self.file.sync_data()?;
-        let state = match &self.ranges {
+        Some(match &self.ranges {
             Some(done) => split_state(&self.url, validators, done),
             None => PartState {
                 version: STATE_VERSION,
@@ -528,11 +558,44 @@ impl PartFile {
                 done: self.written,
                 ranges: None,
             },
-        };
+        })
+    }
+
+    /// Makes what was written durable and records it in the state file
+    /// (nothing for a body that cannot be resumed).
+    pub fn checkpoint(&mut self) -> io::Result<()> {
+        let Some(state) = self.state_now() else { return Ok(()) };
+        self.file.sync_data()?;
         self.has_state = true;
         write_state(&state_path(&self.path), &state)?;
         self.synced = self.written;
         Ok(())
+    }
+
+    /// A checkpoint of what was written so far, to be made by another
+    /// thread while the download goes on writing; `None` if there is
+    /// nothing new or one is in flight. Report its end with
+    /// [`end_checkpoint`](Self::end_checkpoint), and wait for it before the
+    /// part file is reset or dropped.
+    pub fn begin_checkpoint(&mut self) -> io::Result<Option<Checkpoint>> {
+        if self.checkpointing.is_some() {
+            return Ok(None);
+        }
+        let Some(state) = self.state_now() else { return Ok(None) };
+        let file = self.file.try_clone()?;
+        self.has_state = true;
+        self.checkpointing = Some(self.written);
+        Ok(Some(Checkpoint { file, state_path: state_path(&self.path), state }))
+    }
+
+    /// The checkpoint in flight ended (`ok`: its bytes are synced and
+    /// recorded).
+    pub fn end_checkpoint(&mut self, ok: bool) {
+        if let Some(upto) = self.checkpointing.take()
+            && ok
+        {
+            self.synced = self.synced.max(upto);
+        }
     }
 
     /// Leaves the file and its state on disk when dropped, if a checkpoint

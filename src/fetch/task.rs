@@ -1,11 +1,14 @@
 //! One download as an engine [`Task`]: [`FetchTask`] in, [`FetchResult`]
 //! out. The blocking side (threads and processes engines) uses ureq, the
-//! async side reqwest on tokio; everything that decides something — what a
+//! async side hyper on tokio (`http`); everything that decides something — what a
 //! status means, where a redirect may go, when to retry, how the file is
 //! written — is shared, so the engines differ only in how bytes move.
 //!
-//! Clients are shared per process (per worker process on the processes
-//! engine), so HTTP/1.1 connections are kept alive and reused per host.
+//! Connections are pooled per process (ureq; per worker process on the
+//! processes engine) or per thread (hyper; per lane of the async engine),
+//! so HTTP/1.1 connections are kept alive and reused per host. A finished
+//! body is synced and renamed by the committer thread (`commit`), in
+//! batches with other downloads' files.
 //! Redirects are followed here, not by the clients, so that the same rules
 //! hold on every engine: http/https only, at most [`MAX_REDIRECTS`], and the
 //! file name always comes from the original URL — or, with
@@ -55,7 +58,7 @@ const SLEEP_SLICE: Duration = Duration::from_millis(50);
 pub const MAX_HEADER_FIELDS: usize = 100;
 /// Response header bytes accepted at most: names, values, and 4 bytes of
 /// `": "` and CRLF per field. ureq alone would take 100 fields of 100 KiB
-/// each, hyper (reqwest) a head of 400 KiB; neither is configurable.
+/// each, hyper a head as large as its read buffer (see `http`).
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// Default `--min-split-size`.
 pub const DEFAULT_MIN_SPLIT: u64 = 1 << 20;
@@ -460,6 +463,8 @@ struct Download {
     /// response gave (`Some(None)`: it gave none, the URL's name stays).
     disposition: Option<Option<String>>,
     part: Option<PartFile>,
+    /// The async side's checkpoint in flight on the committer thread.
+    checkpoint: Option<tokio::sync::oneshot::Receiver<std::io::Result<()>>>,
     /// An earlier run's part file was looked for.
     looked_for_part: bool,
     backoff: Backoff,
@@ -512,6 +517,7 @@ impl Download {
             name,
             disposition: (!by_header).then_some(None),
             part: None,
+            checkpoint: None,
             looked_for_part: false,
             attempts: 0,
             http_status: None,
@@ -759,7 +765,7 @@ fn transport_failure(e: &(dyn StdError + 'static), head_too_large: bool) -> Fail
         );
     }
     let text = error_chain(e);
-    // hyper's (reqwest's) error for a head over 100 fields or 400 KiB; its
+    // hyper's error for a head over 100 fields or its read buffer; its
     // predicate (`is_parse_too_large`) exists only with its server feature.
     if head_too_large || text.contains("message head is too large") {
         return fatal(
@@ -1015,7 +1021,7 @@ fn sleep_blocking(wait: Duration) -> bool {
 }
 
 // ---------------------------------------------------------------------------
-// Async: reqwest on tokio.
+// Async: hyper on tokio (see `http`).
 
 /// Called before each async run: a pool's connections belong to the
 /// runtime they were made on, and the async engine builds one per run.
@@ -1067,13 +1073,58 @@ async fn on_part_blocking<T: Send + 'static>(
     Ok(Some(out))
 }
 
-/// A checkpoint on the committer thread (see `commit`): the lane goes on
-/// serving other downloads meanwhile.
+/// A checkpoint of everything written, waited for (after a failed
+/// attempt): the one in flight first, then one for the rest.
 async fn checkpoint_async(dl: &mut Download) -> Result<(), Failure> {
-    let Some(part) = dl.part.take() else { return Ok(()) };
-    let (part, result) = commit::checkpoint_async(part).await.map_err(|e| checkpoint_failed(&e))?;
-    dl.part = Some(part);
-    result.map_err(|e| checkpoint_failed(&e))
+    dl.wait_checkpoint().await?;
+    dl.start_checkpoint()?;
+    dl.wait_checkpoint().await
+}
+
+impl Download {
+    /// Starts a checkpoint on the committer thread (see `commit`); the
+    /// download goes on writing meanwhile.
+    fn start_checkpoint(&mut self) -> Result<(), Failure> {
+        let Some(part) = self.part.as_mut() else { return Ok(()) };
+        let Some(job) = part.begin_checkpoint().map_err(|e| checkpoint_failed(&e))? else { return Ok(()) };
+        match commit::checkpoint(job) {
+            Ok(rx) => {
+                self.checkpoint = Some(rx);
+                Ok(())
+            }
+            Err(e) => {
+                part.end_checkpoint(false);
+                Err(checkpoint_failed(&e))
+            }
+        }
+    }
+
+    /// Takes note of a checkpoint that ended, without waiting.
+    fn poll_checkpoint(&mut self) -> Result<(), Failure> {
+        let Some(rx) = self.checkpoint.as_mut() else { return Ok(()) };
+        match rx.try_recv() {
+            Err(tokio::sync::oneshot::error::TryRecvError::Empty) => Ok(()),
+            Ok(result) => self.checkpoint_ended(result),
+            Err(tokio::sync::oneshot::error::TryRecvError::Closed) => {
+                self.checkpoint_ended(Err(std::io::Error::other("the commit thread stopped")))
+            }
+        }
+    }
+
+    /// Waits for the checkpoint in flight, if any.
+    async fn wait_checkpoint(&mut self) -> Result<(), Failure> {
+        let Some(rx) = self.checkpoint.as_mut() else { return Ok(()) };
+        let result = rx.await.unwrap_or_else(|_| Err(std::io::Error::other("the commit thread stopped")));
+        self.checkpoint_ended(result)
+    }
+
+    fn checkpoint_ended(&mut self, result: std::io::Result<()>) -> Result<(), Failure> {
+        self.checkpoint = None;
+        if let Some(part) = self.part.as_mut() {
+            part.end_checkpoint(result.is_ok());
+        }
+        result.map_err(|e| checkpoint_failed(&e))
+    }
 }
 
 async fn drain_async(mut r: http::Response, timeout: Duration) {
@@ -1164,13 +1215,16 @@ async fn save_body_async(
             Ok(Err(e)) => return Err(retry(format!("reading the body: {}", error_chain(&e)))),
             Ok(Ok(None)) => break,
             Ok(Ok(Some(chunk))) => {
+                dl.poll_checkpoint()?;
                 if dl.write(&chunk)? {
-                    checkpoint_async(dl).await?;
+                    dl.start_checkpoint()?;
                 }
             }
         }
     }
     dl.verify(expected)?;
+    // A checkpoint still in flight is made before the commit (the
+    // committer keeps the order).
     commit_async(dl).await
 }
 
@@ -1247,8 +1301,11 @@ impl Task for FetchTask {
                 Ok(result) => return result,
                 Err(f) => f,
             };
+            // Never leave a checkpoint in flight behind: it would write a
+            // state file for a part file reset or removed meanwhile.
+            let pending = dl.wait_checkpoint().await;
             let kept = worth_keeping(&failure);
-            if kept && let Err(f) = checkpoint_async(&mut dl).await {
+            if kept && let Err(f) = async { pending?; checkpoint_async(&mut dl).await }.await {
                 failure = f;
             }
             match dl.settle(failure, kept) {
