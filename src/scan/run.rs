@@ -26,10 +26,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use super::timing::Evidence;
 use super::{
     Order, PortState, ProbeResult, ProbeTask, Reason, Report, ScanConfig, ScanOutcome, Space, Summary, Timing,
 };
-use super::timing::Evidence;
 use crate::engine::{self, EngineConfig, EngineKind, Interrupt, RunStats, TaskOutcome};
 use crate::output::AtomicFile;
 
