@@ -43,6 +43,13 @@ pub trait Task: Serialize + DeserializeOwned + Clone + Send + 'static {
     fn run_blocking(self) -> Self::Output;
 
     /// Runs the task as a future on a tokio runtime (async engine).
+    ///
+    /// The engine may poll the future once where it takes the task (inside
+    /// the runtime, with a no-op waker) and spawn it only if that poll
+    /// leaves it pending, so a task that completes at once costs no tokio
+    /// task. Any future that honours the `Future` contract (wake the waker
+    /// of the latest poll) works; it must not rely on running in a spawned
+    /// task (`tokio::task::id`, task-locals) during its first poll.
     fn run_async(self) -> impl Future<Output = Self::Output> + Send + 'static;
 }
 
