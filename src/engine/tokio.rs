@@ -1,9 +1,12 @@
 //! The async engine: tasks as futures on a tokio runtime.
 //!
-//! Every task is spawned onto the runtime (not merely polled by the calling
-//! thread), so a multi-thread runtime really spreads them over the cores; a
-//! [`JoinSet`] bounds how many are in flight. The runtime is built per run
-//! and dropped at its end, so nothing keeps running afterwards.
+//! Tasks run on runtime threads, never merely polled by the calling thread,
+//! so the work really spreads over the cores: by default on "lanes" (a
+//! current-thread runtime per core, see [`run_lanes`]), where a task is
+//! polled once where the lane takes it and spawned into the lane's
+//! [`JoinSet`] only if still pending; with `--max-rate` or a current-thread
+//! runtime, every task is spawned into one [`JoinSet`]. Runtimes are built
+//! per run and dropped at its end, so nothing keeps running afterwards.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
