@@ -2,7 +2,7 @@
 //!
 //! Tasks run on runtime threads, never merely polled by the calling thread,
 //! so the work really spreads over the cores: by default on "lanes" (a
-//! current-thread runtime per core, see [`run_lanes`]), where a task is
+//! current-thread runtime per core, see `run_lanes`), where a task is
 //! polled once where the lane takes it and spawned into the lane's
 //! [`JoinSet`] only if still pending; with `--max-rate` or a current-thread
 //! runtime, every task is spawned into one [`JoinSet`]. Runtimes are built
