@@ -21,10 +21,12 @@
 //! Tried and measured, not kept: retrying a silent port on the spot inside
 //! its probe when the evidence already wants it (nmap's inline
 //! retransmissions), to overlap retries with the main round. On the 2-core
-//! machine (busy with a build at the time) it made the full-range scan of
-//! the 20 ms lab slower (round 0 1.6 s -> 3.8 s, same CPU): a filtered port
-//! then holds its slot for every retry, queued behind thousands of runnable
-//! probes each time. Worth measuring again on more cores and longer RTTs.
+//! machine it made the full-range scan of the 20 ms lab slower (4 runs
+//! each, alternating: 2.4-2.5 s with rounds, 2.5-3.0 s inline; round 0
+//! 1.4-1.9 s -> 2.4-2.8 s): the work is CPU-bound, so overlapping saves no
+//! time, a filtered port holds its slot through every retry, and most
+//! level-3 decisions still wait for the round's end (the evidence is not in
+//! yet). Worth measuring again on more cores and longer RTTs.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
