@@ -38,7 +38,10 @@
 //! written before its commit removes the state file.
 //!
 //! Callers: blocking ones wait with `blocking_recv`, async ones `.await`
-//! the same oneshot reply.
+//! the same oneshot reply. A blocking caller with no other commit under
+//! way in its process does its own (`fdatasync`, rename): nothing to batch
+//! with, and no hand-off to pay — always the case in a worker process of
+//! the processes engine, which runs one download at a time.
 
 use std::fs::File;
 use std::io;
@@ -46,6 +49,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crossbeam_channel::{Receiver, Sender};
 use tokio::sync::oneshot;
@@ -170,8 +174,26 @@ fn send(job: Job) -> io::Result<()> {
     queue().send(job).map_err(|_| gone())
 }
 
-/// Syncs and renames through the committer; returns once renamed.
+/// Commits of blocking callers under way in this process.
+static BLOCKING_COMMITS: AtomicUsize = AtomicUsize::new(0);
+
+/// Syncs and renames, returning once renamed: on the calling thread when
+/// no other commit of a blocking caller is under way in this process (a
+/// worker process, which runs one download at a time, never starts the
+/// committer; nor does `-j 1`), else through the committer, batched with
+/// the others.
 pub fn commit_blocking(request: CommitRequest) -> io::Result<Committed> {
+    struct Active;
+    impl Drop for Active {
+        fn drop(&mut self) {
+            BLOCKING_COMMITS.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    let alone = BLOCKING_COMMITS.fetch_add(1, Ordering::SeqCst) == 0;
+    let _active = Active;
+    if alone {
+        return commit_now(request);
+    }
     let (tx, rx) = oneshot::channel();
     send(Job::Commit(request, tx))?;
     rx.blocking_recv().map_err(|_| gone())?
