@@ -89,18 +89,21 @@ impl Job {
     }
 }
 
-/// The process's committer, started on first use.
-fn queue() -> &'static Sender<Job> {
-    static QUEUE: OnceLock<Sender<Job>> = OnceLock::new();
-    QUEUE.get_or_init(|| {
-        let (tx, rx) = crossbeam_channel::unbounded();
-        std::thread::Builder::new()
-            .name("trident-commit".into())
-            .stack_size(256 * 1024)
-            .spawn(move || run(&rx))
-            .expect("cannot start the commit thread");
-        tx
-    })
+/// The process's committer, started on first use (`None`: it could not
+/// be started).
+fn queue() -> Option<&'static Sender<Job>> {
+    static QUEUE: OnceLock<Option<Sender<Job>>> = OnceLock::new();
+    QUEUE
+        .get_or_init(|| {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            std::thread::Builder::new()
+                .name("trident-commit".into())
+                .stack_size(256 * 1024)
+                .spawn(move || run(&rx))
+                .ok()
+                .map(|_| tx)
+        })
+        .as_ref()
 }
 
 fn run(rx: &Receiver<Job>) {
@@ -171,7 +174,8 @@ fn gone() -> io::Error {
 }
 
 fn send(job: Job) -> io::Result<()> {
-    queue().send(job).map_err(|_| gone())
+    let queue = queue().ok_or_else(|| io::Error::other("cannot start the commit thread"))?;
+    queue.send(job).map_err(|_| gone())
 }
 
 /// Commits of blocking callers under way in this process.
