@@ -537,9 +537,7 @@ impl PartFile {
         self.file.write_all(chunk)?;
         self.hasher.update(chunk);
         self.written += chunk.len() as u64;
-        Ok(self.validators.is_some()
-            && self.checkpointing.is_none()
-            && self.written - self.synced >= CHECKPOINT_BYTES)
+        Ok(self.validators.is_some() && self.checkpointing.is_none() && self.written - self.synced >= CHECKPOINT_BYTES)
     }
 
     /// The state file describing what was written, if there is anything

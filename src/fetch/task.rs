@@ -38,10 +38,10 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use super::auth::{Credentials, without_userinfo};
-use super::name::{name_from_disposition, name_from_url};
-use super::retry::{Backoff, StatusClass, classify_status, parse_retry_after};
 use super::commit::{self, CommitRequest};
 use super::http;
+use super::name::{name_from_disposition, name_from_url};
+use super::retry::{Backoff, StatusClass, classify_status, parse_retry_after};
 use super::store::{Collision, Committed, PartFile, Validators};
 use crate::engine::Task;
 
@@ -1369,7 +1369,13 @@ impl Task for FetchTask {
             // state file for a part file reset or removed meanwhile.
             let pending = dl.wait_checkpoint().await;
             let kept = worth_keeping(&failure);
-            if kept && let Err(f) = async { pending?; checkpoint_async(&mut dl).await }.await {
+            if kept
+                && let Err(f) = async {
+                    pending?;
+                    checkpoint_async(&mut dl).await
+                }
+                .await
+            {
                 failure = f;
             }
             match dl.settle(failure, kept) {
