@@ -66,9 +66,7 @@ where
     let mut stats = RunStats::default();
     let mut pacer = Pacer::new(config.max_rate);
     rt.block_on(async {
-        // Each future catches its own panic and hands its task back, so a
-        // failure is reported with the task it concerns.
-        let mut set: JoinSet<Result<T::Output, (T, String)>> = JoinSet::new();
+        let mut set: JoinSet<Guarded<T>> = JoinSet::new();
         let mut tick = ::tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(::tokio::time::MissedTickBehavior::Delay);
         let mut exhausted = false;
@@ -85,12 +83,7 @@ where
                         if !wait.is_zero() {
                             ::tokio::time::sleep(wait).await;
                         }
-                        let copy = task.clone();
-                        set.spawn(async move {
-                            AssertUnwindSafe(task.run_async()).catch_unwind().await.map_err(|payload| {
-                                (copy, format!("task panicked: {}", panic_message(payload.as_ref())))
-                            })
-                        });
+                        set.spawn(guarded(task));
                         stats.runners_started += 1;
                     }
                     None => exhausted = true,
@@ -106,15 +99,9 @@ where
             // Take everything that is ready before refilling.
             let mut next = first;
             while let Some(joined) = next {
-                let outcome = match joined {
-                    Ok(Ok(output)) => TaskOutcome::Done(output),
-                    Ok(Err((task, reason))) => TaskOutcome::Failed { task, reason },
-                    // Only cancellation is left (panics are caught above),
-                    // and nothing cancels these tasks while they are in the set.
-                    Err(_) => {
-                        next = set.try_join_next();
-                        continue;
-                    }
+                let Some(outcome) = outcome_of(joined) else {
+                    next = set.try_join_next();
+                    continue;
                 };
                 match outcome {
                     TaskOutcome::Done(_) => stats.done += 1,
@@ -250,7 +237,7 @@ async fn lane_loop<T: Task>(
     mut feed: ::tokio::sync::mpsc::UnboundedReceiver<Vec<T>>,
     report: crossbeam_channel::Sender<Reported<T>>,
 ) {
-    let mut set: JoinSet<Result<T::Output, (T, String)>> = JoinSet::new();
+    let mut set: JoinSet<Guarded<T>> = JoinSet::new();
     let mut outcomes = Vec::new();
     let mut ended = 0;
     let mut open = true;
@@ -282,12 +269,7 @@ async fn lane_loop<T: Task>(
                 while let Some(joined) = next {
                     ended += 1;
                     joined_now += 1;
-                    match joined {
-                        Ok(Ok(output)) => outcomes.push(TaskOutcome::Done(output)),
-                        Ok(Err((task, reason))) => outcomes.push(TaskOutcome::Failed { task, reason }),
-                        // Only cancellation is left, and nothing cancels these.
-                        Err(_) => {}
-                    }
+                    outcomes.extend(outcome_of(joined));
                     next = if joined_now < BATCH { set.try_join_next() } else { None };
                 }
             }
@@ -302,23 +284,40 @@ async fn lane_loop<T: Task>(
     }
 }
 
+/// What a task's guarded future ends with: its output, or the task back
+/// with the reason it panicked.
+type Guarded<T> = Result<<T as Task>::Output, (T, String)>;
+
+/// `task.run_async()` catching its own panic and handing a copy of the task
+/// back, so a failure is reported with the task it concerns.
+fn guarded<T: Task>(task: T) -> impl Future<Output = Guarded<T>> + Send + 'static {
+    let copy = task.clone();
+    AssertUnwindSafe(task.run_async())
+        .catch_unwind()
+        .map(move |ran| ran.map_err(|payload| (copy, format!("task panicked: {}", panic_message(payload.as_ref())))))
+}
+
+fn outcome<T: Task>(ended: Guarded<T>) -> TaskOutcome<T> {
+    match ended {
+        Ok(output) => TaskOutcome::Done(output),
+        Err((task, reason)) => TaskOutcome::Failed { task, reason },
+    }
+}
+
+/// The outcome of a joined task; `None` only for a cancelled one (panics
+/// are caught by [`guarded`], and nothing cancels a task in its set).
+fn outcome_of<T: Task>(joined: Result<Guarded<T>, ::tokio::task::JoinError>) -> Option<TaskOutcome<T>> {
+    joined.ok().map(outcome)
+}
+
 /// Polls a task once; its outcome if that was enough, otherwise the task
 /// goes on as a spawned future in `set`.
-fn start<T: Task>(task: T, set: &mut JoinSet<Result<T::Output, (T, String)>>) -> Option<TaskOutcome<T>> {
-    let copy = task.clone();
-    let mut future = Box::pin(AssertUnwindSafe(task.run_async()).catch_unwind());
-    let mut cx = Context::from_waker(Waker::noop());
-    let failed = |copy, payload: Box<dyn std::any::Any + Send>| {
-        (copy, format!("task panicked: {}", panic_message(payload.as_ref())))
-    };
-    match future.as_mut().poll(&mut cx) {
-        Poll::Ready(Ok(output)) => Some(TaskOutcome::Done(output)),
-        Poll::Ready(Err(payload)) => {
-            let (task, reason) = failed(copy, payload);
-            Some(TaskOutcome::Failed { task, reason })
-        }
+fn start<T: Task>(task: T, set: &mut JoinSet<Guarded<T>>) -> Option<TaskOutcome<T>> {
+    let mut future = Box::pin(guarded(task));
+    match future.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(ended) => Some(outcome(ended)),
         Poll::Pending => {
-            set.spawn(async move { future.await.map_err(|payload| failed(copy, payload)) });
+            set.spawn(future);
             None
         }
     }
