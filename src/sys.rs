@@ -59,22 +59,21 @@ pub fn rss_kib(pid: u32) -> u64 {
 /// exec, so a freshly spawned child does not inherit its parent's peak), 0
 /// if it is gone.
 pub fn hwm_kib(pid: u32) -> u64 {
-    let Ok(status) = fs::read_to_string(format!("/proc/{pid}/status")) else { return 0 };
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
+    kib_field(&format!("/proc/{pid}/status"), "VmHWM:")
 }
 
 /// Proportional set size of one process in KiB: its private memory plus its
 /// share of pages it shares with others (0 if it is gone). Summing PSS over
 /// a process tree counts shared pages (the binary's text) once.
 pub fn pss_kib(pid: u32) -> u64 {
-    let Ok(rollup) = fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) else { return 0 };
-    rollup
-        .lines()
-        .find_map(|l| l.strip_prefix("Pss:"))
+    kib_field(&format!("/proc/{pid}/smaps_rollup"), "Pss:")
+}
+
+/// The `NAME:   123 kB` line of a /proc file, in KiB (0 if absent or gone).
+fn kib_field(path: &str, name: &str) -> u64 {
+    let Ok(text) = fs::read_to_string(path) else { return 0 };
+    text.lines()
+        .find_map(|l| l.strip_prefix(name))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
 }
