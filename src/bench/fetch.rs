@@ -14,7 +14,11 @@
 //! Each contender runs as its own process with [`measure_with_limit`] and
 //! downloads into a fresh empty directory; afterwards every expected file is
 //! checked (present, size, SHA-256) and anything else in the directory is
-//! counted as extra; then the directory is deleted. Throughput counts only
+//! counted as extra; then the directory is deleted (at the end of the
+//! workload when the run wrote many files: see `Runner::dispose`). Before
+//! each run, untimed, the file system is synced, so that no run pays for
+//! the write-back of another (curl, wget2 and aria2c never sync; trident
+//! syncs every file before its rename). Throughput counts only
 //! verified files. One warm-up round, then `runs` rounds, the order of the
 //! contenders rotating every round; medians per contender and, for each
 //! trident engine, its medians over each peer's from the same bench run.
@@ -1148,9 +1152,54 @@ struct Runner<'a> {
     work: &'a Path,
     port: u16,
     seq: u32,
+    /// Download directories whose removal waits for the end of the
+    /// workload (see [`Runner::dispose`]), and their bytes.
+    deferred: Vec<PathBuf>,
+    deferred_bytes: u64,
+}
+
+/// A run with more files than this leaves its directory until the end of
+/// the workload ([`Runner::dispose`]), within [`DEFER_BUDGET`] bytes.
+const DEFER_FILES: usize = 64;
+const DEFER_BUDGET: u64 = 4 << 30;
+
+/// Flushes everything dirty on the file system holding `dir` (`syncfs`):
+/// every run starts with nothing left to write back from earlier ones.
+fn settle(dir: &Path) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let d = File::open(dir)?;
+    // SAFETY: syncfs on a descriptor we own; no memory passed.
+    if unsafe { libc::syncfs(d.as_raw_fd()) } == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
 
 impl Runner<'_> {
+    /// Done with a run's directory. Each run must find the file system as
+    /// the first did, or later runs pay for earlier ones: ext4 skips an
+    /// inode freed less than ~30 s ago when it allocates one (its
+    /// `recently_deleted` check reads the inode table block by block), so
+    /// the 2,000 files of a small run created right after the previous
+    /// run's 2,000 were deleted cost curl 4x the system time (0.11 s ->
+    /// 0.45 s here). So a run with many files keeps its directory until
+    /// the workload ends (within 4 GiB); one with few large files has it
+    /// removed at once.
+    fn dispose(&mut self, dir: PathBuf, files: usize, bytes: u64) -> anyhow::Result<()> {
+        if files > DEFER_FILES && self.deferred_bytes + bytes <= DEFER_BUDGET {
+            self.deferred.push(dir);
+            self.deferred_bytes += bytes;
+            return Ok(());
+        }
+        fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))
+    }
+
+    /// Removes the directories kept by [`dispose`](Self::dispose).
+    fn remove_deferred(&mut self) -> anyhow::Result<()> {
+        for dir in self.deferred.drain(..) {
+            fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+        }
+        self.deferred_bytes = 0;
+        Ok(())
+    }
+
     /// One measured run: `contender` fetching `expected` (of `workload`),
     /// `jobs` at once, into a fresh directory that is checked and removed.
     /// Also returns the first line of its stderr.
@@ -1181,6 +1230,9 @@ impl Runner<'_> {
             fs::write(&curl_config, cfg)?;
         }
         let mut cmd = contender.command(exe, jobs, &urls, &curl_config, &dir, &self.config.fetch_args);
+        // Not timed: the write-back of earlier runs (peers that never sync
+        // leave theirs dirty) would otherwise land on whoever syncs next.
+        settle(self.work).with_context(|| format!("cannot sync the file system of {}", self.work.display()))?;
         // Only where it is the point: reading the directory costs a little CPU.
         let is_active = workload.kind == WorkloadKind::Active;
         let watch = (is_active && !contender.is_peer()).then(|| {
@@ -1194,7 +1246,7 @@ impl Runner<'_> {
         });
         let m = m.with_context(|| format!("cannot run {}", contender.label()))?;
         let check = verify(&dir, expected).with_context(|| format!("cannot check {}", dir.display()))?;
-        fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+        self.dispose(dir, expected.len(), expected.iter().map(|e| e.size).sum())?;
         let wall = m.wall.as_secs_f64();
         let rec = RunRecord {
             workload: name,
@@ -1263,7 +1315,7 @@ pub fn run(config: &FetchBenchConfig) -> anyhow::Result<BenchReport> {
         config.runs
     );
 
-    let mut runner = Runner { config, work: &work.0, port, seq: 0 };
+    let mut runner = Runner { config, work: &work.0, port, seq: 0, deferred: Vec::new(), deferred_bytes: 0 };
     let mut records = Vec::new();
     let mut summary = Vec::new();
     let mut ratios = Vec::new();
@@ -1321,6 +1373,7 @@ pub fn run(config: &FetchBenchConfig) -> anyhow::Result<BenchReport> {
                 }
             }
         }
+        runner.remove_deferred()?;
         let labels: Vec<String> = mine.iter().map(|(c, _)| c.label()).collect();
         let peers: Vec<String> = mine.iter().filter(|(c, _)| c.is_peer()).map(|(c, _)| c.label()).collect();
         let (s, r) = summarise(workload, &labels, &records, &peers);
