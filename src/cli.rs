@@ -253,11 +253,17 @@ impl EngineArgs {
         if let Some(n) = self.concurrency {
             config = config.with_concurrency(n as usize);
         }
-        config.async_runtime = match self.async_runtime {
+        config.async_runtime = self.async_runtime.into();
+        config
+    }
+}
+
+impl From<RuntimeArg> for AsyncRuntime {
+    fn from(arg: RuntimeArg) -> Self {
+        match arg {
             RuntimeArg::CurrentThread => AsyncRuntime::CurrentThread,
             RuntimeArg::MultiThread => AsyncRuntime::MultiThread,
-        };
-        config
+        }
     }
 }
 

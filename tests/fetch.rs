@@ -477,3 +477,28 @@ engine_tests! {
         }
     }
 }
+
+/// The async engine runs fetch on one thread unless told otherwise; the
+/// runtime with a thread per core gives the same files, including a
+/// resumed and a failed download among many.
+#[test]
+fn async_runtimes_save_the_same_files() {
+    let s = TestServer::start();
+    let mut urls: Vec<String> = (0..40).map(|i| s.url(&format!("/file/{}/m{i}.bin", 1000 + 37 * i))).collect();
+    urls.push(s.url("/status/404/gone.bin"));
+    let mut expected: Vec<(String, usize)> = (0..40).map(|i| (format!("m{i}.bin"), 1000 + 37 * i)).collect();
+    expected.sort();
+    for runtime in ["current-thread", "multi-thread"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut args: Vec<&str> = urls.iter().map(String::as_str).collect();
+        args.extend(["-j", "7", "--async-runtime", runtime]);
+        let o = fetch("async", dir.path(), &args);
+        assert_eq!(code(&o), 1, "{runtime}: {}", stderr(&o));
+        let want_files: Vec<(&str, &str, usize)> =
+            expected.iter().map(|(n, size)| (n.as_str(), n.as_str(), *size)).collect();
+        assert_eq!(files(dir.path()), want(&want_files), "{runtime}");
+        assert!(stdout(&o).contains("Fetched 40 of 41 URLs"), "{runtime}: {}", stdout(&o));
+    }
+    let o = run(&["fetch", "--async-runtime", "both", "http://127.0.0.1:1/x"]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+}

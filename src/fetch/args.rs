@@ -12,7 +12,7 @@ use super::report::Format;
 use super::store::Collision;
 use super::task::{FetchOptions, check_url};
 use super::{FetchConfig, Input};
-use crate::cli::parse_duration;
+use crate::cli::{RuntimeArg, parse_duration};
 use crate::engine::{EngineConfig, EngineKind};
 use crate::error::BadInput;
 
@@ -119,6 +119,11 @@ pub struct FetchArgs {
     /// Concurrency engine: threads, processes or async.
     #[arg(short = 'e', long, default_value = "async", value_parser = parse_engine)]
     pub engine: EngineKind,
+    /// Async engine: current-thread (one thread runs every download, as
+    /// an event loop does) or multi-thread (a runtime thread per core, for
+    /// CPU-heavy downloads such as many fast HTTPS streams).
+    #[arg(long, value_enum, default_value_t = RuntimeArg::CurrentThread)]
+    pub async_runtime: RuntimeArg,
     /// Files downloaded at once (threads, worker processes or futures).
     #[arg(short = 'j', long = "jobs", value_name = "N", default_value_t = DEFAULT_JOBS,
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
@@ -269,7 +274,8 @@ impl FetchArgs {
             urls: self.urls,
             input,
             dir: self.dir,
-            engine: EngineConfig::new(self.engine).with_concurrency(self.jobs as usize),
+            engine: EngineConfig { async_runtime: self.async_runtime.into(), ..EngineConfig::new(self.engine) }
+                .with_concurrency(self.jobs as usize),
             options: FetchOptions {
                 retries: self.retries,
                 timeout: self.timeout,
