@@ -566,12 +566,18 @@ config (sendfile on) on a free 127.0.0.1 port; if it is missing or does not
 start, a built-in server (a std thread per connection, io::copy = sendfile)
 stands in and the report header says so. Peers (curl --parallel, wget2
 --max-threads, aria2c -j; aria2c -x4 -s4 on large only) run when installed,
-at the same concurrency; missing ones are skipped.
+at the same concurrency; missing ones are skipped. None of them syncs its
+files; trident syncs every file before giving it its name, so curl-sync
+(curl, then `sync -f` of the download directory, timed together) shows
+what curl costs with the same durability.
 
 Every run downloads into a fresh empty directory; every file is checked
 (present, size, SHA-256), anything else there counts as extra, and
-throughput counts only correct files. Exit status 1 if a trident run was
-not clean.";
+throughput counts only correct files. Before each run, untimed, the file
+system is synced; a run of many files keeps its directory until the
+workload ends (ext4 is slow to reuse inodes freed within ~30 s, so wait
+that long between two benches). Exit status 1 if a trident run was not
+clean.";
 
 /// `trident bench fetch` options.
 #[derive(Debug, Args)]
@@ -583,8 +589,9 @@ pub struct BenchFetchArgs {
     /// Engines, rounds and output directory.
     #[command(flatten)]
     pub run: BenchRunArgs,
-    /// Peers to run when installed: curl, wget2, aria2c, aria2c-x4, or none.
-    #[arg(long = "vs", value_delimiter = ',', default_value = "curl,wget2,aria2c,aria2c-x4")]
+    /// Peers to run when installed: curl, curl-sync (curl, then its files
+    /// synced), wget2, aria2c, aria2c-x4, or none.
+    #[arg(long = "vs", value_delimiter = ',', default_value = "curl,curl-sync,wget2,aria2c,aria2c-x4")]
     pub peers: Vec<String>,
     /// Multiplies the small workload's file count and the large one's file
     /// size (e.g. 0.25 for a quick run).

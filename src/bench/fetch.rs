@@ -65,6 +65,9 @@ pub enum Contender {
     /// `curl --parallel --parallel-max N -K config` (a `url` and an
     /// `output` per file).
     Curl,
+    /// The same, then `sync -f DIR` (its files made durable, as trident's
+    /// are before they get their names): what a durable curl costs.
+    CurlSync,
     /// `wget2 --max-threads N -i urls.txt -P DIR`.
     Wget2,
     /// `aria2c -j N -i urls.txt -d DIR`.
@@ -79,6 +82,7 @@ impl Contender {
         match self {
             Contender::Trident(e) => format!("trident-{e}"),
             Contender::Curl => "curl -Z".into(),
+            Contender::CurlSync => "curl -Z + sync".into(),
             Contender::Wget2 => "wget2".into(),
             Contender::Aria2c => "aria2c".into(),
             Contender::Aria2cSplit => "aria2c -x4 -s4".into(),
@@ -93,17 +97,18 @@ impl Contender {
     pub fn peer(name: &str) -> Result<Self, String> {
         match name {
             "curl" => Ok(Contender::Curl),
+            "curl-sync" => Ok(Contender::CurlSync),
             "wget2" => Ok(Contender::Wget2),
             "aria2c" | "aria2" => Ok(Contender::Aria2c),
             "aria2c-x4" => Ok(Contender::Aria2cSplit),
-            _ => Err(format!("unknown peer {name:?} (expected curl, wget2, aria2c, aria2c-x4 or none)")),
+            _ => Err(format!("unknown peer {name:?} (expected curl, curl-sync, wget2, aria2c, aria2c-x4 or none)")),
         }
     }
 
     fn program(&self) -> &'static str {
         match self {
             Contender::Trident(_) => "trident",
-            Contender::Curl => "curl",
+            Contender::Curl | Contender::CurlSync => "curl",
             Contender::Wget2 => "wget2",
             Contender::Aria2c | Contender::Aria2cSplit => "aria2c",
         }
@@ -140,6 +145,16 @@ impl Contender {
             Contender::Curl => {
                 cmd.args(["--parallel", "--parallel-max", &jobs, "--silent", "--show-error", "--fail", "-K"])
                     .arg(curl_config);
+            }
+            Contender::CurlSync => {
+                // sh -c SCRIPT CURL CONFIG DIR: curl, then syncfs of DIR's
+                // file system (settled before the run: only curl's writes).
+                cmd = Command::new("sh");
+                cmd.args(["-c", "\"$0\" --parallel --parallel-max \"$1\" --silent --show-error --fail -K \"$2\" && exec sync -f \"$3\""])
+                    .arg(exe)
+                    .arg(&jobs)
+                    .arg(curl_config)
+                    .arg(dir);
             }
             Contender::Wget2 => {
                 cmd.args(["--max-threads", &jobs, "--quiet", "-i"]).arg(urls).arg("-P").arg(dir);
@@ -1222,7 +1237,7 @@ impl Runner<'_> {
         let curl_config = self.work.join(format!("curl-{name}.cfg"));
         let dir = self.work.join(format!("dl-{name}-{}", self.seq));
         fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        if contender == Contender::Curl {
+        if matches!(contender, Contender::Curl | Contender::CurlSync) {
             let mut cfg = String::new();
             for (e, url) in expected.iter().zip(list.lines()) {
                 let _ = writeln!(cfg, "url = \"{url}\"\noutput = \"{}\"", dir.join(&e.name).display());
@@ -1651,6 +1666,10 @@ mod tests {
         };
         assert!(args(Contender::Curl).windows(2).any(|w| w == ["--parallel-max", "32"]));
         assert!(args(Contender::Curl).windows(2).any(|w| w == ["-K", "c.cfg"]));
+        let durable = args(Contender::CurlSync);
+        assert_eq!(durable[..2], ["-c".to_string(), durable[1].clone()]);
+        assert!(durable[1].ends_with("&& exec sync -f \"$3\""), "{durable:?}");
+        assert_eq!(durable[2..], ["x", "32", "c.cfg", "d"]);
         assert!(args(Contender::Wget2).windows(2).any(|w| w == ["-P", "d"]));
         let split = args(Contender::Aria2cSplit);
         assert!(split.contains(&"-x4".to_string()) && split.windows(2).any(|w| w == ["-j", "32"]));
