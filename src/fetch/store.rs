@@ -14,6 +14,10 @@
 //! that a later attempt or run fetches only what is missing. `done` is then
 //! the range that starts at 0, which is what a reader that knows nothing of
 //! `ranges` may trust.
+//!
+//! The SHA-256 of the body is computed only when asked for (`--sha256`, a
+//! checksum to verify): hashing every byte costs about a third of a large
+//! download's CPU.
 
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
@@ -99,8 +103,8 @@ pub struct PartState {
     pub ranges: Option<Vec<(u64, u64)>>,
 }
 
-/// A download's body on its way to the disk, with its running length and
-/// SHA-256. Dropped without [`commit`](PartFile::commit) or
+/// A download's body on its way to the disk, with its running length and,
+/// when asked for, its SHA-256. Dropped without [`commit`](PartFile::commit) or
 /// [`keep`](PartFile::keep), it removes its file and state file.
 ///
 /// A resumable body (one with [`Validators`]) is checkpointed every
@@ -114,7 +118,9 @@ pub struct PartFile {
     file: File,
     path: PathBuf,
     url: String,
-    hasher: Sha256,
+    /// The running SHA-256 of the body, when one is wanted (`None`: no
+    /// byte is hashed, nothing is read back).
+    hasher: Option<Sha256>,
     written: u64,
     synced: u64,
     validators: Option<Validators>,
@@ -206,7 +212,8 @@ fn write_state(final_path: &Path, state: &PartState) -> io::Result<()> {
 }
 
 /// Opens a new file that did not exist, for writing and reading (a split
-/// download's digest is read back from it); never follows a symlink.
+/// download's digest, when wanted, is read back from it); never follows a
+/// symlink.
 fn create_new(path: &Path) -> io::Result<File> {
     OpenOptions::new()
         .read(true)
@@ -284,6 +291,27 @@ fn remove_stale_state(part: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// The SHA-256 of the first `len` bytes of `file` (positioned reads: the
+/// file offset is left alone); an error if the file is shorter.
+fn hash_prefix(file: &File, len: u64) -> io::Result<Sha256> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut offset = 0u64;
+    while offset < len {
+        let want = usize::try_from((len - offset).min(buf.len() as u64)).unwrap_or(buf.len());
+        match file.read_at(&mut buf[..want], offset) {
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the file ended early")),
+            Ok(n) => {
+                hasher.update(&buf[..n]);
+                offset += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(hasher)
+}
+
 fn remove_if_present(path: &Path) -> io::Result<()> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
@@ -292,12 +320,12 @@ fn remove_if_present(path: &Path) -> io::Result<()> {
 }
 
 impl PartFile {
-    fn new(file: File, path: PathBuf, url: &str) -> Self {
+    fn new(file: File, path: PathBuf, url: &str, digest: bool) -> Self {
         PartFile {
             file,
             path,
             url: url.to_string(),
-            hasher: Sha256::new(),
+            hasher: digest.then(Sha256::new),
             written: 0,
             synced: 0,
             validators: None,
@@ -311,8 +339,9 @@ impl PartFile {
     }
 
     /// Creates `DIR/NAME.part` (or the first free `NAME.part.N`) for `url`;
-    /// a stale state file of that name is removed.
-    pub fn create(dir: &Path, name: &str, url: &str) -> io::Result<Self> {
+    /// a stale state file of that name is removed. With `digest`, the
+    /// SHA-256 of what is written is computed (see [`sha256`](Self::sha256)).
+    pub fn create(dir: &Path, name: &str, url: &str, digest: bool) -> io::Result<Self> {
         let base = format!("{name}.part");
         for n in 0..MAX_NUMBER {
             let candidate = if n == 0 { base.clone() } else { format!("{base}.{n}") };
@@ -322,7 +351,7 @@ impl PartFile {
                 Ok(file) if !try_lock(&file)? => continue,
                 Ok(file) => {
                     remove_stale_state(&path)?;
-                    return Ok(PartFile::new(file, path, url));
+                    return Ok(PartFile::new(file, path, url, digest));
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e),
@@ -340,8 +369,8 @@ impl PartFile {
     /// An earlier download of `url` into `DIR/NAME.part` (or `NAME.part.N`)
     /// that can be continued: its state names the same URL and a validator,
     /// nobody else holds it. It is cut back to the bytes its state says were
-    /// synced (their SHA-256 is computed again).
-    pub fn resume(dir: &Path, name: &str, url: &str) -> Option<Self> {
+    /// synced (with `digest`, they are read back for their SHA-256).
+    pub fn resume(dir: &Path, name: &str, url: &str, digest: bool) -> Option<Self> {
         let base = format!("{name}.part");
         for n in 0..MAX_NUMBER {
             let candidate = if n == 0 { base.clone() } else { format!("{base}.{n}") };
@@ -349,14 +378,14 @@ impl PartFile {
             if std::fs::symlink_metadata(&path).is_err() {
                 return None;
             }
-            if let Some(part) = Self::try_resume(path, url) {
+            if let Some(part) = Self::try_resume(path, url, digest) {
                 return Some(part);
             }
         }
         None
     }
 
-    fn try_resume(path: PathBuf, url: &str) -> Option<Self> {
+    fn try_resume(path: PathBuf, url: &str, digest: bool) -> Option<Self> {
         let state = read_state(&state_path(&path))?;
         if state.url != url || state.validators.if_range().is_none() {
             return None;
@@ -368,12 +397,12 @@ impl PartFile {
         let len = file.metadata().ok()?.len();
         if let (Some(ranges), Some(total)) = (&state.ranges, state.validators.total) {
             // A split download: its ranges (within the file) stay where
-            // they are; the digest is computed once the file is complete.
+            // they are; a digest is computed once the file is complete.
             let mut done = RangeSet::from_spans(ranges.iter().copied(), len.min(total));
             // Complete but not renamed: the last byte is fetched again,
             // which also checks the validator.
             done.remove((total.saturating_sub(1), total));
-            let mut part = PartFile::new(file, path, url);
+            let mut part = PartFile::new(file, path, url, digest);
             part.has_state = true;
             part.written = done.bytes();
             part.synced = part.written;
@@ -388,23 +417,11 @@ impl PartFile {
             // also checks the validator.
             done = done.min(total.saturating_sub(1));
         }
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut left = done;
-        file.rewind().ok()?;
-        while left > 0 {
-            let want = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());
-            match file.read(&mut buf[..want]) {
-                Ok(0) | Err(_) => return None,
-                Ok(n) => {
-                    hasher.update(&buf[..n]);
-                    left -= n as u64;
-                }
-            }
-        }
+        // The kept prefix is read back only for its digest.
+        let hasher = if digest { Some(hash_prefix(&file, done).ok()?) } else { None };
         file.set_len(done).ok()?;
         file.seek(SeekFrom::Start(done)).ok()?;
-        let mut part = PartFile::new(file, path, url);
+        let mut part = PartFile::new(file, path, url, digest);
         part.has_state = true;
         part.hasher = hasher;
         part.written = done;
@@ -418,7 +435,9 @@ impl PartFile {
     pub fn reset(&mut self) -> io::Result<()> {
         self.file.set_len(0)?;
         self.file.rewind()?;
-        self.hasher = Sha256::new();
+        if self.hasher.is_some() {
+            self.hasher = Some(Sha256::new());
+        }
         self.written = 0;
         self.synced = 0;
         self.resumed_from = 0;
@@ -498,26 +517,22 @@ impl PartFile {
         self.ranges = Some(done);
     }
 
-    /// A split download whose ranges cover the whole body: its SHA-256 is
-    /// computed from the file (its parts were written out of order), cut
-    /// to the body's length first. Blocking (reads the file).
+    /// A split download whose ranges cover the whole body: the file is cut
+    /// to the body's length and, when a digest is wanted, read back for its
+    /// SHA-256 (its parts were written out of order). Blocking (with a
+    /// digest, reads the whole file).
     pub fn complete_split(&mut self) -> io::Result<()> {
-        if let Some(total) = self.split_total() {
-            self.file.set_len(total)?;
-        }
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut offset = 0u64;
-        loop {
-            let n = self.file.read_at(&mut buf, offset)?;
-            if n == 0 {
-                break;
+        let len = match self.split_total() {
+            Some(total) => {
+                self.file.set_len(total)?;
+                total
             }
-            hasher.update(&buf[..n]);
-            offset += n as u64;
+            None => self.file.metadata()?.len(),
+        };
+        if self.hasher.is_some() {
+            self.hasher = Some(hash_prefix(&self.file, len)?);
         }
-        self.hasher = hasher;
-        self.written = offset;
+        self.written = len;
         Ok(())
     }
 
@@ -535,7 +550,9 @@ impl PartFile {
     /// is while one is in flight, see [`begin_checkpoint`](Self::begin_checkpoint)).
     pub fn write(&mut self, chunk: &[u8]) -> io::Result<bool> {
         self.file.write_all(chunk)?;
-        self.hasher.update(chunk);
+        if let Some(hasher) = self.hasher.as_mut() {
+            hasher.update(chunk);
+        }
         self.written += chunk.len() as u64;
         Ok(self.validators.is_some() && self.checkpointing.is_none() && self.written - self.synced >= CHECKPOINT_BYTES)
     }
@@ -608,9 +625,10 @@ impl PartFile {
         self.written
     }
 
-    /// The SHA-256 of what was written so far.
-    pub fn sha256(&self) -> [u8; 32] {
-        self.hasher.clone().finalize().into()
+    /// The SHA-256 of what was written so far; `None` when the part file
+    /// was opened without a digest.
+    pub fn sha256(&self) -> Option<[u8; 32]> {
+        self.hasher.clone().map(|h| h.finalize().into())
     }
 
     /// The `.part` file's path.
@@ -729,7 +747,7 @@ mod tests {
     }
 
     fn part(dir: &Path, name: &str, body: &[u8]) -> PartFile {
-        let mut p = PartFile::create(dir, name, "http://h/x").expect("part file");
+        let mut p = PartFile::create(dir, name, "http://h/x", true).expect("part file");
         p.write(body).expect("write");
         p.sync().expect("sync");
         p
@@ -786,13 +804,17 @@ mod tests {
         p.reset().expect("reset");
         p.write(b"z").expect("write");
         assert_eq!((p.written(), fs::read(p.path()).expect("read")), (1, b"z".to_vec()));
-        assert_eq!(p.sha256(), <[u8; 32]>::from(Sha256::digest(b"z")));
+        assert_eq!(p.sha256(), Some(<[u8; 32]>::from(Sha256::digest(b"z"))));
         drop(p);
         assert!(names(d.path()).is_empty());
     }
 
     fn resumable(dir: &Path, name: &str, url: &str, body: &[u8]) -> PartFile {
-        let mut p = PartFile::create(dir, name, url).expect("part file");
+        resumable_with(dir, name, url, body, true)
+    }
+
+    fn resumable_with(dir: &Path, name: &str, url: &str, body: &[u8], digest: bool) -> PartFile {
+        let mut p = PartFile::create(dir, name, url, digest).expect("part file");
         p.set_validators(Some(Validators { etag: Some("\"v1\"".into()), last_modified: None, total: Some(10) }));
         p.write(body).expect("write");
         p.checkpoint().expect("checkpoint");
@@ -812,15 +834,15 @@ mod tests {
         let state = read_state(&d.path().join("r.part.state")).expect("state");
         assert_eq!((state.url.as_str(), state.done, state.validators.total), ("http://h/r", 14, Some(10)));
 
-        assert!(PartFile::resume(d.path(), "r", "http://h/other").is_none());
-        let p = PartFile::resume(d.path(), "r", "http://h/r").expect("resumable");
+        assert!(PartFile::resume(d.path(), "r", "http://h/other", true).is_none());
+        let p = PartFile::resume(d.path(), "r", "http://h/r", true).expect("resumable");
         // 14 bytes on disk but the body is 10 long: continue from byte 9.
         assert_eq!(p.written(), 9);
-        assert_eq!(p.sha256(), <[u8; 32]>::from(Sha256::digest(b"hello-uns")));
+        assert_eq!(p.sha256(), Some(<[u8; 32]>::from(Sha256::digest(b"hello-uns"))));
         assert_eq!(p.resume_point().map(|(o, v)| (o, v.etag)), Some((9, Some("\"v1\"".into()))));
         // Held: a second download of the same URL does not get it.
-        assert!(PartFile::resume(d.path(), "r", "http://h/r").is_none());
-        let q = PartFile::create(d.path(), "r", "http://h/r").expect("another part");
+        assert!(PartFile::resume(d.path(), "r", "http://h/r", true).is_none());
+        let q = PartFile::create(d.path(), "r", "http://h/r", true).expect("another part");
         assert_eq!(q.path(), d.path().join("r.part.1"));
         drop((p, q));
         assert!(names(d.path()).is_empty(), "dropped without keep: part and state gone");
@@ -830,7 +852,7 @@ mod tests {
     fn a_split_part_file_keeps_its_ranges_and_resumes_them() {
         let d = tempfile::tempdir().expect("tempdir");
         let v = Validators { etag: Some("\"v\"".into()), last_modified: None, total: Some(10) };
-        let mut p = PartFile::create(d.path(), "z", "http://h/z").expect("part file");
+        let mut p = PartFile::create(d.path(), "z", "http://h/z", true).expect("part file");
         p.begin_split(v.clone());
         let shared = p.shared().expect("shared");
         shared.write_at(b"789", 7).expect("write");
@@ -843,7 +865,7 @@ mod tests {
         let state = read_state(&d.path().join("z.part.state")).expect("state");
         assert_eq!((state.done, state.ranges), (2, Some(vec![(0, 2), (7, 10)])));
 
-        let mut p = PartFile::resume(d.path(), "z", "http://h/z").expect("resumable");
+        let mut p = PartFile::resume(d.path(), "z", "http://h/z", true).expect("resumable");
         assert!(p.is_split());
         assert_eq!(p.resume_point(), None, "not a prefix to append to");
         // The last byte is asked for again (it checks the validator).
@@ -855,7 +877,7 @@ mod tests {
         shared.write_at(b"9", 9).expect("write");
         p.end_split(RangeSet::from_spans([(0, 10)], 10), 0);
         p.complete_split().expect("digest");
-        assert_eq!((p.written(), p.sha256()), (10, <[u8; 32]>::from(Sha256::digest(b"0123456789"))));
+        assert_eq!((p.written(), p.sha256()), (10, Some(<[u8; 32]>::from(Sha256::digest(b"0123456789")))));
         p.sync().expect("sync");
         // What a process killed while writing the state leaves behind.
         fs::write(d.path().join("z.part.state.tmp"), b"{").expect("write");
@@ -871,17 +893,149 @@ mod tests {
         assert!(p.keep());
         drop(p);
         std::fs::OpenOptions::new().write(true).open(d.path().join("s.part")).expect("open").set_len(3).expect("cut");
-        let p = PartFile::resume(d.path(), "s", "http://h/s").expect("opened");
+        let p = PartFile::resume(d.path(), "s", "http://h/s", true).expect("opened");
         assert_eq!((p.written(), p.resume_point()), (0, None));
         drop(p);
         let mut p = resumable(d.path(), "s", "http://h/s", b"abc");
         assert!(p.keep());
         drop(p);
-        let mut p = PartFile::resume(d.path(), "s", "http://h/s").expect("resumable");
+        let mut p = PartFile::resume(d.path(), "s", "http://h/s", true).expect("resumable");
         p.write(b"defghij").expect("write");
         p.sync().expect("sync");
         assert_eq!(p.commit(d.path(), "s", Collision::Number).expect("commit"), Committed::Saved("s".into()));
         assert_eq!(names(d.path()), ["s"]);
         assert_eq!(fs::read(d.path().join("s")).expect("read"), b"abcdefghij");
+    }
+
+    /// Bytes this thread has read with read(2) and pread(2) so far (`None`
+    /// without per-thread I/O accounting).
+    fn thread_rchar() -> Option<u64> {
+        let text = fs::read_to_string("/proc/thread-self/io").ok()?;
+        text.lines().find_map(|l| l.strip_prefix("rchar:")).and_then(|v| v.trim().parse().ok())
+    }
+
+    /// Bytes read by `f` on this thread, if that can be known.
+    fn reads<T>(f: impl FnOnce() -> T) -> (T, Option<u64>) {
+        let before = thread_rchar();
+        let out = f();
+        (out, thread_rchar().zip(before).map(|(after, before)| after - before))
+    }
+
+    const MIB: usize = 1 << 20;
+
+    /// A 2 MiB body.
+    fn body() -> Vec<u8> {
+        (0..2 * MIB).map(|i| (i * 7 % 251) as u8).collect()
+    }
+
+    fn sha(bytes: &[u8]) -> Option<[u8; 32]> {
+        Some(Sha256::digest(bytes).into())
+    }
+
+    #[test]
+    fn without_a_digest_nothing_is_hashed_and_the_bytes_are_exact() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let mut p = PartFile::create(d.path(), "n", "http://h/n", false).expect("part file");
+        p.write(b"abc").expect("write");
+        assert_eq!((p.written(), p.sha256()), (3, None));
+        p.reset().expect("reset");
+        p.write(b"xyz").expect("write");
+        p.write(b"!").expect("write");
+        assert_eq!((p.written(), p.sha256()), (4, None), "still no digest after a reset");
+        p.sync().expect("sync");
+        assert_eq!(p.commit(d.path(), "n", Collision::Number).expect("commit"), Committed::Saved("n".into()));
+        assert_eq!(fs::read(d.path().join("n")).expect("read"), b"xyz!");
+
+        // With a digest, a reset starts it over.
+        let mut p = PartFile::create(d.path(), "m", "http://h/m", true).expect("part file");
+        p.write(b"abc").expect("write");
+        p.reset().expect("reset");
+        p.write(b"xyz").expect("write");
+        assert_eq!(p.sha256(), sha(b"xyz"));
+    }
+
+    /// `DIR/k.part` as a run without a digest leaves it: the first MiB of
+    /// `body` checkpointed, then bytes the state does not claim.
+    fn kept_prefix(dir: &Path, body: &[u8]) {
+        let mut p = PartFile::create(dir, "k", "http://h/k", false).expect("part file");
+        let total = Some(body.len() as u64);
+        p.set_validators(Some(Validators { etag: Some("\"k\"".into()), last_modified: None, total }));
+        p.write(&body[..MIB]).expect("write");
+        p.checkpoint().expect("checkpoint");
+        assert!(p.keep());
+        drop(p);
+        let mut f = OpenOptions::new().append(true).open(dir.join("k.part")).expect("open");
+        f.write_all(b"not synced").expect("append");
+    }
+
+    #[test]
+    fn without_a_digest_a_resume_reads_nothing_back() {
+        let body = body();
+        let d = tempfile::tempdir().expect("tempdir");
+        kept_prefix(d.path(), &body);
+        let (p, read) = reads(|| PartFile::resume(d.path(), "k", "http://h/k", false));
+        let mut p = p.expect("resumable");
+        assert!(read.is_none_or(|n| n < 64 * 1024), "{read:?} bytes read: the prefix was read back");
+        assert_eq!((p.written(), p.sha256()), (MIB as u64, None));
+        assert_eq!(fs::metadata(p.path()).expect("meta").len(), MIB as u64, "cut back to what the state claims");
+        assert_eq!(p.resume_point().map(|(offset, _)| offset), Some(MIB as u64));
+        p.continued_at(MIB as u64);
+        p.write(&body[MIB..]).expect("write");
+        p.sync().expect("sync");
+        assert_eq!(p.commit(d.path(), "k", Collision::Number).expect("commit"), Committed::Saved("k".into()));
+        assert_eq!(fs::read(d.path().join("k")).expect("read"), body);
+        assert_eq!(names(d.path()), ["k"]);
+
+        // A file shorter than its state says still starts over.
+        let d = tempfile::tempdir().expect("tempdir");
+        kept_prefix(d.path(), &body);
+        OpenOptions::new().write(true).open(d.path().join("k.part")).expect("open").set_len(100).expect("cut");
+        let p = PartFile::resume(d.path(), "k", "http://h/k", false).expect("opened");
+        assert_eq!((p.written(), p.resume_point(), p.sha256()), (0, None, None));
+        drop(p);
+
+        // Left by a run without a digest, continued by one that wants it:
+        // the kept prefix is read back for it.
+        let d = tempfile::tempdir().expect("tempdir");
+        kept_prefix(d.path(), &body);
+        let (p, read) = reads(|| PartFile::resume(d.path(), "k", "http://h/k", true));
+        let mut p = p.expect("resumable");
+        assert!(read.is_none_or(|n| n >= MIB as u64), "{read:?} bytes read");
+        assert_eq!(p.sha256(), sha(&body[..MIB]));
+        p.write(&body[MIB..]).expect("write");
+        assert_eq!((p.written(), p.sha256()), (body.len() as u64, sha(&body)));
+    }
+
+    #[test]
+    fn without_a_digest_a_complete_split_file_is_cut_and_not_read_back() {
+        let body = body();
+        let total = body.len() as u64;
+        for digest in [false, true] {
+            let d = tempfile::tempdir().expect("tempdir");
+            let v = Validators { etag: Some("\"v\"".into()), last_modified: None, total: Some(total) };
+            let mut p = PartFile::create(d.path(), "z", "http://h/z", digest).expect("part file");
+            p.begin_split(v);
+            let shared = p.shared().expect("shared");
+            shared.write_at(&body[MIB..], MIB as u64).expect("write");
+            shared.write_at(&body[..MIB], 0).expect("write");
+            // Past the end (a longer file resumed): cut off.
+            shared.write_at(b"beyond", total).expect("write");
+            p.end_split(RangeSet::from_spans([(0, total)], total), 0);
+            let (done, read) = reads(|| p.complete_split());
+            done.expect("complete");
+            if digest {
+                assert!(read.is_none_or(|n| n >= total), "{read:?} bytes read");
+                assert_eq!((p.written(), p.sha256()), (total, sha(&body)));
+            } else {
+                assert!(read.is_none_or(|n| n < 64 * 1024), "{read:?} bytes read: the file was read back");
+                assert_eq!((p.written(), p.sha256()), (total, None));
+            }
+            assert_eq!(fs::metadata(p.path()).expect("meta").len(), total);
+            p.sync().expect("sync");
+            assert_eq!(p.commit(d.path(), "z", Collision::Number).expect("commit"), Committed::Saved("z".into()));
+            drop(shared);
+            assert_eq!(names(d.path()), ["z"]);
+            assert_eq!(fs::read(d.path().join("z")).expect("read"), body, "digest: {digest}");
+        }
     }
 }

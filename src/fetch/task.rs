@@ -212,7 +212,7 @@ pub struct FetchResult {
     pub name: Option<String>,
     /// Bytes saved.
     pub bytes: u64,
-    /// SHA-256 of the saved file, lowercase hex.
+    /// SHA-256 of the saved file, lowercase hex (if computed).
     pub sha256: Option<String>,
     /// The last HTTP status received.
     pub http_status: Option<u16>,
@@ -566,7 +566,7 @@ impl Download {
 
     fn end(&self, status: Status, name: Option<String>, error: Option<String>) -> FetchResult {
         let (bytes, sha256) = match (&self.part, status) {
-            (Some(p), Status::Done) => (p.written(), Some(hex(&p.sha256()))),
+            (Some(p), Status::Done) => (p.written(), p.sha256().map(|d| hex(&d))),
             _ => (0, None),
         };
         FetchResult {
@@ -637,7 +637,7 @@ impl Download {
                 p.reset().map_err(|e| local("cannot truncate the .part file", &e))?;
                 Ok(p)
             }
-            None => PartFile::create(&self.task.dir, &self.name, &self.task.url)
+            None => PartFile::create(&self.task.dir, &self.name, &self.task.url, true)
                 .map_err(|e| local(&format!("cannot create {}.part in {}", self.name, self.task.dir.display()), &e)),
         }
     }
@@ -673,7 +673,7 @@ impl Download {
             return Err(retry(format!("body ended after {} of {len} bytes", part.written())));
         }
         if let Some(want) = self.task.options.sha256 {
-            let got = part.sha256();
+            let got = part.sha256().ok_or_else(|| fatal(Status::LocalError, "no SHA-256 computed to check"))?;
             if got != want {
                 return Err(fatal(
                     Status::ChecksumMismatch,
@@ -726,7 +726,7 @@ impl Download {
         Ok(match committed {
             Committed::Saved(name) => FetchResult {
                 bytes: meta.bytes,
-                sha256: Some(meta.sha256),
+                sha256: meta.sha256,
                 resumed_from: meta.resumed_from,
                 ..self.end(Status::Done, Some(name), None)
             },
@@ -735,10 +735,11 @@ impl Download {
     }
 }
 
-/// Length and digest of a committed file (the part file is gone by then).
+/// Length and digest (if computed) of a committed file (the part file is
+/// gone by then).
 struct PartMeta {
     bytes: u64,
-    sha256: String,
+    sha256: Option<String>,
     resumed_from: u64,
 }
 
@@ -752,10 +753,11 @@ fn checkpoint_failed(e: &std::io::Error) -> Failure {
     local("cannot save the download state", e)
 }
 
-/// The verified part file's length and digest, and what to ask the
-/// committer.
+/// The verified part file's length and digest (if computed), and what to
+/// ask the committer.
 fn commit_request(part: PartFile, task: &FetchTask, name: String) -> (CommitRequest, PartMeta) {
-    let meta = PartMeta { bytes: part.written(), sha256: hex(&part.sha256()), resumed_from: part.resumed_from() };
+    let sha256 = part.sha256().map(|d| hex(&d));
+    let meta = PartMeta { bytes: part.written(), sha256, resumed_from: part.resumed_from() };
     (CommitRequest { part, dir: task.dir.clone(), name, policy: task.options.collision }, meta)
 }
 
@@ -969,7 +971,7 @@ fn drain_blocking(r: ureq::Response) {
 fn attempt_blocking(agent: &ureq::Agent, dl: &mut Download) -> Result<FetchResult, Failure> {
     if !dl.looked_for_part {
         dl.looked_for_part = true;
-        dl.part = PartFile::resume(&dl.task.dir, &dl.name, &dl.task.url);
+        dl.part = PartFile::resume(&dl.task.dir, &dl.name, &dl.task.url, true);
     }
     if dl.split_mode() {
         return ranged::attempt_blocking(agent, dl);
@@ -1182,10 +1184,12 @@ async fn attempt_async(client: &http::Client, dl: &mut Download) -> Result<Fetch
     if !dl.looked_for_part {
         dl.looked_for_part = true;
         // Most downloads have no part file to continue: looking is one
-        // lookup, done here; resuming one reads it, on a blocking thread.
+        // lookup, done here; resuming one reads its state (and, for a
+        // digest, its kept bytes), on a blocking thread.
         if PartFile::may_resume(&dl.task.dir, &dl.name) {
             let (dir, name, url) = (dl.task.dir.clone(), dl.name.clone(), dl.task.url.clone());
-            dl.part = tokio::task::spawn_blocking(move || PartFile::resume(&dir, &name, &url)).await.ok().flatten();
+            dl.part =
+                tokio::task::spawn_blocking(move || PartFile::resume(&dir, &name, &url, true)).await.ok().flatten();
         }
     }
     if dl.split_mode() {

@@ -534,10 +534,11 @@ fn read_piece_blocking(run: &Run, id: usize, response: ureq::Response, buf: &mut
     }
 }
 
-/// Every byte is written: digest, check, sync and rename.
+/// Every byte is written: cut to length (and digest, if wanted), check,
+/// sync and rename.
 fn finish_blocking(dl: &mut Download) -> Result<FetchResult, Failure> {
     let part = dl.part.as_mut().ok_or_else(|| fatal(Status::LocalError, "no .part file"))?;
-    part.complete_split().map_err(|e| local("cannot read the .part file", &e))?;
+    part.complete_split().map_err(|e| local("cannot complete the .part file", &e))?;
     let total = part.split_total();
     dl.verify(total)?;
     let part = dl.part.take().ok_or_else(|| fatal(Status::LocalError, "no .part file"))?;
@@ -705,7 +706,7 @@ async fn finish_async(dl: &mut Download) -> Result<FetchResult, Failure> {
     on_part_blocking(dl, PartFile::complete_split)
         .await?
         .unwrap_or(Ok(()))
-        .map_err(|e| local("cannot read the .part file", &e))?;
+        .map_err(|e| local("cannot complete the .part file", &e))?;
     let total = dl.part.as_ref().and_then(PartFile::split_total);
     dl.verify(total)?;
     commit_async(dl).await
