@@ -41,7 +41,7 @@ engine_tests! {
         let s = TestServer::start();
         let dir = tempfile::tempdir().expect("tempdir");
         let (a, b) = (s.url("/file/3000/a.txt"), s.url("/status/404/b.txt"));
-        let o = fetch(engine, dir.path(), &[&a, &b, "-f", "json"]);
+        let o = fetch(engine, dir.path(), &[&a, &b, "-f", "json", "--sha256"]);
         assert_eq!(code(&o), 1, "{}", stderr(&o));
         let doc = json(&o);
         let f = doc["files"].as_array().expect("files");
@@ -399,7 +399,7 @@ engine_tests! {
         // 24 different bodies, all named same.bin, finishing together.
         let urls: Vec<String> = (0..24).map(|i| s.url(&format!("/file/{}/same.bin", 1000 + i))).collect();
         let mut args: Vec<&str> = urls.iter().map(String::as_str).collect();
-        args.extend(["-j", "24", "-f", "json"]);
+        args.extend(["-j", "24", "-f", "json", "--sha256"]);
         let o = fetch(engine, dir.path(), &args);
         assert_eq!(code(&o), 0, "{}", stderr(&o));
         let on_disk = files(dir.path());

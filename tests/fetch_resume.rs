@@ -27,7 +27,7 @@ engine_tests! {
         for (flags, name, validator) in [("cut=300000", "a.bin", "\"a.bin-1000000-v1\""), ("cut=300000,lm", "l.bin", "Sun, 06 Nov 1994 08:49:37 GMT")] {
             let dir = tempfile::tempdir().expect("tempdir");
             let path = format!("/range/{flags}/{SIZE}/{name}");
-            let o = fetch(engine, dir.path(), &[&s.url(&path)]);
+            let o = fetch(engine, dir.path(), &[&s.url(&path), "--sha256"]);
             assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
             assert_eq!(files(dir.path()), only(name, SIZE, 1), "exact file, no .part or .state");
             let reqs = s.requests(&path);

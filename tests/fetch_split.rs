@@ -65,7 +65,7 @@ engine_tests! {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = format!("/range/-/{SIZE}/s.bin");
         let checksum = format!("sha256={}", sha256_hex(&versioned("s.bin", SIZE, 1)));
-        let o = fetch(engine, dir.path(), &[&s.url(&path), "-s", "4", "--checksum", &checksum]);
+        let o = fetch(engine, dir.path(), &[&s.url(&path), "-s", "4", "--checksum", &checksum, "--sha256"]);
         assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
         assert_eq!(files(dir.path()), only("s.bin", SIZE, 1), "exact file, no .part or .state");
         let reqs = s.requests(&path);

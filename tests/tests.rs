@@ -12,6 +12,7 @@ mod chat_server;
 mod chat_tls;
 mod echo;
 mod fetch;
+mod fetch_digest;
 mod fetch_disposition;
 mod fetch_input;
 mod fetch_resume;

@@ -25,6 +25,7 @@ Examples:
   trident fetch https://example.org/a.iso https://example.org/b.iso -d downloads
   trident fetch -i urls.txt -j 32 -e threads -f json > results.json
   trident fetch https://example.org/a.iso --checksum sha256=9f86d0...
+  trident fetch -i urls.txt --sha256 -f json > results.json
 
 Files: the body is written to NAME.part in DIR, synced, checked (length
 against Content-Length, --checksum), and only then renamed to NAME. A file
@@ -32,7 +33,10 @@ under its final name is always complete. NAME is the URL's last path
 segment, percent-decoded, without /, \\, control characters or leading
 dots (index.html when empty); it never leaves DIR and no symlink in DIR is
 followed. A taken NAME becomes NAME.1.ext, NAME.2.ext... unless
---overwrite or --no-clobber.
+--overwrite or --no-clobber. No digest is computed unless asked for:
+--sha256 reports the SHA-256 of every file saved (text: sha256:HEX on its
+line; JSON: \"sha256\", null without it), at a CPU cost of about 0.5 s per
+GiB; --checksum and checksum= compute it to verify (and report) it.
 
 --content-disposition: NAME comes from the Content-Disposition header of
 the response whose body is saved (after redirects; not from a redirect):
@@ -66,7 +70,8 @@ worker whose part is done takes half of the part with the most bytes left
 its rest to the next idle worker; a part that shows the file changed (200,
 another validator) starts the download over, a second time as one stream.
 A 200, a body too small or without a validator: one stream, as with -s 1.
-The SHA-256 is computed by reading the file once it is complete.
+A SHA-256 (--sha256, --checksum) is computed by reading the file once it is
+complete.
 
 Retries: connection errors, timeouts, truncated bodies, HTTP 408, 429 and
 5xx, with exponential backoff and jitter (--retry-wait, doubling, at most
@@ -145,6 +150,11 @@ pub struct FetchArgs {
     /// never saved (exit 3). Needs exactly one URL.
     #[arg(long, value_name = "ALGO=HEX")]
     pub checksum: Option<String>,
+    /// Report the SHA-256 of every file saved: text sha256:HEX, JSON
+    /// "sha256" (null unless --sha256 or --checksum). Costs CPU: about
+    /// 0.5 s per GiB.
+    #[arg(long)]
+    pub sha256: bool,
     /// Replace an existing file of the same name.
     #[arg(long, conflicts_with = "no_clobber")]
     pub overwrite: bool,
@@ -282,6 +292,7 @@ impl FetchArgs {
                 retry_wait: self.retry_wait,
                 retry_max_time: self.retry_max_time,
                 sha256,
+                report_sha256: self.sha256,
                 collision,
                 keep_partial: self.continue_,
                 content_disposition: self.content_disposition,

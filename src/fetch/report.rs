@@ -147,12 +147,11 @@ impl<W: Write> Report<W> {
         match self.format {
             Format::Text => {
                 let line = match (r.status, &r.name) {
-                    (Status::Done, Some(name)) => format!(
-                        "done      {name}  {} bytes  sha256:{}  {}",
-                        r.bytes,
-                        r.sha256.as_deref().unwrap_or("-"),
-                        r.url
-                    ),
+                    // The digest only when one was computed (--sha256, a checksum).
+                    (Status::Done, Some(name)) => match &r.sha256 {
+                        Some(sha256) => format!("done      {name}  {} bytes  sha256:{sha256}  {}", r.bytes, r.url),
+                        None => format!("done      {name}  {} bytes  {}", r.bytes, r.url),
+                    },
                     (Status::Skipped, Some(name)) => format!("skipped   {name}  (exists)  {}", r.url),
                     (status, _) => {
                         format!("{:<9} {}: {}", status.name(), r.url, r.error.as_deref().unwrap_or("unknown error"))
@@ -233,6 +232,7 @@ mod tests {
         let mut out = Vec::new();
         let mut report = Report::new(Format::Text, &mut out);
         report.record(result(Status::Done, 2048)).expect("write");
+        report.record(FetchResult { sha256: None, ..result(Status::Done, 10) }).expect("write");
         let mut failed = result(Status::Failed, 0);
         failed.error = Some("HTTP 404 Not Found".into());
         report.record(failed.clone()).expect("write");
@@ -245,6 +245,7 @@ mod tests {
         assert_eq!(
             text,
             "done      x  2048 bytes  sha256:ab  http://h/x\n\
+             done      x  10 bytes  http://h/x\n\
              failed    http://h/x: HTTP 404 Not Found\n\
              Fetched 1 of 2 URLs (2.0 KiB) in 1.50 s with async (-j 8): 1 failed\n"
         );

@@ -115,8 +115,12 @@ pub struct FetchOptions {
     pub retry_wait: Duration,
     /// No retry starts later than this after the download's first attempt.
     pub retry_max_time: Duration,
-    /// Expected SHA-256 of the file (`--checksum sha256=HEX`).
+    /// Expected SHA-256 of the file (`--checksum sha256=HEX`, or an input
+    /// file's `checksum=`).
     pub sha256: Option<[u8; 32]>,
+    /// `--sha256`: report the SHA-256 of every file saved. Without it (and
+    /// without an expected one) no digest is computed at all.
+    pub report_sha256: bool,
     /// What to do when the file name is taken.
     pub collision: Collision,
     /// `-c`: keep a resumable `.part` also when the download fails for
@@ -132,6 +136,13 @@ pub struct FetchOptions {
     pub min_split_size: u64,
     /// `--insecure`: TLS certificates are not checked.
     pub insecure: bool,
+}
+
+impl FetchOptions {
+    /// Whether the body's SHA-256 is computed: to report it, or to check it.
+    pub fn digest(&self) -> bool {
+        self.report_sha256 || self.sha256.is_some()
+    }
 }
 
 /// Downloads one URL into a directory.
@@ -212,7 +223,9 @@ pub struct FetchResult {
     pub name: Option<String>,
     /// Bytes saved.
     pub bytes: u64,
-    /// SHA-256 of the saved file, lowercase hex (if computed).
+    /// SHA-256 of the saved file, lowercase hex: computed only with
+    /// `--sha256` or a checksum to verify (`None` otherwise, and for any
+    /// file not saved).
     pub sha256: Option<String>,
     /// The last HTTP status received.
     pub http_status: Option<u16>,
@@ -637,7 +650,7 @@ impl Download {
                 p.reset().map_err(|e| local("cannot truncate the .part file", &e))?;
                 Ok(p)
             }
-            None => PartFile::create(&self.task.dir, &self.name, &self.task.url, true)
+            None => PartFile::create(&self.task.dir, &self.name, &self.task.url, self.task.options.digest())
                 .map_err(|e| local(&format!("cannot create {}.part in {}", self.name, self.task.dir.display()), &e)),
         }
     }
@@ -971,7 +984,7 @@ fn drain_blocking(r: ureq::Response) {
 fn attempt_blocking(agent: &ureq::Agent, dl: &mut Download) -> Result<FetchResult, Failure> {
     if !dl.looked_for_part {
         dl.looked_for_part = true;
-        dl.part = PartFile::resume(&dl.task.dir, &dl.name, &dl.task.url, true);
+        dl.part = PartFile::resume(&dl.task.dir, &dl.name, &dl.task.url, dl.task.options.digest());
     }
     if dl.split_mode() {
         return ranged::attempt_blocking(agent, dl);
@@ -1188,8 +1201,9 @@ async fn attempt_async(client: &http::Client, dl: &mut Download) -> Result<Fetch
         // digest, its kept bytes), on a blocking thread.
         if PartFile::may_resume(&dl.task.dir, &dl.name) {
             let (dir, name, url) = (dl.task.dir.clone(), dl.name.clone(), dl.task.url.clone());
+            let digest = dl.task.options.digest();
             dl.part =
-                tokio::task::spawn_blocking(move || PartFile::resume(&dir, &name, &url, true)).await.ok().flatten();
+                tokio::task::spawn_blocking(move || PartFile::resume(&dir, &name, &url, digest)).await.ok().flatten();
         }
     }
     if dl.split_mode() {
@@ -1475,6 +1489,7 @@ mod tests {
                 retry_wait: Duration::from_millis(10),
                 retry_max_time: Duration::from_secs(60),
                 sha256: Some([7; 32]),
+                report_sha256: true,
                 collision: Collision::NoClobber,
                 keep_partial: true,
                 content_disposition: true,

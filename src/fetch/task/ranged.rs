@@ -738,6 +738,7 @@ mod tests {
             retry_wait: Duration::from_millis(1),
             retry_max_time: Duration::from_secs(1),
             sha256: None,
+            report_sha256: false,
             collision: Collision::Number,
             keep_partial: false,
             content_disposition: false,
