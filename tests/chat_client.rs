@@ -72,7 +72,8 @@ impl Server {
             Kind::Ngircd => {
                 let dir = tempfile::tempdir().expect("temp dir");
                 let config = dir.path().join("ngircd.conf");
-                std::fs::write(&config, ngircd_config(port)).expect("write ngircd.conf");
+                std::fs::write(&config, ngircd_config(port, &dir.path().join("ngircd.pid")))
+                    .expect("write ngircd.conf");
                 let mut command = Command::new(ngircd_path());
                 command.arg("-n").arg("-f").arg(&config);
                 (command, Some(dir))
@@ -145,8 +146,10 @@ fn ngircd_path() -> &'static str {
 
 /// A private ngircd: loopback only, no DNS/ident/PAM lookups, no
 /// connection limits, no penalty delays (it would throttle the load test),
-/// 30-byte nicks like trident's.
-fn ngircd_config(port: u16) -> String {
+/// 30-byte nicks like trident's. Its PID file goes in the test's directory:
+/// ngircd deletes it when it exits (it once pointed at /dev/null, which
+/// ngircd, running as root, then deleted for the whole machine).
+fn ngircd_config(port: u16, pid_file: &std::path::Path) -> String {
     format!(
         "[Global]\n\
          Name = irc.test\n\
@@ -155,12 +158,13 @@ fn ngircd_config(port: u16) -> String {
          Listen = 127.0.0.1\n\
          Ports = {port}\n\
          MotdPhrase = ngircd for trident tests\n\
-         PidFile = /dev/null\n\
+         PidFile = {pid}\n\
          [Limits]\n\
          MaxConnections = 0\nMaxConnectionsIP = 0\nMaxJoins = 0\nMaxNickLength = 30\n\
          MaxPenaltyTime = 0\nPingTimeout = 120\nPongTimeout = 20\n\
          [Options]\n\
-         PAM = no\nIdent = no\nDNS = no\n"
+         PAM = no\nIdent = no\nDNS = no\n",
+        pid = pid_file.display()
     )
 }
 
