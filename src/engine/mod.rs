@@ -14,6 +14,7 @@
 //! (threads, worker processes, or futures).
 
 pub mod processes;
+mod slot;
 pub mod threads;
 pub mod tokio;
 
@@ -26,6 +27,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use slot::release_slot;
 pub use threads::JoinGuard;
 
 /// One unit of independent work that any engine can run.
@@ -398,6 +400,66 @@ mod tests {
             assert!(stats.interrupted, "{config:?}");
             assert!(stats.done < 9_900 && stats.done >= 20, "{config:?}: {stats:?}");
             assert_eq!(stats.done, seen);
+        }
+    }
+
+    /// Works 5 ms (counted in `WORKING`), then releases its place and
+    /// finishes for 20 ms (counted in `FINISHING`).
+    #[derive(Clone, Debug, Serialize, Deserialize)]
+    struct TwoPhase(u64);
+
+    static WORKING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    static FINISHING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    static MOST: std::sync::Mutex<(usize, usize)> = std::sync::Mutex::new((0, 0));
+
+    fn note(working: isize, finishing: isize) {
+        let w = WORKING.fetch_add(working as usize, Ordering::SeqCst).wrapping_add(working as usize);
+        let f = FINISHING.fetch_add(finishing as usize, Ordering::SeqCst).wrapping_add(finishing as usize);
+        let mut most = MOST.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *most = (most.0.max(w), most.1.max(w + f));
+    }
+
+    impl Task for TwoPhase {
+        type Output = u64;
+        const NAME: &'static str = "test-two-phase";
+        fn run_blocking(self) -> u64 {
+            note(1, 0);
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            note(-1, 1);
+            release_slot();
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            note(0, -1);
+            self.0
+        }
+        async fn run_async(self) -> u64 {
+            note(1, 0);
+            ::tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            note(-1, 1);
+            release_slot();
+            ::tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            note(0, -1);
+            self.0
+        }
+    }
+
+    #[test]
+    fn a_released_place_starts_the_next_task_within_twice_the_concurrency() {
+        let configs = [
+            EngineConfig::new(EngineKind::Threads).with_concurrency(3),
+            EngineConfig { async_runtime: AsyncRuntime::CurrentThread, ..EngineConfig::new(EngineKind::Async) }
+                .with_concurrency(3),
+        ];
+        for config in configs {
+            *MOST.lock().unwrap() = (0, 0);
+            let mut done = 0;
+            let stats = run_tasks(&config, (0..40).map(TwoPhase), &Interrupt::new(), |_| done += 1).unwrap();
+            assert_eq!((stats.done, done), (40, 40), "{config:?}");
+            let (working, existing) = *MOST.lock().unwrap();
+            assert!(working <= 3, "{config:?}: {working} working at once");
+            assert!(existing > 3 && existing <= 6, "{config:?}: {existing} tasks at once");
+            if config.kind == EngineKind::Threads {
+                assert!(stats.runners_started <= 6, "{stats:?}");
+            }
         }
     }
 

@@ -14,11 +14,13 @@
 //! of vanishing.
 
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
 use crossbeam_channel::{bounded, select, unbounded};
 
+use super::slot::Slots;
 use super::{EngineConfig, EngineError, Interrupt, Pacer, RunStats, Task, TaskOutcome, panic_message};
 
 /// How often the dispatcher wakes up to look at the interrupt flag.
@@ -40,6 +42,7 @@ where
     let (out_tx, out_rx) = unbounded::<TaskOutcome<T>>();
 
     let mut pacer = Pacer::new(config.max_rate);
+    let slots = Slots::new(config.concurrency);
     thread::scope(|scope| {
         let mut in_flight = 0usize;
         let mut spawned = 0usize;
@@ -75,13 +78,28 @@ where
                 }
                 booked = true;
             }
-            if in_flight >= spawned && spawned < config.concurrency {
+            if !slots.can_start(in_flight) {
+                // Every place taken: wait for an outcome or a released place.
+                select! {
+                    recv(out_rx) -> outcome => if let Ok(outcome) = outcome {
+                        in_flight -= 1;
+                        record(&mut stats, &outcome);
+                        on_output(outcome);
+                    },
+                    recv(slots.released_rx()) -> _ => {}
+                    default(TICK) => {}
+                }
+                pending = Some(task);
+                continue;
+            }
+            if in_flight >= spawned && spawned < slots.most() {
                 let task_rx = task_rx.clone();
                 let out_tx = out_tx.clone();
+                let slots = Arc::clone(&slots);
                 thread::Builder::new()
                     .name(format!("trident-pool-{spawned}"))
                     .stack_size(config.thread_stack)
-                    .spawn_scoped(scope, move || worker(&task_rx, &out_tx))
+                    .spawn_scoped(scope, move || worker(&task_rx, &out_tx, &slots))
                     .map_err(|source| EngineError::Start { engine: "threads", source })?;
                 spawned += 1;
                 stats.runners_started += 1;
@@ -121,10 +139,15 @@ fn record<T: Task>(stats: &mut RunStats, outcome: &TaskOutcome<T>) {
     }
 }
 
-fn worker<T: Task>(tasks: &crossbeam_channel::Receiver<T>, out: &crossbeam_channel::Sender<TaskOutcome<T>>) {
+fn worker<T: Task>(
+    tasks: &crossbeam_channel::Receiver<T>,
+    out: &crossbeam_channel::Sender<TaskOutcome<T>>,
+    slots: &Arc<Slots>,
+) {
     for task in tasks {
         let copy = task.clone();
-        let outcome = match panic::catch_unwind(AssertUnwindSafe(|| task.run_blocking())) {
+        let ran = slots.scope_blocking(|| panic::catch_unwind(AssertUnwindSafe(|| task.run_blocking())));
+        let outcome = match ran {
             Ok(output) => TaskOutcome::Done(output),
             Err(payload) => TaskOutcome::Failed {
                 task: copy,

@@ -18,6 +18,7 @@ use futures_util::FutureExt;
 use ::tokio::runtime::{Builder, Runtime};
 use ::tokio::task::JoinSet;
 
+use super::slot::Slots;
 use super::{AsyncRuntime, EngineConfig, EngineError, Interrupt, Pacer, RunStats, Task, TaskOutcome, panic_message};
 
 /// How often the dispatcher wakes up to look at the interrupt flag.
@@ -65,13 +66,14 @@ where
     let rt = runtime(config.async_runtime).map_err(|source| EngineError::Start { engine: "async", source })?;
     let mut stats = RunStats::default();
     let mut pacer = Pacer::new(config.max_rate);
+    let slots = Slots::new(config.concurrency);
     rt.block_on(async {
         let mut set: JoinSet<Guarded<T>> = JoinSet::new();
         let mut tick = ::tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(::tokio::time::MissedTickBehavior::Delay);
         let mut exhausted = false;
         loop {
-            while !exhausted && set.len() < config.concurrency {
+            while !exhausted && slots.can_start(set.len()) {
                 if interrupt.is_set() {
                     stats.interrupted = true;
                     exhausted = true;
@@ -83,7 +85,7 @@ where
                         if !wait.is_zero() {
                             ::tokio::time::sleep(wait).await;
                         }
-                        set.spawn(guarded(task));
+                        set.spawn(slots.scope_async(guarded(task)));
                         stats.runners_started += 1;
                     }
                     None => exhausted = true,
@@ -95,6 +97,7 @@ where
             let first = ::tokio::select! {
                 joined = set.join_next() => joined,
                 _ = tick.tick() => continue,
+                _ = slots.released() => continue,
             };
             // Take everything that is ready before refilling.
             let mut next = first;

@@ -782,6 +782,8 @@ fn commit_failed(name: &str, task: &FetchTask, e: &std::io::Error) -> Failure {
 /// `commit`), waiting for it.
 fn finish(part: PartFile, task: &FetchTask, name: &str) -> Result<(Committed, PartMeta), Failure> {
     let (request, meta) = commit_request(part, task, name.to_string());
+    // Waiting for the disk is not downloading: the next download may start.
+    crate::engine::release_slot();
     let committed = commit::commit_blocking(request).map_err(|e| commit_failed(name, task, &e))?;
     Ok((committed, meta))
 }
@@ -1316,6 +1318,8 @@ async fn commit_async(dl: &mut Download) -> Result<FetchResult, Failure> {
     let part = dl.part.take().ok_or_else(|| fatal(Status::LocalError, "no .part file"))?;
     let name = dl.final_name();
     let (request, meta) = commit_request(part, &dl.task, name.clone());
+    // Waiting for the disk is not downloading: the next download may start.
+    crate::engine::release_slot();
     let outcome = commit::commit_async(request)
         .await
         .map(|committed| (committed, meta))
