@@ -129,7 +129,9 @@ pub struct FetchArgs {
     /// CPU-heavy downloads such as many fast HTTPS streams).
     #[arg(long, value_enum, default_value_t = RuntimeArg::CurrentThread)]
     pub async_runtime: RuntimeArg,
-    /// Files downloaded at once (threads, worker processes or futures).
+    /// Files downloaded at once (threads, worker processes or futures); a
+    /// finished one waiting for its file to be synced and renamed no longer
+    /// counts (threads, async), up to N of those.
     #[arg(short = 'j', long = "jobs", value_name = "N", default_value_t = DEFAULT_JOBS,
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub jobs: u32,
