@@ -78,15 +78,15 @@ fn kib_field(path: &str, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// For a worker process, between fork and exec (a `pre_exec` closure): die
-/// with the parent (`PR_SET_PDEATHSIG`, checked against a parent `parent`
+/// For a worker process, between fork and exec (a `pre_exec` closure) or
+/// first thing after exec, while it has one thread: die with the parent (`PR_SET_PDEATHSIG`, checked against a parent `parent`
 /// that died before the prctl took effect), and ignore the terminal's
 /// Ctrl-C, which reaches the whole foreground group: the parent decides
 /// when its workers stop.
 ///
 /// # Safety
-/// Only between fork and exec; it calls async-signal-safe functions only
-/// (prctl, getppid, signal, _exit).
+/// Only between fork and exec, or in a process that has one thread; it
+/// calls async-signal-safe functions only (prctl, getppid, signal, _exit).
 pub unsafe fn become_worker_of(parent: u32) -> io::Result<()> {
     // SAFETY: async-signal-safe calls, as the caller guarantees the context.
     unsafe {

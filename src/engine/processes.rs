@@ -18,13 +18,11 @@
 
 use std::collections::VecDeque;
 use std::io::{self, BufReader, BufWriter, Read, Write};
-use std::os::unix::process::CommandExt;
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
-
-use crossbeam_channel::{Sender, unbounded};
 
 use super::{EngineConfig, EngineError, Interrupt, Pacer, RunStats, Task, TaskOutcome};
 
@@ -33,6 +31,8 @@ pub const WORKER_SUBCOMMAND: &str = "__worker";
 /// Environment variable that overrides which executable is started as a
 /// worker (default: this very executable).
 pub const WORKER_EXE_ENV: &str = "TRIDENT_WORKER_EXE";
+/// Environment variable telling a worker its parent's pid (see [`serve`]).
+const WORKER_PARENT_ENV: &str = "TRIDENT_WORKER_PARENT";
 /// Largest frame accepted; anything bigger means a corrupt stream.
 const MAX_FRAME: usize = 64 << 20;
 /// A task is run at most this many times before it is reported as failed.
@@ -73,7 +73,18 @@ fn invalid(e: postcard::Error) -> io::Error {
 }
 
 /// The worker side: serves tasks of type `T` from stdin until it closes.
+///
+/// First it becomes its parent's worker: it dies with the parent
+/// (`PR_SET_PDEATHSIG`, checked against the pid the parent passed, in case
+/// the parent died before the prctl) and ignores the terminal's Ctrl-C,
+/// which reaches the whole foreground group (the parent decides when its
+/// workers stop). Done here rather than between fork and exec, so that the
+/// parent can start workers with `posix_spawn`.
 pub fn serve<T: Task>() -> io::Result<()> {
+    if let Some(parent) = std::env::var(WORKER_PARENT_ENV).ok().and_then(|p| p.parse().ok()) {
+        // SAFETY: prctl, getppid, signal and _exit, on our own process.
+        unsafe { crate::sys::become_worker_of(parent)? };
+    }
     let mut input = BufReader::new(io::stdin().lock());
     let mut output = BufWriter::new(io::stdout().lock());
     while let Some(frame) = read_frame(&mut input)? {
@@ -96,7 +107,11 @@ struct Assigned<T> {
 struct Worker<T> {
     child: Child,
     /// `None` once closed: the worker then exits after its current task.
-    stdin: Option<BufWriter<ChildStdin>>,
+    stdin: Option<ChildStdin>,
+    /// Its outputs, read without blocking; `None` once it is gone.
+    stdout: Option<ChildStdout>,
+    /// Bytes read from `stdout` that do not make a whole frame yet.
+    unread: Vec<u8>,
     busy: Option<Assigned<T>>,
     alive: bool,
 }
@@ -110,42 +125,44 @@ enum Event<O> {
 struct Pool<T: Task> {
     exe: PathBuf,
     workers: Vec<Worker<T>>,
-    events_tx: Sender<Event<T::Output>>,
-    readers: Vec<thread::JoinHandle<()>>,
+    /// Reused for every `poll`.
+    pollfds: Vec<libc::pollfd>,
 }
 
 impl<T: Task> Pool<T> {
+    /// Starts a worker with `posix_spawn` (`std` uses it when no `pre_exec`
+    /// is set): the parent's memory is neither copied nor write-protected,
+    /// as a `fork` would do it (32 forks of the dispatcher cost ~20 ms of
+    /// CPU in copy-on-write faults alone). What used to be done between
+    /// fork and exec the worker does first thing (see [`serve`]).
     fn spawn_worker(&mut self) -> io::Result<usize> {
-        let parent = std::process::id();
         let mut cmd = Command::new(&self.exe);
-        cmd.arg(WORKER_SUBCOMMAND).arg(T::NAME).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
-        // SAFETY: the closure runs between fork and exec; become_worker_of
-        // only calls async-signal-safe functions.
-        unsafe {
-            cmd.pre_exec(move || crate::sys::become_worker_of(parent));
-        }
+        cmd.arg(WORKER_SUBCOMMAND)
+            .arg(T::NAME)
+            .env(WORKER_PARENT_ENV, std::process::id().to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
         let mut child = cmd.spawn()?;
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             let _ = child.kill();
             let _ = child.wait();
             return Err(io::Error::other("worker started without pipes"));
         };
+        if let Err(e) = set_nonblocking(&stdout) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
         let index = self.workers.len();
-        let events = self.events_tx.clone();
-        let reader = thread::Builder::new()
-            .name(format!("trident-worker-reader-{index}"))
-            .stack_size(128 * 1024)
-            .spawn(move || read_outputs::<T::Output>(index, stdout, &events));
-        let reader = match reader {
-            Ok(r) => r,
-            Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(e);
-            }
-        };
-        self.readers.push(reader);
-        self.workers.push(Worker { child, stdin: Some(BufWriter::new(stdin)), busy: None, alive: true });
+        self.workers.push(Worker {
+            child,
+            stdin: Some(stdin),
+            stdout: Some(stdout),
+            unread: Vec::new(),
+            busy: None,
+            alive: true,
+        });
         Ok(index)
     }
 
@@ -161,20 +178,136 @@ impl<T: Task> Pool<T> {
         self.workers.iter().position(|w| w.alive && w.busy.is_none() && w.stdin.is_some())
     }
 
-    /// Sends `job` to worker `index`. A failed write means the worker is
-    /// dying; its reader reports it and the task is requeued from there.
+    /// Sends `job` to worker `index`, as one `write` when it fits. A failed
+    /// write means the worker is dying; reading its end reports it and the
+    /// task is requeued from there.
     fn assign(&mut self, index: usize, job: Assigned<T>) {
         let worker = &mut self.workers[index];
         let sent = postcard::to_stdvec(&(job.id, &job.task)).map_err(invalid).and_then(|bytes| {
             let stdin = worker.stdin.as_mut().ok_or_else(|| io::Error::from(io::ErrorKind::BrokenPipe))?;
-            write_frame(stdin, &bytes)?;
-            stdin.flush()
+            stdin.write_all(&frame(&bytes)?)
         });
         worker.busy = Some(job);
         if sent.is_err() {
             worker.stdin = None;
         }
     }
+
+    /// Waits up to `timeout` for outputs, then takes every whole frame the
+    /// workers have written, and notes the workers that are gone: one
+    /// `poll` for all of them on this thread, instead of a reader thread
+    /// each handing frames over a channel (a thread wake-up more per task,
+    /// and a dispatcher that spun in `sched_yield` waiting for them).
+    fn wait_events(&mut self, timeout: Duration, events: &mut Vec<Event<T::Output>>) {
+        self.pollfds.clear();
+        let mut owners = Vec::with_capacity(self.workers.len());
+        for (i, w) in self.workers.iter().enumerate() {
+            if let Some(stdout) = &w.stdout {
+                self.pollfds.push(libc::pollfd { fd: stdout.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+                owners.push(i);
+            }
+        }
+        if self.pollfds.is_empty() {
+            thread::sleep(timeout);
+            return;
+        }
+        let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+        let nfds = libc::nfds_t::try_from(self.pollfds.len()).unwrap_or(libc::nfds_t::MAX);
+        // SAFETY: pollfds is a valid array of nfds entries for the call.
+        let ready = unsafe { libc::poll(self.pollfds.as_mut_ptr(), nfds, ms) };
+        if ready <= 0 {
+            return; // timeout, or EINTR: the caller looks at the flag and waits again
+        }
+        for (k, &i) in owners.iter().enumerate() {
+            if self.pollfds[k].revents != 0 {
+                self.read_worker(i, events);
+            }
+        }
+    }
+
+    /// Reads what worker `i` wrote; its whole frames become events. End of
+    /// stream, a read error or a frame that does not decode: it is gone.
+    fn read_worker(&mut self, i: usize, events: &mut Vec<Event<T::Output>>) {
+        let w = &mut self.workers[i];
+        let Some(stdout) = w.stdout.as_mut() else { return };
+        let mut chunk = [0u8; 16 * 1024];
+        let end = loop {
+            match stdout.read(&mut chunk) {
+                Ok(0) => break Some(None),
+                Ok(n) => w.unread.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break None,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Some(Some(e.to_string())),
+            }
+        };
+        let mut bad = None;
+        let used = whole_frames(&w.unread, |payload| match postcard::from_bytes::<(u64, T::Output)>(payload) {
+            Ok((id, output)) => {
+                events.push(Event::Output { worker: i, id, output });
+                true
+            }
+            Err(e) => {
+                bad = Some(format!("undecodable output: {e}"));
+                false
+            }
+        });
+        let used = used.unwrap_or_else(|e| {
+            bad = Some(e.to_string());
+            0
+        });
+        w.unread.drain(..used);
+        let error = match (bad, end) {
+            (Some(bad), _) => {
+                // It is still running but can no longer be understood.
+                let _ = w.child.kill();
+                Some(bad)
+            }
+            (None, Some(error)) => error,
+            (None, None) => return,
+        };
+        w.stdout = None;
+        events.push(Event::Gone { worker: i, error });
+    }
+}
+
+/// Hands each whole frame at the start of `buf` to `take` (until it
+/// returns `false`) and returns how many bytes they used; a partial frame
+/// at the end waits for more bytes. A length over [`MAX_FRAME`] is an error.
+fn whole_frames(buf: &[u8], mut take: impl FnMut(&[u8]) -> bool) -> io::Result<usize> {
+    let mut at = 0;
+    while let Some(prefix) = buf.get(at..at + 4) {
+        let len = u32::from_le_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
+        if len > MAX_FRAME {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("frame of {len} bytes")));
+        }
+        let Some(payload) = buf.get(at + 4..at + 4 + len) else { break };
+        if !take(payload) {
+            break;
+        }
+        at += 4 + len;
+    }
+    Ok(at)
+}
+
+/// A frame's bytes: length prefix and payload in one buffer (one `write`).
+fn frame(payload: &[u8]) -> io::Result<Vec<u8>> {
+    let len =
+        u32::try_from(payload.len()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
+    let mut bytes = Vec::with_capacity(4 + payload.len());
+    bytes.extend_from_slice(&len.to_le_bytes());
+    bytes.extend_from_slice(payload);
+    Ok(bytes)
+}
+
+fn set_nonblocking(fd: &impl AsRawFd) -> io::Result<()> {
+    let fd = fd.as_raw_fd();
+    // SAFETY: fcntl on a descriptor we own; no memory passed.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    // SAFETY: as above.
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 impl<T: Task> Drop for Pool<T> {
@@ -199,33 +332,7 @@ impl<T: Task> Drop for Pool<T> {
                 }
             }
         }
-        for r in self.readers.drain(..) {
-            let _ = r.join();
-        }
     }
-}
-
-fn read_outputs<O: serde::de::DeserializeOwned>(
-    worker: usize,
-    stdout: std::process::ChildStdout,
-    events: &Sender<Event<O>>,
-) {
-    let mut stdout = BufReader::new(stdout);
-    let error = loop {
-        match read_frame(&mut stdout) {
-            Ok(Some(frame)) => match postcard::from_bytes::<(u64, O)>(&frame) {
-                Ok((id, output)) => {
-                    if events.send(Event::Output { worker, id, output }).is_err() {
-                        return;
-                    }
-                }
-                Err(e) => break Some(format!("undecodable output: {e}")),
-            },
-            Ok(None) => break None,
-            Err(e) => break Some(e.to_string()),
-        }
-    };
-    let _ = events.send(Event::Gone { worker, error });
 }
 
 fn worker_exe() -> io::Result<PathBuf> {
@@ -247,9 +354,8 @@ where
     F: FnMut(TaskOutcome<T>),
 {
     let start_err = |source| EngineError::Start { engine: "processes", source };
-    let (events_tx, events_rx) = unbounded::<Event<T::Output>>();
-    let mut pool =
-        Pool::<T> { exe: worker_exe().map_err(start_err)?, workers: Vec::new(), events_tx, readers: Vec::new() };
+    let mut pool = Pool::<T> { exe: worker_exe().map_err(start_err)?, workers: Vec::new(), pollfds: Vec::new() };
+    let mut events: Vec<Event<T::Output>> = Vec::new();
     let mut stats = RunStats::default();
     let mut retries: VecDeque<Assigned<T>> = VecDeque::new();
     let mut next_id = 0u64;
@@ -325,51 +431,50 @@ where
             }
         }
 
-        let event = match events_rx.recv_timeout(TICK) {
-            Ok(event) => event,
-            Err(_) => continue,
-        };
-        match event {
-            Event::Output { worker, id, output } => {
-                let w = &mut pool.workers[worker];
-                if w.busy.as_ref().is_some_and(|job| job.id == id) {
-                    w.busy = None;
-                    consecutive_crashes = 0;
-                    stats.done += 1;
-                    on_output(TaskOutcome::Done(output));
+        pool.wait_events(TICK, &mut events);
+        for event in events.drain(..) {
+            match event {
+                Event::Output { worker, id, output } => {
+                    let w = &mut pool.workers[worker];
+                    if w.busy.as_ref().is_some_and(|job| job.id == id) {
+                        w.busy = None;
+                        consecutive_crashes = 0;
+                        stats.done += 1;
+                        on_output(TaskOutcome::Done(output));
+                    }
                 }
-            }
-            Event::Gone { worker, error } => {
-                let w = &mut pool.workers[worker];
-                w.alive = false;
-                w.stdin = None;
-                let status = match w.child.wait() {
-                    Ok(status) => status.to_string(),
-                    Err(e) => format!("unknown status ({e})"),
-                };
-                let how = match error {
-                    Some(e) => format!("{status}; {e}"),
-                    None => status,
-                };
-                let Some(job) = w.busy.take() else { continue };
-                stats.worker_crashes += 1;
-                consecutive_crashes += 1;
-                let pid = w.child.id();
-                if job.attempts < MAX_ATTEMPTS {
-                    eprintln!("trident: worker process {pid} died ({how}); retrying its task on another worker");
-                    retries.push_back(job);
-                } else {
-                    eprintln!(
-                        "trident: worker process {pid} died ({how}); its task failed twice and is reported as failed"
-                    );
-                    stats.failed += 1;
-                    on_output(TaskOutcome::Failed {
-                        task: job.task,
-                        reason: format!("worker process died twice (last: {how})"),
-                    });
-                }
-                if consecutive_crashes >= MAX_CONSECUTIVE_CRASHES {
-                    return Err(EngineError::WorkersFailing { crashes: consecutive_crashes, last: how });
+                Event::Gone { worker, error } => {
+                    let w = &mut pool.workers[worker];
+                    w.alive = false;
+                    w.stdin = None;
+                    let status = match w.child.wait() {
+                        Ok(status) => status.to_string(),
+                        Err(e) => format!("unknown status ({e})"),
+                    };
+                    let how = match error {
+                        Some(e) => format!("{status}; {e}"),
+                        None => status,
+                    };
+                    let Some(job) = w.busy.take() else { continue };
+                    stats.worker_crashes += 1;
+                    consecutive_crashes += 1;
+                    let pid = w.child.id();
+                    if job.attempts < MAX_ATTEMPTS {
+                        eprintln!("trident: worker process {pid} died ({how}); retrying its task on another worker");
+                        retries.push_back(job);
+                    } else {
+                        eprintln!(
+                            "trident: worker process {pid} died ({how}); its task failed twice and is reported as failed"
+                        );
+                        stats.failed += 1;
+                        on_output(TaskOutcome::Failed {
+                            task: job.task,
+                            reason: format!("worker process died twice (last: {how})"),
+                        });
+                    }
+                    if consecutive_crashes >= MAX_CONSECUTIVE_CRASHES {
+                        return Err(EngineError::WorkersFailing { crashes: consecutive_crashes, last: how });
+                    }
                 }
             }
         }
@@ -380,4 +485,43 @@ where
     }
     drop(pool);
     Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_frames_are_taken_and_a_partial_one_waits() {
+        let mut buf = frame(b"one").expect("frame");
+        buf.extend(frame(b"").expect("frame"));
+        buf.extend(frame(b"three").expect("frame"));
+        let whole = buf.len();
+        buf.extend(&frame(b"partial").expect("frame")[..6]);
+        let mut seen: Vec<Vec<u8>> = Vec::new();
+        let used = whole_frames(&buf, |p| {
+            seen.push(p.to_vec());
+            true
+        })
+        .expect("frames");
+        assert_eq!(used, whole);
+        assert_eq!(seen, [b"one".to_vec(), Vec::new(), b"three".to_vec()]);
+        // A frame split anywhere, even inside its length, waits for the rest.
+        for cut in 0..4 {
+            assert_eq!(whole_frames(&buf[..cut], |_| unreachable!()).expect("nothing yet"), 0);
+        }
+        // `take` can stop early: what it refused is not used.
+        let used = whole_frames(&buf, |p| p != b"three").expect("frames");
+        assert_eq!(used, 4 + 3 + 4);
+        // The same bytes through read_frame, the worker side's reader.
+        let mut r = &buf[..whole];
+        assert_eq!(read_frame(&mut r).expect("read").as_deref(), Some(&b"one"[..]));
+    }
+
+    #[test]
+    fn an_oversized_length_is_an_error() {
+        let len = u32::try_from(MAX_FRAME + 1).expect("fits").to_le_bytes();
+        let err = whole_frames(&len, |_| true).expect_err("too large");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
 }
