@@ -198,3 +198,53 @@ engine_tests! {
         assert_eq!(json(&o)["files"][0]["resumed_from"].as_u64(), Some(from));
     }
 }
+
+/// Small whole bodies (at most 64 KiB) are received in memory and written
+/// by the committer; one cut on the way still becomes a part file that is
+/// continued with Range, and kept with -c.
+const SMALL: usize = 40_000;
+
+engine_tests! {
+    fn a_cut_small_body_still_resumes_and_c_keeps_it(engine) {
+        let s = TestServer::start();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = format!("/range/cut=15000/{SMALL}/s.bin");
+        let o = fetch(engine, dir.path(), &[&s.url(&path), "--sha256"]);
+        assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+        assert_eq!(files(dir.path()), only("s.bin", SMALL, 1), "exact file, no .part or .state");
+        let reqs = s.requests(&path);
+        assert_eq!(reqs.len(), 2, "{reqs:?}");
+        let from = range_start(&reqs[1]);
+        assert!(from > 0 && from <= 15_000, "{reqs:?}");
+        assert_eq!((reqs[1].if_range.as_deref(), reqs[1].status), (Some("\"s.bin-40000-v1\""), 206));
+        assert_eq!(s.served(&path), 15_000 + (SMALL as u64 - from), "only the remainder is sent again");
+        let doc = json(&o);
+        assert_eq!(doc["files"][0]["resumed_from"].as_u64(), Some(from));
+        assert_eq!(doc["files"][0]["sha256"].as_str(), Some(sha256_hex(&versioned("s.bin", SMALL, 1)).as_str()));
+
+        // Every response cut, out of retries: with -c the part file stays.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = format!("/range/cutevery=15000/{SMALL}/k.bin");
+        let o = fetch(engine, dir.path(), &[&s.url(&path), "--retries", "1", "-c"]);
+        assert_eq!(code(&o), 1, "{}{}", stdout(&o), stderr(&o));
+        let left: Vec<String> = files(dir.path()).into_keys().collect();
+        assert_eq!(left, ["k.bin.part", "k.bin.part.state"]);
+        let o = fetch(engine, dir.path(), &[&s.url(&path), "--retries", "5"]);
+        assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+        assert_eq!(files(dir.path()), only("k.bin", SMALL, 1));
+
+        // Many small files at once, written by the committer: all exact.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let urls: Vec<String> = (0..60).map(|i| s.url(&format!("/range/-/{}/m{i}.bin", 1000 + 500 * i))).collect();
+        let mut args: Vec<&str> = urls.iter().map(String::as_str).collect();
+        args.extend(["-j", "8"]);
+        let o = fetch(engine, dir.path(), &args);
+        assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+        let got = files(dir.path());
+        assert_eq!(got.len(), 60, "{got:?}");
+        for i in 0..60 {
+            let name = format!("m{i}.bin");
+            assert_eq!(got[&name], sha256_hex(&versioned(&name, 1000 + 500 * i, 1)), "{name}");
+        }
+    }
+}

@@ -38,6 +38,15 @@
 //! all synced first. Jobs are done in order, so a download's checkpoint is
 //! written before its commit removes the state file.
 //!
+//! Small whole bodies (at most 64 KiB, received in memory) are not even
+//! written by the downloading thread: a *writer* thread creates and writes
+//! their part files ([`SaveRequest`]) and hands them to the committer, so
+//! the downloading thread does HTTP only, the writer file creation, and
+//! the committer waits for the disk — a pipeline over the cores (2,000 x
+//! 16 KiB at -j 32: 0.20 s -> 0.16 s median, with the per-directory scan of
+//! `store::may_hold_parts`). One thread writing and syncing was slower
+//! wherever a flush takes milliseconds: nothing was written meanwhile.
+//!
 //! Callers: blocking ones wait with `blocking_recv`, async ones `.await`
 //! the same oneshot reply. A blocking caller with no other commit under
 //! way in its process does its own (`fdatasync`, rename): nothing to batch
@@ -72,6 +81,37 @@ pub struct CommitRequest {
     pub name: String,
     /// What to do when that name is taken.
     pub policy: Collision,
+}
+
+/// A small body received whole in memory, to be written, synced and
+/// renamed by the committer: the downloading thread then touches no file
+/// at all (creating `NAME.part` and writing it were a quarter of the
+/// downloading thread's time on 16 KiB files).
+#[derive(Debug)]
+pub struct SaveRequest {
+    /// The download directory.
+    pub dir: PathBuf,
+    /// The name its `.part` file is created after (the URL's).
+    pub part_name: String,
+    /// The URL (recorded by the part file, never in a state: the body is
+    /// complete).
+    pub url: String,
+    /// The whole body, already verified.
+    pub body: Vec<u8>,
+    /// The name it should get.
+    pub name: String,
+    /// What to do when that name is taken.
+    pub policy: Collision,
+}
+
+impl SaveRequest {
+    /// `NAME.part` created and written (not synced): a commit request.
+    fn write(self) -> io::Result<CommitRequest> {
+        let SaveRequest { dir, part_name, url, body, name, policy } = self;
+        let mut part = PartFile::create(&dir, &part_name, &url, false)?;
+        part.write(&body)?;
+        Ok(CommitRequest { part, dir, name, policy })
+    }
 }
 
 /// A job and where its answer goes.
@@ -221,6 +261,17 @@ static BLOCKING_COMMITS: AtomicUsize = AtomicUsize::new(0);
 /// committer; nor does `-j 1`), else through the committer, batched with
 /// the others.
 pub fn commit_blocking(request: CommitRequest) -> io::Result<Committed> {
+    blocking(request, commit_now, |request, reply| send(Job::Commit(request, reply)))
+}
+
+/// A commit (or save) of a blocking caller: `inline` on the calling thread
+/// when no other one is under way in this process, else `job` through the
+/// committer (`route` sends it on its way).
+fn blocking<R>(
+    request: R,
+    inline: fn(R) -> io::Result<Committed>,
+    route: fn(R, Reply) -> io::Result<()>,
+) -> io::Result<Committed> {
     struct Active;
     impl Drop for Active {
         fn drop(&mut self) {
@@ -230,11 +281,57 @@ pub fn commit_blocking(request: CommitRequest) -> io::Result<Committed> {
     let alone = BLOCKING_COMMITS.fetch_add(1, Ordering::SeqCst) == 0;
     let _active = Active;
     if alone {
-        return commit_now(request);
+        return inline(request);
     }
     let (tx, rx) = oneshot::channel();
-    send(Job::Commit(request, tx))?;
+    route(request, tx)?;
     rx.blocking_recv().map_err(|_| gone())?
+}
+
+/// Writes, syncs and renames a small body: like [`commit_blocking`], on
+/// the calling thread when alone.
+pub fn save_blocking(request: SaveRequest) -> io::Result<Committed> {
+    blocking(request, |r| r.write().and_then(commit_now), to_writer)
+}
+
+/// Writes, syncs and renames a small body on the committer; ready once
+/// renamed.
+pub async fn save_async(request: SaveRequest) -> io::Result<Committed> {
+    let (tx, rx) = oneshot::channel();
+    to_writer(request, tx)?;
+    rx.await.map_err(|_| gone())?
+}
+
+/// Where a commit's answer goes.
+type Reply = oneshot::Sender<io::Result<Committed>>;
+
+/// Hands a small body to the process's writer thread (started on first
+/// use), which creates and writes its part file and passes it on to the
+/// committer: while the committer waits for a disk flush, the next files
+/// are being written (one thread doing both was slower than writing on the
+/// downloading thread wherever a flush takes milliseconds).
+fn to_writer(request: SaveRequest, reply: Reply) -> io::Result<()> {
+    static QUEUE: OnceLock<Option<Sender<(SaveRequest, Reply)>>> = OnceLock::new();
+    let queue = QUEUE.get_or_init(|| {
+        let (tx, rx) = crossbeam_channel::unbounded::<(SaveRequest, Reply)>();
+        std::thread::Builder::new()
+            .name("trident-write".into())
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                for (request, reply) in rx {
+                    match request.write() {
+                        // If the committer is gone, the reply is dropped
+                        // with the job and the caller learns it.
+                        Ok(commit) => drop(send(Job::Commit(commit, reply))),
+                        Err(e) => drop(reply.send(Err(e))),
+                    }
+                }
+            })
+            .ok()
+            .map(|_| tx)
+    });
+    let queue = queue.as_ref().ok_or_else(|| io::Error::other("cannot start the writer thread"))?;
+    queue.send((request, reply)).map_err(|_| gone())
 }
 
 /// Syncs and renames through the committer; ready once renamed.

@@ -312,6 +312,41 @@ fn hash_prefix(file: &File, len: u64) -> io::Result<Sha256> {
     Ok(hasher)
 }
 
+/// Whether `dir` may hold part or state files left by another run: its
+/// entries are read once per process, on first use; a directory without
+/// any name containing `.part` then (a new or finished one) needs no
+/// lookup per download for a part file to continue or a stale state to
+/// remove — a lookup of a name not there was a tenth of the downloading
+/// thread's time on 16 KiB files (ext4 searches the directory's blocks;
+/// nothing is cached for a name that never existed). Part files of this
+/// process are known to it (see [`holds_parts`]); another process's,
+/// created meanwhile, are locked by it and never continued anyway: a
+/// download then takes `NAME.part.1`, as it would have.
+pub fn may_hold_parts(dir: &Path) -> bool {
+    let mut known = dirs_scanned().lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(&holds) = known.get(dir) {
+        return holds;
+    }
+    let holds = match std::fs::read_dir(dir) {
+        Ok(entries) => entries.flatten().any(|e| e.file_name().as_bytes().windows(5).any(|w| w == b".part")),
+        // Unreadable: look per download, as always.
+        Err(_) => true,
+    };
+    known.insert(dir.to_path_buf(), holds);
+    holds
+}
+
+/// Records that `dir` now holds a part file this process keeps.
+fn holds_parts(dir: &Path) {
+    dirs_scanned().lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(dir.to_path_buf(), true);
+}
+
+fn dirs_scanned() -> &'static std::sync::Mutex<std::collections::HashMap<PathBuf, bool>> {
+    static DIRS: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<PathBuf, bool>>> =
+        std::sync::OnceLock::new();
+    DIRS.get_or_init(Default::default)
+}
+
 fn remove_if_present(path: &Path) -> io::Result<()> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
@@ -350,7 +385,9 @@ impl PartFile {
                 // Locked at once by whoever is resuming it: not ours.
                 Ok(file) if !try_lock(&file)? => continue,
                 Ok(file) => {
-                    remove_stale_state(&path)?;
+                    if may_hold_parts(dir) {
+                        remove_stale_state(&path)?;
+                    }
                     return Ok(PartFile::new(file, path, url, digest));
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
@@ -363,7 +400,7 @@ impl PartFile {
     /// Whether `DIR/NAME.part` exists: [`resume`](Self::resume) can only
     /// find something then (one lookup, no directory lock).
     pub fn may_resume(dir: &Path, name: &str) -> bool {
-        std::fs::symlink_metadata(dir.join(format!("{name}.part"))).is_ok()
+        may_hold_parts(dir) && std::fs::symlink_metadata(dir.join(format!("{name}.part"))).is_ok()
     }
 
     /// An earlier download of `url` into `DIR/NAME.part` (or `NAME.part.N`)
@@ -371,6 +408,9 @@ impl PartFile {
     /// nobody else holds it. It is cut back to the bytes its state says were
     /// synced (with `digest`, they are read back for their SHA-256).
     pub fn resume(dir: &Path, name: &str, url: &str, digest: bool) -> Option<Self> {
+        if !may_hold_parts(dir) {
+            return None;
+        }
         let base = format!("{name}.part");
         for n in 0..MAX_NUMBER {
             let candidate = if n == 0 { base.clone() } else { format!("{base}.{n}") };
@@ -617,6 +657,12 @@ impl PartFile {
     /// covers everything written (a later run continues it).
     pub fn keep(&mut self) -> bool {
         self.keep = self.validators.is_some() && self.written > 0 && self.synced == self.written;
+        if self.keep
+            && let Some(dir) = self.path.parent()
+        {
+            // A later download of the same URL in this run may continue it.
+            holds_parts(dir);
+        }
         self.keep
     }
 

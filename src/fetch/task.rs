@@ -35,10 +35,11 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use url::Url;
 
 use super::auth::{Credentials, without_userinfo};
-use super::commit::{self, CommitRequest};
+use super::commit::{self, CommitRequest, SaveRequest};
 use super::http;
 use super::name::{name_from_disposition, name_from_url};
 use super::retry::{Backoff, StatusClass, classify_status, parse_retry_after};
@@ -100,6 +101,10 @@ pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// The async side gathers a body (or the rest of one) up to this long in
 /// memory and writes it at once.
 const GATHER_MAX: u64 = 64 * 1024;
+/// A whole body this long at most, with nothing kept from before, is
+/// received in memory and handed to the committer, which creates, writes,
+/// syncs and renames its file (see `commit::SaveRequest`).
+const SMALL_BODY: u64 = 64 * 1024;
 /// Default `--min-split-size`.
 pub const DEFAULT_MIN_SPLIT: u64 = 1 << 20;
 
@@ -516,6 +521,9 @@ struct Download {
     /// response gave (`Some(None)`: it gave none, the URL's name stays).
     disposition: Option<Option<String>>,
     part: Option<PartFile>,
+    /// A small whole body being received in memory instead (see
+    /// [`SMALL_BODY`]); becomes the part file if its attempt fails.
+    small: Option<SmallBody>,
     /// The async side's checkpoint in flight on the committer thread.
     checkpoint: Option<tokio::sync::oneshot::Receiver<std::io::Result<()>>>,
     /// An earlier run's part file was looked for.
@@ -570,6 +578,7 @@ impl Download {
             name,
             disposition: (!by_header).then_some(None),
             part: None,
+            small: None,
             checkpoint: None,
             looked_for_part: false,
             attempts: 0,
@@ -655,6 +664,48 @@ impl Download {
         }
     }
 
+    /// Receives the whole body described by `head` in memory if it is small
+    /// (`expected` at most [`SMALL_BODY`]) and no part file is being
+    /// continued; `false`: use [`begin_body`](Self::begin_body).
+    fn begin_small_body(&mut self, head: &Head, expected: Option<u64>) -> bool {
+        let Some(len) = expected.filter(|&n| n <= SMALL_BODY) else { return false };
+        if self.part.is_some() {
+            return false;
+        }
+        self.name_from_head(head);
+        let buf = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+        self.small = Some(SmallBody { buf, validators: head.validators() });
+        true
+    }
+
+    /// After a failed attempt: what a small body received so far becomes
+    /// the part file (a retry or later run continues it, as with any
+    /// other) if `keep`, else it is dropped.
+    fn materialize(&mut self, keep: bool) -> Result<(), Failure> {
+        let Some(small) = self.small.take().filter(|s| keep && !s.buf.is_empty()) else { return Ok(()) };
+        let mut part = self.empty_part()?;
+        part.set_validators(small.validators);
+        part.write(&small.buf).map_err(|e| local("cannot write the .part file", &e))?;
+        self.part = Some(part);
+        Ok(())
+    }
+
+    /// The committer's request for a verified small body, and its length
+    /// and digest.
+    fn save_request(&self, small: SmallBody, name: String) -> (SaveRequest, PartMeta) {
+        let sha256 = self.task.options.digest().then(|| hex(&<[u8; 32]>::from(Sha256::digest(&small.buf))));
+        let meta = PartMeta { bytes: small.buf.len() as u64, sha256, resumed_from: 0 };
+        let request = SaveRequest {
+            dir: self.task.dir.clone(),
+            part_name: self.name.clone(),
+            url: self.task.url.clone(),
+            body: small.buf,
+            name,
+            policy: self.task.options.collision,
+        };
+        (request, meta)
+    }
+
     /// The part file continues with the rest of the body (`head`: the 206).
     fn continue_body(&mut self, head: &Head, offset: u64) -> Result<(), Failure> {
         self.name_from_head(head);
@@ -673,20 +724,32 @@ impl Download {
         if cancelled() {
             return Err(fatal(Status::Interrupted, "interrupted"));
         }
+        if let Some(small) = self.small.as_mut() {
+            small.buf.extend_from_slice(chunk);
+            return Ok(false);
+        }
         let part = self.part.as_mut().ok_or_else(|| fatal(Status::LocalError, "no .part file"))?;
         part.write(chunk).map_err(|e| local("cannot write the .part file", &e))
     }
 
     /// Checks length and checksum once the body has ended.
     fn verify(&self, expected: Option<u64>) -> Result<(), Failure> {
-        let part = self.part.as_ref().ok_or_else(|| fatal(Status::LocalError, "no .part file"))?;
+        let written = match (&self.small, &self.part) {
+            (Some(small), _) => small.buf.len() as u64,
+            (None, Some(part)) => part.written(),
+            (None, None) => return Err(fatal(Status::LocalError, "no .part file")),
+        };
         if let Some(len) = expected
-            && part.written() != len
+            && written != len
         {
-            return Err(retry(format!("body ended after {} of {len} bytes", part.written())));
+            return Err(retry(format!("body ended after {written} of {len} bytes")));
         }
         if let Some(want) = self.task.options.sha256 {
-            let got = part.sha256().ok_or_else(|| fatal(Status::LocalError, "no SHA-256 computed to check"))?;
+            let digest = match (&self.small, &self.part) {
+                (Some(small), _) => Some(Sha256::digest(&small.buf).into()),
+                (None, part) => part.as_ref().and_then(PartFile::sha256),
+            };
+            let got = digest.ok_or_else(|| fatal(Status::LocalError, "no SHA-256 computed to check"))?;
             if got != want {
                 return Err(fatal(
                     Status::ChecksumMismatch,
@@ -746,6 +809,14 @@ impl Download {
             Committed::Skipped(name) => self.end(Status::Skipped, Some(name), None),
         })
     }
+}
+
+/// A small whole body received in memory (see [`SMALL_BODY`]).
+#[derive(Debug)]
+struct SmallBody {
+    buf: Vec<u8>,
+    /// Its validators: it can be continued if it becomes a part file.
+    validators: Option<Validators>,
 }
 
 /// Length and digest (if computed) of a committed file (the part file is
@@ -1022,7 +1093,9 @@ fn attempt_blocking(agent: &ureq::Agent, dl: &mut Download) -> Result<FetchResul
                 continue;
             }
             Ok(Next::Body { expected }) => {
-                dl.begin_body(&head)?;
+                if !dl.begin_small_body(&head, expected) {
+                    dl.begin_body(&head)?;
+                }
                 expected
             }
             Ok(Next::Rest { total }) => {
@@ -1058,8 +1131,16 @@ fn save_body_blocking(
         }
     }
     dl.verify(expected)?;
+    let name = dl.final_name();
+    if let Some(small) = dl.small.take() {
+        let (request, meta) = dl.save_request(small, name.clone());
+        // Waiting for the disk is not downloading: the next download may start.
+        crate::engine::release_slot();
+        let outcome = commit::save_blocking(request).map(|c| (c, meta)).map_err(|e| commit_failed(&name, &dl.task, &e));
+        return dl.committed(outcome);
+    }
     let part = dl.part.take().ok_or_else(|| fatal(Status::LocalError, "no .part file"))?;
-    let outcome = finish(part, &dl.task, &dl.final_name());
+    let outcome = finish(part, &dl.task, &name);
     dl.committed(outcome)
 }
 
@@ -1246,7 +1327,9 @@ async fn attempt_async(client: &http::Client, dl: &mut Download) -> Result<Fetch
                 continue;
             }
             Ok(Next::Body { expected }) => {
-                dl.begin_body(&head)?;
+                if !dl.begin_small_body(&head, expected) {
+                    dl.begin_body(&head)?;
+                }
                 expected
             }
             Ok(Next::Rest { total }) => {
@@ -1273,6 +1356,7 @@ async fn save_body_async(
     // instead of one per chunk hyper hands over (it reads 8 KiB at first).
     let written = dl.part.as_ref().map_or(0, PartFile::written);
     let mut gathered = expected
+        .filter(|_| dl.small.is_none())
         .and_then(|n| n.checked_sub(written))
         .filter(|&rest| rest > 0 && rest <= GATHER_MAX)
         .and_then(|rest| usize::try_from(rest).ok())
@@ -1315,8 +1399,16 @@ async fn save_body_async(
 /// Syncs and renames the verified part file on the committer thread (see
 /// `commit`), with other downloads' files.
 async fn commit_async(dl: &mut Download) -> Result<FetchResult, Failure> {
-    let part = dl.part.take().ok_or_else(|| fatal(Status::LocalError, "no .part file"))?;
     let name = dl.final_name();
+    if let Some(small) = dl.small.take() {
+        let (request, meta) = dl.save_request(small, name.clone());
+        // Waiting for the disk is not downloading: the next download may start.
+        crate::engine::release_slot();
+        let outcome =
+            commit::save_async(request).await.map(|c| (c, meta)).map_err(|e| commit_failed(&name, &dl.task, &e));
+        return dl.committed(outcome);
+    }
+    let part = dl.part.take().ok_or_else(|| fatal(Status::LocalError, "no .part file"))?;
     let (request, meta) = commit_request(part, &dl.task, name.clone());
     // Waiting for the disk is not downloading: the next download may start.
     crate::engine::release_slot();
@@ -1361,6 +1453,9 @@ impl Task for FetchTask {
                 Err(f) => f,
             };
             let kept = worth_keeping(&failure);
+            if let Err(f) = dl.materialize(kept) {
+                failure = f;
+            }
             if kept && let Err(f) = dl.checkpoint() {
                 failure = f;
             }
@@ -1391,6 +1486,9 @@ impl Task for FetchTask {
             // state file for a part file reset or removed meanwhile.
             let pending = dl.wait_checkpoint().await;
             let kept = worth_keeping(&failure);
+            if let Err(f) = dl.materialize(kept) {
+                failure = f;
+            }
             if kept
                 && let Err(f) = async {
                     pending?;
