@@ -270,7 +270,7 @@ pub fn commit_blocking(request: CommitRequest) -> io::Result<Committed> {
 fn blocking<R>(
     request: R,
     inline: fn(R) -> io::Result<Committed>,
-    route: fn(R, Reply) -> io::Result<()>,
+    route: fn(R, Answer) -> io::Result<()>,
 ) -> io::Result<Committed> {
     struct Active;
     impl Drop for Active {
@@ -303,17 +303,17 @@ pub async fn save_async(request: SaveRequest) -> io::Result<Committed> {
 }
 
 /// Where a commit's answer goes.
-type Reply = oneshot::Sender<io::Result<Committed>>;
+type Answer = oneshot::Sender<io::Result<Committed>>;
 
 /// Hands a small body to the process's writer thread (started on first
 /// use), which creates and writes its part file and passes it on to the
 /// committer: while the committer waits for a disk flush, the next files
 /// are being written (one thread doing both was slower than writing on the
 /// downloading thread wherever a flush takes milliseconds).
-fn to_writer(request: SaveRequest, reply: Reply) -> io::Result<()> {
-    static QUEUE: OnceLock<Option<Sender<(SaveRequest, Reply)>>> = OnceLock::new();
+fn to_writer(request: SaveRequest, reply: Answer) -> io::Result<()> {
+    static QUEUE: OnceLock<Option<Sender<(SaveRequest, Answer)>>> = OnceLock::new();
     let queue = QUEUE.get_or_init(|| {
-        let (tx, rx) = crossbeam_channel::unbounded::<(SaveRequest, Reply)>();
+        let (tx, rx) = crossbeam_channel::unbounded::<(SaveRequest, Answer)>();
         std::thread::Builder::new()
             .name("trident-write".into())
             .stack_size(256 * 1024)
