@@ -502,3 +502,27 @@ fn async_runtimes_save_the_same_files() {
     let o = run(&["fetch", "--async-runtime", "both", "http://127.0.0.1:1/x"]);
     assert_eq!(code(&o), 2, "{}", stderr(&o));
 }
+
+// Workers are started with posix_spawn and check their parent themselves
+// (src/engine/processes.rs): a TRIDENT_WORKER_EXE wrapper that runs trident
+// as its child, without exec, must not look like a dead dispatcher.
+#[test]
+fn processes_workers_behind_a_wrapper_that_does_not_exec_still_work() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = TestServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bin = tempfile::tempdir().expect("tempdir");
+    let wrapper = bin.path().join("worker.sh");
+    std::fs::write(&wrapper, format!("#!/bin/sh\n'{}' \"$@\"\n", env!("CARGO_BIN_EXE_trident"))).expect("write");
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let urls: Vec<String> = (0..6).map(|i| s.url(&format!("/file/{}/w{i}.bin", 1000 + i))).collect();
+    let d = dir.path().to_str().expect("utf-8");
+    let o = crate::util::trident()
+        .args(["fetch", "-e", "processes", "-j", "3", "-q", "-d", d])
+        .args(&urls)
+        .env("TRIDENT_WORKER_EXE", &wrapper)
+        .output()
+        .expect("run");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(files(dir.path()).len(), 6);
+}

@@ -75,15 +75,27 @@ fn invalid(e: postcard::Error) -> io::Error {
 /// The worker side: serves tasks of type `T` from stdin until it closes.
 ///
 /// First it becomes its parent's worker: it dies with the parent
-/// (`PR_SET_PDEATHSIG`, checked against the pid the parent passed, in case
-/// the parent died before the prctl) and ignores the terminal's Ctrl-C,
+/// (`PR_SET_PDEATHSIG`; it exits at once if the dispatcher, whose pid the
+/// parent passed, died before the prctl) and ignores the terminal's Ctrl-C,
 /// which reaches the whole foreground group (the parent decides when its
 /// workers stop). Done here rather than between fork and exec, so that the
 /// parent can start workers with `posix_spawn`.
 pub fn serve<T: Task>() -> io::Result<()> {
-    if let Some(parent) = std::env::var(WORKER_PARENT_ENV).ok().and_then(|p| p.parse().ok()) {
-        // SAFETY: prctl, getppid, signal and _exit, on our own process.
-        unsafe { crate::sys::become_worker_of(parent)? };
+    if let Some(parent) = std::env::var(WORKER_PARENT_ENV).ok().and_then(|p: String| p.parse::<u32>().ok()) {
+        // SAFETY: getppid and kill(pid, 0) have no preconditions.
+        let (ppid, parent_alive) = unsafe {
+            let alive = libc::kill(parent as libc::pid_t, 0) == 0
+                || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+            (libc::getppid() as u32, alive)
+        };
+        // Started through a wrapper that did not exec (TRIDENT_WORKER_EXE):
+        // tied to the wrapper, as the wrapper was before. Orphaned: gone.
+        if ppid != parent && !parent_alive {
+            std::process::exit(1);
+        }
+        // SAFETY: prctl, getppid, signal and _exit, on our own process,
+        // which has one thread.
+        unsafe { crate::sys::become_worker_of(ppid)? };
     }
     let mut input = BufReader::new(io::stdin().lock());
     let mut output = BufWriter::new(io::stdout().lock());
