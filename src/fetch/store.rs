@@ -1084,4 +1084,33 @@ mod tests {
             assert_eq!(fs::read(d.path().join("z")).expect("read"), body, "digest: {digest}");
         }
     }
+
+    #[test]
+    fn a_directory_is_read_once_for_part_files_of_other_runs() {
+        // Held one when first asked: every download looks, and resumes.
+        let d = tempfile::tempdir().expect("tempdir");
+        fs::write(d.path().join("old.bin.part"), b"x").expect("write");
+        assert!(may_hold_parts(d.path()));
+        assert!(PartFile::may_resume(d.path(), "old.bin"));
+        assert!(!PartFile::may_resume(d.path(), "new.bin"), "one lookup still says which");
+        // Held none: nothing is looked up, even for a part file that
+        // appears later (another process's, which it has locked)...
+        let d = tempfile::tempdir().expect("tempdir");
+        assert!(!may_hold_parts(d.path()));
+        fs::write(d.path().join("late.bin.part"), b"x").expect("write");
+        assert!(!PartFile::may_resume(d.path(), "late.bin"));
+        assert!(PartFile::resume(d.path(), "late.bin", "http://h/x", false).is_none());
+        // ...and a new part file takes the next free name.
+        let p = PartFile::create(d.path(), "late.bin", "http://h/x", false).expect("part file");
+        assert_eq!(p.path(), d.path().join("late.bin.part.1"));
+        // One this process keeps is looked up again.
+        let mut kept = PartFile::create(d.path(), "k.bin", "http://h/k", false).expect("part file");
+        kept.set_validators(Some(Validators { etag: Some("\"e\"".into()), ..Validators::default() }));
+        kept.write(b"abc").expect("write");
+        kept.checkpoint().expect("checkpoint");
+        assert!(kept.keep());
+        drop(kept);
+        assert!(may_hold_parts(d.path()));
+        assert!(PartFile::resume(d.path(), "k.bin", "http://h/k", false).is_some());
+    }
 }
