@@ -320,8 +320,8 @@ where
 
 /// The rustls configuration (ring, HTTP/1.1 by ALPN): the system's roots,
 /// loaded once per process on the first https connection, or any
-/// certificate with `--insecure`.
-fn tls_config(insecure: bool) -> Arc<rustls::ClientConfig> {
+/// certificate with `--insecure`. The blocking client uses it too.
+pub(super) fn tls_config(insecure: bool) -> Arc<rustls::ClientConfig> {
     static CHECKED: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
     static INSECURE: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
     let build = |insecure: bool| {

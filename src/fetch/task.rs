@@ -942,12 +942,24 @@ fn agent(timeout: Duration, insecure: bool) -> ureq::Agent {
         .user_agent(USER_AGENT)
         .max_idle_connections(1024)
         .max_idle_connections_per_host(256);
-    if insecure && let Some(config) = insecure::client_config() {
-        builder = builder.tls_config(config);
-    }
+    builder = builder.tls_connector(Arc::new(LazyTls { insecure }));
     let agent = builder.build();
     *slot = Some((timeout, insecure, agent.clone()));
     agent
+}
+
+/// The blocking client's TLS: the async client's configuration
+/// (`http::tls_config`), made on the first https connection. ureq's own
+/// default loads the system's roots when the agent is built, so every
+/// worker process of an http-only run read them (3-4% of its CPU).
+struct LazyTls {
+    insecure: bool,
+}
+
+impl ureq::TlsConnector for LazyTls {
+    fn connect(&self, dns_name: &str, io: Box<dyn ureq::ReadWrite>) -> Result<Box<dyn ureq::ReadWrite>, ureq::Error> {
+        http::tls_config(self.insecure).connect(dns_name, io)
+    }
 }
 
 /// `--insecure` for ureq: a rustls configuration that accepts any
@@ -996,11 +1008,6 @@ mod insecure {
         fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
             self.0.supported_schemes()
         }
-    }
-
-    /// The configuration, with ring (what ureq itself uses).
-    pub(super) fn client_config() -> Option<Arc<rustls::ClientConfig>> {
-        config().map(Arc::new)
     }
 
     pub(super) fn config() -> Option<rustls::ClientConfig> {
