@@ -131,7 +131,7 @@ pub struct FetchArgs {
     pub async_runtime: RuntimeArg,
     /// Files downloaded at once (threads, worker processes or futures); a
     /// finished one waiting for its file to be synced and renamed no longer
-    /// counts (threads, async), up to N of those.
+    /// counts (threads, async), up to 3 x N of those.
     #[arg(short = 'j', long = "jobs", value_name = "N", default_value_t = DEFAULT_JOBS,
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub jobs: u32,
