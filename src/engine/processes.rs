@@ -45,10 +45,15 @@ const TICK: Duration = Duration::from_millis(50);
 
 /// Writes one frame.
 pub fn write_frame(w: &mut impl Write, payload: &[u8]) -> io::Result<()> {
+    w.write_all(&frame_prefix(payload)?)?;
+    w.write_all(payload)
+}
+
+/// A frame's length prefix.
+fn frame_prefix(payload: &[u8]) -> io::Result<[u8; 4]> {
     let len =
         u32::try_from(payload.len()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
-    w.write_all(&len.to_le_bytes())?;
-    w.write_all(payload)
+    Ok(len.to_le_bytes())
 }
 
 /// Reads one frame; `Ok(None)` on a clean end of stream between frames.
@@ -303,10 +308,8 @@ fn whole_frames(buf: &[u8], mut take: impl FnMut(&[u8]) -> bool) -> io::Result<u
 
 /// A frame's bytes: length prefix and payload in one buffer (one `write`).
 fn frame(payload: &[u8]) -> io::Result<Vec<u8>> {
-    let len =
-        u32::try_from(payload.len()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
     let mut bytes = Vec::with_capacity(4 + payload.len());
-    bytes.extend_from_slice(&len.to_le_bytes());
+    bytes.extend_from_slice(&frame_prefix(payload)?);
     bytes.extend_from_slice(payload);
     Ok(bytes)
 }

@@ -52,7 +52,10 @@ thread_local! {
 /// Tasks that may be finishing at once, per place in `concurrency`.
 pub(super) const FINISHING: usize = 3;
 
-/// One run's count of tasks in flight that released their place.
+/// One run's count of tasks in flight that released their place, and the
+/// dispatcher's wake-up when one does: a tokio `Notify` for the async
+/// engine, a channel of one message for the threads engine's `select!`
+/// (a wake-up, not a count: the dispatcher reads the count after it).
 #[derive(Debug)]
 pub(super) struct Slots {
     concurrency: usize,
@@ -88,7 +91,7 @@ impl Token {
 
 impl Slots {
     pub(super) fn new(concurrency: usize) -> Arc<Self> {
-        let (tx, rx) = crossbeam_channel::unbounded();
+        let (tx, rx) = crossbeam_channel::bounded(1);
         Arc::new(Slots {
             concurrency: concurrency.max(1),
             released: AtomicUsize::new(0),
@@ -166,6 +169,12 @@ mod tests {
             assert!(inner.can_start(2) && !inner.can_start(3));
             assert!(inner.released_rx().try_recv().is_ok());
         });
+        // Releases nobody waited for leave one wake-up, not one each.
+        for _ in 0..3 {
+            slots.scope_blocking(release_slot);
+        }
+        assert!(slots.released_rx().try_recv().is_ok());
+        assert!(slots.released_rx().try_recv().is_err());
         assert_eq!(slots.released.load(Ordering::SeqCst), 0, "an ended task no longer counts");
         // At most (1 + FINISHING) x concurrency, however many released.
         let most = slots.most();
@@ -184,7 +193,8 @@ mod tests {
         rt.block_on(slots.scope_async(async move {
             assert!(!inner.can_start(1));
             release_slot();
-            inner.released().await;
+            let woken = ::tokio::time::timeout(std::time::Duration::from_secs(5), inner.released()).await;
+            assert!(woken.is_ok(), "a release wakes the dispatcher");
             assert!(inner.can_start(1));
         }));
         assert_eq!(slots.released.load(Ordering::SeqCst), 0);
