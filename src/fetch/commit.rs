@@ -114,10 +114,23 @@ impl SaveRequest {
     }
 }
 
+/// What a verified download asks of this module: its file written (a small
+/// body in memory) or just synced, then renamed.
+#[derive(Debug)]
+pub enum Finish {
+    /// A small body: written by the writer thread first.
+    Save(SaveRequest),
+    /// A part file already written (boxed: a part file's state is large).
+    Commit(Box<CommitRequest>),
+}
+
+/// Where a commit's answer goes.
+type Answer = oneshot::Sender<io::Result<Committed>>;
+
 /// A job and where its answer goes.
 #[derive(Debug)]
 enum Job {
-    Commit(CommitRequest, oneshot::Sender<io::Result<Committed>>),
+    Commit(CommitRequest, Answer),
     Checkpoint(Checkpoint, oneshot::Sender<io::Result<()>>),
 }
 
@@ -134,17 +147,14 @@ impl Job {
 /// be started).
 fn queue() -> Option<&'static Sender<Job>> {
     static QUEUE: OnceLock<Option<Sender<Job>>> = OnceLock::new();
-    QUEUE
-        .get_or_init(|| {
-            let (tx, rx) = crossbeam_channel::unbounded();
-            std::thread::Builder::new()
-                .name("trident-commit".into())
-                .stack_size(256 * 1024)
-                .spawn(move || run(&rx))
-                .ok()
-                .map(|_| tx)
-        })
-        .as_ref()
+    QUEUE.get_or_init(|| service("trident-commit", |rx| run(&rx))).as_ref()
+}
+
+/// A thread named `name` serving the jobs sent to the returned queue with
+/// `serve` (`None`: it could not be started).
+fn service<J: Send + 'static>(name: &str, serve: impl FnOnce(Receiver<J>) + Send + 'static) -> Option<Sender<J>> {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    std::thread::Builder::new().name(name.into()).stack_size(256 * 1024).spawn(move || serve(rx)).ok().map(|_| tx)
 }
 
 fn run(rx: &Receiver<Job>) {
@@ -165,7 +175,7 @@ fn run(rx: &Receiver<Job>) {
 
 /// The answer to one job, not yet sent.
 enum Reply {
-    Commit(oneshot::Sender<io::Result<Committed>>, io::Result<Committed>),
+    Commit(Answer, io::Result<Committed>),
     Checkpoint(oneshot::Sender<io::Result<()>>, io::Result<()>),
 }
 
@@ -255,18 +265,21 @@ fn send(job: Job) -> io::Result<()> {
 /// Commits of blocking callers under way in this process.
 static BLOCKING_COMMITS: AtomicUsize = AtomicUsize::new(0);
 
-/// Syncs and renames, returning once renamed: on the calling thread when
-/// no other commit of a blocking caller is under way in this process (a
-/// worker process, which runs one download at a time, never starts the
-/// committer; nor does `-j 1`), else through the committer, batched with
-/// the others.
-pub fn commit_blocking(request: CommitRequest) -> io::Result<Committed> {
-    blocking(request, commit_now, |request, reply| send(Job::Commit(request, reply)))
+/// Writes (a small body), syncs and renames, returning once renamed: on
+/// the calling thread when no other commit of a blocking caller is under
+/// way in this process (a worker process, which runs one download at a
+/// time, never starts the committer; nor does `-j 1`), else through the
+/// writer and the committer, batched with the others.
+pub fn finish_blocking(finish: Finish) -> io::Result<Committed> {
+    match finish {
+        Finish::Commit(request) => blocking(*request, commit_now, |request, reply| send(Job::Commit(request, reply))),
+        Finish::Save(request) => blocking(request, |r| r.write().and_then(commit_now), to_writer),
+    }
 }
 
 /// A commit (or save) of a blocking caller: `inline` on the calling thread
-/// when no other one is under way in this process, else `job` through the
-/// committer (`route` sends it on its way).
+/// when no other one is under way in this process, else sent on its way by
+/// `route` (to the committer, or the writer) and waited for.
 fn blocking<R>(
     request: R,
     inline: fn(R) -> io::Result<Committed>,
@@ -288,23 +301,6 @@ fn blocking<R>(
     rx.blocking_recv().map_err(|_| gone())?
 }
 
-/// Writes, syncs and renames a small body: like [`commit_blocking`], on
-/// the calling thread when alone.
-pub fn save_blocking(request: SaveRequest) -> io::Result<Committed> {
-    blocking(request, |r| r.write().and_then(commit_now), to_writer)
-}
-
-/// Writes, syncs and renames a small body on the committer; ready once
-/// renamed.
-pub async fn save_async(request: SaveRequest) -> io::Result<Committed> {
-    let (tx, rx) = oneshot::channel();
-    to_writer(request, tx)?;
-    rx.await.map_err(|_| gone())?
-}
-
-/// Where a commit's answer goes.
-type Answer = oneshot::Sender<io::Result<Committed>>;
-
 /// Hands a small body to the process's writer thread (started on first
 /// use), which creates and writes its part file and passes it on to the
 /// committer: while the committer waits for a disk flush, the next files
@@ -313,31 +309,29 @@ type Answer = oneshot::Sender<io::Result<Committed>>;
 fn to_writer(request: SaveRequest, reply: Answer) -> io::Result<()> {
     static QUEUE: OnceLock<Option<Sender<(SaveRequest, Answer)>>> = OnceLock::new();
     let queue = QUEUE.get_or_init(|| {
-        let (tx, rx) = crossbeam_channel::unbounded::<(SaveRequest, Answer)>();
-        std::thread::Builder::new()
-            .name("trident-write".into())
-            .stack_size(256 * 1024)
-            .spawn(move || {
-                for (request, reply) in rx {
-                    match request.write() {
-                        // If the committer is gone, the reply is dropped
-                        // with the job and the caller learns it.
-                        Ok(commit) => drop(send(Job::Commit(commit, reply))),
-                        Err(e) => drop(reply.send(Err(e))),
-                    }
+        service("trident-write", |rx: Receiver<(SaveRequest, Answer)>| {
+            for (request, reply) in rx {
+                match request.write() {
+                    // If the committer is gone, the reply is dropped
+                    // with the job and the caller learns it.
+                    Ok(commit) => drop(send(Job::Commit(commit, reply))),
+                    Err(e) => drop(reply.send(Err(e))),
                 }
-            })
-            .ok()
-            .map(|_| tx)
+            }
+        })
     });
     let queue = queue.as_ref().ok_or_else(|| io::Error::other("cannot start the writer thread"))?;
     queue.send((request, reply)).map_err(|_| gone())
 }
 
-/// Syncs and renames through the committer; ready once renamed.
-pub async fn commit_async(request: CommitRequest) -> io::Result<Committed> {
+/// Writes (a small body, on the writer thread), syncs and renames through
+/// the committer, batched with the others; ready once renamed.
+pub async fn finish_async(finish: Finish) -> io::Result<Committed> {
     let (tx, rx) = oneshot::channel();
-    send(Job::Commit(request, tx))?;
+    match finish {
+        Finish::Commit(request) => send(Job::Commit(*request, tx))?,
+        Finish::Save(request) => to_writer(request, tx)?,
+    }
     rx.await.map_err(|_| gone())?
 }
 

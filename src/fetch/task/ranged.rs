@@ -541,9 +541,7 @@ fn finish_blocking(dl: &mut Download) -> Result<FetchResult, Failure> {
     part.complete_split().map_err(|e| local("cannot complete the .part file", &e))?;
     let total = part.split_total();
     dl.verify(total)?;
-    let part = dl.part.take().ok_or_else(|| fatal(Status::LocalError, "no .part file"))?;
-    let outcome = finish(part, &dl.task, &dl.final_name());
-    dl.committed(outcome)
+    commit_blocking(dl)
 }
 
 // ---------------------------------------------------------------------------
