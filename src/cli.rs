@@ -575,9 +575,11 @@ Every run downloads into a fresh empty directory; every file is checked
 (present, size, SHA-256), anything else there counts as extra, and
 throughput counts only correct files. Before each run, untimed, the file
 system is synced; a run of many files keeps its directory until the
-workload ends (ext4 is slow to reuse inodes freed within ~30 s, so wait
-that long between two benches). Exit status 1 if a trident run was not
-clean.";
+workload ends. ext4 without a journal avoids reusing an inode for 60-300 s
+after it was freed, slowly, so any large deletion on the same file system
+skews file creation for minutes: for comparable runs give each bench a
+fresh file system, TMPDIR=$(scripts/benchfs) trident bench fetch ...
+Exit status 1 if a trident run was not clean.";
 
 /// `trident bench fetch` options.
 #[derive(Debug, Args)]

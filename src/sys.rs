@@ -79,8 +79,9 @@ fn kib_field(path: &str, name: &str) -> u64 {
 }
 
 /// For a worker process, between fork and exec (a `pre_exec` closure) or
-/// first thing after exec, while it has one thread: die with the parent (`PR_SET_PDEATHSIG`, checked against a parent `parent`
-/// that died before the prctl took effect), and ignore the terminal's
+/// first thing after exec, while it has one thread: die with the parent
+/// (`PR_SET_PDEATHSIG`, checked against a parent `parent` that died
+/// before the prctl took effect), and ignore the terminal's
 /// Ctrl-C, which reaches the whole foreground group: the parent decides
 /// when its workers stop.
 ///

@@ -1189,8 +1189,9 @@ fn settle(dir: &Path) -> io::Result<()> {
 
 impl Runner<'_> {
     /// Done with a run's directory. Each run must find the file system as
-    /// the first did, or later runs pay for earlier ones: ext4 skips an
-    /// inode freed less than ~30 s ago when it allocates one (its
+    /// the first did, or later runs pay for earlier ones: ext4 without a
+    /// journal skips an inode freed less than 60 s ago (300 s while its
+    /// inode table block is dirty) when it allocates one (its
     /// `recently_deleted` check reads the inode table block by block), so
     /// the 2,000 files of a small run created right after the previous
     /// run's 2,000 were deleted cost curl 4x the system time (0.11 s ->
