@@ -365,16 +365,24 @@ mod tests {
         CommitRequest { part, dir: dir.to_path_buf(), name: name.into(), policy: Collision::Number }
     }
 
+    /// A batch committing each `(name, body)` in `dir`, and its answers.
+    fn batch(
+        dir: &Path,
+        files: impl IntoIterator<Item = (String, String)>,
+    ) -> (Vec<Job>, Vec<oneshot::Receiver<io::Result<Committed>>>) {
+        files
+            .into_iter()
+            .map(|(name, body)| {
+                let (tx, rx) = oneshot::channel();
+                (Job::Commit(request(dir, &name, body.as_bytes()), tx), rx)
+            })
+            .unzip()
+    }
+
     #[test]
     fn a_batch_is_renamed_before_any_reply_is_sent() {
         let d = tempfile::tempdir().expect("tempdir");
-        let mut batch = Vec::new();
-        let mut answers = Vec::new();
-        for i in 0..8 {
-            let (tx, rx) = oneshot::channel();
-            batch.push(Job::Commit(request(d.path(), &format!("f{i}.bin"), format!("body {i}").as_bytes()), tx));
-            answers.push(rx);
-        }
+        let (mut batch, mut answers) = batch(d.path(), (0..8).map(|i| (format!("f{i}.bin"), format!("body {i}"))));
         let replies = commit_batch(&mut batch);
         assert!(batch.is_empty());
         let want: Vec<String> = (0..8).map(|i| format!("f{i}.bin")).collect();
@@ -398,13 +406,7 @@ mod tests {
     #[test]
     fn collisions_in_a_batch_are_numbered_in_order_and_a_batch_of_one_works() {
         let d = tempfile::tempdir().expect("tempdir");
-        let mut batch = Vec::new();
-        let mut answers = Vec::new();
-        for i in 0..3 {
-            let (tx, rx) = oneshot::channel();
-            batch.push(Job::Commit(request(d.path(), "same.bin", format!("v{i}").as_bytes()), tx));
-            answers.push(rx);
-        }
+        let (mut batch, answers) = batch(d.path(), (0..3).map(|i| ("same.bin".to_string(), format!("v{i}"))));
         commit_batch(&mut batch).into_iter().for_each(Reply::send);
         let got: Vec<Committed> =
             answers.into_iter().map(|mut rx| rx.try_recv().expect("reply").expect("ok")).collect();
