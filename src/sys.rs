@@ -22,6 +22,19 @@ pub fn raise_nofile_limit() -> u64 {
     lim.rlim_cur
 }
 
+/// How many times the calling thread has given up the CPU to wait
+/// (blocked in a read, a lock, a sync): the voluntary context switches
+/// of `getrusage(RUSAGE_THREAD)`. 0 if unknown.
+pub fn thread_waits() -> i64 {
+    // SAFETY: an all-zero rusage is valid; getrusage only writes into it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to a rusage we own.
+    if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) } != 0 {
+        return 0;
+    }
+    usage.ru_nvcsw
+}
+
 /// Process IDs of `pid`'s direct children (from /proc; empty if gone).
 pub fn children(pid: u32) -> Vec<u32> {
     let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };

@@ -37,7 +37,7 @@ fn done_lines(o: &Output) -> Vec<String> {
 /// the URL.
 fn cut_split_run(s: &TestServer, engine: &str, dir: &std::path::Path, name: &str) -> String {
     let url = s.url(&format!("/range/cut=300000,cuthits=4/{SIZE}/{name}"));
-    let o = fetch(engine, dir, &[&url, "-s", "4", "--retries", "0", "-c"]);
+    let o = fetch(engine, dir, &[&url, "-s", "4", "--split-probe", "0", "--retries", "0", "-c"]);
     assert_eq!(code(&o), 1, "{}{}", stdout(&o), stderr(&o));
     let left: Vec<String> = files(dir).into_keys().collect();
     assert_eq!(left, [format!("{name}.part"), format!("{name}.part.state")]);
@@ -73,7 +73,7 @@ engine_tests! {
 
         // Split in 4, text report: no sha256 field on the line.
         let path = format!("/range/-/{SIZE}/d.bin");
-        let o = fetch(engine, dir.path(), &[&s.url(&path), "-s", "4"]);
+        let o = fetch(engine, dir.path(), &[&s.url(&path), "-s", "4", "--split-probe", "0"]);
         assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
         assert_eq!(s.requests(&path).len(), 4, "it was split");
         assert_eq!(done_lines(&o), [format!("done      d.bin  {SIZE} bytes  {}", s.url(&path))]);
@@ -106,7 +106,7 @@ engine_tests! {
 
         // Split in 4, text report: sha256:HEX on the line.
         let path = format!("/range/-/{SIZE}/d.bin");
-        let o = fetch(engine, dir.path(), &[&s.url(&path), "-s", "4", "--sha256"]);
+        let o = fetch(engine, dir.path(), &[&s.url(&path), "-s", "4", "--split-probe", "0", "--sha256"]);
         assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
         assert_eq!(s.requests(&path).len(), 4, "it was split");
         let d_sum = sha256_hex(&versioned("d.bin", SIZE, 1));

@@ -42,7 +42,7 @@ engine_tests! {
         // Split parts over TLS honour --insecure too.
         let size = 4 << 20;
         let path = format!("/range/-/{size}/big.bin");
-        let o = fetch(engine, dir.path(), &[&s.url(&path), "--insecure", "-s", "4"]);
+        let o = fetch(engine, dir.path(), &[&s.url(&path), "--insecure", "-s", "4", "--split-probe", "0"]);
         assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
         assert_eq!(s.requests(&path).len(), 4);
         let mut expected = want(&[("t.bin", "t.bin", 5000)]);

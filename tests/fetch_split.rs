@@ -65,7 +65,7 @@ engine_tests! {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = format!("/range/-/{SIZE}/s.bin");
         let checksum = format!("sha256={}", sha256_hex(&versioned("s.bin", SIZE, 1)));
-        let o = fetch(engine, dir.path(), &[&s.url(&path), "-s", "4", "--checksum", &checksum, "--sha256"]);
+        let o = fetch(engine, dir.path(), &[&s.url(&path), "-s", "4", "--split-probe", "0", "--checksum", &checksum, "--sha256"]);
         assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
         assert_eq!(files(dir.path()), only("s.bin", SIZE, 1), "exact file, no .part or .state");
         let reqs = s.requests(&path);
@@ -125,7 +125,7 @@ engine_tests! {
         // retry, the run fails and -c keeps the part file and its ranges.
         let path = format!("/range/cut=300000,cuthits=4/{SIZE}/t.bin");
         let url = s.url(&path);
-        let o = fetch(engine, dir.path(), &[&url, "-s", "4", "--retries", "0", "-c"]);
+        let o = fetch(engine, dir.path(), &[&url, "-s", "4", "--split-probe", "0", "--retries", "0", "-c"]);
         assert_eq!(code(&o), 1, "{}{}", stdout(&o), stderr(&o));
         let left: Vec<String> = files(dir.path()).into_keys().collect();
         assert_eq!(left, ["t.bin.part", "t.bin.part.state"]);
@@ -137,7 +137,7 @@ engine_tests! {
         let first_run = s.requests(&path).len();
         assert_eq!(first_run, 4);
 
-        let o = fetch(engine, dir.path(), &[&url, "-s", "4"]);
+        let o = fetch(engine, dir.path(), &[&url, "-s", "4", "--split-probe", "0"]);
         assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
         assert_eq!(files(dir.path()), only("t.bin", SIZE, 1), "byte-exact, nothing left over");
         let again = &s.requests(&path)[first_run..];
@@ -156,7 +156,7 @@ engine_tests! {
         const N: usize = 2 << 20;
         let path = format!("/range/chunk=16384,ms1=50/{N}/r.bin");
         let t0 = Instant::now();
-        let o = fetch(engine, dir.path(), &[&s.url(&path), "-s", "2", "--min-split-size", "64K"]);
+        let o = fetch(engine, dir.path(), &[&s.url(&path), "-s", "2", "--split-probe", "0", "--min-split-size", "64K"]);
         assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
         assert_eq!(files(dir.path()), only("r.bin", N, 1));
         let reqs = s.requests(&path);
@@ -171,6 +171,42 @@ engine_tests! {
         assert!(t0.elapsed() < Duration::from_secs(8), "1 MiB at 320 kB/s would take 3.2 s: {:?}", t0.elapsed());
     }
 
+    fn the_parts_open_once_the_one_connection_waits_for_the_network(engine) {
+        let s = TestServer::start();
+        let dir = tempfile::tempdir().expect("tempdir");
+        // 16 KiB every 10 ms: the connection waits for data nearly all the
+        // time, so after the first 100 ms window the other parts open,
+        // cut from what the first one had left.
+        const N: usize = 2 << 20;
+        let path = format!("/range/chunk=16384,ms=10/{N}/w.bin");
+        let args = [&s.url(&path), "-s", "4", "--split-probe", "100ms", "--min-split-size", "128K"];
+        let o = fetch(engine, dir.path(), &args);
+        assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+        assert_eq!(files(dir.path()), only("w.bin", N, 1));
+        let reqs = s.requests(&path);
+        assert_eq!(range(&reqs[0]), (0, None), "{reqs:?}");
+        assert!(reqs.len() >= 4, "three more parts: {reqs:?}");
+        for r in &reqs[1..] {
+            let (a, b) = range(r);
+            assert!(a > 0 && b.is_some_and(|b| b > a && b <= N as u64), "{reqs:?}");
+            assert_eq!((r.status, r.if_range.as_deref()), (206, Some("\"w.bin-2097152-v1\"")), "{reqs:?}");
+        }
+    }
+
+    fn a_probe_that_never_ends_keeps_one_stream(engine) {
+        let s = TestServer::start();
+        let dir = tempfile::tempdir().expect("tempdir");
+        // The same slow server, but the window is an hour: one request.
+        const N: usize = 1 << 20;
+        let path = format!("/range/chunk=16384,ms=5/{N}/o.bin");
+        let o = fetch(engine, dir.path(), &[&s.url(&path), "-s", "4", "--split-probe", "1h", "--min-split-size", "128K"]);
+        assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+        assert_eq!(files(dir.path()), only("o.bin", N, 1));
+        let reqs = s.requests(&path);
+        assert_eq!(reqs.iter().map(|r| (range(r), r.status)).collect::<Vec<_>>(), [((0, None), 206)]);
+        assert_eq!(s.served(&path), N as u64, "one body, once");
+    }
+
     fn a_file_that_changes_during_a_split_download_is_never_mixed(engine) {
         let s = TestServer::start();
         let dir = tempfile::tempdir().expect("tempdir");
@@ -178,7 +214,7 @@ engine_tests! {
         // 200 to their If-Range, the download starts over, then (the
         // second time) falls back to one stream.
         let path = format!("/range/etag/{SIZE}/m.bin");
-        let o = fetch(engine, dir.path(), &[&s.url(&path), "-s", "4"]);
+        let o = fetch(engine, dir.path(), &[&s.url(&path), "-s", "4", "--split-probe", "0"]);
         assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
         let reqs = s.requests(&path);
         let last = reqs.last().expect("requests");

@@ -60,9 +60,15 @@ state (with -c, a failed one too); otherwise both are removed.
 
 Split downloads (-s K): the first request asks for bytes=0-; when the
 server answers 206 for the whole body with a strong ETag or Last-Modified
-and the body is at least 2 x --min-split-size long, it is fetched as up to
-K ranged parts at once (none smaller than --min-split-size), each asked
+and the body is at least 2 x --min-split-size long, it can be fetched as up
+to K ranged parts at once (none smaller than --min-split-size), each asked
 with Range and If-Range and written at its offset in the same NAME.part.
+The parts open when they can help: the first connection is watched in
+windows of --split-probe, and once it waited for data at least half of a
+window (the network, not this machine, holds it back), what it has left
+is cut into K parts. A connection that always has data waiting stays one
+stream, since more connections would only cost CPU. --split-probe 0 opens
+all K parts at once.
 The state file then lists the ranges synced, so a retry or a later run
 (also after kill -9) fetches only what is missing, with as many parts. A
 worker whose part is done takes half of the part with the most bytes left
@@ -182,6 +188,12 @@ pub struct FetchArgs {
     /// No part of a split download is smaller than this (e.g. 512K, 1M, 4M).
     #[arg(long, value_name = "SIZE", default_value = "1M", value_parser = parse_size)]
     pub min_split_size: u64,
+    /// A split download starts as one stream and opens its other parts
+    /// after a window of this long in which the connection waited for data
+    /// at least half of the time (checked again every window); 0 opens
+    /// all K parts at once, as aria2 does (see below).
+    #[arg(long, value_name = "DUR", default_value = "250ms", value_parser = parse_probe)]
+    pub split_probe: Duration,
     /// Do not verify TLS certificates. DANGEROUS: anyone on the path can
     /// read and change the downloads; only for a host you control.
     #[arg(long)]
@@ -192,6 +204,11 @@ pub struct FetchArgs {
     /// No warnings on stderr.
     #[arg(short = 'q', long)]
     pub quiet: bool,
+}
+
+/// A duration, or 0 (`0`, `0s`, `0ms`).
+fn parse_probe(s: &str) -> Result<Duration, String> {
+    if matches!(s.trim(), "0" | "0s" | "0ms") { Ok(Duration::ZERO) } else { parse_duration(s) }
 }
 
 fn parse_engine(s: &str) -> Result<EngineKind, String> {
@@ -301,6 +318,7 @@ impl FetchArgs {
                 content_disposition: self.content_disposition,
                 split: self.split,
                 min_split_size: self.min_split_size,
+                split_probe: self.split_probe,
                 insecure: self.insecure,
             },
             format: self.format,
@@ -313,6 +331,15 @@ impl FetchArgs {
 mod tests {
     use super::*;
     use crate::fetch::task::{DEFAULT_MIN_SPLIT, MAX_HEADER_BYTES, MAX_HEADER_FIELDS};
+
+    #[test]
+    fn a_split_probe_is_a_duration_or_zero() {
+        assert_eq!(parse_probe("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_probe("0ms"), Ok(Duration::ZERO));
+        assert_eq!(parse_probe("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_probe("-1").is_err());
+        assert!(parse_probe("soon").is_err());
+    }
 
     #[test]
     fn checksums() {

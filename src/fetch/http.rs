@@ -34,7 +34,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -70,7 +70,12 @@ const MAX_HEADERS: usize = 100;
 
 /// Where a connection goes: scheme (https?), host, port.
 type Key = (bool, String, u16);
-type Sender = SendRequest<Empty<Bytes>>;
+/// A connection: where requests are sent, and how long it waited for data.
+#[derive(Debug)]
+struct Conn {
+    send: SendRequest<Empty<Bytes>>,
+    meter: Arc<Meter>,
+}
 
 static RUN: AtomicU64 = AtomicU64::new(0);
 
@@ -83,37 +88,37 @@ pub fn new_run() {
 #[derive(Default)]
 struct Pool {
     run: u64,
-    idle: HashMap<Key, Vec<Sender>>,
+    idle: HashMap<Key, Vec<Conn>>,
 }
 
 thread_local! {
     static POOL: RefCell<Pool> = RefCell::new(Pool::default());
 }
 
-fn take_idle(key: &Key) -> Option<Sender> {
+fn take_idle(key: &Key) -> Option<Conn> {
     POOL.with_borrow_mut(|pool| {
         let run = RUN.load(Ordering::SeqCst);
         if pool.run != run {
             *pool = Pool { run, idle: HashMap::new() };
         }
         let list = pool.idle.get_mut(key)?;
-        while let Some(sender) = list.pop() {
-            if !sender.is_closed() {
-                return Some(sender);
+        while let Some(conn) = list.pop() {
+            if !conn.send.is_closed() {
+                return Some(conn);
             }
         }
         None
     })
 }
 
-fn put_idle(key: Key, sender: Sender) {
+fn put_idle(key: Key, conn: Conn) {
     POOL.with_borrow_mut(|pool| {
-        if pool.run != RUN.load(Ordering::SeqCst) || sender.is_closed() {
+        if pool.run != RUN.load(Ordering::SeqCst) || conn.send.is_closed() {
             return;
         }
         let list = pool.idle.entry(key).or_default();
         if list.len() < IDLE_PER_HOST {
-            list.push(sender);
+            list.push(conn);
         }
     });
 }
@@ -165,7 +170,8 @@ pub struct Response {
     headers: HeaderMap,
     body: Incoming,
     /// The connection, back to the pool once the body has ended.
-    conn: Option<(Key, Sender)>,
+    conn: Option<(Key, Conn)>,
+    meter: Arc<Meter>,
 }
 
 impl Response {
@@ -179,14 +185,20 @@ impl Response {
         &self.headers
     }
 
+    /// How long its connection has waited for data so far (since it was
+    /// made: compare two readings).
+    pub fn waited(&self) -> Duration {
+        self.meter.waited()
+    }
+
     /// The next piece of the body; `None` at its end (the connection is
     /// then free for the next request).
     pub async fn chunk(&mut self) -> Result<Option<Bytes>, hyper::Error> {
         loop {
             match self.body.frame().await {
                 None => {
-                    if let Some((key, sender)) = self.conn.take() {
-                        put_idle(key, sender);
+                    if let Some((key, conn)) = self.conn.take() {
+                        put_idle(key, conn);
                     }
                     return Ok(None);
                 }
@@ -230,20 +242,20 @@ impl Client {
         let request = request.body(Empty::new()).map_err(|e| Error::Url(format!("cannot request {url}: {e}")))?;
         // A reused connection may have been closed by the server since:
         // then the request goes once more on a new one.
-        if let Some(mut sender) = take_idle(&key)
-            && sender.ready().await.is_ok()
+        if let Some(mut conn) = take_idle(&key)
+            && conn.send.ready().await.is_ok()
         {
             let copy = clone_request(&request);
-            if let Ok(response) = sender.send_request(copy).await {
-                return Ok(Response::new(response, key, sender));
+            if let Ok(response) = conn.send.send_request(copy).await {
+                return Ok(Response::new(response, key, conn));
             }
         }
-        let mut sender = self.connect(url, &key).await?;
-        let response = sender.send_request(request).await.map_err(Error::Http)?;
-        Ok(Response::new(response, key, sender))
+        let mut conn = self.connect(url, &key).await?;
+        let response = conn.send.send_request(request).await.map_err(Error::Http)?;
+        Ok(Response::new(response, key, conn))
     }
 
-    async fn connect(&self, url: &Url, key: &Key) -> Result<Sender, Error> {
+    async fn connect(&self, url: &Url, key: &Key) -> Result<Conn, Error> {
         let (https, host, port) = key;
         let addrs: Vec<SocketAddr> = match url.host() {
             Some(Host::Ipv4(ip)) => vec![SocketAddr::from((ip, *port))],
@@ -264,7 +276,7 @@ impl Client {
         Err(Error::Connect(last))
     }
 
-    async fn handshake_tls(&self, stream: TcpStream, url: &Url) -> Result<Sender, Error> {
+    async fn handshake_tls(&self, stream: TcpStream, url: &Url) -> Result<Conn, Error> {
         let name = match url.host() {
             Some(Host::Ipv4(ip)) => ServerName::from(std::net::IpAddr::V4(ip)),
             Some(Host::Ipv6(ip)) => ServerName::from(std::net::IpAddr::V6(ip)),
@@ -282,9 +294,10 @@ impl Client {
 }
 
 impl Response {
-    fn new(response: hyper::Response<Incoming>, key: Key, sender: Sender) -> Self {
+    fn new(response: hyper::Response<Incoming>, key: Key, conn: Conn) -> Self {
         let (parts, body) = response.into_parts();
-        Response { status: parts.status.as_u16(), headers: parts.headers, body, conn: Some((key, sender)) }
+        let meter = Arc::clone(&conn.meter);
+        Response { status: parts.status.as_u16(), headers: parts.headers, body, conn: Some((key, conn)), meter }
     }
 }
 
@@ -300,22 +313,121 @@ fn clone_request(r: &hyper::Request<Empty<Bytes>>) -> hyper::Request<Empty<Bytes
     copy
 }
 
+/// How long a connection waited for data: from each socket read that
+/// found none to the next read. Split downloads use it to tell a stream
+/// the network holds back from one this machine holds back
+/// (`split::Pace`).
+#[derive(Debug, Default)]
+pub struct Meter {
+    /// Nanoseconds after [`epoch`] of the read that found no data; 0: none.
+    pending_since: AtomicU64,
+    waited_ns: AtomicU64,
+}
+
+/// The time origin of [`Meter`]s.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+impl Meter {
+    /// Time spent waiting for data so far.
+    pub fn waited(&self) -> Duration {
+        Duration::from_nanos(self.waited_ns.load(Ordering::Relaxed))
+    }
+
+    fn before_read(&self) {
+        if self.pending_since.load(Ordering::Relaxed) != 0 {
+            let since = self.pending_since.swap(0, Ordering::Relaxed);
+            let now = nanos_since_epoch();
+            self.waited_ns.fetch_add(now.saturating_sub(since), Ordering::Relaxed);
+        }
+    }
+
+    fn found_nothing(&self) {
+        self.pending_since.store(nanos_since_epoch().max(1), Ordering::Relaxed);
+    }
+}
+
+fn nanos_since_epoch() -> u64 {
+    u64::try_from(epoch().elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// A stream whose waits for data are timed in a [`Meter`].
+struct Metered<T> {
+    io: T,
+    meter: Arc<Meter>,
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Metered<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        self.meter.before_read();
+        let polled = std::pin::Pin::new(&mut self.io).poll_read(cx, buf);
+        if polled.is_pending() {
+            self.meter.found_nothing();
+        }
+        polled
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Metered<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
 /// HTTP/1.1 on `io`, its connection driven by a task on this thread's
 /// runtime.
-async fn handshake<T>(io: T) -> Result<Sender, Error>
+async fn handshake<T>(io: T) -> Result<Conn, Error>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let (sender, conn) = http1::Builder::new()
+    let meter = Arc::new(Meter::default());
+    let io = Metered { io, meter: Arc::clone(&meter) };
+    let (send, driver) = http1::Builder::new()
         .max_buf_size(READ_BUFFER_MAX)
         .max_headers(MAX_HEADERS)
         .handshake(TokioIo::new(io))
         .await
         .map_err(Error::Http)?;
     tokio::spawn(async move {
-        let _ = conn.await;
+        let _ = driver.await;
     });
-    Ok(sender)
+    Ok(Conn { send, meter })
 }
 
 /// The rustls configuration (ring, HTTP/1.1 by ALPN): the system's roots,

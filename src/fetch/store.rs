@@ -163,6 +163,14 @@ impl SharedPart {
         self.file.sync_data()?;
         write_state(&self.state_path, &split_state(&self.url, &self.validators, done))
     }
+
+    /// The same as a [`Checkpoint`] to be made on another thread (the
+    /// committer, for the async engine).
+    pub fn checkpoint(&self, done: &RangeSet) -> io::Result<Checkpoint> {
+        let file = self.file.try_clone()?;
+        let state = split_state(&self.url, &self.validators, done);
+        Ok(Checkpoint { file, state_path: self.state_path.clone(), state })
+    }
 }
 
 fn split_state(url: &str, validators: &Validators, done: &RangeSet) -> PartState {

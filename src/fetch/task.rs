@@ -139,6 +139,10 @@ pub struct FetchOptions {
     pub split: u32,
     /// `--min-split-size`: no part is cut smaller than this.
     pub min_split_size: u64,
+    /// How long a split download watches its first connection before it
+    /// opens the other parts (when it waited for data half of that time);
+    /// zero: all parts at once.
+    pub split_probe: Duration,
     /// `--insecure`: TLS certificates are not checked.
     pub insecure: bool,
 }
@@ -1588,6 +1592,7 @@ mod tests {
                 content_disposition: true,
                 split: 4,
                 min_split_size: 1 << 20,
+                split_probe: Duration::ZERO,
                 insecure: true,
             },
         };

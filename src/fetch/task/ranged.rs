@@ -23,9 +23,11 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::Scope;
+use std::time::Instant;
 
 use super::*;
-use crate::fetch::split::{Plan, RangeSet, Span, pieces_for};
+use crate::fetch::split::{Pace, Plan, RangeSet, Span, pieces_for};
 use crate::fetch::store::{CHECKPOINT_BYTES, SharedPart};
 
 /// Stack of a part's worker thread (pool threads have 256 KiB too).
@@ -109,12 +111,19 @@ impl Download {
         self.task.options.split.max(1) as usize
     }
 
+    /// Workers that start at once: all with `--split-probe 0`, else one
+    /// until its connection shows that the network holds it back.
+    fn open_at_start(&self) -> usize {
+        if self.task.options.split_probe.is_zero() { self.workers() } else { 1 }
+    }
+
     /// What to ask first: the first gap of a part file that can be
     /// continued (its plan, with that gap claimed by worker 0), or all.
     fn split_start(&self) -> (Asked, Option<(Plan, Span)>) {
         if let Some((done, validators)) = self.part.as_ref().and_then(PartFile::split_point) {
             let total = validators.total.unwrap_or(0);
-            let mut plan = Plan::new(total, done, self.workers(), self.task.options.min_split_size);
+            let mut plan =
+                Plan::new(total, done, self.workers(), self.open_at_start(), self.task.options.min_split_size);
             if let Some(span) = plan.claim(0) {
                 return (Asked::Piece { span, validators }, Some((plan, span)));
             }
@@ -141,7 +150,8 @@ impl Download {
         let mut part = self.empty_part()?;
         part.begin_split(validators);
         self.part = Some(part);
-        let mut plan = Plan::new(total, RangeSet::default(), self.workers(), self.task.options.min_split_size);
+        let (workers, open) = (self.workers(), self.open_at_start());
+        let mut plan = Plan::new(total, RangeSet::default(), workers, open, self.task.options.min_split_size);
         let span = plan.claim(0).ok_or_else(|| fatal(Status::Failed, "nothing to download"))?;
         Ok((plan, span))
     }
@@ -161,6 +171,11 @@ impl Download {
         let shared = part.shared().map_err(|e| local("cannot share the .part file", &e))?;
         let synced = part.split_point().map_or(0, |(done, _)| done.bytes());
         Ok(Run {
+            workers: self.workers(),
+            probe: self.task.options.split_probe,
+            open: AtomicBool::new(self.open_at_start() == self.workers()),
+            closed: AtomicBool::new(false),
+            opened: tokio::sync::Notify::new(),
             validators: shared.validators().clone(),
             part: Arc::new(shared),
             authorization: self.credentials.clone(),
@@ -169,6 +184,7 @@ impl Download {
             stop: AtomicBool::new(false),
             end: Mutex::new(End::default()),
             checkpointing: AtomicBool::new(false),
+            pending: Mutex::new(None),
             synced: AtomicU64::new(synced),
         })
     }
@@ -237,9 +253,22 @@ enum PieceNext {
     Redirect(Url),
 }
 
+/// A checkpoint's ranges, and where the committer answers.
+type Saving = (RangeSet, tokio::sync::oneshot::Receiver<std::io::Result<()>>);
+
 /// What the workers of one split attempt share.
 struct Run {
     plan: Mutex<Plan>,
+    /// Workers, worker 0 first (it has the first response).
+    workers: usize,
+    /// `--split-probe`.
+    probe: Duration,
+    /// Every worker may work (else only worker 0 does, until it opens).
+    open: AtomicBool,
+    /// Worker 0 ended before opening: the others have nothing to do.
+    closed: AtomicBool,
+    /// Wakes the async workers waiting for `open` or `closed`.
+    opened: tokio::sync::Notify,
     part: Arc<SharedPart>,
     validators: Validators,
     authorization: Option<Credentials>,
@@ -248,6 +277,8 @@ struct Run {
     stop: AtomicBool,
     end: Mutex<End>,
     checkpointing: AtomicBool,
+    /// The async side's checkpoint in flight.
+    pending: Mutex<Option<Saving>>,
     /// Bytes the state file records.
     synced: AtomicU64,
 }
@@ -259,6 +290,67 @@ impl Run {
 
     fn stopped(&self) -> bool {
         self.stop.load(Ordering::SeqCst)
+    }
+
+    fn is_open(&self) -> bool {
+        self.open.load(Ordering::SeqCst)
+    }
+
+    /// Opens every worker, `worker`'s rest and the waiting pieces cut for
+    /// all of them; `false` if they were open already.
+    fn open_all(&self, worker: usize) -> bool {
+        let mut plan = self.plan();
+        if self.open.swap(true, Ordering::SeqCst) {
+            return false;
+        }
+        plan.spread(worker);
+        drop(plan);
+        self.opened.notify_waiters();
+        true
+    }
+
+    /// Worker 0 has ended: workers still waiting to open never will.
+    fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.opened.notify_waiters();
+    }
+
+    /// Waits until the workers open (`true`) or worker 0 ended (`false`).
+    async fn until_open(&self) -> bool {
+        loop {
+            let notified = self.opened.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_open() {
+                return true;
+            }
+            if self.closed.load(Ordering::SeqCst) {
+                return false;
+            }
+            notified.await;
+        }
+    }
+
+    /// A watch on a connection that has waited `waited` so far, while the
+    /// workers are not open.
+    fn pace(&self, waited: Duration) -> Option<Pace> {
+        (!self.is_open()).then(|| Pace::new(self.probe, Instant::now(), waited))
+    }
+
+    /// After a chunk of `worker`'s: opens every worker when the window of
+    /// `pace` ended with the connection waiting at least half of it.
+    /// `true` when this call opened them; the watch ends once they are.
+    fn watch(&self, pace: &mut Option<Pace>, worker: usize, waited: Duration) -> bool {
+        let Some(p) = pace.as_mut() else { return false };
+        if self.is_open() {
+            *pace = None;
+            return false;
+        }
+        if !p.starved(Instant::now(), waited) {
+            return false;
+        }
+        *pace = None;
+        self.open_all(worker)
     }
 
     fn claim(&self, worker: usize) -> Option<Span> {
@@ -361,19 +453,40 @@ impl Run {
         self.end_checkpoint(&done, result)
     }
 
-    async fn checkpoint_async(&self) -> Result<(), PieceFailure> {
+    /// Starts a checkpoint on the committer thread (as one stream does),
+    /// unless one is in flight; the worker goes on reading (with one
+    /// worker, waiting for each sync would stall the stream). The one
+    /// before, if it ended, is taken note of first.
+    fn checkpoint_async(&self) -> Result<(), PieceFailure> {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((done, mut rx)) = pending.take() {
+            let result = match rx.try_recv() {
+                Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {
+                    *pending = Some((done, rx));
+                    return Ok(());
+                }
+                Ok(result) => result,
+                Err(_) => Err(std::io::Error::other("the commit thread stopped")),
+            };
+            self.end_checkpoint(&done, result)?;
+        }
         let Some(done) = self.begin_checkpoint() else { return Ok(()) };
-        let part = Arc::clone(&self.part);
-        let joined = tokio::task::spawn_blocking(move || {
-            let result = part.save(&done);
-            (done, result)
-        })
-        .await;
-        match joined {
-            Ok((done, result)) => self.end_checkpoint(&done, result),
-            Err(e) => {
-                self.checkpointing.store(false, Ordering::SeqCst);
-                Err(PieceFailure::Fatal(fatal(Status::LocalError, format!("saving the download state: {e}"))))
+        let started = self.part.checkpoint(&done).and_then(commit::checkpoint);
+        match started {
+            Ok(rx) => *pending = Some((done, rx)),
+            Err(e) => self.end_checkpoint(&done, Err(e))?,
+        }
+        Ok(())
+    }
+
+    /// Waits for the checkpoint in flight, if any; a failure ends the
+    /// attempt.
+    async fn settle_checkpoint(&self) {
+        let pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some((done, rx)) = pending {
+            let result = rx.await.unwrap_or_else(|_| Err(std::io::Error::other("the commit thread stopped")));
+            if let Err(f) = self.end_checkpoint(&done, result) {
+                self.fail(f);
             }
         }
     }
@@ -431,7 +544,7 @@ pub(super) fn attempt_blocking(agent: &ureq::Agent, dl: &mut Download) -> Result
         };
         let run = dl.run(plan, url.clone())?;
         debug_assert!(span.0 < span.1);
-        run_threads(&run, agent, dl.workers(), response);
+        run_threads(&run, agent, response);
         if dl.end_run(run)? {
             return finish_blocking(dl);
         }
@@ -444,23 +557,36 @@ pub(super) fn attempt_blocking(agent: &ureq::Agent, dl: &mut Download) -> Result
 }
 
 /// Worker 0 on this thread with the first response, the others on scoped
-/// threads (fewer if threads cannot be started).
-fn run_threads(run: &Run, agent: &ureq::Agent, workers: usize, first: ureq::Response) {
+/// threads once the workers are open.
+fn run_threads(run: &Run, agent: &ureq::Agent, first: ureq::Response) {
     std::thread::scope(|s| {
-        for id in 1..workers {
-            let started = std::thread::Builder::new()
-                .name(format!("part-{id}"))
-                .stack_size(WORKER_STACK)
-                .spawn_scoped(s, move || worker_blocking(run, agent, id, None));
-            if started.is_err() {
-                break;
-            }
+        if run.is_open() {
+            start_workers(s, run, agent);
         }
-        worker_blocking(run, agent, 0, Some(first));
+        worker_blocking(s, run, agent, 0, Some(first));
     });
 }
 
-fn worker_blocking(run: &Run, agent: &ureq::Agent, id: usize, mut first: Option<ureq::Response>) {
+/// Workers 1 to K-1 on scoped threads (fewer if threads cannot be started).
+fn start_workers<'s>(s: &'s Scope<'s, '_>, run: &'s Run, agent: &'s ureq::Agent) {
+    for id in 1..run.workers {
+        let started = std::thread::Builder::new()
+            .name(format!("part-{id}"))
+            .stack_size(WORKER_STACK)
+            .spawn_scoped(s, move || worker_blocking(s, run, agent, id, None));
+        if started.is_err() {
+            break;
+        }
+    }
+}
+
+fn worker_blocking<'s>(
+    s: &'s Scope<'s, '_>,
+    run: &'s Run,
+    agent: &'s ureq::Agent,
+    id: usize,
+    mut first: Option<ureq::Response>,
+) {
     let mut buf = vec![0u8; READ_BUFFER];
     loop {
         let response = match first.take() {
@@ -478,6 +604,9 @@ fn worker_blocking(run: &Run, agent: &ureq::Agent, id: usize, mut first: Option<
             }
         };
         let result = read_piece_blocking(run, id, response, &mut buf);
+        if result.as_ref().is_ok_and(|&opened| opened) {
+            start_workers(s, run, agent);
+        }
         run.release(id);
         if let Err(f) = result {
             run.fail(f);
@@ -510,14 +639,20 @@ fn request_piece_blocking(run: &Run, agent: &ureq::Agent, span: Span) -> Result<
     }
 }
 
-fn read_piece_blocking(run: &Run, id: usize, response: ureq::Response, buf: &mut [u8]) -> Result<(), PieceFailure> {
+/// Reads `id`'s part to its end; `Ok(true)` when the workers should open
+/// (this part's connection was seen waiting for the network).
+fn read_piece_blocking(run: &Run, id: usize, response: ureq::Response, buf: &mut [u8]) -> Result<bool, PieceFailure> {
     let mut reader = response.into_reader();
+    let mut waits = ReadWaits::new();
+    let mut pace = run.pace(Duration::ZERO);
+    let mut opened = false;
     loop {
         if run.stopped() {
-            return Ok(());
+            return Ok(opened);
         }
-        let n = match reader.read(buf) {
-            Ok(0) => return run.body_ended(id),
+        let read = if pace.is_some() { waits.read(&mut reader, buf) } else { reader.read(buf) };
+        let n = match read {
+            Ok(0) => return run.body_ended(id).map(|()| opened),
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(PieceFailure::Retry(format!("reading a part: {}", error_chain(&e)))),
@@ -525,12 +660,51 @@ fn read_piece_blocking(run: &Run, id: usize, response: ureq::Response, buf: &mut
         let (more, due) = run.write(id, &buf[..n])?;
         if due {
             run.checkpoint_blocking()?;
+            waits.rebase();
         }
+        opened |= run.watch(&mut pace, id, waits.waited);
         if !more {
             // The part ends here (a later part starts): the rest of this
             // response is not read, and its connection not reused.
-            return Ok(());
+            return Ok(opened);
         }
+    }
+}
+
+/// How long a blocking connection waited for data: the time of each read
+/// during which the thread slept. A read that took long without
+/// sleeping was only preempted (another thread had the CPU).
+struct ReadWaits {
+    waited: Duration,
+    sleeps: i64,
+}
+
+impl ReadWaits {
+    /// Reads shorter than this are not checked for sleeping (a syscall
+    /// each would cost some 2% of a fast stream's CPU).
+    const QUICK: Duration = Duration::from_micros(20);
+
+    fn new() -> Self {
+        ReadWaits { waited: Duration::ZERO, sleeps: crate::sys::thread_waits() }
+    }
+
+    /// Forgets sleeps since the last read (a checkpoint's sync).
+    fn rebase(&mut self) {
+        self.sleeps = crate::sys::thread_waits();
+    }
+
+    fn read(&mut self, reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+        let t = Instant::now();
+        let read = reader.read(buf);
+        let took = t.elapsed();
+        if took >= Self::QUICK {
+            let sleeps = crate::sys::thread_waits();
+            if sleeps > self.sleeps {
+                self.waited += took;
+            }
+            self.sleeps = sleeps;
+        }
+        read
     }
 }
 
@@ -596,8 +770,9 @@ pub(super) async fn attempt_async(client: &http::Client, dl: &mut Download) -> R
         let run = dl.run(plan, url.clone())?;
         debug_assert!(span.0 < span.1);
         let mut first = Some(response);
-        let workers = (0..dl.workers()).map(|id| worker_async(&run, client, timeout, id, first.take()));
+        let workers = (0..run.workers).map(|id| worker_async(&run, client, timeout, id, first.take()));
         futures_util::future::join_all(workers).await;
+        run.settle_checkpoint().await;
         if dl.end_run(run)? {
             return finish_async(dl).await;
         }
@@ -616,13 +791,17 @@ async fn restart_async(dl: &mut Download) -> Result<(), Failure> {
         .map_err(|e| local("cannot truncate the .part file", &e))
 }
 
-async fn worker_async(
-    run: &Run,
-    client: &http::Client,
-    timeout: Duration,
-    id: usize,
-    mut first: Option<http::Response>,
-) {
+async fn worker_async(run: &Run, client: &http::Client, timeout: Duration, id: usize, first: Option<http::Response>) {
+    if id > 0 && !run.until_open().await {
+        return;
+    }
+    work_async(run, client, timeout, id, first).await;
+    if id == 0 {
+        run.close();
+    }
+}
+
+async fn work_async(run: &Run, client: &http::Client, timeout: Duration, id: usize, mut first: Option<http::Response>) {
     loop {
         let response = match first.take() {
             Some(r) => r,
@@ -680,6 +859,7 @@ async fn read_piece_async(
     mut response: http::Response,
     timeout: Duration,
 ) -> Result<(), PieceFailure> {
+    let mut pace = run.pace(response.waited());
     loop {
         if run.stopped() {
             return Ok(());
@@ -692,8 +872,9 @@ async fn read_piece_async(
         };
         let (more, due) = run.write(id, &chunk)?;
         if due {
-            run.checkpoint_async().await?;
+            run.checkpoint_async()?;
         }
+        run.watch(&mut pace, id, response.waited());
         if !more {
             return Ok(());
         }
@@ -742,6 +923,7 @@ mod tests {
             content_disposition: false,
             split,
             min_split_size: min,
+            split_probe: Duration::ZERO,
             insecure: false,
         }
     }
