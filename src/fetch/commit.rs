@@ -40,7 +40,10 @@
 //!
 //! Small whole bodies (at most 64 KiB, received in memory) are not even
 //! written by the downloading thread: a *writer* thread creates and writes
-//! their part files ([`SaveRequest`]) and hands them to the committer, so
+//! their files ([`SaveRequest`]: an unnamed `O_TMPFILE` file that the
+//! committer links to its final name, see `unnamed`; a `.part` file where
+//! that cannot be done, or with `--overwrite`) and hands them to the
+//! committer, so
 //! the downloading thread does HTTP only, the writer file creation, and
 //! the committer waits for the disk — a pipeline over the cores (2,000 x
 //! 16 KiB at -j 32: 0.20 s -> 0.16 s median, with the per-directory scan of
@@ -65,6 +68,7 @@ use crossbeam_channel::{Receiver, Sender};
 use tokio::sync::oneshot;
 
 use super::store::{Checkpoint, Collision, Committed, PartFile};
+use super::unnamed::Unnamed;
 
 /// Jobs taken at most as one batch (bounds the descriptors a batch keeps
 /// waiting, and the latency of the first job of a large batch).
@@ -105,12 +109,62 @@ pub struct SaveRequest {
 }
 
 impl SaveRequest {
-    /// `NAME.part` created and written (not synced): a commit request.
-    fn write(self) -> io::Result<CommitRequest> {
+    /// The body written (not synced) to an unnamed file of the directory
+    /// where that can be done (see `unnamed`), else to `NAME.part`.
+    fn write(self) -> io::Result<Written> {
         let SaveRequest { dir, part_name, url, body, name, policy } = self;
+        if policy != Collision::Overwrite
+            && let Some(file) = Unnamed::create(&dir, &body)
+        {
+            return Ok(Written::Unnamed(LinkRequest { file, dir, name, policy }));
+        }
         let mut part = PartFile::create(&dir, &part_name, &url, false)?;
         part.write(&body)?;
-        Ok(CommitRequest { part, dir, name, policy })
+        Ok(Written::Part(Box::new(CommitRequest { part, dir, name, policy })))
+    }
+}
+
+/// A small body written by the writer, to be synced and named.
+#[derive(Debug)]
+enum Written {
+    /// Boxed: a part file's state is large.
+    Part(Box<CommitRequest>),
+    Unnamed(LinkRequest),
+}
+
+impl Written {
+    /// Syncs and names it on the calling thread.
+    fn commit_now(self) -> io::Result<Committed> {
+        match self {
+            Written::Part(request) => commit_now(*request),
+            Written::Unnamed(request) => {
+                request.file.sync_data()?;
+                request.link()
+            }
+        }
+    }
+
+    /// The committer's job for it.
+    fn job(self, reply: Answer) -> Job {
+        match self {
+            Written::Part(request) => Job::Commit(*request, reply),
+            Written::Unnamed(request) => Job::Link(request, reply),
+        }
+    }
+}
+
+/// An unnamed file holding a whole body, and the name it should get.
+#[derive(Debug)]
+struct LinkRequest {
+    file: Unnamed,
+    dir: PathBuf,
+    name: String,
+    policy: Collision,
+}
+
+impl LinkRequest {
+    fn link(self) -> io::Result<Committed> {
+        self.file.link(&self.dir, &self.name, self.policy)
     }
 }
 
@@ -131,6 +185,7 @@ type Answer = oneshot::Sender<io::Result<Committed>>;
 #[derive(Debug)]
 enum Job {
     Commit(CommitRequest, Answer),
+    Link(LinkRequest, Answer),
     Checkpoint(Checkpoint, oneshot::Sender<io::Result<()>>),
 }
 
@@ -138,6 +193,7 @@ impl Job {
     fn file(&self) -> &File {
         match self {
             Job::Commit(request, _) => request.part.file(),
+            Job::Link(request, _) => request.file.file(),
             Job::Checkpoint(checkpoint, _) => checkpoint.file(),
         }
     }
@@ -216,6 +272,10 @@ fn commit_batch(batch: &mut Vec<Job>) -> Vec<Reply> {
                     };
                     Reply::Commit(reply, result)
                 }
+                Job::Link(request, reply) => {
+                    let result = if synced { request.link() } else { Written::Unnamed(request).commit_now() };
+                    Reply::Commit(reply, result)
+                }
                 // After a syncfs its fdatasync finds nothing to write.
                 Job::Checkpoint(checkpoint, reply) => Reply::Checkpoint(reply, checkpoint.run()),
             }
@@ -273,7 +333,7 @@ static BLOCKING_COMMITS: AtomicUsize = AtomicUsize::new(0);
 pub fn finish_blocking(finish: Finish) -> io::Result<Committed> {
     match finish {
         Finish::Commit(request) => blocking(*request, commit_now, |request, reply| send(Job::Commit(request, reply))),
-        Finish::Save(request) => blocking(request, |r| r.write().and_then(commit_now), to_writer),
+        Finish::Save(request) => blocking(request, |r| r.write().and_then(Written::commit_now), to_writer),
     }
 }
 
@@ -314,7 +374,7 @@ fn to_writer(request: SaveRequest, reply: Answer) -> io::Result<()> {
                 match request.write() {
                     // If the committer is gone, the reply is dropped
                     // with the job and the caller learns it.
-                    Ok(commit) => drop(send(Job::Commit(commit, reply))),
+                    Ok(written) => drop(send(written.job(reply))),
                     Err(e) => drop(reply.send(Err(e))),
                 }
             }

@@ -37,6 +37,7 @@ pub mod retry;
 pub mod split;
 pub mod store;
 pub mod task;
+pub mod unnamed;
 
 use std::fmt;
 use std::io::{self, BufRead, BufWriter};

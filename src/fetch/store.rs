@@ -47,7 +47,7 @@ pub enum Collision {
 }
 
 /// Alternative names tried for a `.part` file or a taken final name.
-const MAX_NUMBER: u32 = 1000;
+pub const MAX_NUMBER: u32 = 1000;
 
 /// Where a finished download ended up.
 #[derive(Debug, Clone, PartialEq, Eq)]
