@@ -191,6 +191,11 @@ engine_tests! {
             assert!(a > 0 && b.is_some_and(|b| b > a && b <= N as u64), "{reqs:?}");
             assert_eq!((r.status, r.if_range.as_deref()), (206, Some("\"w.bin-2097152-v1\"")), "{reqs:?}");
         }
+        // The three parts start as soon as they open, while the first
+        // connection is still on its own (shortened) part, which ends
+        // where the first of them begins.
+        let first_cut = reqs[1..4].iter().map(|r| range(r).0).min().expect("parts");
+        assert!(reqs[1..4].iter().all(|r| r.served_before < first_cut), "{reqs:?}");
     }
 
     fn a_probe_that_never_ends_keeps_one_stream(engine) {

@@ -97,13 +97,15 @@ pub struct Logged {
     pub cookie: Option<String>,
 }
 
-/// One request to a `/range/` path: its `Range` and `If-Range` headers and
-/// the status sent.
+/// One request to a `/range/` path: its `Range` and `If-Range` headers,
+/// the status sent, and the body bytes of that path sent (to anyone)
+/// before it arrived.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RangeRequest {
     pub range: Option<String>,
     pub if_range: Option<String>,
     pub status: u16,
+    pub served_before: u64,
 }
 
 #[derive(Default)]
@@ -433,7 +435,8 @@ fn ranged(state: &State, path: &str, rest: &str, req: &Request<Incoming>) -> Res
         });
     let start = asked.map(|(first, _)| first);
     let to = asked.and_then(|(_, end)| end).map_or(size, |end| end.min(size));
-    let mut record = RangeRequest { range, if_range, status: 200 };
+    let served_before = state.served_counter(path).load(Ordering::SeqCst);
+    let mut record = RangeRequest { range, if_range, status: 200, served_before };
     let body = state.body(name, size, version);
     let mut response = match start {
         Some(n) if n >= size => {

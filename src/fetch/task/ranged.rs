@@ -603,10 +603,7 @@ fn worker_blocking<'s>(
                 }
             }
         };
-        let result = read_piece_blocking(run, id, response, &mut buf);
-        if result.as_ref().is_ok_and(|&opened| opened) {
-            start_workers(s, run, agent);
-        }
+        let result = read_piece_blocking(run, id, response, &mut buf, &|| start_workers(s, run, agent));
         run.release(id);
         if let Err(f) = result {
             run.fail(f);
@@ -639,20 +636,25 @@ fn request_piece_blocking(run: &Run, agent: &ureq::Agent, span: Span) -> Result<
     }
 }
 
-/// Reads `id`'s part to its end; `Ok(true)` when the workers should open
-/// (this part's connection was seen waiting for the network).
-fn read_piece_blocking(run: &Run, id: usize, response: ureq::Response, buf: &mut [u8]) -> Result<bool, PieceFailure> {
+/// Reads `id`'s part to its end, calling `start_workers` if it opens the
+/// other workers (its connection was seen waiting for the network).
+fn read_piece_blocking(
+    run: &Run,
+    id: usize,
+    response: ureq::Response,
+    buf: &mut [u8],
+    start_workers: &dyn Fn(),
+) -> Result<(), PieceFailure> {
     let mut reader = response.into_reader();
     let mut waits = ReadWaits::new();
     let mut pace = run.pace(Duration::ZERO);
-    let mut opened = false;
     loop {
         if run.stopped() {
-            return Ok(opened);
+            return Ok(());
         }
         let read = if pace.is_some() { waits.read(&mut reader, buf) } else { reader.read(buf) };
         let n = match read {
-            Ok(0) => return run.body_ended(id).map(|()| opened),
+            Ok(0) => return run.body_ended(id),
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(PieceFailure::Retry(format!("reading a part: {}", error_chain(&e)))),
@@ -662,11 +664,13 @@ fn read_piece_blocking(run: &Run, id: usize, response: ureq::Response, buf: &mut
             run.checkpoint_blocking()?;
             waits.rebase();
         }
-        opened |= run.watch(&mut pace, id, waits.waited);
+        if run.watch(&mut pace, id, waits.waited) {
+            start_workers();
+        }
         if !more {
             // The part ends here (a later part starts): the rest of this
             // response is not read, and its connection not reused.
-            return Ok(opened);
+            return Ok(());
         }
     }
 }
