@@ -47,7 +47,7 @@ pub enum Collision {
 }
 
 /// Alternative names tried for a `.part` file or a taken final name.
-pub const MAX_NUMBER: u32 = 1000;
+const MAX_NUMBER: u32 = 1000;
 
 /// Where a finished download ended up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -728,19 +728,23 @@ impl PartFile {
     }
 
     fn commit_numbered(&self, dir: &Path, name: &str) -> io::Result<Committed> {
-        for n in 0..MAX_NUMBER {
-            let candidate = numbered(name, n);
-            match rename_noreplace(&self.path, &dir.join(&candidate)) {
-                Ok(()) => return Ok(Committed::Saved(candidate)),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(io::Error::new(
-            io::ErrorKind::AlreadyExists,
-            format!("{name} and {MAX_NUMBER} numbered alternatives exist"),
-        ))
+        first_free(name, |candidate| rename_noreplace(&self.path, &dir.join(candidate))).map(Committed::Saved)
     }
+}
+
+/// The first of `name`, `name.1.ext`, `name.2.ext`... that `place` could
+/// give a file (`place` fails with `AlreadyExists` when a name is taken;
+/// any other error ends the search).
+pub fn first_free(name: &str, mut place: impl FnMut(&str) -> io::Result<()>) -> io::Result<String> {
+    for n in 0..MAX_NUMBER {
+        let candidate = numbered(name, n);
+        match place(&candidate) {
+            Ok(()) => return Ok(candidate),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{name} and {MAX_NUMBER} numbered alternatives exist")))
 }
 
 impl Drop for PartFile {

@@ -23,8 +23,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use super::name::numbered;
-use super::store::{Collision, Committed, MAX_NUMBER};
+use super::store::{Collision, Committed, first_free};
 
 /// A complete body in an unnamed file of `dir`, not yet synced.
 #[derive(Debug)]
@@ -72,20 +71,7 @@ impl Unnamed {
                 Err(e) => Err(e),
             },
             Collision::Overwrite => Err(io::Error::other("an unnamed file is never used to replace one")),
-            Collision::Number => {
-                for n in 0..MAX_NUMBER {
-                    let candidate = numbered(name, n);
-                    match self.link_as(&dir.join(&candidate)) {
-                        Ok(()) => return Ok(Committed::Saved(candidate)),
-                        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                        Err(e) => return Err(e),
-                    }
-                }
-                Err(io::Error::new(
-                    io::ErrorKind::AlreadyExists,
-                    format!("{name} and {MAX_NUMBER} numbered alternatives exist"),
-                ))
-            }
+            Collision::Number => first_free(name, |candidate| self.link_as(&dir.join(candidate))).map(Committed::Saved),
         }
     }
 
