@@ -6,7 +6,7 @@
 //! the exit code.
 
 use crate::engine_tests;
-use crate::fetch_util::{code, fetch_json as fetch, files, json, want};
+use crate::fetch_util::{code, fetch_json as fetch, files, json, only, want};
 use crate::http_server::{TestServer, sha256_hex, versioned};
 use crate::util::{stderr, stdout};
 
@@ -79,6 +79,31 @@ engine_tests! {
         assert_eq!(on_b.len(), 3, "{on_b:?}");
         assert!(on_b.iter().all(|r| r.authorization.is_none()), "no request to B: {on_b:?}");
         assert!(on_a.iter().chain(&on_b).all(|r| r.cookie.is_none()));
+    }
+
+    fn the_password_is_never_written_to_a_report_or_a_state_file(engine) {
+        let s = TestServer::start();
+        let dir = tempfile::tempdir().expect("tempdir");
+        // The first response is cut: with -c and no retry, the part file and
+        // its state stay for the next run, which continues them.
+        const SIZE: usize = 1 << 20;
+        let path = format!("/range/cut=300000,cuthits=1/{SIZE}/p.bin");
+        let url = with_credentials(&s.url(&path));
+        let shown = url.replace("user:s3cret@", "user@");
+        let o = fetch(engine, dir.path(), &[&url, "--retries", "0", "-c"]);
+        assert_eq!(code(&o), 1, "{}{}", stdout(&o), stderr(&o));
+        assert_eq!(json(&o)["files"][0]["url"].as_str(), Some(shown.as_str()));
+        let state = std::fs::read_to_string(dir.path().join("p.bin.part.state")).expect("state file");
+        assert!(state.contains(&shown) && !state.contains("s3cret"), "{state}");
+        assert!(!stdout(&o).contains("s3cret") && !stderr(&o).contains("s3cret"), "{}{}", stdout(&o), stderr(&o));
+
+        let o = fetch(engine, dir.path(), &[&url]);
+        assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+        let r = &json(&o)["files"][0];
+        assert_eq!(r["url"].as_str(), Some(shown.as_str()));
+        assert!(r["resumed_from"].as_u64().is_some_and(|n| n > 0), "the same URL's part file was continued: {r}");
+        assert_eq!(files(dir.path()), only("p.bin", SIZE, 1));
+        assert!(!stdout(&o).contains("s3cret"));
     }
 
     fn an_https_to_http_redirect_drops_the_credentials(engine) {

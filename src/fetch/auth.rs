@@ -42,6 +42,19 @@ impl Credentials {
     }
 }
 
+/// The URL `given` as reports and state files show it: without its
+/// password (the user name stays). Unchanged if it has none or is not a
+/// URL.
+pub fn without_password(given: &str) -> String {
+    match Url::parse(given) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(None);
+            url.into()
+        }
+        _ => given.to_string(),
+    }
+}
+
 /// `url` without user name and password.
 pub fn without_userinfo(url: &Url) -> Url {
     let mut url = url.clone();
@@ -79,5 +92,8 @@ mod tests {
         assert_eq!(plain.for_url(&url("http://h:80/y")), Some("Basic Ym9iOg=="), "default port is the same origin");
         assert_eq!(Credentials::from_url(&url("http://h/x")), None);
         assert_eq!(without_userinfo(&given).as_str(), "https://files.example:8443/a.iso");
+        assert_eq!(without_password(given.as_str()), "https://al%40ice@files.example:8443/a.iso");
+        assert_eq!(without_password("http://h/x"), "http://h/x");
+        assert_eq!(without_password("not a url"), "not a url");
     }
 }

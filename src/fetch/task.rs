@@ -38,7 +38,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use super::auth::{Credentials, without_userinfo};
+use super::auth::{Credentials, without_password, without_userinfo};
 use super::commit::{self, CommitRequest, Finish, SaveRequest};
 use super::http;
 use super::name::{name_from_disposition, name_from_url};
@@ -254,7 +254,7 @@ impl FetchResult {
     pub fn engine_failure(task: &FetchTask, reason: String) -> Self {
         FetchResult {
             index: task.index,
-            url: task.url.clone(),
+            url: without_password(&task.url),
             status: Status::Failed,
             name: None,
             bytes: 0,
@@ -539,11 +539,13 @@ struct Download {
 
 impl Download {
     /// Validates the URL and picks the name; `Err` is already the result.
-    fn prepare(task: FetchTask) -> Result<Self, Box<FetchResult>> {
+    fn prepare(mut task: FetchTask) -> Result<Self, Box<FetchResult>> {
+        // Reports and state files never show the URL's password.
+        let shown = without_password(&task.url);
         let early = |status, name, error| {
             Box::new(FetchResult {
                 index: task.index,
-                url: task.url.clone(),
+                url: shown.clone(),
                 status,
                 name,
                 bytes: 0,
@@ -571,6 +573,7 @@ impl Download {
             return Err(early(Status::Skipped, Some(name), None));
         }
         let started = Instant::now();
+        task.url = shown;
         Ok(Download {
             backoff: Backoff::new(task.options.retries, task.options.retry_wait, started, task.options.retry_max_time),
             task,
