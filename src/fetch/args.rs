@@ -188,10 +188,10 @@ pub struct FetchArgs {
     /// No part of a split download is smaller than this (e.g. 512K, 1M, 4M).
     #[arg(long, value_name = "SIZE", default_value = "1M", value_parser = parse_size)]
     pub min_split_size: u64,
-    /// A split download starts as one stream and opens its other parts
-    /// after a window of this long in which the connection waited for data
-    /// at least half of the time (checked again every window); 0 opens
-    /// all K parts at once, as aria2 does (see below).
+    /// A split download starts as one stream; its other parts open once
+    /// its connection waited for data at least half of a window this long
+    /// (checked every window). 0 opens all K parts at once, as aria2 does
+    /// (see below).
     #[arg(long, value_name = "DUR", default_value = "250ms", value_parser = parse_probe)]
     pub split_probe: Duration,
     /// Do not verify TLS certificates. DANGEROUS: anyone on the path can
