@@ -46,6 +46,9 @@ impl Credentials {
 /// password (the user name stays). Unchanged if it has none or is not a
 /// URL.
 pub fn without_password(given: &str) -> String {
+    if !given.contains('@') {
+        return given.to_string();
+    }
     match Url::parse(given) {
         Ok(mut url) if url.password().is_some() => {
             let _ = url.set_password(None);

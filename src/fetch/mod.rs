@@ -129,7 +129,7 @@ pub fn run(config: FetchConfig, interrupt: &Interrupt) -> anyhow::Result<Summary
             Err(url) => EntryTask::plain(FetchTask { url, ..base }),
             Ok((list, entry)) => EntryTask::from_input(base, &list, entry),
         };
-        progress.started(task.fetch.index, task.display_name(), task.part_paths());
+        progress.started(task.fetch.index, || (task.display_name(), task.part_paths()));
         Some(task)
     });
 

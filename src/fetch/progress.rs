@@ -121,10 +121,12 @@ impl Progress {
         self.live.is_some()
     }
 
-    /// Download `index` started: shown as `name`, its body grows in one of
-    /// `parts` (one per URL it may come from).
-    pub fn started(&self, index: u64, name: String, parts: Vec<PathBuf>) {
+    /// Download `index` started. `describe` gives the name shown and where
+    /// its body grows (one part path per URL it may come from); it is only
+    /// called when progress is shown (it parses the URLs).
+    pub fn started(&self, index: u64, describe: impl FnOnce() -> (String, Vec<PathBuf>)) {
         let Some(live) = &self.live else { return };
+        let (name, parts) = describe();
         let mut state = live.shared.lock();
         state.started += 1;
         state.active.insert(index, Active { name, parts, length: None, bytes: 0, bar: None });
@@ -282,7 +284,7 @@ mod tests {
     fn off_when_not_enabled_and_harmless() {
         let p = Progress::with_target(false, ProgressDrawTarget::hidden());
         assert!(!p.is_live());
-        p.started(0, "x".into(), vec![]);
+        p.started(0, || ("x".into(), vec![]));
         p.ended(0, 3);
         assert_eq!(p.suspend(|| 7), 7);
         p.finish();
@@ -294,8 +296,8 @@ mod tests {
         let part = d.path().join("a.bin.part");
         std::fs::write(&part, vec![0u8; 1500]).expect("write");
         let p = Progress::with_target(true, ProgressDrawTarget::hidden());
-        p.started(0, "a.bin".into(), vec![part.clone(), d.path().join("other.part")]);
-        p.started(1, "b.bin".into(), vec![]);
+        p.started(0, || ("a.bin".into(), vec![part.clone(), d.path().join("other.part")]));
+        p.started(1, || ("b.bin".into(), vec![]));
         let live = p.live.as_ref().expect("live");
         live.shared.tick();
         assert_eq!(live.shared.lock().active[&0].bytes, 1500);
