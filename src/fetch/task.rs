@@ -1142,17 +1142,28 @@ fn save_body_blocking(
 ) -> Result<FetchResult, Failure> {
     let mut reader = response.into_reader();
     let mut buf = ReadBuffer::take();
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
+    // ureq hands the body over 8 KiB at a time: the buffer is filled
+    // before each write (an eighth of the write calls). What was read is
+    // written also when the body ends early, so a retry continues after it.
+    let mut filled = 0;
+    let end = loop {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break Ok(()),
+            Ok(n) => filled += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(retry(format!("reading the body: {}", error_chain(&e)))),
-        };
-        if dl.write(&buf[..n])? {
-            dl.checkpoint()?;
+            Err(e) => break Err(retry(format!("reading the body: {}", error_chain(&e)))),
         }
+        if filled == buf.len() {
+            if dl.write(&buf[..filled])? {
+                dl.checkpoint()?;
+            }
+            filled = 0;
+        }
+    };
+    if filled > 0 && dl.write(&buf[..filled])? {
+        dl.checkpoint()?;
     }
+    end?;
     dl.verify(expected)?;
     commit_blocking(dl)
 }

@@ -648,24 +648,42 @@ fn read_piece_blocking(
     let mut reader = response.into_reader();
     let mut waits = ReadWaits::new();
     let mut pace = run.pace(Duration::ZERO);
+    // As with one stream: the buffer is filled (ureq reads 8 KiB at a
+    // time) before each write; what was read is written also when the
+    // body ends or fails.
+    let mut filled = 0;
     loop {
         if run.stopped() {
             return Ok(());
         }
-        let read = if pace.is_some() { waits.read(&mut reader, buf) } else { reader.read(buf) };
-        let n = match read {
-            Ok(0) => return run.body_ended(id),
-            Ok(n) => n,
+        let into = &mut buf[filled..];
+        let read = if pace.is_some() { waits.read(&mut reader, into) } else { reader.read(into) };
+        let ended = match read {
+            Ok(0) => true,
+            Ok(n) => {
+                filled += n;
+                false
+            }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(PieceFailure::Retry(format!("reading a part: {}", error_chain(&e)))),
+            Err(e) => {
+                run.write(id, &buf[..filled])?;
+                return Err(PieceFailure::Retry(format!("reading a part: {}", error_chain(&e))));
+            }
         };
-        let (more, due) = run.write(id, &buf[..n])?;
+        if run.watch(&mut pace, id, waits.waited) {
+            start_workers();
+        }
+        if filled < buf.len() && !ended {
+            continue;
+        }
+        let (more, due) = run.write(id, &buf[..filled])?;
+        filled = 0;
         if due {
             run.checkpoint_blocking()?;
             waits.rebase();
         }
-        if run.watch(&mut pace, id, waits.waited) {
-            start_workers();
+        if ended {
+            return run.body_ended(id);
         }
         if !more {
             // The part ends here (a later part starts): the rest of this
