@@ -158,14 +158,8 @@ impl SharedPart {
         self.file.write_all_at(data, offset)
     }
 
-    /// Makes the data durable, then records `done` in the state file.
-    pub fn save(&self, done: &RangeSet) -> io::Result<()> {
-        self.file.sync_data()?;
-        write_state(&self.state_path, &split_state(&self.url, &self.validators, done))
-    }
-
-    /// The same as a [`Checkpoint`] to be made on another thread (the
-    /// committer, for the async engine).
+    /// A [`Checkpoint`] recording `done` (the data synced first), to be
+    /// made on another thread (the committer) while the workers write on.
     pub fn checkpoint(&self, done: &RangeSet) -> io::Result<Checkpoint> {
         let file = self.file.try_clone()?;
         let state = split_state(&self.url, &self.validators, done);
@@ -916,7 +910,7 @@ mod tests {
         shared.write_at(b"789", 7).expect("write");
         shared.write_at(b"01", 0).expect("write");
         let done = RangeSet::from_spans([(0, 2), (7, 10)], 10);
-        shared.save(&done).expect("save");
+        shared.checkpoint(&done).expect("checkpoint").run().expect("save");
         p.end_split(done.clone(), done.bytes());
         assert!(p.keep());
         drop((p, shared));

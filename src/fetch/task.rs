@@ -632,6 +632,7 @@ impl Download {
 
     /// Forgets a part file that cannot be continued.
     fn restart(&mut self) -> Result<(), Failure> {
+        self.wait_checkpoint_blocking()?;
         match self.part.as_mut() {
             Some(p) => p.reset().map_err(|e| local("cannot truncate the .part file", &e)),
             None => Ok(()),
@@ -740,8 +741,10 @@ impl Download {
         Ok(())
     }
 
-    /// Syncs the part file and records its state (blocking).
+    /// Syncs the part file and records its state (blocking), after the
+    /// checkpoint in flight, if any.
     fn checkpoint(&mut self) -> Result<(), Failure> {
+        self.wait_checkpoint_blocking()?;
         self.part.as_mut().map_or(Ok(()), PartFile::checkpoint).map_err(|e| checkpoint_failed(&e))
     }
 
@@ -870,6 +873,9 @@ fn commit_failed(name: &str, task: &FetchTask, e: &std::io::Error) -> Failure {
 /// The verified body written (if small), synced and renamed (see
 /// `commit`), waited for on this thread.
 fn commit_blocking(dl: &mut Download) -> Result<FetchResult, Failure> {
+    // The commit may be made on this thread: a checkpoint in flight on the
+    // committer must not write its state after the rename.
+    dl.wait_checkpoint_blocking()?;
     let (finish, meta, name) = dl.hand_over()?;
     let outcome = commit::finish_blocking(finish).map(|c| (c, meta)).map_err(|e| commit_failed(&name, &dl.task, &e));
     dl.committed(outcome)
@@ -1154,14 +1160,17 @@ fn save_body_blocking(
             Err(e) => break Err(retry(format!("reading the body: {}", error_chain(&e)))),
         }
         if filled == buf.len() {
+            // Checkpoints are made by the committer while the download
+            // goes on (inline, each `fdatasync` stalled the stream).
+            dl.poll_checkpoint()?;
             if dl.write(&buf[..filled])? {
-                dl.checkpoint()?;
+                dl.start_checkpoint()?;
             }
             filled = 0;
         }
     };
-    if filled > 0 && dl.write(&buf[..filled])? {
-        dl.checkpoint()?;
+    if filled > 0 {
+        dl.write(&buf[..filled])?;
     }
     end?;
     dl.verify(expected)?;
@@ -1277,6 +1286,14 @@ impl Download {
     async fn wait_checkpoint(&mut self) -> Result<(), Failure> {
         let Some(rx) = self.checkpoint.as_mut() else { return Ok(()) };
         let result = rx.await.unwrap_or_else(|_| Err(std::io::Error::other("the commit thread stopped")));
+        self.checkpoint_ended(result)
+    }
+
+    /// Waits for the checkpoint in flight, if any (blocking callers only:
+    /// not on a runtime thread).
+    fn wait_checkpoint_blocking(&mut self) -> Result<(), Failure> {
+        let Some(rx) = self.checkpoint.take() else { return Ok(()) };
+        let result = rx.blocking_recv().unwrap_or_else(|_| Err(std::io::Error::other("the commit thread stopped")));
         self.checkpoint_ended(result)
     }
 

@@ -447,17 +447,12 @@ impl Run {
         result.map_err(|e| PieceFailure::Fatal(checkpoint_failed(&e)))
     }
 
-    fn checkpoint_blocking(&self) -> Result<(), PieceFailure> {
-        let Some(done) = self.begin_checkpoint() else { return Ok(()) };
-        let result = self.part.save(&done);
-        self.end_checkpoint(&done, result)
-    }
-
     /// Starts a checkpoint on the committer thread (as one stream does),
     /// unless one is in flight; the worker goes on reading (with one
-    /// worker, waiting for each sync would stall the stream). The one
-    /// before, if it ended, is taken note of first.
-    fn checkpoint_async(&self) -> Result<(), PieceFailure> {
+    /// worker, waiting for each sync would stall the stream: on threads
+    /// 4 x 256 MiB took 1.0 s instead of 0.65 s). The one before, if it
+    /// ended, is taken note of first.
+    fn start_checkpoint(&self) -> Result<(), PieceFailure> {
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((done, mut rx)) = pending.take() {
             let result = match rx.try_recv() {
@@ -481,13 +476,27 @@ impl Run {
 
     /// Waits for the checkpoint in flight, if any; a failure ends the
     /// attempt.
-    async fn settle_checkpoint(&self) {
-        let pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner).take();
-        if let Some((done, rx)) = pending {
-            let result = rx.await.unwrap_or_else(|_| Err(std::io::Error::other("the commit thread stopped")));
-            if let Err(f) = self.end_checkpoint(&done, result) {
-                self.fail(f);
-            }
+    async fn settle_checkpoint_async(&self) {
+        if let Some((done, rx)) = self.take_pending() {
+            self.settled(&done, rx.await);
+        }
+    }
+
+    /// The same for blocking callers (not on a runtime thread).
+    fn settle_checkpoint_blocking(&self) {
+        if let Some((done, rx)) = self.take_pending() {
+            self.settled(&done, rx.blocking_recv());
+        }
+    }
+
+    fn take_pending(&self) -> Option<Saving> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+
+    fn settled(&self, done: &RangeSet, answer: Result<std::io::Result<()>, tokio::sync::oneshot::error::RecvError>) {
+        let result = answer.unwrap_or_else(|_| Err(std::io::Error::other("the commit thread stopped")));
+        if let Err(f) = self.end_checkpoint(done, result) {
+            self.fail(f);
         }
     }
 }
@@ -545,6 +554,7 @@ pub(super) fn attempt_blocking(agent: &ureq::Agent, dl: &mut Download) -> Result
         let run = dl.run(plan, url.clone())?;
         debug_assert!(span.0 < span.1);
         run_threads(&run, agent, response);
+        run.settle_checkpoint_blocking();
         if dl.end_run(run)? {
             return finish_blocking(dl);
         }
@@ -679,8 +689,7 @@ fn read_piece_blocking(
         let (more, due) = run.write(id, &buf[..filled])?;
         filled = 0;
         if due {
-            run.checkpoint_blocking()?;
-            waits.rebase();
+            run.start_checkpoint()?;
         }
         if ended {
             return run.body_ended(id);
@@ -708,11 +717,6 @@ impl ReadWaits {
 
     fn new() -> Self {
         ReadWaits { waited: Duration::ZERO, sleeps: crate::sys::thread_waits() }
-    }
-
-    /// Forgets sleeps since the last read (a checkpoint's sync).
-    fn rebase(&mut self) {
-        self.sleeps = crate::sys::thread_waits();
     }
 
     fn read(&mut self, reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -794,7 +798,7 @@ pub(super) async fn attempt_async(client: &http::Client, dl: &mut Download) -> R
         let mut first = Some(response);
         let workers = (0..run.workers).map(|id| worker_async(&run, client, timeout, id, first.take()));
         futures_util::future::join_all(workers).await;
-        run.settle_checkpoint().await;
+        run.settle_checkpoint_async().await;
         if dl.end_run(run)? {
             return finish_async(dl).await;
         }
@@ -894,7 +898,7 @@ async fn read_piece_async(
         };
         let (more, due) = run.write(id, &chunk)?;
         if due {
-            run.checkpoint_async()?;
+            run.start_checkpoint()?;
         }
         run.watch(&mut pace, id, response.waited());
         if !more {
