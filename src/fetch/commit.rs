@@ -30,13 +30,16 @@
 //! final name (`name.1.ext` on collision, `--no-clobber`, `--overwrite`),
 //! and the caller learns the name actually used from the reply.
 //!
-//! Checkpoints of async downloads go through the same thread (data synced,
-//! then the state file replaced) on a duplicate descriptor, while the
-//! download goes on writing: it never waits for a disk there, and no
-//! blocking-pool thread (each with its own stack) is started for it. The
-//! state claims only the bytes written before the checkpoint was asked for,
-//! all synced first. Jobs are done in order, so a download's checkpoint is
-//! written before its commit removes the state file.
+//! Checkpoints go through the same thread (data synced, then the state file
+//! replaced) on a duplicate descriptor, while the download goes on writing:
+//! it never waits for a disk there, and no blocking-pool thread (each with
+//! its own stack) is started for it. On every engine: a blocking download
+//! that synced inline stalled every 4 MiB (threads, 4 x 256 MiB: 1.00 s
+//! inline, 0.65 s here). The state claims only the bytes written before
+//! the checkpoint was asked for, all synced first. Jobs are done in order,
+//! so a download's checkpoint is written before its commit (through the
+//! committer) removes the state file; a blocking download that commits on
+//! its own thread waits for its checkpoint first.
 //!
 //! Small whole bodies (at most 64 KiB, received in memory) are not even
 //! written by the downloading thread: a *writer* thread creates and writes
