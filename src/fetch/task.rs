@@ -1478,11 +1478,13 @@ impl Task for FetchTask {
                 Ok(result) => return result,
                 Err(f) => f,
             };
+            // As on async: never leave a checkpoint in flight behind.
+            let pending = dl.wait_checkpoint_blocking();
             let kept = worth_keeping(&failure);
             if let Err(f) = dl.materialize(kept) {
                 failure = f;
             }
-            if kept && let Err(f) = dl.checkpoint() {
+            if kept && let Err(f) = pending.and_then(|()| dl.checkpoint()) {
                 failure = f;
             }
             match dl.settle(failure, kept) {
