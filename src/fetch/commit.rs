@@ -398,13 +398,39 @@ pub async fn finish_async(finish: Finish) -> io::Result<Committed> {
     rx.await.map_err(|_| gone())?
 }
 
-/// Makes a checkpoint on the committer; its result comes on the receiver.
+/// Makes a checkpoint on the committer; its result comes later.
 /// Jobs are done in order: a download's checkpoint is made before its
 /// commit.
-pub fn checkpoint(checkpoint: Checkpoint) -> io::Result<oneshot::Receiver<io::Result<()>>> {
+pub fn checkpoint(checkpoint: Checkpoint) -> io::Result<InFlight> {
     let (tx, rx) = oneshot::channel();
     send(Job::Checkpoint(checkpoint, tx))?;
-    Ok(rx)
+    Ok(InFlight(rx))
+}
+
+/// A checkpoint the committer is making: how it went, once it is made.
+#[derive(Debug)]
+pub struct InFlight(oneshot::Receiver<io::Result<()>>);
+
+impl InFlight {
+    /// Its result if it is made, without waiting (`None`: not yet).
+    pub fn try_result(&mut self) -> Option<io::Result<()>> {
+        match self.0.try_recv() {
+            Err(oneshot::error::TryRecvError::Empty) => None,
+            Ok(result) => Some(result),
+            Err(oneshot::error::TryRecvError::Closed) => Some(Err(gone())),
+        }
+    }
+
+    /// Its result, waited for.
+    pub async fn result(&mut self) -> io::Result<()> {
+        (&mut self.0).await.unwrap_or_else(|_| Err(gone()))
+    }
+
+    /// Its result, waited for by a blocking caller (not on a runtime
+    /// thread).
+    pub fn result_blocking(self) -> io::Result<()> {
+        self.0.blocking_recv().unwrap_or_else(|_| Err(gone()))
+    }
 }
 
 #[cfg(test)]

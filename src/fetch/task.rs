@@ -529,7 +529,7 @@ struct Download {
     /// [`SMALL_BODY`]); becomes the part file if its attempt fails.
     small: Option<SmallBody>,
     /// The async side's checkpoint in flight on the committer thread.
-    checkpoint: Option<tokio::sync::oneshot::Receiver<std::io::Result<()>>>,
+    checkpoint: Option<commit::InFlight>,
     /// An earlier run's part file was looked for.
     looked_for_part: bool,
     backoff: Backoff,
@@ -1259,8 +1259,8 @@ impl Download {
         let Some(part) = self.part.as_mut() else { return Ok(()) };
         let Some(job) = part.begin_checkpoint().map_err(|e| checkpoint_failed(&e))? else { return Ok(()) };
         match commit::checkpoint(job) {
-            Ok(rx) => {
-                self.checkpoint = Some(rx);
+            Ok(in_flight) => {
+                self.checkpoint = Some(in_flight);
                 Ok(())
             }
             Err(e) => {
@@ -1272,28 +1272,22 @@ impl Download {
 
     /// Takes note of a checkpoint that ended, without waiting.
     fn poll_checkpoint(&mut self) -> Result<(), Failure> {
-        let Some(rx) = self.checkpoint.as_mut() else { return Ok(()) };
-        match rx.try_recv() {
-            Err(tokio::sync::oneshot::error::TryRecvError::Empty) => Ok(()),
-            Ok(result) => self.checkpoint_ended(result),
-            Err(tokio::sync::oneshot::error::TryRecvError::Closed) => {
-                self.checkpoint_ended(Err(std::io::Error::other("the commit thread stopped")))
-            }
-        }
+        let Some(result) = self.checkpoint.as_mut().and_then(commit::InFlight::try_result) else { return Ok(()) };
+        self.checkpoint_ended(result)
     }
 
     /// Waits for the checkpoint in flight, if any.
     async fn wait_checkpoint(&mut self) -> Result<(), Failure> {
-        let Some(rx) = self.checkpoint.as_mut() else { return Ok(()) };
-        let result = rx.await.unwrap_or_else(|_| Err(std::io::Error::other("the commit thread stopped")));
+        let Some(in_flight) = self.checkpoint.as_mut() else { return Ok(()) };
+        let result = in_flight.result().await;
         self.checkpoint_ended(result)
     }
 
     /// Waits for the checkpoint in flight, if any (blocking callers only:
     /// not on a runtime thread).
     fn wait_checkpoint_blocking(&mut self) -> Result<(), Failure> {
-        let Some(rx) = self.checkpoint.take() else { return Ok(()) };
-        let result = rx.blocking_recv().unwrap_or_else(|_| Err(std::io::Error::other("the commit thread stopped")));
+        let Some(in_flight) = self.checkpoint.take() else { return Ok(()) };
+        let result = in_flight.result_blocking();
         self.checkpoint_ended(result)
     }
 

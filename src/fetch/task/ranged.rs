@@ -183,7 +183,6 @@ impl Download {
             plan: Mutex::new(plan),
             stop: AtomicBool::new(false),
             end: Mutex::new(End::default()),
-            checkpointing: AtomicBool::new(false),
             pending: Mutex::new(None),
             synced: AtomicU64::new(synced),
         })
@@ -254,7 +253,7 @@ enum PieceNext {
 }
 
 /// A checkpoint's ranges, and where the committer answers.
-type Saving = (RangeSet, tokio::sync::oneshot::Receiver<std::io::Result<()>>);
+type Saving = (RangeSet, commit::InFlight);
 
 /// What the workers of one split attempt share.
 struct Run {
@@ -276,8 +275,8 @@ struct Run {
     url: Url,
     stop: AtomicBool,
     end: Mutex<End>,
-    checkpointing: AtomicBool,
-    /// The async side's checkpoint in flight.
+    /// The checkpoint the committer is making (one at a time; its lock
+    /// also keeps two workers from starting one together).
     pending: Mutex<Option<Saving>>,
     /// Bytes the state file records.
     synced: AtomicU64,
@@ -431,19 +430,10 @@ impl Run {
         }
     }
 
-    /// The ranges to record, unless another worker is recording.
-    fn begin_checkpoint(&self) -> Option<RangeSet> {
-        if self.checkpointing.swap(true, Ordering::SeqCst) {
-            return None;
-        }
-        Some(self.plan().snapshot())
-    }
-
     fn end_checkpoint(&self, done: &RangeSet, result: std::io::Result<()>) -> Result<(), PieceFailure> {
         if result.is_ok() {
             self.synced.fetch_max(done.bytes(), Ordering::SeqCst);
         }
-        self.checkpointing.store(false, Ordering::SeqCst);
         result.map_err(|e| PieceFailure::Fatal(checkpoint_failed(&e)))
     }
 
@@ -454,21 +444,16 @@ impl Run {
     /// ended, is taken note of first.
     fn start_checkpoint(&self) -> Result<(), PieceFailure> {
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((done, mut rx)) = pending.take() {
-            let result = match rx.try_recv() {
-                Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {
-                    *pending = Some((done, rx));
-                    return Ok(());
-                }
-                Ok(result) => result,
-                Err(_) => Err(std::io::Error::other("the commit thread stopped")),
-            };
-            self.end_checkpoint(&done, result)?;
+        if let Some((_, in_flight)) = pending.as_mut() {
+            let Some(result) = in_flight.try_result() else { return Ok(()) };
+            if let Some((done, _)) = pending.take() {
+                self.end_checkpoint(&done, result)?;
+            }
         }
-        let Some(done) = self.begin_checkpoint() else { return Ok(()) };
+        let done = self.plan().snapshot();
         let started = self.part.checkpoint(&done).and_then(commit::checkpoint);
         match started {
-            Ok(rx) => *pending = Some((done, rx)),
+            Ok(in_flight) => *pending = Some((done, in_flight)),
             Err(e) => self.end_checkpoint(&done, Err(e))?,
         }
         Ok(())
@@ -477,15 +462,15 @@ impl Run {
     /// Waits for the checkpoint in flight, if any; a failure ends the
     /// attempt.
     async fn settle_checkpoint_async(&self) {
-        if let Some((done, rx)) = self.take_pending() {
-            self.settled(&done, rx.await);
+        if let Some((done, mut in_flight)) = self.take_pending() {
+            self.settled(&done, in_flight.result().await);
         }
     }
 
     /// The same for blocking callers (not on a runtime thread).
     fn settle_checkpoint_blocking(&self) {
-        if let Some((done, rx)) = self.take_pending() {
-            self.settled(&done, rx.blocking_recv());
+        if let Some((done, in_flight)) = self.take_pending() {
+            self.settled(&done, in_flight.result_blocking());
         }
     }
 
@@ -493,8 +478,7 @@ impl Run {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner).take()
     }
 
-    fn settled(&self, done: &RangeSet, answer: Result<std::io::Result<()>, tokio::sync::oneshot::error::RecvError>) {
-        let result = answer.unwrap_or_else(|_| Err(std::io::Error::other("the commit thread stopped")));
+    fn settled(&self, done: &RangeSet, result: std::io::Result<()>) {
         if let Err(f) = self.end_checkpoint(done, result) {
             self.fail(f);
         }
