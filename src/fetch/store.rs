@@ -619,14 +619,14 @@ impl PartFile {
     }
 
     /// Makes what was written durable and records it in the state file
-    /// (nothing for a body that cannot be resumed).
+    /// (nothing for a body that cannot be resumed), on this thread: the
+    /// checkpoint of [`begin_checkpoint`](Self::begin_checkpoint), made
+    /// at once.
     pub fn checkpoint(&mut self) -> io::Result<()> {
-        let Some(state) = self.state_now() else { return Ok(()) };
-        self.file.sync_data()?;
-        self.has_state = true;
-        write_state(&state_path(&self.path), &state)?;
-        self.synced = self.written;
-        Ok(())
+        let Some(job) = self.begin_checkpoint()? else { return Ok(()) };
+        let result = job.run();
+        self.end_checkpoint(result.is_ok());
+        result
     }
 
     /// A checkpoint of what was written so far, to be made by another
