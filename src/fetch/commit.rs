@@ -140,10 +140,7 @@ impl Written {
     fn commit_now(self) -> io::Result<Committed> {
         match self {
             Written::Part(request) => commit_now(*request),
-            Written::Unnamed(request) => {
-                request.file.sync_data()?;
-                request.link()
-            }
+            Written::Unnamed(request) => request.commit_now(),
         }
     }
 
@@ -166,8 +163,15 @@ struct LinkRequest {
 }
 
 impl LinkRequest {
+    /// Names the file (its data synced before).
     fn link(self) -> io::Result<Committed> {
         self.file.link(&self.dir, &self.name, self.policy)
+    }
+
+    /// Syncs its data, then names it.
+    fn commit_now(self) -> io::Result<Committed> {
+        self.file.sync_data()?;
+        self.link()
     }
 }
 
@@ -276,7 +280,7 @@ fn commit_batch(batch: &mut Vec<Job>) -> Vec<Reply> {
                     Reply::Commit(reply, result)
                 }
                 Job::Link(request, reply) => {
-                    let result = if synced { request.link() } else { Written::Unnamed(request).commit_now() };
+                    let result = if synced { request.link() } else { request.commit_now() };
                     Reply::Commit(reply, result)
                 }
                 // After a syncfs its fdatasync finds nothing to write.
