@@ -35,6 +35,19 @@ pub fn thread_waits() -> i64 {
     usage.ru_nvcsw
 }
 
+/// Marks the calling thread as background work (`SCHED_BATCH`): the same
+/// share of the CPU as any other thread, but its wake-ups never preempt a
+/// running thread. For helper threads fed by a hot thread (the fetch
+/// writer and committer): woken once per hand-off, a normal thread takes
+/// the core from the thread that just fed it. Whether it worked (it
+/// needs no privilege; a kernel without the policy leaves the thread as
+/// it was).
+pub fn background_thread() -> bool {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: pid 0 is the calling thread; the param outlives the call.
+    unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) == 0 }
+}
+
 /// Process IDs of `pid`'s direct children (from /proc; empty if gone).
 pub fn children(pid: u32) -> Vec<u32> {
     let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
