@@ -332,6 +332,39 @@ engine_tests! {
         }
     }
 
+    fn result_lines_reach_a_pipe_while_the_run_goes_on_and_a_closed_pipe_stops_it(engine) {
+        use std::io::BufRead;
+        let s = TestServer::start();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path().to_str().expect("utf-8");
+        // 20 files of about 0.2 s each, one at a time: a run of ~4 s.
+        let urls: Vec<String> = (0..20).map(|i| s.url(&format!("/slow/3000/1000/100/f{i:02}.bin"))).collect();
+        let last = "/slow/3000/1000/100/f19.bin";
+        let mut child = crate::util::trident()
+            .args(["fetch", "-e", engine, "-d", d, "-q", "-j", "1"])
+            .args(&urls)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+        let mut first = String::new();
+        out.read_line(&mut first).expect("read a line");
+        assert!(first.starts_with("done      f00.bin  3000 bytes  http://"), "{first:?}");
+        // Not held back until the end: the last file is not even asked for.
+        assert_eq!(s.hits(last), 0, "the first line came only at the end");
+        // The reader goes away: the next write fails, and no more
+        // downloads start.
+        drop(out);
+        let o = child.wait_with_output().expect("wait");
+        assert_eq!(code(&o), 1, "{}", stderr(&o));
+        assert!(stderr(&o).contains("cannot write the report"), "{}", stderr(&o));
+        assert_eq!(s.hits(last), 0, "downloads went on after the pipe closed");
+        let left = files(dir.path());
+        assert!(left.len() < 20 && left.contains_key("f00.bin"), "{left:?}");
+        assert!(left.keys().all(|name| !name.ends_with(".part")), "{left:?}");
+    }
+
     fn connections_are_kept_alive(engine) {
         let s = TestServer::start();
         let dir = tempfile::tempdir().expect("tempdir");

@@ -40,7 +40,7 @@ pub mod task;
 pub mod unnamed;
 
 use std::fmt;
-use std::io::{self, BufRead, BufWriter};
+use std::io::BufRead;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -134,7 +134,7 @@ pub fn run(config: FetchConfig, interrupt: &Interrupt) -> anyhow::Result<Summary
     });
 
     let mut summary = Summary::new(config.engine.kind.name(), config.engine.concurrency);
-    let mut report = report::Report::new(config.format, BufWriter::new(io::stdout()));
+    let mut report = report::Report::new(config.format, report::Paced::stdout());
     let mut write_error = None;
     let stats = engine::run_tasks(&config.engine, tasks, interrupt, |outcome| {
         let result = match outcome {
@@ -172,7 +172,7 @@ pub fn run(config: FetchConfig, interrupt: &Interrupt) -> anyhow::Result<Summary
         summary.interrupted = true;
         summary.raise(Status::Interrupted.exit_code());
     }
-    report.finish(&summary).context("cannot write the report")?;
+    report.finish(&summary).and_then(report::Paced::close).context("cannot write the report")?;
     Ok(summary)
 }
 
