@@ -13,6 +13,15 @@
 //! 2. then, file by file: the no-clobber rename;
 //! 3. and only once the whole batch is renamed, the replies, back to back.
 //!
+//! Steps 2 and 3 are done by a second thread, the *namer*, while the
+//! committer syncs the next batch: on 2,000 x 16 KiB at -j 32 the
+//! committer was busy for the whole run (a `syncfs` every ~1.5 ms, the
+//! renames between them), and downloads waited for places in the
+//! finishing stage (see `engine::release_slot`) ~250 times a run. With
+//! the renames off its thread, async 0.117 -> 0.111 s on a loop-device
+//! ext4, 0.104 -> 0.101 s on the root disk (medians of 15 and 11, random
+//! order). Both stages keep the order of the jobs.
+//!
 //! Measured on ext4 (2,000 × 16 KiB at -j 32, async, same runs): one
 //! `fdatasync` per file from the blocking pool 1.28 s (median of 5),
 //! `syncfs` per batch 1.01 s; `fdatasync`s of a batch from the one thread
@@ -234,7 +243,16 @@ fn service<J: Send + 'static>(name: &str, serve: impl FnOnce(Receiver<J>) + Send
     std::thread::Builder::new().name(name.into()).stack_size(256 * 1024).spawn(run).ok().map(|_| tx)
 }
 
+/// The committer: takes every job waiting as one batch, syncs it, and
+/// hands it to the namer, which renames (or links, or checkpoints) each
+/// job and replies, while the committer syncs the next batch. Both stages
+/// keep the order of the jobs.
 fn run(rx: &Receiver<Job>) {
+    let namer = service("trident-name", |synced: Receiver<(Vec<Job>, Vec<bool>)>| {
+        for (mut batch, synced) in synced {
+            name_batch(&mut batch, &synced).into_iter().for_each(Reply::send);
+        }
+    });
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Ok(first) = rx.recv() {
         batch.push(first);
@@ -244,8 +262,13 @@ fn run(rx: &Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        for reply in commit_batch(&mut batch) {
-            reply.send();
+        let synced = sync_batch(&batch);
+        match &namer {
+            Some(namer) => {
+                // The namer only stops when this sender is dropped.
+                let _ = namer.send((std::mem::replace(&mut batch, Vec::with_capacity(MAX_BATCH)), synced));
+            }
+            None => name_batch(&mut batch, &synced).into_iter().for_each(Reply::send),
         }
     }
 }
@@ -267,17 +290,38 @@ impl Reply {
     }
 }
 
-/// Does a batch's jobs (emptying it): syncs them, then renames or writes
-/// each state file, and returns the replies, to be sent only once every
-/// job of the batch is done. Sent one by one after each rename, each reply
+/// Does a batch's jobs (emptying it) on one thread, as the committer and
+/// the namer do together: syncs them, then renames or writes each state
+/// file, and returns the replies, to be sent only once every job of the
+/// batch is done. Sent one by one after each rename, each reply
 /// would wake its waiter (a thread, an async lane) while the committer
 /// still renames: the woken thread contends with it for a core and for the
 /// directory's lock, and a lane with several downloads in the batch is
 /// woken once per file instead of once. A reply still comes only after its
 /// own rename: nobody learns of a file before it has its final name.
+#[cfg(test)]
 fn commit_batch(batch: &mut Vec<Job>) -> Vec<Reply> {
-    // One file: its own fdatasync. More: one syncfs per file system.
-    let synced = if batch.len() > 1 { sync_file_systems(batch) } else { Vec::new() };
+    let synced = sync_batch(batch);
+    name_batch(batch, &synced)
+}
+
+/// Makes a batch's files durable: one file, its own `fdatasync` (nothing
+/// to batch with); more, one `syncfs` per file system. Whether each job's
+/// file is known synced (`false`: the job syncs its own, which reports its
+/// own error). Done here, not by the namer, even for one file: while the
+/// committer waits for the disk, the next jobs gather into a batch.
+fn sync_batch(batch: &[Job]) -> Vec<bool> {
+    match batch {
+        [one] => vec![one.file().sync_data().is_ok()],
+        _ => sync_file_systems(batch),
+    }
+}
+
+/// The second half of [`commit_batch`], after [`sync_batch`] said which
+/// files are `synced`: renames or links each job's file (syncing its own
+/// first if it is not known synced), or writes its state file, and
+/// returns the replies.
+fn name_batch(batch: &mut Vec<Job>, synced: &[bool]) -> Vec<Reply> {
     batch
         .drain(..)
         .enumerate()
