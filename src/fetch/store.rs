@@ -324,18 +324,34 @@ fn hash_prefix(file: &File, len: u64) -> io::Result<Sha256> {
 /// process are known to it (see [`holds_parts`]); another process's,
 /// created meanwhile, are locked by it and never continued anyway: a
 /// download then takes `NAME.part.1`, as it would have.
+/// At most [`SCAN_MOST`] entries are read: a larger directory is taken to
+/// hold part files (a lookup per download, as before this scan), so the
+/// first download in a directory of millions of files does not wait for
+/// all of them to be read.
 pub fn may_hold_parts(dir: &Path) -> bool {
     let mut known = dirs_scanned().lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some(&holds) = known.get(dir) {
         return holds;
     }
-    let holds = match std::fs::read_dir(dir) {
-        Ok(entries) => entries.flatten().any(|e| e.file_name().as_bytes().windows(5).any(|w| w == b".part")),
-        // Unreadable: look per download, as always.
-        Err(_) => true,
-    };
+    let holds = scan_for_parts(dir, SCAN_MOST);
     known.insert(dir.to_path_buf(), holds);
     holds
+}
+
+/// Entries [`may_hold_parts`] reads at most (ext4: ~0.03 s cached, ~0.1 s
+/// from disk).
+const SCAN_MOST: usize = 100_000;
+
+/// Whether one of the first `most` entries of `dir` has `.part` in its
+/// name, or there are more than `most`, or `dir` cannot be read.
+fn scan_for_parts(dir: &Path, most: usize) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        // Unreadable: look per download, as always.
+        return true;
+    };
+    let mut entries = entries.flatten();
+    let found = entries.by_ref().take(most).any(|e| e.file_name().as_bytes().windows(5).any(|w| w == b".part"));
+    found || entries.next().is_some()
 }
 
 /// Records that `dir` now holds a part file this process keeps.
@@ -803,6 +819,20 @@ mod tests {
         p.write(body).expect("write");
         p.sync().expect("sync");
         p
+    }
+
+    #[test]
+    fn the_scan_for_part_files_reads_a_bounded_number_of_entries() {
+        let d = tempfile::tempdir().expect("tempdir");
+        assert!(!scan_for_parts(d.path(), 3), "empty");
+        for i in 0..5 {
+            fs::write(d.path().join(format!("f{i}.bin")), b"x").expect("write");
+        }
+        assert!(!scan_for_parts(d.path(), 5), "5 entries read, none a part file");
+        assert!(scan_for_parts(d.path(), 4), "more than 4: taken to hold part files");
+        fs::write(d.path().join("y.bin.part"), b"x").expect("write");
+        assert!(scan_for_parts(d.path(), 10));
+        assert!(scan_for_parts(&d.path().join("missing"), 10), "unreadable: looked up per download");
     }
 
     #[test]
