@@ -104,6 +104,10 @@ first); indented option lines apply to the URL above: out=NAME (sanitised
 like any name), dir=DIR (relative to -d), checksum=sha-256=HEX. A bad line
 is reported as bad-url with FILE:LINE and its entry skipped.
 
+Output: a line per file on stdout as it ends (at once on a terminal;
+into a pipe or a file within 100 ms), then a summary; -f json prints one
+document at the end. If stdout is closed, no new download starts (exit 1).
+
 Exit status (the most severe wins, in this order):
   130  interrupted (Ctrl-C); the files already saved are complete
     4  a file could not be written in DIR (local error)
