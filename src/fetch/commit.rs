@@ -66,9 +66,9 @@
 //! the same share of the CPU, but their wake-ups never preempt. Woken once
 //! per hand-off at normal policy, each took the core from the downloading
 //! thread (or the server) that had just fed it, thousands of times a run:
-//! 2,000 x 16 KiB at -j 32, async, median of 7: 0.133 s -> 0.116 s; threads
-//! 0.160 -> 0.148 s (nice 5 or 10 did as well, but a niced committer starves
-//! on a busy machine; SCHED_BATCH does not).
+//! 2,000 x 16 KiB at -j 32, async, medians of 19 in random order: 0.116 s
+//! -> 0.112 s (nice 5 or 10 did as well, but a niced committer starves on
+//! a busy machine; SCHED_BATCH does not).
 //!
 //! Callers: blocking ones wait with `blocking_recv`, async ones `.await`
 //! the same oneshot reply. A blocking caller with no other commit under
