@@ -41,6 +41,10 @@ fn every_engine_fetches_every_file_correctly() {
     }
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    // Where the files went, in the text and the JSON alike.
+    let storage = summary["storage"].as_str().expect("storage recorded");
+    assert!(storage.contains(" on ") && storage.contains(" at /"), "{storage}");
+    assert!(text.contains(&format!("bench fetch: files written to {storage}\n")), "{text}");
     let runs = summary["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 3);
     for r in runs {

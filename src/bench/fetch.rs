@@ -509,6 +509,10 @@ pub struct BenchReport {
     pub server: String,
     /// Whether the built-in server stood in for nginx.
     pub builtin_server: bool,
+    /// Where the downloads were written (see `sys::storage`), e.g. `ext4
+    /// (no journal) on /dev/vda at /`: small-file results depend on its
+    /// flush cost, which only the tools that sync pay.
+    pub storage: Option<String>,
     /// The workloads.
     pub workloads: Vec<Workload>,
     /// Every run.
@@ -1323,6 +1327,8 @@ pub fn run(config: &FetchBenchConfig) -> anyhow::Result<BenchReport> {
     let limits = rate_limits(&config.workloads);
     let (_server, port, server_text) = start_server(config.server, &corpus, &work.0, &probe_path, &limits)?;
     println!("bench fetch: server {server_text}");
+    let storage = crate::sys::storage(&work.0);
+    println!("bench fetch: files written to {}", storage.as_deref().unwrap_or("(storage unknown)"));
     println!(
         "corpus generated in {:.1}s under {}; {} warm-up + {} runs each, alternating",
         started.elapsed().as_secs_f64(),
@@ -1441,6 +1447,7 @@ pub fn run(config: &FetchBenchConfig) -> anyhow::Result<BenchReport> {
     let report = BenchReport {
         builtin_server: matches!(_server, Server::Builtin(_)),
         server: server_text,
+        storage,
         workloads: config.workloads.clone(),
         runs: records,
         summary,
