@@ -341,8 +341,10 @@ fn name_batch(batch: &mut Vec<Job>, synced: &[bool]) -> Vec<Reply> {
                     let result = if synced { request.link() } else { request.commit_now() };
                     Reply::Commit(reply, result)
                 }
-                // After a syncfs its fdatasync finds nothing to write.
-                Job::Checkpoint(checkpoint, reply) => Reply::Checkpoint(reply, checkpoint.run()),
+                Job::Checkpoint(checkpoint, reply) => {
+                    let result = if synced { checkpoint.write_state() } else { checkpoint.run() };
+                    Reply::Checkpoint(reply, result)
+                }
             }
         })
         .collect()
