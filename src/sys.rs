@@ -38,9 +38,9 @@ pub fn thread_waits() -> i64 {
 
 /// Marks the calling thread as background work (`SCHED_BATCH`): the same
 /// share of the CPU as any other thread, but its wake-ups never preempt a
-/// running thread. For helper threads fed by a hot thread (the fetch
-/// writer and committer): woken once per hand-off, a normal thread takes
-/// the core from the thread that just fed it. Whether it worked (it
+/// running thread. For helper threads fed by a hot thread (fetch's
+/// writer, committer, namer and report flusher): woken once per hand-off,
+/// a normal thread takes the core from the thread that just fed it. Whether it worked (it
 /// needs no privilege; a kernel without the policy leaves the thread as
 /// it was).
 pub fn background_thread() -> bool {
@@ -53,8 +53,9 @@ pub fn background_thread() -> bool {
 /// (ext4 also says whether it has a journal), its source and mount point,
 /// and for a loop device its backing file and whether it does direct I/O,
 /// e.g. `ext4 (no journal) on /dev/loop0 (loop: /mnt/b.img, direct I/O)
-/// at /mnt/b`. Flush costs differ by an order of magnitude between these,
-/// and only tools that sync pay them. `None` if it cannot be told.
+/// at /mnt/b`. Flush costs differ between these (a loop device's flush
+/// is an `fsync` of its backing file), and only tools that sync pay them.
+/// `None` if it cannot be told.
 pub fn storage(path: &Path) -> Option<String> {
     let path = fs::canonicalize(path).ok()?;
     let mountinfo = fs::read_to_string("/proc/self/mountinfo").ok()?;
