@@ -44,6 +44,16 @@ use crate::error::{BadInput, Exit};
 
 /// Runs trident with command-line `args` (including the program name).
 pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Exit> {
+    let args: Vec<OsString> = args.into_iter().collect();
+    // A task worker (`trident __worker TASK`, started by the processes
+    // engine, once per -j place) skips clap: building the whole command
+    // line's definition to parse two words left its allocations in every
+    // worker's heap.
+    if let [_, subcommand, task] = args.as_slice()
+        && subcommand == engine::processes::WORKER_SUBCOMMAND
+    {
+        return worker(&task.to_string_lossy());
+    }
     let cli = match Cli::try_parse_from(cli::normalize_args(args)) {
         Ok(cli) => cli,
         Err(e) if e.use_stderr() => {
