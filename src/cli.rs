@@ -70,12 +70,6 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:8888")]
         listen: String,
     },
-    /// Internal: serve tasks to a parent process (processes engine).
-    #[command(name = "__worker", hide = true)]
-    Worker {
-        /// Task type name.
-        task: String,
-    },
 }
 
 const SCAN_EXAMPLES: &str = "\

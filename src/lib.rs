@@ -46,9 +46,9 @@ use crate::error::{BadInput, Exit};
 pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Exit> {
     let args: Vec<OsString> = args.into_iter().collect();
     // A task worker (`trident __worker TASK`, started by the processes
-    // engine, once per -j place) skips clap: building the whole command
-    // line's definition to parse two words left its allocations in every
-    // worker's heap.
+    // engine, once per -j place) is not a clap subcommand: building the
+    // whole command line's definition to parse two words left ~150 KiB in
+    // every worker's heap.
     if let [_, subcommand, task] = args.as_slice()
         && subcommand == engine::processes::WORKER_SUBCOMMAND
     {
@@ -69,7 +69,6 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Exit> {
         }
     };
     match cli.command {
-        Command::Worker { task } => worker(&task),
         Command::Scan(args) => {
             let config = args.into_config()?;
             let interrupt = install_interrupt_handler()?;
