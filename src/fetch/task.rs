@@ -630,7 +630,8 @@ impl Download {
         Some(Resume { offset, validators })
     }
 
-    /// Forgets a part file that cannot be continued.
+    /// Forgets a part file that cannot be continued, after the checkpoint
+    /// in flight, if any (blocking callers; async: [`restart_async`]).
     fn restart(&mut self) -> Result<(), Failure> {
         self.wait_checkpoint_blocking()?;
         match self.part.as_mut() {
@@ -1249,6 +1250,16 @@ async fn on_part_blocking<T: Send + 'static>(
     Ok(Some(out))
 }
 
+/// [`Download::restart`] for async callers: the part file truncated off
+/// the runtime thread, after the checkpoint in flight, if any.
+async fn restart_async(dl: &mut Download) -> Result<(), Failure> {
+    dl.wait_checkpoint().await?;
+    on_part_blocking(dl, PartFile::reset)
+        .await?
+        .unwrap_or(Ok(()))
+        .map_err(|e| local("cannot truncate the .part file", &e))
+}
+
 /// A checkpoint of everything written, waited for (after a failed
 /// attempt): the one in flight first, then one for the rest.
 async fn checkpoint_async(dl: &mut Download) -> Result<(), Failure> {
@@ -1359,10 +1370,7 @@ async fn attempt_async(client: &http::Client, dl: &mut Download) -> Result<Fetch
             }
             Ok(Next::Restart) => {
                 drop(response);
-                on_part_blocking(dl, PartFile::reset)
-                    .await?
-                    .unwrap_or(Ok(()))
-                    .map_err(|e| local("cannot truncate the .part file", &e))?;
+                restart_async(dl).await?;
                 (url, hops) = (dl.url.clone(), 0);
                 continue;
             }

@@ -794,13 +794,6 @@ pub(super) async fn attempt_async(client: &http::Client, dl: &mut Download) -> R
     }
 }
 
-async fn restart_async(dl: &mut Download) -> Result<(), Failure> {
-    on_part_blocking(dl, PartFile::reset)
-        .await?
-        .unwrap_or(Ok(()))
-        .map_err(|e| local("cannot truncate the .part file", &e))
-}
-
 async fn worker_async(run: &Run, client: &http::Client, timeout: Duration, id: usize, first: Option<http::Response>) {
     if id > 0 && !run.until_open().await {
         return;
