@@ -40,9 +40,9 @@ pub fn thread_waits() -> i64 {
 /// share of the CPU as any other thread, but its wake-ups never preempt a
 /// running thread. For helper threads fed by a hot thread (fetch's
 /// writer, committer, namer and report flusher): woken once per hand-off,
-/// a normal thread takes the core from the thread that just fed it. Whether it worked (it
-/// needs no privilege; a kernel without the policy leaves the thread as
-/// it was).
+/// a normal thread takes the core from the thread that just fed it.
+/// Whether it worked (it needs no privilege; a kernel without the policy
+/// leaves the thread as it was).
 pub fn background_thread() -> bool {
     let param = libc::sched_param { sched_priority: 0 };
     // SAFETY: pid 0 is the calling thread; the param outlives the call.
