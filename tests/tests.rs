@@ -7,6 +7,7 @@ mod bench_chat;
 mod bench_fetch;
 mod chat_client;
 mod chat_harness;
+mod chat_hostile;
 mod chat_irc_crate;
 mod chat_server;
 mod chat_tls;

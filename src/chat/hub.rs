@@ -253,7 +253,11 @@ impl Hub {
     }
 
     /// One event from `id`'s [`super::LineReader`].
+    /// Ignored if `id` is not connected (a line read after its QUIT).
     pub fn handle_event(&mut self, id: ClientId, event: &LineEvent, now: Timestamp, out: &mut Outbox) {
+        if !self.contains(id) {
+            return;
+        }
         match event {
             LineEvent::Line(line) => self.handle_line(id, line, now, out),
             LineEvent::TooLong => self.numeric(id, "417", &[], "Input line was too long", out),
@@ -385,17 +389,32 @@ impl Hub {
         peers
     }
 
-    fn client(&self, id: ClientId) -> &Client {
-        &self.clients[&id]
+    // Every command looks its client up again rather than trusting that
+    // it is still there: a line read after QUIT (or any other departure)
+    // must find nothing and do nothing, never panic.
+    fn client(&self, id: ClientId) -> Option<&Client> {
+        self.clients.get(&id)
     }
 
-    fn client_mut(&mut self, id: ClientId) -> &mut Client {
-        self.clients.get_mut(&id).expect("the client is connected")
+    fn client_mut(&mut self, id: ClientId) -> Option<&mut Client> {
+        self.clients.get_mut(&id)
+    }
+
+    /// `id`'s nick as the target of numerics; `*` until it has one (or if
+    /// it is gone).
+    fn target(&self, id: ClientId) -> &str {
+        self.client(id).map_or("*", Client::target)
+    }
+
+    /// Whether `id` is connected and registered.
+    fn registered(&self, id: ClientId) -> bool {
+        self.client(id).is_some_and(|c| c.registered)
     }
 
     /// `:server CODE target middle... :text` to `id`.
     fn numeric(&self, id: ClientId, code: &str, middle: &[&str], text: &str, out: &mut Outbox) {
-        let mut message = Message::new(code).prefix(&self.config.server_name).param(self.client(id).target());
+        let Some(client) = self.client(id) else { return };
+        let mut message = Message::new(code).prefix(&self.config.server_name).param(client.target());
         for param in middle {
             message = message.param(param);
         }
@@ -404,7 +423,8 @@ impl Hub {
 
     /// `:server CODE target params...`, no forced trailing parameter.
     fn numeric_plain(&self, id: ClientId, code: &str, params: &[&str], out: &mut Outbox) {
-        let mut message = Message::new(code).prefix(&self.config.server_name).param(self.client(id).target());
+        let Some(client) = self.client(id) else { return };
+        let mut message = Message::new(code).prefix(&self.config.server_name).param(client.target());
         for param in params {
             message = message.param(param);
         }
@@ -412,7 +432,8 @@ impl Hub {
     }
 
     fn server_notice(&self, id: ClientId, text: &str, out: &mut Outbox) {
-        let target = self.client(id).target();
+        let Some(client) = self.client(id) else { return };
+        let target = client.target();
         out.send(
             id,
             &finish(Message::new("NOTICE").prefix(&self.config.server_name).param(target).trailing(text).to_line()),
@@ -420,10 +441,12 @@ impl Hub {
     }
 
     fn pass(&mut self, id: ClientId, p: &[&str], out: &mut Outbox) {
-        if self.client(id).registered {
+        if self.registered(id) {
             self.numeric(id, "462", &[], "You may not reregister", out);
         } else if let Some(password) = p.first() {
-            self.client_mut(id).pass = Some((*password).to_owned());
+            if let Some(client) = self.client_mut(id) {
+                client.pass = Some((*password).to_owned());
+            }
         } else {
             self.numeric(id, "461", &["PASS"], "Not enough parameters", out);
         }
@@ -440,7 +463,7 @@ impl Hub {
         if self.nicks.get(&key).is_some_and(|&owner| owner != id) {
             return self.numeric(id, "433", &[new], "Nickname is already in use", out);
         }
-        let client = self.client_mut(id);
+        let Some(client) = self.client_mut(id) else { return };
         if client.nick.as_deref() == Some(new) {
             return;
         }
@@ -449,7 +472,7 @@ impl Hub {
             self.nicks.remove(&fold(&old));
         }
         self.nicks.insert(key, id);
-        let client = self.client_mut(id);
+        let Some(client) = self.client_mut(id) else { return };
         if client.registered {
             let old_prefix = std::mem::take(&mut client.prefix);
             client.prefix = prefix_of(client);
@@ -464,21 +487,27 @@ impl Hub {
     }
 
     fn user(&mut self, id: ClientId, p: &[&str], out: &mut Outbox) {
-        if self.client(id).registered || self.client(id).user.is_some() {
+        let Some(client) = self.client(id) else { return };
+        if client.registered || client.user.is_some() {
             return self.numeric(id, "462", &[], "You may not reregister", out);
         }
-        if p.len() < 4 || p[0].is_empty() {
+        let [user, _, _, realname, ..] = p else {
+            return self.numeric(id, "461", &["USER"], "Not enough parameters", out);
+        };
+        if user.is_empty() {
             return self.numeric(id, "461", &["USER"], "Not enough parameters", out);
         }
         let mut username: String =
-            p[0].chars().filter(|c| !c.is_control() && !matches!(c, ' ' | '@' | '!' | ':')).collect();
+            user.chars().filter(|c| !c.is_control() && !matches!(c, ' ' | '@' | '!' | ':')).collect();
         truncate(&mut username, USERLEN);
         if username.is_empty() {
             username.push_str("user");
         }
-        let mut realname = p[3].to_owned();
+        let mut realname = (*realname).to_owned();
         truncate(&mut realname, REALNAMELEN);
-        self.client_mut(id).user = Some((username, realname));
+        if let Some(client) = self.client_mut(id) {
+            client.user = Some((username, realname));
+        }
         self.try_register(id, out);
     }
 
@@ -487,25 +516,29 @@ impl Hub {
             return self.numeric(id, "461", &["CAP"], "Not enough parameters", out);
         };
         let server = &self.config.server_name;
-        let client = self.client(id);
+        let Some(client) = self.client(id) else { return };
         let reply = |what: &str, list: &str| {
             finish(Message::new("CAP").prefix(server).param(client.target()).param(what).trailing(list).to_line())
         };
         match sub.to_ascii_uppercase().as_str() {
             "LS" => {
                 out.send(id, &reply("LS", ""));
-                let client = self.client_mut(id);
-                client.cap_negotiating = !client.registered;
+                if let Some(client) = self.client_mut(id) {
+                    client.cap_negotiating = !client.registered;
+                }
             }
             "LIST" => out.send(id, &reply("LIST", "")),
             "REQ" => {
                 // We support no capability: refuse the whole request.
                 out.send(id, &reply("NAK", p.get(1).copied().unwrap_or("")));
-                let client = self.client_mut(id);
-                client.cap_negotiating = !client.registered;
+                if let Some(client) = self.client_mut(id) {
+                    client.cap_negotiating = !client.registered;
+                }
             }
             "END" => {
-                self.client_mut(id).cap_negotiating = false;
+                if let Some(client) = self.client_mut(id) {
+                    client.cap_negotiating = false;
+                }
                 self.try_register(id, out);
             }
             _ => self.numeric(id, "410", &[sub], "Invalid CAP command", out),
@@ -515,7 +548,7 @@ impl Hub {
     /// Completes registration once NICK and USER are in and CAP is done:
     /// password check (464 and close), then 001-005 and the MOTD.
     fn try_register(&mut self, id: ClientId, out: &mut Outbox) {
-        let client = self.client(id);
+        let Some(client) = self.client(id) else { return };
         if client.registered || client.nick.is_none() || client.user.is_none() || client.cap_negotiating {
             return;
         }
@@ -525,7 +558,7 @@ impl Hub {
                 return self.close(id, "Bad Password", out);
             }
         }
-        let client = self.client_mut(id);
+        let Some(client) = self.client_mut(id) else { return };
         client.registered = true;
         client.prefix = prefix_of(client);
         let prefix = client.prefix.clone();
@@ -574,9 +607,9 @@ impl Hub {
             return self.numeric(id, "461", &["JOIN"], "Not enough parameters", out);
         };
         if *list == "0" {
-            let keys = self.client(id).channels.clone();
+            let keys = self.client(id).map(|c| c.channels.clone()).unwrap_or_default();
             for key in keys {
-                let name = self.channels[&key].name.clone();
+                let Some(name) = self.channels.get(&key).map(|c| c.name.clone()) else { continue };
                 self.part_one(id, &name, None, out);
             }
             return;
@@ -587,7 +620,7 @@ impl Hub {
                 continue;
             }
             let key = fold(name);
-            let client = self.client(id);
+            let Some(client) = self.client(id) else { return };
             if client.channels.contains(&key) {
                 continue;
             }
@@ -607,9 +640,12 @@ impl Hub {
             for &member in &channel.members {
                 out.send(member, &line);
             }
-            self.client_mut(id).channels.push(key.clone());
-            let channel = &self.channels[&key];
-            if let Some(topic) = &channel.topic {
+            if let Some(client) = self.client_mut(id) {
+                client.channels.push(key.clone());
+            }
+            if let Some(channel) = self.channels.get(&key)
+                && let Some(topic) = &channel.topic
+            {
                 self.numeric(id, "332", &[&channel.name], &topic.text, out);
                 self.topic_who_time(id, channel, topic, out);
             }
@@ -637,7 +673,7 @@ impl Hub {
         let Some(channel) = self.channels.get(&key) else {
             return self.numeric(id, "403", &[name], "No such channel", out);
         };
-        let client = self.client(id);
+        let Some(client) = self.client(id) else { return };
         let Some(position) = client.channels.iter().position(|k| *k == key) else {
             return self.numeric(id, "442", &[name], "You're not on that channel", out);
         };
@@ -649,7 +685,9 @@ impl Hub {
         for &member in &channel.members {
             out.send(member, &line);
         }
-        self.client_mut(id).channels.remove(position);
+        if let Some(client) = self.client_mut(id) {
+            client.channels.remove(position);
+        }
         self.leave(&key, id);
     }
 
@@ -667,7 +705,7 @@ impl Hub {
         let Some(text) = p.get(1).filter(|t| !t.is_empty()) else {
             return error("412", &[], "No text to send", out);
         };
-        let sender = self.client(id);
+        let Some(sender) = self.client(id) else { return };
         for (i, target) in targets.split(',').filter(|t| !t.is_empty()).enumerate() {
             if i == MAXTARGETS {
                 error("407", &[target], "Too many recipients", out);
@@ -689,12 +727,12 @@ impl Hub {
                     out.send(member, &line);
                 }
             } else {
-                let recipient = self.nicks.get(&fold(target)).copied().filter(|&r| self.client(r).registered);
+                let recipient = self.nicks.get(&fold(target)).copied().filter(|&r| self.registered(r));
                 let Some(recipient) = recipient else {
                     error("401", &[target], "No such nick/channel", out);
                     continue;
                 };
-                let nick = self.client(recipient).target();
+                let nick = self.target(recipient);
                 let line = finish(Message::new(command).prefix(&sender.prefix).param(nick).trailing(text).to_line());
                 out.send(recipient, &line);
             }
@@ -705,11 +743,12 @@ impl Hub {
     fn names(&self, id: ClientId, name: &str, out: &mut Outbox) {
         if let Some(channel) = self.channels.get(&fold(name)) {
             let server = &self.config.server_name;
-            let target = self.client(id).target();
+            let Some(client) = self.client(id) else { return };
+            let target = client.target();
             let head = format!(":{server} 353 {target} = {} :", channel.name);
             let mut line = head.clone();
             for &member in &channel.members {
-                let nick = self.client(member).target();
+                let nick = self.target(member);
                 if line.len() > head.len() && line.len() + 1 + nick.len() > MAX_LINE - 2 {
                     out.send(id, &finish(std::mem::replace(&mut line, head.clone())));
                 }
@@ -742,7 +781,7 @@ impl Hub {
                 None => self.numeric(id, "331", &[&channel.name], "No topic is set", out),
             };
         };
-        let client = self.client(id);
+        let Some(client) = self.client(id) else { return };
         if !client.channels.contains(&key) {
             return self.numeric(id, "442", &[&channel.name], "You're not on that channel", out);
         }
@@ -753,7 +792,7 @@ impl Hub {
             out.send(member, &line);
         }
         let setter = client.prefix.clone();
-        let channel = self.channels.get_mut(&key).expect("checked above");
+        let Some(channel) = self.channels.get_mut(&key) else { return };
         channel.topic = (!text.is_empty()).then_some(Topic { text, setter, time: now });
     }
 
@@ -761,9 +800,9 @@ impl Hub {
         let mask = p.first().copied().unwrap_or("*");
         let server = &self.config.server_name;
         let reply = |channel: &str, member: ClientId, out: &mut Outbox| {
-            let c = self.client(member);
+            let Some(c) = self.client(member) else { return };
             let (user, realname) = c.user.as_ref().map_or(("", ""), |(u, r)| (u.as_str(), r.as_str()));
-            let message = Message::new("352").prefix(server).param(self.client(id).target()).param(channel);
+            let message = Message::new("352").prefix(server).param(self.target(id)).param(channel);
             let message = message.param(user).param(&c.host).param(server).param(c.target()).param("H");
             out.send(id, &finish(message.trailing(&format!("0 {realname}")).to_line()));
         };
@@ -774,7 +813,7 @@ impl Hub {
                 }
             }
         } else if let Some(&member) = self.nicks.get(&fold(mask)) {
-            if self.client(member).registered {
+            if self.registered(member) {
                 reply("*", member, out);
             }
         }
@@ -823,7 +862,7 @@ impl Hub {
             }
             return;
         }
-        let Some(&owner) = self.nicks.get(&fold(target)).filter(|&&o| self.client(o).registered) else {
+        let Some(&owner) = self.nicks.get(&fold(target)).filter(|&&o| self.registered(o)) else {
             return self.numeric(id, "401", &[target], "No such nick/channel", out);
         };
         if owner != id {
@@ -832,7 +871,7 @@ impl Hub {
         match p.get(1).copied() {
             None => {}
             Some(change @ ("+i" | "-i")) => {
-                let client = self.client_mut(id);
+                let Some(client) = self.client_mut(id) else { return };
                 if client.invisible != (change == "+i") {
                     client.invisible = change == "+i";
                     let nick = client.target();
@@ -842,7 +881,7 @@ impl Hub {
             }
             Some(_) => return self.numeric(id, "501", &[], "Unknown MODE flag", out),
         }
-        let modes = if self.client(id).invisible { "+i" } else { "+" };
+        let modes = if self.client(id).is_some_and(|c| c.invisible) { "+i" } else { "+" };
         self.numeric_plain(id, "221", &[modes], out);
     }
 }

@@ -64,6 +64,12 @@ impl Core {
         self.clients.len()
     }
 
+    /// The hub (for tests' checks).
+    #[cfg(test)]
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
     /// The connections whose id satisfies `pick` (a dead worker's).
     pub fn ids(&self, pick: impl Fn(ClientId) -> bool) -> Vec<ClientId> {
         self.clients.keys().copied().filter(|&id| pick(id)).collect()
@@ -97,6 +103,11 @@ impl Core {
     pub fn events(&mut self, id: ClientId, events: impl IntoIterator<Item = LineEvent>, router: &mut impl Router) {
         let now = unix_now();
         for event in events {
+            // Nothing is read after a QUIT (or any close): the rest of the
+            // read that carried it is dropped here.
+            if !self.hub.contains(id) {
+                break;
+            }
             self.hub.handle_event(id, &event, now, &mut self.outbox);
         }
         self.route(router);
@@ -117,7 +128,7 @@ impl Core {
     pub fn gone(&mut self, id: ClientId, reason: &str, router: &mut impl Router) {
         if let Some(ip) = self.clients.remove(&id) {
             if let Some(n) = self.per_ip.get_mut(&ip) {
-                *n -= 1;
+                *n = n.saturating_sub(1);
                 if *n == 0 {
                     self.per_ip.remove(&ip);
                 }
@@ -244,6 +255,27 @@ mod tests {
         core.events(ClientId(1), [LineEvent::Line("PRIVMSG #a :hi".into())], &mut r);
         assert_eq!(r.lines, [(ClientId(1), ":bob!bob@127.0.0.1 QUIT :SendQ exceeded\r\n".into())]);
         assert_eq!(r.closed, [ClientId(2)]);
+    }
+
+    #[test]
+    fn nothing_after_quit_is_handled_even_in_the_same_read() {
+        let mut core = core(Limits::default());
+        let mut r = Recorder::default();
+        core.connect(ClientId(1), "127.0.0.1".parse().unwrap(), Instant::now(), &mut r);
+        let events = [
+            LineEvent::Line("QUIT".into()),
+            LineEvent::InvalidUtf8,
+            LineEvent::TooLong,
+            LineEvent::ForbiddenByte,
+            LineEvent::Line("NICK late".into()),
+        ];
+        core.events(ClientId(1), events, &mut r);
+        assert_eq!(r.lines, [(ClientId(1), "ERROR :Closing Link: 127.0.0.1 (Client Quit)\r\n".into())]);
+        assert_eq!(r.closed, [ClientId(1)]);
+        core.events(ClientId(1), [LineEvent::InvalidUtf8], &mut r);
+        core.gone(ClientId(1), "gone", &mut r);
+        assert_eq!(core.len(), 0);
+        assert_eq!(r.lines.len(), 1, "{:?}", r.lines);
     }
 
     #[test]

@@ -31,8 +31,11 @@ pub(crate) mod threads;
 pub(crate) mod tls;
 pub(crate) mod tokio;
 
+#[cfg(test)]
+mod panic_tests;
+
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -257,6 +260,25 @@ impl Backend for Local {
         for conn in touched {
             conn.flush(false);
         }
+    }
+}
+
+/// The reason a connection's channels see when its handling panicked.
+pub(crate) const INTERNAL_ERROR: &str = "Internal error";
+
+/// Logs, once per connection, that a panic in its handling was contained
+/// (the panic hook has printed where): the connection is closed and its
+/// slot, nick and channels are released as for any other end.
+pub(crate) fn contained_panic(peer: SocketAddr) {
+    eprintln!("trident: a panic while serving {peer} was contained; that connection is closed and released");
+}
+
+/// Tells the core `id` has left; a panic there (the core in a state it
+/// should never reach) is contained and logged, so the shell that calls
+/// this still ends cleanly.
+pub(crate) fn leave(backend: &impl Backend, id: ClientId, reason: &str, peer: SocketAddr) {
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| backend.gone(id, reason))).is_err() {
+        contained_panic(peer);
     }
 }
 

@@ -22,6 +22,7 @@ use std::io::{self, Write};
 use std::net::{IpAddr, TcpListener};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, RawFd};
 use std::os::unix::net::UnixStream;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -128,7 +129,11 @@ impl RemoteRouter {
             for (line, to) in frames {
                 match line {
                     Some(line) => encode(&Down::Deliver { to, line: line.to_string() }, &mut bytes),
-                    None => encode(&Down::Close { id: to[0] }, &mut bytes),
+                    None => {
+                        for id in to {
+                            encode(&Down::Close { id }, &mut bytes);
+                        }
+                    }
                 }
             }
             let _ = link.tx.send(bytes);
@@ -136,9 +141,41 @@ impl RemoteRouter {
     }
 }
 
+impl Up {
+    fn id(&self) -> ClientId {
+        match self {
+            Up::Connect { id, .. } | Up::Events { id, .. } | Up::Close { id, .. } | Up::Gone { id, .. } => *id,
+        }
+    }
+}
+
 impl HubShared {
-    /// Handles one frame from a worker.
+    /// Handles one frame from a worker. A panic while handling it is
+    /// contained to the connection it concerns (the worker's reader
+    /// thread, and every other client of that worker, carry on): that
+    /// connection is released in the core and its worker told to close it.
     fn handle(&self, up: Up) {
+        let id = up.id();
+        if panic::catch_unwind(AssertUnwindSafe(|| self.handle_frame(up))).is_ok() {
+            return;
+        }
+        eprintln!("trident: a panic while serving chat client {} was contained; that connection is closed", id.0);
+        let released = panic::catch_unwind(AssertUnwindSafe(|| {
+            let mut state = self.lock();
+            let mut router = RemoteRouter::default();
+            let HubState { core, links, stopping } = &mut *state;
+            core.gone(id, super::INTERNAL_ERROR, &mut router);
+            router.close(id);
+            if !*stopping {
+                router.send(links);
+            }
+        }));
+        if released.is_err() {
+            eprintln!("trident: chat client {} could not be released after a panic", id.0);
+        }
+    }
+
+    fn handle_frame(&self, up: Up) {
         let mut state = self.lock();
         let mut router = RemoteRouter::default();
         let HubState { core, links, stopping } = &mut *state;

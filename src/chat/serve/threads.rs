@@ -13,6 +13,7 @@
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
@@ -71,7 +72,7 @@ extern "C" fn on_wake(_: libc::c_int) {}
 
 /// Installs the wake-up signal's (empty) handler, without SA_RESTART so
 /// that `ppoll` returns.
-fn install_wake_handler() -> io::Result<()> {
+pub(crate) fn install_wake_handler() -> io::Result<()> {
     // SAFETY: a zeroed sigaction with a valid handler and an empty mask.
     unsafe {
         let mut action: libc::sigaction = std::mem::zeroed();
@@ -124,7 +125,7 @@ pub(crate) fn serve(
             .name(format!("trident-chat-{next}"))
             .stack_size(config.thread_stack)
             .spawn(move || {
-                connection(stream, peer, id, &backend, &shell, &stopping);
+                connection(stream, peer, id, &*backend, &shell, &stopping);
                 drop(alive);
             });
         if let Err(e) = started {
@@ -190,11 +191,11 @@ enum End {
     Stop,
 }
 
-fn connection(
+pub(crate) fn connection<B: Backend>(
     mut stream: TcpStream,
     peer: SocketAddr,
     id: ClientId,
-    backend: &Local,
+    backend: &B,
     shell: &Shell,
     stopping: &AtomicBool,
 ) {
@@ -217,19 +218,59 @@ fn connection(
     let conn = Arc::new(Conn::for_thread(id, shell.limits.sendq, fd, !tls));
     // SAFETY: pthread_self has no preconditions.
     conn.set_owner(unsafe { libc::pthread_self() });
-    backend.open(&conn, peer.ip());
-    let mut session = Session::new(&shell.limits, Instant::now());
-    let mut buf = [0u8; 4096];
-    let mut handling = Handling::new(id, backend, &conn, shell);
     // TLS: wire bytes the socket has not taken yet.
     let mut out = Vec::new();
-    let end = loop {
+    // A panic in this connection's handling ends this connection only:
+    // `stream` and `conn` outlive it here, so the owner is marked gone
+    // (no more signals or writes to `fd`) before the descriptor closes,
+    // and the core is told it left, like any other end.
+    let served = panic::catch_unwind(AssertUnwindSafe(|| {
+        backend.open(&conn, peer.ip());
+        serve_loop(&mut stream, fd, id, backend, shell, stopping, &conn, &mut wire, &mut out, &mask)
+    }));
+    let end = served.unwrap_or_else(|_| {
+        super::contained_panic(peer);
+        End::Gone(super::INTERNAL_ERROR.into())
+    });
+    // From here on nobody else writes to the socket.
+    conn.owner_gone();
+    if !matches!(end, End::Gone(_)) {
+        let _ =
+            panic::catch_unwind(AssertUnwindSafe(|| last_words(&mut stream, &end, &conn, &mut wire, &mut out, shell)));
+    }
+    let reason = match end {
+        End::Gone(reason) => reason,
+        End::Closed => "Connection closed".into(),
+        End::Stop => "Server shutting down".into(),
+    };
+    super::leave(backend, id, &reason, peer);
+}
+
+/// A connection's loop: read, pass lines on, write, until it ends.
+#[allow(clippy::too_many_arguments)]
+fn serve_loop<B: Backend>(
+    stream: &mut TcpStream,
+    fd: i32,
+    id: ClientId,
+    backend: &B,
+    shell: &Shell,
+    stopping: &AtomicBool,
+    conn: &Conn,
+    wire: &mut Wire,
+    out: &mut Vec<u8>,
+    mask: &libc::sigset_t,
+) -> End {
+    let tls = wire.is_tls();
+    let mut session = Session::new(&shell.limits, Instant::now());
+    let mut buf = [0u8; 4096];
+    let mut handling = Handling::new(id, backend, conn, shell);
+    loop {
         if stopping.load(Ordering::SeqCst) {
             break End::Stop;
         }
         let (status, pending) = if tls {
-            let status = if out.is_empty() { wire.take(&conn, &mut out) } else { conn.status() };
-            if let Err(e) = send_some(&stream, &mut out) {
+            let status = if out.is_empty() { wire.take(conn, out) } else { conn.status() };
+            if let Err(e) = send_some(stream, out) {
                 break End::Gone(write_error(&e));
             }
             (status, !out.is_empty())
@@ -242,6 +283,8 @@ fn connection(
         if status.broken {
             break End::Gone("Write error: Connection reset by peer".into());
         }
+        // Closing (QUIT, a limit): nothing more is read from it.
+        handling.closing |= status.closing;
         let mut interest = 0;
         if !handling.closing {
             interest |= libc::POLLIN;
@@ -249,7 +292,7 @@ fn connection(
         if pending {
             interest |= libc::POLLOUT;
         }
-        let revents = match wait(fd, interest, session.deadline(), &mask) {
+        let revents = match wait(fd, interest, session.deadline(), mask) {
             Ok(r) => r,
             Err(e) => break End::Gone(read_error(&e)),
         };
@@ -257,7 +300,7 @@ fn connection(
         if revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 && !handling.closing {
             let read = match stream.read(&mut buf) {
                 Ok(0) => Input::Eof,
-                Ok(n) => wire.received(&buf[..n], &mut out, &mut session, now),
+                Ok(n) => wire.received(buf.get(..n).unwrap_or_default(), out, &mut session, now),
                 Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => Input::NotYet,
                 Err(e) => Input::Failed(read_error(&e)),
             };
@@ -268,15 +311,17 @@ fn connection(
         if now >= session.deadline() {
             handling.clock(&mut session, now);
         }
-    };
-    // From here on nobody else writes to the socket.
-    conn.owner_gone();
-    match &end {
+    }
+}
+
+/// What a connection that did not just vanish is told last.
+fn last_words(stream: &mut TcpStream, end: &End, conn: &Conn, wire: &mut Wire, out: &mut Vec<u8>, shell: &Shell) {
+    match end {
         End::Stop => {
-            wire.take(&conn, &mut out);
-            wire.last_words(Some(&shell.farewell), &mut out);
+            wire.take(conn, out);
+            wire.last_words(Some(&shell.farewell), out);
             if stream.set_nonblocking(false).is_ok() && stream.set_write_timeout(Some(FLUSH_TIMEOUT)).is_ok() {
-                let _ = stream.write_all(&out);
+                let _ = stream.write_all(out);
             }
             let _ = stream.shutdown(Shutdown::Write);
         }
@@ -293,10 +338,4 @@ fn connection(
         }
         End::Gone(_) => {}
     }
-    let reason = match end {
-        End::Gone(reason) => reason,
-        End::Closed => "Connection closed".into(),
-        End::Stop => "Server shutting down".into(),
-    };
-    backend.gone(id, &reason);
 }

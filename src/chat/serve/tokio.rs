@@ -11,9 +11,11 @@
 use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -145,21 +147,41 @@ enum End {
     Stop,
 }
 
-/// One connection, from accept to close.
+/// One connection, from accept to close. A panic in its handling ends
+/// this connection only: the core is told it left, like any other end.
 pub(crate) async fn connection<B: Backend>(
     stream: TcpStream,
     peer: SocketAddr,
     id: ClientId,
     backend: Arc<B>,
     shell: Arc<Shell>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
+    let served = AssertUnwindSafe(serve_connection(stream, peer, id, &*backend, &shell, stop)).catch_unwind().await;
+    let reason = served.unwrap_or_else(|_| {
+        super::contained_panic(peer);
+        Some(super::INTERNAL_ERROR.into())
+    });
+    if let Some(reason) = reason {
+        super::leave(&*backend, id, &reason, peer);
+    }
+}
+
+/// Serves one connection; the reason it ended (None if it never opened).
+async fn serve_connection<B: Backend>(
+    stream: TcpStream,
+    peer: SocketAddr,
+    id: ClientId,
+    backend: &B,
+    shell: &Shell,
+    mut stop: watch::Receiver<bool>,
+) -> Option<String> {
     let _ = stream.set_nodelay(true);
-    let mut wire = match Wire::new(&shell) {
+    let mut wire = match Wire::new(shell) {
         Ok(wire) => wire,
         Err(e) => {
             eprintln!("trident: cannot serve {peer}: {e}");
-            return;
+            return None;
         }
     };
     let conn = Arc::new(Conn::for_task(id, shell.limits.sendq));
@@ -167,7 +189,7 @@ pub(crate) async fn connection<B: Backend>(
     let mut session = Session::new(&shell.limits, Instant::now());
     let mut out: Vec<u8> = Vec::new();
     let mut sent = 0;
-    let mut handling = Handling::new(id, &*backend, &conn, &shell);
+    let mut handling = Handling::new(id, backend, &conn, shell);
     let end = loop {
         if sent == out.len() {
             sent = 0;
@@ -181,6 +203,8 @@ pub(crate) async fn connection<B: Backend>(
             if out.is_empty() && status.closing {
                 break End::Closed;
             }
+            // Closing (QUIT, a limit): nothing more is read from it.
+            handling.closing |= status.closing;
         }
         let deadline = session.deadline();
         tokio::select! {
@@ -204,7 +228,7 @@ pub(crate) async fn connection<B: Backend>(
                 let now = Instant::now();
                 let read = READ_BUF.with_borrow_mut(|buf| match stream.try_read(buf) {
                     Ok(0) => Input::Eof,
-                    Ok(n) => wire.received(&buf[..n], &mut out, &mut session, now),
+                    Ok(n) => wire.received(buf.get(..n).unwrap_or_default(), &mut out, &mut session, now),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => Input::NotYet,
                     Err(e) => Input::Failed(read_error(&e)),
                 });
@@ -234,12 +258,11 @@ pub(crate) async fn connection<B: Backend>(
         }
         End::Gone(_) => {}
     }
-    let reason = match end {
+    Some(match end {
         End::Gone(reason) => reason,
         End::Closed => "Connection closed".into(),
         End::Stop => "Server shutting down".into(),
-    };
-    backend.gone(id, &reason);
+    })
 }
 
 /// What one read brought.
@@ -273,12 +296,18 @@ impl<'a, B: Backend> Handling<'a, B> {
         Handling { id, backend, conn, shell, events: Vec::new(), closing: false }
     }
 
-    /// Lines the flood bucket lets through now go to the core.
+    /// Lines the flood bucket lets through now go to the core; none once
+    /// the connection is closing (after its QUIT nothing more is read).
     fn pass(&mut self, session: &mut Session, now: Instant) {
+        if self.closing {
+            return;
+        }
         session.ready(now, &mut self.events);
         if !self.events.is_empty() {
             self.backend.events(self.id, &mut self.events);
         }
+        let status = self.conn.status();
+        self.closing |= status.closing || status.overflowed;
     }
 
     fn close(&mut self, reason: &str) {
