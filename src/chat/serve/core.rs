@@ -177,6 +177,30 @@ impl Core {
     }
 }
 
+#[cfg(test)]
+impl Core {
+    /// Panics unless the core's counts agree with each other and with the
+    /// hub, and stay within the limits.
+    pub(crate) fn check(&self) {
+        self.hub.check();
+        assert!(self.clients.len() <= self.limits.max_clients);
+        let mut counted: HashMap<IpAddr, usize> = HashMap::new();
+        for ip in self.clients.values() {
+            *counted.entry(*ip).or_default() += 1;
+        }
+        assert_eq!(counted, self.per_ip, "per-address counts");
+        assert!(self.per_ip.values().all(|&n| n > 0 && n <= self.limits.max_per_ip));
+        for id in self.hub.client_ids() {
+            assert!(self.clients.contains_key(&id), "the hub knows {id:?}, which the core did not admit");
+        }
+    }
+
+    /// Whether nothing is held for anyone.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.clients.is_empty() && self.per_ip.is_empty() && self.hub.is_empty()
+    }
+}
+
 /// `::ffff:a.b.c.d` counts as `a.b.c.d` for the per-address limit.
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
@@ -184,6 +208,10 @@ fn canonical(ip: IpAddr) -> IpAddr {
         v4 => v4,
     }
 }
+
+#[cfg(test)]
+#[path = "core_props.rs"]
+mod props;
 
 #[cfg(test)]
 mod tests {
