@@ -17,6 +17,7 @@
 //! | `/disposition-redirect/SIZE/NAME?CD` | 302 with that `Content-Disposition` to `/disposition/SIZE/NAME` (without one) |
 //! | `/redirect-to/NAME?LOCATION` | 302 to LOCATION percent-decoded |
 //! | `/headers/COUNT/SIZE/NAME` | 200, `content(NAME, 100)`, plus COUNT headers `x-pad-I` of SIZE bytes each |
+//! | `/body/NAME?BODY` | 200, BODY percent-decoded (raw bytes) |
 //!
 //! `/range/...` answers `Range: bytes=N-` and `bytes=N-M` with 206 and `Content-Range`,
 //! honours `If-Range` (another validator: 200 and the whole body), sends
@@ -385,6 +386,10 @@ fn respond(state: &State, base: &str, req: &Request<Incoming>) -> Response<Body>
         }
         ["slow", size, chunk, ms, name] => {
             streamed(content(name, num(size)), num(chunk), Duration::from_millis(num(ms) as u64), false, true)
+        }
+        ["body", _] => {
+            let body: Vec<u8> = percent_encoding::percent_decode_str(req.uri().query().unwrap_or("")).collect();
+            full(StatusCode::OK, body)
         }
         _ => full(StatusCode::NOT_FOUND, b"no such route".to_vec()),
     }

@@ -19,6 +19,7 @@ mod fetch_input;
 mod fetch_resume;
 mod fetch_security;
 mod fetch_split;
+mod fetch_trust;
 mod fetch_util;
 mod http_server;
 mod lab;

@@ -11,6 +11,8 @@
 //! - [`auth`]: credentials from the URL, sent to its origin only;
 //! - [`name`]: file names from URLs, sanitised, numbered on collision;
 //! - [`store`]: `.part` files, fsync, rename without clobbering;
+//! - [`seal`]: the per-user key whose MAC a state file must carry to be
+//!   trusted;
 //! - [`commit`]: the committer thread, which syncs and renames finished
 //!   downloads in batches (group commit) and runs async checkpoints;
 //! - [`retry`]: which failures are retried, backoff, `Retry-After`;
@@ -34,6 +36,7 @@ pub mod name;
 pub mod progress;
 pub mod report;
 pub mod retry;
+pub mod seal;
 pub mod split;
 pub mod store;
 pub mod task;

@@ -5,6 +5,13 @@
 //! with a dot (so it is never `.`, `..` or a hidden file) and is at most
 //! [`MAX_NAME_BYTES`] bytes: joined to the download directory it always
 //! names an entry directly inside that directory.
+//!
+//! Nor is it ever a name the tool itself uses next to a download (see
+//! [`is_reserved`]: `NAME.part`, `NAME.part.N`, their `.state` and
+//! `.state.tmp`): such a name gets a `_` appended. Otherwise a server
+//! naming a file `x.part` and `x.part.state` (by its URL or by
+//! `Content-Disposition`) would plant the state a later download of `x`
+//! resumes from.
 
 use percent_encoding::percent_decode_str;
 use url::Url;
@@ -36,7 +43,28 @@ pub fn sanitize(raw: &str) -> Option<String> {
     if trimmed.is_empty() {
         return None;
     }
-    Some(truncate(trimmed))
+    let mut name = truncate(trimmed);
+    if is_reserved(&name) {
+        name.push('_');
+    }
+    Some(name)
+}
+
+/// Whether `name` has the form of a file the tool keeps next to a
+/// download: it ends in `.part`, `.part.N` (N digits), or either of them
+/// followed by `.state` or `.state.tmp`.
+pub fn is_reserved(name: &str) -> bool {
+    let base = name.strip_suffix(".state.tmp").or_else(|| name.strip_suffix(".state")).unwrap_or(name);
+    is_part_name(base)
+}
+
+/// Ends in `.part` or `.part.N`.
+fn is_part_name(name: &str) -> bool {
+    let rest = match name.rsplit_once('.') {
+        Some((before, digits)) if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => before,
+        _ => name,
+    };
+    rest.ends_with(".part")
 }
 
 /// The file name a `Content-Disposition` header value asks for, sanitised
@@ -305,6 +333,48 @@ mod tests {
         ];
         for (header, want) in cases {
             assert_eq!(name_from_disposition(header).as_deref(), want, "{header:?}");
+        }
+    }
+
+    #[test]
+    fn the_tools_own_names_are_never_produced() {
+        let cases = [
+            ("x.part", "x.part_"),
+            ("x.part.state", "x.part.state_"),
+            ("x.part.state.tmp", "x.part.state.tmp_"),
+            ("x.part.12", "x.part.12_"),
+            ("x.part.3.state", "x.part.3.state_"),
+            ("x.part.3.state.tmp", "x.part.3.state.tmp_"),
+            ("../a/x.part", "x.part_"),
+            // Not ours: kept.
+            ("x.partial", "x.partial"),
+            ("x.part.gz", "x.part.gz"),
+            ("x.part.state.bak", "x.part.state.bak"),
+            ("x.tmp", "x.tmp"),
+            ("x.state", "x.state"),
+            ("part", "part"),
+            ("x.part.", "x.part."),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(sanitize(raw).as_deref(), Some(want), "{raw:?}");
+        }
+        let url = Url::parse("http://h/d/x.part.state?q").expect("URL");
+        assert_eq!(name_from_url(&url), "x.part.state_");
+        assert_eq!(name_from_disposition("attachment; filename*=UTF-8''x.part").as_deref(), Some("x.part_"));
+        // A long name is cut first, then marked: still not reserved.
+        let long = format!("{}.part", "a".repeat(300));
+        let name = sanitize(&long).expect("a name");
+        assert!(!is_reserved(&name) && name.len() <= MAX_NAME_BYTES + 1, "{name}");
+    }
+
+    #[test]
+    fn collision_numbers_never_make_a_reserved_name() {
+        let stems = ["x", "x.part_", "x.part.state_", "a.tar.gz", "x.part.gz", "part", "x.state", "x.1"];
+        for name in stems {
+            let name = sanitize(name).expect("a name");
+            for n in 0..30 {
+                assert!(!is_reserved(&numbered(&name, n)), "{name} {n}");
+            }
         }
     }
 

@@ -9,6 +9,17 @@
 //! length and the bytes synced so far, and a later attempt or run for the
 //! same URL continues the file (see [`PartFile::resume`]).
 //!
+//! A state is trusted only if it carries the MAC of this user's key (see
+//! `seal`): a server cannot name its files `.part`/`.part.state` any more
+//! (see `name::is_reserved`), but a pair planted some other way (by an
+//! earlier version, by anyone who can write the directory) must not decide
+//! which bytes end up in a file under its final name. A prefix's state
+//! also records the SHA-256 of its last [`TAIL_BYTES`] bytes, checked
+//! (4 KiB read back) before the prefix is kept: a part file changed under
+//! its state starts over. State files are mode 0600 (they name the URL,
+//! which may carry a pre-signed query); part files keep the usual 0644
+//! minus umask, as the file they become (their bytes are the download's).
+//!
 //! A split download (`-s K`) writes its parts at their offsets in the same
 //! `NAME.part`; its state also lists the byte ranges synced (`ranges`), so
 //! that a later attempt or run fetches only what is missing. `done` is then
@@ -31,7 +42,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::name::numbered;
+use super::name::{is_reserved, numbered};
 use super::split::RangeSet;
 
 /// What to do when the final name is taken.
@@ -63,8 +74,10 @@ pub enum Committed {
 pub const CHECKPOINT_BYTES: u64 = 4 << 20;
 /// A state file larger than this is not ours.
 const STATE_MAX: u64 = 64 * 1024;
-/// Version of the state file format.
-const STATE_VERSION: u32 = 1;
+/// Version of the state file format (2: signed, with `tail`).
+const STATE_VERSION: u32 = 2;
+/// Bytes at the end of a kept prefix whose digest the state records.
+pub const TAIL_BYTES: u64 = 4096;
 
 /// What identifies the body being written: a download is resumed only
 /// with a validator the server will compare (`If-Range`).
@@ -101,6 +114,53 @@ pub struct PartState {
     /// (`done` is the one starting at 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ranges: Option<Vec<(u64, u64)>>,
+    /// Not split: the SHA-256 (hex) of the last [`TAIL_BYTES`] (or fewer)
+    /// bytes before `done`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tail: Option<String>,
+    /// HMAC-SHA256 (hex, see `seal`) of the state file's name and this
+    /// state without `mac`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+}
+
+impl PartState {
+    /// What the MAC covers: the state file's name, NUL, the state without
+    /// its MAC (serialised from the struct, so the same bytes on reading).
+    fn signed_bytes(&self, path: &Path) -> Option<Vec<u8>> {
+        let unsigned = PartState { mac: None, ..self.clone() };
+        let mut bytes = path.file_name()?.as_bytes().to_vec();
+        bytes.push(0);
+        bytes.extend(serde_json::to_vec(&unsigned).ok()?);
+        Some(bytes)
+    }
+
+    /// Records the digest of the prefix's tail (read from `file`) and signs
+    /// the state for the state file at `path`.
+    fn seal(&mut self, file: &File, path: &Path) -> io::Result<()> {
+        if self.ranges.is_none() {
+            self.tail = Some(tail_digest(file, self.done)?);
+        }
+        let key = super::seal::key().ok_or_else(|| io::Error::other("no key to sign the state file"))?;
+        let bytes = self.signed_bytes(path).ok_or_else(|| io::Error::other("cannot serialise the state"))?;
+        self.mac = Some(key.sign(&bytes));
+        Ok(())
+    }
+
+    /// Whether it carries a valid MAC for the state file at `path`.
+    fn is_sealed(&self, path: &Path) -> bool {
+        let (Some(key), Some(mac), Some(bytes)) = (super::seal::key(), &self.mac, self.signed_bytes(path)) else {
+            return false;
+        };
+        key.verify(&bytes, mac)
+    }
+}
+
+/// The SHA-256 (hex) of the last [`TAIL_BYTES`] (or fewer) bytes of
+/// `file` before offset `end`.
+fn tail_digest(file: &File, end: u64) -> io::Result<String> {
+    let digest = hash_range(file, end.saturating_sub(TAIL_BYTES), end)?.finalize();
+    Ok(digest.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// A download's body on its way to the disk, with its running length and,
@@ -174,6 +234,8 @@ fn split_state(url: &str, validators: &Validators, done: &RangeSet) -> PartState
         validators: validators.clone(),
         done: done.prefix(),
         ranges: Some(done.spans().to_vec()),
+        tail: None,
+        mac: None,
     }
 }
 
@@ -189,19 +251,28 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
-    /// Makes it (blocking).
+    /// Makes it (blocking), the directory entry of the state included.
     pub fn run(self) -> io::Result<()> {
         self.file.sync_data()?;
-        self.write_state()
+        let dir = self.state_path.parent().map(Path::to_path_buf);
+        self.write_state()?;
+        dir.map_or(Ok(()), |d| sync_dir(&d))
     }
 
     /// Makes it when the part file's data is known synced since the
     /// checkpoint was asked for (the committer's `syncfs` or `fdatasync` of
     /// its batch): only the state file is written. Another `fdatasync`
     /// would find nothing to write but still flush the device (measured on
-    /// ext4: a flush per call, dirty or not).
-    pub fn write_state(self) -> io::Result<()> {
+    /// ext4: a flush per call, dirty or not). The rename is durable once
+    /// the caller syncs the directory (the committer: once per batch).
+    pub fn write_state(mut self) -> io::Result<()> {
+        self.state.seal(&self.file, &self.state_path)?;
         write_state(&self.state_path, &self.state)
+    }
+
+    /// The directory of its state file.
+    pub fn dir(&self) -> Option<&Path> {
+        self.state_path.parent()
     }
 
     /// The part file.
@@ -210,11 +281,12 @@ impl Checkpoint {
     }
 }
 
-/// Replaces a state file atomically: written to `.tmp`, synced, renamed.
+/// Replaces a state file atomically: written to `.tmp` (mode 0600),
+/// synced, renamed (the directory is not synced here).
 fn write_state(final_path: &Path, state: &PartState) -> io::Result<()> {
     let tmp = with_suffix(final_path, ".tmp");
     remove_if_present(&tmp)?;
-    let mut f = create_new(&tmp)?;
+    let mut f = create_new_mode(&tmp, 0o600)?;
     let text = serde_json::to_vec(state).map_err(io::Error::other)?;
     f.write_all(&text)?;
     f.sync_all()?;
@@ -226,12 +298,17 @@ fn write_state(final_path: &Path, state: &PartState) -> io::Result<()> {
 /// download's digest, when wanted, is read back from it); never follows a
 /// symlink.
 fn create_new(path: &Path) -> io::Result<File> {
+    create_new_mode(path, 0o644)
+}
+
+/// [`create_new`] with permissions `mode` (minus the umask).
+fn create_new_mode(path: &Path, mode: u32) -> io::Result<File> {
     OpenOptions::new()
         .read(true)
         .write(true)
         .create_new(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .mode(0o644)
+        .mode(mode)
         .open(path)
 }
 
@@ -271,13 +348,14 @@ pub fn state_path(part: &Path) -> PathBuf {
     with_suffix(part, ".state")
 }
 
-/// Reads a state file (a regular file, not a symlink, small, valid JSON).
+/// Reads a state file (a regular file, not a symlink, small, valid JSON,
+/// signed with this user's key).
 pub fn read_state(path: &Path) -> Option<PartState> {
     let file = open_existing(path, false).ok()?;
     let mut text = Vec::new();
     file.take(STATE_MAX).read_to_end(&mut text).ok()?;
     let state: PartState = serde_json::from_slice(&text).ok()?;
-    (state.version == STATE_VERSION).then_some(state)
+    (state.version == STATE_VERSION && state.is_sealed(path)).then_some(state)
 }
 
 /// Removes the state file of the part file at `part`, and the temporary
@@ -305,11 +383,17 @@ fn remove_stale_state(part: &Path) -> io::Result<()> {
 /// The SHA-256 of the first `len` bytes of `file` (positioned reads: the
 /// file offset is left alone); an error if the file is shorter.
 fn hash_prefix(file: &File, len: u64) -> io::Result<Sha256> {
+    hash_range(file, 0, len)
+}
+
+/// The SHA-256 of bytes `[start, end)` of `file` (positioned reads); an
+/// error if the file is shorter.
+fn hash_range(file: &File, start: u64, end: u64) -> io::Result<Sha256> {
     let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut offset = 0u64;
-    while offset < len {
-        let want = usize::try_from((len - offset).min(buf.len() as u64)).unwrap_or(buf.len());
+    let mut buf = vec![0u8; usize::try_from((end.saturating_sub(start)).min(256 * 1024)).unwrap_or(256 * 1024)];
+    let mut offset = start;
+    while offset < end {
+        let want = usize::try_from((end - offset).min(buf.len() as u64)).unwrap_or(buf.len());
         match file.read_at(&mut buf[..want], offset) {
             Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the file ended early")),
             Ok(n) => {
@@ -477,8 +561,10 @@ impl PartFile {
             part.ranges = Some(done);
             return Some(part);
         }
-        // A file shorter than its state says is not what the state describes.
-        let mut done = if len < state.done { 0 } else { state.done };
+        // A file shorter than its state says, or whose bytes before `done`
+        // end otherwise than recorded, is not what the state describes.
+        let tail_ok = || state.tail.as_deref().is_some_and(|t| tail_digest(&file, state.done).is_ok_and(|d| d == t));
+        let mut done = if len < state.done || !tail_ok() { 0 } else { state.done };
         if let Some(total) = state.validators.total {
             // Complete but not renamed: fetch the last byte again, which
             // also checks the validator.
@@ -639,6 +725,8 @@ impl PartFile {
                 validators: validators.clone(),
                 done: self.written,
                 ranges: None,
+                tail: None,
+                mac: None,
             },
         })
     }
@@ -757,6 +845,11 @@ impl PartFile {
 pub fn first_free(name: &str, mut place: impl FnMut(&str) -> io::Result<()>) -> io::Result<String> {
     for n in 0..MAX_NUMBER {
         let candidate = numbered(name, n);
+        if is_reserved(&candidate) {
+            // Never one of the tool's own names (see `name`), whatever the
+            // caller passed.
+            continue;
+        }
         match place(&candidate) {
             Ok(()) => return Ok(candidate),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
@@ -815,6 +908,7 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 mod tests {
     use super::*;
     use std::fs;
+    use std::os::unix::fs::PermissionsExt;
 
     fn names(dir: &Path) -> Vec<String> {
         let mut v: Vec<String> =
@@ -975,6 +1069,44 @@ mod tests {
         assert_eq!(p.commit(d.path(), "z", Collision::Number).expect("commit"), Committed::Saved("z".into()));
         drop(shared);
         assert_eq!(names(d.path()), ["z"]);
+    }
+
+    #[test]
+    fn a_state_without_this_users_mac_is_not_trusted_nor_one_over_changed_bytes() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let mut p = resumable(d.path(), "f", "http://h/f", b"hello world");
+        assert!(p.keep());
+        drop(p);
+        let path = d.path().join("f.part.state");
+        let genuine = fs::read(&path).expect("state");
+        assert_eq!(fs::metadata(&path).expect("meta").permissions().mode() & 0o777, 0o600);
+        let state: PartState = serde_json::from_slice(&genuine).expect("JSON");
+        assert!(state.mac.is_some() && state.tail.is_some(), "{state:?}");
+        let another = crate::fetch::seal::Key::random().expect("key");
+        let forgeries = [
+            // A claim changed under the genuine MAC.
+            PartState { done: 5, ..state.clone() },
+            // No MAC, or another key's.
+            PartState { mac: None, ..state.clone() },
+            PartState { mac: Some(another.sign(&state.signed_bytes(&path).expect("bytes"))), ..state.clone() },
+        ];
+        for forged in forgeries {
+            fs::write(&path, serde_json::to_vec(&forged).expect("JSON")).expect("write");
+            assert!(read_state(&path).is_none(), "{forged:?}");
+            assert!(PartFile::resume(d.path(), "f", "http://h/f", false).is_none(), "{forged:?}");
+        }
+        // The genuine state moved to another part file's name: not valid there.
+        fs::write(d.path().join("f.part.1.state"), &genuine).expect("write");
+        assert!(read_state(&d.path().join("f.part.1.state")).is_none());
+        // Genuine again, but a byte of the part file changed: starts over.
+        fs::write(&path, &genuine).expect("write");
+        assert!(read_state(&path).is_some());
+        let part = d.path().join("f.part");
+        let mut bytes = fs::read(&part).expect("part");
+        bytes[8] ^= 1;
+        fs::write(&part, bytes).expect("write");
+        let p = PartFile::resume(d.path(), "f", "http://h/f", false).expect("opened");
+        assert_eq!((p.written(), p.resume_point()), (0, None));
     }
 
     #[test]
