@@ -101,8 +101,9 @@ Input file (-i FILE, - for stdin; aria2's format, read as the downloads
 go): one URL per line, # comments; TAB-separated URLs on one line are
 mirrors of one file, tried in order when one fails (named after the
 first); indented option lines apply to the URL above: out=NAME (sanitised
-like any name), dir=DIR (relative to -d), checksum=sha-256=HEX. A bad line
-is reported as bad-url with FILE:LINE and its entry skipped.
+like any name), dir=DIR (beneath -d: no absolute path, no .., no symlink
+on the way), checksum=sha-256=HEX. A bad line is reported as bad-url with
+FILE:LINE and its entry skipped.
 
 Output: a line per file on stdout as it ends (at once on a terminal;
 into a pipe or a file within 100 ms), then a summary; -f json prints one

@@ -10,6 +10,8 @@
 //! password), and user info in a redirect's `Location` is ignored. trident
 //! sends no cookies and no other headers of the user's.
 
+use std::borrow::Cow;
+
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use percent_encoding::percent_decode_str;
@@ -43,8 +45,9 @@ impl Credentials {
 }
 
 /// The URL `given` as reports and state files show it: without its
-/// password (the user name stays). Unchanged if it has none or is not a
-/// URL.
+/// password (the user name stays, as curl shows it). A string that does
+/// not parse as a URL (a bad input line) gets the same treatment from
+/// [`redact_passwords`].
 pub fn without_password(given: &str) -> String {
     if !given.contains('@') {
         return given.to_string();
@@ -54,8 +57,41 @@ pub fn without_password(given: &str) -> String {
             let _ = url.set_password(None);
             url.into()
         }
-        _ => given.to_string(),
+        Ok(_) => given.to_string(),
+        Err(_) => redact_passwords(given).into_owned(),
     }
+}
+
+/// `text` (an error message, a bad line) with the password of every URL
+/// in it removed: after each `://`, the authority runs to the first `/`,
+/// `?`, `#`, `\`, quote, angle bracket or white space (as a URL parser
+/// reads it), and what follows the first `:` of its user info (before its
+/// last `@`) is dropped.
+pub fn redact_passwords(text: &str) -> Cow<'_, str> {
+    if !text.contains('@') || !text.contains("://") {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| matches!(c, '/' | '?' | '#' | '\\' | '"' | '\'' | '<' | '>') || c.is_whitespace())
+            .unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match authority.rfind('@') {
+            Some(at) => {
+                let userinfo = &authority[..at];
+                out.push_str(userinfo.split_once(':').map_or(userinfo, |(user, _)| user));
+                out.push_str(&authority[at..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
 }
 
 /// `url` without user name and password.
@@ -98,5 +134,26 @@ mod tests {
         assert_eq!(without_password(given.as_str()), "https://al%40ice@files.example:8443/a.iso");
         assert_eq!(without_password("http://h/x"), "http://h/x");
         assert_eq!(without_password("not a url"), "not a url");
+        assert_eq!(without_password("http://u:s3cret@[bad/x"), "http://u@[bad/x");
+    }
+
+    #[test]
+    fn passwords_are_removed_from_any_text() {
+        let cases = [
+            (
+                "invalid URL \"http://u:s3cret@[bad/x\": invalid IPv6 address",
+                "invalid URL \"http://u@[bad/x\": invalid IPv6 address",
+            ),
+            ("unsupported URL \"ftp://u:s3cret@h/x\"", "unsupported URL \"ftp://u@h/x\""),
+            ("a http://u:p@h b https://v:q@i:8/x?y=@z", "a http://u@h b https://v@i:8/x?y=@z"),
+            ("http://u:p:q@r@h", "http://u@h"),
+            ("no password http://u@h/@x and http://h/p@q", "no password http://u@h/@x and http://h/p@q"),
+            ("http://u:s3cret@h", "http://u@h"),
+            ("plain text @ nothing", "plain text @ nothing"),
+            ("http://u:s3cret@", "http://u@"),
+        ];
+        for (text, want) in cases {
+            assert_eq!(redact_passwords(text), want, "{text}");
+        }
     }
 }

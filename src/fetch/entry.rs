@@ -21,11 +21,24 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use super::auth::without_password;
+use super::beneath;
 use super::input::{BadLine, Entry};
 use super::name::name_from_url;
 use super::store;
 use super::task::{FetchResult, FetchTask, Status};
 use crate::engine::Task;
+
+/// A `dir=` option: `fetch.dir` is `base` joined with `sub`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SubDir {
+    /// The run's download directory (`-d DIR`).
+    pub base: PathBuf,
+    /// The path beneath it (relative, without `..`: checked when read).
+    pub sub: PathBuf,
+    /// Where the input file gave it (`LIST:LINE`), for messages.
+    pub place: String,
+}
 
 /// One URL (with its mirrors and options) to download, or a bad input line.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -37,8 +50,9 @@ pub struct EntryTask {
     pub mirrors: Vec<String>,
     /// `out=`: the final name, sanitised (also in `fetch.name`).
     pub out: Option<String>,
-    /// `fetch.dir` comes from `dir=`: created first, synced after each file.
-    pub own_dir: bool,
+    /// `fetch.dir` comes from `dir=`: made beneath `-d DIR` first (see
+    /// `beneath`), synced after each file.
+    pub sub_dir: Option<SubDir>,
     /// A bad input line: this is the error, nothing is downloaded.
     pub bad: Option<String>,
 }
@@ -46,7 +60,7 @@ pub struct EntryTask {
 impl EntryTask {
     /// A plain download (a command-line URL).
     pub fn plain(fetch: FetchTask) -> Self {
-        EntryTask { fetch, mirrors: Vec::new(), out: None, own_dir: false, bad: None }
+        EntryTask { fetch, mirrors: Vec::new(), out: None, sub_dir: None, bad: None }
     }
 
     /// A bad input line: `fetch.url` holds its text.
@@ -77,11 +91,13 @@ impl EntryTask {
                 if let Some(digest) = entry.sha256 {
                     fetch.options.sha256 = Some(digest);
                 }
-                if let Some(dir) = &entry.dir {
-                    // Relative to DIR; an absolute dir= replaces it.
-                    fetch.dir = fetch.dir.join(dir);
-                }
-                EntryTask { fetch, mirrors: urls.collect(), out, own_dir: entry.dir.is_some(), bad: None }
+                let sub_dir = entry.dir.map(|sub| {
+                    let base = fetch.dir.clone();
+                    // Relative and without `..` (see `input`): beneath DIR.
+                    fetch.dir = base.join(&sub);
+                    SubDir { base, sub, place: format!("{list}:{}", entry.line) }
+                });
+                EntryTask { fetch, mirrors: urls.collect(), out, sub_dir, bad: None }
             }
         }
     }
@@ -96,7 +112,7 @@ impl EntryTask {
         match (&self.out, Url::parse(&self.fetch.url)) {
             (Some(out), _) => out.clone(),
             (None, Ok(url)) => name_from_url(&url),
-            (None, Err(_)) => self.fetch.url.clone(),
+            (None, Err(_)) => without_password(&self.fetch.url),
         }
     }
 
@@ -126,10 +142,10 @@ impl EntryTask {
         if let Some(why) = &self.bad {
             return Some(self.early(Status::BadUrl, None, Some(why.clone())));
         }
-        if self.own_dir
-            && let Err(e) = std::fs::create_dir_all(&self.fetch.dir)
+        if let Some(SubDir { base, sub, place }) = &self.sub_dir
+            && let Err(e) = beneath::make_beneath(base, sub)
         {
-            let why = format!("cannot create directory {}: {e}", self.fetch.dir.display());
+            let why = format!("{place}: dir={}: cannot use it beneath {}: {e}", sub.display(), base.display());
             return Some(self.early(Status::LocalError, None, Some(why)));
         }
         None
@@ -142,7 +158,7 @@ impl EntryTask {
 
     /// After one URL's download: syncs a `dir=` directory.
     fn settle(&self, result: FetchResult) -> FetchResult {
-        if self.own_dir && result.status == Status::Done {
+        if self.sub_dir.is_some() && result.status == Status::Done {
             let _ = store::sync_dir(&self.fetch.dir);
         }
         result

@@ -14,7 +14,9 @@
 //!   the same file, tried in order when one fails (see `entry`);
 //! - indented `NAME=VALUE` lines are options of the URL above them: `out=`
 //!   (the file name, sanitised like a name from a URL: only its last path
-//!   component is kept), `dir=` (relative to `-d DIR`, or absolute) and
+//!   component is kept), `dir=` (a path beneath `-d DIR`: an absolute one
+//!   or one with `..` is a bad line, a symlink on the way fails the
+//!   download, see `beneath`) and
 //!   `checksum=sha-256=HEX` (aria2's spelling; `sha256=` too);
 //! - blank lines and lines starting with `#` (after white space) are
 //!   skipped; an indented line that is not `NAME=VALUE` is a URL line (so
@@ -33,6 +35,7 @@ use std::io::{self, BufRead};
 use std::path::PathBuf;
 
 use super::args::parse_checksum;
+use super::beneath;
 use super::name::sanitize;
 use super::task::check_url;
 
@@ -204,7 +207,11 @@ fn apply(entry: &mut Entry, n: u64, key: &str, value: &str) -> Result<(), BadLin
             if value.is_empty() || value.contains('\0') {
                 return Err(bad("dir= needs a directory".into()));
             }
-            entry.dir = Some(PathBuf::from(value));
+            let dir = PathBuf::from(value);
+            if let Some(why) = beneath::static_problem(&dir) {
+                return Err(bad(format!("dir={value}: {why} (dir= is a path beneath it)")));
+            }
+            entry.dir = Some(dir);
         }
         "checksum" => {
             if entry.sha256.is_some() {
@@ -322,10 +329,6 @@ mod tests {
                 vec![with(url(1, &["http://a/x"]), &|e| e.out = Some("hidden".into()))],
             ),
             (
-                "http://a/x\n  dir=/abs/path\n".into(),
-                vec![with(url(1, &["http://a/x"]), &|e| e.dir = Some("/abs/path".into()))],
-            ),
-            (
                 format!("http://a/x\n  checksum=SHA256={HEX}\n"),
                 vec![with(url(1, &["http://a/x"]), &|e| e.sha256 = Some(digest))],
             ),
@@ -341,7 +344,10 @@ mod tests {
     fn bad_lines_table() {
         // (input, [(line, reason fragment)], good entries' first URLs)
         type Case<'a> = (&'a str, &'a [(u64, &'a str)], &'a [&'a str]);
-        let cases: [Case<'_>; 12] = [
+        let cases: [Case<'_>; 15] = [
+            ("http://a/x\n  dir=/abs/path\nhttp://a/ok\n", &[(2, "absolute path leaves")], &["http://a/ok"]),
+            ("http://a/x\n  dir=../up\n", &[(2, ".. component leaves")], &[]),
+            ("http://a/x\n  dir=a/../../b\n", &[(2, ".. component leaves")], &[]),
             ("not a url\nhttp://a/ok\n", &[(1, "invalid URL")], &["http://a/ok"]),
             ("ftp://a/x\nhttp://a/ok\n", &[(1, "unsupported URL")], &["http://a/ok"]),
             ("http://a/x\tfile:///etc/passwd\n  out=y\nhttp://a/ok\n", &[(1, "unsupported URL")], &["http://a/ok"]),

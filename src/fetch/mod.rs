@@ -18,6 +18,7 @@
 //! - [`retry`]: which failures are retried, backoff, `Retry-After`;
 //! - [`report`]: text and JSON output, the exit code;
 //! - [`input`]: the `-i` input file (aria2's subset), read lazily;
+//! - [`beneath`]: its `dir=` directories, made beneath `-d DIR` only;
 //! - [`entry`]: the task the engines run: a download with its mirrors and
 //!   input-file options, or a bad input line;
 //! - [`progress`]: live lines on a terminal's stderr.
@@ -28,6 +29,7 @@
 
 pub mod args;
 pub mod auth;
+pub mod beneath;
 pub mod commit;
 pub mod entry;
 pub mod http;

@@ -1,6 +1,7 @@
 //! What `trident fetch` prints: a line per file as it ends (text), or one
 //! JSON document at the end (`-f json`), and the exit code that sums it up.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::str::FromStr;
@@ -12,6 +13,7 @@ use crossbeam_channel::{RecvTimeoutError, Sender};
 
 use serde::Serialize;
 
+use super::auth::{redact_passwords, without_password};
 use super::task::{FetchResult, Status};
 
 /// Output format.
@@ -148,7 +150,15 @@ impl<W: Write> Report<W> {
     }
 
     /// One file's result.
-    pub fn record(&mut self, r: FetchResult) -> io::Result<()> {
+    pub fn record(&mut self, mut r: FetchResult) -> io::Result<()> {
+        // No password is ever printed, whatever produced the text (a bad
+        // line, an HTTP client's error).
+        r.url = without_password(&r.url);
+        if let Some(error) = &mut r.error
+            && let Cow::Owned(clean) = redact_passwords(error)
+        {
+            *error = clean;
+        }
         match self.format {
             Format::Text => {
                 let line = match (r.status, &r.name) {

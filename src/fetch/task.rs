@@ -272,8 +272,10 @@ impl FetchResult {
 pub fn check_url(s: &str) -> Result<Url, String> {
     match Url::parse(s.trim()) {
         Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Ok(url),
-        Ok(url) => Err(format!("unsupported URL {:?} (only http:// and https:// URLs)", url.as_str())),
-        Err(e) => Err(format!("invalid URL {s:?}: {e}")),
+        Ok(url) => {
+            Err(format!("unsupported URL {:?} (only http:// and https:// URLs)", without_password(url.as_str())))
+        }
+        Err(e) => Err(format!("invalid URL {:?}: {e}", without_password(s))),
     }
 }
 
