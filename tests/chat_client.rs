@@ -80,7 +80,7 @@ impl Server {
             }
             Kind::Trident(engine) => {
                 let mut command = trident();
-                command.args(["chat", "serve", "--listen", &addr.to_string(), "-e", engine]);
+                command.args(["chat", "serve", "--listen", &addr.to_string(), "-e", engine, "--max-per-ip", "1000"]);
                 if engine == "processes" {
                     command.args(["-c", "2"]);
                 }

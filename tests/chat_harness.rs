@@ -24,6 +24,16 @@ impl ChatServer {
     /// Starts a server on `engine` (processes: 2 workers, so that clients
     /// land on different workers) on a free port, with `extra` flags.
     pub fn start(engine: &str, extra: &[&str]) -> ChatServer {
+        // Every test client comes from 127.0.0.1: more than the default
+        // handful per address, unless the test sets its own.
+        let many = ["--max-per-ip", "1000"];
+        let per_ip: &[&str] = if extra.contains(&"--max-per-ip") { &[] } else { &many };
+        ChatServer::start_with_defaults(engine, &[extra, per_ip].concat())
+    }
+
+    /// Starts a server with `extra` flags only: the defaults are the
+    /// server's own.
+    pub fn start_with_defaults(engine: &str, extra: &[&str]) -> ChatServer {
         let mut cmd = trident();
         cmd.args(["chat", "serve", "--listen", "127.0.0.1:0", "-e", engine]);
         if engine == "processes" && !extra.contains(&"-c") {
@@ -91,7 +101,11 @@ pub struct Irc {
 impl Irc {
     /// Connects without registering.
     pub fn connect(addr: SocketAddr) -> Irc {
-        let stream = TcpStream::connect(addr).expect("connect to the chat server");
+        Irc::from_stream(TcpStream::connect(addr).expect("connect to the chat server"))
+    }
+
+    /// A client on a connected stream, not registered.
+    pub fn from_stream(stream: TcpStream) -> Irc {
         stream.set_read_timeout(Some(TIMEOUT)).expect("timeout");
         let reader = BufReader::new(stream.try_clone().expect("clone"));
         Irc { stream, reader, nick: String::new() }

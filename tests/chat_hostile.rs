@@ -2,7 +2,6 @@
 //! that once panicked the hub, and the bookkeeping that must survive it.
 
 use std::io::Write;
-use std::net::TcpStream;
 
 use crate::chat_harness::{ChatServer, Irc};
 use crate::engine_tests;
@@ -56,9 +55,65 @@ engine_tests! {
     }
 }
 
-/// The raw write with nothing read back (a connection that vanishes).
-#[allow(dead_code)]
-fn hit(server: &ChatServer, bytes: &[u8]) {
-    let mut s = TcpStream::connect(server.addr).expect("connect");
-    let _ = s.write_all(bytes);
+engine_tests! {
+    fn by_default_one_address_gets_only_a_handful_of_connections(engine) {
+        let server = ChatServer::start_with_defaults(engine, &[]);
+        let held: Vec<Irc> = (0..8).map(|i| server.client(&format!("h{i}"))).collect();
+        let mut ninth = Irc::connect(server.addr);
+        ninth.nick = "ninth".into();
+        assert_eq!(ninth.until_closed(), ["ERROR :Closing Link: 127.0.0.1 (Too many connections from your address)"]);
+        drop(held);
+    }
+
+    fn slow_readers_together_are_cut_at_the_total_send_queue_budget(engine) {
+        // Each client may queue 64 MiB, all of them together 512 KiB: the
+        // deaf clients are cut long before their own limit.
+        let flags = ["--sendq", "67108864", "--sendq-total", "524288", "--flood-rate", "0"];
+        let server = ChatServer::start(engine, &flags);
+        let mut alice = server.client("alice");
+        alice.send("JOIN #room");
+        alice.expect(" 366 ");
+        let mut deaf: Vec<Irc> = (0..2).map(|i| deaf_client(&server, &format!("deaf{i}"))).collect();
+        for c in &mut deaf {
+            c.send("JOIN #room");
+            c.expect(" 366 ");
+        }
+        alice.sync("joined");
+        // The deaf ones read nothing from now on. 16 MiB in all, well below
+        // one client's 64 MiB: without the total budget nobody is cut.
+        let text = "z".repeat(400);
+        let mut quits = Vec::new();
+        for batch in 0..400 {
+            let lines: String = (0..100).map(|n| format!("PRIVMSG #room :{batch}.{n} {text}\r\n")).collect();
+            alice.stream.write_all(lines.as_bytes()).expect("send");
+            quits.extend(alice.sync(&format!("a{batch}")).into_iter().filter(|l| l.contains(" QUIT ")));
+            if quits.len() >= 2 {
+                break;
+            }
+        }
+        assert!(!quits.is_empty(), "no deaf client was cut");
+        for quit in &quits {
+            assert!(quit.starts_with(":deaf") && quit.ends_with(" QUIT :SendQ exceeded"), "{quit}");
+        }
+        let mut bob = server.client("bob");
+        bob.send("JOIN #room");
+        bob.expect(" 366 ");
+        alice.send("PRIVMSG #room :after the cut");
+        assert_eq!(bob.expect("after the cut"), ":alice!alice@127.0.0.1 PRIVMSG #room :after the cut");
+    }
+}
+
+/// A registered client whose socket has a small receive buffer (set before
+/// connecting, so the window stays small): the server's queue for it fills
+/// soon once it stops reading.
+fn deaf_client(server: &ChatServer, nick: &str) -> Irc {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(4096).expect("rcvbuf");
+    socket.connect(&server.addr.into()).expect("connect");
+    let mut irc = Irc::from_stream(socket.into());
+    irc.nick = nick.into();
+    irc.send(&format!("NICK {nick}"));
+    irc.send(&format!("USER {nick} 0 * :{nick}"));
+    irc.expect_any(&[" 376 ", " 422 "]);
+    irc
 }

@@ -368,6 +368,8 @@ fn chat_server(engine: EngineKind, clients: usize) -> anyhow::Result<Served> {
     let limit = (clients + 16).to_string();
     cmd.args(["chat", "serve", "-e", &engine.to_string(), "--listen", &format!("127.0.0.1:{port}")]);
     cmd.args(["--max-clients", &limit, "--max-per-ip", &limit, "--flood-rate", "0", "--sendq", "16777216"]);
+    // Every client may fill its queue: the total is no limit here.
+    cmd.args(["--sendq-total", "1099511627776"]);
     start(cmd, addr, &format!("trident-{engine}"))
 }
 

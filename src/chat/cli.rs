@@ -15,7 +15,7 @@ use crate::error::{BadInput, Exit};
 pub const CHAT_EXAMPLES: &str = "\
 Examples:
   trident chat serve                                  127.0.0.1:6667, async
-  trident chat serve -e threads --max-per-ip 20 --motd 'Welcome!'
+  trident chat serve -e threads --max-per-ip 3 --motd 'Welcome!'
   trident chat serve -e processes -c 4 --listen 127.0.0.1:0
   trident chat serve --listen 127.0.0.1:6697 --tls-cert cert.pem --tls-key key.pem
   irssi -c 127.0.0.1 -p 6667        (any IRC client works)
@@ -55,13 +55,21 @@ pub struct ChatServeArgs {
     /// Connections at once; more get an ERROR line and are closed.
     #[arg(long, default_value_t = 10_000, value_name = "N")]
     pub max_clients: usize,
-    /// Connections at once from one IP address.
-    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    /// Connections at once from one IP address. A handful, as IRC networks
+    /// allow: one address cannot take every slot. Raise it for load tests
+    /// from one machine.
+    #[arg(long, default_value_t = Limits::default().max_per_ip, value_name = "N")]
     pub max_per_ip: usize,
     /// Bytes queued for a client that does not read before it is
     /// disconnected ("SendQ exceeded").
     #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
     pub sendq: usize,
+    /// Bytes queued for all clients together (per worker process: this
+    /// divided by -c); beyond it, the client with the longest queue is
+    /// disconnected ("SendQ exceeded"), so many slow readers cannot
+    /// exhaust memory.
+    #[arg(long, default_value_t = Limits::default().sendq_total, value_name = "BYTES")]
+    pub sendq_total: usize,
     /// Flood control: lines a client may send at once.
     #[arg(long, default_value_t = 20, value_name = "LINES")]
     pub flood_burst: u32,
@@ -103,6 +111,13 @@ impl ChatServeArgs {
         if self.max_clients == 0 || self.max_per_ip == 0 {
             return Err(BadInput("--max-clients and --max-per-ip must be at least 1".into()));
         }
+        if self.sendq_total < crate::chat::MAX_LINE {
+            return Err(BadInput(format!(
+                "--sendq-total {} is below one line ({} bytes)",
+                self.sendq_total,
+                crate::chat::MAX_LINE
+            )));
+        }
         if self.sendq < crate::chat::MAX_LINE {
             return Err(BadInput(format!(
                 "--sendq {} is below one line ({} bytes)",
@@ -123,6 +138,7 @@ impl ChatServeArgs {
             max_clients: self.max_clients,
             max_per_ip: self.max_per_ip,
             sendq: self.sendq,
+            sendq_total: self.sendq_total,
             flood_burst: self.flood_burst.max(1),
             flood_rate: self.flood_rate,
             flood_queue: self.flood_queue,

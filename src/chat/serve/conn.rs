@@ -8,7 +8,11 @@
 //! a line that would exceed [`Limits::sendq`](super::Limits::sendq) marks
 //! the connection *overflowed*; it is cut without flushing and the hub
 //! closes it with "SendQ exceeded", so a client that stops reading never
-//! holds anyone else up.
+//! holds anyone else up. All the queues of a process also share a
+//! [`Budget`] ([`Limits::sendq_total`](super::Limits::sendq_total)): a line
+//! that would exceed it is refused ([`Pushed::OverBudget`]) and the router
+//! cuts the connection with the longest queue ([`longest`]) before trying
+//! again, so many slow readers together cannot exhaust memory either.
 //!
 //! How the owner is woken depends on the engine ([`Wake`]): a tokio
 //! [`Notify`] (async, and the workers of the processes engine), or, for a
@@ -16,8 +20,8 @@
 //! signal to the owner thread only when the socket is full (threads).
 
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::Notify;
 
@@ -29,6 +33,46 @@ pub(crate) struct Conn {
     pub id: ClientId,
     queue: Mutex<Queue>,
     wake: Wake,
+    budget: Arc<Budget>,
+}
+
+/// The bytes queued across every connection of a process, and their cap.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    used: AtomicUsize,
+    limit: usize,
+}
+
+impl Budget {
+    pub fn new(limit: usize) -> Budget {
+        Budget { used: AtomicUsize::new(0), limit }
+    }
+
+    /// Takes `n` bytes of the budget, unless that would exceed it.
+    fn reserve(&self, n: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(n).filter(|&total| total <= self.limit)
+            })
+            .is_ok()
+    }
+
+    /// Gives `n` bytes back.
+    fn release(&self, n: usize) {
+        let _ = self.used.fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| Some(used.saturating_sub(n)));
+    }
+
+    /// Bytes queued now.
+    #[cfg(test)]
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Acquire)
+    }
+}
+
+/// The connection among `conns` with the most bytes queued (the one to cut
+/// when the budget is exhausted), if any has some.
+pub(crate) fn longest<'a>(conns: impl IntoIterator<Item = &'a Arc<Conn>>) -> Option<&'a Arc<Conn>> {
+    conns.into_iter().map(|c| (c.queued(), c)).filter(|(n, _)| *n > 0).max_by_key(|(n, _)| *n).map(|(_, c)| c)
 }
 
 /// How a connection's owner learns there is work.
@@ -75,6 +119,9 @@ pub(crate) enum Pushed {
     Queued { first: bool },
     /// This line overflowed the queue: the connection must be closed.
     Overflow,
+    /// The process's budget has no room for it: nothing was queued; cut
+    /// the longest queue and try again.
+    OverBudget,
     /// The connection is already closing, overflowed or broken: dropped.
     Dropped,
 }
@@ -84,17 +131,40 @@ pub(crate) const WAKE_SIGNAL: libc::c_int = libc::SIGUSR2;
 
 impl Conn {
     /// A connection served by a tokio task.
-    pub fn for_task(id: ClientId, limit: usize) -> Conn {
-        Conn { id, queue: Mutex::new(Queue { limit, ..Queue::default() }), wake: Wake::Task(Notify::new()) }
+    pub fn for_task(id: ClientId, limit: usize, budget: Arc<Budget>) -> Conn {
+        Conn { id, queue: Mutex::new(Queue { limit, ..Queue::default() }), wake: Wake::Task(Notify::new()), budget }
     }
 
     /// A connection served by a thread on `fd` (non-blocking), written to
     /// by routers too if `direct`.
-    pub fn for_thread(id: ClientId, limit: usize, fd: RawFd, direct: bool) -> Conn {
+    pub fn for_thread(id: ClientId, limit: usize, fd: RawFd, direct: bool, budget: Arc<Budget>) -> Conn {
         Conn {
             id,
             queue: Mutex::new(Queue { limit, ..Queue::default() }),
             wake: Wake::Thread { fd, owner: AtomicU64::new(0), direct },
+            budget,
+        }
+    }
+
+    /// Bytes queued now.
+    pub fn queued(&self) -> usize {
+        self.lock().buf.len()
+    }
+
+    /// Empties the queue, giving its bytes back to the budget.
+    fn drop_queue(&self, q: &mut Queue) {
+        self.budget.release(q.buf.len());
+        q.buf = Vec::new();
+    }
+
+    /// Cuts this connection as if its own queue had overflowed (the
+    /// process's budget is exhausted and this queue is the longest).
+    pub fn overflow(&self) {
+        let mut q = self.lock();
+        if !q.overflowed {
+            q.overflowed = true;
+            self.drop_queue(&mut q);
+            self.alert(&mut q);
         }
     }
 
@@ -108,11 +178,14 @@ impl Conn {
         if q.closing || q.overflowed || q.broken || q.owner_gone {
             return Pushed::Dropped;
         }
-        if q.buf.len() + line.len() > q.limit {
+        if q.buf.len().saturating_add(line.len()) > q.limit {
             q.overflowed = true;
-            q.buf = Vec::new();
+            self.drop_queue(&mut q);
             self.alert(&mut q);
             return Pushed::Overflow;
+        }
+        if !self.budget.reserve(line.len()) {
+            return Pushed::OverBudget;
         }
         let first = q.buf.is_empty();
         q.buf.extend_from_slice(line);
@@ -184,6 +257,7 @@ impl Conn {
     pub fn take(&self, into: &mut Vec<u8>) -> Status {
         let mut q = self.lock();
         q.signalled = false;
+        self.budget.release(q.buf.len());
         if into.is_empty() {
             // The queue starts again from no allocation.
             *into = std::mem::take(&mut q.buf);
@@ -246,7 +320,7 @@ impl Conn {
                 std::io::ErrorKind::WouldBlock => break,
                 _ => {
                     q.broken = true;
-                    q.buf = Vec::new();
+                    self.drop_queue(&mut q);
                     sent = 0;
                     if !by_owner {
                         self.alert(&mut q);
@@ -256,6 +330,7 @@ impl Conn {
             }
         }
         q.buf.drain(..sent);
+        self.budget.release(sent);
         let pending = !q.buf.is_empty();
         if pending && !by_owner {
             self.alert(&mut q);
@@ -274,13 +349,47 @@ impl Conn {
     }
 }
 
+impl Drop for Conn {
+    fn drop(&mut self) {
+        let mut q = self.lock();
+        self.budget.release(q.buf.len());
+        q.buf = Vec::new();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn budget() -> Arc<Budget> {
+        Arc::new(Budget::new(usize::MAX))
+    }
+
+    #[test]
+    fn the_queues_of_a_process_share_a_budget_and_give_it_back() {
+        let budget = Arc::new(Budget::new(10));
+        let a = Conn::for_task(ClientId(1), 8, Arc::clone(&budget));
+        let b = Conn::for_task(ClientId(2), 8, Arc::clone(&budget));
+        assert_eq!(a.push(b"123456"), Pushed::Queued { first: true });
+        assert_eq!(b.push(b"1234"), Pushed::Queued { first: true });
+        assert_eq!(b.push(b"5"), Pushed::OverBudget, "each is within its own limit, not both together");
+        let conns = [Arc::new(a), Arc::new(b)];
+        let longest = longest(&conns).expect("one has bytes");
+        assert_eq!(longest.id, ClientId(1));
+        longest.overflow();
+        assert_eq!(budget.used(), 4);
+        assert_eq!(conns[1].push(b"5"), Pushed::Queued { first: false });
+        conns[1].take(&mut Vec::new());
+        assert_eq!(budget.used(), 0);
+        conns[0].push(b"x");
+        conns[1].push(b"xyz");
+        drop(conns);
+        assert_eq!(budget.used(), 0, "a connection that ends gives its bytes back");
+    }
+
     #[test]
     fn the_queue_is_bounded_and_an_overflow_drops_everything_after() {
-        let conn = Conn::for_task(ClientId(1), 10);
+        let conn = Conn::for_task(ClientId(1), 10, budget());
         assert_eq!(conn.push(b"12345"), Pushed::Queued { first: true });
         assert_eq!(conn.push(b"6789"), Pushed::Queued { first: false });
         assert_eq!(conn.push(b"ab"), Pushed::Overflow);
@@ -293,7 +402,7 @@ mod tests {
 
     #[test]
     fn take_returns_lines_in_order_and_closing_after_them() {
-        let conn = Conn::for_task(ClientId(1), 100);
+        let conn = Conn::for_task(ClientId(1), 100, budget());
         conn.push(b"a\r\n");
         conn.push(b"b\r\n");
         conn.close_after_flush();

@@ -25,6 +25,12 @@ pub(crate) trait Router {
     fn deliver(&mut self, to: ClientId, line: &Line) -> bool;
     /// `id` is to be closed once what was delivered to it is written.
     fn close(&mut self, id: ClientId);
+    /// Other connections the router cut while delivering (the process's
+    /// send-queue budget was exhausted and theirs were the longest); the
+    /// core closes them with "SendQ exceeded" too.
+    fn overflowed(&mut self) -> Vec<ClientId> {
+        Vec::new()
+    }
 }
 
 /// The hub and the server-wide limits; see the module documentation.
@@ -166,6 +172,7 @@ impl Core {
             for &id in &closes {
                 router.close(id);
             }
+            overflowed.extend(router.overflowed());
             // Keep the allocations for the next call.
             let mut deliveries = deliveries;
             deliveries.clear();

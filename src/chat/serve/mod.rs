@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use self::conn::{Conn, Pushed};
+use self::conn::{Budget, Conn, Pushed};
 use self::core::{Core, Router};
 use crate::chat::{ClientId, Hub, HubConfig, Line, LineEvent};
 use crate::engine::{EngineKind, Interrupt};
@@ -60,6 +60,10 @@ pub struct Limits {
     /// Bytes queued for one client that is not reading; beyond it the
     /// client is disconnected ("SendQ exceeded").
     pub sendq: usize,
+    /// Bytes queued for all clients of a process together; beyond it the
+    /// client with the longest queue is disconnected ("SendQ exceeded").
+    /// The processes engine gives each worker its share.
+    pub sendq_total: usize,
     /// Lines a client may send at once before the rate applies.
     pub flood_burst: u32,
     /// Lines per second after the burst; 0 turns flood control off.
@@ -78,8 +82,9 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_clients: 10_000,
-            max_per_ip: 10_000,
+            max_per_ip: 8,
             sendq: 1 << 20,
+            sendq_total: 128 << 20,
             flood_burst: 20,
             flood_rate: 10.0,
             flood_queue: 100,
@@ -112,6 +117,9 @@ pub(crate) struct Shell {
     pub farewell: Line,
     /// TLS settings, when connections are TLS.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The bytes every send queue of this process holds, against
+    /// [`Limits::sendq_total`].
+    pub budget: Arc<Budget>,
 }
 
 impl Shell {
@@ -121,7 +129,13 @@ impl Shell {
             Some((cert, key)) => Some(tls::server_config(cert, key)?),
             None => None,
         };
-        Ok(Shell { limits: config.limits.clone(), ping: hub.ping_line(), farewell: hub.shutdown_line(), tls })
+        Ok(Shell {
+            limits: config.limits.clone(),
+            ping: hub.ping_line(),
+            farewell: hub.shutdown_line(),
+            tls,
+            budget: Arc::new(Budget::new(config.limits.sendq_total)),
+        })
     }
 }
 
@@ -160,12 +174,42 @@ struct LocalRouter<'a> {
     direct: bool,
     /// Queues that were empty and must be written (direct mode).
     touched: Vec<Arc<Conn>>,
+    /// Connections cut for the process's send-queue budget.
+    cut: Vec<ClientId>,
+}
+
+impl<'a> LocalRouter<'a> {
+    fn new(conns: &'a HashMap<ClientId, Arc<Conn>>, direct: bool) -> Self {
+        LocalRouter { conns, direct, touched: Vec::new(), cut: Vec::new() }
+    }
+}
+
+/// Pushes `line` to `conn`; when the process's budget is exhausted, cuts
+/// the longest queue among `conns` (recorded in `cut`) and tries again.
+pub(crate) fn push_within_budget<'a>(
+    conn: &Conn,
+    line: &[u8],
+    conns: impl Iterator<Item = &'a Arc<Conn>> + Clone,
+    cut: &mut Vec<ClientId>,
+) -> Pushed {
+    loop {
+        let pushed = conn.push(line);
+        if pushed != Pushed::OverBudget {
+            return pushed;
+        }
+        let Some(longest) = conn::longest(conns.clone()) else { return Pushed::Dropped };
+        longest.overflow();
+        if longest.id == conn.id {
+            return Pushed::Overflow;
+        }
+        cut.push(longest.id);
+    }
 }
 
 impl Router for LocalRouter<'_> {
     fn deliver(&mut self, to: ClientId, line: &Line) -> bool {
         let Some(conn) = self.conns.get(&to) else { return true };
-        match conn.push(line.as_bytes()) {
+        match push_within_budget(conn, line.as_bytes(), self.conns.values(), &mut self.cut) {
             Pushed::Queued { first: true } if self.direct => {
                 self.touched.push(Arc::clone(conn));
                 true
@@ -173,6 +217,10 @@ impl Router for LocalRouter<'_> {
             Pushed::Overflow => false,
             _ => true,
         }
+    }
+
+    fn overflowed(&mut self) -> Vec<ClientId> {
+        std::mem::take(&mut self.cut)
     }
 
     fn close(&mut self, id: ClientId) {
@@ -205,7 +253,7 @@ impl Local {
         let touched = {
             let mut state = self.lock();
             let LocalState { core, conns, .. } = &mut *state;
-            let mut router = LocalRouter { conns, direct: self.direct, touched: Vec::new() };
+            let mut router = LocalRouter::new(conns, self.direct);
             f(core, &mut router);
             router.touched
         };
@@ -249,7 +297,7 @@ impl Backend for Local {
             let mut state = self.lock();
             state.conns.remove(&id);
             let LocalState { core, conns, stopping } = &mut *state;
-            let mut router = LocalRouter { conns, direct: self.direct, touched: Vec::new() };
+            let mut router = LocalRouter::new(conns, self.direct);
             if *stopping {
                 core.gone(id, reason, &mut Silent);
             } else {

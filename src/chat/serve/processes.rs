@@ -23,6 +23,7 @@ use std::net::{IpAddr, TcpListener};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -31,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use super::conn::{Conn, Pushed};
 use super::core::{Core, Router};
-use super::{Backend, ChatConfig, Shell};
+use super::{Backend, ChatConfig, Shell, push_within_budget};
 use crate::chat::{ClientId, Hub, Line, LineEvent};
 use crate::engine::Interrupt;
 use crate::engine::processes::{read_frame, write_frame};
@@ -43,6 +44,11 @@ pub const NAME: &str = "chat";
 /// Bits of a [`ClientId`] below the worker's number.
 const WORKER_SHIFT: u32 = 40;
 const TICK: Duration = Duration::from_millis(50);
+/// Bytes that may wait to cross one hub-worker socket, either way. Beyond
+/// it the other end is not keeping up: the hub cuts that worker (it is
+/// replaced; its clients quit "Server worker died"), a worker cuts the
+/// connection whose lines would not fit.
+const LINK_CAP: usize = 64 << 20;
 
 /// Worker to hub.
 #[derive(Debug, Serialize, Deserialize)]
@@ -76,6 +82,33 @@ fn encode<T: Serialize>(frame: &T, into: &mut Vec<u8>) {
 #[derive(Debug)]
 struct Link {
     tx: crossbeam_channel::Sender<Vec<u8>>,
+    /// Bytes sent to the writer thread and not yet written (≤ [`LINK_CAP`]).
+    pending: Arc<AtomicUsize>,
+    /// The socket, to cut a worker that does not keep up.
+    socket: UnixStream,
+    worker: u64,
+}
+
+impl Link {
+    /// Queues `bytes` for the worker; a worker that has [`LINK_CAP`]
+    /// waiting already is cut instead (its reader thread then sees the
+    /// end of its socket and the worker's clients leave).
+    fn send(&self, bytes: Vec<u8>) {
+        let len = bytes.len();
+        let room = self.pending.fetch_update(Ordering::AcqRel, Ordering::Acquire, |pending| {
+            pending.checked_add(len).filter(|&total| total <= LINK_CAP)
+        });
+        if room.is_err() {
+            if self.socket.shutdown(std::net::Shutdown::Both).is_ok() {
+                eprintln!(
+                    "trident: chat worker {} is not keeping up ({LINK_CAP} bytes waiting); cutting it",
+                    self.worker
+                );
+            }
+            return;
+        }
+        let _ = self.tx.send(bytes);
+    }
 }
 
 #[derive(Debug)]
@@ -136,7 +169,7 @@ impl RemoteRouter {
                     }
                 }
             }
-            let _ = link.tx.send(bytes);
+            link.send(bytes);
         }
     }
 }
@@ -228,14 +261,17 @@ fn start_worker(
     let child = spawn_worker(exe, &args, &[listener, theirs.as_raw_fd()])
         .map_err(|e| anyhow::anyhow!("cannot start a chat worker process ({}): {e}", exe.display()))?;
     drop(theirs);
+    // Unbounded as a channel, bounded in bytes by `Link::send`.
     let (tx, rx) = crossbeam_channel::unbounded::<Vec<u8>>();
-    hub.lock().links.insert(worker, Link { tx });
+    let pending = Arc::new(AtomicUsize::new(0));
+    hub.lock().links.insert(worker, Link { tx, pending: Arc::clone(&pending), socket: ours.try_clone()?, worker });
     let mut writer = ours.try_clone()?;
     thread::Builder::new().name(format!("trident-hub-w{worker}")).spawn(move || {
         for bytes in rx {
             if writer.write_all(&bytes).is_err() {
                 break;
             }
+            pending.fetch_sub(bytes.len(), Ordering::AcqRel);
         }
     })?;
     let hub = Arc::clone(hub);
@@ -267,6 +303,12 @@ pub(crate) fn serve(
     let hub_core = Core::new(Hub::new(chat.hub.clone(), super::core::unix_now()), chat.limits.clone());
     let hub = Arc::new(HubShared(Mutex::new(HubState { core: hub_core, links: HashMap::new(), stopping: false })));
     let fd = listener.as_raw_fd();
+    // Each worker holds its own send queues: each gets its share of the
+    // budget (at least one line).
+    let mut chat = chat.clone();
+    let workers = config.workers.max(1);
+    chat.limits.sendq_total = (chat.limits.sendq_total / workers).max(crate::chat::MAX_LINE);
+    let chat = &chat;
     let base_args = vec![
         NAME.to_string(),
         "--fd".into(),
@@ -308,14 +350,35 @@ pub(crate) fn serve(
 #[derive(Debug)]
 struct RemoteBackend {
     tx: tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
+    /// Bytes sent to the link task and not yet written to the hub.
+    pending: Arc<AtomicUsize>,
     conns: Mutex<HashMap<ClientId, Arc<Conn>>>,
 }
 
 impl RemoteBackend {
-    fn send(&self, up: &Up) {
+    /// Queues `up` for the hub. Every frame but a connection's lines is
+    /// always sent (a few per connection: the hub's books depend on them);
+    /// lines that would take the queue past [`LINK_CAP`] are refused
+    /// (false) and their connection is cut.
+    fn send(&self, up: &Up) -> bool {
         let mut bytes = Vec::new();
         encode(up, &mut bytes);
+        let len = bytes.len();
+        if let Up::Events { id, .. } = up {
+            let room = self.pending.fetch_update(Ordering::AcqRel, Ordering::Acquire, |pending| {
+                pending.checked_add(len).filter(|&total| total <= LINK_CAP)
+            });
+            if room.is_err() {
+                if let Some(conn) = self.conns().get(id) {
+                    conn.overflow();
+                }
+                return false;
+            }
+        } else {
+            self.pending.fetch_add(len, Ordering::AcqRel);
+        }
         let _ = self.tx.send(bytes);
+        true
     }
 
     fn conns(&self) -> MutexGuard<'_, HashMap<ClientId, Arc<Conn>>> {
@@ -331,7 +394,8 @@ impl RemoteBackend {
                     let conns = self.conns();
                     for id in to {
                         if let Some(conn) = conns.get(&id)
-                            && conn.push(line.as_bytes()) == Pushed::Overflow
+                            && push_within_budget(conn, line.as_bytes(), conns.values(), &mut overflowed)
+                                == Pushed::Overflow
                         {
                             overflowed.push(id);
                         }
@@ -403,8 +467,10 @@ pub fn worker(args: &WorkerArgs) -> anyhow::Result<()> {
     let interrupt = Interrupt::new();
     signal_hook::flag::register(signal_hook::consts::SIGTERM, interrupt.flag())?;
     crate::server::processes::stop_on_stdin_eof(&interrupt)?;
+    // Unbounded as a channel, bounded in bytes by `RemoteBackend::send`.
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let backend = Arc::new(RemoteBackend { tx, conns: Mutex::new(HashMap::new()) });
+    let pending = Arc::new(AtomicUsize::new(0));
+    let backend = Arc::new(RemoteBackend { tx, pending: Arc::clone(&pending), conns: Mutex::new(HashMap::new()) });
     let shell = Arc::new(Shell::new(&chat)?);
     let worker = args.worker;
     let mut next = 0u64;
@@ -428,7 +494,7 @@ pub fn worker(args: &WorkerArgs) -> anyhow::Result<()> {
             let hub = unsafe { std::os::unix::net::UnixStream::from_raw_fd(hub_fd) };
             match tokio::net::UnixStream::from_std(hub) {
                 Ok(hub) => {
-                    tokio::spawn(link(hub, rx, link_backend, link_interrupt));
+                    tokio::spawn(link(hub, rx, pending, link_backend, link_interrupt));
                 }
                 Err(e) => {
                     eprintln!("trident: chat worker: hub socket: {e}");
@@ -445,6 +511,7 @@ pub fn worker(args: &WorkerArgs) -> anyhow::Result<()> {
 async fn link(
     hub: tokio::net::UnixStream,
     mut rx: tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
+    pending: Arc<AtomicUsize>,
     backend: Arc<RemoteBackend>,
     interrupt: Interrupt,
 ) {
@@ -464,6 +531,7 @@ async fn link(
             if write_half.write_all(&batch).await.is_err() {
                 break;
             }
+            pending.fetch_sub(batch.len(), Ordering::AcqRel);
         }
     };
     let reader = async {
@@ -475,12 +543,10 @@ async fn link(
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
             }
             let mut at = 0;
-            while buf.len() - at >= 4 {
-                let len = u32::from_le_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]) as usize;
-                if buf.len() - at - 4 < len {
-                    break;
-                }
-                match postcard::from_bytes::<Down>(&buf[at + 4..at + 4 + len]) {
+            while let Some(&[a, b, c, d]) = buf.get(at..at + 4) {
+                let len = u32::from_le_bytes([a, b, c, d]) as usize;
+                let Some(frame) = buf.get(at + 4..at + 4 + len) else { break };
+                match postcard::from_bytes::<Down>(frame) {
                     Ok(down) => backend.down(down),
                     Err(e) => eprintln!("trident: chat worker: bad frame from the hub ({e})"),
                 }
@@ -495,4 +561,27 @@ async fn link(
     }
     // The hub is gone: nothing works any more.
     interrupt.trigger();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+
+    #[test]
+    fn a_worker_that_lets_its_link_fill_is_cut_and_nothing_more_is_queued() {
+        let (ours, mut theirs) = UnixStream::pair().expect("pair");
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let pending = Arc::new(AtomicUsize::new(0));
+        let link = Link { tx, pending: Arc::clone(&pending), socket: ours, worker: 1 };
+        link.send(vec![0; 1000]);
+        assert_eq!(pending.load(Ordering::Acquire), 1000);
+        // Nobody writes: the bytes pile up to the cap.
+        pending.store(LINK_CAP - 10, Ordering::Release);
+        link.send(vec![0; 11]);
+        assert_eq!(rx.len(), 1, "the frame past the cap was not queued");
+        let mut buf = [0u8; 1];
+        assert_eq!(theirs.read(&mut buf).expect("read"), 0, "the worker's socket was cut");
+    }
 }

@@ -215,7 +215,7 @@ pub(crate) fn connection<B: Backend>(
     };
     // TLS: only this thread can encrypt, so routers do not write directly.
     let tls = wire.is_tls();
-    let conn = Arc::new(Conn::for_thread(id, shell.limits.sendq, fd, !tls));
+    let conn = Arc::new(Conn::for_thread(id, shell.limits.sendq, fd, !tls, Arc::clone(&shell.budget)));
     // SAFETY: pthread_self has no preconditions.
     conn.set_owner(unsafe { libc::pthread_self() });
     // TLS: wire bytes the socket has not taken yet.

@@ -184,7 +184,7 @@ async fn serve_connection<B: Backend>(
             return None;
         }
     };
-    let conn = Arc::new(Conn::for_task(id, shell.limits.sendq));
+    let conn = Arc::new(Conn::for_task(id, shell.limits.sendq, Arc::clone(&shell.budget)));
     backend.open(&conn, peer.ip());
     let mut session = Session::new(&shell.limits, Instant::now());
     let mut out: Vec<u8> = Vec::new();
