@@ -124,6 +124,15 @@ pub struct EchoServeArgs {
     /// Do not log every chunk received (connections are still logged).
     #[arg(short = 'q', long)]
     pub quiet: bool,
+    /// Connections served at once (-e processes: shared among the
+    /// workers); one more is closed at once. Each connection costs a thread
+    /// with -e threads.
+    #[arg(long, default_value_t = crate::echo::DEFAULT_MAX_CONNECTIONS, value_name = "N")]
+    pub max_connections: usize,
+    /// Close a connection that sends nothing, or reads nothing we send,
+    /// for this long (0: never).
+    #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DUR")]
+    pub idle_timeout: Duration,
 }
 
 /// `trident echo send` arguments.
@@ -191,6 +200,9 @@ pub struct ServeWorkerArgs {
     /// This worker's number (chat).
     #[arg(long, default_value_t = 0)]
     pub worker_id: u64,
+    /// How many workers share the connection limit.
+    #[arg(long, default_value_t = 1)]
+    pub share: usize,
 }
 
 impl ServeWorkerArgs {
@@ -200,6 +212,7 @@ impl ServeWorkerArgs {
             fd: self.fd,
             config: self.config.clone(),
             grace: Duration::from_millis(self.grace_ms),
+            share: self.share,
         }
     }
 }

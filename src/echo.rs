@@ -31,7 +31,7 @@ use std::sync::Arc;
 use crate::cli::EchoCommand;
 use crate::engine::Interrupt;
 use crate::error::{BadInput, Exit};
-use crate::server::{self, Closed, Flow, Protocol, resolve, sockname};
+use crate::server::{self, Closed, ConnLimits, Flow, Protocol, resolve, sockname};
 
 /// Where the chapter's server listens.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8888";
@@ -39,14 +39,24 @@ pub const DEFAULT_ADDR: &str = "127.0.0.1:8888";
 pub const CHUNK: usize = 100;
 /// What precedes every chunk sent back.
 pub const PREFIX: &[u8] = b"Server received: ";
+/// `--max-connections` by default.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
 /// Runs `trident echo ...`.
 pub fn run(command: EchoCommand, interrupt: impl FnOnce() -> anyhow::Result<Interrupt>) -> anyhow::Result<Exit> {
     match command {
         EchoCommand::Serve(args) => {
             let config = args.server.into_config(DEFAULT_ADDR)?;
+            if args.max_connections == 0 {
+                return Err(BadInput("--max-connections must be at least 1".into()).into());
+            }
+            let echo = EchoConfig {
+                quiet: args.quiet,
+                max_connections: args.max_connections,
+                idle_timeout: (!args.idle_timeout.is_zero()).then_some(args.idle_timeout),
+            };
             let interrupt = interrupt()?;
-            server::serve::<Echo>(&config, EchoConfig { quiet: args.quiet }, &interrupt)?;
+            server::serve::<Echo>(&config, echo, &interrupt)?;
             Ok(Exit::Success)
         }
         EchoCommand::Send(args) => {
@@ -63,10 +73,20 @@ pub fn run(command: EchoCommand, interrupt: impl FnOnce() -> anyhow::Result<Inte
 }
 
 /// The echo server's settings.
-#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct EchoConfig {
     /// Do not log every chunk received (connections are still logged).
     pub quiet: bool,
+    /// Connections at once; one more is closed at once.
+    pub max_connections: usize,
+    /// A connection silent (or not reading) this long is closed.
+    pub idle_timeout: Option<std::time::Duration>,
+}
+
+impl Default for EchoConfig {
+    fn default() -> Self {
+        EchoConfig { quiet: false, max_connections: DEFAULT_MAX_CONNECTIONS, idle_timeout: None }
+    }
 }
 
 /// One echo connection.
@@ -83,6 +103,14 @@ impl Protocol for Echo {
 
     fn read_size(_: &EchoConfig) -> usize {
         CHUNK
+    }
+
+    fn limits(config: &EchoConfig) -> ConnLimits {
+        ConnLimits { max_connections: Some(config.max_connections), idle_timeout: config.idle_timeout }
+    }
+
+    fn refused(config: &EchoConfig, peer: SocketAddr) {
+        log!("Refusing connection from {}: {} connections already", sockname(peer), config.max_connections);
     }
 
     fn connect(config: &Arc<EchoConfig>, peer: SocketAddr, _out: &mut Vec<u8>) -> Self {
@@ -104,6 +132,7 @@ impl Protocol for Echo {
         match how {
             Closed::Reset => log!("Client {} disconnected abruptly", self.peer),
             Closed::Error(e) => log!("Error handling client {}: {e}", self.peer),
+            Closed::Idle => log!("Client {} idle for too long", self.peer),
             Closed::Eof | Closed::ByProtocol | Closed::Shutdown => {}
         }
         log!("Closing connection from {}", self.peer);
@@ -196,7 +225,7 @@ mod tests {
 
     #[test]
     fn echo_answers_every_chunk() {
-        let config = Arc::new(EchoConfig { quiet: true });
+        let config = Arc::new(EchoConfig { quiet: true, ..EchoConfig::default() });
         let mut out = Vec::new();
         let mut echo = Echo::connect(&config, "127.0.0.1:5000".parse().unwrap(), &mut out);
         assert!(out.is_empty());

@@ -194,7 +194,8 @@ engine_tests! {
         // One that resets with an answer still unread, and one that never speaks.
         let unread = server.connect();
         (&unread).write_all(b"nobody reads this").expect("send");
-        thread::sleep(Duration::from_millis(50));
+        // The server has read it (and answered) before the reset.
+        server.wait_for(|l| l.starts_with("Received 'nobody reads this'"));
         socket2::SockRef::from(&unread).set_linger(Some(Duration::ZERO)).expect("linger");
         drop(unread);
         drop(server.connect());
@@ -249,9 +250,9 @@ engine_tests! {
             thread::sleep(Duration::from_millis(10));
         }
 
-        let (status, took) = server.terminate();
+        // terminate() has its own generous hang guard; speed is the bench's.
+        let (status, _took) = server.terminate();
         assert_eq!(status.code(), Some(0), "{}", server.log_text());
-        assert!(took < Duration::from_secs(4), "took {took:?}");
         for s in [&mut idle, &mut busy] {
             let mut rest = Vec::new();
             s.read_to_end(&mut rest).expect("closed by the server");
@@ -265,15 +266,52 @@ engine_tests! {
     }
 
     fn the_chapters_python_client_works(engine) {
-        if Command::new("python3").arg("--version").output().is_err() {
-            eprintln!("python3 not found: skipped");
-            return;
-        }
+        // No skip: scripts/test installs python3; without it this fails.
+        let version = Command::new("python3").arg("--version").output();
+        assert!(version.is_ok_and(|o| o.status.success()), "python3 is missing (scripts/test installs it)");
         let server = Server::start(engine, &[]);
         let code = CHAPTER_CLIENT.replace("8888", &server.addr.port().to_string());
         let o = Command::new("python3").args(["-c", &code]).stdin(Stdio::null()).output().expect("python3 runs");
         assert!(o.status.success(), "{}", stderr(&o));
         assert_eq!(stdout(&o), CHAPTER_OUTPUT, "stderr: {}", stderr(&o));
+    }
+}
+
+engine_tests! {
+    fn over_max_connections_one_more_is_closed_at_once(engine) {
+        // Processes: one worker, so that it holds the whole share.
+        let extra: &[&str] = if engine == "processes" { &["--max-connections", "2", "-c", "1"] } else { &["--max-connections", "2"] };
+        let server = Server::start(engine, extra);
+        let mut one = server.connect();
+        let mut two = server.connect();
+        assert_eq!(exchange(&mut one, "one"), "Server received: one");
+        assert_eq!(exchange(&mut two, "two"), "Server received: two");
+        let mut three = server.connect();
+        let _ = three.write_all(b"three");
+        let mut rest = Vec::new();
+        let _ = three.read_to_end(&mut rest);
+        assert!(rest.is_empty(), "the third was served: {rest:?}");
+        server.wait_for(|l| l.starts_with("Refusing connection from") && l.ends_with(": 2 connections already"));
+        // A slot given back is taken again.
+        let me = py(one.local_addr().expect("local"));
+        drop(one);
+        server.wait_for(|l| l == format!("Closing connection from {me}"));
+        let mut four = server.connect();
+        assert_eq!(exchange(&mut four, "four"), "Server received: four");
+        assert_eq!(exchange(&mut two, "two again"), "Server received: two again");
+    }
+
+    fn an_idle_connection_is_closed_and_the_server_goes_on(engine) {
+        let server = Server::start(engine, &["--idle-timeout", "300ms"]);
+        let mut idle = server.connect();
+        let me = py(idle.local_addr().expect("local"));
+        assert_eq!(exchange(&mut idle, "then silence"), "Server received: then silence");
+        let mut rest = Vec::new();
+        idle.read_to_end(&mut rest).expect("closed by the server, within the read timeout");
+        assert!(rest.is_empty());
+        server.wait_for(|l| l == format!("Client {me} idle for too long"));
+        let mut next = server.connect();
+        assert_eq!(exchange(&mut next, "next"), "Server received: next");
     }
 }
 
@@ -284,6 +322,8 @@ fn bad_input_exits_2() {
         &["echo", "serve", "-e", "threads", "-c", "2"],
         &["echo", "serve", "-e", "fibers"],
         &["echo", "send", "127.0.0.1", "hi"],
+        &["echo", "serve", "--max-connections", "0"],
+        &["echo", "serve", "--idle-timeout", "soon"],
         &["echo", "send"],
     ] {
         let o = run(args);

@@ -319,6 +319,8 @@ fn echo_contenders(config: &ChatBenchConfig) -> Vec<EchoContender> {
             command: Box::new(move |port| {
                 let mut cmd = trident_cmd()?;
                 cmd.args(["echo", "serve", "-q", "-e", &engine.to_string(), "--listen", &format!("127.0.0.1:{port}")]);
+                // The bench's connections are all wanted: no cap, no idle cut.
+                cmd.args(["--max-connections", "1000000", "--idle-timeout", "0"]);
                 Ok(cmd)
             }),
         });

@@ -56,6 +56,26 @@ pub enum Flow {
     Close,
 }
 
+/// Limits a protocol asks the server layer to hold every connection to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnLimits {
+    /// Connections served at once (per worker process: its share); one
+    /// more is accepted and closed at once. None: no limit.
+    pub max_connections: Option<usize>,
+    /// A connection that sends nothing (or takes nothing we send) for
+    /// this long is closed ([`Closed::Idle`]). None: never.
+    pub idle_timeout: Option<Duration>,
+}
+
+impl ConnLimits {
+    /// This limit for one of `workers` worker processes: a share of the
+    /// connections (at least one).
+    pub fn share(self, workers: usize) -> ConnLimits {
+        let max_connections = self.max_connections.map(|n| (n / workers.max(1)).max(1));
+        ConnLimits { max_connections, ..self }
+    }
+}
+
 /// Why a connection ended, told to [`Protocol::closed`].
 #[derive(Debug)]
 pub enum Closed {
@@ -67,6 +87,8 @@ pub enum Closed {
     ByProtocol,
     /// The server is shutting down.
     Shutdown,
+    /// Nothing moved for [`ConnLimits::idle_timeout`].
+    Idle,
     /// Any other I/O error.
     Error(io::Error),
 }
@@ -92,6 +114,18 @@ pub trait Protocol: Sized + Send + 'static {
     /// Protocol-wide settings, shared by every connection; serialised (as
     /// JSON) on the command line of worker processes.
     type Config: Serialize + DeserializeOwned + Send + Sync + fmt::Debug + 'static;
+
+    /// The limits every connection is held to.
+    fn limits(config: &Self::Config) -> ConnLimits {
+        let _ = config;
+        ConnLimits::default()
+    }
+
+    /// One more connection than [`ConnLimits::max_connections`] came from
+    /// `peer`; it is closed at once.
+    fn refused(config: &Self::Config, peer: SocketAddr) {
+        let _ = (config, peer);
+    }
 
     /// The most bytes handed to [`Protocol::receive`] at once (one read).
     fn read_size(config: &Self::Config) -> usize {
@@ -178,7 +212,10 @@ pub fn serve<P: Protocol>(config: &ServerConfig, protocol: P::Config, interrupt:
     let local = listener.local_addr()?;
     eprintln!("Serving on {}", sockname(local));
     match config.kind {
-        EngineKind::Async => tokio::serve::<P>(listener, Arc::new(protocol), config.workers, config.grace, interrupt)?,
+        EngineKind::Async => {
+            let limits = P::limits(&protocol);
+            tokio::serve::<P>(listener, Arc::new(protocol), limits, config.workers, config.grace, interrupt)?
+        }
         EngineKind::Threads => threads::serve::<P>(listener, Arc::new(protocol), config, interrupt)?,
         EngineKind::Processes => processes::serve::<P>(listener, &protocol, config, interrupt)?,
     }

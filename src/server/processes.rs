@@ -164,6 +164,8 @@ pub(crate) fn serve<P: Protocol>(
         serde_json::to_string(protocol)?,
         "--grace-ms".into(),
         config.grace.as_millis().to_string(),
+        "--share".into(),
+        config.workers.max(1).to_string(),
     ];
     let mut workers = Workers { children: Vec::with_capacity(config.workers), grace: config.grace };
     for _ in 0..config.workers.max(1) {
@@ -197,6 +199,8 @@ pub struct WorkerArgs {
     pub config: String,
     /// Grace period for connections on shutdown.
     pub grace: Duration,
+    /// How many workers share the protocol's connection limit.
+    pub share: usize,
 }
 
 /// The worker side: serves `P` on the inherited listening socket until stdin
@@ -208,7 +212,8 @@ pub fn worker<P: Protocol>(args: &WorkerArgs) -> anyhow::Result<()> {
     let interrupt = Interrupt::new();
     signal_hook::flag::register(signal_hook::consts::SIGTERM, interrupt.flag())?;
     stop_on_stdin_eof(&interrupt)?;
-    super::tokio::serve::<P>(listener, Arc::new(config), 1, args.grace, &interrupt)?;
+    let limits = P::limits(&config).share(args.share);
+    super::tokio::serve::<P>(listener, Arc::new(config), limits, 1, args.grace, &interrupt)?;
     Ok(())
 }
 

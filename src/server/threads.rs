@@ -104,12 +104,21 @@ pub(crate) fn serve<P: Protocol>(
 ) -> io::Result<()> {
     listener.set_nonblocking(true)?;
     let registry = Arc::new(Registry::default());
+    let limits = P::limits(&protocol);
     let mut next_id = 0u64;
     while !interrupt.is_set() {
         let Some((stream, peer)) = accept(&listener)? else { continue };
+        if limits.max_connections.is_some_and(|max| registry.lock().len() >= max) {
+            // No thread for it: the cap is what bounds the threads.
+            P::refused(&protocol, peer);
+            drop(stream);
+            continue;
+        }
         next_id += 1;
         let id = next_id;
-        let clone = match stream.set_nonblocking(false).and_then(|()| stream.try_clone()) {
+        let timeouts =
+            stream.set_read_timeout(limits.idle_timeout).and_then(|()| stream.set_write_timeout(limits.idle_timeout));
+        let clone = match stream.set_nonblocking(false).and(timeouts).and_then(|()| stream.try_clone()) {
             Ok(clone) => clone,
             Err(e) => {
                 eprintln!("trident: cannot serve {peer}: {e}");
@@ -145,6 +154,14 @@ pub(crate) fn serve<P: Protocol>(
     Ok(())
 }
 
+/// A read or write error; a timeout is the idle limit.
+fn closed_by(e: io::Error) -> Closed {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Closed::Idle,
+        _ => Closed::from_error(e),
+    }
+}
+
 fn connection<P: Protocol>(stream: TcpStream, peer: SocketAddr, config: &Arc<P::Config>, registry: Registered) {
     let _ = stream.set_nodelay(true);
     let stopping = || registry.0.stopping();
@@ -160,7 +177,7 @@ fn connection<P: Protocol>(stream: TcpStream, peer: SocketAddr, config: &Arc<P::
             if let Err(e) = (&stream).write_all(&out) {
                 // How much of `out` went is unknown: none of it is resent.
                 out.clear();
-                break if stopping() { Closed::Shutdown } else { Closed::from_error(e) };
+                break if stopping() { Closed::Shutdown } else { closed_by(e) };
             }
             out.clear();
         }
@@ -170,9 +187,9 @@ fn connection<P: Protocol>(stream: TcpStream, peer: SocketAddr, config: &Arc<P::
         match (&stream).read(&mut buf) {
             // A read woken by the shutdown also returns 0.
             Ok(0) => break if stopping() { Closed::Shutdown } else { Closed::Eof },
-            Ok(n) => closing = proto.receive(&buf[..n], &mut out) == Flow::Close,
+            Ok(n) => closing = proto.receive(buf.get(..n).unwrap_or_default(), &mut out) == Flow::Close,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => break if stopping() { Closed::Shutdown } else { Closed::from_error(e) },
+            Err(e) => break if stopping() { Closed::Shutdown } else { closed_by(e) },
         }
     };
     if matches!(how, Closed::Shutdown) {
@@ -184,6 +201,7 @@ fn connection<P: Protocol>(stream: TcpStream, peer: SocketAddr, config: &Arc<P::
     if matches!(how, Closed::Eof | Closed::ByProtocol | Closed::Shutdown) {
         let _ = stream.shutdown(Shutdown::Write);
     }
-    proto.closed(how);
+    // The slot is free before the log says the connection is closed.
     drop(registry);
+    proto.closed(how);
 }

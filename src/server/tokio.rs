@@ -5,6 +5,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -12,7 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::{Closed, FLUSH_TIMEOUT, Flow, Protocol, TICK};
+use super::{Closed, ConnLimits, FLUSH_TIMEOUT, Flow, Protocol, TICK};
 use crate::engine::Interrupt;
 
 /// Serves `P` on `listener` until `interrupt` is set. `threads` = 1 runs
@@ -20,6 +21,7 @@ use crate::engine::Interrupt;
 pub(crate) fn serve<P: Protocol>(
     listener: std::net::TcpListener,
     protocol: Arc<P::Config>,
+    limits: ConnLimits,
     threads: usize,
     grace: Duration,
     interrupt: &Interrupt,
@@ -29,7 +31,7 @@ pub(crate) fn serve<P: Protocol>(
     let interrupt = interrupt.clone();
     let result = runtime.block_on(async move {
         let listener = TcpListener::from_std(listener)?;
-        accept_loop::<P>(listener, protocol, &interrupt, grace).await;
+        accept_loop::<P>(listener, protocol, limits, &interrupt, grace).await;
         Ok(())
     });
     runtime.shutdown_timeout(Duration::from_millis(200));
@@ -49,18 +51,29 @@ pub(crate) fn runtime(threads: usize) -> io::Result<tokio::runtime::Runtime> {
 async fn accept_loop<P: Protocol>(
     listener: TcpListener,
     protocol: Arc<P::Config>,
+    limits: ConnLimits,
     interrupt: &Interrupt,
     grace: Duration,
 ) {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
+    // Connections being served (the JoinSet also counts finished tasks
+    // not yet joined).
+    let live = Arc::new(AtomicUsize::new(0));
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    connections.spawn(connection::<P>(stream, peer, Arc::clone(&protocol), stop_rx.clone()));
+                    if limits.max_connections.is_some_and(|max| live.load(Ordering::Acquire) >= max) {
+                        P::refused(&protocol, peer);
+                        drop(stream);
+                        continue;
+                    }
+                    let slot = Slot::take(&live);
+                    let task = connection::<P>(stream, peer, Arc::clone(&protocol), limits.idle_timeout, slot, stop_rx.clone());
+                    connections.spawn(task);
                 }
                 Err(e) => accept_failed(&e).await,
             },
@@ -104,10 +117,37 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|&s| s).await;
 }
 
+/// A connection's place in the count of live ones, given back on drop
+/// (also when its task panics or is cut).
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(live: &Arc<AtomicUsize>) -> Slot {
+        live.fetch_add(1, Ordering::AcqRel);
+        Slot(Arc::clone(live))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Waits `idle` (forever if None).
+async fn idle_for(idle: Option<Duration>) {
+    match idle {
+        Some(idle) => tokio::time::sleep(idle).await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn connection<P: Protocol>(
     mut stream: TcpStream,
     peer: SocketAddr,
     config: Arc<P::Config>,
+    idle: Option<Duration>,
+    slot: Slot,
     mut stop: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
@@ -127,6 +167,7 @@ async fn connection<P: Protocol>(
                     Err(e) => break 'conn Closed::from_error(e),
                 },
                 () = stopped(&mut stop) => break 'conn Closed::Shutdown,
+                () = idle_for(idle) => break 'conn Closed::Idle,
             }
         }
         out.clear();
@@ -137,10 +178,11 @@ async fn connection<P: Protocol>(
         tokio::select! {
             read = stream.read(&mut buf) => match read {
                 Ok(0) => break Closed::Eof,
-                Ok(n) => closing = proto.receive(&buf[..n], &mut out) == Flow::Close,
+                Ok(n) => closing = proto.receive(buf.get(..n).unwrap_or_default(), &mut out) == Flow::Close,
                 Err(e) => break Closed::from_error(e),
             },
             () = stopped(&mut stop) => break Closed::Shutdown,
+            () = idle_for(idle) => break Closed::Idle,
         }
     };
     if matches!(how, Closed::Shutdown) {
@@ -152,5 +194,7 @@ async fn connection<P: Protocol>(
     if matches!(how, Closed::Eof | Closed::ByProtocol | Closed::Shutdown) {
         let _ = stream.shutdown().await;
     }
+    // The slot is free before the log says the connection is closed.
+    drop(slot);
     proto.closed(how);
 }
