@@ -11,7 +11,11 @@
 //! 1. makes the whole batch durable at once: one `syncfs(2)` per file
 //!    system the batch writes to (a batch of one file: its `fdatasync`);
 //! 2. then, file by file: the no-clobber rename;
-//! 3. and only once the whole batch is renamed, the replies, back to back.
+//! 3. then one `fsync` of each directory the batch added names to (one
+//!    per batch, usually a single directory), so that the names are
+//!    durable too;
+//! 4. and only then the replies, back to back: a file is reported once
+//!    its data and its name survive a power loss.
 //!
 //! Steps 2 and 3 are done by a second thread, the *namer*, while the
 //! committer syncs the next batch: on 2,000 x 16 KiB at -j 32 the
@@ -72,22 +76,22 @@
 //!
 //! Callers: blocking ones wait with `blocking_recv`, async ones `.await`
 //! the same oneshot reply. A blocking caller with no other commit under
-//! way in its process does its own (`fdatasync`, rename): nothing to batch
-//! with, and no hand-off to pay — always the case in a worker process of
+//! way in its process does its own (`fdatasync`, rename, directory
+//! `fsync`): nothing to batch with, and no hand-off to pay — always the case in a worker process of
 //! the processes engine, which runs one download at a time.
 
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crossbeam_channel::{Receiver, Sender};
 use tokio::sync::oneshot;
 
-use super::store::{Checkpoint, Collision, Committed, PartFile};
+use super::store::{self, Checkpoint, Collision, Committed, PartFile};
 use super::unnamed::Unnamed;
 
 /// Jobs taken at most as one batch (bounds the descriptors a batch keeps
@@ -185,10 +189,16 @@ impl LinkRequest {
         self.file.link(&self.dir, &self.name, self.policy)
     }
 
-    /// Syncs its data, then names it.
-    fn commit_now(self) -> io::Result<Committed> {
+    /// Syncs its data, then names it (the directory is not synced).
+    fn sync_and_link(self) -> io::Result<Committed> {
         self.file.sync_data()?;
         self.link()
+    }
+
+    /// Syncs its data, names it, syncs the directory.
+    fn commit_now(self) -> io::Result<Committed> {
+        let dir = self.dir.clone();
+        durable_in(&dir, self.sync_and_link())
     }
 }
 
@@ -280,6 +290,17 @@ enum Reply {
 }
 
 impl Reply {
+    /// The same reply, made an error: its directory could not be synced.
+    fn failed(self, kind: io::ErrorKind, why: &str) -> Reply {
+        match self {
+            Reply::Commit(tx, Ok(Committed::Saved(name))) => {
+                Reply::Commit(tx, Err(io::Error::new(kind, format!("saved as {name}, but {why}"))))
+            }
+            Reply::Checkpoint(tx, Ok(())) => Reply::Checkpoint(tx, Err(io::Error::new(kind, why.to_string()))),
+            other => other,
+        }
+    }
+
     /// Wakes whoever waits for it (a thread, an async task).
     fn send(self) {
         // A waiter that went away (interrupted) needs no answer.
@@ -319,33 +340,70 @@ fn sync_batch(batch: &[Job]) -> Vec<bool> {
 
 /// The second half of [`commit_batch`], after [`sync_batch`] said which
 /// files are `synced`: renames or links each job's file (syncing its own
-/// first if it is not known synced), or writes its state file, and
-/// returns the replies.
+/// first if it is not known synced), or writes its state file, then syncs
+/// each directory that got a new name, once, and returns the replies.
 fn name_batch(batch: &mut Vec<Job>, synced: &[bool]) -> Vec<Reply> {
-    batch
+    name_batch_with(batch, synced, store::sync_dir)
+}
+
+/// [`name_batch`] with the directory sync given (a test watches it).
+/// A job whose directory cannot be synced is answered with that error:
+/// its name may not survive a power loss.
+fn name_batch_with(
+    batch: &mut Vec<Job>,
+    synced: &[bool],
+    mut sync_dir: impl FnMut(&Path) -> io::Result<()>,
+) -> Vec<Reply> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    let named: Vec<(Reply, Option<usize>)> = batch
         .drain(..)
         .enumerate()
         .map(|(i, job)| {
             let synced = synced.get(i).copied().unwrap_or(false);
-            match job {
+            let (reply, dir) = match job {
                 Job::Commit(request, reply) => {
+                    let dir = request.dir.clone();
                     let result = if synced {
                         let CommitRequest { part, dir, name, policy } = request;
                         part.commit(&dir, &name, policy)
                     } else {
-                        commit_now(request)
+                        sync_and_rename(request)
                     };
-                    Reply::Commit(reply, result)
+                    let named = matches!(result, Ok(Committed::Saved(_)));
+                    (Reply::Commit(reply, result), named.then_some(dir))
                 }
                 Job::Link(request, reply) => {
-                    let result = if synced { request.link() } else { request.commit_now() };
-                    Reply::Commit(reply, result)
+                    let dir = request.dir.clone();
+                    let result = if synced { request.link() } else { request.sync_and_link() };
+                    let named = matches!(result, Ok(Committed::Saved(_)));
+                    (Reply::Commit(reply, result), named.then_some(dir))
                 }
                 Job::Checkpoint(checkpoint, reply) => {
-                    let result = if synced { checkpoint.write_state() } else { checkpoint.run() };
-                    Reply::Checkpoint(reply, result)
+                    let dir = checkpoint.dir().map(Path::to_path_buf);
+                    let result = if synced { checkpoint.write_state() } else { checkpoint.sync_and_write_state() };
+                    let named = result.is_ok();
+                    (Reply::Checkpoint(reply, result), dir.filter(|_| named))
                 }
-            }
+            };
+            let dir = dir.map(|dir| match dirs.iter().position(|d| *d == dir) {
+                Some(i) => i,
+                None => {
+                    dirs.push(dir);
+                    dirs.len() - 1
+                }
+            });
+            (reply, dir)
+        })
+        .collect();
+    let failed: Vec<Option<(io::ErrorKind, String)>> = dirs
+        .iter()
+        .map(|dir| sync_dir(dir).err().map(|e| (e.kind(), format!("cannot sync the directory {}: {e}", dir.display()))))
+        .collect();
+    named
+        .into_iter()
+        .map(|(reply, dir)| match dir.and_then(|i| failed.get(i)).and_then(Option::as_ref) {
+            Some((kind, why)) => reply.failed(*kind, why),
+            None => reply,
         })
         .collect()
 }
@@ -372,12 +430,32 @@ fn sync_file_systems(batch: &[Job]) -> Vec<bool> {
         .collect()
 }
 
-/// Syncs the part file's data, then renames it (the committer's step, also
-/// usable directly).
+/// Syncs the part file's data, renames it, then syncs the directory (the
+/// committer's steps for one file, on the calling thread).
 pub fn commit_now(request: CommitRequest) -> io::Result<Committed> {
+    let dir = request.dir.clone();
+    durable_in(&dir, sync_and_rename(request))
+}
+
+/// Syncs the part file's data, then renames it (the directory is not
+/// synced).
+fn sync_and_rename(request: CommitRequest) -> io::Result<Committed> {
     let CommitRequest { part, dir, name, policy } = request;
     part.sync_data()?;
     part.commit(&dir, &name, policy)
+}
+
+/// `result`, once `dir` is synced if a name was added to it.
+fn durable_in(dir: &Path, result: io::Result<Committed>) -> io::Result<Committed> {
+    if let Ok(Committed::Saved(name)) = &result
+        && let Err(e) = store::sync_dir(dir)
+    {
+        return Err(io::Error::new(
+            e.kind(),
+            format!("saved as {name}, but cannot sync the directory {}: {e}", dir.display()),
+        ));
+    }
+    result
 }
 
 fn gone() -> io::Error {
@@ -500,7 +578,6 @@ impl InFlight {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
 
     fn names(dir: &Path) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(dir)
@@ -553,6 +630,51 @@ mod tests {
                 std::fs::read(d.path().join(format!("f{i}.bin"))).expect("read"),
                 format!("body {i}").as_bytes()
             );
+        }
+    }
+
+    #[test]
+    fn a_batch_syncs_each_directory_once_after_its_names_and_before_any_reply() {
+        let (a, b) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
+        let (mut jobs, mut answers) = batch(a.path(), (0..3).map(|i| (format!("a{i}"), format!("{i}"))));
+        let (more, more_answers) = batch(b.path(), (0..2).map(|i| (format!("b{i}"), format!("{i}"))));
+        jobs.extend(more);
+        answers.extend(more_answers);
+        // A checkpoint in A: its state file's rename is covered by A's sync.
+        let mut part = PartFile::create(a.path(), "c", "http://h/c", false).expect("part file");
+        part.set_validators(Some(store::Validators { etag: Some("\"e\"".into()), ..Default::default() }));
+        part.write(b"abc").expect("write");
+        let (tx, mut checkpointed) = oneshot::channel();
+        jobs.push(Job::Checkpoint(part.begin_checkpoint().expect("checkpoint").expect("something new"), tx));
+        let synced = sync_batch(&jobs);
+        let mut calls = Vec::new();
+        let replies = name_batch_with(&mut jobs, &synced, |dir| {
+            let names = names(dir);
+            assert!(names.iter().all(|n| !n.ends_with(".part") || n == "c.part"), "every name in place: {names:?}");
+            for rx in &mut answers {
+                assert!(rx.try_recv().is_err(), "no reply before the directory is synced");
+            }
+            assert!(checkpointed.try_recv().is_err());
+            calls.push(dir.to_path_buf());
+            Ok(())
+        });
+        assert_eq!(calls, [a.path(), b.path()], "one sync per directory per batch");
+        assert_eq!(names(a.path()), ["a0", "a1", "a2", "c.part", "c.part.state"]);
+        replies.into_iter().for_each(Reply::send);
+        for mut rx in answers {
+            assert!(matches!(rx.try_recv().expect("reply"), Ok(Committed::Saved(_))));
+        }
+        checkpointed.try_recv().expect("reply").expect("checkpoint made");
+        part.end_checkpoint(true);
+        assert!(part.keep());
+
+        // A directory that cannot be synced: its files are not reported saved.
+        let (mut jobs, answers) = batch(a.path(), (0..2).map(|i| (format!("z{i}"), format!("{i}"))));
+        let replies = name_batch_with(&mut jobs, &[true, true], |_| Err(io::Error::other("disk gone")));
+        replies.into_iter().for_each(Reply::send);
+        for mut rx in answers {
+            let e = rx.try_recv().expect("reply").expect_err("not durable");
+            assert!(e.to_string().contains("saved as z") && e.to_string().contains("disk gone"), "{e}");
         }
     }
 

@@ -25,7 +25,6 @@ use super::auth::without_password;
 use super::beneath;
 use super::input::{BadLine, Entry};
 use super::name::name_from_url;
-use super::store;
 use super::task::{FetchResult, FetchTask, Status};
 use crate::engine::Task;
 
@@ -51,7 +50,7 @@ pub struct EntryTask {
     /// `out=`: the final name, sanitised (also in `fetch.name`).
     pub out: Option<String>,
     /// `fetch.dir` comes from `dir=`: made beneath `-d DIR` first (see
-    /// `beneath`), synced after each file.
+    /// `beneath`); its files are synced with their names like any other.
     pub sub_dir: Option<SubDir>,
     /// A bad input line: this is the error, nothing is downloaded.
     pub bad: Option<String>,
@@ -155,14 +154,6 @@ impl EntryTask {
     fn attempt(&self, url: &str) -> FetchTask {
         FetchTask { url: url.to_string(), ..self.fetch.clone() }
     }
-
-    /// After one URL's download: syncs a `dir=` directory.
-    fn settle(&self, result: FetchResult) -> FetchResult {
-        if self.sub_dir.is_some() && result.status == Status::Done {
-            let _ = store::sync_dir(&self.fetch.dir);
-        }
-        result
-    }
 }
 
 /// The combined result of the URLs tried so far.
@@ -208,7 +199,7 @@ impl Task for EntryTask {
         let urls: Vec<String> = self.urls().map(String::from).collect();
         let mut tried = Tried::default();
         for (i, url) in urls.iter().enumerate() {
-            let result = self.settle(self.attempt(url).run_blocking());
+            let result = self.attempt(url).run_blocking();
             if let Some(result) = tried.take(result, i + 1 == urls.len()) {
                 return result;
             }
@@ -223,9 +214,7 @@ impl Task for EntryTask {
         let urls: Vec<String> = self.urls().map(String::from).collect();
         let mut tried = Tried::default();
         for (i, url) in urls.iter().enumerate() {
-            // The directory sync of `dir=` is one quick call; the file's
-            // fsync stays in the download's code.
-            let result = self.settle(self.attempt(url).run_async().await);
+            let result = self.attempt(url).run_async().await;
             if let Some(result) = tried.take(result, i + 1 == urls.len()) {
                 return result;
             }

@@ -163,12 +163,9 @@ pub fn run(config: FetchConfig, interrupt: &Interrupt) -> anyhow::Result<Summary
             interrupt.trigger();
         }
     })?;
+    // Every name reported was synced with its directory before its result
+    // came (see `commit`): nothing is left to sync here.
     progress.finish();
-    if let Err(e) = store::sync_dir(&config.dir)
-        && !config.quiet
-    {
-        eprintln!("trident: warning: cannot sync {}: {e}", config.dir.display());
-    }
     summary.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     if let Some(e) = write_error {
         return Err(e).context("cannot write the report");

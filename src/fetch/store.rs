@@ -251,12 +251,18 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
-    /// Makes it (blocking), the directory entry of the state included.
+    /// Makes it (blocking), its directory synced after the state's rename.
     pub fn run(self) -> io::Result<()> {
-        self.file.sync_data()?;
         let dir = self.state_path.parent().map(Path::to_path_buf);
-        self.write_state()?;
+        self.sync_and_write_state()?;
         dir.map_or(Ok(()), |d| sync_dir(&d))
+    }
+
+    /// Makes it, leaving the directory to be synced by the caller (the
+    /// committer syncs it once for its batch).
+    pub fn sync_and_write_state(self) -> io::Result<()> {
+        self.file.sync_data()?;
+        self.write_state()
     }
 
     /// Makes it when the part file's data is known synced since the
