@@ -405,6 +405,21 @@ client_tests! {
         assert!(status.success(), "{status:?}\n{}", alice.transcript());
     }
 
+    fn hostile_text_reaches_the_terminal_escaped(kind) {
+        let server = Server::start(kind);
+        let mut bob = joined(&server, "bob", "#room");
+        let mut alice = Interactive::start(server.addr, &["--nick", "alice", "--join", "#room"]);
+        alice.expect("-!- You have joined #room");
+        next_command(&mut bob, "JOIN");
+        // Clear screen, an OSC 52 clipboard write, a C1 CSI, a bidi override.
+        bob.send("PRIVMSG #room :\u{1b}[2J\u{1b}]52;c;ZXZpbA==\u{7} \u{9b}31m red \u{202e}gnp.exe");
+        alice.expect("<bob> ^[[2J^[]52;c;ZXZpbA==^G <U+009B>31m red <U+202E>gnp.exe");
+        bob.send("TOPIC #room :\u{1b}[1;1H\u{1b}[K");
+        alice.expect("-!- bob changed the topic of #room to: ^[[1;1H^[[K");
+        let out = alice.out.lock().expect("out").join("\n");
+        assert!(!out.contains(['\u{1b}', '\u{7}', '\u{9b}', '\u{202e}']), "raw control characters reached stdout:\n{out:?}");
+    }
+
     fn reconnects_after_a_drop(kind) {
         let server = Server::start(kind);
         let mut alice = Interactive::start(server.addr, &["--nick", "alice", "--join", "#room"]);

@@ -163,11 +163,13 @@ pub(crate) fn describe_numeric(m: &Message<'_>) -> String {
     // params[0] is our nick; the last one is the text.
     let text = m.params.last().copied().unwrap_or("");
     let middle: Vec<&str> = m.params.iter().skip(1).take(m.params.len().saturating_sub(2)).copied().collect();
-    if middle.is_empty() {
+    // Printed on stderr: server text, shown escaped.
+    let described = if middle.is_empty() {
         format!("{text} ({})", m.command)
     } else {
         format!("{}: {text} ({})", middle.join(" "), m.command)
-    }
+    };
+    visible(&described).into_owned()
 }
 
 /// Splits `text` into pieces of at most `max` bytes, on character
@@ -254,7 +256,7 @@ impl Registrar {
                 reply.push(pong(m));
                 Step::Pending
             }
-            ("ERROR", _) => Step::Failed(format!("the server closed the connection: {}", m.params.join(" "))),
+            ("ERROR", _) => Step::Failed(format!("the server closed the connection: {}", visible(&m.params.join(" ")))),
             (_, Some(1)) => Step::Registered(m.params.first().map_or_else(|| self.nick.clone(), |n| (*n).to_owned())),
             (_, Some(433 | 436 | 437)) => {
                 if self.retries >= MAX_NICK_RETRIES {
@@ -461,7 +463,8 @@ impl OneShot<'_> {
                 ("PING", _) => wire.send(&pong(&m))?,
                 ("PONG", _) if m.params.last() == Some(&token.as_str()) => break,
                 ("ERROR", _) => {
-                    return Err(anyhow::anyhow!("the server closed the connection: {}", m.params.join(" ")).into());
+                    let why = m.params.join(" ");
+                    return Err(anyhow::anyhow!("the server closed the connection: {}", visible(&why)).into());
                 }
                 // 422 (no MOTD) ends the welcome burst on some servers.
                 (_, Some(code)) if (400..600).contains(&code) && code != 422 => errors.push(describe_numeric(&m)),
@@ -537,11 +540,45 @@ struct Interactive<'a> {
     failures: u32,
 }
 
-/// Prints `[HH:MM] text` on stdout (ignoring a closed stdout).
+/// Prints `[HH:MM] text` on stdout (ignoring a closed stdout), its
+/// control characters shown escaped ([`visible`]): what other users send
+/// must not drive the terminal.
 fn say(text: &str) {
     let mut out = io::stdout().lock();
-    let _ = writeln!(out, "[{}] {text}", hhmm());
+    let _ = writeln!(out, "[{}] {}", hhmm(), visible(text));
     let _ = out.flush();
+}
+
+/// `text` with nothing a terminal would act on, as irssi and weechat show
+/// it: C0 controls and DEL in caret notation (`^[` for ESC, so an escape
+/// sequence, an OSC 52 clipboard write or a CR that rewinds the line to
+/// forge `[12:00] <admin>` shows as text), C1 controls and the
+/// bidirectional overrides and isolates (which reorder what follows them)
+/// as `<U+XXXX>`.
+pub(crate) fn visible(text: &str) -> std::borrow::Cow<'_, str> {
+    use std::fmt::Write as _;
+    let hostile = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(hostile) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut shown = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\u{0}'..='\u{1f}' => {
+                shown.push('^');
+                shown.push(char::from(c as u8 ^ 0x40));
+            }
+            '\u{7f}' => shown.push_str("^?"),
+            c if hostile(c) => {
+                let _ = write!(shown, "<U+{:04X}>", c as u32);
+            }
+            c => shown.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(shown)
 }
 
 /// A `-!-` notice.
@@ -1163,6 +1200,13 @@ fn spawn_reader(mut stream: TcpStream, generation: u64, tx: Sender<Event>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_shown_not_obeyed() {
+        assert_eq!(visible("plain é 日本"), "plain é 日本");
+        assert_eq!(visible("a\rb\tc\u{7f}\u{0}"), "a^Mb^Ic^?^@");
+        assert_eq!(visible("\u{85}\u{2067}x\u{200f}"), "<U+0085><U+2067>x<U+200F>");
+    }
 
     #[test]
     fn split_respects_limits_and_characters() {
