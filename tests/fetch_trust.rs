@@ -158,3 +158,20 @@ engine_tests! {
         assert_eq!(files(dir.path()), only("p.bin", SIZE, 1));
     }
 }
+
+engine_tests! {
+    fn control_characters_never_reach_the_terminal_raw(engine) {
+        let s = TestServer::start();
+        let dir = tempfile::tempdir().expect("tempdir");
+        // An input line that is no URL, with a terminal title escape (an
+        // input file is often fetched from elsewhere), then a good URL.
+        let text = format!("x\u{1b}]0;pwned\u{7}y\n{}\n", s.url("/file/10/ok"));
+        let (_list_dir, list) = input(&text);
+        let d = dir.path().to_str().expect("utf-8");
+        let o = crate::util::run(&["fetch", "-e", engine, "-d", d, "--retries", "0", "-i", &list]);
+        assert_eq!(code(&o), 2, "{}{}", stdout(&o), stderr(&o));
+        let out = stdout(&o);
+        assert!(!out.contains('\u{1b}') && !out.contains('\u{7}'), "{out:?}");
+        assert!(out.contains("pwned") && out.contains("done      ok"), "the lines are still shown, escaped: {out:?}");
+    }
+}

@@ -25,6 +25,7 @@ use super::auth::without_password;
 use super::beneath;
 use super::input::{BadLine, Entry};
 use super::name::name_from_url;
+use super::report::printable;
 use super::task::{FetchResult, FetchTask, Status};
 use crate::engine::Task;
 
@@ -111,7 +112,7 @@ impl EntryTask {
         match (&self.out, Url::parse(&self.fetch.url)) {
             (Some(out), _) => out.clone(),
             (None, Ok(url)) => name_from_url(&url),
-            (None, Err(_)) => without_password(&self.fetch.url),
+            (None, Err(_)) => printable(&without_password(&self.fetch.url)).into_owned(),
         }
     }
 

@@ -37,6 +37,17 @@ impl FromStr for Format {
     }
 }
 
+/// `text` with its control characters shown escaped (`\u{1b}`), as
+/// Rust's `{:?}` shows them.
+pub fn printable(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    Cow::Owned(
+        text.chars().map(|c| if c.is_control() { c.escape_debug().to_string() } else { c.to_string() }).collect(),
+    )
+}
+
 /// Totals of a run.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Summary {
@@ -172,7 +183,9 @@ impl<W: Write> Report<W> {
                         format!("{:<9} {}: {}", status.name(), r.url, r.error.as_deref().unwrap_or("unknown error"))
                     }
                 };
-                writeln!(self.out, "{line}")?;
+                // A bad line's text, an error quoting a server: nothing
+                // they hold may drive the terminal (JSON escapes on its own).
+                writeln!(self.out, "{}", printable(&line))?;
                 self.out.flush()
             }
             Format::Json => {
@@ -335,6 +348,12 @@ mod tests {
             error: None,
             elapsed_ms: 1,
         }
+    }
+
+    #[test]
+    fn control_characters_are_shown_escaped() {
+        assert_eq!(printable("plain é"), "plain é");
+        assert_eq!(printable("a\u{1b}]0;t\u{7}b\nc\u{9b}"), "a\\u{1b}]0;t\\u{7}b\\nc\\u{9b}");
     }
 
     #[test]

@@ -36,6 +36,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -551,7 +552,13 @@ impl PartFile {
         if !try_lock(&file).ok()? {
             return None;
         }
-        let len = file.metadata().ok()?.len();
+        let meta = file.metadata().ok()?;
+        if meta.nlink() != 1 {
+            // Ours has one name: another is a hard link made since (to a
+            // file elsewhere that a restart would cut). Left alone.
+            return None;
+        }
+        let len = meta.len();
         if let (Some(ranges), Some(total)) = (&state.ranges, state.validators.total) {
             // A split download: its ranges (within the file) stay where
             // they are; a digest is computed once the file is complete.
@@ -1113,6 +1120,17 @@ mod tests {
         fs::write(&part, bytes).expect("write");
         let p = PartFile::resume(d.path(), "f", "http://h/f", false).expect("opened");
         assert_eq!((p.written(), p.resume_point()), (0, None));
+        drop(p);
+
+        // A genuine pair whose part file got a second name (a hard link to a
+        // file elsewhere): not touched, let alone cut.
+        let mut p = resumable(d.path(), "h", "http://h/h", b"hello world");
+        assert!(p.keep());
+        drop(p);
+        fs::hard_link(d.path().join("h.part"), d.path().join("victim")).expect("link");
+        fs::write(d.path().join("victim"), b"precious!!!").expect("write");
+        assert!(PartFile::resume(d.path(), "h", "http://h/h", false).is_none());
+        assert_eq!(fs::read(d.path().join("victim")).expect("read"), b"precious!!!");
     }
 
     #[test]
