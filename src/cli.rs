@@ -131,8 +131,13 @@ pub struct EchoServeArgs {
     pub max_connections: usize,
     /// Close a connection that sends nothing, or reads nothing we send,
     /// for this long (0: never).
-    #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DUR")]
+    #[arg(long, default_value = "60s", value_parser = parse_idle_timeout, value_name = "DUR")]
     pub idle_timeout: Duration,
+}
+
+/// `--idle-timeout`: a duration, or 0 for none.
+fn parse_idle_timeout(s: &str) -> Result<Duration, String> {
+    if s.trim_end_matches(['s', 'm', 'h']) == "0" { Ok(Duration::ZERO) } else { parse_duration(s) }
 }
 
 /// `trident echo send` arguments.

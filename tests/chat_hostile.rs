@@ -56,6 +56,31 @@ engine_tests! {
 }
 
 engine_tests! {
+    fn nul_and_cr_lines_are_dropped_with_a_notice_and_never_relayed(engine) {
+        let server = ChatServer::start(engine, &[]);
+        let mut alice = server.client("alice");
+        let mut bob = server.client("bob");
+        for c in [&mut alice, &mut bob] {
+            c.send("JOIN #room");
+            c.expect(" 366 ");
+        }
+        alice.expect(":bob!bob@127.0.0.1 JOIN #room");
+        let notice = ":irc.trident.local NOTICE alice :Line dropped: it contains a NUL or CR";
+        // A bare CR inside a line would split it in two at some receivers
+        // (a forged second line); a NUL truncates it at others.
+        for bad in [&b"PRIVMSG #room :one\rPRIVMSG #room :forged\r\n"[..], b"PRIVMSG #room :nul\0here\r\n"] {
+            alice.stream.write_all(bad).expect("send");
+            assert_eq!(alice.expect(" NOTICE "), notice);
+        }
+        // CRLF and bare LF both end lines; a line ending in CR CR has a CR inside.
+        alice.stream.write_all(b"PRIVMSG #room :crlf\r\nPRIVMSG #room :lf\nPRIVMSG #room :double\r\r\n").expect("send");
+        assert_eq!(alice.expect(" NOTICE "), notice);
+        assert_eq!(bob.line().as_deref(), Some(":alice!alice@127.0.0.1 PRIVMSG #room :crlf"));
+        assert_eq!(bob.line().as_deref(), Some(":alice!alice@127.0.0.1 PRIVMSG #room :lf"));
+        let seen = bob.sync("t");
+        assert!(seen.is_empty(), "bob saw {seen:?}");
+    }
+
     fn by_default_one_address_gets_only_a_handful_of_connections(engine) {
         let server = ChatServer::start_with_defaults(engine, &[]);
         let held: Vec<Irc> = (0..8).map(|i| server.client(&format!("h{i}"))).collect();

@@ -53,14 +53,14 @@ fn children_of(pid: u32) -> Vec<u32> {
     kids
 }
 
-/// Resident memory of a process tree, KiB.
-fn tree_rss_kib(pid: u32) -> u64 {
+/// Peak resident memory (VmHWM) of a process tree, KiB.
+fn tree_hwm_kib(pid: u32) -> u64 {
     let own = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(str::to_owned))
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_owned))
         .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         .unwrap_or(0);
-    own + children_of(pid).into_iter().map(tree_rss_kib).sum::<u64>()
+    own + children_of(pid).into_iter().map(tree_hwm_kib).sum::<u64>()
 }
 
 /// Waits until `cond` holds (bounded).
@@ -92,6 +92,42 @@ engine_tests! {
         assert!(rest[2].starts_with(":irc.trident.local 004 carol irc.trident.local trident-"), "{rest:?}");
         assert!(rest[3].starts_with(":irc.trident.local 005 carol ") && rest[3].contains("NETWORK=trident"), "{rest:?}");
         assert_eq!(rest[4], ":irc.trident.local 422 carol :MOTD File is missing");
+    }
+
+    fn password_and_motd_end_to_end(engine) {
+        let server = ChatServer::start(engine, &["--password", "s3cret", "--motd", "Welcome!\nBe kind."]);
+        // No PASS, or a wrong one: 464 and closed, never registered.
+        for pass in [None, Some("wrong")] {
+            let mut c = Irc::connect(server.addr);
+            c.nick = "nopass".into();
+            if let Some(pass) = pass {
+                c.send(&format!("PASS {pass}"));
+            }
+            c.send("NICK nopass");
+            c.send("USER nopass 0 * :x");
+            let lines = c.until_closed();
+            assert_eq!(
+                lines,
+                [":irc.trident.local 464 nopass :Password incorrect", "ERROR :Closing Link: 127.0.0.1 (Bad Password)"],
+                "PASS {pass:?}"
+            );
+        }
+        let mut c = Irc::connect(server.addr);
+        c.nick = "carol".into();
+        c.send("PASS s3cret");
+        c.send("NICK carol");
+        c.send("USER carol 0 * :Carol");
+        c.expect(" 001 carol ");
+        assert_eq!(c.expect(" 375 "), ":irc.trident.local 375 carol :- irc.trident.local Message of the Day -");
+        assert_eq!(c.line().as_deref(), Some(":irc.trident.local 372 carol :- Welcome!"));
+        assert_eq!(c.line().as_deref(), Some(":irc.trident.local 372 carol :- Be kind."));
+        assert_eq!(c.line().as_deref(), Some(":irc.trident.local 376 carol :End of /MOTD command."));
+        c.send("MOTD");
+        c.expect(" 375 ");
+        c.expect(" 376 ");
+        // The nick of a refused client was not kept.
+        c.send("WHO nopass");
+        assert_eq!(c.line().as_deref(), Some(":irc.trident.local 315 carol nopass :End of WHO list"));
     }
 
     fn channel_private_nick_and_quit_messages_reach_the_right_clients(engine) {
@@ -127,24 +163,34 @@ engine_tests! {
         assert_eq!(bob.line().as_deref(), Some(":irc.trident.local 403 bob #nowhere :No such channel"));
     }
 
-    fn a_slowloris_does_not_hold_anyone_up(engine) {
-        let server = ChatServer::start(engine, &[]);
+    fn a_slowloris_does_not_hold_anyone_up_and_is_cut(engine) {
+        let server = ChatServer::start(engine, &["--registration-timeout", "2s"]);
         let (mut alice, mut bob) = pair(&server);
-        let mut slow = TcpStream::connect(server.addr).expect("connect");
-        for b in b"NICK slo" {
-            slow.write_all(&[*b]).expect("one byte");
-            still_chatting(&mut alice, &mut bob, &format!("while the slowloris sends {}", *b as char));
-            thread::sleep(Duration::from_millis(100));
+        let mut slow = Irc::connect(server.addr);
+        slow.nick = "slow".into();
+        // One byte at a time, never a whole line: the others keep chatting
+        // between every two bytes (no clock: each round waits for its line).
+        for (i, b) in b"NICK slo".iter().enumerate() {
+            slow.stream.write_all(&[*b]).expect("one byte");
+            still_chatting(&mut alice, &mut bob, &format!("while the slowloris sends byte {i}"));
+            // Pacing of the attacker, not synchronisation.
+            thread::sleep(Duration::from_millis(50));
         }
+        // It never registers: cut, and told why.
+        assert_eq!(slow.until_closed(), ["ERROR :Closing Link: 127.0.0.1 (Registration timed out)"]);
+        still_chatting(&mut alice, &mut bob, "after the slowloris was cut");
     }
 
     fn a_megabyte_line_gets_417_and_memory_stays_bounded(engine) {
         let server = ChatServer::start(engine, &[]);
         let (mut alice, mut bob) = pair(&server);
-        let before = tree_rss_kib(server.pid());
         let mut big = server.client("big");
+        big.sync("ready");
+        // The peak (VmHWM), not the RSS after: a buffered line freed
+        // again would not show in the RSS.
+        let before = tree_hwm_kib(server.pid());
         let chunk = vec![b'x'; 64 * 1024];
-        for _ in 0..16 {
+        for _ in 0..32 {
             big.stream.write_all(&chunk).expect("send");
         }
         big.send("");
@@ -152,8 +198,9 @@ engine_tests! {
         still_chatting(&mut alice, &mut bob, "after the big line");
         big.send("JOIN #room");
         big.expect(" 366 big #room ");
-        let after = tree_rss_kib(server.pid());
-        assert!(after < before + 4 * 1024, "server RSS grew from {before} KiB to {after} KiB");
+        let after = tree_hwm_kib(server.pid());
+        // A server holding the 2 MiB line would peak at least 2 MiB higher.
+        assert!(after < before + 512, "the server's peak memory grew from {before} KiB to {after} KiB");
     }
 
     fn an_invalid_utf8_line_is_dropped_with_a_notice(engine) {
@@ -261,7 +308,6 @@ engine_tests! {
         }
         assert!(start.elapsed() >= Duration::from_millis(250), "7 lines over the burst at 20/s take ~350 ms");
         // Far beyond: disconnected, and the others keep chatting.
-        thread::sleep(Duration::from_millis(500));
         let flood: String = (0..200).map(|i| format!("PRIVMSG #room :flood {i}\r\n")).collect();
         alice.stream.write_all(flood.as_bytes()).expect("send");
         assert_eq!(bob.expect(" QUIT "), ":alice!alice@127.0.0.1 QUIT :Excess Flood");
@@ -293,16 +339,25 @@ engine_tests! {
         let mut lurker = Irc::connect(server.addr);
         lurker.nick = "lurker".into();
         // Pinged after 300 ms of silence like everyone, then timed out.
-        assert_eq!(lurker.until_closed(), ["PING :irc.trident.local", "ERROR :Closing Link: 127.0.0.1 (Registration timed out)"]);
+        let lines = lurker.until_closed();
+        assert!(lines.contains(&"PING :irc.trident.local".to_string()), "{lines:?}");
+        assert_eq!(lines.last().map(String::as_str), Some("ERROR :Closing Link: 127.0.0.1 (Registration timed out)"));
         let mut alice = server.client("alice");
         let mut bob = server.client("bob");
         alice.send("JOIN #room");
         alice.expect(" 366 ");
         bob.send("JOIN #room");
         bob.expect(" 366 ");
-        // bob answers pings (expect does), alice does not.
-        assert_eq!(alice.line().as_deref(), Some(":bob!bob@127.0.0.1 JOIN #room"));
-        assert_eq!(alice.line().as_deref(), Some("PING :irc.trident.local"));
+        // bob answers pings (expect does), alice does not: she reads until
+        // her PING (bob's JOIN may come before or after it) and stays silent.
+        let mut seen = Vec::new();
+        while let Some(line) = alice.line() {
+            if line == "PING :irc.trident.local" {
+                break;
+            }
+            seen.push(line);
+        }
+        assert!(seen.iter().all(|l| l == ":bob!bob@127.0.0.1 JOIN #room"), "{seen:?}");
         let quit = bob.expect(" QUIT ");
         assert!(quit.starts_with(":alice!alice@127.0.0.1 QUIT :Ping timeout: "), "{quit}");
     }
@@ -316,9 +371,9 @@ engine_tests! {
         for c in &mut clients {
             c.expect(" 366 ");
         }
-        let (status, took) = server.terminate();
+        // terminate() has its own generous hang guard; speed is the bench's.
+        let (status, _took) = server.terminate();
         assert!(status.success(), "exit status {status}");
-        assert!(took < Duration::from_secs(5), "took {took:?}");
         for c in &mut clients {
             let lines = c.until_closed();
             assert_eq!(lines.last().map(String::as_str), Some("ERROR :Server shutting down"), "{}: {lines:?}", c.nick);
@@ -405,36 +460,39 @@ fn worker_holding(server: u32, listening: u16, client: u16) -> Option<u32> {
 #[test]
 fn a_dead_worker_is_replaced_and_its_clients_quit() {
     let server = ChatServer::start("processes", &["-c", "2"]);
-    let mut clients: Vec<Irc> = (0..8).map(|i| server.client(&format!("w{i}"))).collect();
-    for c in &mut clients {
-        c.send("JOIN #room");
-        c.expect(" 366 ");
-    }
-    for c in &mut clients[..7] {
-        c.expect(":w7!");
-    }
     let holder = |c: &Irc| {
         worker_holding(server.pid(), server.addr.port(), c.stream.local_addr().expect("addr").port()).expect("holder")
     };
+    // Clients until both workers hold at least two (the kernel picks the
+    // worker; a test with everyone on one worker would prove nothing).
+    let mut clients: Vec<Irc> = Vec::new();
+    let mut spread = std::collections::HashMap::new();
+    while spread.len() < 2 || spread.values().any(|&n| n < 2) {
+        assert!(clients.len() < 64, "64 clients and still not spread over both workers: {spread:?}");
+        let mut c = server.client(&format!("w{}", clients.len()));
+        c.send("JOIN #room");
+        c.expect(" 366 ");
+        *spread.entry(holder(&c)).or_insert(0) += 1;
+        clients.push(c);
+    }
     let victim = holder(&clients[0]);
     let (doomed, mut alive): (Vec<Irc>, Vec<Irc>) = clients.into_iter().partition(|c| holder(c) == victim);
+    assert!(doomed.len() >= 2 && alive.len() >= 2, "spread: {} on the victim, {} elsewhere", doomed.len(), alive.len());
     // SAFETY: kill(2) on a worker of our own server.
     assert_eq!(unsafe { libc::kill(victim as i32, libc::SIGKILL) }, 0);
     eventually("a new worker replaced the dead one", || {
         let now = children_of(server.pid());
         now.len() == 2 && !now.contains(&victim)
     });
-    if let Some(watcher) = alive.first_mut() {
-        let mut quits: Vec<String> = (0..doomed.len()).map(|_| watcher.expect(" QUIT ")).collect();
-        quits.sort();
-        let mut expected: Vec<String> =
-            doomed.iter().map(|c| format!(":{0}!{0}@127.0.0.1 QUIT :Server worker died", c.nick)).collect();
-        expected.sort();
-        assert_eq!(quits, expected);
-    }
-    if let [a, b, ..] = alive.as_mut_slice() {
-        still_chatting(a, b, "after a worker died");
-    }
+    let watcher = &mut alive[0];
+    let mut quits: Vec<String> = (0..doomed.len()).map(|_| watcher.expect(" QUIT ")).collect();
+    quits.sort();
+    let mut expected: Vec<String> =
+        doomed.iter().map(|c| format!(":{0}!{0}@127.0.0.1 QUIT :Server worker died", c.nick)).collect();
+    expected.sort();
+    assert_eq!(quits, expected);
+    let [a, b, ..] = alive.as_mut_slice() else { unreachable!("two alive, asserted above") };
+    still_chatting(a, b, "after a worker died");
     let mut newcomer = server.client("newcomer");
     newcomer.send("JOIN #room");
     newcomer.expect(" 366 ");
