@@ -1265,7 +1265,8 @@ impl Client {
         } else {
             if let Some(text) = rest.strip_prefix(b"ERROR") {
                 let text = String::from_utf8_lossy(text);
-                self.error = Some(format!("ERROR{}", text.trim_end()));
+                // Printed later: the server's text, its controls escaped.
+                self.error = Some(format!("ERROR{}", super::client::visible(text.trim_end())));
             }
             false
         }
@@ -1288,7 +1289,8 @@ impl Client {
             if seq > expected {
                 self.gaps += 1;
             }
-            *next = u32::try_from(seq + 1).unwrap_or(u32::MAX);
+            // `seq` comes off the wire: a forged u64::MAX must not overflow.
+            *next = u32::try_from(seq.saturating_add(1)).unwrap_or(u32::MAX);
         } else {
             self.out_of_order += 1;
         }

@@ -545,6 +545,12 @@ async fn link(
             let mut at = 0;
             while let Some(&[a, b, c, d]) = buf.get(at..at + 4) {
                 let len = u32::from_le_bytes([a, b, c, d]) as usize;
+                if len > LINK_CAP {
+                    // Never sent by a hub: the stream is lost, and waiting
+                    // for the frame would buffer without bound.
+                    eprintln!("trident: chat worker: a frame of {len} bytes from the hub; giving up");
+                    return;
+                }
                 let Some(frame) = buf.get(at + 4..at + 4 + len) else { break };
                 match postcard::from_bytes::<Down>(frame) {
                     Ok(down) => backend.down(down),
