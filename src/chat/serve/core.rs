@@ -47,6 +47,10 @@ pub(crate) struct Core {
     outbox: Outbox,
 }
 
+/// A line that panics the core in tests (a NUL: no line reader passes one).
+#[cfg(test)]
+pub(crate) const INJECTED_FAULT: &str = "\0panic";
+
 /// Seconds since the epoch, for the hub.
 pub(crate) fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
@@ -113,6 +117,11 @@ impl Core {
             // read that carried it is dropped here.
             if !self.hub.contains(id) {
                 break;
+            }
+            // Tests inject a fault with a line no reader can produce.
+            #[cfg(test)]
+            if event == LineEvent::Line(INJECTED_FAULT.into()) {
+                panic!("a fault injected by a test");
             }
             self.hub.handle_event(id, &event, now, &mut self.outbox);
         }

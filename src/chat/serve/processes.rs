@@ -576,6 +576,42 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_panic_in_the_hub_is_contained_to_its_client_and_the_reader_goes_on() {
+        let limits = super::super::Limits { max_per_ip: 1, ..Default::default() };
+        let core = Core::new(Hub::new(crate::chat::HubConfig::default(), 0), limits);
+        let hub = HubShared(Mutex::new(HubState { core, links: HashMap::new(), stopping: false }));
+        let (ours, theirs) = UnixStream::pair().expect("pair");
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let link = Link { tx, pending: Arc::new(AtomicUsize::new(0)), socket: ours, worker: 1 };
+        hub.lock().links.insert(1, link);
+        let ip: IpAddr = "127.0.0.1".parse().expect("ip");
+        let id = ClientId((1 << WORKER_SHIFT) | 1);
+        hub.handle(Up::Connect { id, ip });
+        let lines = ["NICK a", "USER a 0 * :a", "JOIN #x", super::super::core::INJECTED_FAULT];
+        hub.handle(Up::Events { id, events: lines.iter().map(|l| LineEvent::Line((*l).into())).collect() });
+        // Released: the address's only slot is free again, #x is gone,
+        // and the worker was told to close the connection.
+        assert!(hub.lock().core.is_empty(), "{:?}", hub.lock().core);
+        let closes: Vec<Down> = rx
+            .try_iter()
+            .flat_map(|bytes: Vec<u8>| {
+                let mut frames = Vec::new();
+                let mut reader = &bytes[..];
+                while let Ok(Some(frame)) = read_frame(&mut reader) {
+                    frames.push(postcard::from_bytes::<Down>(&frame).expect("a frame"));
+                }
+                frames
+            })
+            .filter(|d| matches!(d, Down::Close { .. }))
+            .collect();
+        assert!(matches!(closes.as_slice(), [Down::Close { id: closed }] if *closed == id), "{closes:?}");
+        let next = ClientId((1 << WORKER_SHIFT) | 2);
+        hub.handle(Up::Connect { id: next, ip });
+        assert!(!hub.lock().core.is_empty(), "the next client is admitted");
+        drop(theirs);
+    }
+
+    #[test]
     fn a_worker_that_lets_its_link_fill_is_cut_and_nothing_more_is_queued() {
         let (ours, mut theirs) = UnixStream::pair().expect("pair");
         let (tx, rx) = crossbeam_channel::unbounded();
