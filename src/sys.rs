@@ -23,19 +23,6 @@ pub fn raise_nofile_limit() -> u64 {
     lim.rlim_cur
 }
 
-/// How many times the calling thread has given up the CPU to wait
-/// (blocked in a read, a lock, a sync): the voluntary context switches
-/// of `getrusage(RUSAGE_THREAD)`. 0 if unknown.
-pub fn thread_waits() -> i64 {
-    // SAFETY: an all-zero rusage is valid; getrusage only writes into it.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid pointer to a rusage we own.
-    if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) } != 0 {
-        return 0;
-    }
-    usage.ru_nvcsw
-}
-
 /// Marks the calling thread as background work (`SCHED_BATCH`): the same
 /// share of the CPU as any other thread, but its wake-ups never preempt a
 /// running thread. For helper threads fed by a hot thread (fetch's

@@ -374,7 +374,12 @@ engine_tests! {
         let o = fetch(engine, dir.path(), &args);
         assert_eq!(code(&o), 0, "{}", stderr(&o));
         assert_eq!(files(dir.path()).len(), 8);
-        assert_eq!(s.connections(), 1, "8 files, one connection");
+        // Connections are pooled per thread: the threads engine may run the
+        // next download on another pool thread while earlier ones wait for
+        // their files to be synced (up to 3 x -j of those), each thread
+        // keeping its connection. 8 connections would be none reused.
+        let most = if engine == "threads" { 4 } else { 1 };
+        assert!(s.connections() <= most, "8 files, {} connections (at most {most})", s.connections());
     }
 
     fn bad_command_lines_exit_2_before_any_request(engine) {

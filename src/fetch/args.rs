@@ -19,6 +19,11 @@ use crate::error::BadInput;
 /// Downloads in flight when `-j` is not given, on every engine.
 pub const DEFAULT_JOBS: u32 = 16;
 
+/// Stack of a threads-engine pool thread (and of a split download's part
+/// thread, `task::ranged`): a download polls hyper's futures on it
+/// (`http::block_on`), TLS handshakes included.
+pub const FETCH_THREAD_STACK: usize = 512 * 1024;
+
 /// `trident fetch --help` epilogue.
 pub const FETCH_HELP: &str = "\
 Examples:
@@ -86,6 +91,17 @@ Retries: connection errors, timeouts, truncated bodies, HTTP 408, 429 and
 retried, nor a TLS certificate that cannot be verified, nor a response
 head over 100 fields or 64 KiB (exit 1 for all three).
 
+Limits: --timeout ends one silent wait (connecting, the response, the
+next piece of a body) and the attempt is retried; a server that sends a
+byte now and then never hits it. --max-time DUR ends the whole download
+(every attempt, and the waits between them) DUR after it started: exit 1,
+error \"--max-time DUR reached\"; with -c what came is kept to continue.
+--max-filesize SIZE refuses a file longer than SIZE before its body is
+read when Content-Length (or a 206's Content-Range) says so, else stops
+it as soon as the body grows past SIZE; nothing is kept (exit 1). On
+every engine the response head is read into at most 64 KiB, a body cut
+short (before its Content-Length, or inside a chunk) is never saved, and
+a malformed chunk size ends the attempt.
 Redirects: http and https only, at most 10; the name still comes from the
 URL given. Credentials in the URL (https://user:pass@host/...) are sent as
 Authorization: Basic to that URL's origin (scheme, host and port) only: a
@@ -199,6 +215,17 @@ pub struct FetchArgs {
     /// (see below).
     #[arg(long, value_name = "DUR", default_value = "250ms", value_parser = parse_probe)]
     pub split_probe: Duration,
+    /// Give up a download that is not done this long after it started,
+    /// retries and their waits included (e.g. 90s, 10m); what came is
+    /// kept with -c. --timeout still ends each silent wait sooner. Default:
+    /// no limit.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub max_time: Option<Duration>,
+    /// Refuse a file longer than SIZE (e.g. 100M, 4G): at once when its
+    /// Content-Length (or Content-Range) says so, else as soon as its body
+    /// grows past SIZE; nothing is kept. Default: no limit.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_filesize: Option<u64>,
     /// Do not verify TLS certificates. DANGEROUS: anyone on the path can
     /// read and change the downloads; only for a host you control.
     #[arg(long)]
@@ -309,8 +336,12 @@ impl FetchArgs {
             urls: self.urls,
             input,
             dir: self.dir,
-            engine: EngineConfig { async_runtime: self.async_runtime.into(), ..EngineConfig::new(self.engine) }
-                .with_concurrency(self.jobs as usize),
+            engine: EngineConfig {
+                async_runtime: self.async_runtime.into(),
+                thread_stack: FETCH_THREAD_STACK,
+                ..EngineConfig::new(self.engine)
+            }
+            .with_concurrency(self.jobs as usize),
             options: FetchOptions {
                 retries: self.retries,
                 timeout: self.timeout,
@@ -325,6 +356,8 @@ impl FetchArgs {
                 min_split_size: self.min_split_size,
                 split_probe: self.split_probe,
                 insecure: self.insecure,
+                max_time: self.max_time,
+                max_filesize: self.max_filesize,
             },
             format: self.format,
             quiet: self.quiet,

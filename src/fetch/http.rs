@@ -25,6 +25,10 @@
 //! dropped earlier is closed by hyper. A request on a reused connection
 //! that fails before any response (the server closed it meanwhile) is sent
 //! once more on a new connection.
+//!
+//! The blocking engines use the same client through [`block_on`]: a
+//! current-thread runtime per thread that downloads (a pool thread, a
+//! worker process, a part's thread), each with its own pool.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -121,6 +125,33 @@ fn put_idle(key: Key, conn: Conn) {
             list.push(conn);
         }
     });
+}
+
+thread_local! {
+    /// The blocking engines' runtime on this thread (see [`block_on`]).
+    static RUNTIME: std::cell::OnceCell<tokio::runtime::Runtime> = const { std::cell::OnceCell::new() };
+}
+
+/// Runs `f` to its end on this thread's current-thread runtime, made on
+/// first use: how the threads and processes engines use this client, so
+/// that every engine has one HTTP/1.1 core with the same limits (the head
+/// and a chunk-size line bounded before they are buffered, a body cut
+/// short an error). The connections made here, their pool and their I/O
+/// tasks belong to this thread: a response is read on the thread that
+/// asked for it. Never called on a runtime thread (tokio forbids nesting).
+pub fn block_on<F: std::future::Future>(f: F) -> io::Result<F::Output> {
+    RUNTIME.with(|cell| {
+        let runtime = match cell.get() {
+            Some(rt) => rt,
+            None => {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build()?;
+                cell.get_or_init(|| rt)
+            }
+        };
+        // On the heap: hyper's futures are large, and a pool thread's
+        // stack small (256 KiB; a debug build overflowed it).
+        Ok(runtime.block_on(Box::pin(f)))
+    })
 }
 
 /// Why a request got no response.

@@ -2,7 +2,7 @@
 //! results streamed into a report (`trident fetch`).
 //!
 //! - [`args`]: command-line syntax, validated into a [`FetchConfig`];
-//! - [`task`]: one download, blocking (ureq) and async (hyper), split
+//! - [`task`]: one download over one HTTP client (hyper) on every engine, split
 //!   into ranged parts with `-s` (`task/ranged.rs`);
 //! - [`split`]: the bookkeeping of a split download (which ranges are done,
 //!   waiting, being fetched), without I/O;

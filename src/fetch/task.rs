@@ -1,12 +1,16 @@
 //! One download as an engine [`Task`]: [`FetchTask`] in, [`FetchResult`]
-//! out. The blocking side (threads and processes engines) uses ureq, the
-//! async side hyper on tokio (`http`); everything that decides something — what a
-//! status means, where a redirect may go, when to retry, how the file is
-//! written — is shared, so the engines differ only in how bytes move.
+//! out. Every engine uses one HTTP/1.1 client, hyper's (`http`): the async
+//! engine on its runtime, the blocking ones (threads, processes) step by
+//! step on a current-thread runtime of the thread that downloads
+//! (`http::block_on`), so the limits on what a server sends, and what
+//! counts as a whole body, are the same everywhere. Everything that decides
+//! something — what a status means, where a redirect may go, when to retry,
+//! how the file is written — is shared too, so the engines differ only in
+//! how they wait.
 //!
-//! Connections are pooled per process (ureq; per worker process on the
-//! processes engine) or per thread (hyper; per lane of the async engine),
-//! so HTTP/1.1 connections are kept alive and reused per host. A finished
+//! Connections are pooled per thread (a pool thread, a worker process, a
+//! lane of the async engine), so HTTP/1.1 connections are kept alive and
+//! reused per host. A finished
 //! body is synced and renamed by the committer thread (`commit`), in
 //! batches with other downloads' files.
 //! Redirects are followed here, not by the clients, so that the same rules
@@ -28,10 +32,10 @@
 mod ranged;
 
 use std::error::Error as StdError;
-use std::io::Read;
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -50,53 +54,14 @@ use crate::engine::Task;
 pub const MAX_REDIRECTS: u32 = 10;
 /// Sent with every request.
 const USER_AGENT: &str = concat!("trident/", env!("CARGO_PKG_VERSION"));
-/// Read buffer of the blocking side (heap: pool threads have small stacks).
-const READ_BUFFER: usize = 64 * 1024;
-
-thread_local! {
-    /// The thread's read buffer, kept between downloads: a new zeroed
-    /// 64 KiB per download cost a `memset` and page faults per file (~10%
-    /// of the threads engine's CPU on 16 KiB files).
-    static READ_BUFFER_KEPT: std::cell::Cell<Option<Box<[u8]>>> = const { std::cell::Cell::new(None) };
-}
-
-/// The thread's read buffer while a body is read; back to the thread when
-/// dropped.
-struct ReadBuffer(Option<Box<[u8]>>);
-
-impl ReadBuffer {
-    fn take() -> Self {
-        let kept = READ_BUFFER_KEPT.take();
-        ReadBuffer(Some(kept.unwrap_or_else(|| vec![0u8; READ_BUFFER].into_boxed_slice())))
-    }
-}
-
-impl std::ops::Deref for ReadBuffer {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        self.0.as_deref().unwrap_or_default()
-    }
-}
-
-impl std::ops::DerefMut for ReadBuffer {
-    fn deref_mut(&mut self) -> &mut [u8] {
-        self.0.as_deref_mut().unwrap_or_default()
-    }
-}
-
-impl Drop for ReadBuffer {
-    fn drop(&mut self) {
-        READ_BUFFER_KEPT.set(self.0.take());
-    }
-}
 /// Longest uninterrupted sleep while waiting to retry (the cancel flag is
 /// looked at in between).
 const SLEEP_SLICE: Duration = Duration::from_millis(50);
-/// Response header fields accepted at most (ureq and hyper stop at 100 too).
+/// Response header fields accepted at most (hyper stops at 100 too).
 pub const MAX_HEADER_FIELDS: usize = 100;
 /// Response header bytes accepted at most: names, values, and 4 bytes of
-/// `": "` and CRLF per field. ureq alone would take 100 fields of 100 KiB
-/// each, hyper a head as large as its read buffer (see `http`).
+/// `": "` and CRLF per field. hyper alone would take a head as large as its
+/// read buffer (see `http`), which holds this much and no more.
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// The async side gathers a body (or the rest of one) up to this long in
 /// memory and writes it at once.
@@ -145,6 +110,13 @@ pub struct FetchOptions {
     pub split_probe: Duration,
     /// `--insecure`: TLS certificates are not checked.
     pub insecure: bool,
+    /// `--max-time`: the whole download (every attempt and the waits
+    /// between them) ends after this long; `None`: no limit.
+    pub max_time: Option<Duration>,
+    /// `--max-filesize`: a file longer than this is refused by its
+    /// length (Content-Length, or a 206's Content-Range) or stopped once
+    /// its body grows past it; `None`: no limit.
+    pub max_filesize: Option<u64>,
 }
 
 impl FetchOptions {
@@ -309,6 +281,9 @@ enum Failure {
     Retry { reason: String, after: Option<Duration> },
     /// Final.
     Fatal { status: Status, reason: String },
+    /// `--max-time` ran out: final, but what came is kept like a retry's
+    /// (with `-c`, for a later run).
+    OutOfTime(String),
 }
 
 fn retry(reason: impl Into<String>) -> Failure {
@@ -539,6 +514,37 @@ struct Download {
     http_status: Option<u16>,
 }
 
+/// How long a download may wait for the network: each wait at most the
+/// timeout, all of them within what is left of `--max-time`.
+#[derive(Debug, Clone, Copy)]
+struct Waits {
+    timeout: Duration,
+    /// When `--max-time` runs out.
+    deadline: Option<Instant>,
+    max_time: Duration,
+}
+
+impl Waits {
+    /// `f` within the timeout (a retryable failure, `late` says which)
+    /// and the deadline (final: [`Failure::OutOfTime`]).
+    async fn within<T>(self, late: impl FnOnce(Duration) -> String, f: impl Future<Output = T>) -> Result<T, Failure> {
+        let left = self.deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let (limit, by_deadline) = match left {
+            Some(left) if left <= self.timeout => (left, true),
+            _ => (self.timeout, false),
+        };
+        match tokio::time::timeout(limit, f).await {
+            Ok(out) => Ok(out),
+            Err(_) if by_deadline => Err(self.out_of_time()),
+            Err(_) => Err(retry(late(self.timeout))),
+        }
+    }
+
+    fn out_of_time(self) -> Failure {
+        Failure::OutOfTime(format!("--max-time {:?} reached", self.max_time))
+    }
+}
+
 impl Download {
     /// Validates the URL and picks the name; `Err` is already the result.
     fn prepare(mut task: FetchTask) -> Result<Self, Box<FetchResult>> {
@@ -612,6 +618,33 @@ impl Download {
             resumed_from: self.part.as_ref().map_or(0, PartFile::resumed_from),
             error,
             elapsed_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+
+    /// The download's limits on waiting for the network.
+    fn waits(&self) -> Waits {
+        let max_time = self.task.options.max_time;
+        Waits {
+            timeout: self.task.options.timeout,
+            deadline: max_time.and_then(|t| self.started.checked_add(t)),
+            max_time: max_time.unwrap_or_default(),
+        }
+    }
+
+    /// Refuses a file longer than `--max-filesize` by the length its
+    /// response announces (before any of it is written).
+    fn refuse_too_large(&self, head: &Head) -> Result<(), Failure> {
+        let Some(max) = self.task.options.max_filesize else { return Ok(()) };
+        let total = match head.status {
+            206 => head.content_range.as_deref().and_then(parse_content_range).map(|(_, _, total)| total),
+            200..=299 => head.content_length,
+            _ => None,
+        };
+        match total {
+            Some(total) if total > max => {
+                Err(fatal(Status::Failed, format!("the file is {total} bytes, over --max-filesize {max}")))
+            }
+            _ => Ok(()),
         }
     }
 
@@ -756,6 +789,15 @@ impl Download {
         if cancelled() {
             return Err(fatal(Status::Interrupted, "interrupted"));
         }
+        if let Some(max) = self.task.options.max_filesize {
+            let so_far = match (&self.small, &self.part) {
+                (Some(small), _) => small.buf.len() as u64,
+                (None, part) => part.as_ref().map_or(0, PartFile::written),
+            };
+            if so_far.saturating_add(chunk.len() as u64) > max {
+                return Err(fatal(Status::Failed, format!("the body grew past --max-filesize {max} bytes")));
+            }
+        }
         if let Some(small) = self.small.as_mut() {
             small.buf.extend_from_slice(chunk);
             return Ok(false);
@@ -796,7 +838,12 @@ impl Download {
     fn after_failure(&mut self, failure: Failure) -> Then {
         match failure {
             Failure::Fatal { status, reason } => Then::End(self.end(status, None, Some(reason))),
+            Failure::OutOfTime(reason) => Then::End(self.end(Status::Failed, None, Some(reason))),
             Failure::Retry { reason, after } => match self.backoff.wait(self.attempts, after, Instant::now()) {
+                Ok(wait) if self.waits().deadline.is_some_and(|d| Instant::now() + wait >= d) => {
+                    let why = format!("{reason} (--max-time {:?} ends before the next attempt)", self.waits().max_time);
+                    Then::End(self.end(Status::Failed, None, Some(why)))
+                }
                 Ok(wait) if !cancelled() => Then::Retry(wait),
                 Ok(_) => {
                     Then::End(self.end(Status::Interrupted, None, Some(format!("interrupted; last error: {reason}"))))
@@ -862,7 +909,10 @@ struct PartMeta {
 /// Whether the part file of a failed attempt is worth a checkpoint: the
 /// next attempt or a later run may continue it.
 fn worth_keeping(failure: &Failure) -> bool {
-    matches!(failure, Failure::Retry { .. } | Failure::Fatal { status: Status::Interrupted, .. })
+    matches!(
+        failure,
+        Failure::Retry { .. } | Failure::OutOfTime(_) | Failure::Fatal { status: Status::Interrupted, .. }
+    )
 }
 
 fn checkpoint_failed(e: &std::io::Error) -> Failure {
@@ -947,53 +997,140 @@ fn error_chain(e: &dyn StdError) -> String {
 }
 
 // ---------------------------------------------------------------------------
-// Blocking: ureq.
+// Blocking: the async side's hyper client, on this thread's runtime.
 
-/// The process's ureq agent (connection pool), rebuilt if the timeout or
-/// `--insecure` changes.
-fn agent(timeout: Duration, insecure: bool) -> ureq::Agent {
-    static AGENT: Mutex<Option<(Duration, bool, ureq::Agent)>> = Mutex::new(None);
-    let mut slot = AGENT.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some((t, i, agent)) = slot.as_ref()
-        && (*t, *i) == (timeout, insecure)
-    {
-        return agent.clone();
-    }
-    let mut builder = ureq::AgentBuilder::new()
-        .timeout_connect(timeout)
-        .timeout_read(timeout)
-        .timeout_write(timeout)
-        .redirects(0)
-        .user_agent(USER_AGENT)
-        .max_idle_connections(1024)
-        .max_idle_connections_per_host(256);
-    builder = builder.tls_connector(Arc::new(LazyTls { insecure }));
-    let agent = builder.build();
-    *slot = Some((timeout, insecure, agent.clone()));
-    agent
+/// Runs a step of a blocking download on this thread's runtime (see
+/// `http::block_on`).
+fn blocking<T>(f: impl Future<Output = Result<T, Failure>>) -> Result<T, Failure> {
+    http::block_on(f).map_err(|e| local("cannot start this thread's HTTP runtime", &e))?
 }
 
-/// The blocking client's TLS: the async client's configuration
-/// (`http::tls_config`), with the system's roots, made on the first https
-/// connection. ureq still builds its own default (`AgentBuilder::new`, once
-/// per process) before this replaces it; with ureq's `native-certs`
-/// feature that default parsed every system root, in every worker process
-/// of an http-only run too. Without the feature, a worker's heap peak
-/// (massif) went 395 -> 219 KiB, and 2,000 x 16 KiB at -j 32 with
-/// `-e processes` 0.341 -> 0.305 s, 0.436 -> 0.356 CPU s (medians of 9,
-/// random order). ureq's default is now webpki-roots' static list (a copy
-/// of a few KiB), never used.
-struct LazyTls {
-    insecure: bool,
-}
-
-impl ureq::TlsConnector for LazyTls {
-    fn connect(&self, dns_name: &str, io: Box<dyn ureq::ReadWrite>) -> Result<Box<dyn ureq::ReadWrite>, ureq::Error> {
-        http::tls_config(self.insecure).connect(dns_name, io)
+/// `f`, or `Interrupted` once Ctrl-C is seen: a blocking download waits
+/// for the network inside `f`, where nothing else looks at the flag.
+async fn cancellable<T>(f: impl Future<Output = Result<T, Failure>>) -> Result<T, Failure> {
+    let mut f = std::pin::pin!(f);
+    loop {
+        tokio::select! {
+            out = &mut f => return out,
+            () = tokio::time::sleep(SLEEP_SLICE) => {
+                if cancelled() {
+                    return Err(fatal(Status::Interrupted, "interrupted"));
+                }
+            }
+        }
     }
 }
 
-/// `--insecure` for ureq: a rustls configuration that accepts any
+/// `GET url`: the response head, within the download's [`Waits`].
+async fn request(
+    client: &http::Client,
+    waits: Waits,
+    url: &Url,
+    headers: &[(&'static str, String)],
+) -> Result<http::Response, Failure> {
+    let late = |t| format!("no response within {t:?}");
+    waits.within(late, client.get(url, headers, USER_AGENT)).await?.map_err(|e| http_failure(&e))
+}
+
+/// The next piece of a body, within the download's [`Waits`]; `None` at
+/// its end. A body that ends before its length or inside a chunk is an
+/// error here.
+async fn next_chunk(response: &mut http::Response, waits: Waits) -> Result<Option<bytes::Bytes>, Failure> {
+    let late = |t| format!("no data for {t:?} while reading the body");
+    waits.within(late, response.chunk()).await?.map_err(|e| retry(format!("reading the body: {}", error_chain(&e))))
+}
+
+/// Reads a little of an unwanted body so the connection can be reused.
+fn drain_blocking(r: http::Response, timeout: Duration) {
+    let _ = http::block_on(drain_async(r, timeout));
+}
+
+/// The request headers of a download's request for `url`.
+fn request_headers(dl: &Download, url: &Url, resume: Option<&Resume>) -> Vec<(&'static str, String)> {
+    let mut headers = Vec::new();
+    if let Some(r) = resume {
+        headers.push(("Range", r.range()));
+        headers.push(("If-Range", r.if_range().to_string()));
+    }
+    if let Some(auth) = dl.authorization(url) {
+        headers.push(("Authorization", auth.to_string()));
+    }
+    headers
+}
+
+fn attempt_blocking(client: &http::Client, dl: &mut Download) -> Result<FetchResult, Failure> {
+    if !dl.looked_for_part {
+        dl.looked_for_part = true;
+        dl.part = PartFile::resume(&dl.task.dir, &dl.name, &dl.task.url, dl.task.options.digest());
+    }
+    if dl.split_mode() {
+        return ranged::attempt_blocking(client, dl);
+    }
+    let (timeout, waits) = (dl.task.options.timeout, dl.waits());
+    let mut url = dl.url.clone();
+    let mut hops = 0;
+    loop {
+        let resume = dl.resume_point();
+        let headers = request_headers(dl, &url, resume.as_ref());
+        let response = blocking(cancellable(request(client, waits, &url, &headers)))?;
+        let head = http_head(&response);
+        dl.http_status = Some(head.status);
+        dl.refuse_too_large(&head)?;
+        let expected = match decide(&head, &url, &mut hops, resume.as_ref()) {
+            Ok(Next::Redirect(next)) => {
+                drain_blocking(response, timeout);
+                url = next;
+                continue;
+            }
+            Ok(Next::Restart) => {
+                // Not drained: a wrong partial body can be long.
+                drop(response);
+                dl.restart()?;
+                (url, hops) = (dl.url.clone(), 0);
+                continue;
+            }
+            Ok(Next::Body { expected }) => {
+                if !dl.begin_small_body(&head, expected) {
+                    dl.begin_body(&head)?;
+                }
+                expected
+            }
+            Ok(Next::Rest { total }) => {
+                dl.continue_body(&head, resume.as_ref().map_or(0, |r| r.offset))?;
+                Some(total)
+            }
+            Err(failure) => {
+                drain_blocking(response, timeout);
+                return Err(failure);
+            }
+        };
+        return save_body_blocking(dl, response, expected);
+    }
+}
+
+/// Appends a body to the part file as it comes, then checks and commits.
+fn save_body_blocking(
+    dl: &mut Download,
+    mut response: http::Response,
+    expected: Option<u64>,
+) -> Result<FetchResult, Failure> {
+    let waits = dl.waits();
+    // What was read is written as it comes, also when the body ends early,
+    // so a retry continues after it.
+    loop {
+        let Some(chunk) = blocking(cancellable(next_chunk(&mut response, waits)))? else { break };
+        // Checkpoints are made by the committer while the download goes
+        // on (inline, each `fdatasync` stalled the stream).
+        dl.poll_checkpoint()?;
+        if dl.write(&chunk)? {
+            dl.start_checkpoint()?;
+        }
+    }
+    dl.verify(expected)?;
+    commit_blocking(dl)
+}
+
+/// `--insecure`: a rustls configuration that accepts any
 /// certificate (signatures are still checked, the chain and name are not).
 mod insecure {
     use std::sync::Arc;
@@ -1056,133 +1193,6 @@ mod insecure {
 /// `--insecure`, for both clients (see `http::tls_config`).
 pub(super) fn insecure_config() -> rustls::ClientConfig {
     insecure::config()
-}
-
-/// A ureq transport error as a failure: its own limits on the head (100
-/// fields, 100 KiB a line) are final like ours.
-fn ureq_failure(t: &ureq::Transport) -> Failure {
-    let too_large = t.kind() == ureq::ErrorKind::BadHeader || error_chain(t).contains("header field longer than");
-    transport_failure(t, too_large)
-}
-
-fn ureq_head(r: &ureq::Response) -> Head {
-    let mut names = r.headers_names();
-    let fields = names.len();
-    names.sort_unstable();
-    names.dedup();
-    let header_bytes =
-        names.iter().map(|n| r.all(n).iter().map(|v| n.len() + v.len() + 4).sum::<usize>()).sum::<usize>();
-    Head {
-        status: r.status(),
-        location: r.header("location").map(String::from),
-        retry_after: r.header("retry-after").map(String::from),
-        content_length: r.header("content-length").and_then(|v| v.trim().parse().ok()),
-        etag: r.header("etag").map(String::from),
-        last_modified: r.header("last-modified").map(String::from),
-        content_range: r.header("content-range").map(String::from),
-        content_disposition: r.header("content-disposition").map(String::from),
-        fields,
-        header_bytes,
-    }
-}
-
-/// Reads a little of an unwanted body so the connection can be reused.
-fn drain_blocking(r: ureq::Response) {
-    let _ = std::io::copy(&mut r.into_reader().take(64 * 1024), &mut std::io::sink());
-}
-
-fn attempt_blocking(agent: &ureq::Agent, dl: &mut Download) -> Result<FetchResult, Failure> {
-    if !dl.looked_for_part {
-        dl.looked_for_part = true;
-        dl.part = PartFile::resume(&dl.task.dir, &dl.name, &dl.task.url, dl.task.options.digest());
-    }
-    if dl.split_mode() {
-        return ranged::attempt_blocking(agent, dl);
-    }
-    let mut url = dl.url.clone();
-    let mut hops = 0;
-    loop {
-        let resume = dl.resume_point();
-        let mut request = agent.get(url.as_str());
-        if let Some(r) = &resume {
-            request = request.set("Range", &r.range()).set("If-Range", r.if_range());
-        }
-        if let Some(auth) = dl.authorization(&url) {
-            request = request.set("Authorization", auth);
-        }
-        let response = match request.call() {
-            Ok(r) | Err(ureq::Error::Status(_, r)) => r,
-            Err(ureq::Error::Transport(t)) => return Err(ureq_failure(&t)),
-        };
-        let head = ureq_head(&response);
-        dl.http_status = Some(head.status);
-        let expected = match decide(&head, &url, &mut hops, resume.as_ref()) {
-            Ok(Next::Redirect(next)) => {
-                drain_blocking(response);
-                url = next;
-                continue;
-            }
-            Ok(Next::Restart) => {
-                // Not drained: a wrong partial body can be long.
-                drop(response);
-                dl.restart()?;
-                (url, hops) = (dl.url.clone(), 0);
-                continue;
-            }
-            Ok(Next::Body { expected }) => {
-                if !dl.begin_small_body(&head, expected) {
-                    dl.begin_body(&head)?;
-                }
-                expected
-            }
-            Ok(Next::Rest { total }) => {
-                dl.continue_body(&head, resume.as_ref().map_or(0, |r| r.offset))?;
-                Some(total)
-            }
-            Err(failure) => {
-                drain_blocking(response);
-                return Err(failure);
-            }
-        };
-        return save_body_blocking(dl, response, expected);
-    }
-}
-
-/// Appends a body to the part file as it comes, then checks and commits.
-fn save_body_blocking(
-    dl: &mut Download,
-    response: ureq::Response,
-    expected: Option<u64>,
-) -> Result<FetchResult, Failure> {
-    let mut reader = response.into_reader();
-    let mut buf = ReadBuffer::take();
-    // ureq hands the body over 8 KiB at a time: the buffer is filled
-    // before each write (an eighth of the write calls). What was read is
-    // written also when the body ends early, so a retry continues after it.
-    let mut filled = 0;
-    let end = loop {
-        match reader.read(&mut buf[filled..]) {
-            Ok(0) => break Ok(()),
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => break Err(retry(format!("reading the body: {}", error_chain(&e)))),
-        }
-        if filled == buf.len() {
-            // Checkpoints are made by the committer while the download
-            // goes on (inline, each `fdatasync` stalled the stream).
-            dl.poll_checkpoint()?;
-            if dl.write(&buf[..filled])? {
-                dl.start_checkpoint()?;
-            }
-            filled = 0;
-        }
-    };
-    if filled > 0 {
-        dl.write(&buf[..filled])?;
-    }
-    end?;
-    dl.verify(expected)?;
-    commit_blocking(dl)
 }
 
 fn sleep_blocking(wait: Duration) -> bool {
@@ -1345,25 +1355,16 @@ async fn attempt_async(client: &http::Client, dl: &mut Download) -> Result<Fetch
     if dl.split_mode() {
         return Box::pin(ranged::attempt_async(client, dl)).await;
     }
+    let waits = dl.waits();
     let mut url = dl.url.clone();
     let mut hops = 0;
     loop {
         let resume = dl.resume_point();
-        let mut headers = Vec::new();
-        if let Some(r) = &resume {
-            headers.push(("Range", r.range()));
-            headers.push(("If-Range", r.if_range().to_string()));
-        }
-        if let Some(auth) = dl.authorization(&url) {
-            headers.push(("Authorization", auth.to_string()));
-        }
-        let response = match tokio::time::timeout(timeout, client.get(&url, &headers, USER_AGENT)).await {
-            Err(_) => return Err(retry(format!("no response within {timeout:?}"))),
-            Ok(Err(e)) => return Err(http_failure(&e)),
-            Ok(Ok(r)) => r,
-        };
+        let headers = request_headers(dl, &url, resume.as_ref());
+        let response = request(client, waits, &url, &headers).await?;
         let head = http_head(&response);
         dl.http_status = Some(head.status);
+        dl.refuse_too_large(&head)?;
         let expected = match decide(&head, &url, &mut hops, resume.as_ref()) {
             Ok(Next::Redirect(next)) => {
                 drain_async(response, timeout).await;
@@ -1401,7 +1402,7 @@ async fn save_body_async(
     mut response: http::Response,
     expected: Option<u64>,
 ) -> Result<FetchResult, Failure> {
-    let timeout = dl.task.options.timeout;
+    let waits = dl.waits();
     // A short rest of a body is gathered and written at once: one `write`
     // instead of one per chunk hyper hands over (it reads 8 KiB at first).
     let written = dl.part.as_ref().map_or(0, PartFile::written);
@@ -1412,11 +1413,10 @@ async fn save_body_async(
         .and_then(|rest| usize::try_from(rest).ok())
         .map(Vec::with_capacity);
     let end = loop {
-        match tokio::time::timeout(timeout, response.chunk()).await {
-            Err(_) => break Err(retry(format!("no data for {timeout:?} while reading the body"))),
-            Ok(Err(e)) => break Err(retry(format!("reading the body: {}", error_chain(&e)))),
-            Ok(Ok(None)) => break Ok(()),
-            Ok(Ok(Some(chunk))) => {
+        match next_chunk(&mut response, waits).await {
+            Err(f) => break Err(f),
+            Ok(None) => break Ok(()),
+            Ok(Some(chunk)) => {
                 if let Some(buf) = gathered.as_mut()
                     && buf.len() + chunk.len() <= buf.capacity()
                 {
@@ -1477,13 +1477,13 @@ impl Task for FetchTask {
             Ok(dl) => dl,
             Err(result) => return *result,
         };
-        let agent = agent(dl.task.options.timeout, dl.task.options.insecure);
+        let client = http::Client { timeout: dl.task.options.timeout, insecure: dl.task.options.insecure };
         loop {
             if cancelled() {
                 return dl.interrupted();
             }
             dl.attempts += 1;
-            let mut failure = match attempt_blocking(&agent, &mut dl) {
+            let mut failure = match attempt_blocking(&client, &mut dl) {
                 Ok(result) => return result,
                 Err(f) => f,
             };
@@ -1636,6 +1636,8 @@ mod tests {
                 min_split_size: 1 << 20,
                 split_probe: Duration::ZERO,
                 insecure: true,
+                max_time: Some(Duration::from_secs(90)),
+                max_filesize: Some(1 << 30),
             },
         };
         let bytes = postcard::to_stdvec(&task).expect("encode");

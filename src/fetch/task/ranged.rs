@@ -30,8 +30,8 @@ use super::*;
 use crate::fetch::split::{Pace, Plan, RangeSet, Span, pieces_for};
 use crate::fetch::store::{CHECKPOINT_BYTES, SharedPart};
 
-/// Stack of a part's worker thread (pool threads have 256 KiB too).
-const WORKER_STACK: usize = 256 * 1024;
+/// Stack of a part's worker thread (as a pool thread's).
+const WORKER_STACK: usize = crate::fetch::args::FETCH_THREAD_STACK;
 
 /// What the first request of a split attempt asked for.
 #[derive(Debug)]
@@ -173,6 +173,7 @@ impl Download {
         Ok(Run {
             workers: self.workers(),
             probe: self.task.options.split_probe,
+            waits: self.waits(),
             open: AtomicBool::new(self.open_at_start() == self.workers()),
             closed: AtomicBool::new(false),
             opened: tokio::sync::Notify::new(),
@@ -234,7 +235,7 @@ impl From<Failure> for PieceFailure {
     fn from(f: Failure) -> Self {
         match f {
             Failure::Retry { reason, .. } => PieceFailure::Retry(reason),
-            f @ Failure::Fatal { .. } => PieceFailure::Fatal(f),
+            f @ (Failure::Fatal { .. } | Failure::OutOfTime(_)) => PieceFailure::Fatal(f),
         }
     }
 }
@@ -262,6 +263,8 @@ struct Run {
     workers: usize,
     /// `--split-probe`.
     probe: Duration,
+    /// The download's limits on waiting for the network.
+    waits: Waits,
     /// Every worker may work (else only worker 0 does, until it opens).
     open: AtomicBool,
     /// Worker 0 ended before opening: the others have nothing to do.
@@ -486,26 +489,23 @@ impl Run {
 }
 
 // ---------------------------------------------------------------------------
-// Blocking: ureq, a scoped thread per part.
+// Blocking: the hyper client on each thread's runtime, a scoped thread per
+// part (a response is read on the thread that asked for it).
 
-pub(super) fn attempt_blocking(agent: &ureq::Agent, dl: &mut Download) -> Result<FetchResult, Failure> {
+pub(super) fn attempt_blocking(client: &http::Client, dl: &mut Download) -> Result<FetchResult, Failure> {
+    let (timeout, waits) = (dl.task.options.timeout, dl.waits());
     let mut url = dl.url.clone();
     let mut hops = 0;
     loop {
         let (asked, resumed) = dl.split_start();
-        let mut request = agent.get(url.as_str());
-        for (name, value) in dl.first_headers(&asked, &url) {
-            request = request.set(name, &value);
-        }
-        let response = match request.call() {
-            Ok(r) | Err(ureq::Error::Status(_, r)) => r,
-            Err(ureq::Error::Transport(t)) => return Err(ureq_failure(&t)),
-        };
-        let head = ureq_head(&response);
+        let headers = dl.first_headers(&asked, &url);
+        let response = blocking(cancellable(request(client, waits, &url, &headers)))?;
+        let head = http_head(&response);
         dl.http_status = Some(head.status);
+        dl.refuse_too_large(&head)?;
         let (plan, span) = match first(&head, &asked, &url, &mut hops, &dl.task.options) {
             Ok(First::Redirect(next)) => {
-                drain_blocking(response);
+                drain_blocking(response, timeout);
                 url = next;
                 continue;
             }
@@ -519,7 +519,7 @@ pub(super) fn attempt_blocking(agent: &ureq::Agent, dl: &mut Download) -> Result
                 drop(response);
                 dl.no_split = true;
                 dl.restart()?;
-                return super::attempt_blocking(agent, dl);
+                return super::attempt_blocking(client, dl);
             }
             Ok(First::Whole { expected }) => {
                 dl.begin_body(&head)?;
@@ -531,20 +531,20 @@ pub(super) fn attempt_blocking(agent: &ureq::Agent, dl: &mut Download) -> Result
                 resumed.ok_or_else(|| fatal(Status::Failed, "no plan for the gap asked for"))?
             }
             Err(failure) => {
-                drain_blocking(response);
+                drain_blocking(response, timeout);
                 return Err(failure);
             }
         };
         let run = dl.run(plan, url.clone())?;
         debug_assert!(span.0 < span.1);
-        run_threads(&run, agent, response);
+        run_threads(&run, client, response);
         run.settle_checkpoint_blocking();
         if dl.end_run(run)? {
             return finish_blocking(dl);
         }
         dl.restart()?;
         if !dl.split_again() {
-            return super::attempt_blocking(agent, dl);
+            return super::attempt_blocking(client, dl);
         }
         (url, hops) = (dl.url.clone(), 0);
     }
@@ -552,22 +552,22 @@ pub(super) fn attempt_blocking(agent: &ureq::Agent, dl: &mut Download) -> Result
 
 /// Worker 0 on this thread with the first response, the others on scoped
 /// threads once the workers are open.
-fn run_threads(run: &Run, agent: &ureq::Agent, first: ureq::Response) {
+fn run_threads(run: &Run, client: &http::Client, first: http::Response) {
     std::thread::scope(|s| {
         if run.is_open() {
-            start_workers(s, run, agent);
+            start_workers(s, run, client);
         }
-        worker_blocking(s, run, agent, 0, Some(first));
+        worker_blocking(s, run, client, 0, Some(first));
     });
 }
 
 /// Workers 1 to K-1 on scoped threads (fewer if threads cannot be started).
-fn start_workers<'s>(s: &'s Scope<'s, '_>, run: &'s Run, agent: &'s ureq::Agent) {
+fn start_workers<'s>(s: &'s Scope<'s, '_>, run: &'s Run, client: &'s http::Client) {
     for id in 1..run.workers {
         let started = std::thread::Builder::new()
             .name(format!("part-{id}"))
             .stack_size(WORKER_STACK)
-            .spawn_scoped(s, move || worker_blocking(s, run, agent, id, None));
+            .spawn_scoped(s, move || worker_blocking(s, run, client, id, None));
         if started.is_err() {
             break;
         }
@@ -577,17 +577,16 @@ fn start_workers<'s>(s: &'s Scope<'s, '_>, run: &'s Run, agent: &'s ureq::Agent)
 fn worker_blocking<'s>(
     s: &'s Scope<'s, '_>,
     run: &'s Run,
-    agent: &'s ureq::Agent,
+    client: &'s http::Client,
     id: usize,
-    mut first: Option<ureq::Response>,
+    mut first: Option<http::Response>,
 ) {
-    let mut buf = vec![0u8; READ_BUFFER];
     loop {
         let response = match first.take() {
             Some(r) => r,
             None => {
                 let Some(span) = run.claim(id) else { break };
-                match request_piece_blocking(run, agent, span) {
+                match request_piece_blocking(run, client, span) {
                     Ok(r) => r,
                     Err(f) => {
                         run.release(id);
@@ -597,7 +596,7 @@ fn worker_blocking<'s>(
                 }
             }
         };
-        let result = read_piece_blocking(run, id, response, &mut buf, &|| start_workers(s, run, agent));
+        let result = read_piece_blocking(run, id, response, &|| start_workers(s, run, client));
         run.release(id);
         if let Err(f) = result {
             run.fail(f);
@@ -606,23 +605,17 @@ fn worker_blocking<'s>(
     }
 }
 
-fn request_piece_blocking(run: &Run, agent: &ureq::Agent, span: Span) -> Result<ureq::Response, PieceFailure> {
+fn request_piece_blocking(run: &Run, client: &http::Client, span: Span) -> Result<http::Response, PieceFailure> {
     let mut url = run.url.clone();
     let mut hops = 0;
     loop {
-        let mut request = agent.get(url.as_str());
-        for (name, value) in run.headers(span, &url) {
-            request = request.set(name, &value);
-        }
-        let response = match request.call() {
-            Ok(r) | Err(ureq::Error::Status(_, r)) => r,
-            Err(ureq::Error::Transport(t)) => return Err(ureq_failure(&t).into()),
-        };
-        let head = ureq_head(&response);
+        let headers = run.headers(span, &url);
+        let response = blocking(cancellable(request(client, run.waits, &url, &headers)))?;
+        let head = http_head(&response);
         match run.check_piece(&head, span, &url, &mut hops) {
             Ok(PieceNext::Body) => return Ok(response),
             Ok(PieceNext::Redirect(next)) => {
-                drain_blocking(response);
+                drain_blocking(response, client.timeout);
                 url = next;
             }
             Err(f) => return Err(f),
@@ -635,86 +628,34 @@ fn request_piece_blocking(run: &Run, agent: &ureq::Agent, span: Span) -> Result<
 fn read_piece_blocking(
     run: &Run,
     id: usize,
-    response: ureq::Response,
-    buf: &mut [u8],
+    mut response: http::Response,
     start_workers: &dyn Fn(),
 ) -> Result<(), PieceFailure> {
-    let mut reader = response.into_reader();
-    let mut waits = ReadWaits::new();
-    let mut pace = run.pace(Duration::ZERO);
-    // As with one stream: the buffer is filled (ureq reads 8 KiB at a
-    // time) before each write; what was read is written also when the
-    // body ends or fails.
-    let mut filled = 0;
+    let mut pace = run.pace(response.waited());
     loop {
         if run.stopped() {
             return Ok(());
         }
-        let into = &mut buf[filled..];
-        let read = if pace.is_some() { waits.read(&mut reader, into) } else { reader.read(into) };
-        let ended = match read {
-            Ok(0) => true,
-            Ok(n) => {
-                filled += n;
-                false
+        let chunk = match blocking(cancellable(next_chunk(&mut response, run.waits))) {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => return run.body_ended(id),
+            Err(Failure::Retry { reason, .. }) => {
+                return Err(PieceFailure::Retry(reason.replace("the body", "a part")));
             }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                run.write(id, &buf[..filled])?;
-                return Err(PieceFailure::Retry(format!("reading a part: {}", error_chain(&e))));
-            }
+            Err(f) => return Err(f.into()),
         };
-        if run.watch(&mut pace, id, waits.waited) {
-            start_workers();
-        }
-        if filled < buf.len() && !ended {
-            continue;
-        }
-        let (more, due) = run.write(id, &buf[..filled])?;
-        filled = 0;
+        let (more, due) = run.write(id, &chunk)?;
         if due {
             run.start_checkpoint()?;
         }
-        if ended {
-            return run.body_ended(id);
+        if run.watch(&mut pace, id, response.waited()) {
+            start_workers();
         }
         if !more {
             // The part ends here (a later part starts): the rest of this
             // response is not read, and its connection not reused.
             return Ok(());
         }
-    }
-}
-
-/// How long a blocking connection waited for data: the time of each read
-/// during which the thread slept. A read that took long without
-/// sleeping was only preempted (another thread had the CPU).
-struct ReadWaits {
-    waited: Duration,
-    sleeps: i64,
-}
-
-impl ReadWaits {
-    /// Reads shorter than this are not checked for sleeping (a syscall
-    /// each would cost some 2% of a fast stream's CPU).
-    const QUICK: Duration = Duration::from_micros(20);
-
-    fn new() -> Self {
-        ReadWaits { waited: Duration::ZERO, sleeps: crate::sys::thread_waits() }
-    }
-
-    fn read(&mut self, reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-        let t = Instant::now();
-        let read = reader.read(buf);
-        let took = t.elapsed();
-        if took >= Self::QUICK {
-            let sleeps = crate::sys::thread_waits();
-            if sleeps > self.sleeps {
-                self.waited += took;
-            }
-            self.sleeps = sleeps;
-        }
-        read
     }
 }
 
@@ -732,19 +673,16 @@ fn finish_blocking(dl: &mut Download) -> Result<FetchResult, Failure> {
 // Async: hyper, a future per part, all in the download's task.
 
 pub(super) async fn attempt_async(client: &http::Client, dl: &mut Download) -> Result<FetchResult, Failure> {
-    let timeout = dl.task.options.timeout;
+    let (timeout, waits) = (dl.task.options.timeout, dl.waits());
     let mut url = dl.url.clone();
     let mut hops = 0;
     loop {
         let (asked, resumed) = dl.split_start();
         let headers = dl.first_headers(&asked, &url);
-        let response = match tokio::time::timeout(timeout, client.get(&url, &headers, USER_AGENT)).await {
-            Err(_) => return Err(retry(format!("no response within {timeout:?}"))),
-            Ok(Err(e)) => return Err(http_failure(&e)),
-            Ok(Ok(r)) => r,
-        };
+        let response = request(client, waits, &url, &headers).await?;
         let head = http_head(&response);
         dl.http_status = Some(head.status);
+        dl.refuse_too_large(&head)?;
         let (plan, span) = match first(&head, &asked, &url, &mut hops, &dl.task.options) {
             Ok(First::Redirect(next)) => {
                 drain_async(response, timeout).await;
@@ -820,7 +758,7 @@ async fn work_async(run: &Run, client: &http::Client, timeout: Duration, id: usi
                 }
             }
         };
-        let result = read_piece_async(run, id, response, timeout).await;
+        let result = read_piece_async(run, id, response).await;
         run.release(id);
         if let Err(f) = result {
             run.fail(f);
@@ -839,11 +777,7 @@ async fn request_piece_async(
     let mut hops = 0;
     loop {
         let headers = run.headers(span, &url);
-        let response = match tokio::time::timeout(timeout, client.get(&url, &headers, USER_AGENT)).await {
-            Err(_) => return Err(PieceFailure::Retry(format!("no response within {timeout:?}"))),
-            Ok(Err(e)) => return Err(http_failure(&e).into()),
-            Ok(Ok(r)) => r,
-        };
+        let response = request(client, run.waits, &url, &headers).await?;
         let head = http_head(&response);
         match run.check_piece(&head, span, &url, &mut hops) {
             Ok(PieceNext::Body) => return Ok(response),
@@ -856,22 +790,19 @@ async fn request_piece_async(
     }
 }
 
-async fn read_piece_async(
-    run: &Run,
-    id: usize,
-    mut response: http::Response,
-    timeout: Duration,
-) -> Result<(), PieceFailure> {
+async fn read_piece_async(run: &Run, id: usize, mut response: http::Response) -> Result<(), PieceFailure> {
     let mut pace = run.pace(response.waited());
     loop {
         if run.stopped() {
             return Ok(());
         }
-        let chunk = match tokio::time::timeout(timeout, response.chunk()).await {
-            Err(_) => return Err(PieceFailure::Retry(format!("no data for {timeout:?} while reading a part"))),
-            Ok(Err(e)) => return Err(PieceFailure::Retry(format!("reading a part: {}", error_chain(&e)))),
-            Ok(Ok(None)) => return run.body_ended(id),
-            Ok(Ok(Some(chunk))) => chunk,
+        let chunk = match next_chunk(&mut response, run.waits).await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => return run.body_ended(id),
+            Err(Failure::Retry { reason, .. }) => {
+                return Err(PieceFailure::Retry(reason.replace("the body", "a part")));
+            }
+            Err(f) => return Err(f.into()),
         };
         let (more, due) = run.write(id, &chunk)?;
         if due {
@@ -928,6 +859,8 @@ mod tests {
             min_split_size: min,
             split_probe: Duration::ZERO,
             insecure: false,
+            max_time: None,
+            max_filesize: None,
         }
     }
 

@@ -1,0 +1,140 @@
+//! `trident fetch` against a misbehaving server (raw_http.rs), on every
+//! engine: a body cut inside a chunk is never saved, the chunk-size line
+//! and the response head are bounded before they are buffered (the client
+//! hangs up long before the server is done), and `--max-time` and
+//! `--max-filesize` end downloads a server would hold or grow for ever.
+
+use std::time::{Duration, Instant};
+
+use crate::engine_tests;
+use crate::fetch_util::{code, fetch, files};
+use crate::raw_http::{CAP, RawServer, Served};
+use crate::util::{stderr, stdout};
+
+/// The server's record of the (one) connection for `path`, waited for:
+/// the server may still be writing when the client has exited.
+fn served_once(s: &RawServer, path: &str) -> Served {
+    let t0 = Instant::now();
+    loop {
+        if let Some(first) = s.served(path).into_iter().next() {
+            return first;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "the server never finished {path}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+engine_tests! {
+    fn a_body_cut_inside_a_chunk_is_never_saved(engine) {
+        let s = RawServer::start();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let o = fetch(engine, dir.path(), &[&s.url("/cut-chunk/cut.bin"), "--retries", "0", "-c"]);
+        let text = stdout(&o);
+        assert_eq!(code(&o), 1, "{text}{}", stderr(&o));
+        assert!(text.starts_with("failed "), "{text}");
+        let left = files(dir.path());
+        assert!(!left.contains_key("cut.bin"), "a cut body under its final name: {left:?}");
+        // -c keeps what came for a later run (the response has an ETag).
+        let part = std::fs::read(dir.path().join("cut.bin.part")).expect("cut.bin.part kept with -c");
+        assert!(part.len() >= 100 && part.len() <= 130 && part[..100] == [b'a'; 100], "{} bytes", part.len());
+    }
+
+    fn an_endless_chunk_size_line_is_not_buffered(engine) {
+        let s = RawServer::start();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = "/endless-size/digits.bin";
+        let o = fetch(engine, dir.path(), &[&s.url(path), "--retries", "0"]);
+        assert_eq!(code(&o), 1, "{}{}", stdout(&o), stderr(&o));
+        let served = served_once(&s, path);
+        assert!(served.hung_up, "the client read all {CAP} bytes of digits: {served:?}");
+        assert!(served.sent < 8 << 20, "the client took {} bytes of one chunk-size line", served.sent);
+        assert!(files(dir.path()).is_empty(), "{:?}", files(dir.path()));
+    }
+
+    fn a_huge_response_head_is_refused_before_it_is_buffered(engine) {
+        let s = RawServer::start();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = "/huge-head/head.bin";
+        let o = fetch(engine, dir.path(), &[&s.url(path)]);
+        let text = stdout(&o);
+        assert_eq!(code(&o), 1, "{text}{}", stderr(&o));
+        assert!(text.contains("response header too large"), "{text}");
+        let served = served_once(&s, path);
+        assert!(served.hung_up, "the client read the whole 10 MB head: {served:?}");
+        assert!(served.sent < 5 << 20, "the client took {} bytes of head", served.sent);
+        assert_eq!(s.served(path).len(), 1, "not retried");
+        assert!(files(dir.path()).is_empty(), "{:?}", files(dir.path()));
+    }
+}
+
+engine_tests! {
+    fn max_time_ends_a_download_that_drips(engine) {
+        let s = RawServer::start();
+        let dir = tempfile::tempdir().expect("tempdir");
+        // One byte every 50 ms: never silent for --timeout, 50 s in all.
+        let o = fetch(engine, dir.path(), &[&s.url("/drip/1000/50/drip.bin"), "--timeout", "5s", "--max-time", "1s"]);
+        let text = stdout(&o);
+        assert_eq!(code(&o), 1, "{text}{}", stderr(&o));
+        assert!(text.starts_with("failed ") && text.contains("--max-time 1s reached"), "{text}");
+        assert!(files(dir.path()).is_empty(), "{:?}", files(dir.path()));
+    }
+
+    fn max_time_counts_the_retries_and_their_waits(engine) {
+        let s = crate::http_server::TestServer::start();
+        let dir = tempfile::tempdir().expect("tempdir");
+        // 503 + Retry-After: 1 every time: without --max-time, 10 retries.
+        let path = "/busy/100/1/10/busy.bin";
+        let o = fetch(engine, dir.path(), &[&s.url(path), "--retries", "10", "--max-time", "1500ms"]);
+        let text = stdout(&o);
+        assert_eq!(code(&o), 1, "{text}{}", stderr(&o));
+        assert!(text.contains("HTTP 503 Service Unavailable (--max-time 1.5s ends before the next attempt)"), "{text}");
+        assert!(s.hits(path) <= 2, "{} attempts in 1.5 s with 1 s between them", s.hits(path));
+    }
+
+    fn max_filesize_refuses_a_long_content_length_before_reading_it(engine) {
+        let s = RawServer::start();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = "/big-length/10000000000/big.bin";
+        let o = fetch(engine, dir.path(), &[&s.url(path), "--max-filesize", "1M"]);
+        let text = stdout(&o);
+        assert_eq!(code(&o), 1, "{text}{}", stderr(&o));
+        assert!(text.contains("the file is 10000000000 bytes, over --max-filesize 1048576"), "{text}");
+        let served = served_once(&s, path);
+        assert!(served.hung_up && served.sent < 8 << 20, "{served:?}");
+        assert_eq!(s.served(path).len(), 1, "not retried");
+        assert!(files(dir.path()).is_empty(), "{:?}", files(dir.path()));
+    }
+
+    fn max_filesize_stops_an_endless_body(engine) {
+        let s = RawServer::start();
+        let dir = tempfile::tempdir().expect("tempdir");
+        for path in ["/endless/e.bin", "/endless-chunked/c.bin"] {
+            let o = fetch(engine, dir.path(), &[&s.url(path), "--max-filesize", "1M", "-c"]);
+            let text = stdout(&o);
+            assert_eq!(code(&o), 1, "{path}: {text}{}", stderr(&o));
+            assert!(text.contains("the body grew past --max-filesize 1048576 bytes"), "{path}: {text}");
+            let served = served_once(&s, path);
+            assert!(served.hung_up && served.sent < 8 << 20, "{path}: {served:?}");
+            assert_eq!(s.served(path).len(), 1, "{path}: not retried");
+            assert!(files(dir.path()).is_empty(), "{path}: nothing kept, even with -c: {:?}", files(dir.path()));
+        }
+    }
+}
+
+#[test]
+fn bad_limits_exit_2_with_one_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (flag, value) in [
+        ("--max-time", "0"),
+        ("--max-time", "soon"),
+        ("--max-time", "-1s"),
+        ("--max-filesize", "1T"),
+        ("--max-filesize", "-5"),
+        ("--max-filesize", "12"),
+    ] {
+        let o = fetch("threads", dir.path(), &["http://127.0.0.1:9/x", &format!("{flag}={value}")]);
+        assert_eq!(code(&o), 2, "{flag} {value}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(err.contains(flag) && err.contains(value) && err.lines().count() == 1, "{flag} {value}: {err}");
+    }
+}

@@ -1,0 +1,224 @@
+//! A misbehaving HTTP/1.1 server written on raw TCP (127.0.0.1:0), for what
+//! a well-behaved server library cannot be made to send. The behaviour is
+//! chosen by the request path:
+//!
+//! | path | response |
+//! |---|---|
+//! | `/cut-chunk/NAME` | chunked: one whole 100-byte chunk, then a 100-byte chunk cut after 30 bytes (connection closed) |
+//! | `/endless-size/NAME` | chunked, then a chunk-size line of `1` digits that never ends (until [`CAP`] bytes) |
+//! | `/huge-head/NAME` | a 200 head of 100 fields of 100,000 bytes each (~10 MB) |
+//! | `/drip/SIZE/MS/NAME` | Content-Length SIZE, one byte every MS ms |
+//! | `/endless/NAME` | 200 without a length, body bytes until the client leaves (or [`CAP`]) |
+//! | `/endless-chunked/NAME` | the same, chunked |
+//! | `/big-length/LEN/NAME` | Content-Length LEN, then body bytes until the client leaves (or [`CAP`]) |
+//!
+//! Every connection records how many bytes the server could hand to the
+//! kernel and whether the client hung up before the server was done: a
+//! client that bounds what it reads closes early, one that buffers
+//! everything takes it all.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+/// Most bytes an endless response sends before it stops on its own (so a
+/// client without a bound still ends, and the test can see it took all).
+pub const CAP: u64 = 64 << 20;
+
+/// What happened on one connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Served {
+    /// The request path.
+    pub path: String,
+    /// Bytes the server wrote (head included).
+    pub sent: u64,
+    /// The client closed before the server was done.
+    pub hung_up: bool,
+}
+
+/// A running server; stops when dropped.
+pub struct RawServer {
+    pub addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    served: Arc<Mutex<Vec<Served>>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl RawServer {
+    /// Binds 127.0.0.1:0 and serves each connection on a thread.
+    pub fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local addr");
+        let stop = Arc::new(AtomicBool::new(false));
+        let served = Arc::new(Mutex::new(Vec::new()));
+        let (stop2, served2) = (Arc::clone(&stop), Arc::clone(&served));
+        let thread = thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let (stop, served) = (Arc::clone(&stop2), Arc::clone(&served2));
+                thread::spawn(move || serve(conn, &stop, &served));
+            }
+        });
+        RawServer { addr, stop, served, thread: Some(thread) }
+    }
+
+    /// `http://127.0.0.1:PORT` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// The connections that ended so far, for `path`.
+    pub fn served(&self, path: &str) -> Vec<Served> {
+        self.served.lock().expect("served").iter().filter(|s| s.path == path).cloned().collect()
+    }
+}
+
+impl Drop for RawServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Writes, counting; `false` once the client is gone.
+struct Out<'a> {
+    conn: &'a TcpStream,
+    sent: u64,
+}
+
+impl Out<'_> {
+    fn put(&mut self, bytes: &[u8]) -> bool {
+        match (&*self.conn).write_all(bytes) {
+            Ok(()) => {
+                self.sent += bytes.len() as u64;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+fn serve(conn: TcpStream, stop: &AtomicBool, served: &Mutex<Vec<Served>>) {
+    let _ = conn.set_nodelay(true);
+    // A small send buffer: what the kernel takes beyond what the client
+    // reads stays small, so `hung_up` tells a bounded client apart.
+    let _ = set_sndbuf(&conn, 64 * 1024);
+    let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+        // The rest of the request head.
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" || h == "\n" {
+                break;
+            }
+        }
+        let mut out = Out { conn: &conn, sent: 0 };
+        let (done, keep) = respond(&path, &mut out, stop);
+        served.lock().expect("served").push(Served { path, sent: out.sent, hung_up: !done });
+        if !keep || !done {
+            return;
+        }
+    }
+}
+
+fn set_sndbuf(conn: &TcpStream, bytes: i32) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: setsockopt on a descriptor we own, with a valid int.
+    let rc = unsafe {
+        libc::setsockopt(
+            conn.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&raw const bytes).cast(),
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+}
+
+/// Sends the response to `path`: (finished without the client leaving,
+/// keep the connection).
+fn respond(path: &str, out: &mut Out<'_>, stop: &AtomicBool) -> (bool, bool) {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let body_piece = [b'x'; 16 * 1024];
+    match parts.as_slice() {
+        ["cut-chunk", _] => {
+            let ok = out.put(b"HTTP/1.1 200 OK\r\nETag: \"cut-1\"\r\nTransfer-Encoding: chunked\r\n\r\n")
+                && out.put(b"64\r\n")
+                && out.put(&[b'a'; 100])
+                && out.put(b"\r\n64\r\n")
+                && out.put(&[b'b'; 30]);
+            (ok, false)
+        }
+        ["endless-size", _] => {
+            let mut ok = out.put(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+            let digits = [b'1'; 16 * 1024];
+            while ok && out.sent < CAP && !stop.load(Ordering::SeqCst) {
+                ok = out.put(&digits);
+            }
+            (ok, false)
+        }
+        ["huge-head", _] => {
+            let mut ok = out.put(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n");
+            let field = format!("x-pad: {}\r\n", "p".repeat(100_000 - 11));
+            for _ in 0..100 {
+                ok = ok && out.put(field.as_bytes());
+            }
+            ok = ok && out.put(b"\r\n0123456789");
+            (ok, false)
+        }
+        ["drip", size, ms, _] => {
+            let size: u64 = size.parse().unwrap_or(0);
+            let ms: u64 = ms.parse().unwrap_or(100);
+            let mut ok = out.put(format!("HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n\r\n").as_bytes());
+            let mut left = size;
+            while ok && left > 0 && !stop.load(Ordering::SeqCst) {
+                thread::sleep(Duration::from_millis(ms));
+                ok = out.put(b"d");
+                left -= 1;
+            }
+            (ok, true)
+        }
+        ["endless", _] => {
+            let mut ok = out.put(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
+            while ok && out.sent < CAP && !stop.load(Ordering::SeqCst) {
+                ok = out.put(&body_piece);
+            }
+            (ok, false)
+        }
+        ["endless-chunked", _] => {
+            let mut ok = out.put(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+            let mut chunk = format!("{:x}\r\n", body_piece.len()).into_bytes();
+            chunk.extend_from_slice(&body_piece);
+            chunk.extend_from_slice(b"\r\n");
+            while ok && out.sent < CAP && !stop.load(Ordering::SeqCst) {
+                ok = out.put(&chunk);
+            }
+            (ok, false)
+        }
+        ["big-length", len, _] => {
+            let mut ok = out.put(format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\n\r\n").as_bytes());
+            while ok && out.sent < CAP && !stop.load(Ordering::SeqCst) {
+                ok = out.put(&body_piece);
+            }
+            (ok, false)
+        }
+        _ => (out.put(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"), true),
+    }
+}
