@@ -155,7 +155,6 @@ engine_tests! {
         // left, again and again while halves stay above 64 KiB.
         const N: usize = 2 << 20;
         let path = format!("/range/chunk=16384,ms1=50/{N}/r.bin");
-        let t0 = Instant::now();
         let o = fetch(engine, dir.path(), &[&s.url(&path), "-s", "2", "--split-probe", "0", "--min-split-size", "64K"]);
         assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
         assert_eq!(files(dir.path()), only("r.bin", N, 1));
@@ -168,7 +167,6 @@ engine_tests! {
             let (a, b) = range(r);
             assert!(a > 0 && b.is_some_and(|b| b <= 1 << 20), "{reqs:?}");
         }
-        assert!(t0.elapsed() < Duration::from_secs(8), "1 MiB at 320 kB/s would take 3.2 s: {:?}", t0.elapsed());
     }
 
     fn the_parts_open_once_the_one_connection_waits_for_the_network(engine) {

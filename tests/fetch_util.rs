@@ -82,3 +82,38 @@ pub fn wait_unlocked(path: &Path) {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// Every descendant of process `pid` (its worker processes), read from
+/// /proc now.
+pub fn descendants(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else { continue };
+        for task in tasks.flatten() {
+            let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            for child in children.split_whitespace().filter_map(|c| c.parse::<u32>().ok()) {
+                out.push(child);
+                todo.push(child);
+            }
+        }
+    }
+    out
+}
+
+/// Waits until each of `pids` has exited (gone, or a zombie).
+pub fn wait_exited(pids: &[u32]) {
+    let t0 = Instant::now();
+    for pid in pids {
+        loop {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // The state follows the command name in parentheses.
+            let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
+            if matches!(state, None | Some('Z' | 'X')) {
+                break;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(60), "process {pid} still running");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}

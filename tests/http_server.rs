@@ -18,6 +18,9 @@
 //! | `/redirect-to/NAME?LOCATION` | 302 to LOCATION percent-decoded |
 //! | `/headers/COUNT/SIZE/NAME` | 200, `content(NAME, 100)`, plus COUNT headers `x-pad-I` of SIZE bytes each |
 //! | `/body/NAME?BODY` | 200, BODY percent-decoded (raw bytes) |
+//! | `/moved/CODE/SIZE/NAME` | CODE (a 3xx) to `/only-get/SIZE/NAME` |
+//! | `/only-get/SIZE/NAME` | 200, `content(NAME, SIZE)` to a GET without a body; 400 to anything else |
+//! | `/too-many/N/SIZE/NAME?WHEN` | 429 + `Retry-After: WHEN` (percent-decoded) the first N times, then whole |
 //!
 //! `/range/...` answers `Range: bytes=N-` and `bytes=N-M` with 206 and `Content-Range`,
 //! honours `If-Range` (another validator: 200 and the whole body), sends
@@ -383,6 +386,33 @@ fn respond(state: &State, base: &str, req: &Request<Incoming>) -> Response<Body>
                 r.headers_mut().insert(name, value.clone());
             }
             r
+        }
+        ["moved", code, size, name] => {
+            let status = StatusCode::from_u16(num(code) as u16).unwrap_or(StatusCode::FOUND);
+            let mut r = full(status, b"moved".to_vec());
+            let location = format!("/only-get/{size}/{name}");
+            r.headers_mut().insert(header::LOCATION, location.parse().expect("location header"));
+            r
+        }
+        ["only-get", size, name] => {
+            let h = req.headers();
+            let no_body = h.get(header::TRANSFER_ENCODING).is_none()
+                && h.get(header::CONTENT_LENGTH).is_none_or(|v| v.as_bytes() == b"0");
+            if req.method() == hyper::Method::GET && no_body {
+                full(StatusCode::OK, content(name, num(size)))
+            } else {
+                full(StatusCode::BAD_REQUEST, format!("{} with a body: {}", req.method(), !no_body).into_bytes())
+            }
+        }
+        ["too-many", fails, size, name] => {
+            if hit as usize <= num(fails) {
+                let mut r = full(StatusCode::TOO_MANY_REQUESTS, b"slow down".to_vec());
+                let when = percent_encoding::percent_decode_str(req.uri().query().unwrap_or("")).decode_utf8_lossy();
+                r.headers_mut().insert(header::RETRY_AFTER, when.parse().expect("retry-after"));
+                r
+            } else {
+                full(StatusCode::OK, content(name, num(size)))
+            }
         }
         ["slow", size, chunk, ms, name] => {
             streamed(content(name, num(size)), num(chunk), Duration::from_millis(num(ms) as u64), false, true)

@@ -17,6 +17,7 @@ mod fetch_digest;
 mod fetch_disposition;
 mod fetch_hostile;
 mod fetch_input;
+mod fetch_protocol;
 mod fetch_resume;
 mod fetch_security;
 mod fetch_split;

@@ -144,7 +144,13 @@ pub fn block_on<F: std::future::Future>(f: F) -> io::Result<F::Output> {
         let runtime = match cell.get() {
             Some(rt) => rt,
             None => {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build()?;
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_io()
+                    .enable_time()
+                    // A downloading thread watches a few sockets, not
+                    // 1,024 (the default: 12 KiB of events per thread).
+                    .max_io_events_per_tick(64)
+                    .build()?;
                 cell.get_or_init(|| rt)
             }
         };

@@ -74,7 +74,9 @@ impl Backoff {
         if let Some(asked) = retry_after {
             wait = wait.max(asked);
         }
-        if now + wait > self.deadline {
+        // A server's Retry-After can be any number of seconds: an Instant
+        // past what the clock can hold is past the deadline too.
+        if now.checked_add(wait).is_none_or(|then| then > self.deadline) {
             return Err(match retry_after {
                 Some(asked) if asked == wait => {
                     format!("gave up: the server asks to retry in {} s, past the retry time limit", asked.as_secs())
@@ -150,6 +152,15 @@ mod tests {
             assert!(w >= exp / 2 && w <= exp, "retry {retry}: {w:?} vs {exp:?}");
         }
         assert!(b.wait(31, None, t0).expect_err("out of retries").contains("31 attempt"));
+    }
+
+    #[test]
+    fn a_retry_after_beyond_any_clock_is_refused_without_a_panic() {
+        let t0 = Instant::now();
+        let mut b = Backoff::new(5, Duration::from_millis(10), t0, Duration::from_secs(60));
+        let asked = parse_retry_after(&u64::MAX.to_string(), SystemTime::now());
+        assert_eq!(asked, Some(Duration::from_secs(u64::MAX)));
+        assert!(b.wait(1, asked, t0).is_err_and(|why| why.contains("past the retry time limit")));
     }
 
     #[test]

@@ -636,7 +636,7 @@ fn read_piece_blocking(
         if run.stopped() {
             return Ok(());
         }
-        let chunk = match blocking(cancellable(next_chunk(&mut response, run.waits))) {
+        let chunk = match blocking(next_chunk(&mut response, run.waits)) {
             Ok(Some(chunk)) => chunk,
             Ok(None) => return run.body_ended(id),
             Err(Failure::Retry { reason, .. }) => {
