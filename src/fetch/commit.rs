@@ -43,6 +43,16 @@
 //! final name (`name.1.ext` on collision, `--no-clobber`, `--overwrite`),
 //! and the caller learns the name actually used from the reply.
 //!
+//! What a power loss can lose: nothing that was reported. A file is
+//! reported (its reply sent) only after its data, then its name, were
+//! synced (step 3). A file not yet reported may come back as its `.part`,
+//! as nothing (an unnamed file, or a name whose directory entry had not
+//! reached the disk) or, once renamed, complete under its final name —
+//! never partial there. With `--overwrite`, the file it replaced may come
+//! back instead of it (complete as well). A checkpoint is answered after
+//! its state file's rename is synced the same way; lost before that, the
+//! previous state comes back, which claims fewer bytes: still true.
+//!
 //! Checkpoints go through the same thread (data synced, then the state file
 //! replaced) on a duplicate descriptor, while the download goes on writing:
 //! it never waits for a disk there, and no blocking-pool thread (each with
