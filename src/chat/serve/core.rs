@@ -107,6 +107,13 @@ impl Core {
         self.clients.insert(id, ip);
         *self.per_ip.entry(ip).or_default() += 1;
         self.unregistered.push_back((now + self.limits.registration_timeout, id));
+        // Connections that left stay queued until their deadline; a quick
+        // churn of connections must not grow the queue past the live ones
+        // (amortised: compacted when it doubles).
+        if self.unregistered.len() > 2 * self.clients.len().max(64) {
+            let clients = &self.clients;
+            self.unregistered.retain(|(_, id)| clients.contains_key(id));
+        }
     }
 
     /// `id`'s next line events, in order.
@@ -320,6 +327,17 @@ mod tests {
         core.gone(ClientId(1), "gone", &mut r);
         assert_eq!(core.len(), 0);
         assert_eq!(r.lines.len(), 1, "{:?}", r.lines);
+    }
+
+    #[test]
+    fn a_churn_of_connections_does_not_grow_the_registration_queue() {
+        let mut core = core(Limits::default());
+        let mut r = Recorder::default();
+        for id in 0..10_000 {
+            core.connect(ClientId(id), "127.0.0.1".parse().unwrap(), Instant::now(), &mut r);
+            core.gone(ClientId(id), "gone", &mut r);
+        }
+        assert!(core.unregistered.len() <= 129, "{} queued", core.unregistered.len());
     }
 
     #[test]
