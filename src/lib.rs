@@ -71,6 +71,14 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Exit> {
     match cli.command {
         Command::Scan(args) => {
             let config = args.into_config()?;
+            if config.list_targets {
+                for skipped in &config.skipped {
+                    eprintln!("trident: skipping target: {skipped}");
+                }
+                let plan = scan::Plan::new(&config.targets, &config.ports, config.shard);
+                plan.write_listing(&config.targets, &mut std::io::stdout().lock())?;
+                return Ok(Exit::Success);
+            }
             let interrupt = install_interrupt_handler()?;
             let outcome = scan::run(&config, &interrupt)?;
             let s = &outcome.summary;

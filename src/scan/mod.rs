@@ -4,8 +4,10 @@
 //! - [`target`]: addresses, CIDR blocks, ranges, host names;
 //! - [`ports`]: port specifications and the built-in top-ports list;
 //! - [`probe`]: one connect probe and nmap's state/reason semantics;
-//! - [`timing`]: adaptive timeouts and retry rounds;
+//! - [`timing`]: adaptive timeouts and the retry policy (the rounds
+//!   themselves run per window of the order: `rounds.rs`);
 //! - [`order`]: the permuted probe order and shards;
+//! - [`plan`]: the size of a scan, `--allow-huge` and `--list-targets`;
 //! - [`report`]: the output formats ([`nmap_format`]: nmap's grep and XML);
 //! - [`services`]: service names of ports (`/etc/services`).
 //!
@@ -15,9 +17,11 @@
 mod connect;
 pub mod nmap_format;
 pub mod order;
+pub mod plan;
 pub mod ports;
 pub mod probe;
 pub mod report;
+mod rounds;
 mod run;
 pub mod services;
 pub mod target;
@@ -30,6 +34,7 @@ use std::path::PathBuf;
 use crate::engine::EngineConfig;
 use crate::error::BadInput;
 pub use order::{Order, Shard};
+pub use plan::Plan;
 pub use ports::PortList;
 pub use probe::{BannerGrab, PortState, ProbeResult, ProbeTask, Reason};
 pub use report::{Counts, Format, Report, Summary};
@@ -66,6 +71,11 @@ pub struct ScanConfig {
     pub progress: bool,
     /// Say more on stderr.
     pub verbose: bool,
+    /// Only print the plan ([`Plan::write_listing`]); send nothing.
+    pub list_targets: bool,
+    /// Send only through this network interface (its index): `--lab`
+    /// binds a scan to its lab's veth, so nothing can route out.
+    pub device: Option<u32>,
 }
 
 /// How a scan ended.

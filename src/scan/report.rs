@@ -6,10 +6,15 @@
 //! an interrupted scan keeps everything found so far; text, JSON, grep and
 //! XML need the whole picture and are written by [`Report::finish`], sorted
 //! by target then port. Memory stays proportional to what will be printed:
-//! text keeps only the notable ports (open, error) and counts the rest; grep
-//! and XML keep open ports and, per other state, at most
+//! line formats keep no per-host state at all (only the totals); text keeps
+//! only the notable ports (open, error) and counts the rest; grep and XML
+//! keep open ports and, per other state, at most
 //! [`nmap_format::LIST_LIMIT`] ports (a state with more is collapsed into a
-//! count, as nmap does).
+//! count, as nmap does). In a scan of more than [`LIST_SILENT_PROBES`]
+//! probes or [`LIST_SILENT_HOSTS`] addresses, ports that never answered (`filtered/no-response`) are counted
+//! in the totals only: hosts are listed by their answers, so a large
+//! filtered network costs nothing per address (JSON says how many such
+//! ports went unlisted; text says so in a line).
 //!
 //! [`nmap_format`]: super::nmap_format
 //! [`nmap_format::LIST_LIMIT`]: super::nmap_format::LIST_LIMIT
@@ -27,6 +32,13 @@ use super::nmap_format::{self, PortSet, RttStats};
 use super::probe::{PortState, ProbeResult};
 use super::services::service_name;
 use super::target::TargetError;
+
+/// Above this many probes, or [`LIST_SILENT_HOSTS`] addresses, silent
+/// ports are counted but not listed per host (except by the line formats,
+/// which list every port as it becomes final).
+pub const LIST_SILENT_PROBES: u64 = 1 << 16;
+/// See [`LIST_SILENT_PROBES`].
+pub const LIST_SILENT_HOSTS: u64 = 256;
 
 /// Output format (`-f`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,13 +93,6 @@ impl Counts {
             PortState::Filtered => self.filtered += 1,
             PortState::Error => self.error += 1,
         }
-    }
-
-    fn merge(&mut self, other: &Counts) {
-        self.open += other.open;
-        self.closed += other.closed;
-        self.filtered += other.filtered;
-        self.error += other.error;
     }
 
     /// Ports with a state.
@@ -196,6 +201,12 @@ pub struct Report<W: Write> {
     header_written: bool,
     /// Every port probed on some host (XML `<scaninfo services>`).
     probed: PortSet,
+    /// Totals over every port.
+    counts: Counts,
+    /// Whether silent ports are kept per host (small scans).
+    list_silent: bool,
+    /// Silent ports counted but not kept per host.
+    unlisted_silent: u64,
 }
 
 impl<W: Write> std::fmt::Debug for Report<W> {
@@ -208,26 +219,84 @@ impl<W: Write> Report<W> {
     /// A report writing `format` to `out`; `open_only` drops everything but
     /// open ports from the listing (counts stay complete).
     pub fn new(format: Format, open_only: bool, out: W) -> Self {
-        Report { format, open_only, out, hosts: BTreeMap::new(), header_written: false, probed: PortSet::default() }
+        Self::for_scan(format, open_only, out, 0, 0)
+    }
+
+    /// As [`Report::new`], for a scan of `probes` probes of `hosts`
+    /// addresses (see [`LIST_SILENT_PROBES`]).
+    pub fn for_scan(format: Format, open_only: bool, out: W, probes: u64, hosts: u64) -> Self {
+        Report {
+            format,
+            open_only,
+            out,
+            hosts: BTreeMap::new(),
+            header_written: false,
+            probed: PortSet::default(),
+            counts: Counts::default(),
+            list_silent: probes <= LIST_SILENT_PROBES && hosts <= LIST_SILENT_HOSTS,
+            unlisted_silent: 0,
+        }
     }
 
     /// Takes one result; line formats write it out immediately.
     pub fn record(&mut self, host: Option<&Arc<str>>, r: ProbeResult) -> io::Result<()> {
+        self.counts.add(r.state);
+        let listed = !self.open_only || r.state == PortState::Open;
+        if matches!(self.format, Format::Jsonl | Format::Csv) {
+            return self.write_line(host, &r, listed);
+        }
+        if matches!(self.format, Format::Grep | Format::Xml) {
+            self.probed.insert(r.port);
+        }
+        if r.is_silent() && !self.list_silent {
+            self.unlisted_silent += 1;
+            return Ok(());
+        }
         let entry = self.hosts.entry((r.block, r.ip)).or_default();
         if entry.host.is_none() {
             entry.host = host.cloned();
         }
         entry.counts.add(r.state);
-        let listed = !self.open_only || r.state == PortState::Open;
+        match self.format {
+            Format::Jsonl | Format::Csv => {}
+            Format::Json => {
+                if listed {
+                    entry.kept.push(r);
+                }
+            }
+            Format::Text => {
+                if matches!(r.state, PortState::Open | PortState::Error) {
+                    entry.kept.push(r);
+                } else {
+                    *entry.hidden.entry((r.state, r.reason.as_str())).or_default() += 1;
+                }
+            }
+            Format::Grep | Format::Xml => {
+                // Count every non-open port; keep it too while its state
+                // may still be listed. `finish` settles which is which.
+                entry.rtt.add(r.rtt_us);
+                if r.state != PortState::Open {
+                    *entry.hidden.entry((r.state, r.reason.as_str())).or_default() += 1;
+                }
+                if !nmap_format::is_collapsed(&entry.counts, r.state, self.open_only) {
+                    entry.kept.push(r);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes one result of a line format (jsonl, csv), if `listed`.
+    fn write_line(&mut self, host: Option<&Arc<str>>, r: &ProbeResult, listed: bool) -> io::Result<()> {
         match self.format {
             Format::Jsonl => {
                 if listed {
-                    serde_json::to_writer(&mut self.out, &PortLine::new(host.map(|h| &**h), &r))?;
+                    serde_json::to_writer(&mut self.out, &PortLine::new(host.map(|h| &**h), r))?;
                     self.out.write_all(b"\n")?;
                     self.out.flush()?;
                 }
             }
-            Format::Csv => {
+            _ => {
                 if !self.header_written {
                     self.out.write_all(b"host,ip,port,proto,state,reason,rtt_us,tries\n")?;
                     self.header_written = true;
@@ -247,41 +316,13 @@ impl<W: Write> Report<W> {
                     self.out.flush()?;
                 }
             }
-            Format::Json => {
-                if listed {
-                    entry.kept.push(r);
-                }
-            }
-            Format::Text => {
-                if matches!(r.state, PortState::Open | PortState::Error) {
-                    entry.kept.push(r);
-                } else {
-                    *entry.hidden.entry((r.state, r.reason.as_str())).or_default() += 1;
-                }
-            }
-            Format::Grep | Format::Xml => {
-                // Count every non-open port; keep it too while its state
-                // may still be listed. `finish` settles which is which.
-                self.probed.insert(r.port);
-                entry.rtt.add(r.rtt_us);
-                if r.state != PortState::Open {
-                    *entry.hidden.entry((r.state, r.reason.as_str())).or_default() += 1;
-                }
-                if !nmap_format::is_collapsed(&entry.counts, r.state, self.open_only) {
-                    entry.kept.push(r);
-                }
-            }
         }
         Ok(())
     }
 
     /// Totals over every host so far.
     pub fn counts(&self) -> Counts {
-        let mut c = Counts::default();
-        for h in self.hosts.values() {
-            c.merge(&h.counts);
-        }
-        c
+        self.counts
     }
 
     /// Writes the closing part (everything, for text and JSON) and flushes.
@@ -341,6 +382,13 @@ impl<W: Write> Report<W> {
             }
             writeln!(self.out)?;
         }
+        if self.unlisted_silent > 0 {
+            writeln!(
+                self.out,
+                "Not listed: {} filtered (no-response) port(s); in a scan this large hosts are listed by their answers\n",
+                self.unlisted_silent
+            )?;
+        }
         let c = &s.counts;
         write!(
             self.out,
@@ -387,6 +435,9 @@ impl<W: Write> Report<W> {
             scanner: &'static str,
             version: &'static str,
             summary: &'a Summary,
+            /// Silent ports counted in the summary but not listed per host.
+            #[serde(skip_serializing_if = "is_zero")]
+            unlisted_no_response: u64,
             skipped_targets: Vec<Failure>,
             hosts: Vec<HostDoc<'a>>,
         }
@@ -409,10 +460,21 @@ impl<W: Write> Report<W> {
                 ports: h.kept.iter().map(|r| PortLine::new(None, r)).collect(),
             })
             .collect();
-        let doc = Doc { scanner: "trident", version: env!("CARGO_PKG_VERSION"), summary: s, skipped_targets, hosts };
+        let doc = Doc {
+            scanner: "trident",
+            version: env!("CARGO_PKG_VERSION"),
+            summary: s,
+            unlisted_no_response: self.unlisted_silent,
+            skipped_targets,
+            hosts,
+        };
         serde_json::to_writer_pretty(&mut self.out, &doc)?;
         self.out.write_all(b"\n")
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 fn plural(n: u64) -> &'static str {
@@ -524,6 +586,40 @@ Scanned 1 host x 4 ports in 1.23s with async (concurrency 10): 2 open, 1 closed,
         assert_eq!(doc["hosts"][0]["host"], "localhost");
         assert_eq!(doc["summary"]["counts"]["open"], 2);
         assert_eq!(doc["summary"]["elapsed"], 1.234);
+    }
+
+    #[test]
+    fn large_scans_count_silent_ports_without_keeping_them() {
+        for (probes, hosts, listed) in [(65_536, 256, true), (65_537, 1, false), (300, 257, false)] {
+            let mut report = Report::for_scan(Format::Json, false, Vec::new(), probes, hosts);
+            for r in sample() {
+                report.record(None, r).unwrap();
+            }
+            let kept: usize = report.hosts.values().map(|h| h.kept.len()).sum();
+            assert_eq!(kept, if listed { 4 } else { 3 }, "{probes} probes, {hosts} hosts");
+            assert_eq!(report.counts().filtered, 1, "counted either way");
+            let doc: serde_json::Value =
+                serde_json::from_slice(&report.finish(&Summary::default(), &[]).unwrap()).unwrap();
+            assert_eq!(doc.get("unlisted_no_response").and_then(|v| v.as_u64()), (!listed).then_some(1));
+        }
+        // A host that never answered has no state at all.
+        let mut report = Report::for_scan(Format::Text, false, Vec::new(), 1 << 20, 1 << 16);
+        report.record(None, result(25, PortState::Filtered, Reason::NoResponse)).unwrap();
+        assert!(report.hosts.is_empty());
+        let text = String::from_utf8(report.finish(&Summary::default(), &[]).unwrap()).unwrap();
+        assert!(text.starts_with("Not listed: 1 filtered (no-response) port(s)"), "{text}");
+    }
+
+    #[test]
+    fn line_formats_keep_no_per_host_state() {
+        for format in [Format::Jsonl, Format::Csv] {
+            let mut report = Report::new(format, false, Vec::new());
+            for r in sample() {
+                report.record(None, r).unwrap();
+            }
+            assert!(report.hosts.is_empty(), "{format:?}");
+            assert_eq!(report.counts().total(), 4);
+        }
     }
 
     #[test]

@@ -1,32 +1,33 @@
-//! Running a scan: calibration, the main round, retry rounds, reporting.
+//! Running a scan: calibration, then every probe in rounds per window.
 //!
 //! 1. **Calibration**: the first few probes of the order are sent with a
 //!    short timeout (50 ms, then 250 ms) until one answers, so the RTT
 //!    estimate exists before thousands of probes are launched; otherwise
 //!    every probe in the first wave would wait the 1 s initial timeout on a
 //!    filtered port. Calibration answers are real results; silent
-//!    calibration probes go back to the front of the main round.
-//! 2. **Round 0** probes the whole space (this shard of it) in permuted
-//!    order, each probe with the current timeout of its target.
-//! 3. **Retry rounds** re-probe only the ports that stayed silent, for as
-//!    long as the retry policy asks given every answer so far (see
-//!    `timing`).
+//!    calibration probes go back to the front of the order.
+//! 2. **Rounds per window** (`rounds.rs`): the permuted order is cut into
+//!    windows of a few thousand probes; each window's silent ports are
+//!    probed again, ahead of new probes, for as long as the retry policy
+//!    asks given every answer so far (see `timing`), then reported
+//!    `filtered/no-response`. All of it is one stream of tasks on the
+//!    chosen engine; when the order is exhausted, the last windows' retry
+//!    batches run as further streams.
 //!
-//! Answers are reported as they arrive; ports silent after the last round
-//! are reported `filtered/no-response`. Every round is one `run_tasks`
-//! call, so the rounds run on whichever engine was chosen.
+//! Memory is bounded by the concurrency and the window, not the target:
+//! only the windows in progress hold silent probes, and the report keeps
+//! what its format prints (see `report`).
 
 use std::cell::{Cell, RefCell};
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::timing::Evidence;
+use super::rounds::{Probe, Rounds, window_size};
 use super::{
     Order, PortState, ProbeResult, ProbeTask, Reason, Report, ScanConfig, ScanOutcome, Space, Summary, Timing,
 };
@@ -46,68 +47,78 @@ fn fds_per_slot(kind: EngineKind) -> usize {
     }
 }
 
-/// A probe target: (block, address, port).
-type Probe = (u32, IpAddr, u16);
-
 /// The scan's mutable state. Everything is behind `Cell`/`RefCell` because
-/// two closures use it during a round, on the same thread: the task
-/// iterator (reads the timing) and the outcome callback (updates it all).
+/// two closures use it during a stream, on the same thread: the task
+/// iterator (reads the timing, hands out probes) and the outcome callback
+/// (updates it all).
 struct Scanner<'c> {
     config: &'c ScanConfig,
     report: RefCell<Report<Sink>>,
     timing: RefCell<Timing>,
-    /// Every answer so far, by probe number (drives the retry policy).
-    evidence: RefCell<Evidence>,
-    silent: RefCell<Vec<Probe>>,
+    rounds: RefCell<Rounds>,
     bar: ProgressBar,
     hosts_by_block: Vec<Option<Arc<str>>>,
     write_error: RefCell<Option<io::Error>>,
     failed: Cell<u64>,
     open: Cell<u64>,
-    recovered: Cell<usize>,
 }
 
 impl Scanner<'_> {
     fn task(&self, (block, ip, port): Probe, retry: u8, timeout: Option<Duration>) -> ProbeTask {
         let timeout = timeout.unwrap_or_else(|| self.timing.borrow().timeout(ip));
-        ProbeTask { block, ip, port, timeout, retry, banner: self.config.banner }
+        ProbeTask { block, ip, port, timeout, retry, banner: self.config.banner, device: self.config.device }
     }
 
-    /// Runs one round of `probes` on the engine.
-    fn round(
+    /// Runs probes from `order` and ready retries on the engine until
+    /// neither has one; outcomes go through the rounds.
+    fn stream(
         &self,
         engine: &EngineConfig,
         interrupt: &Interrupt,
-        probes: impl Iterator<Item = Probe>,
-        retry: u8,
-        timeout: Option<Duration>,
+        order: &mut impl Iterator<Item = Probe>,
     ) -> anyhow::Result<RunStats> {
-        let tasks = probes.map(|p| self.task(p, retry, timeout));
-        Ok(engine::run_tasks(engine, tasks, interrupt, |outcome| self.take(outcome, retry, interrupt))?)
+        let tasks = std::iter::from_fn(|| {
+            let (probe, retry) = self.rounds.borrow_mut().next(order)?;
+            self.report_finals(interrupt);
+            Some(self.task(probe, retry, None))
+        });
+        let stats = engine::run_tasks(engine, tasks, interrupt, |outcome| {
+            self.take(outcome, interrupt);
+            self.report_finals(interrupt);
+        })?;
+        self.report_finals(interrupt);
+        Ok(stats)
     }
 
-    fn take(&self, outcome: TaskOutcome<ProbeTask>, retry: u8, interrupt: &Interrupt) {
+    fn take(&self, outcome: TaskOutcome<ProbeTask>, interrupt: &Interrupt) {
         let result = match outcome {
             TaskOutcome::Done(result) => result,
             TaskOutcome::Failed { task, reason } => {
+                self.rounds.borrow_mut().failed((task.block, task.ip, task.port));
                 self.bar.inc(1);
                 self.failed.set(self.failed.get() + 1);
                 eprintln!("trident: probe of {} port {} failed: {reason}", task.ip, task.port);
                 return;
             }
         };
+        let probe = (result.block, result.ip, result.port);
         if result.is_silent() {
-            self.silent.borrow_mut().push((result.block, result.ip, result.port));
+            self.rounds.borrow_mut().outcome(probe, result.tries, None);
             return;
         }
         if let Some(rtt) = result.rtt_us {
             self.timing.borrow_mut().observe(result.ip, Duration::from_micros(rtt));
         }
-        self.evidence.borrow_mut().count(result.tries, result.state == PortState::Open);
-        if retry > 0 {
-            self.recovered.set(self.recovered.get() + 1);
-        }
+        self.rounds.borrow_mut().outcome(probe, result.tries, Some(result.state == PortState::Open));
         self.record(result, interrupt);
+    }
+
+    /// Reports the probes the rounds made final (silent on every try).
+    fn report_finals(&self, interrupt: &Interrupt) {
+        let finals: Vec<(Probe, u32)> = self.rounds.borrow_mut().take_finals().collect();
+        for (probe, tries) in finals {
+            self.record(filtered(probe, tries), interrupt);
+        }
     }
 
     fn record(&self, result: ProbeResult, interrupt: &Interrupt) {
@@ -128,7 +139,7 @@ impl Scanner<'_> {
     }
 
     /// Probes the first few ports of `order` with short timeouts until
-    /// something answers; returns the silent ones for round 0.
+    /// something answers; returns the silent ones, to probe again first.
     fn calibrate(
         &self,
         engine: &EngineConfig,
@@ -145,8 +156,19 @@ impl Scanner<'_> {
             if batch.is_empty() || interrupt.is_set() {
                 break;
             }
-            self.round(&small, interrupt, batch.into_iter(), 0, Some(timeout))?;
-            requeue.append(&mut self.silent.borrow_mut());
+            let tasks = batch.into_iter().map(|p| self.task(p, 0, Some(timeout)));
+            engine::run_tasks(&small, tasks, interrupt, |outcome| match outcome {
+                TaskOutcome::Done(r) if r.is_silent() => requeue.push((r.block, r.ip, r.port)),
+                TaskOutcome::Done(r) => {
+                    if let Some(rtt) = r.rtt_us {
+                        self.timing.borrow_mut().observe(r.ip, Duration::from_micros(rtt));
+                    }
+                    self.rounds.borrow_mut().count_calibration(r.tries, r.state == PortState::Open);
+                    self.record(r, interrupt);
+                }
+                // Not answered: probed again in the main stream.
+                TaskOutcome::Failed { task, .. } => requeue.push((task.block, task.ip, task.port)),
+            })?;
             if self.open.get() > 0 || self.timing.borrow().has_samples() {
                 break;
             }
@@ -156,6 +178,21 @@ impl Scanner<'_> {
             eprintln!("trident: calibrated: {}", t.describe());
         }
         Ok(requeue)
+    }
+}
+
+/// A port silent on all its `tries` probes.
+fn filtered((block, ip, port): Probe, tries: u32) -> ProbeResult {
+    ProbeResult {
+        block,
+        ip,
+        port,
+        state: PortState::Filtered,
+        reason: Reason::NoResponse,
+        rtt_us: None,
+        tries,
+        error: None,
+        banner: None,
     }
 }
 
@@ -179,9 +216,11 @@ pub fn run(config: &ScanConfig, interrupt: &Interrupt) -> anyhow::Result<ScanOut
     }
     let space = Space::new(&config.targets, &config.ports)?;
     let hosts = space.hosts();
+    let shard_total = space.total.div_ceil(config.shard.count);
+    let window = window_size(engine.concurrency);
     if config.verbose {
         eprintln!(
-            "trident: scanning {hosts} address(es) x {} port(s) with {} (concurrency {}, shard {}, seed {})",
+            "trident: scanning {hosts} address(es) x {} port(s) with {} (concurrency {}, shard {}, seed {}, window {window})",
             config.ports.len(),
             engine.kind,
             engine.concurrency,
@@ -199,62 +238,41 @@ pub fn run(config: &ScanConfig, interrupt: &Interrupt) -> anyhow::Result<ScanOut
     };
     let scanner = Scanner {
         config,
-        report: RefCell::new(Report::new(config.format, config.open_only, sink)),
+        report: RefCell::new(Report::for_scan(config.format, config.open_only, sink, shard_total, hosts)),
         timing: RefCell::new(Timing::new(config.timing)),
-        evidence: RefCell::new(Evidence::default()),
-        silent: RefCell::new(Vec::new()),
-        bar: progress_bar(config.progress, space.total.div_ceil(config.shard.count)),
+        rounds: RefCell::new(Rounds::new(window, shard_total, config.timing.retries)),
+        bar: progress_bar(config.progress, shard_total),
         hosts_by_block: config.targets.blocks.iter().map(|b| b.host.clone()).collect(),
         write_error: RefCell::new(None),
         failed: Cell::new(0),
         open: Cell::new(0),
-        recovered: Cell::new(0),
     };
 
     let started = Instant::now();
     let mut order = Order::new(space.total, config.seed, config.shard).map(|i| space.locate(i));
     let requeued = scanner.calibrate(&engine, interrupt, &mut order)?;
-    let mut stats = scanner.round(&engine, interrupt, requeued.into_iter().chain(order), 0, None)?;
-    let mut retry_rounds = 0u8;
-    let mut recovered_last = None;
-    while !stats.interrupted && !interrupt.is_set() {
-        let silent = scanner.silent.borrow().len();
-        let tries = u32::from(retry_rounds) + 1;
-        if silent == 0 || !config.timing.retries.wants(tries, &scanner.evidence.borrow()) {
-            break;
-        }
-        retry_rounds += 1;
-        if config.verbose {
-            eprintln!(
-                "trident: {:.3}s: retry round {retry_rounds}: {silent} silent port(s){}; {}",
-                started.elapsed().as_secs_f64(),
-                recovered_last.map(|r| format!(", the last retry recovered {r}")).unwrap_or_default(),
-                scanner.timing.borrow().describe()
-            );
-        }
-        let batch = std::mem::take(&mut *scanner.silent.borrow_mut());
-        scanner.recovered.set(0);
-        stats = scanner.round(&engine, interrupt, batch.into_iter(), retry_rounds, None)?;
-        recovered_last = Some(scanner.recovered.get());
+    let mut order = requeued.into_iter().chain(order);
+    let mut stats = scanner.stream(&engine, interrupt, &mut order)?;
+    // The order is done; the last windows' retries run as further streams.
+    while !stats.interrupted && !interrupt.is_set() && scanner.rounds.borrow().has_queued() {
+        stats = scanner.stream(&engine, interrupt, &mut order)?;
     }
     let interrupted = (stats.interrupted || interrupt.is_set()) && scanner.write_error.borrow().is_none();
 
-    // What is still silent after the last round is filtered.
-    for (block, ip, port) in std::mem::take(&mut *scanner.silent.borrow_mut()) {
-        let result = ProbeResult {
-            block,
-            ip,
-            port,
-            state: PortState::Filtered,
-            reason: Reason::NoResponse,
-            rtt_us: None,
-            tries: u32::from(retry_rounds) + 1,
-            error: None,
-            banner: None,
-        };
-        scanner.record(result, interrupt);
+    // What is still silent when the scan stops is filtered.
+    let left = scanner.rounds.borrow_mut().abandon();
+    for (probe, tries) in left {
+        scanner.record(filtered(probe, tries), interrupt);
     }
     scanner.bar.finish_and_clear();
+    if config.verbose {
+        eprintln!(
+            "trident: {:.3}s: done; at most {} silent probe(s) held at once; {}",
+            started.elapsed().as_secs_f64(),
+            scanner.rounds.borrow().peak_held,
+            scanner.timing.borrow().describe()
+        );
+    }
 
     if let Some(e) = scanner.write_error.take() {
         if e.kind() == io::ErrorKind::BrokenPipe {

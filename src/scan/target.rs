@@ -89,7 +89,8 @@ pub enum TargetError {
 impl TargetSet {
     /// Total number of addresses.
     pub fn len(&self) -> u128 {
-        self.blocks.iter().map(|b| b.count).sum()
+        // `::/0` alone is u128::MAX addresses: saturate rather than overflow.
+        self.blocks.iter().fold(0u128, |n, b| n.saturating_add(b.count))
     }
 
     /// Whether there is no address at all.
@@ -172,6 +173,13 @@ fn parse_literal(spec: &str) -> Result<Option<Block>, TargetError> {
                 (IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask)), count)
             }
         };
+        // Host bits set are a typo far more often than a wish: masking them
+        // silently turned `10.0.0.0/0` into every IPv4 address.
+        if first != ip {
+            return Err(syntax(&format!(
+                "host bits are set after /{prefix}: the network is {first}/{prefix} (or scan the one address {ip})"
+            )));
+        }
         return Ok(Some(Block { host: None, first, count }));
     }
     if let Some((start, end)) = s.split_once('-') {
@@ -245,7 +253,7 @@ mod tests {
         assert_eq!(expand("::1"), ips(&["::1"]));
         assert_eq!(expand("[::1]"), ips(&["::1"]));
         assert_eq!(expand("10.0.0.0/30"), ips(&["10.0.0.0", "10.0.0.1", "10.0.0.2", "10.0.0.3"]));
-        assert_eq!(expand("10.0.0.5/30"), ips(&["10.0.0.4", "10.0.0.5", "10.0.0.6", "10.0.0.7"]));
+        assert_eq!(expand("10.0.0.4/30"), ips(&["10.0.0.4", "10.0.0.5", "10.0.0.6", "10.0.0.7"]));
         assert_eq!(expand("10.0.0.1/32"), ips(&["10.0.0.1"]));
         assert_eq!(expand("10.0.0.1-3"), ips(&["10.0.0.1", "10.0.0.2", "10.0.0.3"]));
         assert_eq!(expand("10.0.0.255-10.0.1.1"), ips(&["10.0.0.255", "10.0.1.0", "10.0.1.1"]));
@@ -266,6 +274,24 @@ mod tests {
         {
             match TargetSet::resolve(&[bad.to_string()], Family::Any) {
                 Err(TargetError::Syntax { target, .. }) => assert_eq!(target, bad),
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn host_bits_set_are_an_error_naming_the_network() {
+        for (bad, network) in [
+            ("10.0.0.0/0", "0.0.0.0/0"),
+            ("10.1.2.3/8", "10.0.0.0/8"),
+            ("10.0.0.5/30", "10.0.0.4/30"),
+            ("fe80::1/64", "fe80::/64"),
+        ] {
+            match TargetSet::resolve(&[bad.to_string()], Family::Any) {
+                Err(e @ TargetError::Syntax { .. }) => {
+                    let text = e.to_string();
+                    assert!(text.contains(bad) && text.contains(&format!("the network is {network}")), "{text}");
+                }
                 other => panic!("{bad}: {other:?}"),
             }
         }

@@ -117,14 +117,23 @@ impl Evidence {
     /// `r_t * r_t / r_(t-1)` ports, of which the share found open so far
     /// would be open. Nothing recovered at level `t`: nothing expected.
     pub fn worth_another(&self, tries: u32) -> bool {
-        let (recovered, before) = (f64::from(self.answered_at(tries)), f64::from(self.answered_at(tries - 1)));
+        self.worth_another_in(self, tries, 1.0)
+    }
+
+    /// [`Evidence::worth_another`] for a part of the scan (`part`'s
+    /// answers, `share` of its probes): its next level is worth it if it
+    /// is expected to reveal an open port with at least its share of the
+    /// whole scan's budget, so that the parts together keep the whole
+    /// scan's odds. The open share comes from `self`, the whole scan.
+    pub fn worth_another_in(&self, part: &Evidence, tries: u32, share: f64) -> bool {
+        let (recovered, before) = (f64::from(part.answered_at(tries)), f64::from(part.answered_at(tries - 1)));
         if recovered == 0.0 {
             return false;
         }
         let rate = if before > 0.0 { (recovered / before).min(1.0) } else { 1.0 };
         let total: f64 = self.answered.iter().map(|&n| f64::from(n)).sum();
         let open_share = (f64::from(self.open) + 1.0) / (total + 2.0);
-        recovered * rate * open_share >= HIDDEN_OPEN_LIMIT
+        recovered * rate * open_share >= HIDDEN_OPEN_LIMIT * share
     }
 }
 
@@ -201,6 +210,9 @@ impl Estimate {
     }
 }
 
+/// Addresses with an RTT estimate of their own, at most.
+const PER_TARGET_LIMIT: usize = 65_536;
+
 /// RTT estimates per target and scan-wide; hands out probe timeouts.
 #[derive(Clone, Debug)]
 pub struct Timing {
@@ -224,7 +236,11 @@ impl Timing {
     pub fn observe(&mut self, ip: IpAddr, rtt: Duration) {
         let us = rtt.as_secs_f64() * 1e6;
         self.global.update(us);
-        self.per_target.entry(ip).or_default().update(us);
+        // Past this many answering addresses, new ones share the scan-wide
+        // estimate: the map must not grow with the target.
+        if self.per_target.len() < PER_TARGET_LIMIT || self.per_target.contains_key(&ip) {
+            self.per_target.entry(ip).or_default().update(us);
+        }
     }
 
     /// The timeout for the next probe of `ip`.
