@@ -16,6 +16,7 @@ fn task() -> ProbeTask {
         timeout: Duration::from_secs(1),
         retry: 0,
         banner: None,
+        device: None,
     }
 }
 

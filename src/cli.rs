@@ -78,6 +78,7 @@ Examples:
   trident scan localhost -p 22,80,8000-8100 -e threads
   trident scan 10.0.0.0/30 10.0.1.1-20 -p- -f jsonl --open
   trident scan -iL hosts.txt -p 443 -f csv -o results.csv
+  trident scan --lab lab1 -p-                 the running lab lab1 (trident lab up)
 
 States (as nmap -sT): open (syn-ack), closed (conn-refused: reset or ICMP
 port unreachable), filtered (no-response after the retries, or an ICMP
@@ -90,6 +91,9 @@ keep recovering answers. --timeout/--retries fix them; -T0..-T5 presets.
 
 Sharding: trident scan 10.0.0.0/16 -p- --seed 7 --shard 2/8 scans one
 eighth; see docs/SHARDING.md for a Kubernetes Indexed Job.
+
+More than 2^24 addresses or 2^32 probes need --allow-huge; --list-targets
+prints the size of a scan without sending anything.
 
 Exit status: 0 done, 1 some probes could not be run, 2 bad input,
 130 interrupted (partial results are still written).";
@@ -285,6 +289,10 @@ pub struct ScanArgs {
     /// Hosts, addresses, CIDR blocks (10.0.0.0/30), IPv4 ranges (10.0.0.1-20).
     #[arg(value_name = "TARGET")]
     pub targets: Vec<String>,
+    /// Scan the running lab NAME (see trident lab up): its address, sent
+    /// through the lab's own interface only; refused if the lab is gone.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["targets", "input_list"])]
+    pub lab: Option<String>,
     /// Read targets from FILE (also -iL FILE; # comments); - for stdin.
     #[arg(long = "input-list", value_name = "FILE")]
     pub input_list: Option<PathBuf>,
@@ -365,6 +373,14 @@ pub struct ScanArgs {
     /// Explain what is being done on stderr.
     #[arg(short = 'v', long)]
     pub verbose: bool,
+    /// Scan more than 2^24 addresses or send more than 2^32 probes (in this
+    /// shard); without it such a scan is refused as a likely typo.
+    #[arg(long)]
+    pub allow_huge: bool,
+    /// Print the targets and the size of the scan (addresses, ports,
+    /// probes, shard) and exit without sending a probe (as nmap -sL).
+    #[arg(long)]
+    pub list_targets: bool,
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {
@@ -783,8 +799,14 @@ impl ScanArgs {
             .map_err(|e| BadInput(format!("cannot read target list {}: {e}", path.display())))?;
             specs.extend(target::parse_list(&text));
         }
+        let mut device = None;
+        if let Some(name) = &self.lab {
+            let (state, index) = crate::lab::cli::running_lab(name)?;
+            specs.push(state.ip.to_string());
+            device = Some(index);
+        }
         if specs.is_empty() {
-            return Err(BadInput("no targets given (e.g. trident scan 127.0.0.1, or -iL FILE)".into()));
+            return Err(BadInput("no targets given (e.g. trident scan 127.0.0.1, or -iL FILE, or --lab NAME)".into()));
         }
         let family = match (self.ipv4, self.ipv6) {
             (true, _) => Family::V4,
@@ -795,6 +817,10 @@ impl ScanArgs {
         if targets.is_empty() {
             let first = skipped.first().map_or_else(|| "no targets".to_string(), ToString::to_string);
             return Err(BadInput(first));
+        }
+        let shard = self.shard.unwrap_or(Shard::ALL);
+        if !self.list_targets {
+            crate::scan::Plan::new(&targets, &ports, shard).check(self.allow_huge)?;
         }
         let mut timing = match self.timing {
             Some(level) => {
@@ -831,13 +857,15 @@ impl ScanArgs {
             engine,
             timing,
             seed,
-            shard: self.shard.unwrap_or(Shard::ALL),
+            shard,
             banner: self.banners.then_some(BannerGrab { max_bytes: self.banner_bytes, wait: self.banner_wait }),
             format: self.format,
             output: self.output,
             open_only: self.open,
             progress: !self.quiet,
             verbose: self.verbose,
+            list_targets: self.list_targets,
+            device,
         })
     }
 }

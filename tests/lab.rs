@@ -7,6 +7,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Output;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 
 use crate::engine_tests;
 use crate::util::{self, PortLine};
@@ -14,9 +15,16 @@ use crate::util::{self, PortLine};
 /// Where `trident lab` keeps state files and logs.
 const STATE_DIR: &str = "/run/trident/labs";
 
+/// Taken (shared) by every lab of these tests, and exclusively by the test
+/// of `lab down --all`, which stops every lab on the machine.
+static LABS: RwLock<()> = RwLock::new(());
+
 /// A lab started with `trident lab up -f json`; stopped on drop if the test
 /// did not stop it.
 struct RunningLab {
+    /// Keeps `lab down --all` from running meanwhile (None: the test holds
+    /// the exclusive lock itself).
+    _shared: Option<RwLockReadGuard<'static, ()>>,
     name: String,
     ip: String,
     netns: String,
@@ -39,6 +47,11 @@ fn describe(o: &Output) -> String {
 impl RunningLab {
     /// `trident lab up --name <unique> ARGS -f json`.
     fn up(tag: &str, args: &[&str]) -> Self {
+        let shared = LABS.read().unwrap_or_else(PoisonError::into_inner);
+        Self::start(tag, args, Some(shared))
+    }
+
+    fn start(tag: &str, args: &[&str], shared: Option<RwLockReadGuard<'static, ()>>) -> Self {
         let name = unique_name(tag);
         let mut all = vec!["lab", "up", "--name", &name, "-f", "json"];
         all.extend(args);
@@ -55,6 +68,7 @@ impl RunningLab {
             .map(|p| p.as_u64().and_then(|p| u16::try_from(p).ok()).unwrap_or_else(|| panic!("bad port {p}")))
             .collect();
         let lab = RunningLab {
+            _shared: shared,
             ip: text("ip"),
             netns: text("netns"),
             host_if: text("host_if"),
@@ -70,15 +84,17 @@ impl RunningLab {
         lab
     }
 
-    /// Scans the lab: `trident scan IP ARGS -f jsonl`, exit 0, each port once.
+    /// Scans the lab: `trident scan --lab NAME ARGS -f jsonl` (its address,
+    /// through its interface only), exit 0, each port once.
     fn scan(&self, args: &[&str]) -> BTreeMap<u16, PortLine> {
-        let mut all = vec!["scan", self.ip.as_str(), "-f", "jsonl", "-q"];
+        let mut all = vec!["scan", "--lab", self.name.as_str(), "-f", "jsonl", "-q"];
         all.extend(args);
         let out = util::run(&all);
         let context = describe(&out);
         assert_eq!(out.status.code(), Some(0), "scan {args:?}\n{context}");
         let mut by_port = BTreeMap::new();
         for line in util::jsonl(&out) {
+            assert_eq!(line.ip, self.ip, "--lab scans the lab's address\n{context}");
             let port = line.port;
             assert!(by_port.insert(port, line).is_none(), "port {port} reported twice\n{context}");
         }
@@ -162,8 +178,10 @@ engine_tests! {
         for (port, line) in &got {
             let want = if lab.open.contains(port) { "open" } else { "closed" };
             assert_eq!(line.state, want, "port {port}: {line:?}");
+            // The latency is a lower bound; how much slower the answer is
+            // depends on the machine's load (speed belongs in the bench).
             let rtt = line.rtt_us.unwrap_or_else(|| panic!("an answer has an RTT: {line:?}"));
-            assert!((45_000..=150_000).contains(&rtt), "port {port}: RTT {rtt} us with 50 ms latency: {line:?}");
+            assert!(rtt >= 45_000, "port {port}: RTT {rtt} us with 50 ms latency: {line:?}");
         }
         lab.down();
     }
@@ -260,4 +278,68 @@ fn lab_list_down_and_user_errors() {
         assert_eq!(err.lines().count(), 1, "one line: {err:?}");
     }
     lab.down();
+}
+
+/// `ip route get ADDR` of another 10.x address while a lab is up: the
+/// guard route makes it unreachable instead of routed out by the default
+/// route (nothing is sent: this only asks the routing table).
+fn routed_out(addr: &str) -> Option<String> {
+    let out = std::process::Command::new("ip").args(["route", "get", addr]).output().expect("ip route get");
+    let text = util::stdout(&out);
+    text.contains(" via ").then_some(text)
+}
+
+#[test]
+fn scan_by_lab_name_refuses_a_lab_that_is_gone() {
+    let lab = RunningLab::up("byname", &["--open-ports", "22,8080", "--filtered", "1000-1002"]);
+    let got = lab.scan(&["-p", "22,80,1000-1002,8080", "--retries", "1", "--timeout", "300ms"]);
+    let open: BTreeSet<u16> = got.values().filter(|l| l.state == "open").map(|l| l.port).collect();
+    assert_eq!(open, lab.open);
+    assert_eq!(got.values().filter(|l| state_of(l) == ("filtered", "no-response")).count(), 3);
+
+    // While a lab exists, no other address of the labs' range leaves the
+    // machine through the default route.
+    let ip: std::net::Ipv4Addr = lab.ip.parse().expect("lab ip");
+    let elsewhere = std::net::Ipv4Addr::from(u32::from(ip) ^ 0x0001_0000).to_string();
+    assert_eq!(routed_out(&elsewhere), None, "{elsewhere} would be routed out");
+
+    let name = lab.name.clone();
+    lab.down();
+    for args in [&["scan", "--lab", name.as_str(), "-p", "22"][..], &["scan", "--lab", "no-such-lab", "-p", "22"]] {
+        let out = util::run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}\n{}", describe(&out));
+        let err = util::stderr(&out);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(&format!("lab {} does not exist", args[2])), "{err}");
+        assert!(out.stdout.is_empty(), "nothing scanned: {}", describe(&out));
+    }
+    // A target beside --lab is refused too: the lab is the target.
+    let out = util::run(&["scan", "--lab", "x", "127.0.0.1"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+}
+
+#[test]
+fn lab_down_all_stops_every_lab() {
+    let _alone = LABS.write().unwrap_or_else(PoisonError::into_inner);
+    let mut a = RunningLab::start("all", &["--open", "2"], None);
+    let mut b = RunningLab::start("all", &["--open", "2", "--seed", "3"], None);
+    // A namespace left behind by a lab whose state file is gone.
+    let orphan = format!("trident-{}", unique_name("orph"));
+    let made = std::process::Command::new("ip").args(["netns", "add", &orphan]).status().expect("ip netns add");
+    assert!(made.success());
+
+    let out = util::run(&["lab", "down", "--all"]);
+    let context = describe(&out);
+    assert_eq!(out.status.code(), Some(0), "{context}");
+    let text = util::stdout(&out);
+    for lab in [&a, &b] {
+        assert!(text.contains(&format!("lab {} is down", lab.name)), "{context}");
+        lab.assert_gone();
+    }
+    assert!(!Path::new("/var/run/netns").join(&orphan).exists(), "orphan namespace removed\n{context}");
+    (a.up, b.up) = (false, false);
+
+    let again = util::run(&["lab", "down", "--all"]);
+    assert_eq!(again.status.code(), Some(0), "{}", describe(&again));
+    assert!(util::stdout(&again).contains("no labs to stop"), "{}", describe(&again));
 }

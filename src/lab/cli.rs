@@ -314,6 +314,30 @@ pub fn daemon_alive(pid: u32, name: &str) -> bool {
     args.contains(&SERVE_SUBCOMMAND.as_bytes()) && args.windows(2).any(|w| w[0] == b"--name" && w[1] == name.as_bytes())
 }
 
+/// The running lab `name` and the index of its host-side interface, for
+/// `trident scan --lab NAME`; bad input if it is not running (a lab's
+/// address outlives the lab in people's notes, and without the lab it
+/// routes out of the machine).
+pub fn running_lab(name: &str) -> Result<(LabState, u32), BadInput> {
+    validate_name(name)?;
+    let dir = state_dir();
+    let gone = |why: &str| {
+        BadInput(format!(
+            "lab {name} {why} ({}); start it with: trident lab up --name {name}",
+            names_text(&running_names(&dir))
+        ))
+    };
+    let state = read_state(&dir, name).ok_or_else(|| gone("does not exist"))?;
+    if !daemon_alive(state.pid, name) {
+        return Err(gone("is not running"));
+    }
+    let index = fs::read_to_string(Path::new("/sys/class/net").join(&state.host_if).join("ifindex"))
+        .ok()
+        .and_then(|t| t.trim().parse::<u32>().ok())
+        .ok_or_else(|| gone(&format!("has lost its interface {}", state.host_if)))?;
+    Ok((state, index))
+}
+
 fn wait_gone(pid: u32, name: &str, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
     while daemon_alive(pid, name) {
@@ -447,7 +471,7 @@ fn print_text(s: &LabState, dir: &Path) {
     println!("  latency   {}", spec.latency.map_or("none".into(), |l| format!("{l:?}")));
     println!("  seed      {}", spec.seed);
     println!("  namespace {} (daemon pid {}, log {})", s.netns, s.pid, log_path(dir, &s.name).display());
-    println!("scan it: trident scan {} -p-", s.ip);
+    println!("scan it: trident scan --lab {} -p-", s.name);
     println!("stop it: trident lab down {}", s.name);
 }
 

@@ -12,6 +12,13 @@
 //! deletes the namespace and the veth pair ([`Netns::close`] does the same
 //! and reports failures).
 //!
+//! While any such namespace exists, the root namespace also has an
+//! `unreachable 10.0.0.0/8` route ([`GUARD_ROUTE`]) under the namespaces'
+//! own /30s: an address of a namespace that is gone (a scan outliving its
+//! target, an address copied by hand) then fails at once with "no route to
+//! host" instead of following the default route out of the machine. The
+//! last namespace to go removes it (see [`remove`]).
+//!
 //! Needs root, iproute2's `ip` and `iptables`; without them creation fails
 //! with a [`LabError`] naming what is missing.
 
@@ -34,6 +41,13 @@ pub const NETNS_DIR: &str = "/var/run/netns";
 pub const PEER_IF: &str = "eth0";
 /// Serialises namespace creation between trident processes (best effort).
 const LOCK_FILE: &str = "/run/trident/netns.lock";
+
+/// The guard route's prefix and metric (the metric tells it from anyone
+/// else's route to the same prefix).
+pub const GUARD_ROUTE: &str = "10.0.0.0/8";
+const GUARD_METRIC: &str = "4242";
+/// Name prefixes of the namespaces trident makes (tests, benches, labs).
+const OWN_PREFIXES: [&str; 3] = ["trt-", "tlab-", "trident-"];
 
 /// Serialises namespace creation within this process: concurrent
 /// `ip netns add` calls race on the first mount of /run/netns, and the
@@ -117,6 +131,9 @@ impl Netns {
         let host_ip = Ipv4Addr::from(block + 1);
         let ns_ip = Ipv4Addr::from(block + 2);
 
+        // Before anything routes to the new namespace, nothing else in
+        // 10/8 may route out (idempotent: `replace`).
+        ip(&["route", "replace", "unreachable", GUARD_ROUTE, "metric", GUARD_METRIC])?;
         ip(&["netns", "add", &name])?;
         // From here on, dropping `ns` removes whatever was created.
         let ns = Netns {
@@ -317,7 +334,26 @@ pub fn remove(name: &str, host_if: Option<&str>) -> Result<(), LabError> {
             errors.push(e.to_string());
         }
     }
+    remove_guard_if_unused();
     if errors.is_empty() { Ok(()) } else { Err(LabError::Remove { name: name.to_string(), reason: errors.join("; ") }) }
+}
+
+/// Removes the guard route once no namespace of ours is left. Skipped while
+/// another process or thread holds the creation lock (it is making one).
+fn remove_guard_if_unused() {
+    let Some(_lock) = try_lock_across_processes() else { return };
+    let ours = fs::read_dir(NETNS_DIR).map(|entries| {
+        entries.flatten().any(|e| e.file_name().to_str().is_some_and(|n| OWN_PREFIXES.iter().any(|p| n.starts_with(p))))
+    });
+    if matches!(ours, Ok(false) | Err(_)) {
+        let _ = ip(&["route", "del", "unreachable", GUARD_ROUTE, "metric", GUARD_METRIC]);
+    }
+}
+
+/// Whether `line` of `ip route show` is the guard route.
+fn is_guard_route(line: &str) -> bool {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    words.starts_with(&["unreachable", GUARD_ROUTE]) && words.windows(2).any(|w| w == ["metric", GUARD_METRIC])
 }
 
 /// Checks that namespaces can be made here: Linux network namespaces,
@@ -405,11 +441,21 @@ fn ip(args: &[&str]) -> Result<String, LabError> {
 /// so that trident processes creating namespaces at the same time do not
 /// pick the same subnet. Best effort: `None` if the file cannot be used.
 fn lock_across_processes() -> Option<File> {
+    lock_file(libc::LOCK_EX)
+}
+
+/// As [`lock_across_processes`], without waiting: `None` if it is held
+/// (also by this process: flock locks belong to open files).
+fn try_lock_across_processes() -> Option<File> {
+    lock_file(libc::LOCK_EX | libc::LOCK_NB)
+}
+
+fn lock_file(how: libc::c_int) -> Option<File> {
     let path = Path::new(LOCK_FILE);
     fs::create_dir_all(path.parent()?).ok()?;
     let file = File::options().create(true).truncate(false).write(true).open(path).ok()?;
     // SAFETY: flock on a descriptor we own; released when `file` closes.
-    (unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0).then_some(file)
+    (unsafe { libc::flock(file.as_raw_fd(), how) } == 0).then_some(file)
 }
 
 /// An IPv4 prefix as (network as u32, length).
@@ -460,7 +506,7 @@ fn used_prefixes() -> Result<Vec<Prefix>, LabError> {
         "nat",
         "anycast",
     ];
-    for line in routes.lines() {
+    for line in routes.lines().filter(|l| !is_guard_route(l)) {
         let mut words = line.split_whitespace();
         let mut first = words.next().unwrap_or_default();
         if TYPES.contains(&first) {
@@ -493,6 +539,13 @@ mod tests {
         assert!(overlaps((0x0A00_0000, 8), (0x0A01_0200, 30)));
         assert!(!overlaps((0x0A01_0200, 30), (0x0A01_0204, 30)));
         assert!(overlaps((0, 0), (0x0A01_0204, 30)));
+    }
+
+    #[test]
+    fn the_guard_route_is_recognised() {
+        assert!(is_guard_route("unreachable 10.0.0.0/8 metric 4242 "));
+        assert!(!is_guard_route("unreachable 10.0.0.0/8 metric 1"));
+        assert!(!is_guard_route("10.0.0.0/8 dev eth1 metric 4242"));
     }
 
     #[test]

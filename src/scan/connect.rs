@@ -126,7 +126,7 @@ fn bind_own_port(addr: &SocketAddr, socket: &Socket) {
 }
 
 /// Creates (or reuses) a socket and sends the SYN.
-pub(super) fn start(addr: &SocketAddr) -> Started {
+pub(super) fn start(addr: &SocketAddr, device: Option<u32>) -> Started {
     // A spare probing its own port would only connect to itself: that port
     // is probed from an ephemeral one.
     let spare = if own_port(addr) == Some(addr.port()) { None } else { take_spare(addr) };
@@ -143,7 +143,33 @@ pub(super) fn start(addr: &SocketAddr) -> Started {
             Ok(s) => s,
             Err(e) => return Started::Failed(e),
         };
+    if let Some(index) = device {
+        if let Err(e) = bind_to_interface(&socket, index) {
+            return Started::Failed(e);
+        }
+    }
     handshake(socket, addr, true).unwrap_or_else(Started::Failed)
+}
+
+/// `SO_BINDTOIFINDEX` (Linux 5.7; not exported by every libc version).
+const SO_BINDTOIFINDEX: libc::c_int = 62;
+
+/// Lets `socket` send only through interface `index` (`--lab`): if that
+/// interface is gone, the probe fails here instead of taking the default
+/// route out of the machine. Spares keep the binding (one device per scan).
+fn bind_to_interface(socket: &Socket, index: u32) -> io::Result<()> {
+    let value = libc::c_int::try_from(index).map_err(|_| io::Error::from_raw_os_error(libc::ENODEV))?;
+    // SAFETY: setsockopt on a socket we own, with a c_int option value.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_BINDTOIFINDEX,
+            (&raw const value).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
 
 /// Errors after which a spare is replaced by a fresh socket rather than
@@ -321,7 +347,7 @@ mod tests {
         let mut ports = Vec::new();
         for _ in 0..3 {
             for _ in 0..2 {
-                match start(&closed) {
+                match start(&closed, None) {
                     Started::Failed(e) => assert_eq!(e.raw_os_error(), Some(libc::ECONNREFUSED)),
                     _ => panic!("{closed} should be refused"),
                 }
@@ -330,7 +356,7 @@ mod tests {
             }
             assert_ne!(ports[ports.len() - 1], 0, "a spare gets a port of its own");
             assert_eq!(ports[ports.len() - 1], ports[ports.len() - 2], "and keeps it");
-            let socket = match start(&open) {
+            let socket = match start(&open, None) {
                 Started::Connected(s) => s,
                 Started::Pending(s) => finish_blocking(s, Duration::from_secs(5)).unwrap(),
                 Started::Failed(e) => panic!("{open}: {e}"),
@@ -347,7 +373,7 @@ mod tests {
         share_source_port(true);
         let closed = closed_port();
         let refuse = move || {
-            match start(&closed) {
+            match start(&closed, None) {
                 Started::Failed(e) => assert_eq!(e.raw_os_error(), Some(libc::ECONNREFUSED)),
                 _ => panic!("{closed} should be refused"),
             }
@@ -359,7 +385,7 @@ mod tests {
         // Nothing listens on the shared port: it is closed, not a self-connect.
         let own = SocketAddr::new(closed.ip(), here);
         for _ in 0..2 {
-            match start(&own) {
+            match start(&own, None) {
                 Started::Failed(e) => assert_eq!(e.raw_os_error(), Some(libc::ECONNREFUSED)),
                 _ => panic!("{own} should be refused"),
             }
@@ -375,9 +401,23 @@ mod tests {
         connected.connect(&open.into()).unwrap();
         give_back(&open, connected, false);
         let closed = closed_port();
-        match start(&closed) {
+        match start(&closed, None) {
             Started::Failed(e) => assert_eq!(e.raw_os_error(), Some(libc::ECONNREFUSED)),
             _ => panic!("{closed} should be refused"),
         }
+    }
+
+    #[test]
+    fn a_socket_bound_to_a_missing_interface_sends_nothing() {
+        // `--lab` binds probes to the lab's interface: once it is gone, the
+        // probe fails here instead of leaving by another route.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let open = listener.local_addr().unwrap();
+        match start(&open, Some(999_999)) {
+            Started::Failed(e) => assert_eq!(e.raw_os_error(), Some(libc::ENODEV)),
+            _ => panic!("a probe bound to no interface must fail"),
+        }
+        // Bound to loopback (index 1), loopback is still reachable.
+        assert!(!matches!(start(&open, Some(1)), Started::Failed(_)));
     }
 }

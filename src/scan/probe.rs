@@ -161,6 +161,8 @@ pub struct ProbeTask {
     pub retry: u8,
     /// Read the service's banner when the port is open.
     pub banner: Option<BannerGrab>,
+    /// Send only through the network interface of this index (`--lab`).
+    pub device: Option<u32>,
 }
 
 /// What a probe found out.
@@ -311,9 +313,14 @@ async fn read_banner_async(stream: &mut tokio::net::TcpStream, grab: BannerGrab)
 }
 
 /// One attempt and the time the handshake took (banner reading excluded).
-fn attempt_blocking(addr: &SocketAddr, timeout: Duration, banner: Option<BannerGrab>) -> (Attempt, Duration) {
+fn attempt_blocking(
+    addr: &SocketAddr,
+    timeout: Duration,
+    banner: Option<BannerGrab>,
+    device: Option<u32>,
+) -> (Attempt, Duration) {
     let start = Instant::now();
-    let connected = match connect::start(addr) {
+    let connected = match connect::start(addr, device) {
         Started::Connected(socket) => Ok(socket),
         Started::Pending(socket) => connect::finish_blocking(socket, timeout),
         Started::Failed(e) => Err(e),
@@ -338,9 +345,14 @@ fn attempt_blocking(addr: &SocketAddr, timeout: Duration, banner: Option<BannerG
     (attempt, rtt)
 }
 
-async fn attempt_async(addr: SocketAddr, timeout: Duration, banner: Option<BannerGrab>) -> (Attempt, Duration) {
+async fn attempt_async(
+    addr: SocketAddr,
+    timeout: Duration,
+    banner: Option<BannerGrab>,
+    device: Option<u32>,
+) -> (Attempt, Duration) {
     let start = Instant::now();
-    let connected = match connect::start(&addr) {
+    let connected = match connect::start(&addr, device) {
         Started::Connected(socket) => tokio::net::TcpStream::from_std(std::net::TcpStream::from(socket)),
         Started::Pending(socket) => connect::finish_async(socket, timeout).await,
         Started::Failed(e) => Err(e),
@@ -369,10 +381,10 @@ impl Task for ProbeTask {
 
     fn run_blocking(self) -> ProbeResult {
         let addr = SocketAddr::new(self.ip, self.port);
-        let (timeout, banner) = (self.timeout, self.banner);
+        let (timeout, banner, device) = (self.timeout, self.banner, self.device);
         let mut attempts = Attempts::new(self);
         loop {
-            let (attempt, rtt) = attempt_blocking(&addr, timeout, banner);
+            let (attempt, rtt) = attempt_blocking(&addr, timeout, banner, device);
             match attempts.after(attempt, rtt) {
                 Next::Done(result) => return result,
                 Next::Again(pause) if !pause.is_zero() => std::thread::sleep(pause),
@@ -383,10 +395,10 @@ impl Task for ProbeTask {
 
     async fn run_async(self) -> ProbeResult {
         let addr = SocketAddr::new(self.ip, self.port);
-        let (timeout, banner) = (self.timeout, self.banner);
+        let (timeout, banner, device) = (self.timeout, self.banner, self.device);
         let mut attempts = Attempts::new(self);
         loop {
-            let (attempt, rtt) = attempt_async(addr, timeout, banner).await;
+            let (attempt, rtt) = attempt_async(addr, timeout, banner, device).await;
             match attempts.after(attempt, rtt) {
                 Next::Done(result) => return result,
                 Next::Again(pause) if !pause.is_zero() => tokio::time::sleep(pause).await,
@@ -435,6 +447,7 @@ mod tests {
             timeout: Duration::from_millis(10),
             retry,
             banner: None,
+            device: None,
         }
     }
 
