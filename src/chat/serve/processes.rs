@@ -553,7 +553,15 @@ async fn link(
                 }
                 let Some(frame) = buf.get(at + 4..at + 4 + len) else { break };
                 match postcard::from_bytes::<Down>(frame) {
-                    Ok(down) => backend.down(down),
+                    // A panic there ends nothing but that delivery: this
+                    // reader serves every client of the worker.
+                    Ok(down) => {
+                        if panic::catch_unwind(AssertUnwindSafe(|| backend.down(down))).is_err() {
+                            eprintln!(
+                                "trident: chat worker: a panic while delivering a frame from the hub was contained"
+                            );
+                        }
+                    }
                     Err(e) => eprintln!("trident: chat worker: bad frame from the hub ({e})"),
                 }
                 at += 4 + len;
