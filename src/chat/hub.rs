@@ -23,13 +23,12 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 use super::line::{LineEvent, MAX_LINE};
 use super::message::Message;
-use super::names::{CHANNELLEN, NICKLEN, fold, valid_channel, valid_nick};
+use super::names::{fold, valid_channel};
 
 /// Seconds since the Unix epoch, passed in by the shell.
 pub type Timestamp = u64;
@@ -440,168 +439,6 @@ impl Hub {
         );
     }
 
-    fn pass(&mut self, id: ClientId, p: &[&str], out: &mut Outbox) {
-        if self.registered(id) {
-            self.numeric(id, "462", &[], "You may not reregister", out);
-        } else if let Some(password) = p.first() {
-            if let Some(client) = self.client_mut(id) {
-                client.pass = Some((*password).to_owned());
-            }
-        } else {
-            self.numeric(id, "461", &["PASS"], "Not enough parameters", out);
-        }
-    }
-
-    fn nick_command(&mut self, id: ClientId, p: &[&str], out: &mut Outbox) {
-        let Some(&new) = p.first().filter(|n| !n.is_empty()) else {
-            return self.numeric(id, "431", &[], "No nickname given", out);
-        };
-        if !valid_nick(new) {
-            return self.numeric(id, "432", &[new], "Erroneous nickname", out);
-        }
-        let key = fold(new);
-        if self.nicks.get(&key).is_some_and(|&owner| owner != id) {
-            return self.numeric(id, "433", &[new], "Nickname is already in use", out);
-        }
-        let Some(client) = self.client_mut(id) else { return };
-        if client.nick.as_deref() == Some(new) {
-            return;
-        }
-        let old = client.nick.replace(new.to_owned());
-        if let Some(old) = old {
-            self.nicks.remove(&fold(&old));
-        }
-        self.nicks.insert(key, id);
-        let Some(client) = self.client_mut(id) else { return };
-        if client.registered {
-            let old_prefix = std::mem::take(&mut client.prefix);
-            client.prefix = prefix_of(client);
-            let line = finish(Message::new("NICK").prefix(&old_prefix).param(new).to_line());
-            out.send(id, &line);
-            for peer in self.peers(id) {
-                out.send(peer, &line);
-            }
-        } else {
-            self.try_register(id, out);
-        }
-    }
-
-    fn user(&mut self, id: ClientId, p: &[&str], out: &mut Outbox) {
-        let Some(client) = self.client(id) else { return };
-        if client.registered || client.user.is_some() {
-            return self.numeric(id, "462", &[], "You may not reregister", out);
-        }
-        let [user, _, _, realname, ..] = p else {
-            return self.numeric(id, "461", &["USER"], "Not enough parameters", out);
-        };
-        if user.is_empty() {
-            return self.numeric(id, "461", &["USER"], "Not enough parameters", out);
-        }
-        let mut username: String =
-            user.chars().filter(|c| !c.is_control() && !matches!(c, ' ' | '@' | '!' | ':')).collect();
-        truncate(&mut username, USERLEN);
-        if username.is_empty() {
-            username.push_str("user");
-        }
-        let mut realname = (*realname).to_owned();
-        truncate(&mut realname, REALNAMELEN);
-        if let Some(client) = self.client_mut(id) {
-            client.user = Some((username, realname));
-        }
-        self.try_register(id, out);
-    }
-
-    fn cap(&mut self, id: ClientId, p: &[&str], out: &mut Outbox) {
-        let Some(sub) = p.first() else {
-            return self.numeric(id, "461", &["CAP"], "Not enough parameters", out);
-        };
-        let server = &self.config.server_name;
-        let Some(client) = self.client(id) else { return };
-        let reply = |what: &str, list: &str| {
-            finish(Message::new("CAP").prefix(server).param(client.target()).param(what).trailing(list).to_line())
-        };
-        match sub.to_ascii_uppercase().as_str() {
-            "LS" => {
-                out.send(id, &reply("LS", ""));
-                if let Some(client) = self.client_mut(id) {
-                    client.cap_negotiating = !client.registered;
-                }
-            }
-            "LIST" => out.send(id, &reply("LIST", "")),
-            "REQ" => {
-                // We support no capability: refuse the whole request.
-                out.send(id, &reply("NAK", p.get(1).copied().unwrap_or("")));
-                if let Some(client) = self.client_mut(id) {
-                    client.cap_negotiating = !client.registered;
-                }
-            }
-            "END" => {
-                if let Some(client) = self.client_mut(id) {
-                    client.cap_negotiating = false;
-                }
-                self.try_register(id, out);
-            }
-            _ => self.numeric(id, "410", &[sub], "Invalid CAP command", out),
-        }
-    }
-
-    /// Completes registration once NICK and USER are in and CAP is done:
-    /// password check (464 and close), then 001-005 and the MOTD.
-    fn try_register(&mut self, id: ClientId, out: &mut Outbox) {
-        let Some(client) = self.client(id) else { return };
-        if client.registered || client.nick.is_none() || client.user.is_none() || client.cap_negotiating {
-            return;
-        }
-        if let Some(password) = &self.config.password {
-            if client.pass.as_deref() != Some(password.as_str()) {
-                self.numeric(id, "464", &[], "Password incorrect", out);
-                return self.close(id, "Bad Password", out);
-            }
-        }
-        let Some(client) = self.client_mut(id) else { return };
-        client.registered = true;
-        client.prefix = prefix_of(client);
-        let prefix = client.prefix.clone();
-        let (server, network) = (&self.config.server_name, &self.config.network);
-        let created = httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(self.created));
-        self.numeric(id, "001", &[], &format!("Welcome to the {network} IRC Network {prefix}"), out);
-        self.numeric(id, "002", &[], &format!("Your host is {server}, running version {VERSION}"), out);
-        self.numeric(id, "003", &[], &format!("This server was created {created}"), out);
-        self.numeric_plain(id, "004", &[server, VERSION, "i", "n"], out);
-        let chanlimit = format!("CHANLIMIT=#:{}", self.config.max_channels);
-        let channellen = format!("CHANNELLEN={CHANNELLEN}");
-        let maxtargets = format!("MAXTARGETS={MAXTARGETS}");
-        let net = format!("NETWORK={network}");
-        let nicklen = format!("NICKLEN={NICKLEN}");
-        let topiclen = format!("TOPICLEN={TOPICLEN}");
-        let tokens = [
-            "CASEMAPPING=rfc1459",
-            &chanlimit,
-            "CHANMODES=,,,n",
-            &channellen,
-            "CHANTYPES=#",
-            &maxtargets,
-            &net,
-            &nicklen,
-            "PREFIX=()",
-            &topiclen,
-        ];
-        self.numeric(id, "005", &tokens, "are supported by this server", out);
-        self.motd(id, out);
-    }
-
-    fn motd(&self, id: ClientId, out: &mut Outbox) {
-        let Some(motd) = &self.config.motd else {
-            return self.numeric(id, "422", &[], "MOTD File is missing", out);
-        };
-        let server = &self.config.server_name;
-        self.numeric(id, "375", &[], &format!("- {server} Message of the Day -"), out);
-        for line in motd.lines() {
-            self.numeric(id, "372", &[], &format!("- {line}"), out);
-        }
-        self.numeric(id, "376", &[], "End of /MOTD command.", out);
-    }
-
     fn join(&mut self, id: ClientId, p: &[&str], now: Timestamp, out: &mut Outbox) {
         let Some(list) = p.first() else {
             return self.numeric(id, "461", &["JOIN"], "Not enough parameters", out);
@@ -886,55 +723,6 @@ impl Hub {
     }
 }
 
-#[cfg(test)]
-impl Hub {
-    /// Panics unless clients, nicks and channels agree with each other:
-    /// every nick names its owner, every membership is recorded on both
-    /// sides, no channel is empty.
-    pub(crate) fn check(&self) {
-        for (key, id) in &self.nicks {
-            let nick = self.clients.get(id).and_then(|c| c.nick.as_deref());
-            assert_eq!(nick.map(fold).as_deref(), Some(key.as_str()), "nick {key} of {id:?}");
-        }
-        for (id, client) in &self.clients {
-            if let Some(nick) = &client.nick {
-                assert_eq!(self.nicks.get(&fold(nick)), Some(id), "{id:?}'s nick {nick}");
-            }
-            assert!(client.registered || client.channels.is_empty(), "{id:?} joined before registering");
-            for key in &client.channels {
-                let members = self.channels.get(key).map(|c| &c.members);
-                assert!(members.is_some_and(|m| m.contains(id)), "{id:?} in {key} on one side only");
-            }
-            let mut keys = client.channels.clone();
-            keys.sort();
-            keys.dedup();
-            assert_eq!(keys.len(), client.channels.len(), "{id:?} is twice in a channel");
-            assert!(client.channels.len() <= self.config.max_channels);
-        }
-        for (key, channel) in &self.channels {
-            assert!(!channel.members.is_empty(), "{key} is empty and still there");
-            let mut members = channel.members.clone();
-            members.sort();
-            members.dedup();
-            assert_eq!(members.len(), channel.members.len(), "a member twice in {key}");
-            for id in &channel.members {
-                let client = self.clients.get(id);
-                assert!(client.is_some_and(|c| c.channels.contains(key)), "{id:?} in {key} on one side only");
-            }
-        }
-    }
-
-    /// Every connected client.
-    pub(crate) fn client_ids(&self) -> Vec<ClientId> {
-        self.clients.keys().copied().collect()
-    }
-
-    /// Whether the hub holds nothing at all.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.clients.is_empty() && self.nicks.is_empty() && self.channels.is_empty()
-    }
-}
-
 /// `nick!user@host` of a client with a nick and a user.
 fn prefix_of(client: &Client) -> String {
     let user = client.user.as_ref().map_or("", |(u, _)| u.as_str());
@@ -959,6 +747,13 @@ fn finish(mut line: String) -> Line {
     line.push_str("\r\n");
     line.into()
 }
+
+#[path = "hub_registration.rs"]
+mod registration;
+
+#[cfg(test)]
+#[path = "hub_check.rs"]
+mod check;
 
 #[cfg(test)]
 #[path = "hub_tests.rs"]
