@@ -55,9 +55,9 @@ pub struct ChatServeArgs {
     /// Connections at once; more get an ERROR line and are closed.
     #[arg(long, default_value_t = 10_000, value_name = "N")]
     pub max_clients: usize,
-    /// Connections at once from one IP address. A handful, as IRC networks
-    /// allow: one address cannot take every slot. Raise it for load tests
-    /// from one machine.
+    /// Connections at once from one IP address (IPv6: one /64). A handful,
+    /// as IRC networks allow: one address cannot take every slot. Raise it
+    /// for load tests from one machine.
     #[arg(long, default_value_t = Limits::default().max_per_ip, value_name = "N")]
     pub max_per_ip: usize,
     /// Bytes queued for a client that does not read before it is

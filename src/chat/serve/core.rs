@@ -88,7 +88,8 @@ impl Core {
     /// A new connection from `ip`: admitted, or told why not and closed.
     pub fn connect(&mut self, id: ClientId, ip: IpAddr, now: Instant, router: &mut impl Router) {
         let ip = canonical(ip);
-        let from_ip = self.per_ip.get(&ip).copied().unwrap_or(0);
+        let key = counted_as(ip);
+        let from_ip = self.per_ip.get(&key).copied().unwrap_or(0);
         let refusal = if self.clients.len() >= self.limits.max_clients {
             Some("Server is full")
         } else if from_ip >= self.limits.max_per_ip {
@@ -104,8 +105,8 @@ impl Core {
             return;
         }
         self.hub.connect(id, &ip.to_string());
-        self.clients.insert(id, ip);
-        *self.per_ip.entry(ip).or_default() += 1;
+        self.clients.insert(id, key);
+        *self.per_ip.entry(key).or_default() += 1;
         self.unregistered.push_back((now + self.limits.registration_timeout, id));
         // Connections that left stay queued until their deadline; a quick
         // churn of connections must not grow the queue past the live ones
@@ -224,6 +225,16 @@ impl Core {
     }
 }
 
+/// What the per-address limit counts `ip` as: an IPv6 address as its /64
+/// (one host, or one customer, usually holds a whole /64: counted one by
+/// one, its 2^64 addresses would make the limit meaningless).
+fn counted_as(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+        v4 => v4,
+    }
+}
+
 /// `::ffff:a.b.c.d` counts as `a.b.c.d` for the per-address limit.
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
@@ -291,6 +302,26 @@ mod tests {
         core.gone(ClientId(1), "bye", &mut r);
         core.connect(ClientId(3), "127.0.0.1".parse().unwrap(), Instant::now(), &mut r);
         assert_eq!(core.len(), 1, "the address's slot was freed");
+    }
+
+    #[test]
+    fn the_addresses_of_one_ipv6_64_count_as_one() {
+        let mut core = core(Limits { max_per_ip: 2, ..Limits::default() });
+        let mut r = Recorder::default();
+        for (id, ip) in
+            [(1, "2001:db8:1:2::1"), (2, "2001:db8:1:2:ffff::9"), (3, "2001:db8:1:2::3"), (4, "2001:db8:1:3::1")]
+        {
+            core.connect(ClientId(id), ip.parse().unwrap(), Instant::now(), &mut r);
+        }
+        assert_eq!(
+            r.lines,
+            [(ClientId(3), "ERROR :Closing Link: 2001:db8:1:2::3 (Too many connections from your address)\r\n".into())]
+        );
+        assert_eq!(core.len(), 3, "another /64 is another address");
+        core.gone(ClientId(1), "bye", &mut r);
+        core.connect(ClientId(5), "2001:db8:1:2::5".parse().unwrap(), Instant::now(), &mut r);
+        assert_eq!(core.len(), 3, "the /64's slot was freed");
+        core.check();
     }
 
     #[test]
