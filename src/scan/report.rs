@@ -11,10 +11,11 @@
 //! keep open ports and, per other state, at most
 //! [`nmap_format::LIST_LIMIT`] ports (a state with more is collapsed into a
 //! count, as nmap does). In a scan of more than [`LIST_SILENT_PROBES`]
-//! probes or [`LIST_SILENT_HOSTS`] addresses, ports that never answered (`filtered/no-response`) are counted
-//! in the totals only: hosts are listed by their answers, so a large
-//! filtered network costs nothing per address (JSON says how many such
-//! ports went unlisted; text says so in a line).
+//! probes or [`LIST_SILENT_HOSTS`] addresses, ports that never answered
+//! (`filtered/no-response`) are counted in the totals only: hosts are
+//! listed by their answers, so a large filtered network costs nothing per
+//! address (text says so in a line); JSON then lists only open and error
+//! ports per host, like text, and says how many ports it did not list.
 //!
 //! [`nmap_format`]: super::nmap_format
 //! [`nmap_format::LIST_LIMIT`]: super::nmap_format::LIST_LIMIT
@@ -207,6 +208,9 @@ pub struct Report<W: Write> {
     list_silent: bool,
     /// Silent ports counted but not kept per host.
     unlisted_silent: u64,
+    /// Ports counted but not listed by a large scan's JSON (silent ones
+    /// included).
+    unlisted: u64,
 }
 
 impl<W: Write> std::fmt::Debug for Report<W> {
@@ -235,6 +239,7 @@ impl<W: Write> Report<W> {
             counts: Counts::default(),
             list_silent: probes <= LIST_SILENT_PROBES && hosts <= LIST_SILENT_HOSTS,
             unlisted_silent: 0,
+            unlisted: 0,
         }
     }
 
@@ -250,6 +255,7 @@ impl<W: Write> Report<W> {
         }
         if r.is_silent() && !self.list_silent {
             self.unlisted_silent += 1;
+            self.unlisted += 1;
             return Ok(());
         }
         let entry = self.hosts.entry((r.block, r.ip)).or_default();
@@ -260,8 +266,10 @@ impl<W: Write> Report<W> {
         match self.format {
             Format::Jsonl | Format::Csv => {}
             Format::Json => {
-                if listed {
+                if listed && (self.list_silent || matches!(r.state, PortState::Open | PortState::Error)) {
                     entry.kept.push(r);
+                } else if !self.list_silent {
+                    self.unlisted += 1;
                 }
             }
             Format::Text => {
@@ -435,9 +443,10 @@ impl<W: Write> Report<W> {
             scanner: &'static str,
             version: &'static str,
             summary: &'a Summary,
-            /// Silent ports counted in the summary but not listed per host.
+            /// Ports counted in the summary but not listed per host (a
+            /// large scan lists open and error ports only).
             #[serde(skip_serializing_if = "is_zero")]
-            unlisted_no_response: u64,
+            unlisted_ports: u64,
             skipped_targets: Vec<Failure>,
             hosts: Vec<HostDoc<'a>>,
         }
@@ -464,7 +473,7 @@ impl<W: Write> Report<W> {
             scanner: "trident",
             version: env!("CARGO_PKG_VERSION"),
             summary: s,
-            unlisted_no_response: self.unlisted_silent,
+            unlisted_ports: self.unlisted,
             skipped_targets,
             hosts,
         };
@@ -595,12 +604,13 @@ Scanned 1 host x 4 ports in 1.23s with async (concurrency 10): 2 open, 1 closed,
             for r in sample() {
                 report.record(None, r).unwrap();
             }
+            // Large: the two open ports only.
             let kept: usize = report.hosts.values().map(|h| h.kept.len()).sum();
-            assert_eq!(kept, if listed { 4 } else { 3 }, "{probes} probes, {hosts} hosts");
+            assert_eq!(kept, if listed { 4 } else { 2 }, "{probes} probes, {hosts} hosts");
             assert_eq!(report.counts().filtered, 1, "counted either way");
             let doc: serde_json::Value =
                 serde_json::from_slice(&report.finish(&Summary::default(), &[]).unwrap()).unwrap();
-            assert_eq!(doc.get("unlisted_no_response").and_then(|v| v.as_u64()), (!listed).then_some(1));
+            assert_eq!(doc.get("unlisted_ports").and_then(|v| v.as_u64()), (!listed).then_some(2));
         }
         // A host that never answered has no state at all.
         let mut report = Report::for_scan(Format::Text, false, Vec::new(), 1 << 20, 1 << 16);
