@@ -145,7 +145,35 @@ impl Iterator for LineReader {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        /// However a stream is cut into reads, the events are the same,
+        /// and the reader never holds a line's worth of bytes.
+        #[test]
+        fn events_do_not_depend_on_how_the_stream_is_cut(
+            stream in prop::collection::vec(prop::sample::select(b"ab\r\n\0\xff".to_vec()), 0..400),
+            cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..8),
+        ) {
+            let mut whole = LineReader::with_limit(16);
+            whole.push(&stream);
+            let want: Vec<LineEvent> = std::iter::from_fn(|| whole.next_event()).collect();
+            let mut at: Vec<usize> = cuts.iter().map(|c| c.index(stream.len() + 1)).collect();
+            at.push(0);
+            at.push(stream.len());
+            at.sort_unstable();
+            let mut pieces = LineReader::with_limit(16);
+            let mut got = Vec::new();
+            for w in at.windows(2) {
+                pieces.push(&stream[w[0]..w[1]]);
+                prop_assert!(pieces.buffered() < 16);
+                got.extend(std::iter::from_fn(|| pieces.next_event()));
+            }
+            prop_assert_eq!(got, want);
+        }
+    }
 
     fn line(s: &str) -> LineEvent {
         LineEvent::Line(s.to_owned())
