@@ -21,8 +21,8 @@ pub const DEFAULT_JOBS: u32 = 16;
 
 /// Stack of a threads-engine pool thread (and of a split download's part
 /// thread, `task::ranged`): a download polls hyper's futures on it
-/// (`http::block_on`), TLS handshakes included.
-pub const FETCH_THREAD_STACK: usize = 512 * 1024;
+/// (`http::block_on`), TLS handshakes included (boxed: see `http`).
+pub const FETCH_THREAD_STACK: usize = 256 * 1024;
 
 /// `trident fetch --help` epilogue.
 pub const FETCH_HELP: &str = "\

@@ -287,7 +287,9 @@ impl Client {
                 return Ok(Response::new(response, key, conn));
             }
         }
-        let mut conn = self.connect(url, &key).await?;
+        // Boxed: connecting (TLS included) is the largest state of this
+        // future, which the blocking engines build on a small stack.
+        let mut conn = Box::pin(self.connect(url, &key)).await?;
         let response = conn.send.send_request(request).await.map_err(Error::Http)?;
         Ok(Response::new(response, key, conn))
     }

@@ -1128,7 +1128,9 @@ fn save_body_blocking(
 ) -> Result<FetchResult, Failure> {
     let waits = dl.waits();
     // What was read is written as it comes, also when the body ends early,
-    // so a retry continues after it.
+    // so a retry continues after it. (Gathering hyper's pieces into 64 KiB
+    // before each write, as with ureq, cost 64 KiB per download and saved
+    // no CPU measurable on slow streams.)
     loop {
         let Some(chunk) = blocking(next_chunk(&mut response, waits))? else { break };
         // Checkpoints are made by the committer while the download goes
