@@ -42,13 +42,16 @@ engine_tests! {
     fn an_endless_chunk_size_line_is_not_buffered(engine) {
         let s = RawServer::start();
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = "/endless-size/digits.bin";
-        let o = fetch(engine, dir.path(), &[&s.url(path), "--retries", "0"]);
-        assert_eq!(code(&o), 1, "{}{}", stdout(&o), stderr(&o));
-        let served = served_once(&s, path);
-        assert!(served.hung_up, "the client read all {CAP} bytes of digits: {served:?}");
-        assert!(served.sent < 8 << 20, "the client took {} bytes of one chunk-size line", served.sent);
-        assert!(files(dir.path()).is_empty(), "{:?}", files(dir.path()));
+        // The size's digits, a chunk extension, trailer fields: each
+        // without an end.
+        for path in ["/endless-size/digits.bin", "/endless-ext/ext.bin", "/endless-trailer/trailer.bin"] {
+            let o = fetch(engine, dir.path(), &[&s.url(path), "--retries", "0"]);
+            assert_eq!(code(&o), 1, "{path}: {}{}", stdout(&o), stderr(&o));
+            let served = served_once(&s, path);
+            assert!(served.hung_up, "{path}: the client read all {CAP} bytes: {served:?}");
+            assert!(served.sent < 8 << 20, "{path}: the client took {} bytes of one line", served.sent);
+            assert!(files(dir.path()).is_empty(), "{path}: {:?}", files(dir.path()));
+        }
     }
 
     fn a_huge_response_head_is_refused_before_it_is_buffered(engine) {

@@ -6,6 +6,8 @@
 //! |---|---|
 //! | `/cut-chunk/NAME` | chunked: one whole 100-byte chunk, then a 100-byte chunk cut after 30 bytes (connection closed) |
 //! | `/endless-size/NAME` | chunked, then a chunk-size line of `1` digits that never ends (until [`CAP`] bytes) |
+//! | `/endless-ext/NAME` | chunked, then a chunk extension (`1;`) that never ends (until [`CAP`] bytes) |
+//! | `/endless-trailer/NAME` | chunked, one chunk, the last chunk, then trailer fields that never end (until [`CAP`] bytes) |
 //! | `/huge-head/NAME` | a 200 head of 100 fields of 100,000 bytes each (~10 MB) |
 //! | `/drip/SIZE/MS/NAME` | Content-Length SIZE, one byte every MS ms |
 //! | `/endless/NAME` | 200 without a length, body bytes until the client leaves (or [`CAP`]) |
@@ -171,6 +173,22 @@ fn respond(path: &str, out: &mut Out<'_>, stop: &AtomicBool) -> (bool, bool) {
             let digits = [b'1'; 16 * 1024];
             while ok && out.sent < CAP && !stop.load(Ordering::SeqCst) {
                 ok = out.put(&digits);
+            }
+            (ok, false)
+        }
+        ["endless-ext", _] => {
+            let mut ok = out.put(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;x=");
+            let ext = [b'e'; 16 * 1024];
+            while ok && out.sent < CAP && !stop.load(Ordering::SeqCst) {
+                ok = out.put(&ext);
+            }
+            (ok, false)
+        }
+        ["endless-trailer", _] => {
+            let mut ok = out.put(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n");
+            let field = format!("x-trailer: {}\r\n", "t".repeat(1000));
+            while ok && out.sent < CAP && !stop.load(Ordering::SeqCst) {
+                ok = out.put(field.as_bytes());
             }
             (ok, false)
         }
