@@ -300,8 +300,17 @@ fn scan_by_lab_name_refuses_a_lab_that_is_gone() {
     // While a lab exists, no other address of the labs' range leaves the
     // machine through the default route.
     let ip: std::net::Ipv4Addr = lab.ip.parse().expect("lab ip");
-    let elsewhere = std::net::Ipv4Addr::from(u32::from(ip) ^ 0x0001_0000).to_string();
+    let elsewhere = std::net::Ipv4Addr::from(u32::from(ip) ^ 0x0000_0100).to_string();
     assert_eq!(routed_out(&elsewhere), None, "{elsewhere} would be routed out");
+    // ...and the guard hides nothing the machine needs: its DNS servers
+    // still have a route (an `unreachable 10/8` once hid 10.255.255.53).
+    let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    for server in resolv.lines().filter_map(|l| l.trim().strip_prefix("nameserver")).map(str::trim) {
+        if server.parse::<std::net::Ipv4Addr>().is_ok() {
+            let out = std::process::Command::new("ip").args(["route", "get", server]).output().expect("ip route get");
+            assert!(out.status.success(), "the DNS server {server} has no route while a lab is up: {}", describe(&out));
+        }
+    }
 
     let name = lab.name.clone();
     lab.down();

@@ -3,7 +3,7 @@
 //!
 //! [`Netns::new`] creates a namespace named `<prefix>-<pid>-<counter>`
 //! ([`Netns::with_name`]: an exact name), a veth pair (host side in the
-//! root namespace, peer `eth0` inside), and a /30 from 10.0.0.0/8 that no
+//! root namespace, peer `eth0` inside), and a /30 from the labs' pool that no
 //! address or route of the root namespace overlaps. [`Netns::listen`]
 //! opens listeners *inside* the namespace from this very process (a thread
 //! that `setns`es in, binds, and hands the sockets back: a socket stays in
@@ -12,12 +12,18 @@
 //! deletes the namespace and the veth pair ([`Netns::close`] does the same
 //! and reports failures).
 //!
-//! While any such namespace exists, the root namespace also has an
-//! `unreachable 10.0.0.0/8` route ([`GUARD_ROUTE`]) under the namespaces'
-//! own /30s: an address of a namespace that is gone (a scan outliving its
-//! target, an address copied by hand) then fails at once with "no route to
-//! host" instead of following the default route out of the machine. The
-//! last namespace to go removes it (see [`remove`]).
+//! The pool is one /16 of 10.0.0.0/8 (the highest of 10.254/16 down to
+//! 10.200/16) that holds no address, route or DNS server (resolv.conf) of
+//! this machine. While any such namespace exists, the root namespace also
+//! has an `unreachable` route for the whole pool ([`GUARD_METRIC`]) under
+//! the namespaces' own /30s: an address of a namespace that is gone (a scan
+//! outliving its target, an address copied by hand) then fails at once with
+//! "no route to host" instead of following the default route out of the
+//! machine. The pool is kept narrow so that the guard never hides anything
+//! the machine reaches through its default route (a DNS server in 10/8, a
+//! proxy); a guard that holds a DNS server (one left by an older version
+//! covering all of 10/8) is removed and replaced. The last namespace to go
+//! removes the guard (see [`remove`]).
 //!
 //! Needs root, iproute2's `ip` and `iptables`; without them creation fails
 //! with a [`LabError`] naming what is missing.
@@ -42,10 +48,11 @@ pub const PEER_IF: &str = "eth0";
 /// Serialises namespace creation between trident processes (best effort).
 const LOCK_FILE: &str = "/run/trident/netns.lock";
 
-/// The guard route's prefix and metric (the metric tells it from anyone
-/// else's route to the same prefix).
-pub const GUARD_ROUTE: &str = "10.0.0.0/8";
+/// The guard route's metric: it tells our `unreachable` route from anyone
+/// else's route to the same prefix.
 const GUARD_METRIC: &str = "4242";
+/// The second octets of the /16s the labs' pool may be, tried in order.
+const POOL_OCTETS: std::ops::RangeInclusive<u8> = 200..=254;
 /// Name prefixes of the namespaces trident makes (tests, benches, labs).
 const OWN_PREFIXES: [&str; 3] = ["trt-", "tlab-", "trident-"];
 
@@ -124,16 +131,17 @@ impl Netns {
             return Err(LabError::Create(format!("interface name {host_if} too long")));
         }
         let used = used_prefixes()?;
+        let pool = pool(&used)?;
         let block = (0..64)
-            .map(|k| candidate_block(pid, n, attempt * 64 + k))
+            .map(|k| candidate_block(pool, pid, n, attempt * 64 + k))
             .find(|&b| !used.iter().any(|&p| overlaps(p, (b, 30))))
-            .ok_or_else(|| LabError::Create("no free 10.x /30 found".into()))?;
+            .ok_or_else(|| LabError::Create(format!("no free /30 found in {}", show_prefix(pool))))?;
         let host_ip = Ipv4Addr::from(block + 1);
         let ns_ip = Ipv4Addr::from(block + 2);
 
-        // Before anything routes to the new namespace, nothing else in
-        // 10/8 may route out (idempotent: `replace`).
-        ip(&["route", "replace", "unreachable", GUARD_ROUTE, "metric", GUARD_METRIC])?;
+        // Before anything routes to the new namespace, nothing else in the
+        // pool may route out (idempotent: `replace`).
+        ip(&["route", "replace", "unreachable", &show_prefix(pool), "metric", GUARD_METRIC])?;
         ip(&["netns", "add", &name])?;
         // From here on, dropping `ns` removes whatever was created.
         let ns = Netns {
@@ -346,14 +354,67 @@ fn remove_guard_if_unused() {
         entries.flatten().any(|e| e.file_name().to_str().is_some_and(|n| OWN_PREFIXES.iter().any(|p| n.starts_with(p))))
     });
     if matches!(ours, Ok(false) | Err(_)) {
-        let _ = ip(&["route", "del", "unreachable", GUARD_ROUTE, "metric", GUARD_METRIC]);
+        for guard in guard_routes() {
+            let _ = ip(&["route", "del", "unreachable", &show_prefix(guard), "metric", GUARD_METRIC]);
+        }
     }
 }
 
-/// Whether `line` of `ip route show` is the guard route.
-fn is_guard_route(line: &str) -> bool {
+/// The prefix of `line` of `ip route show` if it is a guard route.
+fn guard_route(line: &str) -> Option<Prefix> {
     let words: Vec<&str> = line.split_whitespace().collect();
-    words.starts_with(&["unreachable", GUARD_ROUTE]) && words.windows(2).any(|w| w == ["metric", GUARD_METRIC])
+    if words.first() != Some(&"unreachable") || !words.windows(2).any(|w| w == ["metric", GUARD_METRIC]) {
+        return None;
+    }
+    parse_prefix(words.get(1)?)
+}
+
+/// Whether `line` of `ip route show` is a guard route.
+fn is_guard_route(line: &str) -> bool {
+    guard_route(line).is_some()
+}
+
+/// The guard routes present now (any prefix: older versions guarded all of 10/8).
+fn guard_routes() -> Vec<Prefix> {
+    ip(&["-4", "route", "show", "table", "main"])
+        .map(|t| t.lines().filter_map(guard_route).collect())
+        .unwrap_or_default()
+}
+
+/// The labs' pool for a new namespace: the present guard's prefix if there
+/// is one that holds no DNS server, else the first /16 of [`POOL_OCTETS`]
+/// that nothing of this machine is in. A guard holding a DNS server is removed.
+fn pool(used: &[Prefix]) -> Result<Prefix, LabError> {
+    let servers = nameservers();
+    let holds_server = |p: Prefix| servers.iter().any(|&s| overlaps(p, (s, 32)));
+    for guard in guard_routes() {
+        if guard.1 >= 16 && !holds_server(guard) {
+            return Ok(guard);
+        }
+        ip(&["route", "del", "unreachable", &show_prefix(guard), "metric", GUARD_METRIC])?;
+    }
+    POOL_OCTETS
+        .rev()
+        .map(|b| (0x0A00_0000 | u32::from(b) << 16, 16))
+        .find(|&p| !holds_server(p) && !used.iter().any(|&u| overlaps(u, p)))
+        .ok_or_else(|| LabError::Create("every /16 from 10.200/16 to 10.254/16 is in use here".into()))
+}
+
+/// The IPv4 DNS servers of /etc/resolv.conf: a guard must never hide them.
+fn nameservers() -> Vec<u32> {
+    parse_nameservers(&fs::read_to_string("/etc/resolv.conf").unwrap_or_default())
+}
+
+fn parse_nameservers(text: &str) -> Vec<u32> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .filter_map(|a| a.trim().parse::<Ipv4Addr>().ok())
+        .map(u32::from)
+        .collect()
+}
+
+fn show_prefix((addr, len): Prefix) -> String {
+    format!("{}/{len}", Ipv4Addr::from(addr))
 }
 
 /// Checks that namespaces can be made here: Linux network namespaces,
@@ -519,12 +580,12 @@ fn used_prefixes() -> Result<Vec<Prefix>, LabError> {
     Ok(used)
 }
 
-/// A pseudo-random /30 in 10.0.0.0/8 derived from (pid, counter, k), so
-/// parallel namespaces and processes start from different blocks.
-fn candidate_block(pid: u32, n: u32, k: u32) -> u32 {
+/// A pseudo-random /30 in the /16 `pool` derived from (pid, counter, k),
+/// so parallel namespaces and processes start from different blocks.
+fn candidate_block(pool: Prefix, pid: u32, n: u32, k: u32) -> u32 {
     let x = super::splitmix64((u64::from(pid) << 32 | u64::from(n)) ^ (u64::from(k) << 48));
-    let index = (x >> 42) as u32; // 22 bits: which /30 of the /8
-    0x0A00_0000 | index << 2
+    let index = (x >> 50) as u32; // 14 bits: which /30 of the /16
+    pool.0 | index << 2
 }
 
 #[cfg(test)]
@@ -543,17 +604,25 @@ mod tests {
 
     #[test]
     fn the_guard_route_is_recognised() {
+        assert_eq!(guard_route("unreachable 10.254.0.0/16 metric 4242 "), Some((0x0AFE_0000, 16)));
         assert!(is_guard_route("unreachable 10.0.0.0/8 metric 4242 "));
         assert!(!is_guard_route("unreachable 10.0.0.0/8 metric 1"));
         assert!(!is_guard_route("10.0.0.0/8 dev eth1 metric 4242"));
     }
 
     #[test]
-    fn candidate_blocks_are_aligned_in_ten_slash_eight() {
+    fn candidate_blocks_are_aligned_in_the_pool() {
+        let pool = (0x0AFE_0000, 16);
         for k in 0..100 {
-            let b = candidate_block(1234, 5, k);
-            assert_eq!(b >> 24, 10);
+            let b = candidate_block(pool, 1234, 5, k);
+            assert!(overlaps(pool, (b, 30)));
             assert_eq!(b & 3, 0);
         }
+    }
+
+    #[test]
+    fn nameservers_are_read_from_resolv_conf() {
+        let text = "# comment\nnameserver 10.255.255.53\nnameserver ::1\nsearch lan\n";
+        assert_eq!(parse_nameservers(text), vec![0x0AFF_FF35]);
     }
 }
