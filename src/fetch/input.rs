@@ -324,6 +324,11 @@ mod tests {
                 "http://a/x\n  out=../../etc/passwd\n".into(),
                 vec![with(url(1, &["http://a/x"]), &|e| e.out = Some("passwd".into()))],
             ),
+            // Never one of the tool's own names.
+            (
+                "http://a/x\n  out=y.part.state\n".into(),
+                vec![with(url(1, &["http://a/x"]), &|e| e.out = Some("y.part.state_".into()))],
+            ),
             (
                 "http://a/x\n  out=.hidden\n".into(),
                 vec![with(url(1, &["http://a/x"]), &|e| e.out = Some("hidden".into()))],
