@@ -102,6 +102,8 @@ impl Netns {
         require_facilities()?;
         let _one_at_a_time = CREATE.lock().unwrap_or_else(PoisonError::into_inner);
         let _across_processes = lock_across_processes();
+        CREATING.with(|c| c.set(true));
+        let _creating = CreatingFlag;
         let pid = std::process::id();
         let mut errors = Vec::new();
         for attempt in 0..12u32 {
@@ -346,10 +348,29 @@ pub fn remove(name: &str, host_if: Option<&str>) -> Result<(), LabError> {
     if errors.is_empty() { Ok(()) } else { Err(LabError::Remove { name: name.to_string(), reason: errors.join("; ") }) }
 }
 
-/// Removes the guard route once no namespace of ours is left. Skipped while
-/// another process or thread holds the creation lock (it is making one).
+/// Clears [`CREATING`] when dropped (also on an early return).
+struct CreatingFlag;
+
+impl Drop for CreatingFlag {
+    fn drop(&mut self) {
+        CREATING.with(|c| c.set(false));
+    }
+}
+
+thread_local! {
+    /// Set while this thread holds the creation lock (in `Netns::create`):
+    /// a namespace it removes on a failed attempt must not wait for it.
+    static CREATING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Removes the guard route once no namespace of ours is left. It waits for
+/// a creation in progress elsewhere (which may need the guard), so that the
+/// last namespace to go does remove it; inside a creation it does nothing.
 fn remove_guard_if_unused() {
-    let Some(_lock) = try_lock_across_processes() else { return };
+    if CREATING.with(std::cell::Cell::get) {
+        return;
+    }
+    let Some(_lock) = lock_across_processes() else { return };
     let ours = fs::read_dir(NETNS_DIR).map(|entries| {
         entries.flatten().any(|e| e.file_name().to_str().is_some_and(|n| OWN_PREFIXES.iter().any(|p| n.starts_with(p))))
     });
@@ -503,12 +524,6 @@ fn ip(args: &[&str]) -> Result<String, LabError> {
 /// pick the same subnet. Best effort: `None` if the file cannot be used.
 fn lock_across_processes() -> Option<File> {
     lock_file(libc::LOCK_EX)
-}
-
-/// As [`lock_across_processes`], without waiting: `None` if it is held
-/// (also by this process: flock locks belong to open files).
-fn try_lock_across_processes() -> Option<File> {
-    lock_file(libc::LOCK_EX | libc::LOCK_NB)
 }
 
 fn lock_file(how: libc::c_int) -> Option<File> {
