@@ -71,6 +71,19 @@ engine_tests! {
 }
 
 engine_tests! {
+    fn a_dripping_redirect_body_is_not_drained_for_ever(engine) {
+        let s = RawServer::start();
+        let dir = tempfile::tempdir().expect("tempdir");
+        // A 302 whose 1,000-byte body comes a byte every 50 ms (50 s): the
+        // drain before following it gives up after --timeout in all.
+        let path = "/drip-redirect/1000/50/moved.bin";
+        let o = fetch(engine, dir.path(), &[&s.url(path), "--timeout", "1s"]);
+        assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+        assert_eq!(std::fs::read(dir.path().join("moved.bin")).expect("moved.bin"), vec![b'b'; 100]);
+        let served = served_once(&s, path);
+        assert!(served.hung_up, "the redirect's whole body was drained: {served:?}");
+    }
+
     fn max_time_ends_a_download_that_drips(engine) {
         let s = RawServer::start();
         let dir = tempfile::tempdir().expect("tempdir");

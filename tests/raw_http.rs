@@ -10,6 +10,8 @@
 //! | `/endless-trailer/NAME` | chunked, one chunk, the last chunk, then trailer fields that never end (until [`CAP`] bytes) |
 //! | `/huge-head/NAME` | a 200 head of 100 fields of 100,000 bytes each (~10 MB) |
 //! | `/drip/SIZE/MS/NAME` | Content-Length SIZE, one byte every MS ms |
+//! | `/drip-redirect/SIZE/MS/NAME` | 302 to `/bytes/100/NAME`, its body SIZE bytes, one every MS ms |
+//! | `/bytes/SIZE/NAME` | 200, SIZE bytes `b` |
 //! | `/endless/NAME` | 200 without a length, body bytes until the client leaves (or [`CAP`]) |
 //! | `/endless-chunked/NAME` | the same, chunked |
 //! | `/big-length/LEN/NAME` | Content-Length LEN, then body bytes until the client leaves (or [`CAP`]) |
@@ -211,6 +213,25 @@ fn respond(path: &str, out: &mut Out<'_>, stop: &AtomicBool) -> (bool, bool) {
                 ok = out.put(b"d");
                 left -= 1;
             }
+            (ok, true)
+        }
+        ["drip-redirect", size, ms, name] => {
+            let size: u64 = size.parse().unwrap_or(0);
+            let ms: u64 = ms.parse().unwrap_or(100);
+            let head = format!("HTTP/1.1 302 Found\r\nLocation: /bytes/100/{name}\r\nContent-Length: {size}\r\n\r\n");
+            let mut ok = out.put(head.as_bytes());
+            let mut left = size;
+            while ok && left > 0 && !stop.load(Ordering::SeqCst) {
+                thread::sleep(Duration::from_millis(ms));
+                ok = out.put(b"r");
+                left -= 1;
+            }
+            (ok, false)
+        }
+        ["bytes", size, _] => {
+            let size: usize = size.parse().unwrap_or(0);
+            let ok = out.put(format!("HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n\r\n").as_bytes())
+                && out.put(&vec![b'b'; size]);
             (ok, true)
         }
         ["endless", _] => {

@@ -1342,14 +1342,20 @@ impl Download {
     }
 }
 
+/// Reads at most 64 KiB of an unwanted body (a redirect's, an error's)
+/// so its connection can be reused, for at most `timeout` in all: a body
+/// that drips would otherwise hold the download for as long as it lasts.
 async fn drain_async(mut r: http::Response, timeout: Duration) {
-    let mut left = 64 * 1024usize;
-    while let Ok(Ok(Some(chunk))) = tokio::time::timeout(timeout, r.chunk()).await {
-        left = left.saturating_sub(chunk.len());
-        if left == 0 {
-            break;
+    let drain = async {
+        let mut left = 64 * 1024usize;
+        while let Ok(Some(chunk)) = r.chunk().await {
+            left = left.saturating_sub(chunk.len());
+            if left == 0 {
+                break;
+            }
         }
-    }
+    };
+    let _ = tokio::time::timeout(timeout, drain).await;
 }
 
 async fn attempt_async(client: &http::Client, dl: &mut Download) -> Result<FetchResult, Failure> {
