@@ -588,7 +588,7 @@ fn down(args: &DownArgs) -> anyhow::Result<Exit> {
         println!("no labs to stop");
     }
     for name in names {
-        down_one(&dir, &name)?;
+        down_one(&dir, &name, args.all)?;
     }
     Ok(Exit::Success)
 }
@@ -599,12 +599,18 @@ fn orphan_namespaces() -> Vec<String> {
     entries.flatten().filter_map(|e| e.file_name().to_str()?.strip_prefix(NETNS_PREFIX).map(String::from)).collect()
 }
 
-fn down_one(dir: &Path, name: &str) -> anyhow::Result<()> {
+/// Stops lab `name`. With `listed` (--all), a lab that stopped on its own or
+/// through another `lab down` since the listing is not an error: it is down.
+fn down_one(dir: &Path, name: &str, listed: bool) -> anyhow::Result<()> {
     let netns_name = format!("{NETNS_PREFIX}{name}");
     let Some(state) = read_state(dir, name) else {
         if netns::exists(&netns_name) {
             netns::remove(&netns_name, None)?;
             println!("lab {name}: removed its leftover namespace {netns_name}");
+            return Ok(());
+        }
+        if listed {
+            println!("lab {name} is down (it stopped meanwhile)");
             return Ok(());
         }
         return Err(BadInput(format!("no lab named {name} ({})", names_text(&running_names(dir)))).into());
