@@ -114,6 +114,9 @@ pub fn ports_in(lines: &[PortLine], state: &str) -> BTreeSet<u16> {
 pub struct LoggedServer {
     pub child: std::process::Child,
     log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// The thread reading stderr; it ends at end of file, once every
+    /// process holding the pipe (the server and its workers) has exited.
+    reader: Option<thread::JoinHandle<()>>,
 }
 
 impl LoggedServer {
@@ -125,13 +128,32 @@ impl LoggedServer {
         let stderr = child.stderr.take().expect("stderr");
         let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let sink = std::sync::Arc::clone(&log);
-        thread::spawn(move || {
+        let reader = thread::spawn(move || {
             for line in std::io::BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 sink.lock().expect("log").push(line);
             }
         });
-        LoggedServer { child, log }
+        LoggedServer { child, log, reader: Some(reader) }
+    }
+
+    /// Everything the server logged, once its stderr is closed (after it
+    /// and its workers exited): lines written after one that `wait_for`
+    /// saw are never missed. Hang guard: 15 s.
+    pub fn whole_log(&mut self) -> String {
+        if let Some(reader) = self.reader.take() {
+            let start = std::time::Instant::now();
+            while !reader.is_finished() {
+                assert!(
+                    start.elapsed() < std::time::Duration::from_secs(15),
+                    "stderr was never closed:\n{}",
+                    self.log_text()
+                );
+                thread::sleep(std::time::Duration::from_millis(10));
+            }
+            reader.join().expect("the log reader");
+        }
+        self.log_text()
     }
 
     /// The first log line matching `pred`, waiting for it (10 s at most).
