@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -22,9 +22,15 @@ use crate::engine::Interrupt;
 /// The live connections, for shutdown.
 #[derive(Debug, Default)]
 struct Registry {
+    /// A clone of each connection's socket, until its thread has ended
+    /// (logged included): shutdown waits for this map to empty.
     sockets: Mutex<HashMap<u64, TcpStream>>,
     changed: Condvar,
     stopping: AtomicBool,
+    /// Connections counted against the cap: released ([`Slot`]) before a
+    /// connection's thread logs its close, so a client that saw the close
+    /// logged can connect again at once.
+    admitted: AtomicUsize,
 }
 
 impl Registry {
@@ -47,6 +53,15 @@ impl Registry {
             sockets = self.changed.wait_timeout(sockets, deadline - now).unwrap_or_else(PoisonError::into_inner).0;
         }
         true
+    }
+}
+
+/// A connection's place under the cap; released on drop, also by panic.
+struct Slot(Arc<Registry>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.admitted.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -108,7 +123,7 @@ pub(crate) fn serve<P: Protocol>(
     let mut next_id = 0u64;
     while !interrupt.is_set() {
         let Some((stream, peer)) = accept(&listener)? else { continue };
-        if limits.max_connections.is_some_and(|max| registry.lock().len() >= max) {
+        if limits.max_connections.is_some_and(|max| registry.admitted.load(Ordering::SeqCst) >= max) {
             // No thread for it: the cap is what bounds the threads.
             P::refused(&protocol, peer);
             drop(stream);
@@ -126,12 +141,14 @@ pub(crate) fn serve<P: Protocol>(
             }
         };
         registry.lock().insert(id, clone);
+        registry.admitted.fetch_add(1, Ordering::SeqCst);
+        let slot = Slot(Arc::clone(&registry));
         let guard = Registered(Arc::clone(&registry), id);
         let protocol = Arc::clone(&protocol);
         let started = thread::Builder::new()
             .name(format!("trident-conn-{id}"))
             .stack_size(config.thread_stack)
-            .spawn(move || connection::<P>(stream, peer, &protocol, guard));
+            .spawn(move || connection::<P>(stream, peer, &protocol, slot, guard));
         if let Err(e) = started {
             // The closure (stream and guard) was dropped: the peer sees a close.
             eprintln!("trident: cannot start a thread for {peer}: {e}");
@@ -162,7 +179,13 @@ fn closed_by(e: io::Error) -> Closed {
     }
 }
 
-fn connection<P: Protocol>(stream: TcpStream, peer: SocketAddr, config: &Arc<P::Config>, registry: Registered) {
+fn connection<P: Protocol>(
+    stream: TcpStream,
+    peer: SocketAddr,
+    config: &Arc<P::Config>,
+    slot: Slot,
+    registry: Registered,
+) {
     let _ = stream.set_nodelay(true);
     let stopping = || registry.0.stopping();
     let mut out = Vec::new();
@@ -201,7 +224,9 @@ fn connection<P: Protocol>(stream: TcpStream, peer: SocketAddr, config: &Arc<P::
     if matches!(how, Closed::Eof | Closed::ByProtocol | Closed::Shutdown) {
         let _ = stream.shutdown(Shutdown::Write);
     }
-    // The slot is free before the log says the connection is closed.
-    drop(registry);
+    // The slot is free before the log says the connection is closed; the
+    // registry entry goes after it, so a shutdown waits for that last line.
+    drop(slot);
     proto.closed(how);
+    drop(registry);
 }
