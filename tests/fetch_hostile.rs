@@ -71,6 +71,53 @@ engine_tests! {
 }
 
 engine_tests! {
+    fn ctrl_c_stops_a_silent_and_a_dripping_body_and_keeps_their_parts(engine) {
+        let s = RawServer::start();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path().to_str().expect("utf-8");
+        // Both bodies are 10 MiB long: 200,000 bytes come at once, then
+        // nothing (silent), or a byte every 100 s (dripping, never silent
+        // for --timeout). Neither may hold Ctrl-C for --timeout or a drip.
+        let (silent, drip) = ("/stall/200000/0/silent.bin", "/stall/200000/100000/drip.bin");
+        let child = crate::util::trident()
+            .args(["fetch", "-e", engine, "-d", d, "-q", "-j", "2", "--timeout", "120s", &s.url(silent), &s.url(drip)])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let t0 = Instant::now();
+        // Ctrl-C once both bodies are being written: the server sent their
+        // first bytes and the client wrote some of them to its part files.
+        let written = |name: &str| std::fs::metadata(dir.path().join(name)).is_ok_and(|m| m.len() > 0);
+        while s.sending(silent) < 200_000
+            || s.sending(drip) < 200_000
+            || !written("silent.bin.part")
+            || !written("drip.bin.part")
+        {
+            assert!(t0.elapsed() < Duration::from_secs(60), "the downloads never started");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let pid = i32::try_from(child.id()).expect("pid");
+        // SAFETY: kill(2) on our own child.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+        let o = child.wait_with_output().expect("wait");
+        // A hang guard, far below the 120 s a silent body would hold it.
+        assert!(t0.elapsed() < Duration::from_secs(60), "Ctrl-C waited {:?}", t0.elapsed());
+        let text = stdout(&o);
+        assert_eq!(code(&o), 130, "{text}{}", stderr(&o));
+        let stopped: Vec<&str> = text.lines().filter(|l| l.starts_with("interrupted ")).collect();
+        assert_eq!(stopped.len(), 2, "{text}");
+        // Stopped by the download itself, not by killing its worker.
+        assert!(stopped.iter().all(|l| l.ends_with(": interrupted")), "{text}");
+        // What came is kept, with its state, for a later run.
+        let left = files(dir.path());
+        for name in ["silent.bin", "drip.bin"] {
+            assert!(!left.contains_key(name), "{left:?}");
+            assert!(left.contains_key(&format!("{name}.part")), "{left:?}");
+            assert!(left.contains_key(&format!("{name}.part.state")), "{left:?}");
+        }
+    }
+
     fn a_dripping_redirect_body_is_not_drained_for_ever(engine) {
         let s = RawServer::start();
         let dir = tempfile::tempdir().expect("tempdir");

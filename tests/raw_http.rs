@@ -15,6 +15,10 @@
 //! | `/endless/NAME` | 200 without a length, body bytes until the client leaves (or [`CAP`]) |
 //! | `/endless-chunked/NAME` | the same, chunked |
 //! | `/big-length/LEN/NAME` | Content-Length LEN, then body bytes until the client leaves (or [`CAP`]) |
+//! | `/stall/SENT/MS/NAME` | Content-Length 10 MiB and an ETag, SENT bytes at once, then one byte every MS ms (0: none) until the client leaves |
+//!
+//! While a response is being sent, [`RawServer::sending`] tells how many
+//! bytes of it the server has handed to the kernel so far.
 //!
 //! Every connection records how many bytes the server could hand to the
 //! kernel and whether the client hung up before the server was done: a
@@ -23,6 +27,7 @@
 
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,6 +55,8 @@ pub struct RawServer {
     pub addr: SocketAddr,
     stop: Arc<AtomicBool>,
     served: Arc<Mutex<Vec<Served>>>,
+    /// Bytes handed to the kernel so far, per request path.
+    progress: Arc<Mutex<HashMap<String, u64>>>,
     thread: Option<thread::JoinHandle<()>>,
 }
 
@@ -60,23 +67,30 @@ impl RawServer {
         let addr = listener.local_addr().expect("local addr");
         let stop = Arc::new(AtomicBool::new(false));
         let served = Arc::new(Mutex::new(Vec::new()));
-        let (stop2, served2) = (Arc::clone(&stop), Arc::clone(&served));
+        let progress = Arc::new(Mutex::new(HashMap::new()));
+        let (stop2, served2, progress2) = (Arc::clone(&stop), Arc::clone(&served), Arc::clone(&progress));
         let thread = thread::spawn(move || {
             for conn in listener.incoming() {
                 if stop2.load(Ordering::SeqCst) {
                     break;
                 }
                 let Ok(conn) = conn else { continue };
-                let (stop, served) = (Arc::clone(&stop2), Arc::clone(&served2));
-                thread::spawn(move || serve(conn, &stop, &served));
+                let (stop, served, progress) = (Arc::clone(&stop2), Arc::clone(&served2), Arc::clone(&progress2));
+                thread::spawn(move || serve(conn, &stop, &served, &progress));
             }
         });
-        RawServer { addr, stop, served, thread: Some(thread) }
+        RawServer { addr, stop, served, progress, thread: Some(thread) }
     }
 
     /// `http://127.0.0.1:PORT` + `path`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// Bytes of responses to `path` handed to the kernel so far (head
+    /// included), while they are being sent.
+    pub fn sending(&self, path: &str) -> u64 {
+        self.progress.lock().expect("progress").get(path).copied().unwrap_or(0)
     }
 
     /// The connections that ended so far, for `path`.
@@ -99,6 +113,8 @@ impl Drop for RawServer {
 struct Out<'a> {
     conn: &'a TcpStream,
     sent: u64,
+    path: &'a str,
+    progress: &'a Mutex<HashMap<String, u64>>,
 }
 
 impl Out<'_> {
@@ -106,6 +122,8 @@ impl Out<'_> {
         match (&*self.conn).write_all(bytes) {
             Ok(()) => {
                 self.sent += bytes.len() as u64;
+                *self.progress.lock().expect("progress").entry(self.path.to_string()).or_default() +=
+                    bytes.len() as u64;
                 true
             }
             Err(_) => false,
@@ -113,7 +131,7 @@ impl Out<'_> {
     }
 }
 
-fn serve(conn: TcpStream, stop: &AtomicBool, served: &Mutex<Vec<Served>>) {
+fn serve(conn: TcpStream, stop: &AtomicBool, served: &Mutex<Vec<Served>>, progress: &Mutex<HashMap<String, u64>>) {
     let _ = conn.set_nodelay(true);
     // A small send buffer: what the kernel takes beyond what the client
     // reads stays small, so `hung_up` tells a bounded client apart.
@@ -132,11 +150,32 @@ fn serve(conn: TcpStream, stop: &AtomicBool, served: &Mutex<Vec<Served>>) {
                 break;
             }
         }
-        let mut out = Out { conn: &conn, sent: 0 };
+        let mut out = Out { conn: &conn, sent: 0, path: &path, progress };
         let (done, keep) = respond(&path, &mut out, stop);
-        served.lock().expect("served").push(Served { path, sent: out.sent, hung_up: !done });
+        let sent = out.sent;
+        served.lock().expect("served").push(Served { path, sent, hung_up: !done });
         if !keep || !done {
             return;
+        }
+    }
+}
+
+/// Waits `ms` ms (0: 100 ms) unless the client leaves first: `false`
+/// once it has (the read sees its end of the stream).
+fn wait_while_connected(conn: &TcpStream, ms: u64) -> bool {
+    use std::io::Read;
+    let end = std::time::Instant::now() + Duration::from_millis(if ms == 0 { 100 } else { ms });
+    let mut buf = [0u8; 512];
+    loop {
+        let Some(left) = end.checked_duration_since(std::time::Instant::now()).filter(|d| !d.is_zero()) else {
+            return true;
+        };
+        let _ = conn.set_read_timeout(Some(left.min(Duration::from_millis(100))));
+        match (&*conn).read(&mut buf) {
+            Ok(0) => return false,
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => return false,
         }
     }
 }
@@ -255,6 +294,16 @@ fn respond(path: &str, out: &mut Out<'_>, stop: &AtomicBool) -> (bool, bool) {
             let mut ok = out.put(format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\n\r\n").as_bytes());
             while ok && out.sent < CAP && !stop.load(Ordering::SeqCst) {
                 ok = out.put(&body_piece);
+            }
+            (ok, false)
+        }
+        ["stall", sent, ms, _] => {
+            let sent: usize = sent.parse().unwrap_or(0);
+            let ms: u64 = ms.parse().unwrap_or(0);
+            let head = "HTTP/1.1 200 OK\r\nContent-Length: 10485760\r\nETag: \"stall-1\"\r\n\r\n";
+            let mut ok = out.put(head.as_bytes()) && out.put(&vec![b's'; sent]);
+            while ok && !stop.load(Ordering::SeqCst) {
+                ok = wait_while_connected(out.conn, ms) && (ms == 0 || out.put(b"s"));
             }
             (ok, false)
         }

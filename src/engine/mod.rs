@@ -53,6 +53,14 @@ pub trait Task: Serialize + DeserializeOwned + Clone + Send + 'static {
     /// of the latest poll) works; it must not rely on running in a spawned
     /// task (`tokio::task::id`, task-locals) during its first poll.
     fn run_async(self) -> impl Future<Output = Self::Output> + Send + 'static;
+
+    /// In a worker process, before its first task: `flag` is set when the
+    /// parent asks the in-flight task to stop (after a Ctrl-C). A task type
+    /// that can stop early and keep what it did looks at it; by default
+    /// the parent kills a worker still busy after its grace period.
+    fn worker_interrupt(flag: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+        let _ = flag;
+    }
 }
 
 /// Which engine runs the tasks.

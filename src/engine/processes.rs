@@ -102,6 +102,11 @@ pub fn serve<T: Task>() -> io::Result<()> {
         // which has one thread.
         unsafe { crate::sys::become_worker_of(ppid)? };
     }
+    // The parent's SIGTERM after a Ctrl-C: the task in flight may stop
+    // and say so, rather than be killed once the grace period is over.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, std::sync::Arc::clone(&stop))?;
+    T::worker_interrupt(stop);
     let mut input = BufReader::new(io::stdin().lock());
     let mut output = BufWriter::new(io::stdout().lock());
     while let Some(frame) = read_frame(&mut input)? {
@@ -181,6 +186,19 @@ impl<T: Task> Pool<T> {
             alive: true,
         });
         Ok(index)
+    }
+
+    /// SIGTERM to every busy worker: its task may stop early (see
+    /// [`Task::worker_interrupt`]); one that does not is killed after
+    /// [`INTERRUPT_GRACE`].
+    fn ask_busy_to_stop(&self) {
+        for w in self.workers.iter().filter(|w| w.alive && w.busy.is_some()) {
+            if let Ok(pid) = libc::pid_t::try_from(w.child.id()) {
+                // SAFETY: kill(2) on our own child, not yet waited for
+                // (`alive`), so its pid is not reused.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+            }
+        }
     }
 
     fn live(&self) -> usize {
@@ -383,6 +401,7 @@ where
         if interrupt.is_set() && interrupted_at.is_none() {
             interrupted_at = Some(Instant::now());
             stats.interrupted = true;
+            pool.ask_busy_to_stop();
         }
         // Hand out work while there is a free (or startable) worker.
         while interrupted_at.is_none() {

@@ -193,6 +193,10 @@ impl Task for EntryTask {
     type Output = FetchResult;
     const NAME: &'static str = "fetch-entry";
 
+    fn worker_interrupt(flag: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+        FetchTask::worker_interrupt(flag);
+    }
+
     fn run_blocking(self) -> FetchResult {
         if let Some(result) = self.precheck() {
             return result;

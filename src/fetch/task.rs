@@ -260,15 +260,50 @@ pub fn hex(bytes: &[u8]) -> String {
 // Cancellation (Ctrl-C) for in-process engines.
 
 static CANCEL: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+/// Wakes every network wait of this process once the cancel flag is set
+/// (see [`interrupted`]): a silent or slowly dripping server must not hold
+/// Ctrl-C for `--timeout`, on any engine.
+static WAKE: tokio::sync::Notify = tokio::sync::Notify::const_new();
 
-/// Makes in-flight downloads of this process stop when `flag` is set.
-/// Worker processes never set it: the parent stops them.
+/// Makes in-flight downloads of this process stop when `flag` is set: a
+/// watcher thread looks at it every [`SLEEP_SLICE`] and then wakes every
+/// wait for the network (the flag is set by a signal handler or by a
+/// consumer that wants no more results, neither of which can wake a
+/// future). Worker processes get theirs from the worker loop, set by the
+/// parent's SIGTERM (see `engine::processes`).
 pub(crate) fn set_cancel_flag(flag: Arc<AtomicBool>) {
-    let _ = CANCEL.set(flag);
+    if CANCEL.set(Arc::clone(&flag)).is_err() {
+        return;
+    }
+    let watch = move || {
+        while !flag.load(Ordering::SeqCst) {
+            std::thread::sleep(SLEEP_SLICE);
+        }
+        WAKE.notify_waiters();
+    };
+    // Without the watcher, Ctrl-C is still seen between pieces of data
+    // and after each --timeout, as before.
+    let _ = std::thread::Builder::new().name("fetch-cancel".into()).stack_size(64 * 1024).spawn(watch);
 }
 
 fn cancelled() -> bool {
     CANCEL.get().is_some_and(|f| f.load(Ordering::Relaxed))
+}
+
+/// Resolves once Ctrl-C is seen (never without a cancel flag). Registered
+/// before the flag is read, so a wake-up between the two is not lost: the
+/// watcher sets nothing, it notifies after seeing the flag set.
+async fn interrupted() {
+    if CANCEL.get().is_none() {
+        return std::future::pending().await;
+    }
+    let notified = WAKE.notified();
+    let mut notified = std::pin::pin!(notified);
+    notified.as_mut().enable();
+    if cancelled() {
+        return;
+    }
+    notified.await;
 }
 
 // ---------------------------------------------------------------------------
@@ -527,14 +562,22 @@ struct Waits {
 
 impl Waits {
     /// `f` within the timeout (a retryable failure, `late` says which)
-    /// and the deadline (final: [`Failure::OutOfTime`]).
+    /// and the deadline (final: [`Failure::OutOfTime`]), or `Interrupted`
+    /// as soon as Ctrl-C is seen.
     async fn within<T>(self, late: impl FnOnce(Duration) -> String, f: impl Future<Output = T>) -> Result<T, Failure> {
         let left = self.deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let (limit, by_deadline) = match left {
             Some(left) if left <= self.timeout => (left, true),
             _ => (self.timeout, false),
         };
-        match tokio::time::timeout(limit, f).await {
+        // `biased`: Ctrl-C is only waited for (registered) when `f` has
+        // nothing yet, not for every piece of a body that is ready.
+        let timed = tokio::select! {
+            biased;
+            timed = tokio::time::timeout(limit, f) => timed,
+            () = interrupted() => return Err(fatal(Status::Interrupted, "interrupted")),
+        };
+        match timed {
             Ok(out) => Ok(out),
             Err(_) if by_deadline => Err(self.out_of_time()),
             Err(_) => Err(retry(late(self.timeout))),
@@ -1011,28 +1054,6 @@ fn blocking<T>(f: impl Future<Output = Result<T, Failure>>) -> Result<T, Failure
     http::block_on(f).map_err(|e| local("cannot start this thread's HTTP runtime", &e))?
 }
 
-/// `f`, or `Interrupted` once Ctrl-C is seen: a blocking download waits
-/// for a response inside `f`, where nothing else looks at the flag. Used
-/// for requests only: a timer per piece of a body cost CPU, and each piece
-/// written looks at the flag anyway (a silent body waits for --timeout).
-/// Worker processes have no flag (their parent stops them).
-async fn cancellable<T>(f: impl Future<Output = Result<T, Failure>>) -> Result<T, Failure> {
-    if CANCEL.get().is_none() {
-        return f.await;
-    }
-    let mut f = std::pin::pin!(f);
-    loop {
-        tokio::select! {
-            out = &mut f => return out,
-            () = tokio::time::sleep(SLEEP_SLICE) => {
-                if cancelled() {
-                    return Err(fatal(Status::Interrupted, "interrupted"));
-                }
-            }
-        }
-    }
-}
-
 /// `GET url`: the response head, within the download's [`Waits`].
 async fn request(
     client: &http::Client,
@@ -1084,7 +1105,7 @@ fn attempt_blocking(client: &http::Client, dl: &mut Download) -> Result<FetchRes
     loop {
         let resume = dl.resume_point();
         let headers = request_headers(dl, &url, resume.as_ref());
-        let response = blocking(cancellable(request(client, waits, &url, &headers)))?;
+        let response = blocking(request(client, waits, &url, &headers))?;
         let head = http_head(&response);
         dl.http_status = Some(head.status);
         dl.refuse_too_large(&head)?;
@@ -1343,8 +1364,9 @@ impl Download {
 }
 
 /// Reads at most 64 KiB of an unwanted body (a redirect's, an error's)
-/// so its connection can be reused, for at most `timeout` in all: a body
-/// that drips would otherwise hold the download for as long as it lasts.
+/// so its connection can be reused, for at most `timeout` in all (a body
+/// that drips would otherwise hold the download for as long as it lasts),
+/// and not past Ctrl-C.
 async fn drain_async(mut r: http::Response, timeout: Duration) {
     let drain = async {
         let mut left = 64 * 1024usize;
@@ -1355,7 +1377,10 @@ async fn drain_async(mut r: http::Response, timeout: Duration) {
             }
         }
     };
-    let _ = tokio::time::timeout(timeout, drain).await;
+    tokio::select! {
+        _ = tokio::time::timeout(timeout, drain) => {}
+        () = interrupted() => {}
+    }
 }
 
 async fn attempt_async(client: &http::Client, dl: &mut Download) -> Result<FetchResult, Failure> {
@@ -1491,6 +1516,12 @@ async fn sleep_async(wait: Duration) -> bool {
 impl Task for FetchTask {
     type Output = FetchResult;
     const NAME: &'static str = "fetch";
+
+    /// A worker's download stops as one in the parent does: its part file
+    /// and state are kept, and it reports `interrupted`.
+    fn worker_interrupt(flag: Arc<AtomicBool>) {
+        set_cancel_flag(flag);
+    }
 
     fn run_blocking(self) -> FetchResult {
         let mut dl = match Download::prepare(self) {

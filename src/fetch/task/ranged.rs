@@ -499,7 +499,7 @@ pub(super) fn attempt_blocking(client: &http::Client, dl: &mut Download) -> Resu
     loop {
         let (asked, resumed) = dl.split_start();
         let headers = dl.first_headers(&asked, &url);
-        let response = blocking(cancellable(request(client, waits, &url, &headers)))?;
+        let response = blocking(request(client, waits, &url, &headers))?;
         let head = http_head(&response);
         dl.http_status = Some(head.status);
         dl.refuse_too_large(&head)?;
@@ -610,7 +610,7 @@ fn request_piece_blocking(run: &Run, client: &http::Client, span: Span) -> Resul
     let mut hops = 0;
     loop {
         let headers = run.headers(span, &url);
-        let response = blocking(cancellable(request(client, run.waits, &url, &headers)))?;
+        let response = blocking(request(client, run.waits, &url, &headers))?;
         let head = http_head(&response);
         match run.check_piece(&head, span, &url, &mut hops) {
             Ok(PieceNext::Body) => return Ok(response),
