@@ -36,7 +36,7 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -79,6 +79,43 @@ type Key = (bool, String, u16);
 struct Conn {
     send: SendRequest<Empty<Bytes>>,
     meter: Arc<Meter>,
+    driver: Driver,
+}
+
+/// The future that does a connection's I/O. On the async engine it is a
+/// task of the runtime (`None` here); on the blocking engines it is kept
+/// with the connection and polled by whoever waits on it ([`driven`]), so
+/// a body's next piece is read by one blocking `recv` in the waiting
+/// future itself (see [`Stepped`]) rather than by another task waking it.
+struct Driver(Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>);
+
+impl fmt::Debug for Driver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() { "Driver(kept)" } else { "Driver(spawned or ended)" })
+    }
+}
+
+/// `f`, with the connection's I/O driven meanwhile when `driver` is kept
+/// (blocking engines); `body_read` lets the driver's next read block in
+/// `recv` (the caller waits for body data, nothing else: see [`Stepped`]).
+async fn driven<T>(driver: &mut Driver, meter: &Meter, body_read: bool, f: impl std::future::Future<Output = T>) -> T {
+    let mut f = std::pin::pin!(f);
+    std::future::poll_fn(|cx| {
+        if let std::task::Poll::Ready(out) = f.as_mut().poll(cx) {
+            return std::task::Poll::Ready(out);
+        }
+        let Some(d) = driver.0.as_mut() else { return std::task::Poll::Pending };
+        if body_read {
+            meter.may_block.store(true, Ordering::Relaxed);
+        }
+        if d.as_mut().poll(cx).is_ready() {
+            driver.0 = None;
+        }
+        meter.may_block.store(false, Ordering::Relaxed);
+        // What the driver read may have made `f` ready.
+        f.as_mut().poll(cx)
+    })
+    .await
 }
 
 static RUN: AtomicU64 = AtomicU64::new(0);
@@ -130,6 +167,13 @@ fn put_idle(key: Key, conn: Conn) {
 thread_local! {
     /// The blocking engines' runtime on this thread (see [`block_on`]).
     static RUNTIME: std::cell::OnceCell<tokio::runtime::Runtime> = const { std::cell::OnceCell::new() };
+}
+
+/// Whether this thread is a blocking engine's (it made a runtime in
+/// [`block_on`]): its connections keep their drivers and read a body with
+/// blocking `recv`s.
+fn stepped() -> bool {
+    RUNTIME.with(|cell| cell.get().is_some())
 }
 
 /// Runs `f` to its end on this thread's current-thread runtime, made on
@@ -232,7 +276,11 @@ impl Response {
     /// then free for the next request).
     pub async fn chunk(&mut self) -> Result<Option<Bytes>, hyper::Error> {
         loop {
-            match self.body.frame().await {
+            let frame = match self.conn.as_mut() {
+                Some((_, conn)) => driven(&mut conn.driver, &conn.meter, true, self.body.frame()).await,
+                None => self.body.frame().await,
+            };
+            match frame {
                 None => {
                     if let Some((key, conn)) = self.conn.take() {
                         put_idle(key, conn);
@@ -280,17 +328,19 @@ impl Client {
         // A reused connection may have been closed by the server since:
         // then the request goes once more on a new one.
         if let Some(mut conn) = take_idle(&key)
-            && conn.send.ready().await.is_ok()
+            && driven(&mut conn.driver, &conn.meter, false, conn.send.ready()).await.is_ok()
         {
             let copy = clone_request(&request);
-            if let Ok(response) = conn.send.send_request(copy).await {
+            let sent = conn.send.send_request(copy);
+            if let Ok(response) = driven(&mut conn.driver, &conn.meter, false, sent).await {
                 return Ok(Response::new(response, key, conn));
             }
         }
         // Boxed: connecting (TLS included) is the largest state of this
         // future, which the blocking engines build on a small stack.
         let mut conn = Box::pin(self.connect(url, &key)).await?;
-        let response = conn.send.send_request(request).await.map_err(Error::Http)?;
+        let sent = conn.send.send_request(request);
+        let response = driven(&mut conn.driver, &conn.meter, false, sent).await.map_err(Error::Http)?;
         Ok(Response::new(response, key, conn))
     }
 
@@ -306,7 +356,20 @@ impl Client {
             match tokio::time::timeout(self.timeout, TcpStream::connect(addr)).await {
                 Ok(Ok(stream)) => {
                     let _ = stream.set_nodelay(true);
-                    return if *https { self.handshake_tls(stream, url).await } else { handshake(stream).await };
+                    let meter = Arc::new(Meter::default());
+                    if stepped() {
+                        let stream = Stepped::new(stream, Arc::clone(&meter)).map_err(Error::Connect)?;
+                        return if *https {
+                            self.handshake_tls(stream, url, meter).await
+                        } else {
+                            handshake(stream, meter).await
+                        };
+                    }
+                    return if *https {
+                        self.handshake_tls(stream, url, meter).await
+                    } else {
+                        handshake(stream, meter).await
+                    };
                 }
                 Ok(Err(e)) => last = e,
                 Err(_) => last = io::Error::new(io::ErrorKind::TimedOut, format!("connecting to {addr} timed out")),
@@ -315,7 +378,10 @@ impl Client {
         Err(Error::Connect(last))
     }
 
-    async fn handshake_tls(&self, stream: TcpStream, url: &Url) -> Result<Conn, Error> {
+    async fn handshake_tls<S>(&self, stream: S, url: &Url, meter: Arc<Meter>) -> Result<Conn, Error>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let name = match url.host() {
             Some(Host::Ipv4(ip)) => ServerName::from(std::net::IpAddr::V4(ip)),
             Some(Host::Ipv6(ip)) => ServerName::from(std::net::IpAddr::V6(ip)),
@@ -328,7 +394,7 @@ impl Client {
             .await
             .map_err(|_| Error::Connect(io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out")))?
             .map_err(Error::Connect)?;
-        handshake(tls).await
+        handshake(tls, meter).await
     }
 }
 
@@ -361,6 +427,9 @@ pub struct Meter {
     /// Nanoseconds after [`epoch`] of the read that found no data; 0: none.
     pending_since: AtomicU64,
     waited_ns: AtomicU64,
+    /// Set while a body's reader waits and polls the driver: the next
+    /// read may block in `recv` (see [`Stepped`]).
+    may_block: AtomicBool,
 }
 
 /// The time origin of [`Meter`]s.
@@ -381,6 +450,10 @@ impl Meter {
             let now = nanos_since_epoch();
             self.waited_ns.fetch_add(now.saturating_sub(since), Ordering::Relaxed);
         }
+    }
+
+    fn add_wait(&self, d: Duration) {
+        self.waited_ns.fetch_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
     fn found_nothing(&self) {
@@ -449,13 +522,159 @@ impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Metered<T> {
     }
 }
 
+/// Longest a blocking `recv` waits before the wait goes back to the
+/// runtime (its timers, Ctrl-C): a body's reader never waits in the
+/// kernel for longer than this at a time.
+const BLOCKING_SLICE: Duration = Duration::from_millis(50);
+
+/// A blocking engine's TCP stream: the socket is in blocking mode with
+/// receive and send timeouts of [`BLOCKING_SLICE`]. While a body's reader
+/// waits for data (`Meter::may_block`, one read at a time), a read is one
+/// blocking `recv`, as the blocking client before hyper did: a piece of body
+/// then costs one system call and no wake-up of another task, instead of
+/// an `epoll_wait`, the `recv` and a second `epoll_wait` when the reader
+/// is woken (CPU per download doubled with hyper on these engines). Any
+/// other read (a response head, the TLS handshake, the check of an idle
+/// connection hyper makes after a body) is a non-blocking `recv` behind
+/// tokio's readiness, as on the async engine; so is a read after a slice
+/// that brought nothing, so the runtime's timers and Ctrl-C are seen.
+struct Stepped {
+    stream: TcpStream,
+    meter: Arc<Meter>,
+}
+
+impl Stepped {
+    fn new(stream: TcpStream, meter: Arc<Meter>) -> io::Result<Self> {
+        use std::os::fd::AsRawFd;
+        let fd = stream.as_raw_fd();
+        let slice = libc::timeval {
+            tv_sec: 0,
+            tv_usec: libc::suseconds_t::try_from(BLOCKING_SLICE.as_micros()).unwrap_or(50_000),
+        };
+        for opt in [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO] {
+            // SAFETY: setsockopt on the stream's own descriptor, with a
+            // timeval of the right size.
+            let rc = unsafe {
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    opt,
+                    (&raw const slice).cast(),
+                    libc::socklen_t::try_from(std::mem::size_of::<libc::timeval>()).unwrap_or(16),
+                )
+            };
+            if rc != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        // SAFETY: fcntl on the stream's own descriptor.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        // SAFETY: as above.
+        if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Stepped { stream, meter })
+    }
+
+    /// One `recv` into `buf`; `Ok(None)`: nothing came (would block).
+    fn recv(&self, buf: &mut tokio::io::ReadBuf<'_>, flags: libc::c_int) -> io::Result<Option<()>> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: recv writes at most `unfilled.len()` bytes into the
+        // unfilled part of `buf`, which are then marked initialised.
+        unsafe {
+            let unfilled = buf.unfilled_mut();
+            let n = libc::recv(self.stream.as_raw_fd(), unfilled.as_mut_ptr().cast(), unfilled.len(), flags);
+            if let Ok(n) = usize::try_from(n) {
+                buf.assume_init(n);
+                buf.advance(n);
+                return Ok(Some(()));
+            }
+        }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(None),
+            _ => Err(e),
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for Stepped {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        use std::task::Poll;
+        if self.meter.may_block.swap(false, Ordering::Relaxed) {
+            let started = Instant::now();
+            let got = self.recv(buf, 0);
+            self.meter.add_wait(started.elapsed());
+            match got {
+                Ok(Some(())) => return Poll::Ready(Ok(())),
+                Ok(None) => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        loop {
+            std::task::ready!(self.stream.poll_read_ready(cx))?;
+            match self.recv(buf, libc::MSG_DONTWAIT) {
+                Ok(Some(())) => return Poll::Ready(Ok(())),
+                // Tokio's readiness was stale (a blocking read took what
+                // it announced): clear it, so the next poll waits.
+                Ok(None) => {
+                    let _ = self.stream.try_io(tokio::io::Interest::READABLE, || {
+                        Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock))
+                    });
+                }
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Stepped {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
 /// HTTP/1.1 on `io`, its connection driven by a task on this thread's
-/// runtime.
-async fn handshake<T>(io: T) -> Result<Conn, Error>
+/// runtime (async engine) or by whoever waits on it (blocking engines,
+/// see [`Driver`]).
+async fn handshake<T>(io: T, meter: Arc<Meter>) -> Result<Conn, Error>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let meter = Arc::new(Meter::default());
     let io = Metered { io, meter: Arc::clone(&meter) };
     let (send, driver) = http1::Builder::new()
         .max_buf_size(READ_BUFFER_MAX)
@@ -463,10 +682,14 @@ where
         .handshake(TokioIo::new(io))
         .await
         .map_err(Error::Http)?;
-    tokio::spawn(async move {
+    let driver = async move {
         let _ = driver.await;
-    });
-    Ok(Conn { send, meter })
+    };
+    if stepped() {
+        return Ok(Conn { send, meter, driver: Driver(Some(Box::pin(driver))) });
+    }
+    tokio::spawn(driver);
+    Ok(Conn { send, meter, driver: Driver(None) })
 }
 
 /// The rustls configuration (ring, HTTP/1.1 by ALPN): the system's roots,

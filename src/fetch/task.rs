@@ -570,6 +570,16 @@ impl Waits {
             Some(left) if left <= self.timeout => (left, true),
             _ => (self.timeout, false),
         };
+        // Looked at here too: on the blocking engines a body that keeps
+        // coming is read without the wait ever being pending (see
+        // `http::Stepped`), and a timer that is never polled pending
+        // never fires.
+        if by_deadline && limit.is_zero() {
+            return Err(self.out_of_time());
+        }
+        if cancelled() {
+            return Err(fatal(Status::Interrupted, "interrupted"));
+        }
         // `biased`: Ctrl-C is only waited for (registered) when `f` has
         // nothing yet, not for every piece of a body that is ready.
         let timed = tokio::select! {
@@ -1152,15 +1162,19 @@ fn save_body_blocking(
     // so a retry continues after it. (Gathering hyper's pieces into 64 KiB
     // before each write, as with ureq, cost 64 KiB per download and saved
     // no CPU measurable on slow streams.)
-    loop {
-        let Some(chunk) = blocking(next_chunk(&mut response, waits))? else { break };
-        // Checkpoints are made by the committer while the download goes
-        // on (inline, each `fdatasync` stalled the stream).
-        dl.poll_checkpoint()?;
-        if dl.write(&chunk)? {
-            dl.start_checkpoint()?;
+    // The whole body is one step of this thread's runtime: a step per
+    // piece entered and left the runtime (and boxed a future) each time.
+    blocking(async {
+        while let Some(chunk) = next_chunk(&mut response, waits).await? {
+            // Checkpoints are made by the committer while the download
+            // goes on (inline, each `fdatasync` stalled the stream).
+            dl.poll_checkpoint()?;
+            if dl.write(&chunk)? {
+                dl.start_checkpoint()?;
+            }
         }
-    }
+        Ok(())
+    })?;
     dl.verify(expected)?;
     commit_blocking(dl)
 }
@@ -1368,11 +1382,14 @@ impl Download {
 /// that drips would otherwise hold the download for as long as it lasts),
 /// and not past Ctrl-C.
 async fn drain_async(mut r: http::Response, timeout: Duration) {
+    let started = Instant::now();
     let drain = async {
         let mut left = 64 * 1024usize;
         while let Ok(Some(chunk)) = r.chunk().await {
             left = left.saturating_sub(chunk.len());
-            if left == 0 {
+            // The time is looked at here too: on the blocking engines a
+            // body that drips may be read without ever being pending.
+            if left == 0 || started.elapsed() >= timeout || cancelled() {
                 break;
             }
         }

@@ -632,31 +632,36 @@ fn read_piece_blocking(
     start_workers: &dyn Fn(),
 ) -> Result<(), PieceFailure> {
     let mut pace = run.pace(response.waited());
-    loop {
-        if run.stopped() {
-            return Ok(());
-        }
-        let chunk = match blocking(next_chunk(&mut response, run.waits)) {
-            Ok(Some(chunk)) => chunk,
-            Ok(None) => return run.body_ended(id),
-            Err(Failure::Retry { reason, .. }) => {
-                return Err(PieceFailure::Retry(reason.replace("the body", "a part")));
+    // One step of this thread's runtime for the whole part, not one per
+    // piece (see `save_body_blocking`).
+    let read = async {
+        loop {
+            if run.stopped() {
+                return Ok(());
             }
-            Err(f) => return Err(f.into()),
-        };
-        let (more, due) = run.write(id, &chunk)?;
-        if due {
-            run.start_checkpoint()?;
+            let chunk = match next_chunk(&mut response, run.waits).await {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => return run.body_ended(id),
+                Err(Failure::Retry { reason, .. }) => {
+                    return Err(PieceFailure::Retry(reason.replace("the body", "a part")));
+                }
+                Err(f) => return Err(f.into()),
+            };
+            let (more, due) = run.write(id, &chunk)?;
+            if due {
+                run.start_checkpoint()?;
+            }
+            if run.watch(&mut pace, id, response.waited()) {
+                start_workers();
+            }
+            if !more {
+                // The part ends here (a later part starts): the rest of this
+                // response is not read, and its connection not reused.
+                return Ok(());
+            }
         }
-        if run.watch(&mut pace, id, response.waited()) {
-            start_workers();
-        }
-        if !more {
-            // The part ends here (a later part starts): the rest of this
-            // response is not read, and its connection not reused.
-            return Ok(());
-        }
-    }
+    };
+    http::block_on(read).map_err(|e| PieceFailure::from(local("cannot start this thread's HTTP runtime", &e)))?
 }
 
 /// Every byte is written: cut to length (and digest, if wanted), check,
