@@ -55,11 +55,13 @@ pub trait Task: Serialize + DeserializeOwned + Clone + Send + 'static {
     fn run_async(self) -> impl Future<Output = Self::Output> + Send + 'static;
 
     /// In a worker process, before its first task: `flag` is set when the
-    /// parent asks the in-flight task to stop (after a Ctrl-C). A task type
-    /// that can stop early and keep what it did looks at it; by default
-    /// the parent kills a worker still busy after its grace period.
-    fn worker_interrupt(flag: std::sync::Arc<std::sync::atomic::AtomicBool>) {
-        let _ = flag;
+    /// parent asks the in-flight task to stop (after a Ctrl-C), and a byte
+    /// then comes on `wake` (a watcher can block on it rather than poll the
+    /// flag). A task type that can stop early and keep what it did looks
+    /// at them; by default the parent kills a worker still busy after its
+    /// grace period.
+    fn worker_interrupt(flag: std::sync::Arc<std::sync::atomic::AtomicBool>, wake: std::os::unix::net::UnixStream) {
+        let _ = (flag, wake);
     }
 }
 

@@ -106,7 +106,11 @@ pub fn serve<T: Task>() -> io::Result<()> {
     // and say so, rather than be killed once the grace period is over.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGTERM, std::sync::Arc::clone(&stop))?;
-    T::worker_interrupt(stop);
+    let (wake, rung) = std::os::unix::net::UnixStream::pair()?;
+    // A signal handler must never block on a full buffer.
+    rung.set_nonblocking(true)?;
+    signal_hook::low_level::pipe::register(signal_hook::consts::SIGTERM, rung)?;
+    T::worker_interrupt(stop, wake);
     let mut input = BufReader::new(io::stdin().lock());
     let mut output = BufWriter::new(io::stdout().lock());
     while let Some(frame) = read_frame(&mut input)? {

@@ -193,8 +193,8 @@ impl Task for EntryTask {
     type Output = FetchResult;
     const NAME: &'static str = "fetch-entry";
 
-    fn worker_interrupt(flag: std::sync::Arc<std::sync::atomic::AtomicBool>) {
-        FetchTask::worker_interrupt(flag);
+    fn worker_interrupt(flag: std::sync::Arc<std::sync::atomic::AtomicBool>, wake: std::os::unix::net::UnixStream) {
+        FetchTask::worker_interrupt(flag, wake);
     }
 
     fn run_blocking(self) -> FetchResult {

@@ -270,12 +270,30 @@ static WAKE: tokio::sync::Notify = tokio::sync::Notify::const_new();
 /// wait for the network (the flag is set by a signal handler or by a
 /// consumer that wants no more results, neither of which can wake a
 /// future). Worker processes get theirs from the worker loop, set by the
-/// parent's SIGTERM (see `engine::processes`).
+/// parent's SIGTERM (see `engine::processes` and [`set_cancel_flag_woken`]).
 pub(crate) fn set_cancel_flag(flag: Arc<AtomicBool>) {
+    set_cancel_flag_woken(flag, None);
+}
+
+/// The same, with `wake` (a worker process's): a byte comes on it when
+/// the flag is set, so the watcher blocks on it instead of waking every
+/// [`SLEEP_SLICE`] (in each of -j worker processes, for the whole run).
+fn set_cancel_flag_woken(flag: Arc<AtomicBool>, wake: Option<std::os::unix::net::UnixStream>) {
     if CANCEL.set(Arc::clone(&flag)).is_err() {
         return;
     }
     let watch = move || {
+        if let Some(mut wake) = wake {
+            let mut byte = [0u8; 1];
+            while !flag.load(Ordering::SeqCst) {
+                match std::io::Read::read(&mut wake, &mut byte) {
+                    Ok(0) => return,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => return,
+                }
+            }
+        }
         while !flag.load(Ordering::SeqCst) {
             std::thread::sleep(SLEEP_SLICE);
         }
@@ -1536,8 +1554,8 @@ impl Task for FetchTask {
 
     /// A worker's download stops as one in the parent does: its part file
     /// and state are kept, and it reports `interrupted`.
-    fn worker_interrupt(flag: Arc<AtomicBool>) {
-        set_cancel_flag(flag);
+    fn worker_interrupt(flag: Arc<AtomicBool>, wake: std::os::unix::net::UnixStream) {
+        set_cancel_flag_woken(flag, Some(wake));
     }
 
     fn run_blocking(self) -> FetchResult {
