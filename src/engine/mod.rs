@@ -222,8 +222,12 @@ impl Pacer {
 
     /// Books the next start; returns how long to wait before it.
     pub(crate) fn book(&mut self) -> std::time::Duration {
+        self.book_at(std::time::Instant::now())
+    }
+
+    /// [`Pacer::book`] at time `now` (tests give their own clock).
+    fn book_at(&mut self, now: std::time::Instant) -> std::time::Duration {
         let Some(interval) = self.interval else { return std::time::Duration::ZERO };
-        let now = std::time::Instant::now();
         // Behind by a little (an oversleep): catch up. By more (idle): start afresh.
         if self.next + Self::CATCH_UP < now {
             self.next = now;
@@ -327,15 +331,30 @@ mod tests {
 
     #[test]
     fn the_pacer_sleeps_only_waits_a_timer_can_keep() {
+        use std::time::Duration;
+        // A clock of the test's own, standing still unless moved: the
+        // schedule is checked, not how fast this machine runs the loop.
         let mut fast = Pacer::new(Some(1_000_000.0));
-        assert!((0..500).all(|_| fast.book().is_zero()), "0.5 ms of a 1M/s schedule is not slept");
-        let after: Vec<_> = (0..2_000).map(|_| fast.book()).collect();
+        let now = fast.next;
+        assert!((0..500).all(|_| fast.book_at(now).is_zero()), "0.5 ms of a 1M/s schedule is not slept");
+        let after: Vec<_> = (0..2_000).map(|_| fast.book_at(now)).collect();
         assert!(after.iter().any(|w| *w >= Pacer::SLACK), "but the schedule is kept: {:?}", after.last());
+        assert_eq!(after.last().copied(), Some(Duration::from_micros(2_499)), "one start a microsecond");
+
         let mut slow = Pacer::new(Some(2.0));
-        assert!(slow.book().is_zero());
-        assert!(slow.book() > std::time::Duration::from_millis(400), "2 per second: half a second apart");
+        let start = slow.next;
+        assert!(slow.book_at(start).is_zero());
+        assert_eq!(slow.book_at(start), Duration::from_millis(500), "2 per second: half a second apart");
+        // An oversleep of 5 ms is caught up: the next start is not delayed by it.
+        assert_eq!(slow.book_at(start + Duration::from_millis(1_005)), Duration::ZERO);
+        assert_eq!(slow.book_at(start + Duration::from_millis(1_005)), Duration::from_millis(495));
+        // An idle pause (further behind than CATCH_UP) builds no burst.
+        let later = start + Duration::from_secs(10);
+        assert!(slow.book_at(later).is_zero());
+        assert_eq!(slow.book_at(later), Duration::from_millis(500));
+
         let mut free = Pacer::new(None);
-        assert!((0..10).all(|_| free.book().is_zero()));
+        assert!((0..10).all(|_| free.book_at(now).is_zero()));
     }
 
     /// Squares a number; panics on 13 to exercise failure reporting.
