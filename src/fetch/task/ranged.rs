@@ -624,44 +624,17 @@ fn request_piece_blocking(run: &Run, client: &http::Client, span: Span) -> Resul
 }
 
 /// Reads `id`'s part to its end, calling `start_workers` if it opens the
-/// other workers (its connection was seen waiting for the network).
+/// other workers (its connection was seen waiting for the network). One
+/// step of this thread's runtime for the whole part, not one per piece
+/// (see `save_body_blocking`).
 fn read_piece_blocking(
     run: &Run,
     id: usize,
-    mut response: http::Response,
-    start_workers: &dyn Fn(),
+    response: http::Response,
+    start_workers: &(dyn Fn() + Sync),
 ) -> Result<(), PieceFailure> {
-    let mut pace = run.pace(response.waited());
-    // One step of this thread's runtime for the whole part, not one per
-    // piece (see `save_body_blocking`).
-    let read = async {
-        loop {
-            if run.stopped() {
-                return Ok(());
-            }
-            let chunk = match next_chunk(&mut response, run.waits).await {
-                Ok(Some(chunk)) => chunk,
-                Ok(None) => return run.body_ended(id),
-                Err(Failure::Retry { reason, .. }) => {
-                    return Err(PieceFailure::Retry(reason.replace("the body", "a part")));
-                }
-                Err(f) => return Err(f.into()),
-            };
-            let (more, due) = run.write(id, &chunk)?;
-            if due {
-                run.start_checkpoint()?;
-            }
-            if run.watch(&mut pace, id, response.waited()) {
-                start_workers();
-            }
-            if !more {
-                // The part ends here (a later part starts): the rest of this
-                // response is not read, and its connection not reused.
-                return Ok(());
-            }
-        }
-    };
-    http::block_on(read).map_err(|e| PieceFailure::from(local("cannot start this thread's HTTP runtime", &e)))?
+    http::block_on(read_piece(run, id, response, start_workers))
+        .map_err(|e| PieceFailure::from(local("cannot start this thread's HTTP runtime", &e)))?
 }
 
 /// Every byte is written: cut to length (and digest, if wanted), check,
@@ -763,7 +736,7 @@ async fn work_async(run: &Run, client: &http::Client, timeout: Duration, id: usi
                 }
             }
         };
-        let result = read_piece_async(run, id, response).await;
+        let result = read_piece(run, id, response, &|| {}).await;
         run.release(id);
         if let Err(f) = result {
             run.fail(f);
@@ -795,7 +768,16 @@ async fn request_piece_async(
     }
 }
 
-async fn read_piece_async(run: &Run, id: usize, mut response: http::Response) -> Result<(), PieceFailure> {
+/// Reads `id`'s part to its end (every engine: the blocking shell runs it
+/// in one step of its thread's runtime). `on_waiting` runs each time the
+/// part's connection is seen waiting for the network (the blocking shell
+/// opens its other workers then; the async one has them all running).
+async fn read_piece(
+    run: &Run,
+    id: usize,
+    mut response: http::Response,
+    on_waiting: &(dyn Fn() + Sync),
+) -> Result<(), PieceFailure> {
     let mut pace = run.pace(response.waited());
     loop {
         if run.stopped() {
@@ -813,8 +795,12 @@ async fn read_piece_async(run: &Run, id: usize, mut response: http::Response) ->
         if due {
             run.start_checkpoint()?;
         }
-        run.watch(&mut pace, id, response.waited());
+        if run.watch(&mut pace, id, response.waited()) {
+            on_waiting();
+        }
         if !more {
+            // The part ends here (a later part starts): the rest of this
+            // response is not read, and its connection not reused.
             return Ok(());
         }
     }
