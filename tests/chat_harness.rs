@@ -198,3 +198,22 @@ impl Irc {
         out
     }
 }
+
+/// alice and bob in #room, both having seen both joins.
+pub fn pair(server: &ChatServer) -> (Irc, Irc) {
+    let mut alice = server.client("alice");
+    let mut bob = server.client("bob");
+    alice.send("JOIN #room");
+    alice.expect(" 366 alice #room ");
+    bob.send("JOIN #room");
+    bob.expect(" 366 bob #room ");
+    alice.expect(":bob!bob@127.0.0.1 JOIN #room");
+    (alice, bob)
+}
+
+/// Proves a channel still works: `from` says `text`, `to` hears it.
+pub fn still_chatting(from: &mut Irc, to: &mut Irc, text: &str) {
+    from.send(&format!("PRIVMSG #room :{text}"));
+    let line = to.expect(text);
+    assert_eq!(line, format!(":{0}!{0}@127.0.0.1 PRIVMSG #room :{text}", from.nick));
+}

@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use crate::chat_harness::{ChatServer, Irc};
+use crate::chat_harness::{ChatServer, Irc, pair, still_chatting};
 use crate::engine_tests;
 
 /// The writes that once made the hub answer a client it had already
@@ -43,14 +43,8 @@ engine_tests! {
         }
         // Someone else can still register and talk, and the PING of a
         // client already there is answered (the hub's reader is alive).
-        let mut alice = server.client("alice");
-        let mut bob = server.client("bob");
-        alice.send("JOIN #room");
-        alice.expect(" 366 alice #room ");
-        bob.send("JOIN #room");
-        bob.expect(" 366 bob #room ");
-        alice.send("PRIVMSG #room :still here");
-        assert_eq!(bob.expect("still here"), ":alice!alice@127.0.0.1 PRIVMSG #room :still here");
+        let (mut alice, mut bob) = pair(&server);
+        still_chatting(&mut alice, &mut bob, "still here");
         alice.sync("alive");
         assert!(!server.log_text().contains("panicked"), "{}", server.log_text());
     }

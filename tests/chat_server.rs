@@ -7,27 +7,8 @@ use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::chat_harness::{ChatServer, Irc};
+use crate::chat_harness::{ChatServer, Irc, pair, still_chatting};
 use crate::engine_tests;
-
-/// alice and bob in #room, both having seen both joins.
-fn pair(server: &ChatServer) -> (Irc, Irc) {
-    let mut alice = server.client("alice");
-    let mut bob = server.client("bob");
-    alice.send("JOIN #room");
-    alice.expect(" 366 alice #room ");
-    bob.send("JOIN #room");
-    bob.expect(" 366 bob #room ");
-    alice.expect(":bob!bob@127.0.0.1 JOIN #room");
-    (alice, bob)
-}
-
-/// Proves a channel still works: `from` says `text`, `to` hears it.
-fn still_chatting(from: &mut Irc, to: &mut Irc, text: &str) {
-    from.send(&format!("PRIVMSG #room :{text}"));
-    let line = to.expect(text);
-    assert_eq!(line, format!(":{0}!{0}@127.0.0.1 PRIVMSG #room :{text}", from.nick));
-}
 
 /// Threads of a process (1 for a single-threaded one).
 fn threads_of(pid: u32) -> usize {
