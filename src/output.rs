@@ -1,11 +1,19 @@
 //! Files that appear under their final name only when complete: written to a
-//! temporary name in the same directory, fsynced, then renamed.
+//! temporary name in the same directory, fsynced, then renamed. Also what
+//! every report shares about text a peer chose ([`reorders_text`]).
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+
+/// Whether `c` is a bidirectional mark, override or isolate: not a control
+/// character, yet it reorders what a terminal shows after it, so text a
+/// peer chose shows it escaped like a control (chat, fetch reports).
+pub(crate) fn reorders_text(c: char) -> bool {
+    matches!(c, '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
 
 /// A file being written; invisible under its final name until [`commit`].
 ///

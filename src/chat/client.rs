@@ -557,10 +557,7 @@ fn say(text: &str) {
 /// as `<U+XXXX>`.
 pub(crate) fn visible(text: &str) -> std::borrow::Cow<'_, str> {
     use std::fmt::Write as _;
-    let hostile = |c: char| {
-        c.is_control()
-            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-    };
+    let hostile = |c: char| c.is_control() || crate::output::reorders_text(c);
     if !text.chars().any(hostile) {
         return std::borrow::Cow::Borrowed(text);
     }

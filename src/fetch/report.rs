@@ -38,13 +38,25 @@ impl FromStr for Format {
 }
 
 /// `text` with its control characters shown escaped (`\u{1b}`), as
-/// Rust's `{:?}` shows them.
+/// Rust's `{:?}` shows them, and the bidirectional marks that would
+/// reorder the line after them too (`\u{202e}`).
 pub fn printable(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
+    let hostile = |c: char| c.is_control() || crate::output::reorders_text(c);
+    if !text.chars().any(hostile) {
         return Cow::Borrowed(text);
     }
     Cow::Owned(
-        text.chars().map(|c| if c.is_control() { c.escape_debug().to_string() } else { c.to_string() }).collect(),
+        text.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_debug().to_string()
+                } else if hostile(c) {
+                    c.escape_unicode().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
     )
 }
 
@@ -354,6 +366,7 @@ mod tests {
     fn control_characters_are_shown_escaped() {
         assert_eq!(printable("plain é"), "plain é");
         assert_eq!(printable("a\u{1b}]0;t\u{7}b\nc\u{9b}"), "a\\u{1b}]0;t\\u{7}b\\nc\\u{9b}");
+        assert_eq!(printable("evil\u{202e}txt.exe"), "evil\\u{202e}txt.exe", "a right-to-left override");
     }
 
     #[test]
