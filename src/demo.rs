@@ -11,7 +11,7 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
-use crate::bench::loopback::LoopbackTarget;
+use crate::bench::fixture::loopback::LoopbackTarget;
 use crate::bench::measure;
 use crate::cli::DemoArgs;
 use crate::error::Exit;

@@ -48,7 +48,7 @@ engine_tests! {
             // Other programs may listen on [::]; the ports closed here are
             // free again, so only what this machine lists can be open.
             let mut truth = open.clone();
-            let others = trident::bench::loopback::other_listeners(Ipv6Addr::LOCALHOST);
+            let others = trident::bench::fixture::loopback::other_listeners(Ipv6Addr::LOCALHOST);
             truth.extend(closed.iter().filter(|p| others.contains(p)));
             assert_eq!(ports_in(&lines, "open"), truth, "{context}");
         }

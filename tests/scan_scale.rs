@@ -52,7 +52,7 @@ engine_tests! {
         assert!(o.status.success(), "{}", stderr(&o));
         // Other programs' wildcard listeners answer on every address too.
         let mut truth = l.ports.clone();
-        truth.extend(trident::bench::loopback::other_listeners(l.ip));
+        truth.extend(trident::bench::fixture::loopback::other_listeners(l.ip));
         assert_eq!(ports_in(&jsonl(&o), "open"), truth, "full range, exact open set, no self-connect");
     }
 

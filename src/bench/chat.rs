@@ -19,19 +19,19 @@
 //! bench on one machine.
 
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::fixture::{Served, free_port};
 use super::report::median;
 use crate::engine::EngineKind;
 use crate::sys::{process_tree, pss_kib, rss_kib};
@@ -164,55 +164,6 @@ pub struct ChatBenchReport {
     pub runs: Vec<Run>,
     /// Medians.
     pub summary: Vec<Summary>,
-}
-
-/// A server process under test; killed (and reaped) on drop.
-struct Served {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        // SIGTERM first: trident servers stop their workers themselves.
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-/// Starts `cmd` (its stderr drained) and waits until `addr` accepts.
-fn start(mut cmd: Command, addr: SocketAddr, what: &str) -> anyhow::Result<Served> {
-    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().with_context(|| format!("cannot start {what}"))?;
-    if let Some(stderr) = child.stderr.take() {
-        thread::spawn(move || for _ in BufReader::new(stderr).lines() {});
-    }
-    let served = Served { child, addr };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if std::net::TcpStream::connect(addr).is_ok() {
-            // Let a pre-forked server's workers all reach accept.
-            thread::sleep(Duration::from_millis(200));
-            return Ok(served);
-        }
-        if Instant::now() > deadline {
-            bail!("{what} did not start listening on {addr}");
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn trident_cmd() -> anyhow::Result<Command> {
@@ -372,7 +323,7 @@ fn chat_server(engine: EngineKind, clients: usize) -> anyhow::Result<Served> {
     cmd.args(["--max-clients", &limit, "--max-per-ip", &limit, "--flood-rate", "0", "--sendq", "16777216"]);
     // Every client may fill its queue: the total is no limit here.
     cmd.args(["--sendq-total", "1099511627776"]);
-    start(cmd, addr, &format!("trident-{engine}"))
+    Served::start(cmd, addr, &format!("trident-{engine}"))
 }
 
 /// One load step against `addr`; the run record.
@@ -454,9 +405,10 @@ fn echo_part(config: &ChatBenchConfig, runs: &mut Vec<Run>) -> anyhow::Result<()
             let c = &contenders[(i + round as usize) % contenders.len()];
             let port = free_port()?;
             let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-            let served = start((c.command)(port)?, addr, &c.name)?;
-            let (requests, cpu) = echo_loop(addr, config.echo_connections, warmup, config.duration, served.child.id())
-                .with_context(|| format!("echo against {}", c.name))?;
+            let served = Served::start((c.command)(port)?, addr, &c.name)?;
+            let (requests, cpu) =
+                echo_loop(addr, config.echo_connections, warmup, config.duration, served.process.id())
+                    .with_context(|| format!("echo against {}", c.name))?;
             drop(served);
             let mut run = empty_run(Part::Echo, &c.name, round);
             run.requests_per_s = requests as f64 / config.duration.as_secs_f64();
@@ -527,8 +479,8 @@ fn idle_part(config: &ChatBenchConfig, runs: &mut Vec<Run>) -> anyhow::Result<()
                 "--ping-interval",
                 "1h",
             ]);
-            let served = start(cmd, addr, &name)?;
-            let pid = served.child.id();
+            let served = Served::start(cmd, addr, &name)?;
+            let pid = served.process.id();
             thread::sleep(Duration::from_millis(300));
             let (rss_idle, pss_idle) = tree_memory(pid);
             let (open, (rss, pss)) = hold_idle(addr, config.idle, || tree_memory(pid))?;

@@ -6,10 +6,8 @@
 //! (deterministic pseudo-random bytes, SHA-256 of every file kept). The
 //! server is Debian's nginx, started by the bench with its own config
 //! (`sendfile on`, no access log) on a free loopback port; when nginx is
-//! missing or does not start, a small built-in server ([`StaticServer`]:
-//! std threads, a thread per connection, keep-alive, single ranges, bodies
-//! through `std::io::copy`, which is `sendfile` on Linux) serves instead,
-//! and the report header says so.
+//! missing or does not start, a small built-in server serves instead, and
+//! the report header says so (both in [`super::fixture`]).
 //!
 //! Each contender runs as its own process with [`measure_with_limit`] and
 //! downloads into a fresh empty directory; afterwards every expected file is
@@ -34,14 +32,12 @@
 //! at once and how long all N were there together show the downloads
 //! really overlapped.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::fs::{self, File};
-use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -49,8 +45,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
+pub use super::fixture::ServerChoice;
+use super::fixture::corpus::{self, Expected, verify};
+use super::fixture::{FileServer, TempDir};
 use super::measure::measure_with_limit;
 use super::report::{find_program, median};
 use crate::engine::EngineKind;
@@ -262,6 +260,16 @@ impl Workload {
         text
     }
 
+    /// Generates its files in ROOT/<name>/.
+    fn generate_corpus(&self, root: &Path) -> anyhow::Result<Vec<Expected>> {
+        let seed = match self.kind {
+            WorkloadKind::Small => 1u64 << 32,
+            WorkloadKind::Large => 2u64 << 32,
+            WorkloadKind::Active => 3u64 << 32,
+        };
+        corpus::generate(&root.join(self.name()), (0..self.files).map(|i| self.file_name(i)), self.file_size, seed)
+    }
+
     fn file_name(&self, i: usize) -> String {
         match self.kind {
             WorkloadKind::Small => format!("s{i:05}.bin"),
@@ -291,29 +299,6 @@ fn human_size(bytes: u64) -> String {
         format!("{} KiB", bytes >> 10)
     } else {
         format!("{bytes} B")
-    }
-}
-
-/// Which server to start.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ServerChoice {
-    /// nginx if it starts, else the built-in server.
-    Auto,
-    /// nginx or fail.
-    Nginx,
-    /// The built-in server.
-    Builtin,
-}
-
-impl std::str::FromStr for ServerChoice {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "auto" => Ok(ServerChoice::Auto),
-            "nginx" => Ok(ServerChoice::Nginx),
-            "builtin" => Ok(ServerChoice::Builtin),
-            _ => Err(format!("unknown server {s:?} (expected auto, nginx or builtin)")),
-        }
     }
 }
 
@@ -622,516 +607,10 @@ pub fn summarise_active(workload: &Workload, tools: &[String], runs: &[RunRecord
         .collect()
 }
 
-/// A directory removed (with everything in it) when dropped.
-#[derive(Debug)]
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(prefix: &str) -> anyhow::Result<Self> {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
-        let path = std::env::temp_dir().join(format!("{prefix}-{}-{nanos}", std::process::id()));
-        fs::create_dir(&path).with_context(|| format!("cannot create {}", path.display()))?;
-        // Readable by nginx's workers, which run as nobody when we are root.
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o755))?;
-        Ok(TempDir(path))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A file the contenders must end up with.
-#[derive(Clone, Debug)]
-pub struct Expected {
-    /// File name (also the URL's last segment).
-    pub name: String,
-    /// Size in bytes.
-    pub size: u64,
-    /// SHA-256 of the content.
-    pub sha256: [u8; 32],
-}
-
-/// Writes `size` deterministic pseudo-random bytes (seeded by `seed`) to
-/// `path`; returns their SHA-256.
-fn write_pseudo_random(path: &Path, size: u64, seed: u64) -> io::Result<[u8; 32]> {
-    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut hasher = Sha256::new();
-    let mut file = File::create(path)?;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut left = size;
-    while left > 0 {
-        let n = left.min(buf.len() as u64) as usize;
-        for chunk in buf[..n].chunks_mut(8) {
-            // xorshift64*
-            state ^= state >> 12;
-            state ^= state << 25;
-            state ^= state >> 27;
-            let word = state.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes();
-            chunk.copy_from_slice(&word[..chunk.len()]);
-        }
-        hasher.update(&buf[..n]);
-        file.write_all(&buf[..n])?;
-        left -= n as u64;
-    }
-    file.set_permissions(fs::Permissions::from_mode(0o644))?;
-    Ok(hasher.finalize().into())
-}
-
-/// Generates `workload`'s files in ROOT/<workload name>/.
-pub fn generate_corpus(root: &Path, workload: &Workload) -> anyhow::Result<Vec<Expected>> {
-    let dir = root.join(workload.name());
-    fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755))?;
-    let base = match workload.kind {
-        WorkloadKind::Small => 1u64 << 32,
-        WorkloadKind::Large => 2u64 << 32,
-        WorkloadKind::Active => 3u64 << 32,
-    };
-    (0..workload.files)
-        .map(|i| {
-            let name = workload.file_name(i);
-            let sha256 = write_pseudo_random(&dir.join(&name), workload.file_size, base + i as u64)
-                .with_context(|| format!("cannot write the corpus in {}", dir.display()))?;
-            Ok(Expected { name, size: workload.file_size, sha256 })
-        })
-        .collect()
-}
-
-/// What a download directory holds compared with the corpus.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Check {
-    /// Files present with the right size and SHA-256.
-    pub ok: u64,
-    /// Their bytes.
-    pub ok_bytes: u64,
-    /// Expected files absent.
-    pub missing: u64,
-    /// Expected files of another size.
-    pub wrong_size: u64,
-    /// Right size, wrong bytes.
-    pub wrong_sha256: u64,
-    /// Entries that are not expected files.
-    pub extra: u64,
-}
-
-fn sha256_file(path: &Path) -> io::Result<[u8; 32]> {
-    let mut file = File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            return Ok(hasher.finalize().into());
-        }
-        hasher.update(&buf[..n]);
-    }
-}
-
-/// Checks `dir` against `expected` (a missing directory: everything missing).
-pub fn verify(dir: &Path, expected: &[Expected]) -> io::Result<Check> {
-    let mut check = Check::default();
-    let mut present: HashMap<String, fs::Metadata> = HashMap::new();
-    match fs::read_dir(dir) {
-        Ok(entries) => {
-            for entry in entries {
-                let entry = entry?;
-                present.insert(entry.file_name().to_string_lossy().into_owned(), entry.metadata()?);
-            }
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    for exp in expected {
-        match present.remove(&exp.name) {
-            None => check.missing += 1,
-            Some(m) if !m.is_file() || m.len() != exp.size => check.wrong_size += 1,
-            Some(_) if sha256_file(&dir.join(&exp.name))? != exp.sha256 => check.wrong_sha256 += 1,
-            Some(_) => {
-                check.ok += 1;
-                check.ok_bytes += exp.size;
-            }
-        }
-    }
-    check.extra = present.len() as u64;
-    Ok(check)
-}
-
-/// The built-in static file server: a thread per connection, HTTP/1.1
-/// keep-alive, GET and HEAD, one `bytes=` range; file bodies go through
-/// `std::io::copy` from the file to the socket (sendfile on Linux), or, for
-/// a path under a rate-limited prefix, are written in paced chunks (the
-/// per-connection `limit_rate` of nginx). Serves ROOT's files whose path
-/// segments are `[A-Za-z0-9._-]` and do not start with a dot. Stops
-/// accepting when dropped.
-#[derive(Debug)]
-pub struct StaticServer {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    acceptor: Option<thread::JoinHandle<()>>,
-}
-
-impl StaticServer {
-    /// Starts serving `root` on 127.0.0.1:0.
-    pub fn start(root: &Path) -> io::Result<Self> {
-        Self::start_limited(root, Vec::new())
-    }
-
-    /// Starts serving `root` on 127.0.0.1:0; a body whose URL path starts
-    /// with one of `limits`' prefixes (e.g. `/active-1m/`) is sent at most
-    /// at its rate, bytes per second per connection.
-    pub fn start_limited(root: &Path, limits: Vec<(String, u64)>) -> io::Result<Self> {
-        let limits = Arc::new(limits);
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
-        let addr = listener.local_addr()?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let root = root.to_path_buf();
-        let acceptor = {
-            let stop = Arc::clone(&stop);
-            thread::spawn(move || {
-                for conn in listener.incoming() {
-                    if stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    let Ok(conn) = conn else { continue };
-                    let (root, limits) = (root.clone(), Arc::clone(&limits));
-                    thread::spawn(move || {
-                        let _ = serve_connection(conn, &root, &limits);
-                    });
-                }
-            })
-        };
-        Ok(StaticServer { addr, stop, acceptor: Some(acceptor) })
-    }
-
-    /// Where it listens.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-}
-
-impl Drop for StaticServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        // Wake the acceptor.
-        let _ = TcpStream::connect(self.addr);
-        if let Some(a) = self.acceptor.take() {
-            let _ = a.join();
-        }
-    }
-}
-
-fn resolve(root: &Path, target: &str) -> Option<PathBuf> {
-    let path = target.split(['?', '#']).next()?.strip_prefix('/')?;
-    let mut out = root.to_path_buf();
-    for seg in path.split('/') {
-        let ok = !seg.is_empty()
-            && !seg.starts_with('.')
-            && seg.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-        if !ok {
-            return None;
-        }
-        out.push(seg);
-    }
-    Some(out)
-}
-
-/// `bytes=A-B` or `bytes=A-` within `len`: the first and last byte.
-fn parse_range(spec: &str, len: u64) -> Option<(u64, u64)> {
-    let (a, b) = spec.trim().strip_prefix("bytes=")?.split_once('-')?;
-    let start: u64 = a.trim().parse().ok()?;
-    let end = match b.trim() {
-        "" => len.checked_sub(1)?,
-        b => b.parse::<u64>().ok()?.min(len.checked_sub(1)?),
-    };
-    (start <= end).then_some((start, end))
-}
-
-/// Sends `len` bytes of `from` at `rate` bytes per second the way nginx's
-/// `limit_rate` does: one second ahead (the first second's worth at once),
-/// then chunks of ~1/20 s, each written when the ones before it are due.
-fn copy_paced(from: &mut impl Read, to: &mut impl Write, len: u64, rate: u64) -> io::Result<()> {
-    let chunk = (rate / 20).clamp(1024, 64 * 1024);
-    let mut buf = vec![0u8; chunk as usize];
-    let started = Instant::now();
-    let mut sent = 0u64;
-    while sent < len {
-        let ahead = (sent as f64 / rate.max(1) as f64 - 1.0).max(0.0);
-        let due = started + Duration::from_secs_f64(ahead);
-        if let Some(wait) = due.checked_duration_since(Instant::now()) {
-            thread::sleep(wait);
-        }
-        let n = (len - sent).min(chunk) as usize;
-        from.read_exact(&mut buf[..n])?;
-        to.write_all(&buf[..n])?;
-        sent += n as u64;
-    }
-    Ok(())
-}
-
-fn serve_connection(stream: TcpStream, root: &Path, limits: &[(String, u64)]) -> io::Result<()> {
-    stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut out = stream;
-    loop {
-        let mut request = String::new();
-        if reader.by_ref().take(8192).read_line(&mut request)? == 0 {
-            return Ok(());
-        }
-        let (mut range, mut close) = (None, false);
-        for _ in 0..=100 {
-            let mut line = String::new();
-            if reader.by_ref().take(8192).read_line(&mut line)? == 0 {
-                return Ok(());
-            }
-            let line = line.trim_end();
-            if line.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = line.split_once(':') {
-                if name.eq_ignore_ascii_case("range") {
-                    range = Some(value.trim().to_string());
-                } else if name.eq_ignore_ascii_case("connection") {
-                    close = value.trim().eq_ignore_ascii_case("close");
-                }
-            }
-        }
-        let mut parts = request.split_whitespace();
-        let (method, target, version) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next());
-        close |= version == Some("HTTP/1.0");
-        let conn = if close { "close" } else { "keep-alive" };
-        let file =
-            resolve(root, target).and_then(|p| File::open(p).ok()).filter(|f| f.metadata().is_ok_and(|m| m.is_file()));
-        let simple = |status: &str| {
-            format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: {conn}\r\nServer: trident-bench\r\n\r\n")
-        };
-        match (method, file) {
-            ("GET" | "HEAD", Some(mut file)) => {
-                let len = file.metadata()?.len();
-                let (status, start, end, content_range) = match range.as_deref().map(|r| parse_range(r, len)) {
-                    None => ("200 OK", 0, len, String::new()),
-                    Some(Some((a, b))) => {
-                        ("206 Partial Content", a, b + 1, format!("Content-Range: bytes {a}-{b}/{len}\r\n"))
-                    }
-                    Some(None) => {
-                        out.write_all(simple("416 Range Not Satisfiable").as_bytes())?;
-                        continue;
-                    }
-                };
-                out.write_all(
-                    format!(
-                        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\nAccept-Ranges: bytes\r\n{content_range}Connection: {conn}\r\nServer: trident-bench\r\n\r\n",
-                        end - start
-                    )
-                    .as_bytes(),
-                )?;
-                if method == "GET" {
-                    file.seek(SeekFrom::Start(start))?;
-                    match limits.iter().find(|(prefix, _)| target.starts_with(prefix.as_str())) {
-                        Some(&(_, rate)) => copy_paced(&mut file, &mut out, end - start, rate)?,
-                        None => {
-                            io::copy(&mut file.take(end - start), &mut out)?;
-                        }
-                    }
-                }
-            }
-            ("GET" | "HEAD", None) => out.write_all(simple("404 Not Found").as_bytes())?,
-            _ => out.write_all(simple("405 Method Not Allowed").as_bytes())?,
-        }
-        if close {
-            return Ok(());
-        }
-    }
-}
-
-/// nginx run by the bench: master and workers, killed when dropped.
-#[derive(Debug)]
-struct Nginx {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        // SIGTERM: fast shutdown of the master and its workers.
-        // SAFETY: kill on our own child, not yet reaped.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A free loopback port: bound, read, closed (nginx cannot listen on :0).
-fn free_port() -> io::Result<u16> {
-    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port())
-}
-
-/// Whether `GET path` on `port` answers 200.
-fn probe(port: u16, path: &str) -> bool {
-    let Ok(mut s) = TcpStream::connect((Ipv4Addr::LOCALHOST, port)) else { return false };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(format!("HEAD {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").as_bytes()).is_err()
-    {
-        return false;
-    }
-    let mut line = String::new();
-    BufReader::new(s).read_line(&mut line).is_ok() && line.split_whitespace().nth(1) == Some("200")
-}
-
 /// The rate-limited URL path prefixes: `/NAME/` and its bytes per second,
 /// for every workload with a rate limit.
 fn rate_limits(workloads: &[Workload]) -> Vec<(String, u64)> {
     workloads.iter().filter_map(|w| Some((format!("/{}/", w.name()), w.rate_limit?))).collect()
-}
-
-fn nginx_config(work: &Path, root: &Path, port: u16, limits: &[(String, u64)]) -> String {
-    let w = work.display();
-    let mut locations = String::new();
-    for (prefix, rate) in limits {
-        let _ = write!(locations, "\n        location {prefix} {{ limit_rate {rate}; }}");
-    }
-    format!(
-        "daemon off;
-master_process on;
-worker_processes auto;
-pid {w}/nginx.pid;
-error_log {w}/error.log warn;
-worker_rlimit_nofile 65536;
-events {{ worker_connections 8192; }}
-http {{
-    access_log off;
-    sendfile on;
-    tcp_nopush on;
-    tcp_nodelay on;
-    keepalive_requests 1000000;
-    keepalive_timeout 60s;
-    default_type application/octet-stream;
-    client_body_temp_path {w}/body;
-    proxy_temp_path {w}/proxy;
-    fastcgi_temp_path {w}/fastcgi;
-    uwsgi_temp_path {w}/uwsgi;
-    scgi_temp_path {w}/scgi;
-    server {{
-        listen 127.0.0.1:{port};
-        root {};{locations}
-    }}
-}}
-",
-        root.display()
-    )
-}
-
-/// Starts `nginx` serving `root`, its config and logs in `work`; retries
-/// with another port if the chosen one was taken meanwhile.
-fn start_nginx(
-    nginx: &Path,
-    root: &Path,
-    work: &Path,
-    probe_path: &str,
-    limits: &[(String, u64)],
-) -> anyhow::Result<Nginx> {
-    fs::create_dir_all(work)?;
-    let mut last = String::new();
-    for _ in 0..5 {
-        let port = free_port()?;
-        let conf = work.join("nginx.conf");
-        fs::write(&conf, nginx_config(work, root, port, limits))?;
-        let log = work.join("error.log");
-        let child = Command::new(nginx)
-            .arg("-p")
-            .arg(work)
-            .arg("-c")
-            .arg(&conf)
-            .arg("-e")
-            .arg(&log)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("cannot run {}", nginx.display()))?;
-        let mut server = Nginx { child, port };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = server.child.try_wait() {
-                last = format!("exited with {status}: {}", fs::read_to_string(&log).unwrap_or_default().trim());
-                break;
-            }
-            if probe(port, probe_path) {
-                return Ok(server);
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        if last.is_empty() {
-            last = format!("no answer on 127.0.0.1:{port}: {}", fs::read_to_string(&log).unwrap_or_default().trim());
-        }
-        drop(server);
-        if !last.contains("Address already in use") {
-            break;
-        }
-    }
-    bail!("nginx did not start: {last}")
-}
-
-fn nginx_version(nginx: &Path) -> String {
-    Command::new(nginx)
-        .arg("-v")
-        .output()
-        .ok()
-        .and_then(|o| {
-            let text = String::from_utf8_lossy(&o.stderr).into_owned();
-            text.trim().rsplit('/').next().map(str::to_string)
-        })
-        .unwrap_or_default()
-}
-
-/// The running server.
-enum Server {
-    Nginx(#[allow(dead_code)] Nginx),
-    Builtin(#[allow(dead_code)] StaticServer),
-}
-
-fn start_server(
-    choice: ServerChoice,
-    root: &Path,
-    work: &Path,
-    probe_path: &str,
-    limits: &[(String, u64)],
-) -> anyhow::Result<(Server, u16, String)> {
-    let limited = if limits.is_empty() { String::new() } else { ", limit_rate on the active paths".to_string() };
-    if choice != ServerChoice::Builtin {
-        let attempt =
-            match find_program("nginx").or_else(|| Some(PathBuf::from("/usr/sbin/nginx")).filter(|p| p.is_file())) {
-                None => Err(anyhow::anyhow!("nginx is not installed")),
-                Some(nginx) => start_nginx(&nginx, root, &work.join("nginx"), probe_path, limits).map(|n| {
-                    let port = n.port;
-                    let text = format!(
-                        "nginx {} (sendfile on, worker_processes auto{limited}) at 127.0.0.1:{port}",
-                        nginx_version(&nginx)
-                    );
-                    (Server::Nginx(n), port, text)
-                }),
-            };
-        match attempt {
-            Ok(started) => return Ok(started),
-            Err(e) if choice == ServerChoice::Nginx => return Err(e),
-            Err(e) => eprintln!("trident: {e:#}; using the built-in server"),
-        }
-    }
-    let s = StaticServer::start_limited(root, limits.to_vec())?;
-    let port = s.addr().port();
-    let why = if choice == ServerChoice::Builtin { "as asked" } else { "nginx unavailable" };
-    let text = format!("built-in server (std threads, io::copy = sendfile{limited}) at 127.0.0.1:{port} -- {why}");
-    Ok((Server::Builtin(s), port, text))
 }
 
 /// Counts `.part` files in `dir` every 20 ms until `stop`: the most seen at
@@ -1314,20 +793,21 @@ pub fn run(config: &FetchBenchConfig) -> anyhow::Result<BenchReport> {
         bail!("nothing to run");
     }
     let work = TempDir::new("trident-bench-fetch")?;
-    let corpus = work.0.join("corpus");
+    let work_dir = work.path();
+    let corpus = work_dir.join("corpus");
     fs::create_dir(&corpus)?;
     fs::set_permissions(&corpus, fs::Permissions::from_mode(0o755))?;
     let started = Instant::now();
     let mut expected = Vec::new();
     for w in &config.workloads {
-        expected.push(generate_corpus(&corpus, w)?);
+        expected.push(w.generate_corpus(&corpus)?);
     }
     let first = &config.workloads[0];
     let probe_path = format!("/{}/{}", first.name(), first.file_name(0));
     let limits = rate_limits(&config.workloads);
-    let (_server, port, server_text) = start_server(config.server, &corpus, &work.0, &probe_path, &limits)?;
+    let (_server, port, server_text) = FileServer::start(config.server, &corpus, work_dir, &probe_path, &limits)?;
     println!("bench fetch: server {server_text}");
-    let storage = crate::sys::storage(&work.0);
+    let storage = crate::sys::storage(work_dir);
     println!("bench fetch: files written to {}", storage.as_deref().unwrap_or("(storage unknown)"));
     println!(
         "corpus generated in {:.1}s under {}; {} warm-up + {} runs each, alternating",
@@ -1337,7 +817,7 @@ pub fn run(config: &FetchBenchConfig) -> anyhow::Result<BenchReport> {
         config.runs
     );
 
-    let mut runner = Runner { config, work: &work.0, port, seq: 0, deferred: Vec::new(), deferred_bytes: 0 };
+    let mut runner = Runner { config, work: work_dir, port, seq: 0, deferred: Vec::new(), deferred_bytes: 0 };
     let mut records = Vec::new();
     let mut summary = Vec::new();
     let mut ratios = Vec::new();
@@ -1445,7 +925,7 @@ pub fn run(config: &FetchBenchConfig) -> anyhow::Result<BenchReport> {
         print_active(&active);
     }
     let report = BenchReport {
-        builtin_server: matches!(_server, Server::Builtin(_)),
+        builtin_server: _server.is_builtin(),
         server: server_text,
         storage,
         workloads: config.workloads.clone(),
@@ -1548,55 +1028,6 @@ mod tests {
     }
 
     #[test]
-    fn corpus_is_deterministic_and_verified() {
-        let a = TempDir::new("trident-test-corpus").unwrap();
-        let b = TempDir::new("trident-test-corpus").unwrap();
-        let ea = generate_corpus(&a.0, &small(3)).unwrap();
-        let eb = generate_corpus(&b.0, &small(3)).unwrap();
-        assert_eq!(ea.iter().map(|e| e.sha256).collect::<Vec<_>>(), eb.iter().map(|e| e.sha256).collect::<Vec<_>>());
-        assert_ne!(ea[0].sha256, ea[1].sha256);
-        let dir = a.0.join("small");
-        assert_eq!(verify(&dir, &ea).unwrap(), Check { ok: 3, ok_bytes: 3000, ..Check::default() });
-        fs::write(dir.join("s00000.bin"), vec![0u8; 1000]).unwrap();
-        fs::write(dir.join("s00001.bin"), b"short").unwrap();
-        fs::remove_file(dir.join("s00002.bin")).unwrap();
-        fs::write(dir.join("s00002.bin.part"), b"").unwrap();
-        let c = verify(&dir, &ea).unwrap();
-        assert_eq!((c.ok, c.wrong_sha256, c.wrong_size, c.missing, c.extra), (0, 1, 1, 1, 1));
-        assert_eq!(verify(&a.0.join("nope"), &ea).unwrap().missing, 3);
-    }
-
-    #[test]
-    fn builtin_server_serves_files_and_ranges() {
-        let root = TempDir::new("trident-test-static").unwrap();
-        let exp = generate_corpus(&root.0, &small(1)).unwrap();
-        let server = StaticServer::start(&root.0).unwrap();
-        let get = |req: &str| {
-            let mut s = TcpStream::connect(server.addr()).unwrap();
-            s.write_all(req.as_bytes()).unwrap();
-            let mut out = Vec::new();
-            s.read_to_end(&mut out).unwrap();
-            out
-        };
-        let body = fs::read(root.0.join("small/s00000.bin")).unwrap();
-        let whole = get("GET /small/s00000.bin HTTP/1.1\r\nConnection: close\r\n\r\n");
-        assert!(whole.starts_with(b"HTTP/1.1 200 OK\r\n"));
-        assert!(whole.ends_with(&body));
-        assert_eq!(Sha256::digest(&body).as_slice(), exp[0].sha256);
-        let part = get("GET /small/s00000.bin HTTP/1.1\r\nRange: bytes=10-19\r\nConnection: close\r\n\r\n");
-        assert!(String::from_utf8_lossy(&part).contains("Content-Range: bytes 10-19/1000"));
-        assert!(part.ends_with(&body[10..20]));
-        for bad in ["/small/../small/s00000.bin", "/small/.x", "/nope"] {
-            let r = get(&format!("GET {bad} HTTP/1.1\r\nConnection: close\r\n\r\n"));
-            assert!(r.starts_with(b"HTTP/1.1 404"), "{bad}");
-        }
-        // Keep-alive: two responses on one connection.
-        let two =
-            get("HEAD /small/s00000.bin HTTP/1.1\r\n\r\nGET /small/s00000.bin HTTP/1.1\r\nConnection: close\r\n\r\n");
-        assert_eq!(String::from_utf8_lossy(&two).matches("200 OK").count(), 2);
-    }
-
-    #[test]
     fn active_workloads_are_rate_limited_on_their_path_only() {
         let w = Workload::active(300, 8 << 20, Duration::from_secs(3));
         assert_eq!((w.name(), w.jobs, w.rate_limit), ("active-8m".to_string(), 300, Some(2 << 20)));
@@ -1607,31 +1038,10 @@ mod tests {
         );
         let limits = rate_limits(&[small(1), w]);
         assert_eq!(limits, [("/active-8m/".to_string(), 2 << 20)]);
-        let conf = nginx_config(Path::new("/w"), Path::new("/r"), 1234, &limits);
-        assert_eq!(conf.matches("limit_rate").count(), 1, "{conf}");
+        let conf = crate::bench::fixture::nginx::config(Path::new("/w"), Path::new("/r"), 1234, &limits);
         assert!(conf.contains("location /active-8m/ { limit_rate 2097152; }"), "{conf}");
-
-        // The built-in server: one second's worth at once, then the rate.
-        let root = TempDir::new("trident-test-paced").unwrap();
-        let a = Workload::active(2, 150_000, Duration::from_millis(500));
-        let rate = a.rate_limit.unwrap();
-        generate_corpus(&root.0, &a).unwrap();
-        fs::create_dir(root.0.join("free")).unwrap();
-        fs::copy(root.0.join("active-150000b/a00000.bin"), root.0.join("free/a00000.bin")).unwrap();
-        let server = StaticServer::start_limited(&root.0, rate_limits(&[a])).unwrap();
-        let get = |path: &str| {
-            let started = Instant::now();
-            let mut s = TcpStream::connect(server.addr()).unwrap();
-            s.write_all(format!("GET {path} HTTP/1.1\r\nConnection: close\r\n\r\n").as_bytes()).unwrap();
-            let mut out = Vec::new();
-            s.read_to_end(&mut out).unwrap();
-            (out.len(), started.elapsed())
-        };
-        let (len, took) = get("/active-150000b/a00000.bin");
-        assert!(len > 150_000 && took >= Duration::from_millis(400) && took < Duration::from_secs(3), "{len} {took:?}");
-        assert_eq!(rate, 100_000);
-        let (len, took) = get("/free/a00000.bin");
-        assert!(len > 150_000 && took < Duration::from_millis(300), "{len} {took:?}");
+        // 150,000 bytes lasting 500 ms: one second's worth at once, then the rate.
+        assert_eq!(Workload::active(2, 150_000, Duration::from_millis(500)).rate_limit, Some(100_000));
     }
 
     #[test]

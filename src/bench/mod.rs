@@ -1,12 +1,19 @@
-//! Measuring workloads: wall time, CPU time and peak memory of a command and
-//! all the processes it starts. Used by `trident demo` now and by
-//! `trident bench` later; every engine is measured the same way, as a
-//! separate process, so that one engine's memory never pollutes another's.
+//! `trident bench` and `trident demo`: each workload run by every engine and
+//! every installed peer program, each run a separate process measured the
+//! same way (wall time, CPU of the whole process tree, peak RSS and PSS), so
+//! that one contender's memory never pollutes another's.
+//!
+//! - [`measure`]: runs one command and measures it.
+//! - [`fixture`]: what contenders run against: the loopback scan target, the
+//!   fetch corpus and its server (nginx or built-in), servers under test.
+//! - [`scan`], [`fetch`], [`chat`]: one bench per workload.
+//! - [`report`]: medians, finding peers, runs.csv + summary.json.
+//! - [`echo_reference`]: the minimal echo server the echo bench compares with.
 
 pub mod chat;
 pub mod echo_reference;
 pub mod fetch;
-pub mod loopback;
+pub mod fixture;
 pub mod measure;
 pub mod report;
 pub mod scan;

@@ -19,7 +19,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::Serialize;
 
-use super::loopback::LoopbackTarget;
+use super::fixture::loopback::LoopbackTarget;
 use super::measure::{Measurement, measure_with_limit};
 pub use super::report::find_program;
 use super::report::median;
