@@ -13,7 +13,7 @@ use anyhow::{Context, bail};
 
 use crate::bench::fixture::loopback::LoopbackTarget;
 use crate::bench::measure;
-use crate::cli::DemoArgs;
+use crate::engine::EngineKind;
 use crate::error::Exit;
 
 fn open_ports(json: &[u8]) -> anyhow::Result<BTreeSet<u16>> {
@@ -35,8 +35,19 @@ fn list(ports: &BTreeSet<u16>) -> String {
     ports.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
 }
 
+/// What `trident demo` compares.
+#[derive(Debug)]
+pub struct DemoConfig {
+    /// Engines to compare, in this order.
+    pub engines: Vec<EngineKind>,
+    /// Highest port scanned (the scan covers 1..=this).
+    pub max_port: u16,
+    /// Number of listeners to start.
+    pub listeners: u16,
+}
+
 /// Runs the demo; exit status 1 if any engine missed the truth.
-pub fn run(args: &DemoArgs) -> anyhow::Result<Exit> {
+pub fn run(args: &DemoConfig) -> anyhow::Result<Exit> {
     let target = LoopbackTarget::start(usize::from(args.listeners), args.max_port)?;
     let (addr, mine, truth) = (target.addr, &target.mine, &target.truth);
     let exe = std::env::current_exe().context("cannot find the trident executable")?;

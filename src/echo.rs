@@ -28,10 +28,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 
-use crate::cli::EchoCommand;
-use crate::engine::Interrupt;
-use crate::error::{BadInput, Exit};
-use crate::server::{self, Closed, ConnLimits, Flow, Protocol, resolve, sockname};
+use crate::server::{Closed, ConnLimits, Flow, Protocol, sockname};
 
 /// Where the chapter's server listens.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8888";
@@ -41,36 +38,6 @@ pub const CHUNK: usize = 100;
 pub const PREFIX: &[u8] = b"Server received: ";
 /// `--max-connections` by default.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
-
-/// Runs `trident echo ...`.
-pub fn run(command: EchoCommand, interrupt: impl FnOnce() -> anyhow::Result<Interrupt>) -> anyhow::Result<Exit> {
-    match command {
-        EchoCommand::Serve(args) => {
-            let config = args.server.into_config(DEFAULT_ADDR)?;
-            if args.max_connections == 0 {
-                return Err(BadInput("--max-connections must be at least 1".into()).into());
-            }
-            let echo = EchoConfig {
-                quiet: args.quiet,
-                max_connections: args.max_connections,
-                idle_timeout: (!args.idle_timeout.is_zero()).then_some(args.idle_timeout),
-            };
-            let interrupt = interrupt()?;
-            server::serve::<Echo>(&config, echo, &interrupt)?;
-            Ok(Exit::Success)
-        }
-        EchoCommand::Send(args) => {
-            let (addr, message) = match args.words.as_slice() {
-                [message] => (DEFAULT_ADDR, message),
-                [addr, message] => (addr.as_str(), message),
-                _ => return Err(BadInput("expected [ADDR] MESSAGE".into()).into()),
-            };
-            let addrs = resolve(addr)?;
-            send(&addrs, message)?;
-            Ok(Exit::Success)
-        }
-    }
-}
 
 /// The echo server's settings.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]

@@ -36,9 +36,11 @@ pub mod sys;
 
 use std::ffi::OsString;
 
-use clap::Parser;
-
-use crate::cli::{Cli, Command};
+use crate::cli::Command;
+use crate::cli::bench::BenchCommand;
+use crate::cli::chat::ChatCommand;
+use crate::cli::echo::EchoCommand;
+use crate::cli::lab::{LabArgs, LabCommand};
 use crate::engine::{Interrupt, Task};
 use crate::error::{BadInput, Exit};
 
@@ -54,21 +56,8 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Exit> {
     {
         return worker(&task.to_string_lossy());
     }
-    let cli = match Cli::try_parse_from(cli::normalize_args(args)) {
-        Ok(cli) => cli,
-        Err(e) if e.use_stderr() => {
-            // clap's own message names the bad value; keep its first line.
-            let text = e.to_string();
-            let line = text.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
-            return Err(BadInput(format!("{line} (see trident --help)")).into());
-        }
-        Err(e) => {
-            // --help and --version
-            e.print()?;
-            return Ok(Exit::Success);
-        }
-    };
-    match cli.command {
+    let Some(command) = cli::parse(args)? else { return Ok(Exit::Success) };
+    match command {
         Command::Scan(args) => {
             let config = args.into_config()?;
             if config.list_targets {
@@ -96,13 +85,39 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Exit> {
             let summary = fetch::run(config, &interrupt)?;
             Ok(fetch::exit_status(summary.exit_code))
         }
-        Command::Echo(command) => echo::run(command, install_interrupt_handler),
-        Command::Chat(command) => chat::cli::run(command, install_interrupt_handler),
+        Command::Echo(EchoCommand::Serve(args)) => {
+            let (server, echo) = args.into_config()?;
+            server::serve::<echo::Echo>(&server, echo, &install_interrupt_handler()?)?;
+            Ok(Exit::Success)
+        }
+        Command::Echo(EchoCommand::Send(args)) => {
+            let (addrs, message) = args.into_config()?;
+            echo::send(&addrs, &message)?;
+            Ok(Exit::Success)
+        }
+        Command::Chat(ChatCommand::Serve(args)) => {
+            let (server, chat) = args.into_config()?;
+            chat::serve::serve(&server, chat, &install_interrupt_handler()?)?;
+            Ok(Exit::Success)
+        }
+        Command::Chat(ChatCommand::Connect(args)) => {
+            chat::client::run(args.into_config(), &install_interrupt_handler()?)
+        }
+        Command::Chat(ChatCommand::Load(args)) => {
+            let interrupt = install_interrupt_handler()?;
+            let (config, format) = args.into_config()?;
+            chat::load::run(&config, format, &interrupt)
+        }
         Command::ServeWorker(args) => serve_worker(&args),
-        Command::Demo(args) => demo::run(&args),
-        Command::Lab(args) => lab::cli::run(args),
-        Command::LabServe(args) => lab::cli::serve(args),
-        Command::Bench(cli::BenchCommand::Scan(args)) => {
+        Command::Demo(args) => demo::run(&args.into_config()),
+        Command::Lab(LabArgs { command: LabCommand::Up(args) }) => {
+            let spec = args.spec()?;
+            lab::daemon::up(args.name.as_deref(), &spec, args.format.into())
+        }
+        Command::Lab(LabArgs { command: LabCommand::Down(args) }) => lab::daemon::down(args.name.as_deref(), args.all),
+        Command::Lab(LabArgs { command: LabCommand::List(args) }) => lab::daemon::list(args.format.into()),
+        Command::LabServe(args) => lab::daemon::serve(&args.name, &args.spec),
+        Command::Bench(BenchCommand::Scan(args)) => {
             let config = args.into_config()?;
             let report = bench::scan::run(&config)?;
             let perfect = report
@@ -116,12 +131,12 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Exit> {
             bench::echo_reference::run(&listen)?;
             Ok(Exit::Success)
         }
-        Command::Bench(cli::BenchCommand::Chat(args)) => {
+        Command::Bench(BenchCommand::Chat(args)) => {
             let config = args.into_config()?;
             bench::chat::run(&config)?;
             Ok(Exit::Success)
         }
-        Command::Bench(cli::BenchCommand::Fetch(args)) => {
+        Command::Bench(BenchCommand::Fetch(args)) => {
             let config = args.into_config()?;
             let report = bench::fetch::run(&config)?;
             Ok(if report.trident_correct() { Exit::Success } else { Exit::Failure })
@@ -141,7 +156,7 @@ fn worker(task: &str) -> anyhow::Result<Exit> {
 }
 
 /// A server's worker process: picks the protocol by name.
-fn serve_worker(args: &cli::ServeWorkerArgs) -> anyhow::Result<Exit> {
+fn serve_worker(args: &cli::serve::ServeWorkerArgs) -> anyhow::Result<Exit> {
     use crate::server::Protocol;
     let worker_args = args.worker_args();
     match args.protocol.as_str() {

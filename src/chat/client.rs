@@ -41,7 +41,6 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use super::line::{LineEvent, LineReader};
 use super::message::Message;
 use super::names::{fold, valid_channel, valid_nick};
-use crate::cli::parse_duration;
 use crate::engine::Interrupt;
 use crate::error::{BadInput, Exit};
 
@@ -62,7 +61,9 @@ const QUIT_WAIT: Duration = Duration::from_secs(2);
 /// Lines typed before registration that are kept.
 const MAX_PENDING: usize = 256;
 
-const CONNECT_HELP: &str = "\
+/// The interactive commands and examples: `trident chat connect --help`
+/// shows them, and `/help` the commands.
+pub const CONNECT_HELP: &str = "\
 Interactive commands:
   /join #room[,#other] [key]   join; the last joined is the current channel
   /part [#room] [reason]       leave (default: the current channel)
@@ -78,41 +79,29 @@ Examples:
   trident chat connect 127.0.0.1:6667 --nick bot --join '#ops' --send 'deploy done'
   trident chat connect --nick bot --to alice --send 'hi'   exit 0 = delivered";
 
-/// `trident chat connect` options.
-#[derive(Debug, clap::Args)]
-#[command(after_help = CONNECT_HELP)]
-pub struct ConnectArgs {
+/// What `trident chat connect` does (checked by [`run`]).
+#[derive(Debug)]
+pub struct ConnectConfig {
     /// The server's address.
-    #[arg(value_name = "ADDR", default_value = DEFAULT_ADDR)]
     pub addr: String,
     /// Nickname; if it is taken, `_` is appended until one is free.
-    #[arg(short = 'n', long, value_name = "NAME")]
     pub nick: String,
-    /// A channel to join once connected (repeatable, or comma-separated);
-    /// the first is the current channel.
-    #[arg(short = 'j', long = "join", value_name = "#ROOM", value_delimiter = ',')]
+    /// Channels to join once connected; the first is the current channel.
     pub join: Vec<String>,
-    /// One-shot: send TEXT to the first --join channel (or --to), check
-    /// that the server accepted it, quit. One message per line of TEXT.
-    #[arg(long, value_name = "TEXT")]
+    /// One-shot: the text to send, checked to be accepted, then quit.
     pub send: Option<String>,
-    /// With --send: the recipient, a nick or a channel.
-    #[arg(long, value_name = "NICK", requires = "send")]
+    /// With `send`: the recipient, a nick or a channel.
     pub to: Option<String>,
     /// Server password (sent as PASS).
-    #[arg(long, value_name = "P")]
     pub password: Option<String>,
-    /// Give up connecting after this long; with --send, the whole exchange.
-    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_duration)]
+    /// Give up connecting after this long; with `send`, the whole exchange.
     pub timeout: Duration,
-    /// Interactive: exit (status 1) when the connection drops instead of
-    /// reconnecting.
-    #[arg(long)]
+    /// Interactive: exit when the connection drops instead of reconnecting.
     pub no_reconnect: bool,
 }
 
 /// Runs `trident chat connect`.
-pub fn run(args: ConnectArgs, interrupt: &Interrupt) -> anyhow::Result<Exit> {
+pub fn run(args: ConnectConfig, interrupt: &Interrupt) -> anyhow::Result<Exit> {
     if !valid_nick(&args.nick) {
         return Err(BadInput(format!("invalid nickname {:?} (a letter or one of []\\`_^{{|}}, then letters, digits, those or -; at most 30 bytes)", args.nick)).into());
     }
@@ -394,7 +383,7 @@ impl Wire {
 /// `--send`: one message (or one per line of TEXT), confirmed.
 #[derive(Debug)]
 struct OneShot<'a> {
-    args: &'a ConnectArgs,
+    args: &'a ConnectConfig,
     joins: &'a [String],
     target: &'a str,
     text: &'a str,
@@ -522,7 +511,7 @@ struct Live {
 /// The interactive client's state; see the module documentation.
 #[derive(Debug)]
 struct Interactive<'a> {
-    args: &'a ConnectArgs,
+    args: &'a ConnectConfig,
     /// The nick we want (the last one asked for).
     wanted: String,
     /// Our nick as the server knows it.
@@ -584,7 +573,7 @@ fn note(text: &str) {
 }
 
 impl<'a> Interactive<'a> {
-    fn new(args: &'a ConnectArgs, joins: Vec<String>) -> Self {
+    fn new(args: &'a ConnectConfig, joins: Vec<String>) -> Self {
         let current = joins.first().cloned();
         Interactive {
             args,

@@ -47,9 +47,8 @@ use serde::Serialize;
 use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, watch};
 
-use super::client::{DEFAULT_ADDR, Registrar, Step, numeric, prefix_nick};
+use super::client::{Registrar, Step, numeric, prefix_nick};
 use super::message::Message;
-use crate::cli::parse_duration;
 use crate::engine::Interrupt;
 use crate::error::{BadInput, Exit};
 
@@ -70,104 +69,14 @@ const SCRATCH: usize = 64 * 1024;
 /// Sender × receiver pairs tracked for gaps, at most.
 const MAX_PAIRS: u64 = 64 << 20;
 
-const LOAD_HELP: &str = "\
-Examples:
-  trident chat load --clients 20 --channels 2 --rate 200 --duration 5s
-  trident chat load 127.0.0.1:6667 --clients 1000 --channels 1 --senders 10 --rate 1000 -f json
-  trident chat load --clients 10000 --idle --duration 30s
-Every client comes from this machine's address: a trident server needs
---max-per-ip (8 by default) raised to at least --clients.
-Exit status: 0 if every client connected and (traffic) every expected delivery
-arrived / (idle) every client stayed up; 1 otherwise; 130 on Ctrl-C.";
-
-/// `--format` values.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+/// How `trident chat load` prints its report.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum LoadFormat {
     /// A table for people.
     #[default]
     Text,
     /// One JSON document (a `LoadReport`).
     Json,
-}
-
-/// `trident chat load` options.
-#[derive(Debug, clap::Args)]
-#[command(after_help = LOAD_HELP)]
-pub struct LoadArgs {
-    /// The server's address.
-    #[arg(value_name = "ADDR", default_value = DEFAULT_ADDR)]
-    pub addr: String,
-    /// Clients to connect.
-    #[arg(short = 'n', long, value_name = "N", default_value_t = 100)]
-    pub clients: usize,
-    /// Channels the clients are spread over (client i joins channel i mod M).
-    #[arg(short = 'm', long, value_name = "M", default_value_t = 1)]
-    pub channels: usize,
-    /// Messages per second, all senders together.
-    #[arg(short = 'r', long, value_name = "MSGS_PER_S", default_value_t = 1000.0)]
-    pub rate: f64,
-    /// How long to send (idle: how long to hold the connections).
-    #[arg(short = 'd', long, value_name = "DUR", default_value = "10s", value_parser = parse_duration)]
-    pub duration: Duration,
-    /// Bytes of message text (sequence number and timestamp included).
-    #[arg(long, value_name = "BYTES", default_value_t = 64)]
-    pub payload: usize,
-    /// How many clients send (the first K). [default: all]
-    #[arg(short = 'k', long, value_name = "K")]
-    pub senders: Option<usize>,
-    /// After sending, wait at most this long for messages in flight.
-    #[arg(long, value_name = "DUR", default_value = "2s", value_parser = parse_duration)]
-    pub drain: Duration,
-    /// Only connect and register the clients, hold them for the duration,
-    /// and report how many stayed up.
-    #[arg(long)]
-    pub idle: bool,
-    /// Server password (sent as PASS).
-    #[arg(long, value_name = "P")]
-    pub password: Option<String>,
-    /// Runtime threads for the clients (1 = one core at most).
-    #[arg(long, value_name = "T", default_value_t = 1)]
-    pub threads: usize,
-    /// Connections being set up (connect + register + join) at once.
-    #[arg(long, value_name = "N", default_value_t = 128)]
-    pub connect_concurrency: usize,
-    /// Give up on clients not set up after this long.
-    #[arg(long, value_name = "DUR", default_value = "60s", value_parser = parse_duration)]
-    pub setup_timeout: Duration,
-    /// Nicks are PREFIX + client number. [default: "l" + a per-run tag]
-    #[arg(long, value_name = "PREFIX")]
-    pub nick_prefix: Option<String>,
-    /// Output format: text or json.
-    #[arg(short = 'f', long, value_enum, default_value_t = LoadFormat::Text, hide_possible_values = true)]
-    pub format: LoadFormat,
-    /// No progress lines on stderr.
-    #[arg(short = 'q', long)]
-    pub quiet: bool,
-}
-
-impl LoadArgs {
-    /// Validates the options into a [`LoadConfig`].
-    pub fn into_config(self) -> Result<LoadConfig, BadInput> {
-        let addr = crate::server::resolve(&self.addr)?[0];
-        let mut config = LoadConfig::new(addr, self.clients);
-        config.channels = self.channels;
-        config.senders = self.senders.unwrap_or(self.clients);
-        config.rate = self.rate;
-        config.duration = self.duration;
-        config.payload = self.payload;
-        config.drain = self.drain;
-        config.idle = self.idle;
-        config.password = self.password;
-        config.threads = self.threads;
-        config.connect_concurrency = self.connect_concurrency;
-        config.setup_timeout = self.setup_timeout;
-        if let Some(prefix) = self.nick_prefix {
-            config.nick_prefix = prefix;
-        }
-        config.progress = !self.quiet;
-        config.validate()?;
-        Ok(config)
-    }
 }
 
 /// What a load run does; [`LoadConfig::new`] has the CLI's defaults.
@@ -496,10 +405,8 @@ fn micros(us: u64) -> String {
 }
 
 /// Runs `trident chat load`.
-pub fn run(args: LoadArgs, interrupt: &Interrupt) -> anyhow::Result<Exit> {
-    let format = args.format;
-    let config = args.into_config()?;
-    let report = load_until(&config, interrupt)?;
+pub fn run(config: &LoadConfig, format: LoadFormat, interrupt: &Interrupt) -> anyhow::Result<Exit> {
+    let report = load_until(config, interrupt)?;
     match format {
         LoadFormat::Text => print!("{}", report.to_text()),
         LoadFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),

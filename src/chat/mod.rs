@@ -18,7 +18,6 @@
 //! its own. Clocks and limits (flood control, send queues, timeouts) stay
 //! in the shell.
 
-pub mod cli;
 pub mod client;
 pub mod hub;
 pub mod line;

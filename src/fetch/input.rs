@@ -34,7 +34,6 @@
 use std::io::{self, BufRead};
 use std::path::PathBuf;
 
-use super::args::parse_checksum;
 use super::beneath;
 use super::name::sanitize;
 use super::task::check_url;
@@ -265,9 +264,38 @@ impl<R: BufRead> Iterator for Entries<R> {
     }
 }
 
+/// Parses `sha256=HEX` (algorithm name case-insensitive, 64 hex digits).
+pub fn parse_checksum(s: &str) -> Result<[u8; 32], String> {
+    let bad = |why: &str| format!("invalid --checksum {s:?}: {why} (expected sha256=64 hex digits)");
+    let (algo, hex) = s.split_once('=').ok_or_else(|| bad("no '='"))?;
+    if !algo.eq_ignore_ascii_case("sha256") && !algo.eq_ignore_ascii_case("sha-256") {
+        return Err(bad("unsupported algorithm"));
+    }
+    let hex = hex.trim();
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad("not 64 hex digits"));
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad("not hex"))?;
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn checksums() {
+        let hex = HEX;
+        let d = parse_checksum(&format!("sha256={hex}")).expect("valid");
+        assert_eq!((d[0], d[31]), (0x9f, 0x08));
+        assert_eq!(parse_checksum(&format!("SHA-256={}", hex.to_uppercase())), Ok(d));
+        for bad in ["", "sha256", "md5=abc", &format!("sha256={}", &hex[1..]), &format!("sha256={}g", &hex[1..])] {
+            assert!(parse_checksum(bad).is_err(), "{bad}");
+        }
+    }
 
     const HEX: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
 

@@ -1,7 +1,6 @@
 //! What a download is: URLs → one [`FetchTask`] each, run on any engine,
 //! results streamed into a report (`trident fetch`).
 //!
-//! - [`args`]: command-line syntax, validated into a [`FetchConfig`];
 //! - [`task`]: one download over one HTTP client (hyper) on every engine, split
 //!   into ranged parts with `-s` (`task/ranged.rs`);
 //! - [`split`]: the bookkeeping of a split download (which ranges are done,
@@ -27,7 +26,6 @@
 //! download's retry depends only on its own history (its attempts, the
 //! server's `Retry-After`), and a retry reuses the task's connection pool.
 
-pub mod args;
 pub mod auth;
 pub mod beneath;
 pub mod commit;
@@ -51,13 +49,17 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-pub use args::FetchArgs;
 pub use entry::EntryTask;
 pub use report::{Format, Summary};
 pub use task::{FetchOptions, FetchResult, FetchTask, Status};
 
 use crate::engine::{self, EngineConfig, EngineKind, Interrupt, TaskOutcome};
 use crate::error::Exit;
+
+/// Stack of a threads-engine pool thread (and of a split download's part
+/// thread, `task::ranged`): a download polls hyper's futures on it
+/// (`http::block_on`), TLS handshakes included (boxed: see `http`).
+pub const FETCH_THREAD_STACK: usize = 256 * 1024;
 
 /// A validated fetch request.
 #[derive(Debug)]

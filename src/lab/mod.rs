@@ -7,11 +7,12 @@
 //!   reports as open; dropping the [`Lab`] tears it down;
 //! - [`netns`]: the namespace itself ([`Netns`]), also used by the tests;
 //! - [`delay`]: latency through NFQUEUE (this kernel has no netem);
-//! - [`cli`]: `trident lab up/down/list` (a daemon keeps a lab running).
+//! - [`daemon`]: labs that outlive the command (`trident lab up/down/list`:
+//!   a daemon keeps each one running).
 //!
 //! Used the same way by `trident lab`, the test harness and the benchmark.
 
-pub mod cli;
+pub mod daemon;
 pub mod delay;
 pub mod netns;
 

@@ -31,7 +31,7 @@ use crate::fetch::split::{Pace, Plan, RangeSet, Span, pieces_for};
 use crate::fetch::store::{CHECKPOINT_BYTES, SharedPart};
 
 /// Stack of a part's worker thread (as a pool thread's).
-const WORKER_STACK: usize = crate::fetch::args::FETCH_THREAD_STACK;
+const WORKER_STACK: usize = crate::fetch::FETCH_THREAD_STACK;
 
 /// What the first request of a split attempt asked for.
 #[derive(Debug)]

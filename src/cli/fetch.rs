@@ -1,5 +1,5 @@
-//! `trident fetch` command-line syntax and its conversion into a
-//! [`FetchConfig`]: every bad value is reported (exit 2) before any request.
+//! `trident fetch`: its flags, turned into a [`FetchConfig`]; every bad
+//! value is reported (exit 2) before any request.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader};
@@ -8,21 +8,17 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::report::Format;
-use super::store::Collision;
-use super::task::{FetchOptions, check_url};
-use super::{FetchConfig, Input};
-use crate::cli::{RuntimeArg, parse_duration};
+use super::{RuntimeArg, parse_duration, parse_engine};
 use crate::engine::{EngineConfig, EngineKind};
 use crate::error::BadInput;
+use crate::fetch::input::parse_checksum;
+use crate::fetch::report::Format;
+use crate::fetch::store::Collision;
+use crate::fetch::task::{FetchOptions, check_url};
+use crate::fetch::{FETCH_THREAD_STACK, FetchConfig, Input};
 
 /// Downloads in flight when `-j` is not given, on every engine.
 pub const DEFAULT_JOBS: u32 = 16;
-
-/// Stack of a threads-engine pool thread (and of a split download's part
-/// thread, `task::ranged`): a download polls hyper's futures on it
-/// (`http::block_on`), TLS handshakes included (boxed: see `http`).
-pub const FETCH_THREAD_STACK: usize = 256 * 1024;
 
 /// `trident fetch --help` epilogue.
 pub const FETCH_HELP: &str = "\
@@ -243,10 +239,6 @@ fn parse_probe(s: &str) -> Result<Duration, String> {
     if matches!(s.trim(), "0" | "0s" | "0ms") { Ok(Duration::ZERO) } else { parse_duration(s) }
 }
 
-fn parse_engine(s: &str) -> Result<EngineKind, String> {
-    s.parse()
-}
-
 fn parse_format(s: &str) -> Result<Format, String> {
     s.parse()
 }
@@ -273,24 +265,6 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         return Err(format!("invalid size {s:?}: at least 1K"));
     }
     Ok(size)
-}
-
-/// Parses `sha256=HEX` (algorithm name case-insensitive, 64 hex digits).
-pub fn parse_checksum(s: &str) -> Result<[u8; 32], String> {
-    let bad = |why: &str| format!("invalid --checksum {s:?}: {why} (expected sha256=64 hex digits)");
-    let (algo, hex) = s.split_once('=').ok_or_else(|| bad("no '='"))?;
-    if !algo.eq_ignore_ascii_case("sha256") && !algo.eq_ignore_ascii_case("sha-256") {
-        return Err(bad("unsupported algorithm"));
-    }
-    let hex = hex.trim();
-    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(bad("not 64 hex digits"));
-    }
-    let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad("not hex"))?;
-    }
-    Ok(out)
 }
 
 impl FetchArgs {
@@ -377,17 +351,6 @@ mod tests {
         assert_eq!(parse_probe("250ms"), Ok(Duration::from_millis(250)));
         assert!(parse_probe("-1").is_err());
         assert!(parse_probe("soon").is_err());
-    }
-
-    #[test]
-    fn checksums() {
-        let hex = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
-        let d = parse_checksum(&format!("sha256={hex}")).expect("valid");
-        assert_eq!((d[0], d[31]), (0x9f, 0x08));
-        assert_eq!(parse_checksum(&format!("SHA-256={}", hex.to_uppercase())), Ok(d));
-        for bad in ["", "sha256", "md5=abc", &format!("sha256={}", &hex[1..]), &format!("sha256={}g", &hex[1..])] {
-            assert!(parse_checksum(bad).is_err(), "{bad}");
-        }
     }
 
     #[test]

@@ -23,10 +23,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
-use clap::{Args, Subcommand, ValueEnum};
 use serde::{Deserialize, Serialize};
 
-use super::{Lab, LabError, LabSpec, OpenPorts, delay, format_ranges, netns, parse_ranges};
+use super::{Lab, LabError, LabSpec, delay, format_ranges, netns};
 use crate::error::{BadInput, Exit};
 
 /// The hidden subcommand the lab daemon runs as.
@@ -42,112 +41,13 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long `lab down` waits after SIGTERM before SIGKILL.
 const DOWN_GRACE: Duration = Duration::from_secs(5);
 
-const LAB_EXAMPLES: &str = "\
-Examples:
-  trident lab up                                  50 open ports (preset clean), named lab1
-  trident lab up --name full --preset full        + 20001-30000 DROP, 30001-31000 REJECT, 3% loss
-  trident lab up --open-ports 22,8080 --filtered 1000-1100 --rejected 2000-2010 -f json
-  trident lab up --name slow --open 40 --loss 30 --latency 50ms --seed 7
-  trident lab list
-  trident lab down slow          (or: trident lab down --all)
-
-A lab is a host in its own network namespace (trident-NAME) behind a veth
-pair: scan the address `lab up` prints. Needs root, ip and iptables.";
-
-/// `trident lab` options.
-#[derive(Debug, Args)]
-#[command(after_help = LAB_EXAMPLES)]
-pub struct LabArgs {
-    /// What to do.
-    #[command(subcommand)]
-    pub command: LabCommand,
-}
-
-/// `trident lab` subcommands.
-#[derive(Debug, Subcommand)]
-pub enum LabCommand {
-    /// Start a lab and leave it running (prints its address and open ports).
-    Up(UpArgs),
-    /// Stop a lab and remove everything it made.
-    Down(DownArgs),
-    /// Show the labs that are running.
-    List(ListArgs),
-}
-
-/// Output format of `lab up` and `lab list`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+/// How `lab up` and `lab list` print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LabFormat {
     /// For people.
     Text,
     /// One JSON document.
     Json,
-}
-
-/// `trident lab up` options.
-#[derive(Debug, Args)]
-pub struct UpArgs {
-    /// Lab name (letters, digits, - and _, at most 32). [default: the first
-    /// free of lab1, lab2, ...]
-    #[arg(long)]
-    pub name: Option<String>,
-    /// Starting point, changed by the options below: clean (50 open ports),
-    /// full (+ 20001-30000 DROP, 30001-31000 REJECT, 3% loss), full-latency
-    /// (+ 20ms latency).
-    #[arg(long, default_value = "clean")]
-    pub preset: String,
-    /// Open N ports chosen from the seed, outside the filtered and rejected ranges.
-    #[arg(long, value_name = "N", conflicts_with = "open_ports")]
-    pub open: Option<u16>,
-    /// Open exactly these ports (22,80,8000-8010).
-    #[arg(long, value_name = "PORTS")]
-    pub open_ports: Option<String>,
-    /// DROP these ports, so they are filtered (1000-1100,2000; none).
-    #[arg(long, value_name = "RANGES")]
-    pub filtered: Option<String>,
-    /// REJECT these ports with ICMP port unreachable, so they are closed.
-    #[arg(long, value_name = "RANGES")]
-    pub rejected: Option<String>,
-    /// Drop this percentage of incoming TCP packets at random, on every port.
-    #[arg(long, value_name = "PCT", value_parser = parse_loss)]
-    pub loss: Option<f64>,
-    /// Delay every packet the lab sends by DUR (e.g. 20ms; 0 for none).
-    #[arg(long, value_name = "DUR", value_parser = parse_latency)]
-    pub latency: Option<Duration>,
-    /// Seed of the choice of open ports with --open.
-    #[arg(long, value_name = "S")]
-    pub seed: Option<u64>,
-    /// Output format.
-    #[arg(short = 'f', long, value_enum, default_value_t = LabFormat::Text)]
-    pub format: LabFormat,
-}
-
-/// `trident lab down` options.
-#[derive(Debug, Args)]
-pub struct DownArgs {
-    /// The lab to stop [default: the only one running].
-    pub name: Option<String>,
-    /// Stop every lab (and remove leftover trident-* namespaces).
-    #[arg(long, conflicts_with = "name")]
-    pub all: bool,
-}
-
-/// `trident lab list` options.
-#[derive(Debug, Args)]
-pub struct ListArgs {
-    /// Output format.
-    #[arg(short = 'f', long, value_enum, default_value_t = LabFormat::Text)]
-    pub format: LabFormat,
-}
-
-/// The hidden `__lab-serve` subcommand's options.
-#[derive(Debug, Args)]
-pub struct ServeArgs {
-    /// Lab name.
-    #[arg(long)]
-    pub name: String,
-    /// The [`LabSpec`] as JSON.
-    #[arg(long)]
-    pub spec: String,
 }
 
 /// A running lab, as its state file and `lab up -f json` describe it.
@@ -176,73 +76,6 @@ pub struct LabState {
 enum Ready {
     Up(LabState),
     Failed { error: String, user_error: bool },
-}
-
-fn parse_loss(s: &str) -> Result<f64, String> {
-    match s.trim().trim_end_matches('%').parse::<f64>() {
-        Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
-        _ => Err(format!("invalid loss {s:?} (expected a percentage 0-100, e.g. 3 or 2.5)")),
-    }
-}
-
-fn parse_latency(s: &str) -> Result<Duration, String> {
-    if matches!(s.trim(), "0" | "none") {
-        return Ok(Duration::ZERO);
-    }
-    let d = crate::cli::parse_duration(s)?;
-    if d > delay::MAX_LATENCY {
-        return Err(format!("latency {s:?} is too long (at most 10s)"));
-    }
-    Ok(d)
-}
-
-fn parse_ranges_arg(what: &str, s: &str) -> Result<Vec<std::ops::RangeInclusive<u16>>, BadInput> {
-    if s.trim() == "none" {
-        return Ok(Vec::new());
-    }
-    parse_ranges(s).map_err(|e| BadInput(format!("--{what}: {e}")))
-}
-
-impl UpArgs {
-    /// The preset with the options applied, validated.
-    pub fn spec(&self) -> Result<LabSpec, BadInput> {
-        let mut spec = LabSpec::preset(&self.preset).ok_or_else(|| {
-            BadInput(format!("unknown lab preset {:?} (expected {})", self.preset, LabSpec::PRESETS.join(", ")))
-        })?;
-        if let Some(n) = self.open {
-            spec.open = OpenPorts::Count(n);
-        }
-        if let Some(list) = &self.open_ports {
-            let ports: BTreeSet<u16> = parse_ranges_arg("open-ports", list)?.into_iter().flatten().collect();
-            spec.open = OpenPorts::List(ports.into_iter().collect());
-        }
-        if let Some(f) = &self.filtered {
-            spec.filtered = parse_ranges_arg("filtered", f)?;
-        }
-        if let Some(r) = &self.rejected {
-            spec.rejected = parse_ranges_arg("rejected", r)?;
-        }
-        if let Some(loss) = self.loss {
-            spec.loss_pct = loss;
-        }
-        if let Some(latency) = self.latency {
-            spec.latency = (!latency.is_zero()).then_some(latency);
-        }
-        if let Some(seed) = self.seed {
-            spec.seed = seed;
-        }
-        spec.validate().map_err(|e| BadInput(e.to_string()))?;
-        Ok(spec)
-    }
-}
-
-/// Runs `trident lab ...`.
-pub fn run(args: LabArgs) -> anyhow::Result<Exit> {
-    match args.command {
-        LabCommand::Up(a) => up(&a),
-        LabCommand::Down(a) => down(&a),
-        LabCommand::List(a) => list(&a),
-    }
 }
 
 /// A lab error as the CLI reports it: the user's to fix → exit 2.
@@ -360,18 +193,19 @@ fn names_text(names: &[String]) -> String {
 // ---------------------------------------------------------------------------
 // lab up
 
-fn up(args: &UpArgs) -> anyhow::Result<Exit> {
-    let spec = args.spec()?;
+/// Runs `trident lab up`: starts lab `name` (or the first free `labN`)
+/// built from `spec`, and prints it.
+pub fn up(name: Option<&str>, spec: &LabSpec, format: LabFormat) -> anyhow::Result<Exit> {
     netns::require_facilities().map_err(cli_error)?;
     if spec.latency.is_some() {
         delay::require_nfqueue().map_err(cli_error)?;
     }
     let dir = state_dir();
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let name = match &args.name {
+    let name = match name {
         Some(name) => {
             validate_name(name)?;
-            name.clone()
+            name.to_owned()
         }
         None => (1..)
             .map(|i| format!("lab{i}"))
@@ -398,8 +232,8 @@ fn up(args: &UpArgs) -> anyhow::Result<Exit> {
         .into());
     }
 
-    let state = start_daemon(&dir, &name, &spec)?;
-    match args.format {
+    let state = start_daemon(&dir, &name, spec)?;
+    match format {
         LabFormat::Json => println!("{}", serde_json::to_string_pretty(&state)?),
         LabFormat::Text => print_text(&state, &dir),
     }
@@ -478,8 +312,9 @@ fn print_text(s: &LabState, dir: &Path) {
 // ---------------------------------------------------------------------------
 // The daemon
 
-/// Runs `trident __lab-serve`: builds the lab, reports, serves until a signal.
-pub fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
+/// Runs `trident __lab-serve`: builds lab `name` from `spec` (a [`LabSpec`]
+/// as JSON), reports, serves until a signal.
+pub fn serve(name: &str, spec: &str) -> anyhow::Result<Exit> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     // Before anything is built: a signal during the build is kept for later.
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
@@ -490,16 +325,16 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
         Ok(())
     };
     let fail = |e: anyhow::Error, user_error: bool| -> anyhow::Result<Exit> {
-        eprintln!("trident: lab {}: {e:#}", args.name);
+        eprintln!("trident: lab {name}: {e:#}");
         report(&Ready::Failed { error: format!("{e:#}"), user_error })?;
         Ok(Exit::Failure)
     };
-    let spec: LabSpec = match serde_json::from_str(&args.spec) {
+    let spec: LabSpec = match serde_json::from_str(spec) {
         Ok(spec) => spec,
-        Err(e) => return fail(anyhow!("invalid lab spec {:?}: {e}", args.spec), true),
+        Err(e) => return fail(anyhow!("invalid lab spec {spec:?}: {e}"), true),
     };
     let dir = state_dir();
-    let netns_name = format!("{NETNS_PREFIX}{}", args.name);
+    let netns_name = format!("{NETNS_PREFIX}{name}");
     let lab = match Lab::up_named(&spec, &netns_name) {
         Ok(lab) => lab,
         Err(e) => {
@@ -508,7 +343,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
         }
     };
     let state = LabState {
-        name: args.name.clone(),
+        name: name.to_owned(),
         ip: lab.ip(),
         host_ip: lab.netns().host_ip(),
         netns: netns_name,
@@ -523,7 +358,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
     }
     if let Some(signal) = signals.pending().next() {
         drop(lab);
-        let _ = fs::remove_file(state_path(&dir, &args.name));
+        let _ = fs::remove_file(state_path(&dir, name));
         return fail(anyhow!("interrupted by signal {signal} while starting"), false);
     }
     report(&Ready::Up(state.clone()))?;
@@ -560,16 +395,18 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
 // ---------------------------------------------------------------------------
 // lab down, lab list
 
-fn down(args: &DownArgs) -> anyhow::Result<Exit> {
+/// Runs `trident lab down`: stops lab `name` (or the only one running),
+/// or with `all` every lab and leftover namespace.
+pub fn down(name: Option<&str>, all: bool) -> anyhow::Result<Exit> {
     netns::require_facilities().map_err(cli_error)?;
     let dir = state_dir();
-    let names: Vec<String> = if args.all {
+    let names: Vec<String> = if all {
         let mut names: BTreeSet<String> = all_states(&dir).into_iter().map(|s| s.name).collect();
         names.extend(orphan_namespaces());
         names.into_iter().collect()
-    } else if let Some(name) = &args.name {
+    } else if let Some(name) = name {
         validate_name(name)?;
-        vec![name.clone()]
+        vec![name.to_owned()]
     } else {
         let running = running_names(&dir);
         match running.as_slice() {
@@ -584,11 +421,11 @@ fn down(args: &DownArgs) -> anyhow::Result<Exit> {
             }
         }
     };
-    if args.all && names.is_empty() {
+    if all && names.is_empty() {
         println!("no labs to stop");
     }
     for name in names {
-        down_one(&dir, &name, args.all)?;
+        down_one(&dir, &name, all)?;
     }
     Ok(Exit::Success)
 }
@@ -647,11 +484,12 @@ struct Listed<'a> {
     running: bool,
 }
 
-fn list(args: &ListArgs) -> anyhow::Result<Exit> {
+/// Runs `trident lab list`.
+pub fn list(format: LabFormat) -> anyhow::Result<Exit> {
     let states = all_states(&state_dir());
     let rows: Vec<Listed<'_>> =
         states.iter().map(|state| Listed { state, running: daemon_alive(state.pid, &state.name) }).collect();
-    match args.format {
+    match format {
         LabFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
         LabFormat::Text if rows.is_empty() => println!("no labs (start one with: trident lab up)"),
         LabFormat::Text => {
@@ -678,45 +516,6 @@ fn list(args: &ListArgs) -> anyhow::Result<Exit> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    #[derive(Debug, Parser)]
-    struct Up {
-        #[command(flatten)]
-        args: UpArgs,
-    }
-
-    fn spec(args: &[&str]) -> Result<LabSpec, BadInput> {
-        let parsed = Up::try_parse_from(std::iter::once("up").chain(args.iter().copied()))
-            .map_err(|e| BadInput(e.to_string()))?;
-        parsed.args.spec()
-    }
-
-    #[test]
-    fn up_options_change_the_preset() {
-        let s = spec(&["--open-ports", "22,8080,9000-9002", "--filtered", "1000-1100", "--rejected", "2000-2010"])
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(s.open, OpenPorts::List(vec![22, 8080, 9000, 9001, 9002]));
-        assert_eq!((s.filtered, s.rejected), (vec![1000..=1100], vec![2000..=2010]));
-        let s = spec(&["--preset", "full-latency", "--latency", "0", "--loss", "30%", "--open", "40", "--seed", "7"])
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!((s.open, s.latency, s.loss_pct, s.seed), (OpenPorts::Count(40), None, 30.0, 7));
-        assert_eq!(s.filtered, [20001..=30000]);
-        let s =
-            spec(&["--preset", "full", "--filtered", "none", "--latency", "50ms"]).unwrap_or_else(|e| panic!("{e}"));
-        assert!(s.filtered.is_empty());
-        assert_eq!(s.latency, Some(Duration::from_millis(50)));
-        for bad in [
-            &["--preset", "nope"][..],
-            &["--loss", "101"],
-            &["--latency", "11s"],
-            &["--open-ports", "22", "--filtered", "20-30"],
-            &["--filtered", "5-1"],
-        ] {
-            assert!(spec(bad).is_err(), "{bad:?}");
-        }
-    }
-
     #[test]
     fn names() {
         for ok in ["lab1", "a", "my_lab-2"] {

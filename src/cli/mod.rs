@@ -1,0 +1,226 @@
+//! All command-line syntax: clap derive types, a file per command, each
+//! turned once into the plain, validated `*Config` its workload runs on.
+//! Nothing here does the work, and nothing outside `lib.rs` imports from
+//! here: workloads, engines and servers know no clap.
+//!
+//! - [`scan`], [`fetch`], [`echo`], [`chat`], [`lab`], [`bench`], [`demo`]:
+//!   one command each;
+//! - [`serve`]: the options every server shares, and the hidden
+//!   `__serve-worker` a server's worker process runs as;
+//! - this file: the top-level [`Cli`], the engine options batch commands
+//!   share, and value parsers used by several commands.
+
+pub mod bench;
+pub mod chat;
+pub mod demo;
+pub mod echo;
+pub mod fetch;
+pub mod lab;
+pub mod scan;
+pub mod serve;
+
+use std::ffi::OsString;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::engine::{AsyncRuntime, EngineConfig, EngineKind};
+use crate::error::BadInput;
+
+const ENGINE_HELP: &str = "\
+Engines: threads = a pool of OS threads, one blocking task each;
+processes = worker processes (this binary re-run), one task each;
+async = futures on a tokio runtime.";
+
+/// Port scanning, downloading and chat on three interchangeable concurrency
+/// engines: OS threads, worker processes and async (tokio).
+#[derive(Debug, Parser)]
+#[command(name = "trident", version, propagate_version = true, after_help = ENGINE_HELP)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+// Built once per run: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Scan TCP ports with connect probes (no root needed).
+    #[command(after_help = scan::SCAN_EXAMPLES)]
+    Scan(scan::ScanArgs),
+    /// Download files over HTTP(S), many at once; a file under its final
+    /// name is always complete.
+    #[command(after_help = fetch::FETCH_HELP)]
+    Fetch(fetch::FetchArgs),
+    /// The chapter's echo server and client: every chunk read is answered
+    /// with "Server received: <chunk>".
+    #[command(subcommand, after_help = echo::ECHO_EXAMPLES)]
+    Echo(echo::EchoCommand),
+    /// A chat server that IRC clients can use, on any engine.
+    #[command(subcommand, after_help = chat::CHAT_EXAMPLES)]
+    Chat(chat::ChatCommand),
+    /// Start listeners on a loopback address, scan them with every engine,
+    /// and compare what each found, how long it took, and what it cost.
+    Demo(demo::DemoArgs),
+    /// Measure the engines against each other and against peer tools.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+    /// A target host in its own network namespace with known open,
+    /// filtered and closed ports, loss and latency (needs root).
+    Lab(lab::LabArgs),
+    /// Internal: keep a lab up until SIGTERM (started by `trident lab up`).
+    #[command(name = "__lab-serve", hide = true)]
+    LabServe(lab::LabServeArgs),
+    /// Internal: serve connections on an inherited listening socket
+    /// (processes engine of a server).
+    #[command(name = "__serve-worker", hide = true)]
+    ServeWorker(serve::ServeWorkerArgs),
+    /// Internal: the minimal tokio echo server the echo bench compares with.
+    #[command(name = "__echo-reference", hide = true)]
+    EchoReference {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8888")]
+        listen: String,
+    },
+}
+
+/// Parses the command line (program name first); `None` when clap has
+/// printed --help or --version. A syntax error is bad input: clap's first
+/// line, which names the bad value.
+pub fn parse(args: Vec<OsString>) -> anyhow::Result<Option<Command>> {
+    match Cli::try_parse_from(normalize_args(args)) {
+        Ok(cli) => Ok(Some(cli.command)),
+        Err(e) if e.use_stderr() => {
+            let text = e.to_string();
+            let line = text.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
+            Err(BadInput(format!("{line} (see trident --help)")).into())
+        }
+        Err(e) => {
+            // --help and --version
+            e.print()?;
+            Ok(None)
+        }
+    }
+}
+
+/// Engine choice, shared by every batch subcommand.
+#[derive(Debug, Args)]
+pub struct EngineArgs {
+    /// Concurrency engine.
+    #[arg(short = 'e', long, default_value = "async", value_parser = parse_engine)]
+    pub engine: EngineKind,
+    /// Maximum tasks in flight (threads, worker processes or futures).
+    /// [default: threads 512, processes 64, async 4096]
+    #[arg(short = 'c', long, value_name = "N", value_parser = parse_concurrency)]
+    pub concurrency: Option<u32>,
+    /// Tokio runtime flavour for the async engine.
+    #[arg(long, value_enum, default_value_t = RuntimeArg::MultiThread)]
+    pub async_runtime: RuntimeArg,
+}
+
+/// `--async-runtime` values.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RuntimeArg {
+    /// One thread runs everything.
+    CurrentThread,
+    /// One worker thread per core.
+    MultiThread,
+}
+
+pub(crate) fn parse_engine(s: &str) -> Result<EngineKind, String> {
+    s.parse()
+}
+
+pub(crate) fn parse_concurrency(s: &str) -> Result<u32, String> {
+    match s.parse::<u32>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err("expected a whole number of tasks in flight, at least 1".into()),
+    }
+}
+
+impl EngineArgs {
+    /// The validated engine config.
+    pub fn config(&self) -> EngineConfig {
+        let mut config = EngineConfig::new(self.engine);
+        if let Some(n) = self.concurrency {
+            config = config.with_concurrency(n as usize);
+        }
+        config.async_runtime = self.async_runtime.into();
+        config
+    }
+}
+
+impl From<RuntimeArg> for AsyncRuntime {
+    fn from(arg: RuntimeArg) -> Self {
+        match arg {
+            RuntimeArg::CurrentThread => AsyncRuntime::CurrentThread,
+            RuntimeArg::MultiThread => AsyncRuntime::MultiThread,
+        }
+    }
+}
+
+/// Parses `500ms`, `2s`, `1.5s`, `1m`; a bare number is seconds (as nmap).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("invalid duration {s:?} (expected e.g. 250ms, 2s, 1.5s, 1m)");
+    let t = s.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num.parse().map_err(|_| bad())?;
+    let scale = match unit {
+        "" | "s" => 1.0,
+        "ms" => 1e-3,
+        "us" => 1e-6,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(bad()),
+    };
+    let secs = value * scale;
+    if !secs.is_finite() || secs <= 0.0 || secs > 86_400.0 {
+        return Err(format!("invalid duration {s:?}: must be above 0 and at most a day"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Rewrites nmap-style `-iL` into `--input-list`, since clap short options
+/// are one letter.
+pub fn normalize_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    args.into_iter().map(|a| if a == "-iL" { OsString::from("--input-list") } else { a }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let ok = [
+            ("250ms", Duration::from_millis(250)),
+            ("2s", Duration::from_secs(2)),
+            ("2", Duration::from_secs(2)),
+            ("1.5s", Duration::from_millis(1500)),
+            ("1m", Duration::from_secs(60)),
+            ("500us", Duration::from_micros(500)),
+        ];
+        for (s, want) in ok {
+            assert_eq!(parse_duration(s), Ok(want), "{s}");
+        }
+        for bad in ["", "s", "0", "-1s", "1x", "1.2.3s", "2d", "1e3"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn il_is_rewritten() {
+        let args = normalize_args(["trident", "scan", "-iL", "f"].map(OsString::from));
+        assert_eq!(args[2], "--input-list");
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,250 @@
+//! `trident scan`: its flags, turned into a [`ScanConfig`] with every
+//! target resolved and every value checked before the first probe.
+
+use std::fs;
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::{EngineArgs, parse_duration};
+use crate::error::BadInput;
+use crate::scan::{BannerGrab, Family, Format, PortList, Retries, ScanConfig, Shard, TargetSet, TimingConfig, target};
+
+/// `trident scan --help` epilogue.
+pub const SCAN_EXAMPLES: &str = "\
+Examples:
+  trident scan 127.0.0.1                      the 1,000 most common ports
+  trident scan localhost -p 22,80,8000-8100 -e threads
+  trident scan 10.0.0.0/30 10.0.1.1-20 -p- -f jsonl --open
+  trident scan -iL hosts.txt -p 443 -f csv -o results.csv
+  trident scan --lab lab1 -p-                 the running lab lab1 (trident lab up)
+
+States (as nmap -sT): open (syn-ack), closed (conn-refused: reset or ICMP
+port unreachable), filtered (no-response after the retries, or an ICMP
+error: host-unreach, net-unreach, proto-unreach, admin-prohibited). A
+timeout is never reported as closed.
+
+Timing: timeouts adapt to the measured RTTs (srtt + 4 rttvar, as nmap),
+and ports that did not answer are probed again in rounds while retries
+keep recovering answers. --timeout/--retries fix them; -T0..-T5 presets.
+
+Sharding: trident scan 10.0.0.0/16 -p- --seed 7 --shard 2/8 scans one
+eighth; see docs/SHARDING.md for a Kubernetes Indexed Job.
+
+More than 2^24 addresses or 2^32 probes need --allow-huge; --list-targets
+prints the size of a scan without sending anything.
+
+Exit status: 0 done, 1 some probes could not be run, 2 bad input,
+130 interrupted (partial results are still written).";
+
+/// `trident scan` options.
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// Hosts, addresses, CIDR blocks (10.0.0.0/30), IPv4 ranges (10.0.0.1-20).
+    #[arg(value_name = "TARGET")]
+    pub targets: Vec<String>,
+    /// Scan the running lab NAME (see trident lab up): its address, sent
+    /// through the lab's own interface only; refused if the lab is gone.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["targets", "input_list"])]
+    pub lab: Option<String>,
+    /// Read targets from FILE (also -iL FILE; # comments); - for stdin.
+    #[arg(long = "input-list", value_name = "FILE")]
+    pub input_list: Option<PathBuf>,
+    /// Ports: 22,80,8000-8100; - or 1-65535 for all. [default: the 1,000 most common]
+    #[arg(short = 'p', long, value_name = "PORTS", allow_hyphen_values = true)]
+    pub ports: Option<String>,
+    /// Scan the N most common ports instead of -p.
+    #[arg(long, value_name = "N", conflicts_with = "ports", value_parser = clap::value_parser!(u32).range(1..=65535))]
+    pub top_ports: Option<u32>,
+    /// Engine options.
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    /// Timing preset, nmap's -T0..-T5 (timeouts and retry budget; -T3 is
+    /// the default). Written -T4 or --timing 4.
+    #[arg(short = 'T', long = "timing", value_name = "0-5", value_parser = clap::value_parser!(u8).range(0..=5))]
+    pub timing: Option<u8>,
+    /// Fixed time one connect attempt may take (e.g. 500ms, 2s) instead of
+    /// the adaptive timeout (srtt + 4 rttvar of the answers so far, 100ms-10s).
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Fixed number of retry rounds for ports that did not answer, instead
+    /// of the adaptive budget (another round while retries recover answers, at most 10).
+    #[arg(long, value_name = "N", conflicts_with = "max_retries")]
+    pub retries: Option<u8>,
+    /// Upper bound of the adaptive retry rounds.
+    #[arg(long, value_name = "N")]
+    pub max_retries: Option<u8>,
+    /// Timeout before any RTT has been measured (adaptive timing).
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub initial_rtt_timeout: Option<Duration>,
+    /// Lower clamp of the adaptive timeout [default: 10ms].
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub min_rtt_timeout: Option<Duration>,
+    /// Upper clamp of the adaptive timeout [default: 10s].
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub max_rtt_timeout: Option<Duration>,
+    /// Start at most this many probes per second (all engines).
+    #[arg(long, value_name = "PPS", value_parser = parse_rate)]
+    pub max_rate: Option<f64>,
+    /// Seed of the random probe order; the same seed gives the same order.
+    /// [default: random, or a fixed one with --shard]
+    #[arg(long, value_name = "S")]
+    pub seed: Option<u64>,
+    /// Scan only shard K of N (K from 0) of the (address x port) space; with
+    /// the same seed the N shards are disjoint and add up to the whole scan.
+    /// auto/N takes K from $JOB_COMPLETION_INDEX (Kubernetes Indexed Jobs).
+    #[arg(long, value_name = "K/N", value_parser = parse_shard)]
+    pub shard: Option<Shard>,
+    /// Read what each open port's service says first (SSH, SMTP, FTP...
+    /// greet the client) and show it.
+    #[arg(long)]
+    pub banners: bool,
+    /// Bytes of banner to read at most.
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub banner_bytes: u32,
+    /// How long to wait for a banner after the connection is accepted.
+    #[arg(long, value_name = "DUR", default_value = "1s", value_parser = parse_duration)]
+    pub banner_wait: Duration,
+    /// Output format: text, json, jsonl (one line per port, streamed), csv,
+    /// grep (as nmap -oG) or xml (as nmap -oX: for ndiff and nmap tools).
+    #[arg(short = 'f', long, default_value = "text", value_parser = parse_format)]
+    pub format: Format,
+    /// Write results to FILE (appears only when complete) instead of stdout.
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// List only open ports.
+    #[arg(long)]
+    pub open: bool,
+    /// Resolve host names to IPv4 addresses only.
+    #[arg(short = '4', conflicts_with = "ipv6")]
+    pub ipv4: bool,
+    /// Resolve host names to IPv6 addresses only.
+    #[arg(short = '6')]
+    pub ipv6: bool,
+    /// No progress bar.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Explain what is being done on stderr.
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+    /// Scan more than 2^24 addresses or send more than 2^32 probes (in this
+    /// shard); without it such a scan is refused as a likely typo.
+    #[arg(long)]
+    pub allow_huge: bool,
+    /// Print the targets and the size of the scan (addresses, ports,
+    /// probes, shard) and exit without sending a probe (as nmap -sL).
+    #[arg(long)]
+    pub list_targets: bool,
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err("expected a positive number of probes per second".into()),
+    }
+}
+
+fn parse_shard(s: &str) -> Result<Shard, String> {
+    s.parse()
+}
+
+fn parse_format(s: &str) -> Result<Format, String> {
+    s.parse()
+}
+
+impl ScanArgs {
+    /// Validates everything and resolves the targets, before any probe.
+    pub fn into_config(self) -> Result<ScanConfig, BadInput> {
+        let ports = match (&self.ports, self.top_ports) {
+            (Some(spec), _) => PortList::parse(spec).map_err(|e| BadInput(e.to_string()))?,
+            (None, Some(n)) => PortList::top(n as usize),
+            (None, None) => PortList::default_top(),
+        };
+        let mut specs = self.targets.clone();
+        if let Some(path) = &self.input_list {
+            let text = if path.as_os_str() == "-" {
+                let mut s = String::new();
+                std::io::stdin().read_to_string(&mut s).map(|_| s)
+            } else {
+                fs::read_to_string(path)
+            }
+            .map_err(|e| BadInput(format!("cannot read target list {}: {e}", path.display())))?;
+            specs.extend(target::parse_list(&text));
+        }
+        let mut device = None;
+        if let Some(name) = &self.lab {
+            let (state, index) = crate::lab::daemon::running_lab(name)?;
+            specs.push(state.ip.to_string());
+            device = Some(index);
+        }
+        if specs.is_empty() {
+            return Err(BadInput("no targets given (e.g. trident scan 127.0.0.1, or -iL FILE, or --lab NAME)".into()));
+        }
+        let family = match (self.ipv4, self.ipv6) {
+            (true, _) => Family::V4,
+            (_, true) => Family::V6,
+            _ => Family::Any,
+        };
+        let (targets, skipped) = TargetSet::resolve(&specs, family).map_err(|e| BadInput(e.to_string()))?;
+        if targets.is_empty() {
+            let first = skipped.first().map_or_else(|| "no targets".to_string(), ToString::to_string);
+            return Err(BadInput(first));
+        }
+        let shard = self.shard.unwrap_or(Shard::ALL);
+        if !self.list_targets {
+            crate::scan::Plan::new(&targets, &ports, shard).check(self.allow_huge)?;
+        }
+        let mut timing = match self.timing {
+            Some(level) => {
+                TimingConfig::preset(level).ok_or_else(|| BadInput(format!("no timing preset -T{level}")))?
+            }
+            None => TimingConfig::normal(),
+        };
+        timing.fixed = self.timeout;
+        timing.initial = self.initial_rtt_timeout.unwrap_or(timing.initial);
+        timing.min = self.min_rtt_timeout.unwrap_or(timing.min);
+        timing.max = self.max_rtt_timeout.unwrap_or(timing.max);
+        if timing.min > timing.max {
+            return Err(BadInput(format!(
+                "--min-rtt-timeout {:?} is above --max-rtt-timeout {:?}",
+                timing.min, timing.max
+            )));
+        }
+        if let Some(max) = self.max_retries {
+            timing.retries = Retries::Adaptive { max };
+        }
+        if let Some(n) = self.retries {
+            timing.retries = Retries::Fixed(n);
+        }
+        // Shards must agree on the order, so sharding without a seed uses a
+        // fixed one rather than a random one.
+        let seed =
+            self.seed.unwrap_or_else(|| if self.shard.is_some() { 0x0074_7269_6465_6e74 } else { random_seed() });
+        let mut engine = self.engine.config();
+        engine.max_rate = self.max_rate;
+        Ok(ScanConfig {
+            targets,
+            skipped,
+            ports,
+            engine,
+            timing,
+            seed,
+            shard,
+            banner: self.banners.then_some(BannerGrab { max_bytes: self.banner_bytes, wait: self.banner_wait }),
+            format: self.format,
+            output: self.output,
+            open_only: self.open,
+            progress: !self.quiet,
+            verbose: self.verbose,
+            list_targets: self.list_targets,
+            device,
+        })
+    }
+}
+
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one((std::process::id(), std::time::SystemTime::now()))
+}

@@ -1,0 +1,84 @@
+//! What every server subcommand shares (`--listen`, `-e`, `-c`), and the
+//! hidden `__serve-worker` a server's worker process runs as.
+
+use std::time::Duration;
+
+use clap::Args;
+
+use super::{parse_concurrency, parse_engine};
+use crate::engine::EngineKind;
+use crate::error::BadInput;
+
+/// Options shared by every server subcommand.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 takes a free port (the bound address is
+    /// printed on stderr). [default: 127.0.0.1 and the protocol's port]
+    #[arg(short = 'l', long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Concurrency engine: async = a tokio task per connection; threads = a
+    /// thread per connection; processes = pre-forked worker processes
+    /// sharing the listening socket.
+    #[arg(short = 'e', long, default_value = "async", value_parser = parse_engine)]
+    pub engine: EngineKind,
+    /// Worker processes (-e processes) or runtime threads (-e async).
+    /// [default: one per core]
+    #[arg(short = 'c', long = "workers", value_name = "N", value_parser = parse_concurrency)]
+    pub workers: Option<u32>,
+}
+
+impl ServeArgs {
+    /// The validated server config; `default_listen` when --listen is not given.
+    pub fn into_config(self, default_listen: &str) -> Result<crate::server::ServerConfig, BadInput> {
+        let listen = self.listen.as_deref().unwrap_or(default_listen);
+        let addr = crate::server::resolve(listen)?[0];
+        let mut config = crate::server::ServerConfig::new(self.engine, addr);
+        if let Some(n) = self.workers {
+            if self.engine == EngineKind::Threads {
+                return Err(BadInput(
+                    "-c/--workers applies to -e processes and -e async; -e threads runs one thread per connection"
+                        .into(),
+                ));
+            }
+            config.workers = n as usize;
+        }
+        Ok(config)
+    }
+}
+
+/// `trident __serve-worker` arguments (set by the parent server).
+#[derive(Debug, Args)]
+pub struct ServeWorkerArgs {
+    /// Protocol name.
+    pub protocol: String,
+    /// The inherited listening socket.
+    #[arg(long)]
+    pub fd: i32,
+    /// The protocol's config, JSON.
+    #[arg(long)]
+    pub config: String,
+    /// Grace period for connections on shutdown, in milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    pub grace_ms: u64,
+    /// The inherited Unix socket to the hub process (chat).
+    #[arg(long)]
+    pub hub_fd: Option<i32>,
+    /// This worker's number (chat).
+    #[arg(long, default_value_t = 0)]
+    pub worker_id: u64,
+    /// How many workers share the connection limit.
+    #[arg(long, default_value_t = 1)]
+    pub share: usize,
+}
+
+impl ServeWorkerArgs {
+    /// The worker's options.
+    pub fn worker_args(&self) -> crate::server::processes::WorkerArgs {
+        crate::server::processes::WorkerArgs {
+            fd: self.fd,
+            config: self.config.clone(),
+            grace: Duration::from_millis(self.grace_ms),
+            share: self.share,
+        }
+    }
+}
