@@ -4,6 +4,7 @@
 //! Layout — *what* is kept apart from *how*:
 //! - [`engine`]: how tasks run concurrently (threads, processes, tokio);
 //!   knows nothing about ports;
+//! - [`frame`]: the length-prefixed frames worker processes are spoken to in;
 //! - [`scan`]: what a port scan is (targets, ports, probes, reports);
 //! - [`fetch`]: what a download is (URLs, names, `.part` files, retries);
 //! - [`bench`]: measuring a command's wall time, CPU and memory;
@@ -28,6 +29,7 @@ pub mod echo;
 pub mod engine;
 pub mod error;
 pub mod fetch;
+pub mod frame;
 pub mod lab;
 pub mod output;
 pub mod scan;

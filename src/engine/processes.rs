@@ -25,6 +25,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::{EngineConfig, EngineError, Interrupt, Pacer, RunStats, Task, TaskOutcome};
+use crate::frame::{frame, read_frame, whole_frames, write_frame};
 
 /// The hidden subcommand a worker process is started with.
 pub const WORKER_SUBCOMMAND: &str = "__worker";
@@ -33,8 +34,6 @@ pub const WORKER_SUBCOMMAND: &str = "__worker";
 pub const WORKER_EXE_ENV: &str = "TRIDENT_WORKER_EXE";
 /// Environment variable telling a worker its parent's pid (see [`serve`]).
 const WORKER_PARENT_ENV: &str = "TRIDENT_WORKER_PARENT";
-/// Largest frame accepted; anything bigger means a corrupt stream.
-const MAX_FRAME: usize = 64 << 20;
 /// A task is run at most this many times before it is reported as failed.
 const MAX_ATTEMPTS: u8 = 2;
 /// This many workers in a row dying without finishing a task ends the run.
@@ -42,36 +41,6 @@ const MAX_CONSECUTIVE_CRASHES: u32 = 8;
 /// After an interrupt, how long in-flight tasks get before their workers are killed.
 const INTERRUPT_GRACE: Duration = Duration::from_secs(2);
 const TICK: Duration = Duration::from_millis(50);
-
-/// Writes one frame.
-pub fn write_frame(w: &mut impl Write, payload: &[u8]) -> io::Result<()> {
-    w.write_all(&frame_prefix(payload)?)?;
-    w.write_all(payload)
-}
-
-/// A frame's length prefix.
-fn frame_prefix(payload: &[u8]) -> io::Result<[u8; 4]> {
-    let len =
-        u32::try_from(payload.len()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
-    Ok(len.to_le_bytes())
-}
-
-/// Reads one frame; `Ok(None)` on a clean end of stream between frames.
-pub fn read_frame(r: &mut impl Read) -> io::Result<Option<Vec<u8>>> {
-    let mut len = [0u8; 4];
-    match r.read_exact(&mut len) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e),
-    }
-    let len = u32::from_le_bytes(len) as usize;
-    if len > MAX_FRAME {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("frame of {len} bytes")));
-    }
-    let mut buf = vec![0u8; len];
-    r.read_exact(&mut buf)?;
-    Ok(Some(buf))
-}
 
 fn invalid(e: postcard::Error) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
@@ -309,33 +278,6 @@ impl<T: Task> Pool<T> {
     }
 }
 
-/// Hands each whole frame at the start of `buf` to `take` (until it
-/// returns `false`) and returns how many bytes they used; a partial frame
-/// at the end waits for more bytes. A length over [`MAX_FRAME`] is an error.
-fn whole_frames(buf: &[u8], mut take: impl FnMut(&[u8]) -> bool) -> io::Result<usize> {
-    let mut at = 0;
-    while let Some(prefix) = buf.get(at..at + 4) {
-        let len = u32::from_le_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
-        if len > MAX_FRAME {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("frame of {len} bytes")));
-        }
-        let Some(payload) = buf.get(at + 4..at + 4 + len) else { break };
-        if !take(payload) {
-            break;
-        }
-        at += 4 + len;
-    }
-    Ok(at)
-}
-
-/// A frame's bytes: length prefix and payload in one buffer (one `write`).
-fn frame(payload: &[u8]) -> io::Result<Vec<u8>> {
-    let mut bytes = Vec::with_capacity(4 + payload.len());
-    bytes.extend_from_slice(&frame_prefix(payload)?);
-    bytes.extend_from_slice(payload);
-    Ok(bytes)
-}
-
 fn set_nonblocking(fd: &impl AsRawFd) -> io::Result<()> {
     let fd = fd.as_raw_fd();
     // SAFETY: fcntl on a descriptor we own; no memory passed.
@@ -523,43 +465,4 @@ where
     }
     drop(pool);
     Ok(stats)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn whole_frames_are_taken_and_a_partial_one_waits() {
-        let mut buf = frame(b"one").expect("frame");
-        buf.extend(frame(b"").expect("frame"));
-        buf.extend(frame(b"three").expect("frame"));
-        let whole = buf.len();
-        buf.extend(&frame(b"partial").expect("frame")[..6]);
-        let mut seen: Vec<Vec<u8>> = Vec::new();
-        let used = whole_frames(&buf, |p| {
-            seen.push(p.to_vec());
-            true
-        })
-        .expect("frames");
-        assert_eq!(used, whole);
-        assert_eq!(seen, [b"one".to_vec(), Vec::new(), b"three".to_vec()]);
-        // A frame split anywhere, even inside its length, waits for the rest.
-        for cut in 0..4 {
-            assert_eq!(whole_frames(&buf[..cut], |_| unreachable!()).expect("nothing yet"), 0);
-        }
-        // `take` can stop early: what it refused is not used.
-        let used = whole_frames(&buf, |p| p != b"three").expect("frames");
-        assert_eq!(used, 4 + 3 + 4);
-        // The same bytes through read_frame, the worker side's reader.
-        let mut r = &buf[..whole];
-        assert_eq!(read_frame(&mut r).expect("read").as_deref(), Some(&b"one"[..]));
-    }
-
-    #[test]
-    fn an_oversized_length_is_an_error() {
-        let len = u32::try_from(MAX_FRAME + 1).expect("fits").to_le_bytes();
-        let err = whole_frames(&len, |_| true).expect_err("too large");
-        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
-    }
 }

@@ -3,7 +3,7 @@
 //! single thread each; the one [`Core`] lives in the parent ("the hub
 //! process"), which each worker reaches over its own Unix socket.
 //!
-//! Wire: u32-LE length-prefixed postcard frames, as the task engine's.
+//! Link: [`crate::frame`]s, as the task engine's workers are spoken to.
 //! Up (worker → hub): [`Up::Connect`], [`Up::Events`] (a read's worth of
 //! lines), [`Up::Close`], [`Up::Gone`]. Down (hub → worker):
 //! [`Down::Deliver`] (one line and every recipient of it on that worker:
@@ -35,7 +35,7 @@ use super::core::{Core, Router};
 use super::{Backend, ChatConfig, Shell, push_within_budget};
 use crate::chat::{ClientId, Hub, Line, LineEvent};
 use crate::engine::Interrupt;
-use crate::engine::processes::{read_frame, write_frame};
+use crate::frame::{self, read_frame};
 use crate::server::ServerConfig;
 use crate::server::processes::{Deaths, Workers, spawn_worker, worker_exe};
 
@@ -70,12 +70,10 @@ fn worker_of(id: ClientId) -> u64 {
     id.0 >> WORKER_SHIFT
 }
 
-/// Appends `frame` to `into` as one frame of the task engine's format.
-fn encode<T: Serialize>(frame: &T, into: &mut Vec<u8>) {
+/// Appends `message` to `into` as one frame.
+fn encode<T: Serialize>(message: &T, into: &mut Vec<u8>) {
     // Neither serialising these enums nor writing to a Vec can fail.
-    if let Ok(payload) = postcard::to_allocvec(frame) {
-        let _ = write_frame(into, &payload);
-    }
+    let _ = frame::encode(message, into);
 }
 
 /// One worker as the hub sees it: where its frames go.
@@ -542,17 +540,8 @@ async fn link(
                 Ok(0) | Err(_) => break,
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
             }
-            let mut at = 0;
-            while let Some(&[a, b, c, d]) = buf.get(at..at + 4) {
-                let len = u32::from_le_bytes([a, b, c, d]) as usize;
-                if len > LINK_CAP {
-                    // Never sent by a hub: the stream is lost, and waiting
-                    // for the frame would buffer without bound.
-                    eprintln!("trident: chat worker: a frame of {len} bytes from the hub; giving up");
-                    return;
-                }
-                let Some(frame) = buf.get(at + 4..at + 4 + len) else { break };
-                match postcard::from_bytes::<Down>(frame) {
+            let used = frame::whole_frames(&buf, |payload| {
+                match postcard::from_bytes::<Down>(payload) {
                     // A panic there ends nothing but that delivery: this
                     // reader serves every client of the worker.
                     Ok(down) => {
@@ -564,8 +553,17 @@ async fn link(
                     }
                     Err(e) => eprintln!("trident: chat worker: bad frame from the hub ({e})"),
                 }
-                at += 4 + len;
-            }
+                true
+            });
+            let at = match used {
+                Ok(at) => at,
+                Err(e) => {
+                    // Never sent by a hub: the stream is lost, and waiting
+                    // for the frame would buffer without bound.
+                    eprintln!("trident: chat worker: {e} from the hub; giving up");
+                    return;
+                }
+            };
             buf.drain(..at);
         }
     };
