@@ -32,7 +32,7 @@ use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::fixture::{Served, free_port};
-use super::report::median;
+use super::harness::median;
 use crate::engine::EngineKind;
 use crate::sys::{process_tree, pss_kib, rss_kib};
 
@@ -635,7 +635,7 @@ pub fn run(config: &ChatBenchConfig) -> anyhow::Result<ChatBenchReport> {
     print!("{}", render(&summary, config));
     let report = ChatBenchReport { runs, summary };
     if let Some(dir) = &config.out {
-        super::report::write_out(dir, &report.runs, &report)?;
+        super::harness::write_out(dir, &report.runs, &report)?;
     }
     Ok(report)
 }

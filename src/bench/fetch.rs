@@ -49,8 +49,8 @@ use serde::Serialize;
 pub use super::fixture::ServerChoice;
 use super::fixture::corpus::{self, Expected, verify};
 use super::fixture::{FileServer, TempDir};
+use super::harness::{self, Contender as _, Cost, Medians, Record, median};
 use super::measure::measure_with_limit;
-use super::report::{find_program, median};
 use crate::engine::EngineKind;
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -74,9 +74,12 @@ pub enum Contender {
     Aria2cSplit,
 }
 
-impl Contender {
-    /// The name in reports.
-    pub fn label(&self) -> String {
+impl harness::Contender for Contender {
+    fn engine(engine: EngineKind) -> Self {
+        Contender::Trident(engine)
+    }
+
+    fn label(&self) -> String {
         match self {
             Contender::Trident(e) => format!("trident-{e}"),
             Contender::Curl => "curl -Z".into(),
@@ -91,6 +94,17 @@ impl Contender {
         !matches!(self, Contender::Trident(_))
     }
 
+    fn program(&self) -> &'static str {
+        match self {
+            Contender::Trident(_) => "trident",
+            Contender::Curl | Contender::CurlSync => "curl",
+            Contender::Wget2 => "wget2",
+            Contender::Aria2c | Contender::Aria2cSplit => "aria2c",
+        }
+    }
+}
+
+impl Contender {
     /// Parses a `--vs` name.
     pub fn peer(name: &str) -> Result<Self, String> {
         match name {
@@ -100,15 +114,6 @@ impl Contender {
             "aria2c" | "aria2" => Ok(Contender::Aria2c),
             "aria2c-x4" => Ok(Contender::Aria2cSplit),
             _ => Err(format!("unknown peer {name:?} (expected curl, curl-sync, wget2, aria2c, aria2c-x4 or none)")),
-        }
-    }
-
-    fn program(&self) -> &'static str {
-        match self {
-            Contender::Trident(_) => "trident",
-            Contender::Curl | Contender::CurlSync => "curl",
-            Contender::Wget2 => "wget2",
-            Contender::Aria2c | Contender::Aria2cSplit => "aria2c",
         }
     }
 
@@ -372,11 +377,15 @@ pub struct RunRecord {
     pub all_in_flight_s: Option<f64>,
 }
 
-impl RunRecord {
-    fn correct(&self) -> bool {
+impl Record for RunRecord {
+    harness::record_columns!();
+
+    fn clean(&self) -> bool {
         self.files_ok == self.files_expected && self.extra == 0 && self.exit_code == Some(0) && !self.timed_out
     }
+}
 
+impl RunRecord {
     fn problems(&self) -> String {
         let mut p = Vec::new();
         for (n, what) in [
@@ -405,18 +414,11 @@ pub struct ToolSummary {
     pub workload: String,
     /// Contender label.
     pub tool: String,
-    /// Runs recorded.
-    pub runs: usize,
-    /// Median wall time, seconds.
-    pub wall_s: f64,
-    /// Median CPU, seconds.
-    pub cpu_s: f64,
+    /// Runs, wall time, CPU, peak memory.
+    #[serde(flatten)]
+    pub medians: Medians,
     /// Median CPU seconds per GiB of corpus.
     pub cpu_s_per_gib: f64,
-    /// Median peak RSS, MiB.
-    pub peak_rss_mib: f64,
-    /// Median peak PSS, MiB.
-    pub peak_pss_mib: f64,
     /// Median verified files per second.
     pub files_per_s: f64,
     /// Median verified MiB per second.
@@ -473,16 +475,9 @@ pub struct ActiveSummary {
 pub struct Ratio {
     /// `small` or `large`.
     pub workload: String,
-    /// The trident engine.
-    pub tool: String,
-    /// The peer.
-    pub peer: String,
-    /// Median wall / peer's (below 1: faster).
-    pub wall: f64,
-    /// Median CPU / peer's.
-    pub cpu: f64,
-    /// Median peak RSS / peer's.
-    pub peak_rss: f64,
+    /// Wall time, CPU and peak RSS.
+    #[serde(flatten)]
+    pub ratio: harness::Ratio,
     /// Median MiB/s / peer's (above 1: faster).
     pub throughput: f64,
 }
@@ -533,40 +528,31 @@ pub fn summarise(
             let mine: Vec<&RunRecord> =
                 runs.iter().filter(|r| &r.tool == tool && r.workload == name && r.jobs == workload.jobs).collect();
             let pick = |f: fn(&RunRecord) -> f64| median(mine.iter().map(|r| f(r)).collect());
+            let medians = Medians::of(&mine);
             ToolSummary {
                 workload: name.clone(),
                 tool: tool.clone(),
-                runs: mine.len(),
-                wall_s: pick(|r| r.wall_s),
-                cpu_s: pick(|r| r.cpu_s),
-                cpu_s_per_gib: pick(|r| r.cpu_s) / gib,
-                peak_rss_mib: pick(|r| r.peak_rss_mib),
-                peak_pss_mib: pick(|r| r.peak_pss_mib),
+                cpu_s_per_gib: medians.cpu_s / gib,
+                medians,
                 files_per_s: pick(|r| r.files_per_s),
                 mib_per_s: pick(|r| r.mib_per_s),
                 min_correct: mine
                     .iter()
                     .map(|r| if r.files_expected == 0 { 1.0 } else { r.files_ok as f64 / r.files_expected as f64 })
                     .fold(f64::INFINITY, f64::min),
-                bad_runs: mine.iter().filter(|r| !r.correct()).count(),
+                bad_runs: mine.iter().filter(|r| !r.clean()).count(),
                 timeouts: mine.iter().filter(|r| r.timed_out).count(),
             }
         })
         .collect();
-    let mut ratios = Vec::new();
-    for s in summary.iter().filter(|s| !peers.contains(&s.tool)) {
-        for p in summary.iter().filter(|p| peers.contains(&p.tool)) {
-            ratios.push(Ratio {
-                workload: name.clone(),
-                tool: s.tool.clone(),
-                peer: p.tool.clone(),
-                wall: s.wall_s / p.wall_s,
-                cpu: s.cpu_s / p.cpu_s,
-                peak_rss: s.peak_rss_mib / p.peak_rss_mib,
-                throughput: s.mib_per_s / p.mib_per_s,
-            });
-        }
-    }
+    let ratios = harness::engine_peer_pairs(&summary, |s| &s.tool, peers)
+        .into_iter()
+        .map(|(s, p)| Ratio {
+            workload: name.clone(),
+            ratio: harness::Ratio::new(&s.tool, &p.tool, &s.medians, &p.medians),
+            throughput: s.mib_per_s / p.mib_per_s,
+        })
+        .collect();
     (summary, ratios)
 }
 
@@ -601,7 +587,7 @@ pub fn summarise_active(workload: &Workload, tools: &[String], runs: &[RunRecord
                 wall_n_s: pick(&n, |r| r.wall_s),
                 in_flight_min_max: n.iter().filter_map(|r| r.in_flight_max).min(),
                 all_in_flight_min_s: n.iter().filter_map(|r| r.all_in_flight_s).min_by(f64::total_cmp),
-                bad_runs: n.iter().chain(&one).filter(|r| !r.correct()).count(),
+                bad_runs: n.iter().chain(&one).filter(|r| !r.clean()).count(),
             }
         })
         .collect()
@@ -746,18 +732,18 @@ impl Runner<'_> {
         let m = m.with_context(|| format!("cannot run {}", contender.label()))?;
         let check = verify(&dir, expected).with_context(|| format!("cannot check {}", dir.display()))?;
         self.dispose(dir, expected.len(), expected.iter().map(|e| e.size).sum())?;
-        let wall = m.wall.as_secs_f64();
+        let Cost { wall_s, cpu_s, peak_rss_mib, peak_pss_mib } = Cost::from(&m);
         let rec = RunRecord {
             workload: name,
             tool: contender.label(),
             jobs,
             run,
-            wall_s: wall,
-            cpu_s: m.cpu().as_secs_f64(),
-            peak_rss_mib: m.peak_rss_kib as f64 / 1024.0,
-            peak_pss_mib: m.peak_pss_kib as f64 / 1024.0,
-            files_per_s: check.ok as f64 / wall,
-            mib_per_s: check.ok_bytes as f64 / MIB / wall,
+            wall_s,
+            cpu_s,
+            peak_rss_mib,
+            peak_pss_mib,
+            files_per_s: check.ok as f64 / wall_s,
+            mib_per_s: check.ok_bytes as f64 / MIB / wall_s,
             files_expected: expected.len() as u64,
             files_ok: check.ok,
             missing: check.missing,
@@ -777,21 +763,11 @@ impl Runner<'_> {
 
 /// Runs the bench, printing as it goes; returns the report.
 pub fn run(config: &FetchBenchConfig) -> anyhow::Result<BenchReport> {
-    let trident = std::env::current_exe().context("cannot find the trident executable")?;
-    let mut contenders: Vec<(Contender, PathBuf)> =
-        config.engines.iter().map(|&e| (Contender::Trident(e), trident.clone())).collect();
-    for peer in &config.peers {
-        if !config.workloads.iter().any(|w| peer.runs_in(w)) {
-            continue;
-        }
-        match find_program(peer.program()) {
-            Some(path) => contenders.push((*peer, path)),
-            None => eprintln!("trident: {} is not installed; skipping it", peer.program()),
-        }
-    }
-    if contenders.is_empty() || config.workloads.is_empty() {
+    if config.workloads.is_empty() {
         bail!("nothing to run");
     }
+    let peers = config.peers.iter().filter(|p| config.workloads.iter().any(|w| p.runs_in(w)));
+    let contenders = harness::line_up(&config.engines, peers.copied())?;
     let work = TempDir::new("trident-bench-fetch")?;
     let work_dir = work.path();
     let corpus = work_dir.join("corpus");
@@ -839,45 +815,31 @@ pub fn run(config: &FetchBenchConfig) -> anyhow::Result<BenchReport> {
         }
         println!("\n{}", workload.describe());
         let tool_width = if is_active { 24 } else { 18 };
-        println!(
-            "{:<4} {:<tool_width$} {:>9} {:>9} {:>10} {:>10} {:>9} {:>9} {:>11}",
-            "RUN", "TOOL", "WALL", "CPU", "PEAK RSS", "PEAK PSS", "FILES/S", "MIB/S", "CORRECT"
-        );
-        for round in 0..config.warmup + config.runs {
-            let recorded = round >= config.warmup;
-            let run_no = if recorded { round - config.warmup + 1 } else { 0 };
-            let n = items.len();
-            for k in 0..n {
-                let ((contender, exe), jobs) = items[(k + round as usize) % n];
-                let files = if jobs == workload.jobs { &expected[..] } else { &expected[..1] };
-                let (rec, first_err) = runner.run_one(workload, (*contender, exe), jobs, files, run_no)?;
-                let tool = if is_active { format!("{} -j{jobs}", rec.tool) } else { rec.tool.clone() };
-                let in_flight = match (rec.in_flight_max, rec.all_in_flight_s) {
-                    (Some(max), Some(all)) => format!("  in flight: max {max}, all {all:.1}s"),
-                    _ => String::new(),
-                };
-                println!(
-                    "{:<4} {:<tool_width$} {:>8.3}s {:>8.3}s {:>6.1} MiB {:>6.1} MiB {:>9.0} {:>9.1} {:>11}{}{}{in_flight}",
-                    if recorded { run_no.to_string() } else { "w".into() },
-                    tool,
-                    rec.wall_s,
-                    rec.cpu_s,
-                    rec.peak_rss_mib,
-                    rec.peak_pss_mib,
-                    rec.files_per_s,
-                    rec.mib_per_s,
-                    format!("{}/{}", rec.files_ok, rec.files_expected),
-                    rec.problems(),
-                    if rec.correct() || first_err.is_empty() { String::new() } else { format!(": {first_err}") }
-                );
-                if recorded {
-                    records.push(rec);
-                }
+        println!("{} {:>9} {:>9} {:>11}", harness::run_header(tool_width), "FILES/S", "MIB/S", "CORRECT");
+        harness::rotate(&items, config.warmup, config.runs, |&((contender, exe), jobs), run| {
+            let files = if jobs == workload.jobs { &expected[..] } else { &expected[..1] };
+            let (rec, first_err) = runner.run_one(workload, (*contender, exe), jobs, files, run)?;
+            let tool = if is_active { format!("{} -j{jobs}", rec.tool) } else { rec.tool.clone() };
+            let in_flight = match (rec.in_flight_max, rec.all_in_flight_s) {
+                (Some(max), Some(all)) => format!("  in flight: max {max}, all {all:.1}s"),
+                _ => String::new(),
+            };
+            println!(
+                "{} {:>9.0} {:>9.1} {:>11}{}{}{in_flight}",
+                harness::run_row(run, &tool, tool_width, &rec.cost()),
+                rec.files_per_s,
+                rec.mib_per_s,
+                format!("{}/{}", rec.files_ok, rec.files_expected),
+                rec.problems(),
+                if rec.clean() || first_err.is_empty() { String::new() } else { format!(": {first_err}") }
+            );
+            if run > 0 {
+                records.push(rec);
             }
-        }
+            Ok(())
+        })?;
         runner.remove_deferred()?;
-        let labels: Vec<String> = mine.iter().map(|(c, _)| c.label()).collect();
-        let peers: Vec<String> = mine.iter().filter(|(c, _)| c.is_peer()).map(|(c, _)| c.label()).collect();
+        let (labels, peers) = harness::labels(&mine);
         let (s, r) = summarise(workload, &labels, &records, &peers);
         summary.extend(s);
         ratios.extend(r);
@@ -897,15 +859,19 @@ pub fn run(config: &FetchBenchConfig) -> anyhow::Result<BenchReport> {
             "{:<wl_width$} {:<18} {:>8.3}s {:>8.3}s {:>8.2}s {:>6.1} MiB {:>6.1} MiB {:>9.0} {:>9.1} {:>7.1}%{}",
             s.workload,
             s.tool,
-            s.wall_s,
-            s.cpu_s,
+            s.medians.wall_s,
+            s.medians.cpu_s,
             s.cpu_s_per_gib,
-            s.peak_rss_mib,
-            s.peak_pss_mib,
+            s.medians.peak_rss_mib,
+            s.medians.peak_pss_mib,
             s.files_per_s,
             s.mib_per_s,
             s.min_correct * 100.0,
-            if s.bad_runs > 0 { format!("  ({} of {} runs not clean)", s.bad_runs, s.runs) } else { String::new() }
+            if s.bad_runs > 0 {
+                format!("  ({} of {} runs not clean)", s.bad_runs, s.medians.runs)
+            } else {
+                String::new()
+            }
         );
     }
     if !ratios.is_empty() {
@@ -917,7 +883,7 @@ pub fn run(config: &FetchBenchConfig) -> anyhow::Result<BenchReport> {
         for r in &ratios {
             println!(
                 "{:<wl_width$} {:<18} {:<16} {:>6.3}x {:>6.3}x {:>8.3}x {:>9.3}x",
-                r.workload, r.tool, r.peer, r.wall, r.cpu, r.peak_rss, r.throughput
+                r.workload, r.ratio.tool, r.ratio.peer, r.ratio.wall, r.ratio.cpu, r.ratio.peak_rss, r.throughput
             );
         }
     }
@@ -935,7 +901,7 @@ pub fn run(config: &FetchBenchConfig) -> anyhow::Result<BenchReport> {
         active,
     };
     if let Some(dir) = &config.out {
-        super::report::write_out(dir, &report.runs, &report)?;
+        super::harness::write_out(dir, &report.runs, &report)?;
         println!("\nwrote {}/runs.csv and {}/summary.json", dir.display(), dir.display());
     }
     Ok(report)
@@ -1071,10 +1037,10 @@ mod tests {
         };
         let runs = vec![rec("t", 1.0, 10), rec("t", 3.0, 10), rec("p", 4.0, 10), rec("p", 2.0, 9)];
         let (s, r) = summarise(&w, &["t".into(), "p".into()], &runs, &["p".into()]);
-        assert_eq!((s[0].wall_s, s[1].wall_s), (2.0, 3.0));
+        assert_eq!((s[0].medians.wall_s, s[1].medians.wall_s), (2.0, 3.0));
         assert_eq!((s[0].bad_runs, s[1].bad_runs), (0, 1));
         assert!((s[1].min_correct - 0.9).abs() < 1e-9);
-        assert!((r[0].wall - 2.0 / 3.0).abs() < 1e-9);
+        assert!((r[0].ratio.wall - 2.0 / 3.0).abs() < 1e-9);
 
         let args = |c: Contender| {
             c.command(Path::new("x"), 32, Path::new("u.txt"), Path::new("c.cfg"), Path::new("d"), &[])

@@ -7,15 +7,16 @@
 //! - [`fixture`]: what contenders run against: the loopback scan target, the
 //!   fetch corpus and its server (nginx or built-in), servers under test.
 //! - [`scan`], [`fetch`], [`chat`]: one bench per workload.
-//! - [`report`]: medians, finding peers, runs.csv + summary.json.
+//! - [`harness`]: what every bench does the same way: line-up, rounds,
+//!   records, medians, same-run ratios, runs.csv + summary.json.
 //! - [`echo_reference`]: the minimal echo server the echo bench compares with.
 
 pub mod chat;
 pub mod echo_reference;
 pub mod fetch;
 pub mod fixture;
+pub mod harness;
 pub mod measure;
-pub mod report;
 pub mod scan;
 
 pub use measure::{Measurement, measure, measure_with_limit};

@@ -1,14 +1,11 @@
 //! `trident bench scan`: every engine, and every peer scanner that is
 //! installed, against the same target, alternating, measured the same way.
 //!
-//! Each contender is run as its own process (so memory is its own) with
-//! [`measure_with_limit`]; its open ports are parsed from its output and
-//! compared with the target's ground truth (recall, false positives). One
-//! warm-up round, then `runs` rounds; the order of contenders rotates every
-//! round so that no one always runs first (or right after the slowest).
-//! The summary gives medians and, for each trident engine, the ratio of its
-//! median to each peer's median measured in the same run — the figure that
-//! counts on a noisy machine.
+//! What is particular to scanning: each contender's command line, the open
+//! ports parsed from its output and compared with the target's ground truth
+//! (recall, false positives), and the target (a lab, or listeners on
+//! loopback). The rounds, medians, same-run ratios and output are the
+//! [`harness`](super::harness)'s.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -16,13 +13,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use serde::Serialize;
 
 use super::fixture::loopback::LoopbackTarget;
+use super::harness::{self, Contender as _, Cost, Medians, Ratio, Record};
 use super::measure::{Measurement, measure_with_limit};
-pub use super::report::find_program;
-use super::report::median;
 use crate::engine::EngineKind;
 
 /// A program being compared.
@@ -38,9 +34,12 @@ pub enum Contender {
     RustScanDefault,
 }
 
-impl Contender {
-    /// The name in reports.
-    pub fn label(&self) -> String {
+impl harness::Contender for Contender {
+    fn engine(engine: EngineKind) -> Self {
+        Contender::Trident(engine)
+    }
+
+    fn label(&self) -> String {
         match self {
             Contender::Trident(e) => format!("trident-{e}"),
             Contender::Nmap => "nmap -sT".into(),
@@ -53,6 +52,16 @@ impl Contender {
         !matches!(self, Contender::Trident(_))
     }
 
+    fn program(&self) -> &'static str {
+        match self {
+            Contender::Trident(_) => "trident",
+            Contender::Nmap => "nmap",
+            Contender::RustScan | Contender::RustScanDefault => "rustscan",
+        }
+    }
+}
+
+impl Contender {
     /// Parses a `--vs` name.
     pub fn peer(name: &str) -> Result<Self, String> {
         match name {
@@ -63,16 +72,8 @@ impl Contender {
         }
     }
 
-    fn program(&self) -> &'static str {
-        match self {
-            Contender::Trident(_) => "trident",
-            Contender::Nmap => "nmap",
-            Contender::RustScan | Contender::RustScanDefault => "rustscan",
-        }
-    }
-
     /// The command line scanning `ip` on `ports` (`a-b` or a list).
-    fn command(&self, exe: &Path, ip: IpAddr, ports: &str, scan_args: &[String]) -> Command {
+    pub fn command(&self, exe: &Path, ip: IpAddr, ports: &str, scan_args: &[String]) -> Command {
         let mut cmd = Command::new(exe);
         match self {
             Contender::Trident(engine) => {
@@ -97,7 +98,7 @@ impl Contender {
     }
 
     /// The open ports in the contender's output.
-    fn open_ports(&self, stdout: &str) -> BTreeSet<u16> {
+    pub fn open_ports(&self, stdout: &str) -> BTreeSet<u16> {
         let mut open = BTreeSet::new();
         match self {
             Contender::Trident(_) => {
@@ -163,15 +164,17 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
-    fn new(tool: String, run: u32, m: &Measurement, found: &BTreeSet<u16>, truth: &BTreeSet<u16>) -> Self {
+    /// The record of `m`, a run that reported `found` open where `truth` is.
+    pub fn new(tool: String, run: u32, m: &Measurement, found: &BTreeSet<u16>, truth: &BTreeSet<u16>) -> Self {
         let hits = found.intersection(truth).count();
+        let Cost { wall_s, cpu_s, peak_rss_mib, peak_pss_mib } = Cost::from(m);
         RunRecord {
             tool,
             run,
-            wall_s: m.wall.as_secs_f64(),
-            cpu_s: m.cpu().as_secs_f64(),
-            peak_rss_mib: m.peak_rss_kib as f64 / 1024.0,
-            peak_pss_mib: m.peak_pss_kib as f64 / 1024.0,
+            wall_s,
+            cpu_s,
+            peak_rss_mib,
+            peak_pss_mib,
             recall: if truth.is_empty() { 1.0 } else { hits as f64 / truth.len() as f64 },
             false_positives: (found.len() - hits) as u64,
             found: found.len() as u64,
@@ -181,42 +184,28 @@ impl RunRecord {
     }
 }
 
+impl Record for RunRecord {
+    harness::record_columns!();
+
+    fn clean(&self) -> bool {
+        self.recall >= 1.0 && self.false_positives == 0 && self.exit_code == Some(0) && !self.timed_out
+    }
+}
+
 /// Medians of one contender over the recorded runs.
 #[derive(Clone, Debug, Serialize)]
 pub struct ToolSummary {
     /// Contender label.
     pub tool: String,
-    /// Runs recorded.
-    pub runs: usize,
-    /// Median wall time, seconds.
-    pub wall_s: f64,
-    /// Median CPU, seconds.
-    pub cpu_s: f64,
-    /// Median peak RSS, MiB.
-    pub peak_rss_mib: f64,
-    /// Median peak PSS, MiB.
-    pub peak_pss_mib: f64,
+    /// Runs, wall time, CPU, peak memory.
+    #[serde(flatten)]
+    pub medians: Medians,
     /// Worst recall of any run.
     pub min_recall: f64,
     /// Most false positives of any run.
     pub max_false_positives: u64,
     /// Runs killed at the time limit.
     pub timeouts: usize,
-}
-
-/// A trident engine's medians over a peer's, from the same bench run.
-#[derive(Clone, Debug, Serialize)]
-pub struct Ratio {
-    /// The trident engine.
-    pub tool: String,
-    /// The peer.
-    pub peer: String,
-    /// Median wall / peer's median wall.
-    pub wall: f64,
-    /// Median CPU / peer's.
-    pub cpu: f64,
-    /// Median peak RSS / peer's.
-    pub peak_rss: f64,
 }
 
 /// The whole result, as written to summary.json.
@@ -242,32 +231,19 @@ pub fn summarise(contenders: &[String], runs: &[RunRecord], peers: &[String]) ->
         .iter()
         .map(|tool| {
             let mine: Vec<&RunRecord> = runs.iter().filter(|r| &r.tool == tool).collect();
-            let pick = |f: fn(&RunRecord) -> f64| median(mine.iter().map(|r| f(r)).collect());
             ToolSummary {
                 tool: tool.clone(),
-                runs: mine.len(),
-                wall_s: pick(|r| r.wall_s),
-                cpu_s: pick(|r| r.cpu_s),
-                peak_rss_mib: pick(|r| r.peak_rss_mib),
-                peak_pss_mib: pick(|r| r.peak_pss_mib),
+                medians: Medians::of(&mine),
                 min_recall: mine.iter().map(|r| r.recall).fold(f64::INFINITY, f64::min),
                 max_false_positives: mine.iter().map(|r| r.false_positives).max().unwrap_or(0),
                 timeouts: mine.iter().filter(|r| r.timed_out).count(),
             }
         })
         .collect();
-    let mut ratios = Vec::new();
-    for s in summary.iter().filter(|s| !peers.contains(&s.tool)) {
-        for p in summary.iter().filter(|p| peers.contains(&p.tool)) {
-            ratios.push(Ratio {
-                tool: s.tool.clone(),
-                peer: p.tool.clone(),
-                wall: s.wall_s / p.wall_s,
-                cpu: s.cpu_s / p.cpu_s,
-                peak_rss: s.peak_rss_mib / p.peak_rss_mib,
-            });
-        }
-    }
+    let ratios = harness::engine_peer_pairs(&summary, |s| &s.tool, peers)
+        .into_iter()
+        .map(|(s, p)| Ratio::new(&s.tool, &p.tool, &s.medians, &p.medians))
+        .collect();
     (summary, ratios)
 }
 
@@ -327,25 +303,13 @@ fn start_target(name: &str) -> anyhow::Result<Target> {
 
 /// Runs the bench, printing as it goes; returns the report.
 pub fn run(config: &ScanBenchConfig) -> anyhow::Result<BenchReport> {
-    let trident = std::env::current_exe().context("cannot find the trident executable")?;
-    let mut contenders: Vec<(Contender, PathBuf)> =
-        config.engines.iter().map(|&e| (Contender::Trident(e), trident.clone())).collect();
-    for peer in &config.peers {
-        match find_program(peer.program()) {
-            Some(path) => contenders.push((peer.clone(), path)),
-            None => eprintln!("trident: {} is not installed; skipping it", peer.program()),
-        }
-    }
-    if contenders.is_empty() {
-        bail!("nothing to run");
-    }
+    let contenders = harness::line_up(&config.engines, config.peers.iter().cloned())?;
     let mut target = start_target(&config.target)?;
     // The truth of what is scanned: open ports outside `--ports` are not
     // expected of anyone.
     let scanned = crate::scan::PortList::parse(&config.ports).map_err(|e| anyhow::anyhow!(e))?;
     target.truth.retain(|p| scanned.as_slice().binary_search(p).is_ok());
-    let labels: Vec<String> = contenders.iter().map(|(c, _)| c.label()).collect();
-    let peers: Vec<String> = contenders.iter().filter(|(c, _)| c.is_peer()).map(|(c, _)| c.label()).collect();
+    let (labels, peers) = harness::labels(&contenders);
     println!(
         "bench scan: {} ports {} ({} open); {} warm-up + {} runs each, alternating",
         target.description,
@@ -354,45 +318,32 @@ pub fn run(config: &ScanBenchConfig) -> anyhow::Result<BenchReport> {
         config.warmup,
         config.runs
     );
-    println!(
-        "{:<4} {:<24} {:>9} {:>9} {:>10} {:>10} {:>8} {:>4}",
-        "RUN", "TOOL", "WALL", "CPU", "PEAK RSS", "PEAK PSS", "RECALL", "FP"
-    );
+    println!("{} {:>8} {:>4}", harness::run_header(24), "RECALL", "FP");
     let mut records = Vec::new();
-    for round in 0..config.warmup + config.runs {
-        let recorded = round >= config.warmup;
-        let n = contenders.len();
-        for k in 0..n {
-            let (contender, exe) = &contenders[(k + round as usize) % n];
-            let mut cmd = contender.command(exe, target.ip, &config.ports, &config.scan_args);
-            let m = measure_with_limit(&mut cmd, Some(config.time_limit))
-                .with_context(|| format!("cannot run {}", contender.label()))?;
-            let found = contender.open_ports(&String::from_utf8_lossy(&m.stdout));
-            let run_no = if recorded { round - config.warmup + 1 } else { 0 };
-            let rec = RunRecord::new(contender.label(), run_no, &m, &found, &target.truth);
-            println!(
-                "{:<4} {:<24} {:>8.3}s {:>8.3}s {:>6.1} MiB {:>6.1} MiB {:>7.1}% {:>4}{}",
-                if recorded { run_no.to_string() } else { "w".into() },
-                rec.tool,
-                rec.wall_s,
-                rec.cpu_s,
-                rec.peak_rss_mib,
-                rec.peak_pss_mib,
-                rec.recall * 100.0,
-                rec.false_positives,
-                if rec.timed_out {
-                    " (time limit)".to_string()
-                } else if rec.exit_code != Some(0) {
-                    format!(" (exit {:?})", rec.exit_code)
-                } else {
-                    String::new()
-                }
-            );
-            if recorded {
-                records.push(rec);
+    harness::rotate(&contenders, config.warmup, config.runs, |(contender, exe), run| {
+        let mut cmd = contender.command(exe, target.ip, &config.ports, &config.scan_args);
+        let m = measure_with_limit(&mut cmd, Some(config.time_limit))
+            .with_context(|| format!("cannot run {}", contender.label()))?;
+        let found = contender.open_ports(&String::from_utf8_lossy(&m.stdout));
+        let rec = RunRecord::new(contender.label(), run, &m, &found, &target.truth);
+        println!(
+            "{} {:>7.1}% {:>4}{}",
+            harness::run_row(run, &rec.tool, 24, &rec.cost()),
+            rec.recall * 100.0,
+            rec.false_positives,
+            if rec.timed_out {
+                " (time limit)".to_string()
+            } else if rec.exit_code != Some(0) {
+                format!(" (exit {:?})", rec.exit_code)
+            } else {
+                String::new()
             }
+        );
+        if run > 0 {
+            records.push(rec);
         }
-    }
+        Ok(())
+    })?;
     let (summary, ratios) = summarise(&labels, &records, &peers);
     println!();
     println!(
@@ -403,10 +354,10 @@ pub fn run(config: &ScanBenchConfig) -> anyhow::Result<BenchReport> {
         println!(
             "{:<24} {:>8.3}s {:>8.3}s {:>6.1} MiB {:>6.1} MiB {:>9.1}% {:>6}{}",
             s.tool,
-            s.wall_s,
-            s.cpu_s,
-            s.peak_rss_mib,
-            s.peak_pss_mib,
+            s.medians.wall_s,
+            s.medians.cpu_s,
+            s.medians.peak_rss_mib,
+            s.medians.peak_pss_mib,
             s.min_recall * 100.0,
             s.max_false_positives,
             if s.timeouts > 0 { format!("  ({} hit the time limit)", s.timeouts) } else { String::new() }
@@ -428,7 +379,7 @@ pub fn run(config: &ScanBenchConfig) -> anyhow::Result<BenchReport> {
         ratios,
     };
     if let Some(dir) = &config.out {
-        super::report::write_out(dir, &report.runs, &report)?;
+        harness::write_out(dir, &report.runs, &report)?;
         println!("\nwrote {}/runs.csv and {}/summary.json", dir.display(), dir.display());
     }
     Ok(report)
@@ -465,8 +416,8 @@ mod tests {
         };
         let runs = vec![rec("a", 1.0), rec("a", 3.0), rec("a", 2.0), rec("p", 4.0), rec("p", 8.0)];
         let (summary, ratios) = summarise(&["a".into(), "p".into()], &runs, &["p".into()]);
-        assert_eq!(summary[0].wall_s, 2.0);
-        assert_eq!(summary[1].wall_s, 6.0);
+        assert_eq!(summary[0].medians.wall_s, 2.0);
+        assert_eq!(summary[1].medians.wall_s, 6.0);
         assert_eq!(ratios.len(), 1);
         assert!((ratios[0].wall - 2.0 / 6.0).abs() < 1e-9);
     }
