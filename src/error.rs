@@ -30,6 +30,13 @@ pub enum Exit {
     Interrupted = 130,
 }
 
+impl Exit {
+    /// Success if `ok`, else Failure: a job that ran, fully or not.
+    pub fn success_if(ok: bool) -> Exit {
+        if ok { Exit::Success } else { Exit::Failure }
+    }
+}
+
 impl From<Exit> for ExitCode {
     fn from(e: Exit) -> ExitCode {
         ExitCode::from(e as u8)

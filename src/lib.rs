@@ -2,22 +2,27 @@
 //! interchangeable concurrency engines (OS threads, worker processes, async).
 //!
 //! Layout — *what* is kept apart from *how*:
-//! - [`engine`]: how tasks run concurrently (threads, processes, tokio);
-//!   knows nothing about ports;
+//! - [`cli`]: all command-line syntax (clap), a file per command, turned
+//!   once into each workload's plain, validated `*Config`; nothing but this
+//!   file imports from it;
+//! - [`engine`]: how batch tasks run concurrently (threads, processes,
+//!   tokio); knows nothing about ports or URLs;
 //! - [`frame`]: the length-prefixed frames worker processes are spoken to in;
-//! - [`scan`]: what a port scan is (targets, ports, probes, reports);
-//! - [`fetch`]: what a download is (URLs, names, `.part` files, retries);
-//! - [`bench`]: measuring a command's wall time, CPU and memory;
 //! - [`server`]: how connections are served (a task, a thread or a worker
 //!   process per connection); knows nothing about protocols;
-//! - [`echo`]: the chapter's echo server (a sans-IO protocol) and client;
+//! - [`scan`]: what a port scan is (targets, ports, probes, reports);
+//! - [`fetch`]: what a download is (URLs, names, `.part` files, retries);
+//! - [`echo`]: the chapter's echo service (sans-IO) and client;
+//! - [`chat`]: the IRC chat service (a sans-IO hub, served by
+//!   `chat::serve`), its client and its load generator;
+//! - [`bench`](mod@bench): measuring the engines against each other and peer tools;
 //! - [`demo`]: the self-contained loopback demonstration;
 //! - [`lab`]: a scan target in a network namespace with a known truth;
-//! - [`cli`]: command-line syntax, converted once into `*Config` structs;
 //! - [`error`]: exit codes and the bad-input error;
 //! - [`output`], [`sys`]: atomic files, OS limits and /proc readings.
 //!
-//! [`run`] is the whole program, callable in-process.
+//! [`run`] is the whole program, callable in-process: every command goes
+//! flags → `*Config` → run → outcome → [`error::Exit`].
 
 #![warn(missing_docs)]
 
@@ -59,33 +64,22 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Exit> {
         return worker(&task.to_string_lossy());
     }
     let Some(command) = cli::parse(args)? else { return Ok(Exit::Success) };
+    // One shape for every command: flags -> a validated config (bad input:
+    // exit 2 before anything starts), then run -> outcome -> exit status.
+    // Ctrl-C is taken over only once the config is valid.
     match command {
         Command::Scan(args) => {
             let config = args.into_config()?;
-            if config.list_targets {
-                for skipped in &config.skipped {
-                    eprintln!("trident: skipping target: {skipped}");
-                }
-                let plan = scan::Plan::new(&config.targets, &config.ports, config.shard);
-                plan.write_listing(&config.targets, &mut std::io::stdout().lock())?;
-                return Ok(Exit::Success);
-            }
-            let interrupt = install_interrupt_handler()?;
-            let outcome = scan::run(&config, &interrupt)?;
-            let s = &outcome.summary;
-            Ok(if s.interrupted {
-                Exit::Interrupted
-            } else if s.failed_probes > 0 || s.counts.error > 0 {
-                Exit::Failure
+            let outcome = if config.list_targets {
+                scan::list_targets(&config)?
             } else {
-                Exit::Success
-            })
+                scan::run(&config, &install_interrupt_handler()?)?
+            };
+            Ok(outcome.exit())
         }
         Command::Fetch(args) => {
             let config = args.into_config()?;
-            let interrupt = install_interrupt_handler()?;
-            let summary = fetch::run(config, &interrupt)?;
-            Ok(fetch::exit_status(summary.exit_code))
+            Ok(fetch::run(config, &install_interrupt_handler()?)?.exit())
         }
         Command::Echo(EchoCommand::Serve(args)) => {
             let (server, echo) = args.into_config()?;
@@ -110,8 +104,20 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Exit> {
             let (config, format) = args.into_config()?;
             chat::load::run(&config, format, &interrupt)
         }
-        Command::ServeWorker(args) => serve_worker(&args),
         Command::Demo(args) => demo::run(&args.into_config()),
+        Command::Bench(BenchCommand::Scan(args)) => {
+            let config = args.into_config()?;
+            Ok(Exit::success_if(bench::scan::run(&config)?.trident_perfect()))
+        }
+        Command::Bench(BenchCommand::Fetch(args)) => {
+            let config = args.into_config()?;
+            Ok(Exit::success_if(bench::fetch::run(&config)?.trident_correct()))
+        }
+        Command::Bench(BenchCommand::Chat(args)) => {
+            let config = args.into_config()?;
+            bench::chat::run(&config)?;
+            Ok(Exit::Success)
+        }
         Command::Lab(LabArgs { command: LabCommand::Up(args) }) => {
             let spec = args.spec()?;
             lab::daemon::up(args.name.as_deref(), &spec, args.format.into())
@@ -119,29 +125,10 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Exit> {
         Command::Lab(LabArgs { command: LabCommand::Down(args) }) => lab::daemon::down(args.name.as_deref(), args.all),
         Command::Lab(LabArgs { command: LabCommand::List(args) }) => lab::daemon::list(args.format.into()),
         Command::LabServe(args) => lab::daemon::serve(&args.name, &args.spec),
-        Command::Bench(BenchCommand::Scan(args)) => {
-            let config = args.into_config()?;
-            let report = bench::scan::run(&config)?;
-            let perfect = report
-                .summary
-                .iter()
-                .filter(|s| s.tool.starts_with("trident-"))
-                .all(|s| s.min_recall >= 1.0 && s.max_false_positives == 0);
-            Ok(if perfect { Exit::Success } else { Exit::Failure })
-        }
+        Command::ServeWorker(args) => serve_worker(&args),
         Command::EchoReference { listen } => {
             bench::echo_reference::run(&listen)?;
             Ok(Exit::Success)
-        }
-        Command::Bench(BenchCommand::Chat(args)) => {
-            let config = args.into_config()?;
-            bench::chat::run(&config)?;
-            Ok(Exit::Success)
-        }
-        Command::Bench(BenchCommand::Fetch(args)) => {
-            let config = args.into_config()?;
-            let report = bench::fetch::run(&config)?;
-            Ok(if report.trident_correct() { Exit::Success } else { Exit::Failure })
         }
     }
 }

@@ -225,6 +225,16 @@ pub struct BenchReport {
     pub ratios: Vec<Ratio>,
 }
 
+impl BenchReport {
+    /// Whether every trident run found exactly the truth.
+    pub fn trident_perfect(&self) -> bool {
+        self.summary
+            .iter()
+            .filter(|s| s.tool.starts_with("trident-"))
+            .all(|s| s.min_recall >= 1.0 && s.max_false_positives == 0)
+    }
+}
+
 /// Summaries and ratios from the run records.
 pub fn summarise(contenders: &[String], runs: &[RunRecord], peers: &[String]) -> (Vec<ToolSummary>, Vec<Ratio>) {
     let summary: Vec<ToolSummary> = contenders

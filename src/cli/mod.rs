@@ -3,7 +3,7 @@
 //! Nothing here does the work, and nothing outside `lib.rs` imports from
 //! here: workloads, engines and servers know no clap.
 //!
-//! - [`scan`], [`fetch`], [`echo`], [`chat`], [`lab`], [`bench`], [`demo`]:
+//! - [`scan`], [`fetch`], [`echo`], [`chat`], [`lab`], [`bench`](mod@bench), [`demo`]:
 //!   one command each;
 //! - [`serve`]: the options every server shares, and the hidden
 //!   `__serve-worker` a server's worker process runs as;

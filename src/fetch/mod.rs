@@ -54,7 +54,6 @@ pub use report::{Format, Summary};
 pub use task::{FetchOptions, FetchResult, FetchTask, Status};
 
 use crate::engine::{self, EngineConfig, EngineKind, Interrupt, TaskOutcome};
-use crate::error::Exit;
 
 /// Stack of a threads-engine pool thread (and of a split download's part
 /// thread, `task::ranged`): a download polls hyper's futures on it
@@ -178,16 +177,4 @@ pub fn run(config: FetchConfig, interrupt: &Interrupt) -> anyhow::Result<Summary
     }
     report.finish(&summary).and_then(report::Paced::close).context("cannot write the report")?;
     Ok(summary)
-}
-
-/// The process exit status for a fetch exit code (see `Status::exit_code`).
-pub fn exit_status(code: u8) -> Exit {
-    match code {
-        0 => Exit::Success,
-        2 => Exit::BadInput,
-        3 => Exit::ChecksumMismatch,
-        4 => Exit::LocalError,
-        130 => Exit::Interrupted,
-        _ => Exit::Failure,
-    }
 }

@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use super::auth::{redact_passwords, without_password};
 use super::task::{FetchResult, Status};
+use crate::error::Exit;
 
 /// Output format.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -111,6 +112,18 @@ impl Summary {
             self.bytes += r.bytes;
         }
         self.raise(r.status.exit_code());
+    }
+
+    /// The process exit status (see `Status::exit_code`).
+    pub fn exit(&self) -> Exit {
+        match self.exit_code {
+            0 => Exit::Success,
+            2 => Exit::BadInput,
+            3 => Exit::ChecksumMismatch,
+            4 => Exit::LocalError,
+            130 => Exit::Interrupted,
+            _ => Exit::Failure,
+        }
     }
 
     /// Raises the exit code to `code` if that is more severe (codes are

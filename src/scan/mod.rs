@@ -32,13 +32,13 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use crate::engine::EngineConfig;
-use crate::error::BadInput;
+use crate::error::{BadInput, Exit};
 pub use order::{Order, Shard};
 pub use plan::Plan;
 pub use ports::PortList;
 pub use probe::{BannerGrab, PortState, ProbeResult, ProbeTask, Reason};
 pub use report::{Counts, Format, Report, Summary};
-pub use run::run;
+pub use run::{list_targets, run};
 pub use target::{Family, TargetError, TargetSet};
 pub use timing::{Retries, Timing, TimingConfig};
 
@@ -83,6 +83,21 @@ pub struct ScanConfig {
 pub struct ScanOutcome {
     /// The summary that was printed.
     pub summary: Summary,
+}
+
+impl ScanOutcome {
+    /// The process exit status: 130 interrupted, 1 if a probe could not be
+    /// run or a port's state is an error, else 0.
+    pub fn exit(&self) -> Exit {
+        let s = &self.summary;
+        if s.interrupted {
+            Exit::Interrupted
+        } else if s.failed_probes > 0 || s.counts.error > 0 {
+            Exit::Failure
+        } else {
+            Exit::Success
+        }
+    }
 }
 
 /// The (address × port) space, indexed `0..total` host-major, so that a

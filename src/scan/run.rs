@@ -305,6 +305,17 @@ pub fn run(config: &ScanConfig, interrupt: &Interrupt) -> anyhow::Result<ScanOut
     Ok(ScanOutcome { summary })
 }
 
+/// `--list-targets`: prints the targets and the size of the scan (see
+/// [`super::Plan`]) without sending a probe.
+pub fn list_targets(config: &ScanConfig) -> anyhow::Result<ScanOutcome> {
+    for skipped in &config.skipped {
+        eprintln!("trident: skipping target: {skipped}");
+    }
+    let plan = super::Plan::new(&config.targets, &config.ports, config.shard);
+    plan.write_listing(&config.targets, &mut io::stdout().lock())?;
+    Ok(ScanOutcome { summary: Summary::default() })
+}
+
 fn progress_bar(wanted: bool, total: u64) -> ProgressBar {
     if !wanted || !io::stderr().is_terminal() {
         return ProgressBar::hidden();
