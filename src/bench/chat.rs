@@ -10,7 +10,7 @@
 //!   (`trident __echo-reference`), and any `--peer NAME=COMMAND` (e.g. the
 //!   chapter's asyncio server, `docs/bench/chapter_echo.py`); requests per
 //!   second and server CPU per request, the contenders' order rotating
-//!   every round, medians and ratios to the reference.
+//!   every round ([`harness::rotate`]), medians and ratios to the reference.
 //! - **fanout** and **latency**: `trident chat load` against `trident chat
 //!   serve` on each engine (see [`crate::chat::load`]).
 //!
@@ -32,7 +32,7 @@ use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::fixture::{Served, free_port};
-use super::harness::median;
+use super::harness::{self, median};
 use crate::engine::EngineKind;
 use crate::sys::{process_tree, pss_kib, rss_kib};
 
@@ -400,24 +400,22 @@ fn fanout_part(config: &ChatBenchConfig, latency: bool, runs: &mut Vec<Run>) -> 
 fn echo_part(config: &ChatBenchConfig, runs: &mut Vec<Run>) -> anyhow::Result<()> {
     let contenders = echo_contenders(config);
     let warmup = config.duration / 5;
-    for round in 0..config.runs {
-        for i in 0..contenders.len() {
-            let c = &contenders[(i + round as usize) % contenders.len()];
-            let port = free_port()?;
-            let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-            let served = Served::start((c.command)(port)?, addr, &c.name)?;
-            let (requests, cpu) =
-                echo_loop(addr, config.echo_connections, warmup, config.duration, served.process.id())
-                    .with_context(|| format!("echo against {}", c.name))?;
-            drop(served);
-            let mut run = empty_run(Part::Echo, &c.name, round);
-            run.requests_per_s = requests as f64 / config.duration.as_secs_f64();
-            run.server_cpu_us_per_request = if requests > 0 { cpu * 1e6 / requests as f64 } else { f64::NAN };
-            eprintln!("echo  {:<18} round {round}: {:>9.0} req/s", c.name, run.requests_per_s);
-            runs.push(run);
-        }
-    }
-    Ok(())
+    // The rounds are numbered from 0 in this bench's records.
+    harness::rotate(&contenders, 0, config.runs, |c, run| {
+        let round = run - 1;
+        let port = free_port()?;
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let served = Served::start((c.command)(port)?, addr, &c.name)?;
+        let (requests, cpu) = echo_loop(addr, config.echo_connections, warmup, config.duration, served.process.id())
+            .with_context(|| format!("echo against {}", c.name))?;
+        drop(served);
+        let mut run = empty_run(Part::Echo, &c.name, round);
+        run.requests_per_s = requests as f64 / config.duration.as_secs_f64();
+        run.server_cpu_us_per_request = if requests > 0 { cpu * 1e6 / requests as f64 } else { f64::NAN };
+        eprintln!("echo  {:<18} round {round}: {:>9.0} req/s", c.name, run.requests_per_s);
+        runs.push(run);
+        Ok(())
+    })
 }
 
 /// Opens `n` connections and registers each (NICK, USER, up to the end of
