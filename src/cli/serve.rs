@@ -34,7 +34,7 @@ impl ServeArgs {
         let addr = crate::server::resolve(listen)?[0];
         let mut config = crate::server::ServerConfig::new(self.engine, addr);
         if let Some(n) = self.workers {
-            if self.engine == EngineKind::Threads {
+            if !self.engine.serves_with_workers() {
                 return Err(BadInput(
                     "-c/--workers applies to -e processes and -e async; -e threads runs one thread per connection"
                         .into(),
@@ -80,5 +80,34 @@ impl ServeWorkerArgs {
             grace: Duration::from_millis(self.grace_ms),
             share: self.share,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::server::ServerConfig;
+
+    #[derive(Debug, Parser)]
+    struct Serve {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    fn config(args: &[&str]) -> Result<ServerConfig, BadInput> {
+        let parsed = Serve::try_parse_from(std::iter::once("serve").chain(args.iter().copied()))
+            .map_err(|e| BadInput(e.to_string()))?;
+        parsed.args.into_config("127.0.0.1:0")
+    }
+
+    #[test]
+    fn workers_are_set_where_the_engine_has_them() {
+        for engine in ["processes", "async"] {
+            assert_eq!(config(&["-e", engine, "-c", "3"]).map(|c| c.workers), Ok(3), "{engine}");
+        }
+        let refused = config(&["-e", "threads", "-c", "3"]).map(|c| c.workers);
+        assert!(refused.is_err_and(|e| e.0.starts_with("-c/--workers applies to -e processes and -e async")));
     }
 }

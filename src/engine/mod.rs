@@ -100,6 +100,38 @@ impl EngineKind {
             EngineKind::Async => 4096,
         }
     }
+
+    /// Whether tasks run inside this process (threads, async) rather than
+    /// each in a worker process of its own: what a task shares with the
+    /// others in flight (a source port, a cache) depends on it.
+    pub fn tasks_share_process(self) -> bool {
+        match self {
+            EngineKind::Threads | EngineKind::Async => true,
+            EngineKind::Processes => false,
+        }
+    }
+
+    /// File descriptors this process holds per task in flight, for a task
+    /// that holds one (a socket): that one on threads and async; on
+    /// processes the socket is the worker's, and this process holds the
+    /// worker's pipe ends instead. Divides the open-file limit into a
+    /// concurrency that fits.
+    pub fn fds_per_task(self) -> usize {
+        match self {
+            EngineKind::Processes => 3,
+            EngineKind::Threads | EngineKind::Async => 1,
+        }
+    }
+
+    /// Whether a server on this engine has a set number of workers (worker
+    /// processes; the async runtime's threads), rather than a thread per
+    /// connection (threads).
+    pub fn serves_with_workers(self) -> bool {
+        match self {
+            EngineKind::Processes | EngineKind::Async => true,
+            EngineKind::Threads => false,
+        }
+    }
 }
 
 impl fmt::Display for EngineKind {

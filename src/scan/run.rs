@@ -31,21 +31,12 @@ use super::rounds::{Probe, Rounds, window_size};
 use super::{
     Order, PortState, ProbeResult, ProbeTask, Reason, Report, ScanConfig, ScanOutcome, Space, Summary, Timing,
 };
-use crate::engine::{self, EngineConfig, EngineKind, Interrupt, RunStats, TaskOutcome};
+use crate::engine::{self, EngineConfig, Interrupt, RunStats, TaskOutcome};
 use crate::output::AtomicFile;
 
 /// Probes per calibration step, and the timeouts tried in turn.
 const CALIBRATION_PROBES: usize = 16;
 const CALIBRATION_TIMEOUTS: [Duration; 2] = [Duration::from_millis(50), Duration::from_millis(250)];
-
-/// File descriptors one in-flight task costs on each engine (processes: the
-/// two pipe ends the parent holds per worker).
-fn fds_per_slot(kind: EngineKind) -> usize {
-    match kind {
-        EngineKind::Processes => 3,
-        EngineKind::Threads | EngineKind::Async => 1,
-    }
-}
 
 /// The scan's mutable state. Everything is behind `Cell`/`RefCell` because
 /// two closures use it during a stream, on the same thread: the task
@@ -202,9 +193,9 @@ pub fn run(config: &ScanConfig, interrupt: &Interrupt) -> anyhow::Result<ScanOut
     let mut engine = config.engine.clone();
     // Probes on this process's threads may share a source port; worker
     // processes each picking one could meet in a simultaneous open.
-    super::connect::share_source_port(engine.kind != EngineKind::Processes);
+    super::connect::share_source_port(engine.kind.tasks_share_process());
     let fd_limit = crate::sys::raise_nofile_limit();
-    let budget = (fd_limit.saturating_sub(64) as usize / fds_per_slot(engine.kind)).max(1);
+    let budget = (fd_limit.saturating_sub(64) as usize / engine.kind.fds_per_task()).max(1);
     if engine.concurrency > budget {
         if config.verbose {
             eprintln!("trident: concurrency {} lowered to {budget} (open-file limit {fd_limit})", engine.concurrency);
