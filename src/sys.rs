@@ -1,8 +1,10 @@
-//! Small OS facts and knobs (Linux): open-file limit, process-tree memory.
+//! Small OS facts and knobs (Linux): open-file limit, process-tree memory,
+//! local time.
 
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Raises the soft open-file limit to the hard one and returns the new soft
 /// limit. Scans need one descriptor per probe in flight.
@@ -21,6 +23,19 @@ pub fn raise_nofile_limit() -> u64 {
         }
     }
     lim.rlim_cur
+}
+
+/// `t` broken down in local time (TZ, /etc/localtime), through libc; `None`
+/// if it cannot be.
+pub fn local_time(t: SystemTime) -> Option<libc::tm> {
+    let secs = libc::time_t::try_from(t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())).ok()?;
+    // SAFETY: an all-zero `tm` is a valid value (integers and a null
+    // `tm_zone` pointer); localtime_r writes only through the two pointers,
+    // valid for the call, and reads the time zone, which nothing in this
+    // program changes.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    let ok = unsafe { !libc::localtime_r(&secs, &mut tm).is_null() };
+    ok.then_some(tm)
 }
 
 /// Marks the calling thread as background work (`SCHED_BATCH`): the same

@@ -1103,17 +1103,12 @@ impl<'a> Interactive<'a> {
 /// The local time of day as `HH:MM` (TZ and /etc/localtime, through libc;
 /// UTC if it cannot be known).
 pub(crate) fn hhmm() -> String {
-    // SAFETY: time(NULL) only returns a value; localtime_r writes into the
-    // struct we pass and reads the time zone, which nothing in this
-    // program changes.
-    let (h, m) = unsafe {
-        let now = libc::time(std::ptr::null_mut());
-        let mut tm: libc::tm = std::mem::zeroed();
-        if libc::localtime_r(&now, &mut tm).is_null() {
-            let secs = u64::try_from(now).unwrap_or(0) % 86_400;
+    let now = std::time::SystemTime::now();
+    let (h, m) = match crate::sys::local_time(now) {
+        Some(tm) => (u64::try_from(tm.tm_hour).unwrap_or(0), u64::try_from(tm.tm_min).unwrap_or(0)),
+        None => {
+            let secs = now.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()) % 86_400;
             (secs / 3600, secs / 60 % 60)
-        } else {
-            (u64::try_from(tm.tm_hour).unwrap_or(0), u64::try_from(tm.tm_min).unwrap_or(0))
         }
     };
     format!("{h:02}:{m:02}")

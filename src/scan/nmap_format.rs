@@ -173,15 +173,11 @@ fn unix_secs(t: SystemTime) -> u64 {
 pub fn ctime(t: SystemTime) -> String {
     const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
     const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    let secs = libc::time_t::try_from(unix_secs(t)).unwrap_or(0);
-    // SAFETY: an all-zero `tm` is a valid value (integers and a null
-    // `tm_zone` pointer), and localtime_r writes only through the two
-    // pointers, which are valid for the call.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    let ok = unsafe { !libc::localtime_r(&secs, &mut tm).is_null() };
     let pick = |names: &[&'static str], i: libc::c_int| usize::try_from(i).ok().and_then(|i| names.get(i).copied());
-    match (ok, pick(&DAYS, tm.tm_wday), pick(&MONTHS, tm.tm_mon)) {
-        (true, Some(day), Some(month)) => format!(
+    let named =
+        crate::sys::local_time(t).and_then(|tm| Some((pick(&DAYS, tm.tm_wday)?, pick(&MONTHS, tm.tm_mon)?, tm)));
+    match named {
+        Some((day, month, tm)) => format!(
             "{day} {month} {:02} {:02}:{:02}:{:02} {}",
             tm.tm_mday,
             tm.tm_hour,
@@ -189,7 +185,7 @@ pub fn ctime(t: SystemTime) -> String {
             tm.tm_sec,
             i64::from(tm.tm_year) + 1900
         ),
-        _ => format!("@{}", unix_secs(t)),
+        None => format!("@{}", unix_secs(t)),
     }
 }
 
