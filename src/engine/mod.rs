@@ -42,7 +42,7 @@ pub trait Task: Serialize + DeserializeOwned + Clone + Send + 'static {
     const NAME: &'static str;
 
     /// Runs the task on the current thread, blocking it (threads, processes).
-    fn run_blocking(self) -> Self::Output;
+    fn run_blocking(self, ctx: &Ctx) -> Self::Output;
 
     /// Runs the task as a future on a tokio runtime (async engine).
     ///
@@ -52,16 +52,76 @@ pub trait Task: Serialize + DeserializeOwned + Clone + Send + 'static {
     /// task. Any future that honours the `Future` contract (wake the waker
     /// of the latest poll) works; it must not rely on running in a spawned
     /// task (`tokio::task::id`, task-locals) during its first poll.
-    fn run_async(self) -> impl Future<Output = Self::Output> + Send + 'static;
+    fn run_async(self, ctx: Ctx) -> impl Future<Output = Self::Output> + Send + 'static;
+}
 
-    /// In a worker process, before its first task: `flag` is set when the
-    /// parent asks the in-flight task to stop (after a Ctrl-C), and a byte
-    /// then comes on `wake` (a watcher can block on it rather than poll the
-    /// flag). A task type that can stop early and keep what it did looks
-    /// at them; by default the parent kills a worker still busy after its
-    /// grace period.
-    fn worker_interrupt(flag: std::sync::Arc<std::sync::atomic::AtomicBool>, wake: std::os::unix::net::UnixStream) {
-        let _ = (flag, wake);
+/// What an engine gives every task it runs: the run's stop request, which
+/// a task that can stop early and keep what it did looks at. On every
+/// engine the engine itself sees the stop (its dispatcher's tick looks at
+/// the [`Interrupt`], a worker process's watcher gets the parent's wake
+/// byte) and wakes [`Ctx::interrupted`], so a task waiting on a silent
+/// peer stops at once rather than at its next timeout.
+///
+/// A clone is one `Arc`; two clones are of the same run ([`Ctx::same_run`]),
+/// which lets a workload keep per-thread caches (connection pools) for one
+/// run only.
+#[derive(Clone, Debug)]
+pub struct Ctx(Arc<Stop>);
+
+#[derive(Debug)]
+struct Stop {
+    /// The run's [`Interrupt`] flag.
+    flag: Arc<AtomicBool>,
+    /// Set once the waiters were woken.
+    woken: AtomicBool,
+    /// Wakes every [`Ctx::interrupted`] once the flag is seen set.
+    wake: ::tokio::sync::Notify,
+}
+
+impl Ctx {
+    /// A context whose stop request is `interrupt`.
+    pub fn new(interrupt: &Interrupt) -> Self {
+        Ctx(Arc::new(Stop {
+            flag: interrupt.flag(),
+            woken: AtomicBool::new(false),
+            wake: ::tokio::sync::Notify::new(),
+        }))
+    }
+
+    /// Whether the run was asked to stop (Ctrl-C, or a consumer that wants
+    /// no more results).
+    pub fn cancelled(&self) -> bool {
+        self.0.flag.load(Ordering::Relaxed)
+    }
+
+    /// Resolves once the run is asked to stop. Registered before the flag
+    /// is read, so a wake-up between the two is not lost.
+    pub async fn interrupted(&self) {
+        let notified = self.0.wake.notified();
+        let mut notified = std::pin::pin!(notified);
+        notified.as_mut().enable();
+        if self.cancelled() {
+            return;
+        }
+        notified.await;
+    }
+
+    /// Wakes every [`Ctx::interrupted`] once the stop was requested (the
+    /// flag is set by signal handlers, which cannot wake a future); `true`
+    /// once that is done. Called by the engines as they look at the flag.
+    pub(crate) fn wake_if_cancelled(&self) -> bool {
+        if !self.cancelled() {
+            return false;
+        }
+        if !self.0.woken.load(Ordering::Relaxed) && !self.0.woken.swap(true, Ordering::SeqCst) {
+            self.0.wake.notify_waiters();
+        }
+        true
+    }
+
+    /// Whether `other` is a context of the same run (and the same lane).
+    pub fn same_run(&self, other: &Ctx) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
     }
 }
 
@@ -396,12 +456,12 @@ mod tests {
     impl Task for Square {
         type Output = u64;
         const NAME: &'static str = "test-square";
-        fn run_blocking(self) -> u64 {
+        fn run_blocking(self, _: &Ctx) -> u64 {
             assert!(self.0 != 13, "unlucky {}", self.0);
             std::thread::sleep(std::time::Duration::from_millis(1));
             self.0 * self.0
         }
-        async fn run_async(self) -> u64 {
+        async fn run_async(self, _: Ctx) -> u64 {
             assert!(self.0 != 13, "unlucky {}", self.0);
             ::tokio::time::sleep(std::time::Duration::from_millis(1)).await;
             self.0 * self.0
@@ -483,7 +543,7 @@ mod tests {
     impl Task for TwoPhase {
         type Output = u64;
         const NAME: &'static str = "test-two-phase";
-        fn run_blocking(self) -> u64 {
+        fn run_blocking(self, _: &Ctx) -> u64 {
             note(1, 0);
             std::thread::sleep(std::time::Duration::from_millis(5));
             note(-1, 1);
@@ -492,7 +552,7 @@ mod tests {
             note(0, -1);
             self.0
         }
-        async fn run_async(self) -> u64 {
+        async fn run_async(self, _: Ctx) -> u64 {
             note(1, 0);
             ::tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             note(-1, 1);

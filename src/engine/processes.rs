@@ -24,7 +24,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::{EngineConfig, EngineError, Interrupt, Pacer, RunStats, Task, TaskOutcome};
+use super::{Ctx, EngineConfig, EngineError, Interrupt, Pacer, RunStats, Task, TaskOutcome};
 use crate::frame::{frame, read_frame, whole_frames, write_frame};
 
 /// The hidden subcommand a worker process is started with.
@@ -72,19 +72,35 @@ pub fn serve<T: Task>() -> io::Result<()> {
         unsafe { crate::sys::become_worker_of(ppid)? };
     }
     // The parent's SIGTERM after a Ctrl-C: the task in flight may stop
-    // and say so, rather than be killed once the grace period is over.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGTERM, std::sync::Arc::clone(&stop))?;
-    let (wake, rung) = std::os::unix::net::UnixStream::pair()?;
+    // and say so (see `Ctx`), rather than be killed once the grace period
+    // is over. A byte comes on `wake` once the flag is set, so a watcher
+    // blocks on it to wake the task's waits, instead of polling the flag.
+    let interrupt = Interrupt::new();
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, interrupt.flag())?;
+    let (mut wake, rung) = std::os::unix::net::UnixStream::pair()?;
     // A signal handler must never block on a full buffer.
     rung.set_nonblocking(true)?;
     signal_hook::low_level::pipe::register(signal_hook::consts::SIGTERM, rung)?;
-    T::worker_interrupt(stop, wake);
+    let ctx = Ctx::new(&interrupt);
+    let watcher = ctx.clone();
+    // Without the watcher, a stop is still seen between pieces of work
+    // and after each wait's timeout.
+    let _ = thread::Builder::new().name("worker-stop".into()).stack_size(64 * 1024).spawn(move || {
+        let mut byte = [0u8; 1];
+        while !watcher.wake_if_cancelled() {
+            match wake.read(&mut byte) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
+        }
+    });
     let mut input = BufReader::new(io::stdin().lock());
     let mut output = BufWriter::new(io::stdout().lock());
     while let Some(frame) = read_frame(&mut input)? {
         let (id, task): (u64, T) = postcard::from_bytes(&frame).map_err(invalid)?;
-        let out = task.run_blocking();
+        let out = task.run_blocking(&ctx);
         let bytes = postcard::to_stdvec(&(id, out)).map_err(invalid)?;
         write_frame(&mut output, &bytes)?;
         output.flush()?;
@@ -162,7 +178,7 @@ impl<T: Task> Pool<T> {
     }
 
     /// SIGTERM to every busy worker: its task may stop early (see
-    /// [`Task::worker_interrupt`]); one that does not is killed after
+    /// [`Ctx`]); one that does not is killed after
     /// [`INTERRUPT_GRACE`].
     fn ask_busy_to_stop(&self) {
         for w in self.workers.iter().filter(|w| w.alive && w.busy.is_some()) {

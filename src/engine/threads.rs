@@ -21,7 +21,7 @@ use std::time::Duration;
 use crossbeam_channel::{bounded, select, unbounded};
 
 use super::slot::Slots;
-use super::{EngineConfig, EngineError, Interrupt, Pacer, RunStats, Task, TaskOutcome, panic_message};
+use super::{Ctx, EngineConfig, EngineError, Interrupt, Pacer, RunStats, Task, TaskOutcome, panic_message};
 
 /// How often the dispatcher wakes up to look at the interrupt flag.
 const TICK: Duration = Duration::from_millis(50);
@@ -43,12 +43,16 @@ where
 
     let mut pacer = Pacer::new(config.max_rate);
     let slots = Slots::new(config.concurrency);
+    let ctx = Ctx::new(interrupt);
     thread::scope(|scope| {
         let mut in_flight = 0usize;
         let mut spawned = 0usize;
         let mut pending = tasks.next();
         let mut booked = false;
         loop {
+            // Every pass, at least once a TICK: in-flight tasks waiting on
+            // the network learn of a Ctrl-C at once.
+            ctx.wake_if_cancelled();
             if interrupt.is_set() && pending.is_some() {
                 pending = None;
                 stats.interrupted = true;
@@ -96,10 +100,11 @@ where
                 let task_rx = task_rx.clone();
                 let out_tx = out_tx.clone();
                 let slots = Arc::clone(&slots);
+                let ctx = ctx.clone();
                 thread::Builder::new()
                     .name(format!("trident-pool-{spawned}"))
                     .stack_size(config.thread_stack)
-                    .spawn_scoped(scope, move || worker(&task_rx, &out_tx, &slots))
+                    .spawn_scoped(scope, move || worker(&task_rx, &out_tx, &slots, &ctx))
                     .map_err(|source| EngineError::Start { engine: "threads", source })?;
                 spawned += 1;
                 stats.runners_started += 1;
@@ -143,10 +148,11 @@ fn worker<T: Task>(
     tasks: &crossbeam_channel::Receiver<T>,
     out: &crossbeam_channel::Sender<TaskOutcome<T>>,
     slots: &Arc<Slots>,
+    ctx: &Ctx,
 ) {
     for task in tasks {
         let copy = task.clone();
-        let ran = slots.scope_blocking(|| panic::catch_unwind(AssertUnwindSafe(|| task.run_blocking())));
+        let ran = slots.scope_blocking(|| panic::catch_unwind(AssertUnwindSafe(|| task.run_blocking(ctx))));
         let outcome = match ran {
             Ok(output) => TaskOutcome::Done(output),
             Err(payload) => TaskOutcome::Failed {

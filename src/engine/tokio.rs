@@ -19,7 +19,9 @@ use ::tokio::runtime::{Builder, Runtime};
 use ::tokio::task::JoinSet;
 
 use super::slot::Slots;
-use super::{AsyncRuntime, EngineConfig, EngineError, Interrupt, Pacer, RunStats, Task, TaskOutcome, panic_message};
+use super::{
+    AsyncRuntime, Ctx, EngineConfig, EngineError, Interrupt, Pacer, RunStats, Task, TaskOutcome, panic_message,
+};
 
 /// How often the dispatcher wakes up to look at the interrupt flag.
 const TICK: Duration = Duration::from_millis(50);
@@ -67,12 +69,15 @@ where
     let mut stats = RunStats::default();
     let mut pacer = Pacer::new(config.max_rate);
     let slots = Slots::new(config.concurrency);
+    let ctx = Ctx::new(interrupt);
     rt.block_on(async {
         let mut set: JoinSet<Guarded<T>> = JoinSet::new();
         let mut tick = ::tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(::tokio::time::MissedTickBehavior::Delay);
         let mut exhausted = false;
         loop {
+            // At least once a TICK: in-flight tasks learn of a Ctrl-C.
+            ctx.wake_if_cancelled();
             while !exhausted && slots.can_start(set.len()) {
                 if interrupt.is_set() {
                     stats.interrupted = true;
@@ -85,7 +90,7 @@ where
                         if !wait.is_zero() {
                             ::tokio::time::sleep(wait).await;
                         }
-                        set.spawn(slots.scope_async(guarded(task)));
+                        set.spawn(slots.scope_async(guarded(task, ctx.clone())));
                         stats.runners_started += 1;
                     }
                     None => exhausted = true,
@@ -150,17 +155,20 @@ where
     let (report_tx, report_rx) = crossbeam_channel::unbounded::<Reported<T>>();
     std::thread::scope(|scope| -> Result<(), EngineError> {
         let mut feeds = Vec::with_capacity(lanes);
-        for lane in 0..lanes {
+        // A context per lane: a task's clone of it stays on its lane's core.
+        let ctxs: Vec<Ctx> = (0..lanes).map(|_| Ctx::new(interrupt)).collect();
+        for (lane, ctx) in ctxs.iter().enumerate() {
             let rt = Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .map_err(|source| EngineError::Start { engine: "async", source })?;
             let (feed_tx, feed_rx) = ::tokio::sync::mpsc::unbounded_channel::<Vec<T>>();
             let report_tx = report_tx.clone();
+            let ctx = ctx.clone();
             std::thread::Builder::new()
                 .name(format!("trident-lane-{lane}"))
                 .spawn_scoped(scope, move || {
-                    rt.block_on(lane_loop(lane, feed_rx, report_tx));
+                    rt.block_on(lane_loop(lane, feed_rx, report_tx, ctx));
                     rt.shutdown_background();
                 })
                 .map_err(|source| EngineError::Start { engine: "async", source })?;
@@ -170,6 +178,10 @@ where
         let mut in_flight = vec![0usize; lanes];
         let mut exhausted = false;
         loop {
+            // At least once a TICK: in-flight tasks learn of a Ctrl-C.
+            for ctx in &ctxs {
+                ctx.wake_if_cancelled();
+            }
             // Top every lane up to its share.
             for lane in 0..lanes {
                 while !exhausted && in_flight[lane] < share(lane) {
@@ -239,6 +251,7 @@ async fn lane_loop<T: Task>(
     lane: usize,
     mut feed: ::tokio::sync::mpsc::UnboundedReceiver<Vec<T>>,
     report: crossbeam_channel::Sender<Reported<T>>,
+    ctx: Ctx,
 ) {
     let mut set: JoinSet<Guarded<T>> = JoinSet::new();
     let mut outcomes = Vec::new();
@@ -249,7 +262,7 @@ async fn lane_loop<T: Task>(
             batch = feed.recv(), if open => match batch {
                 Some(batch) => {
                     for task in batch {
-                        if let Some(outcome) = start(task, &mut set) {
+                        if let Some(outcome) = start(task, &ctx, &mut set) {
                             outcomes.push(outcome);
                             ended += 1;
                         }
@@ -293,9 +306,9 @@ type Guarded<T> = Result<<T as Task>::Output, (T, String)>;
 
 /// `task.run_async()` catching its own panic and handing a copy of the task
 /// back, so a failure is reported with the task it concerns.
-fn guarded<T: Task>(task: T) -> impl Future<Output = Guarded<T>> + Send + 'static {
+fn guarded<T: Task>(task: T, ctx: Ctx) -> impl Future<Output = Guarded<T>> + Send + 'static {
     let copy = task.clone();
-    AssertUnwindSafe(task.run_async())
+    AssertUnwindSafe(task.run_async(ctx))
         .catch_unwind()
         .map(move |ran| ran.map_err(|payload| (copy, format!("task panicked: {}", panic_message(payload.as_ref())))))
 }
@@ -315,8 +328,8 @@ fn outcome_of<T: Task>(joined: Result<Guarded<T>, ::tokio::task::JoinError>) -> 
 
 /// Polls a task once; its outcome if that was enough, otherwise the task
 /// goes on as a spawned future in `set`.
-fn start<T: Task>(task: T, set: &mut JoinSet<Guarded<T>>) -> Option<TaskOutcome<T>> {
-    let mut future = Box::pin(guarded(task));
+fn start<T: Task>(task: T, ctx: &Ctx, set: &mut JoinSet<Guarded<T>>) -> Option<TaskOutcome<T>> {
+    let mut future = Box::pin(guarded(task, ctx.clone()));
     match future.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
         Poll::Ready(ended) => Some(outcome(ended)),
         Poll::Pending => {

@@ -27,7 +27,7 @@ use super::input::{BadLine, Entry};
 use super::name::name_from_url;
 use super::report::printable;
 use super::task::{FetchResult, FetchTask, Status};
-use crate::engine::Task;
+use crate::engine::{Ctx, Task};
 
 /// A `dir=` option: `fetch.dir` is `base` joined with `sub`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -193,18 +193,14 @@ impl Task for EntryTask {
     type Output = FetchResult;
     const NAME: &'static str = "fetch-entry";
 
-    fn worker_interrupt(flag: std::sync::Arc<std::sync::atomic::AtomicBool>, wake: std::os::unix::net::UnixStream) {
-        FetchTask::worker_interrupt(flag, wake);
-    }
-
-    fn run_blocking(self) -> FetchResult {
+    fn run_blocking(self, ctx: &Ctx) -> FetchResult {
         if let Some(result) = self.precheck() {
             return result;
         }
         let urls: Vec<String> = self.urls().map(String::from).collect();
         let mut tried = Tried::default();
         for (i, url) in urls.iter().enumerate() {
-            let result = self.attempt(url).run_blocking();
+            let result = self.attempt(url).run_blocking(ctx);
             if let Some(result) = tried.take(result, i + 1 == urls.len()) {
                 return result;
             }
@@ -212,14 +208,14 @@ impl Task for EntryTask {
         self.early(Status::BadUrl, None, Some("no URL".into()))
     }
 
-    async fn run_async(self) -> FetchResult {
+    async fn run_async(self, ctx: Ctx) -> FetchResult {
         if let Some(result) = self.precheck() {
             return result;
         }
         let urls: Vec<String> = self.urls().map(String::from).collect();
         let mut tried = Tried::default();
         for (i, url) in urls.iter().enumerate() {
-            let result = self.attempt(url).run_async().await;
+            let result = self.attempt(url).run_async(ctx.clone()).await;
             if let Some(result) = tried.take(result, i + 1 == urls.len()) {
                 return result;
             }

@@ -20,7 +20,7 @@
 //! A pool belongs to the thread that made its connections: each
 //! connection's I/O is a task on that thread's runtime (the async engine
 //! runs one current-thread runtime per core, its *lanes*), and a new run
-//! (a new runtime) starts with an empty pool ([`new_run`]). A connection
+//! (a new runtime) starts with an empty pool (see `Pool`). A connection
 //! goes back to the pool when a response body was read to its end; one
 //! dropped earlier is closed by hyper. A request on a reused connection
 //! that fails before any response (the server closed it meanwhile) is sent
@@ -51,6 +51,7 @@ use tokio::net::TcpStream;
 use url::{Host, Position, Url};
 
 use super::task::MAX_HEADER_BYTES;
+use crate::engine::Ctx;
 
 /// Largest read buffer of a connection: hyper starts at 8 KiB and doubles
 /// it only while reads fill it. It must hold the largest response head
@@ -118,17 +119,12 @@ async fn driven<T>(driver: &mut Driver, meter: &Meter, body_read: bool, f: impl 
     .await
 }
 
-static RUN: AtomicU64 = AtomicU64::new(0);
-
-/// Called before each async run: pooled connections belong to the runtime
-/// they were made on, and the async engine builds new ones per run.
-pub fn new_run() {
-    RUN.fetch_add(1, Ordering::SeqCst);
-}
-
+/// A thread's idle connections, of one run: pooled connections belong to
+/// the runtime they were made on, and the async engine builds new ones per
+/// run (a pool of an earlier run on this thread is dropped).
 #[derive(Default)]
 struct Pool {
-    run: u64,
+    run: Option<Ctx>,
     idle: HashMap<Key, Vec<Conn>>,
 }
 
@@ -136,11 +132,10 @@ thread_local! {
     static POOL: RefCell<Pool> = RefCell::new(Pool::default());
 }
 
-fn take_idle(key: &Key) -> Option<Conn> {
+fn take_idle(key: &Key, run: &Ctx) -> Option<Conn> {
     POOL.with_borrow_mut(|pool| {
-        let run = RUN.load(Ordering::SeqCst);
-        if pool.run != run {
-            *pool = Pool { run, idle: HashMap::new() };
+        if !pool.run.as_ref().is_some_and(|r| r.same_run(run)) {
+            *pool = Pool { run: Some(run.clone()), idle: HashMap::new() };
         }
         let list = pool.idle.get_mut(key)?;
         while let Some(conn) = list.pop() {
@@ -152,9 +147,9 @@ fn take_idle(key: &Key) -> Option<Conn> {
     })
 }
 
-fn put_idle(key: Key, conn: Conn) {
+fn put_idle(key: Key, conn: Conn, run: &Ctx) {
     POOL.with_borrow_mut(|pool| {
-        if pool.run != RUN.load(Ordering::SeqCst) || conn.send.is_closed() {
+        if !pool.run.as_ref().is_some_and(|r| r.same_run(run)) || conn.send.is_closed() {
             return;
         }
         let list = pool.idle.entry(key).or_default();
@@ -236,12 +231,14 @@ impl StdError for Error {
 }
 
 /// The client settings of a run (the pools are per thread).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Client {
     /// Connect timeout (and the TLS handshake's).
     pub timeout: Duration,
     /// Accept any certificate.
     pub insecure: bool,
+    /// The run whose pool this thread's connections go to.
+    pub run: Ctx,
 }
 
 /// A response: its head, and its body read chunk by chunk.
@@ -250,8 +247,8 @@ pub struct Response {
     status: u16,
     headers: HeaderMap,
     body: Incoming,
-    /// The connection, back to the pool once the body has ended.
-    conn: Option<(Key, Conn)>,
+    /// The connection, back to its run's pool once the body has ended.
+    conn: Option<(Key, Conn, Ctx)>,
     meter: Arc<Meter>,
 }
 
@@ -277,13 +274,13 @@ impl Response {
     pub async fn chunk(&mut self) -> Result<Option<Bytes>, hyper::Error> {
         loop {
             let frame = match self.conn.as_mut() {
-                Some((_, conn)) => driven(&mut conn.driver, &conn.meter, true, self.body.frame()).await,
+                Some((_, conn, _)) => driven(&mut conn.driver, &conn.meter, true, self.body.frame()).await,
                 None => self.body.frame().await,
             };
             match frame {
                 None => {
-                    if let Some((key, conn)) = self.conn.take() {
-                        put_idle(key, conn);
+                    if let Some((key, conn, run)) = self.conn.take() {
+                        put_idle(key, conn, &run);
                     }
                     return Ok(None);
                 }
@@ -327,13 +324,13 @@ impl Client {
         let request = request.body(Empty::new()).map_err(|e| Error::Url(format!("cannot request {url}: {e}")))?;
         // A reused connection may have been closed by the server since:
         // then the request goes once more on a new one.
-        if let Some(mut conn) = take_idle(&key)
+        if let Some(mut conn) = take_idle(&key, &self.run)
             && driven(&mut conn.driver, &conn.meter, false, conn.send.ready()).await.is_ok()
         {
             let copy = clone_request(&request);
             let sent = conn.send.send_request(copy);
             if let Ok(response) = driven(&mut conn.driver, &conn.meter, false, sent).await {
-                return Ok(Response::new(response, key, conn));
+                return Ok(Response::new(response, key, conn, self.run.clone()));
             }
         }
         // Boxed: connecting (TLS included) is the largest state of this
@@ -341,7 +338,7 @@ impl Client {
         let mut conn = Box::pin(self.connect(url, &key)).await?;
         let sent = conn.send.send_request(request);
         let response = driven(&mut conn.driver, &conn.meter, false, sent).await.map_err(Error::Http)?;
-        Ok(Response::new(response, key, conn))
+        Ok(Response::new(response, key, conn, self.run.clone()))
     }
 
     async fn connect(&self, url: &Url, key: &Key) -> Result<Conn, Error> {
@@ -399,10 +396,10 @@ impl Client {
 }
 
 impl Response {
-    fn new(response: hyper::Response<Incoming>, key: Key, conn: Conn) -> Self {
+    fn new(response: hyper::Response<Incoming>, key: Key, conn: Conn, run: Ctx) -> Self {
         let (parts, body) = response.into_parts();
         let meter = Arc::clone(&conn.meter);
-        Response { status: parts.status.as_u16(), headers: parts.headers, body, conn: Some((key, conn)), meter }
+        Response { status: parts.status.as_u16(), headers: parts.headers, body, conn: Some((key, conn, run)), meter }
     }
 }
 

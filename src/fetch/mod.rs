@@ -53,7 +53,7 @@ pub use entry::EntryTask;
 pub use report::{Format, Summary};
 pub use task::{FetchOptions, FetchResult, FetchTask, Status};
 
-use crate::engine::{self, EngineConfig, EngineKind, Interrupt, TaskOutcome};
+use crate::engine::{self, EngineConfig, Interrupt, TaskOutcome};
 
 /// Stack of a threads-engine pool thread (and of a split download's part
 /// thread, `task::ranged`): a download polls hyper's futures on it
@@ -105,10 +105,6 @@ pub fn run(config: FetchConfig, interrupt: &Interrupt) -> anyhow::Result<Summary
     let started = Instant::now();
     if config.options.insecure && !config.quiet {
         eprintln!("trident: warning: --insecure: TLS certificates are not checked");
-    }
-    task::set_cancel_flag(interrupt.flag());
-    if config.engine.kind == EngineKind::Async {
-        task::new_async_run();
     }
     let progress = progress::Progress::new(config.quiet);
     let base = FetchTask {

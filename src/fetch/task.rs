@@ -34,8 +34,6 @@ mod ranged;
 use std::error::Error as StdError;
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -48,15 +46,12 @@ use super::http;
 use super::name::{name_from_disposition, name_from_url};
 use super::retry::{Backoff, StatusClass, classify_status, parse_retry_after};
 use super::store::{Collision, Committed, PartFile, Validators};
-use crate::engine::Task;
+use crate::engine::{Ctx, Task};
 
 /// Redirects followed at most, per attempt.
 pub const MAX_REDIRECTS: u32 = 10;
 /// Sent with every request.
 const USER_AGENT: &str = concat!("trident/", env!("CARGO_PKG_VERSION"));
-/// Longest uninterrupted sleep while waiting to retry (the cancel flag is
-/// looked at in between).
-const SLEEP_SLICE: Duration = Duration::from_millis(50);
 /// Response header fields accepted at most (hyper stops at 100 too).
 pub const MAX_HEADER_FIELDS: usize = 100;
 /// Response header bytes accepted at most: names, values, and 4 bytes of
@@ -254,74 +249,6 @@ pub fn check_url(s: &str) -> Result<Url, String> {
 /// Lowercase hex of a digest.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-// ---------------------------------------------------------------------------
-// Cancellation (Ctrl-C) for in-process engines.
-
-static CANCEL: OnceLock<Arc<AtomicBool>> = OnceLock::new();
-/// Wakes every network wait of this process once the cancel flag is set
-/// (see [`interrupted`]): a silent or slowly dripping server must not hold
-/// Ctrl-C for `--timeout`, on any engine.
-static WAKE: tokio::sync::Notify = tokio::sync::Notify::const_new();
-
-/// Makes in-flight downloads of this process stop when `flag` is set: a
-/// watcher thread looks at it every [`SLEEP_SLICE`] and then wakes every
-/// wait for the network (the flag is set by a signal handler or by a
-/// consumer that wants no more results, neither of which can wake a
-/// future). Worker processes get theirs from the worker loop, set by the
-/// parent's SIGTERM (see `engine::processes` and [`set_cancel_flag_woken`]).
-pub(crate) fn set_cancel_flag(flag: Arc<AtomicBool>) {
-    set_cancel_flag_woken(flag, None);
-}
-
-/// The same, with `wake` (a worker process's): a byte comes on it when
-/// the flag is set, so the watcher blocks on it instead of waking every
-/// [`SLEEP_SLICE`] (in each of -j worker processes, for the whole run).
-fn set_cancel_flag_woken(flag: Arc<AtomicBool>, wake: Option<std::os::unix::net::UnixStream>) {
-    if CANCEL.set(Arc::clone(&flag)).is_err() {
-        return;
-    }
-    let watch = move || {
-        if let Some(mut wake) = wake {
-            let mut byte = [0u8; 1];
-            while !flag.load(Ordering::SeqCst) {
-                match std::io::Read::read(&mut wake, &mut byte) {
-                    Ok(0) => return,
-                    Ok(_) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(_) => return,
-                }
-            }
-        }
-        while !flag.load(Ordering::SeqCst) {
-            std::thread::sleep(SLEEP_SLICE);
-        }
-        WAKE.notify_waiters();
-    };
-    // Without the watcher, Ctrl-C is still seen between pieces of data
-    // and after each --timeout, as before.
-    let _ = std::thread::Builder::new().name("fetch-cancel".into()).stack_size(64 * 1024).spawn(watch);
-}
-
-fn cancelled() -> bool {
-    CANCEL.get().is_some_and(|f| f.load(Ordering::Relaxed))
-}
-
-/// Resolves once Ctrl-C is seen (never without a cancel flag). Registered
-/// before the flag is read, so a wake-up between the two is not lost: the
-/// watcher sets nothing, it notifies after seeing the flag set.
-async fn interrupted() {
-    if CANCEL.get().is_none() {
-        return std::future::pending().await;
-    }
-    let notified = WAKE.notified();
-    let mut notified = std::pin::pin!(notified);
-    notified.as_mut().enable();
-    if cancelled() {
-        return;
-    }
-    notified.await;
 }
 
 // ---------------------------------------------------------------------------
@@ -540,6 +467,8 @@ enum Then {
 /// A download in progress: everything but the client.
 struct Download {
     task: FetchTask,
+    /// The run's stop request.
+    ctx: Ctx,
     started: Instant,
     /// The URL given, without user info.
     url: Url,
@@ -570,19 +499,21 @@ struct Download {
 
 /// How long a download may wait for the network: each wait at most the
 /// timeout, all of them within what is left of `--max-time`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Waits {
     timeout: Duration,
     /// When `--max-time` runs out.
     deadline: Option<Instant>,
     max_time: Duration,
+    /// The run's stop request: every wait ends at once on Ctrl-C.
+    ctx: Ctx,
 }
 
 impl Waits {
     /// `f` within the timeout (a retryable failure, `late` says which)
     /// and the deadline (final: [`Failure::OutOfTime`]), or `Interrupted`
     /// as soon as Ctrl-C is seen.
-    async fn within<T>(self, late: impl FnOnce(Duration) -> String, f: impl Future<Output = T>) -> Result<T, Failure> {
+    async fn within<T>(&self, late: impl FnOnce(Duration) -> String, f: impl Future<Output = T>) -> Result<T, Failure> {
         let left = self.deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let (limit, by_deadline) = match left {
             Some(left) if left <= self.timeout => (left, true),
@@ -595,7 +526,7 @@ impl Waits {
         if by_deadline && limit.is_zero() {
             return Err(self.out_of_time());
         }
-        if cancelled() {
+        if self.ctx.cancelled() {
             return Err(fatal(Status::Interrupted, "interrupted"));
         }
         // `biased`: Ctrl-C is only waited for (registered) when `f` has
@@ -603,7 +534,7 @@ impl Waits {
         let timed = tokio::select! {
             biased;
             timed = tokio::time::timeout(limit, f) => timed,
-            () = interrupted() => return Err(fatal(Status::Interrupted, "interrupted")),
+            () = self.ctx.interrupted() => return Err(fatal(Status::Interrupted, "interrupted")),
         };
         match timed {
             Ok(out) => Ok(out),
@@ -612,14 +543,14 @@ impl Waits {
         }
     }
 
-    fn out_of_time(self) -> Failure {
+    fn out_of_time(&self) -> Failure {
         Failure::OutOfTime(format!("--max-time {:?} reached", self.max_time))
     }
 }
 
 impl Download {
     /// Validates the URL and picks the name; `Err` is already the result.
-    fn prepare(mut task: FetchTask) -> Result<Self, Box<FetchResult>> {
+    fn prepare(mut task: FetchTask, ctx: &Ctx) -> Result<Self, Box<FetchResult>> {
         // Reports and state files never show the URL's password.
         let shown = without_password(&task.url);
         let early = |status, name, error| {
@@ -657,6 +588,7 @@ impl Download {
         Ok(Download {
             backoff: Backoff::new(task.options.retries, task.options.retry_wait, started, task.options.retry_max_time),
             task,
+            ctx: ctx.clone(),
             started,
             credentials: Credentials::from_url(&url),
             url: without_userinfo(&url),
@@ -700,6 +632,7 @@ impl Download {
             timeout: self.task.options.timeout,
             deadline: max_time.and_then(|t| self.started.checked_add(t)),
             max_time: max_time.unwrap_or_default(),
+            ctx: self.ctx.clone(),
         }
     }
 
@@ -858,7 +791,7 @@ impl Download {
 
     /// Appends a piece of the body; `true` when a checkpoint is due.
     fn write(&mut self, chunk: &[u8]) -> Result<bool, Failure> {
-        if cancelled() {
+        if self.ctx.cancelled() {
             return Err(fatal(Status::Interrupted, "interrupted"));
         }
         if let Some(max) = self.task.options.max_filesize {
@@ -921,7 +854,7 @@ impl Download {
                     let why = format!("{reason} (--max-time {:?} ends before the next attempt)", self.waits().max_time);
                     Then::End(self.end(Status::Failed, None, Some(why)))
                 }
-                Ok(wait) if !cancelled() => Then::Retry(wait),
+                Ok(wait) if !self.ctx.cancelled() => Then::Retry(wait),
                 Ok(_) => {
                     Then::End(self.end(Status::Interrupted, None, Some(format!("interrupted; last error: {reason}"))))
                 }
@@ -1085,7 +1018,7 @@ fn blocking<T>(f: impl Future<Output = Result<T, Failure>>) -> Result<T, Failure
 /// `GET url`: the response head, within the download's [`Waits`].
 async fn request(
     client: &http::Client,
-    waits: Waits,
+    waits: &Waits,
     url: &Url,
     headers: &[(&'static str, String)],
 ) -> Result<http::Response, Failure> {
@@ -1096,14 +1029,14 @@ async fn request(
 /// The next piece of a body, within the download's [`Waits`]; `None` at
 /// its end. A body that ends before its length or inside a chunk is an
 /// error here.
-async fn next_chunk(response: &mut http::Response, waits: Waits) -> Result<Option<bytes::Bytes>, Failure> {
+async fn next_chunk(response: &mut http::Response, waits: &Waits) -> Result<Option<bytes::Bytes>, Failure> {
     let late = |t| format!("no data for {t:?} while reading the body");
     waits.within(late, response.chunk()).await?.map_err(|e| retry(format!("reading the body: {}", error_chain(&e))))
 }
 
 /// Reads a little of an unwanted body so the connection can be reused.
-fn drain_blocking(r: http::Response, timeout: Duration) {
-    let _ = http::block_on(drain_async(r, timeout));
+fn drain_blocking(r: http::Response, waits: &Waits) {
+    let _ = http::block_on(drain_async(r, waits));
 }
 
 /// The request headers of a download's request for `url`.
@@ -1127,19 +1060,19 @@ fn attempt_blocking(client: &http::Client, dl: &mut Download) -> Result<FetchRes
     if dl.split_mode() {
         return ranged::attempt_blocking(client, dl);
     }
-    let (timeout, waits) = (dl.task.options.timeout, dl.waits());
+    let waits = dl.waits();
     let mut url = dl.url.clone();
     let mut hops = 0;
     loop {
         let resume = dl.resume_point();
         let headers = request_headers(dl, &url, resume.as_ref());
-        let response = blocking(request(client, waits, &url, &headers))?;
+        let response = blocking(request(client, &waits, &url, &headers))?;
         let head = http_head(&response);
         dl.http_status = Some(head.status);
         dl.refuse_too_large(&head)?;
         let expected = match decide(&head, &url, &mut hops, resume.as_ref()) {
             Ok(Next::Redirect(next)) => {
-                drain_blocking(response, timeout);
+                drain_blocking(response, &waits);
                 url = next;
                 continue;
             }
@@ -1161,7 +1094,7 @@ fn attempt_blocking(client: &http::Client, dl: &mut Download) -> Result<FetchRes
                 Some(total)
             }
             Err(failure) => {
-                drain_blocking(response, timeout);
+                drain_blocking(response, &waits);
                 return Err(failure);
             }
         };
@@ -1183,7 +1116,7 @@ fn save_body_blocking(
     // The whole body is one step of this thread's runtime: a step per
     // piece entered and left the runtime (and boxed a future) each time.
     blocking(async {
-        while let Some(chunk) = next_chunk(&mut response, waits).await? {
+        while let Some(chunk) = next_chunk(&mut response, &waits).await? {
             // Checkpoints are made by the committer while the download
             // goes on (inline, each `fdatasync` stalled the stream).
             dl.poll_checkpoint()?;
@@ -1262,28 +1195,13 @@ pub(super) fn insecure_config() -> rustls::ClientConfig {
     insecure::config()
 }
 
-fn sleep_blocking(wait: Duration) -> bool {
-    let end = Instant::now() + wait;
-    loop {
-        if cancelled() {
-            return false;
-        }
-        let now = Instant::now();
-        if now >= end {
-            return true;
-        }
-        std::thread::sleep((end - now).min(SLEEP_SLICE));
-    }
+/// Waits `wait` before a retry; `false` if Ctrl-C came first.
+fn sleep_blocking(wait: Duration, ctx: &Ctx) -> bool {
+    http::block_on(sleep_async(wait, ctx)).unwrap_or(false)
 }
 
 // ---------------------------------------------------------------------------
 // Async: hyper on tokio (see `http`).
-
-/// Called before each async run: a pool's connections belong to the
-/// runtime they were made on, and the async engine builds one per run.
-pub(crate) fn new_async_run() {
-    http::new_run();
-}
 
 /// An error before the body as a failure.
 fn http_failure(e: &http::Error) -> Failure {
@@ -1399,7 +1317,8 @@ impl Download {
 /// so its connection can be reused, for at most `timeout` in all (a body
 /// that drips would otherwise hold the download for as long as it lasts),
 /// and not past Ctrl-C.
-async fn drain_async(mut r: http::Response, timeout: Duration) {
+async fn drain_async(mut r: http::Response, waits: &Waits) {
+    let (timeout, ctx) = (waits.timeout, &waits.ctx);
     let started = Instant::now();
     let drain = async {
         let mut left = 64 * 1024usize;
@@ -1407,19 +1326,18 @@ async fn drain_async(mut r: http::Response, timeout: Duration) {
             left = left.saturating_sub(chunk.len());
             // The time is looked at here too: on the blocking engines a
             // body that drips may be read without ever being pending.
-            if left == 0 || started.elapsed() >= timeout || cancelled() {
+            if left == 0 || started.elapsed() >= timeout || ctx.cancelled() {
                 break;
             }
         }
     };
     tokio::select! {
         _ = tokio::time::timeout(timeout, drain) => {}
-        () = interrupted() => {}
+        () = ctx.interrupted() => {}
     }
 }
 
 async fn attempt_async(client: &http::Client, dl: &mut Download) -> Result<FetchResult, Failure> {
-    let timeout = dl.task.options.timeout;
     if !dl.looked_for_part {
         dl.looked_for_part = true;
         // Most downloads have no part file to continue: looking is one
@@ -1441,13 +1359,13 @@ async fn attempt_async(client: &http::Client, dl: &mut Download) -> Result<Fetch
     loop {
         let resume = dl.resume_point();
         let headers = request_headers(dl, &url, resume.as_ref());
-        let response = request(client, waits, &url, &headers).await?;
+        let response = request(client, &waits, &url, &headers).await?;
         let head = http_head(&response);
         dl.http_status = Some(head.status);
         dl.refuse_too_large(&head)?;
         let expected = match decide(&head, &url, &mut hops, resume.as_ref()) {
             Ok(Next::Redirect(next)) => {
-                drain_async(response, timeout).await;
+                drain_async(response, &waits).await;
                 url = next;
                 continue;
             }
@@ -1468,7 +1386,7 @@ async fn attempt_async(client: &http::Client, dl: &mut Download) -> Result<Fetch
                 Some(total)
             }
             Err(failure) => {
-                drain_async(response, timeout).await;
+                drain_async(response, &waits).await;
                 return Err(failure);
             }
         };
@@ -1493,7 +1411,7 @@ async fn save_body_async(
         .and_then(|rest| usize::try_from(rest).ok())
         .map(Vec::with_capacity);
     let end = loop {
-        match next_chunk(&mut response, waits).await {
+        match next_chunk(&mut response, &waits).await {
             Err(f) => break Err(f),
             Ok(None) => break Ok(()),
             Ok(Some(chunk)) => {
@@ -1534,17 +1452,13 @@ async fn commit_async(dl: &mut Download) -> Result<FetchResult, Failure> {
     dl.committed(outcome)
 }
 
-async fn sleep_async(wait: Duration) -> bool {
-    let end = tokio::time::Instant::now() + wait;
-    loop {
-        if cancelled() {
-            return false;
-        }
-        let now = tokio::time::Instant::now();
-        if now >= end {
-            return true;
-        }
-        tokio::time::sleep((end - now).min(SLEEP_SLICE)).await;
+async fn sleep_async(wait: Duration, ctx: &Ctx) -> bool {
+    if ctx.cancelled() {
+        return false;
+    }
+    tokio::select! {
+        () = tokio::time::sleep(wait) => !ctx.cancelled(),
+        () = ctx.interrupted() => false,
     }
 }
 
@@ -1552,20 +1466,15 @@ impl Task for FetchTask {
     type Output = FetchResult;
     const NAME: &'static str = "fetch";
 
-    /// A worker's download stops as one in the parent does: its part file
-    /// and state are kept, and it reports `interrupted`.
-    fn worker_interrupt(flag: Arc<AtomicBool>, wake: std::os::unix::net::UnixStream) {
-        set_cancel_flag_woken(flag, Some(wake));
-    }
-
-    fn run_blocking(self) -> FetchResult {
-        let mut dl = match Download::prepare(self) {
+    fn run_blocking(self, ctx: &Ctx) -> FetchResult {
+        let mut dl = match Download::prepare(self, ctx) {
             Ok(dl) => dl,
             Err(result) => return *result,
         };
-        let client = http::Client { timeout: dl.task.options.timeout, insecure: dl.task.options.insecure };
+        let client =
+            http::Client { timeout: dl.task.options.timeout, insecure: dl.task.options.insecure, run: dl.ctx.clone() };
         loop {
-            if cancelled() {
+            if dl.ctx.cancelled() {
                 return dl.interrupted();
             }
             dl.attempts += 1;
@@ -1583,21 +1492,22 @@ impl Task for FetchTask {
                 failure = f;
             }
             match dl.settle(failure, kept) {
-                Then::Retry(wait) if sleep_blocking(wait) => {}
+                Then::Retry(wait) if sleep_blocking(wait, &dl.ctx) => {}
                 Then::Retry(_) => return dl.interrupted(),
                 Then::End(result) => return result,
             }
         }
     }
 
-    async fn run_async(self) -> FetchResult {
-        let mut dl = match Download::prepare(self) {
+    async fn run_async(self, ctx: Ctx) -> FetchResult {
+        let mut dl = match Download::prepare(self, &ctx) {
             Ok(dl) => dl,
             Err(result) => return *result,
         };
-        let client = http::Client { timeout: dl.task.options.timeout, insecure: dl.task.options.insecure };
+        let client =
+            http::Client { timeout: dl.task.options.timeout, insecure: dl.task.options.insecure, run: dl.ctx.clone() };
         loop {
-            if cancelled() {
+            if dl.ctx.cancelled() {
                 return dl.interrupted();
             }
             dl.attempts += 1;
@@ -1622,7 +1532,7 @@ impl Task for FetchTask {
                 failure = f;
             }
             match dl.settle(failure, kept) {
-                Then::Retry(wait) if sleep_async(wait).await => {}
+                Then::Retry(wait) if sleep_async(wait, &dl.ctx).await => {}
                 Then::Retry(_) => return dl.interrupted(),
                 Then::End(result) => return result,
             }

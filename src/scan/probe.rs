@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::connect::{self, Started};
-use crate::engine::Task;
+use crate::engine::{Ctx, Task};
 
 /// nmap's port states, as far as a connect scan can tell them apart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -379,7 +379,7 @@ impl Task for ProbeTask {
     type Output = ProbeResult;
     const NAME: &'static str = "scan-probe";
 
-    fn run_blocking(self) -> ProbeResult {
+    fn run_blocking(self, _: &Ctx) -> ProbeResult {
         let addr = SocketAddr::new(self.ip, self.port);
         let (timeout, banner, device) = (self.timeout, self.banner, self.device);
         let mut attempts = Attempts::new(self);
@@ -393,7 +393,7 @@ impl Task for ProbeTask {
         }
     }
 
-    async fn run_async(self) -> ProbeResult {
+    async fn run_async(self, _: Ctx) -> ProbeResult {
         let addr = SocketAddr::new(self.ip, self.port);
         let (timeout, banner, device) = (self.timeout, self.banner, self.device);
         let mut attempts = Attempts::new(self);

@@ -410,7 +410,7 @@ impl Run {
     /// it was the part's (the part may go on), and whether a checkpoint is
     /// due.
     fn write(&self, worker: usize, data: &[u8]) -> Result<(bool, bool), PieceFailure> {
-        if cancelled() {
+        if self.waits.ctx.cancelled() {
             return Err(PieceFailure::Fatal(fatal(Status::Interrupted, "interrupted")));
         }
         let (offset, allowed) = self.plan().reserve(worker, data.len());
@@ -493,19 +493,19 @@ impl Run {
 // part (a response is read on the thread that asked for it).
 
 pub(super) fn attempt_blocking(client: &http::Client, dl: &mut Download) -> Result<FetchResult, Failure> {
-    let (timeout, waits) = (dl.task.options.timeout, dl.waits());
+    let waits = dl.waits();
     let mut url = dl.url.clone();
     let mut hops = 0;
     loop {
         let (asked, resumed) = dl.split_start();
         let headers = dl.first_headers(&asked, &url);
-        let response = blocking(request(client, waits, &url, &headers))?;
+        let response = blocking(request(client, &waits, &url, &headers))?;
         let head = http_head(&response);
         dl.http_status = Some(head.status);
         dl.refuse_too_large(&head)?;
         let (plan, span) = match first(&head, &asked, &url, &mut hops, &dl.task.options) {
             Ok(First::Redirect(next)) => {
-                drain_blocking(response, timeout);
+                drain_blocking(response, &waits);
                 url = next;
                 continue;
             }
@@ -531,7 +531,7 @@ pub(super) fn attempt_blocking(client: &http::Client, dl: &mut Download) -> Resu
                 resumed.ok_or_else(|| fatal(Status::Failed, "no plan for the gap asked for"))?
             }
             Err(failure) => {
-                drain_blocking(response, timeout);
+                drain_blocking(response, &waits);
                 return Err(failure);
             }
         };
@@ -610,12 +610,12 @@ fn request_piece_blocking(run: &Run, client: &http::Client, span: Span) -> Resul
     let mut hops = 0;
     loop {
         let headers = run.headers(span, &url);
-        let response = blocking(request(client, run.waits, &url, &headers))?;
+        let response = blocking(request(client, &run.waits, &url, &headers))?;
         let head = http_head(&response);
         match run.check_piece(&head, span, &url, &mut hops) {
             Ok(PieceNext::Body) => return Ok(response),
             Ok(PieceNext::Redirect(next)) => {
-                drain_blocking(response, client.timeout);
+                drain_blocking(response, &run.waits);
                 url = next;
             }
             Err(f) => return Err(f),
@@ -651,19 +651,19 @@ fn finish_blocking(dl: &mut Download) -> Result<FetchResult, Failure> {
 // Async: hyper, a future per part, all in the download's task.
 
 pub(super) async fn attempt_async(client: &http::Client, dl: &mut Download) -> Result<FetchResult, Failure> {
-    let (timeout, waits) = (dl.task.options.timeout, dl.waits());
+    let waits = dl.waits();
     let mut url = dl.url.clone();
     let mut hops = 0;
     loop {
         let (asked, resumed) = dl.split_start();
         let headers = dl.first_headers(&asked, &url);
-        let response = request(client, waits, &url, &headers).await?;
+        let response = request(client, &waits, &url, &headers).await?;
         let head = http_head(&response);
         dl.http_status = Some(head.status);
         dl.refuse_too_large(&head)?;
         let (plan, span) = match first(&head, &asked, &url, &mut hops, &dl.task.options) {
             Ok(First::Redirect(next)) => {
-                drain_async(response, timeout).await;
+                drain_async(response, &waits).await;
                 url = next;
                 continue;
             }
@@ -689,14 +689,14 @@ pub(super) async fn attempt_async(client: &http::Client, dl: &mut Download) -> R
                 resumed.ok_or_else(|| fatal(Status::Failed, "no plan for the gap asked for"))?
             }
             Err(failure) => {
-                drain_async(response, timeout).await;
+                drain_async(response, &waits).await;
                 return Err(failure);
             }
         };
         let run = dl.run(plan, url.clone())?;
         debug_assert!(span.0 < span.1);
         let mut first = Some(response);
-        let workers = (0..run.workers).map(|id| worker_async(&run, client, timeout, id, first.take()));
+        let workers = (0..run.workers).map(|id| worker_async(&run, client, id, first.take()));
         futures_util::future::join_all(workers).await;
         run.settle_checkpoint_async().await;
         if dl.end_run(run)? {
@@ -710,23 +710,23 @@ pub(super) async fn attempt_async(client: &http::Client, dl: &mut Download) -> R
     }
 }
 
-async fn worker_async(run: &Run, client: &http::Client, timeout: Duration, id: usize, first: Option<http::Response>) {
+async fn worker_async(run: &Run, client: &http::Client, id: usize, first: Option<http::Response>) {
     if id > 0 && !run.until_open().await {
         return;
     }
-    work_async(run, client, timeout, id, first).await;
+    work_async(run, client, id, first).await;
     if id == 0 {
         run.close();
     }
 }
 
-async fn work_async(run: &Run, client: &http::Client, timeout: Duration, id: usize, mut first: Option<http::Response>) {
+async fn work_async(run: &Run, client: &http::Client, id: usize, mut first: Option<http::Response>) {
     loop {
         let response = match first.take() {
             Some(r) => r,
             None => {
                 let Some(span) = run.claim(id) else { break };
-                match request_piece_async(run, client, timeout, span).await {
+                match request_piece_async(run, client, span).await {
                     Ok(r) => r,
                     Err(f) => {
                         run.release(id);
@@ -745,22 +745,17 @@ async fn work_async(run: &Run, client: &http::Client, timeout: Duration, id: usi
     }
 }
 
-async fn request_piece_async(
-    run: &Run,
-    client: &http::Client,
-    timeout: Duration,
-    span: Span,
-) -> Result<http::Response, PieceFailure> {
+async fn request_piece_async(run: &Run, client: &http::Client, span: Span) -> Result<http::Response, PieceFailure> {
     let mut url = run.url.clone();
     let mut hops = 0;
     loop {
         let headers = run.headers(span, &url);
-        let response = request(client, run.waits, &url, &headers).await?;
+        let response = request(client, &run.waits, &url, &headers).await?;
         let head = http_head(&response);
         match run.check_piece(&head, span, &url, &mut hops) {
             Ok(PieceNext::Body) => return Ok(response),
             Ok(PieceNext::Redirect(next)) => {
-                drain_async(response, timeout).await;
+                drain_async(response, &run.waits).await;
                 url = next;
             }
             Err(f) => return Err(f),
@@ -783,7 +778,7 @@ async fn read_piece(
         if run.stopped() {
             return Ok(());
         }
-        let chunk = match next_chunk(&mut response, run.waits).await {
+        let chunk = match next_chunk(&mut response, &run.waits).await {
             Ok(Some(chunk)) => chunk,
             Ok(None) => return run.body_ended(id),
             Err(Failure::Retry { reason, .. }) => {
