@@ -165,12 +165,7 @@ impl BenchScanArgs {
     pub fn into_config(self) -> Result<crate::bench::scan::ScanBenchConfig, BadInput> {
         use crate::bench::scan::Contender;
         let ports = PortList::parse(&self.ports).map_err(|e| BadInput(e.to_string()))?;
-        let peers = self
-            .peers
-            .iter()
-            .filter(|p| p.as_str() != "none")
-            .map(|p| Contender::peer(p).map_err(BadInput))
-            .collect::<Result<Vec<_>, _>>()?;
+        let peers = peers(&self.peers, Contender::peer)?;
         Ok(crate::bench::scan::ScanBenchConfig {
             target: self.lab,
             engines: self.run.engines,
@@ -331,12 +326,7 @@ impl BenchFetchArgs {
         if workloads.iter().any(|w| w.jobs == 0 || w.file_size == 0) {
             return Err(BadInput("file sizes and --*-jobs must be at least 1".into()));
         }
-        let peers = self
-            .peers
-            .iter()
-            .filter(|p| p.as_str() != "none")
-            .map(|p| Contender::peer(p).map_err(BadInput))
-            .collect::<Result<Vec<_>, _>>()?;
+        let peers = peers(&self.peers, Contender::peer)?;
         Ok(FetchBenchConfig {
             workloads,
             engines: self.run.engines,
@@ -349,4 +339,10 @@ impl BenchFetchArgs {
             out: self.run.out,
         })
     }
+}
+
+/// The `--vs` names as contenders (`none` names no peer); an unknown name
+/// is bad input.
+fn peers<C>(names: &[String], peer: fn(&str) -> Result<C, String>) -> Result<Vec<C>, BadInput> {
+    names.iter().filter(|p| p.as_str() != "none").map(|p| peer(p).map_err(BadInput)).collect()
 }
