@@ -49,17 +49,15 @@ use serde::Serialize;
 pub use super::fixture::ServerChoice;
 use super::fixture::corpus::{self, Expected, verify};
 use super::fixture::{FileServer, TempDir};
-use super::harness::{self, Contender as _, Cost, Medians, Record, median};
+use super::harness::{self, Cost, Medians, Record, median};
 use super::measure::measure_with_limit;
 use crate::engine::EngineKind;
 
 const MIB: f64 = 1024.0 * 1024.0;
 
-/// A program being compared.
+/// The peer downloaders.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Contender {
-    /// `trident fetch -e ENGINE -j N -q -i urls.txt -d DIR`.
-    Trident(EngineKind),
+pub enum Peer {
     /// `curl --parallel --parallel-max N -K config` (a `url` and an
     /// `output` per file).
     Curl,
@@ -74,56 +72,60 @@ pub enum Contender {
     Aria2cSplit,
 }
 
-impl harness::Contender for Contender {
-    fn engine(engine: EngineKind) -> Self {
-        Contender::Trident(engine)
-    }
-
-    fn label(&self) -> String {
-        match self {
-            Contender::Trident(e) => format!("trident-{e}"),
-            Contender::Curl => "curl -Z".into(),
-            Contender::CurlSync => "curl -Z + sync".into(),
-            Contender::Wget2 => "wget2".into(),
-            Contender::Aria2c => "aria2c".into(),
-            Contender::Aria2cSplit => "aria2c -x4 -s4".into(),
-        }
-    }
-
-    fn is_peer(&self) -> bool {
-        !matches!(self, Contender::Trident(_))
-    }
-
-    fn program(&self) -> &'static str {
-        match self {
-            Contender::Trident(_) => "trident",
-            Contender::Curl | Contender::CurlSync => "curl",
-            Contender::Wget2 => "wget2",
-            Contender::Aria2c | Contender::Aria2cSplit => "aria2c",
-        }
-    }
-}
-
-impl Contender {
-    /// Parses a `--vs` name.
-    pub fn peer(name: &str) -> Result<Self, String> {
+impl harness::Peer for Peer {
+    fn parse(name: &str) -> Result<Self, String> {
         match name {
-            "curl" => Ok(Contender::Curl),
-            "curl-sync" => Ok(Contender::CurlSync),
-            "wget2" => Ok(Contender::Wget2),
-            "aria2c" | "aria2" => Ok(Contender::Aria2c),
-            "aria2c-x4" => Ok(Contender::Aria2cSplit),
+            "curl" => Ok(Peer::Curl),
+            "curl-sync" => Ok(Peer::CurlSync),
+            "wget2" => Ok(Peer::Wget2),
+            "aria2c" | "aria2" => Ok(Peer::Aria2c),
+            "aria2c-x4" => Ok(Peer::Aria2cSplit),
             _ => Err(format!("unknown peer {name:?} (expected curl, curl-sync, wget2, aria2c, aria2c-x4 or none)")),
         }
     }
 
+    fn label(&self) -> String {
+        match self {
+            Peer::Curl => "curl -Z".into(),
+            Peer::CurlSync => "curl -Z + sync".into(),
+            Peer::Wget2 => "wget2".into(),
+            Peer::Aria2c => "aria2c".into(),
+            Peer::Aria2cSplit => "aria2c -x4 -s4".into(),
+        }
+    }
+
+    fn program(&self) -> &'static str {
+        match self {
+            Peer::Curl | Peer::CurlSync => "curl",
+            Peer::Wget2 => "wget2",
+            Peer::Aria2c | Peer::Aria2cSplit => "aria2c",
+        }
+    }
+}
+
+impl Peer {
+    /// Whether it takes part in `workload` (splitting 16 KiB files is moot;
+    /// the memory workload compares the engines, with curl as the reference).
+    fn runs_in(self, workload: &Workload) -> bool {
+        match workload.kind {
+            WorkloadKind::Small => self != Peer::Aria2cSplit,
+            WorkloadKind::Large => true,
+            WorkloadKind::Active => self == Peer::Curl,
+        }
+    }
+}
+
+/// A program being compared: `trident fetch -e ENGINE -j N -q -i urls.txt
+/// -d DIR`, or a peer.
+pub type Contender = harness::Contender<Peer>;
+
+impl Contender {
     /// Whether it takes part in `workload` (splitting 16 KiB files is moot;
     /// the memory workload compares the engines, with curl as the reference).
     fn runs_in(&self, workload: &Workload) -> bool {
-        match workload.kind {
-            WorkloadKind::Small => *self != Contender::Aria2cSplit,
-            WorkloadKind::Large => true,
-            WorkloadKind::Active => matches!(self, Contender::Trident(_) | Contender::Curl),
+        match self {
+            Contender::Trident(_) => true,
+            Contender::Peer(peer) => peer.runs_in(workload),
         }
     }
 
@@ -145,11 +147,11 @@ impl Contender {
                 cmd.args(["fetch", "-e", engine.name(), "-j", &jobs, "-q", "-i"]).arg(urls).arg("-d").arg(dir);
                 cmd.args(extra);
             }
-            Contender::Curl => {
+            Contender::Peer(Peer::Curl) => {
                 cmd.args(["--parallel", "--parallel-max", &jobs, "--silent", "--show-error", "--fail", "-K"])
                     .arg(curl_config);
             }
-            Contender::CurlSync => {
+            Contender::Peer(Peer::CurlSync) => {
                 // sh -c SCRIPT CURL CONFIG DIR: curl, then syncfs of DIR's
                 // file system (settled before the run: only curl's writes).
                 cmd = Command::new("sh");
@@ -159,12 +161,12 @@ impl Contender {
                     .arg(curl_config)
                     .arg(dir);
             }
-            Contender::Wget2 => {
+            Contender::Peer(Peer::Wget2) => {
                 cmd.args(["--max-threads", &jobs, "--quiet", "-i"]).arg(urls).arg("-P").arg(dir);
             }
-            Contender::Aria2c | Contender::Aria2cSplit => {
+            Contender::Peer(aria2c @ (Peer::Aria2c | Peer::Aria2cSplit)) => {
                 cmd.args(["-j", &jobs, "--quiet", "--console-log-level=error", "-i"]).arg(urls).arg("-d").arg(dir);
-                if *self == Contender::Aria2cSplit {
+                if *aria2c == Peer::Aria2cSplit {
                     cmd.args(["-x4", "-s4"]);
                 }
             }
@@ -315,7 +317,7 @@ pub struct FetchBenchConfig {
     /// Trident engines to run.
     pub engines: Vec<EngineKind>,
     /// Peers to run when installed.
-    pub peers: Vec<Contender>,
+    pub peers: Vec<Peer>,
     /// Recorded rounds.
     pub runs: u32,
     /// Unrecorded rounds first.
@@ -707,7 +709,7 @@ impl Runner<'_> {
         let curl_config = self.work.join(format!("curl-{name}.cfg"));
         let dir = self.work.join(format!("dl-{name}-{}", self.seq));
         fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        if matches!(contender, Contender::Curl | Contender::CurlSync) {
+        if matches!(contender, Contender::Peer(Peer::Curl | Peer::CurlSync)) {
             let mut cfg = String::new();
             for (e, url) in expected.iter().zip(list.lines()) {
                 let _ = writeln!(cfg, "url = \"{url}\"\noutput = \"{}\"", dir.join(&e.name).display());
@@ -1048,17 +1050,17 @@ mod tests {
                 .map(|a| a.to_string_lossy().into_owned())
                 .collect::<Vec<_>>()
         };
-        assert!(args(Contender::Curl).windows(2).any(|w| w == ["--parallel-max", "32"]));
-        assert!(args(Contender::Curl).windows(2).any(|w| w == ["-K", "c.cfg"]));
-        let durable = args(Contender::CurlSync);
+        assert!(args(Contender::Peer(Peer::Curl)).windows(2).any(|w| w == ["--parallel-max", "32"]));
+        assert!(args(Contender::Peer(Peer::Curl)).windows(2).any(|w| w == ["-K", "c.cfg"]));
+        let durable = args(Contender::Peer(Peer::CurlSync));
         assert_eq!(durable[..2], ["-c".to_string(), durable[1].clone()]);
         assert!(durable[1].ends_with("&& exec sync -f \"$3\""), "{durable:?}");
         assert_eq!(durable[2..], ["x", "32", "c.cfg", "d"]);
-        assert!(args(Contender::Wget2).windows(2).any(|w| w == ["-P", "d"]));
-        let split = args(Contender::Aria2cSplit);
+        assert!(args(Contender::Peer(Peer::Wget2)).windows(2).any(|w| w == ["-P", "d"]));
+        let split = args(Contender::Peer(Peer::Aria2cSplit));
         assert!(split.contains(&"-x4".to_string()) && split.windows(2).any(|w| w == ["-j", "32"]));
         let t = args(Contender::Trident(EngineKind::Threads));
         assert_eq!(t[..5], ["fetch", "-e", "threads", "-j", "32"]);
-        assert!(!Contender::Aria2cSplit.runs_in(&w));
+        assert!(!Contender::Peer(Peer::Aria2cSplit).runs_in(&w));
     }
 }

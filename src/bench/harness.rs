@@ -25,29 +25,59 @@ use super::measure::Measurement;
 use crate::engine::EngineKind;
 use crate::output::AtomicFile;
 
-/// A program a bench compares: a trident engine or a peer.
-pub trait Contender: Clone {
-    /// The contender running `trident` on `engine`.
-    fn engine(engine: EngineKind) -> Self;
-    /// The name in reports (`trident-ENGINE` for an engine).
+/// A program a bench compares: `trident` on one engine, or a peer program
+/// of the workload (nmap, curl...). A bench says what each runs, in an
+/// inherent `impl Contender<ItsPeer>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Contender<P> {
+    /// `trident` on this engine.
+    Trident(EngineKind),
+    /// A peer.
+    Peer(P),
+}
+
+/// A workload's peer programs.
+pub trait Peer: Clone {
+    /// Parses a `--vs` name.
+    fn parse(name: &str) -> Result<Self, String>;
+    /// The name in reports.
     fn label(&self) -> String;
-    /// The program it runs (`trident` for an engine), looked up by [`find_program`].
+    /// The program it runs, looked up by [`find_program`].
     fn program(&self) -> &'static str;
+}
+
+impl<P: Peer> Contender<P> {
+    /// The name in reports: `trident-ENGINE`, or the peer's.
+    pub fn label(&self) -> String {
+        match self {
+            Contender::Trident(engine) => format!("trident-{engine}"),
+            Contender::Peer(peer) => peer.label(),
+        }
+    }
+
     /// Whether it is a peer rather than a trident engine.
-    fn is_peer(&self) -> bool;
+    pub fn is_peer(&self) -> bool {
+        matches!(self, Contender::Peer(_))
+    }
+}
+
+/// Parses a `--vs` list; `none` stands for no peer.
+pub fn parse_peers<P: Peer>(names: &[String]) -> Result<Vec<P>, String> {
+    names.iter().filter(|name| name.as_str() != "none").map(|name| P::parse(name)).collect()
 }
 
 /// The contenders of a run, each with the executable it runs: `engines`,
 /// then each of `peers` that is installed.
-pub fn line_up<C: Contender>(
+pub fn line_up<P: Peer>(
     engines: &[EngineKind],
-    peers: impl IntoIterator<Item = C>,
-) -> anyhow::Result<Vec<(C, PathBuf)>> {
+    peers: impl IntoIterator<Item = P>,
+) -> anyhow::Result<Vec<(Contender<P>, PathBuf)>> {
     let trident = std::env::current_exe().context("cannot find the trident executable")?;
-    let mut contenders: Vec<(C, PathBuf)> = engines.iter().map(|&e| (C::engine(e), trident.clone())).collect();
+    let mut contenders: Vec<(Contender<P>, PathBuf)> =
+        engines.iter().map(|&e| (Contender::Trident(e), trident.clone())).collect();
     for peer in peers {
         match find_program(peer.program()) {
-            Some(path) => contenders.push((peer, path)),
+            Some(path) => contenders.push((Contender::Peer(peer), path)),
             None => eprintln!("trident: {} is not installed; skipping it", peer.program()),
         }
     }
@@ -58,7 +88,7 @@ pub fn line_up<C: Contender>(
 }
 
 /// The labels of `contenders`, and those of the peers among them.
-pub fn labels<C: Contender>(contenders: &[impl std::borrow::Borrow<(C, PathBuf)>]) -> (Vec<String>, Vec<String>) {
+pub fn labels<P: Peer>(contenders: &[impl std::borrow::Borrow<(Contender<P>, PathBuf)>]) -> (Vec<String>, Vec<String>) {
     let all = contenders.iter().map(|c| c.borrow().0.label()).collect();
     let peers = contenders.iter().filter(|c| c.borrow().0.is_peer()).map(|c| c.borrow().0.label()).collect();
     (all, peers)

@@ -17,15 +17,13 @@ use anyhow::Context;
 use serde::Serialize;
 
 use super::fixture::loopback::LoopbackTarget;
-use super::harness::{self, Contender as _, Cost, Medians, Ratio, Record};
+use super::harness::{self, Cost, Medians, Ratio, Record};
 use super::measure::{Measurement, measure_with_limit};
 use crate::engine::EngineKind;
 
-/// A program being compared.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Contender {
-    /// `trident scan -e ENGINE`.
-    Trident(EngineKind),
+/// The peer scanners.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Peer {
     /// `nmap -sT`, defaults otherwise.
     Nmap,
     /// RustScan in its full-recall configuration (`-b 10000 -t 500 --tries 1`).
@@ -34,44 +32,36 @@ pub enum Contender {
     RustScanDefault,
 }
 
-impl harness::Contender for Contender {
-    fn engine(engine: EngineKind) -> Self {
-        Contender::Trident(engine)
-    }
-
-    fn label(&self) -> String {
-        match self {
-            Contender::Trident(e) => format!("trident-{e}"),
-            Contender::Nmap => "nmap -sT".into(),
-            Contender::RustScan => "rustscan -b10000 -t500".into(),
-            Contender::RustScanDefault => "rustscan (defaults)".into(),
-        }
-    }
-
-    fn is_peer(&self) -> bool {
-        !matches!(self, Contender::Trident(_))
-    }
-
-    fn program(&self) -> &'static str {
-        match self {
-            Contender::Trident(_) => "trident",
-            Contender::Nmap => "nmap",
-            Contender::RustScan | Contender::RustScanDefault => "rustscan",
-        }
-    }
-}
-
-impl Contender {
-    /// Parses a `--vs` name.
-    pub fn peer(name: &str) -> Result<Self, String> {
+impl harness::Peer for Peer {
+    fn parse(name: &str) -> Result<Self, String> {
         match name {
-            "nmap" => Ok(Contender::Nmap),
-            "rustscan" => Ok(Contender::RustScan),
-            "rustscan-default" => Ok(Contender::RustScanDefault),
+            "nmap" => Ok(Peer::Nmap),
+            "rustscan" => Ok(Peer::RustScan),
+            "rustscan-default" => Ok(Peer::RustScanDefault),
             _ => Err(format!("unknown peer {name:?} (expected nmap, rustscan or rustscan-default)")),
         }
     }
 
+    fn label(&self) -> String {
+        match self {
+            Peer::Nmap => "nmap -sT".into(),
+            Peer::RustScan => "rustscan -b10000 -t500".into(),
+            Peer::RustScanDefault => "rustscan (defaults)".into(),
+        }
+    }
+
+    fn program(&self) -> &'static str {
+        match self {
+            Peer::Nmap => "nmap",
+            Peer::RustScan | Peer::RustScanDefault => "rustscan",
+        }
+    }
+}
+
+/// A program being compared: `trident scan -e ENGINE` or a peer.
+pub type Contender = harness::Contender<Peer>;
+
+impl Contender {
     /// The command line scanning `ip` on `ports` (`a-b` or a list).
     pub fn command(&self, exe: &Path, ip: IpAddr, ports: &str, scan_args: &[String]) -> Command {
         let mut cmd = Command::new(exe);
@@ -80,16 +70,16 @@ impl Contender {
                 cmd.args(["scan", &ip.to_string(), "-p", ports, "-e", engine.name(), "-f", "jsonl", "--open", "-q"]);
                 cmd.args(scan_args);
             }
-            Contender::Nmap => {
+            Contender::Peer(Peer::Nmap) => {
                 cmd.args(["-sT", "-n", "-Pn", "-p", ports, "--open", "-oG", "-", &ip.to_string()]);
             }
-            Contender::RustScan | Contender::RustScanDefault => {
+            Contender::Peer(rustscan @ (Peer::RustScan | Peer::RustScanDefault)) => {
                 cmd.args(["-a", &ip.to_string(), "-g", "--no-config", "--ulimit", "65535"]);
                 match ports.split_once('-').filter(|_| !ports.contains(',')) {
                     Some(_) => cmd.args(["-r", ports]),
                     None => cmd.args(["-p", ports]),
                 };
-                if *self == Contender::RustScan {
+                if *rustscan == Peer::RustScan {
                     cmd.args(["-b", "10000", "-t", "500", "--tries", "1"]);
                 }
             }
@@ -110,7 +100,7 @@ impl Contender {
                     }
                 }
             }
-            Contender::Nmap => {
+            Contender::Peer(Peer::Nmap) => {
                 // Host: 10.0.0.2 ()	Ports: 22/open/tcp//ssh///, 80/open/tcp//http///
                 for line in stdout.lines().filter(|l| l.starts_with("Host:")) {
                     let Some((_, ports)) = line.split_once("Ports: ") else { continue };
@@ -123,7 +113,7 @@ impl Contender {
                     }
                 }
             }
-            Contender::RustScan | Contender::RustScanDefault => {
+            Contender::Peer(Peer::RustScan | Peer::RustScanDefault) => {
                 // 10.0.0.2 -> [22,80]
                 for line in stdout.lines() {
                     let Some((_, list)) = line.split_once("-> [") else { continue };
@@ -265,7 +255,7 @@ pub struct ScanBenchConfig {
     /// Trident engines to run.
     pub engines: Vec<EngineKind>,
     /// Peers to run when installed.
-    pub peers: Vec<Contender>,
+    pub peers: Vec<Peer>,
     /// Recorded rounds.
     pub runs: u32,
     /// Unrecorded rounds first.
@@ -404,9 +394,9 @@ mod tests {
         let jsonl = "{\"ip\":\"10.0.0.2\",\"port\":22,\"state\":\"open\"}\n{\"ip\":\"10.0.0.2\",\"port\":23,\"state\":\"closed\"}\n";
         assert_eq!(Contender::Trident(EngineKind::Async).open_ports(jsonl), BTreeSet::from([22]));
         let grep = "# Nmap 7.93 scan initiated\nHost: 10.0.0.2 ()\tStatus: Up\nHost: 10.0.0.2 ()\tPorts: 22/open/tcp//ssh///, 8080/open/tcp//http-proxy///\tIgnored State: closed (998)\n# Nmap done\n";
-        assert_eq!(Contender::Nmap.open_ports(grep), BTreeSet::from([22, 8080]));
+        assert_eq!(Contender::Peer(Peer::Nmap).open_ports(grep), BTreeSet::from([22, 8080]));
         let rs = "10.0.0.2 -> [22,8080,65535]\n";
-        assert_eq!(Contender::RustScan.open_ports(rs), BTreeSet::from([22, 8080, 65535]));
+        assert_eq!(Contender::Peer(Peer::RustScan).open_ports(rs), BTreeSet::from([22, 8080, 65535]));
     }
 
     #[test]
@@ -441,8 +431,11 @@ mod tests {
                 .map(|a| a.to_string_lossy().into_owned())
                 .collect::<Vec<_>>()
         };
-        assert_eq!(args(Contender::Nmap), ["-sT", "-n", "-Pn", "-p", "1-65535", "--open", "-oG", "-", "10.0.0.2"]);
-        let rs = args(Contender::RustScan);
+        assert_eq!(
+            args(Contender::Peer(Peer::Nmap)),
+            ["-sT", "-n", "-Pn", "-p", "1-65535", "--open", "-oG", "-", "10.0.0.2"]
+        );
+        let rs = args(Contender::Peer(Peer::RustScan));
         assert!(rs.windows(2).any(|w| w == ["-r", "1-65535"]) && rs.windows(2).any(|w| w == ["-b", "10000"]), "{rs:?}");
     }
 }

@@ -163,9 +163,8 @@ pub struct BenchScanArgs {
 impl BenchScanArgs {
     /// The validated bench config.
     pub fn into_config(self) -> Result<crate::bench::scan::ScanBenchConfig, BadInput> {
-        use crate::bench::scan::Contender;
         let ports = PortList::parse(&self.ports).map_err(|e| BadInput(e.to_string()))?;
-        let peers = peers(&self.peers, Contender::peer)?;
+        let peers = crate::bench::harness::parse_peers(&self.peers).map_err(BadInput)?;
         Ok(crate::bench::scan::ScanBenchConfig {
             target: self.lab,
             engines: self.run.engines,
@@ -279,7 +278,7 @@ pub struct BenchFetchArgs {
 impl BenchFetchArgs {
     /// The validated bench config.
     pub fn into_config(self) -> Result<crate::bench::fetch::FetchBenchConfig, BadInput> {
-        use crate::bench::fetch::{Contender, FetchBenchConfig, Workload, WorkloadKind};
+        use crate::bench::fetch::{FetchBenchConfig, Workload, WorkloadKind};
         if !(self.scale.is_finite() && self.scale > 0.0) {
             return Err(BadInput(format!("invalid --scale {} (expected a positive number)", self.scale)));
         }
@@ -326,7 +325,7 @@ impl BenchFetchArgs {
         if workloads.iter().any(|w| w.jobs == 0 || w.file_size == 0) {
             return Err(BadInput("file sizes and --*-jobs must be at least 1".into()));
         }
-        let peers = peers(&self.peers, Contender::peer)?;
+        let peers = crate::bench::harness::parse_peers(&self.peers).map_err(BadInput)?;
         Ok(FetchBenchConfig {
             workloads,
             engines: self.run.engines,
@@ -339,10 +338,4 @@ impl BenchFetchArgs {
             out: self.run.out,
         })
     }
-}
-
-/// The `--vs` names as contenders (`none` names no peer); an unknown name
-/// is bad input.
-fn peers<C>(names: &[String], peer: fn(&str) -> Result<C, String>) -> Result<Vec<C>, BadInput> {
-    names.iter().filter(|p| p.as_str() != "none").map(|p| peer(p).map_err(BadInput)).collect()
 }
