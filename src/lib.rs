@@ -63,6 +63,13 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Exit> {
     {
         return worker(&task.to_string_lossy());
     }
+    // A server worker (`trident __serve-worker SERVICE SETTINGS`, started
+    // by a server's processes engine) likewise.
+    if let [_, subcommand, service, settings] = args.as_slice()
+        && subcommand == server::processes::WORKER_SUBCOMMAND
+    {
+        return serve_worker(&service.to_string_lossy(), &settings.to_string_lossy());
+    }
     let Some(command) = cli::parse(args)? else { return Ok(Exit::Success) };
     // One shape for every command: flags -> a validated config (bad input:
     // exit 2 before anything starts), then run -> outcome -> exit status.
@@ -125,7 +132,6 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Exit> {
         Command::Lab(LabArgs { command: LabCommand::Down(args) }) => lab::daemon::down(args.name.as_deref(), args.all),
         Command::Lab(LabArgs { command: LabCommand::List(args) }) => lab::daemon::list(args.format.into()),
         Command::LabServe(args) => lab::daemon::serve(&args.name, &args.spec),
-        Command::ServeWorker(args) => serve_worker(&args),
         Command::EchoReference { listen } => {
             bench::echo_reference::run(&listen)?;
             Ok(Exit::Success)
@@ -144,23 +150,15 @@ fn worker(task: &str) -> anyhow::Result<Exit> {
     Ok(Exit::Success)
 }
 
-/// A server's worker process: picks the protocol by name.
-fn serve_worker(args: &cli::serve::ServeWorkerArgs) -> anyhow::Result<Exit> {
+/// A server's worker process: picks the service by name.
+fn serve_worker(service: &str, settings: &str) -> anyhow::Result<Exit> {
     use crate::server::Protocol;
-    let worker_args = args.worker_args();
-    match args.protocol.as_str() {
-        echo::Echo::NAME => server::processes::worker::<echo::Echo>(&worker_args)?,
-        chat::serve::processes::NAME => {
-            let hub_fd = args.hub_fd.ok_or_else(|| BadInput("a chat worker needs --hub-fd".into()))?;
-            chat::serve::processes::worker(&chat::serve::processes::WorkerArgs {
-                fd: args.fd,
-                hub_fd,
-                worker: args.worker_id,
-                config: args.config.clone(),
-                grace: worker_args.grace,
-            })?;
-        }
-        other => return Err(BadInput(format!("unknown server protocol {other:?}")).into()),
+    let settings: server::processes::WorkerSettings =
+        serde_json::from_str(settings).map_err(|e| BadInput(format!("bad server worker settings: {e}")))?;
+    match service {
+        echo::Echo::NAME => server::processes::worker::<echo::Echo>(&settings)?,
+        chat::serve::processes::NAME => chat::serve::processes::worker(&settings)?,
+        other => return Err(BadInput(format!("unknown server service {other:?}")).into()),
     }
     Ok(Exit::Success)
 }

@@ -5,8 +5,7 @@
 //!
 //! - [`scan`], [`fetch`], [`echo`], [`chat`], [`lab`], [`bench`](mod@bench), [`demo`]:
 //!   one command each;
-//! - [`serve`]: the options every server shares, and the hidden
-//!   `__serve-worker` a server's worker process runs as;
+//! - [`serve`]: the options every server shares;
 //! - this file: the top-level [`Cli`], the engine options batch commands
 //!   share, and value parsers used by several commands.
 
@@ -73,10 +72,6 @@ pub enum Command {
     /// Internal: keep a lab up until SIGTERM (started by `trident lab up`).
     #[command(name = "__lab-serve", hide = true)]
     LabServe(lab::LabServeArgs),
-    /// Internal: serve connections on an inherited listening socket
-    /// (processes engine of a server).
-    #[command(name = "__serve-worker", hide = true)]
-    ServeWorker(serve::ServeWorkerArgs),
     /// Internal: the minimal tokio echo server the echo bench compares with.
     #[command(name = "__echo-reference", hide = true)]
     EchoReference {

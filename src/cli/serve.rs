@@ -1,7 +1,6 @@
-//! What every server subcommand shares (`--listen`, `-e`, `-c`), and the
-//! hidden `__serve-worker` a server's worker process runs as.
-
-use std::time::Duration;
+//! What every server subcommand shares (`--listen`, `-e`, `-c`). (A
+//! server's worker process, `__serve-worker`, is started without clap: see
+//! `server::processes`.)
 
 use clap::Args;
 
@@ -43,43 +42,6 @@ impl ServeArgs {
             config.workers = n as usize;
         }
         Ok(config)
-    }
-}
-
-/// `trident __serve-worker` arguments (set by the parent server).
-#[derive(Debug, Args)]
-pub struct ServeWorkerArgs {
-    /// Protocol name.
-    pub protocol: String,
-    /// The inherited listening socket.
-    #[arg(long)]
-    pub fd: i32,
-    /// The protocol's config, JSON.
-    #[arg(long)]
-    pub config: String,
-    /// Grace period for connections on shutdown, in milliseconds.
-    #[arg(long, default_value_t = 2000)]
-    pub grace_ms: u64,
-    /// The inherited Unix socket to the hub process (chat).
-    #[arg(long)]
-    pub hub_fd: Option<i32>,
-    /// This worker's number (chat).
-    #[arg(long, default_value_t = 0)]
-    pub worker_id: u64,
-    /// How many workers share the connection limit.
-    #[arg(long, default_value_t = 1)]
-    pub share: usize,
-}
-
-impl ServeWorkerArgs {
-    /// The worker's options.
-    pub fn worker_args(&self) -> crate::server::processes::WorkerArgs {
-        crate::server::processes::WorkerArgs {
-            fd: self.fd,
-            config: self.config.clone(),
-            grace: Duration::from_millis(self.grace_ms),
-            share: self.share,
-        }
     }
 }
 

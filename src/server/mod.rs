@@ -1,28 +1,30 @@
 //! How connections are served: the server layer.
 //!
-//! The counterpart of [`crate::engine`] for long-lived connections. A
-//! [`Protocol`] is sans-IO: it is handed the bytes read from one connection
-//! and appends the bytes to send (or asks to close); it never touches a
-//! socket. The server layer owns the sockets and runs one protocol on any
-//! of the three engines ([`ServerKind`] = [`EngineKind`]):
+//! The counterpart of [`crate::engine`] for long-lived connections: the
+//! accept loop, admission, the stop (grace period, then cut) and the
+//! supervision of worker processes, written once per engine and used by
+//! every service:
 //!
 //! - **async** ([`tokio`]): a tokio task per connection on a multi-thread
 //!   runtime (`-c` threads, default one per core);
 //! - **threads** ([`threads`]): an OS thread per connection with a small
 //!   stack, the accept loop on the calling thread;
 //! - **processes** ([`processes`]): `-c` pre-forked worker processes (this
-//!   binary re-run as `trident __serve-worker PROTOCOL`) that inherit the
-//!   one listening socket and accept on it, each multiplexing its
-//!   connections on a single-threaded event loop.
+//!   binary re-run as `trident __serve-worker SERVICE SETTINGS`) that
+//!   inherit the one listening socket and accept on it, each running the
+//!   async engine on one thread.
+//!
+//! A service whose connections are independent is a [`Protocol`]: sans-IO,
+//! handed the bytes read from one connection, it appends the bytes to send
+//! (or asks to close), so it answers only its sender; echo is one. The
+//! chat server (`chat::serve`) adds a shared core that routes lines into
+//! every connection's send queue, with its own connection loops on the
+//! same accept loops.
 //!
 //! Every engine stops the same way on Ctrl-C/SIGTERM ([`Interrupt`]): stop
-//! accepting, give every protocol its last words ([`Protocol::shutdown`]),
-//! flush them for a bounded time, close, and return within
-//! [`ServerConfig::grace`] plus a little.
-//!
-//! This module knows nothing about echo or IRC: protocols (`echo`, ...)
-//! implement [`Protocol`]; `lib.rs` maps a protocol's [`Protocol::NAME`] to
-//! its type for the worker processes.
+//! accepting, give every connection its last words, flush them for a
+//! bounded time, close, and return within [`ServerConfig::grace`] plus a
+//! little.
 
 pub mod processes;
 pub mod threads;
@@ -32,6 +34,7 @@ use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -76,6 +79,35 @@ impl ConnLimits {
     }
 }
 
+/// The connections admitted under [`ConnLimits::max_connections`]: a
+/// connection's [`Slot`] is given back before its close is logged (so a
+/// client that saw it logged can connect again at once), apart from the
+/// engine's own count of live connections, which waits for that line.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Admitted(Arc<AtomicUsize>);
+
+impl Admitted {
+    /// A slot, unless `max` are taken already (one accept loop takes them).
+    pub fn take(&self, max: Option<usize>) -> Option<Slot> {
+        if max.is_some_and(|max| self.0.load(Ordering::Acquire) >= max) {
+            return None;
+        }
+        self.0.fetch_add(1, Ordering::AcqRel);
+        Some(Slot(Arc::clone(&self.0)))
+    }
+}
+
+/// A connection's place under the cap; given back on drop (also when its
+/// task or thread panics or is cut).
+#[derive(Debug)]
+pub(crate) struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Why a connection ended, told to [`Protocol::closed`].
 #[derive(Debug)]
 pub enum Closed {
@@ -108,7 +140,7 @@ impl Closed {
 /// One connection's protocol state machine, sans-IO: the same code runs on
 /// every engine. One value per connection; calls are never concurrent.
 pub trait Protocol: Sized + Send + 'static {
-    /// The name `trident __serve-worker NAME` uses to pick this protocol.
+    /// The name `trident __serve-worker NAME` uses to pick this service.
     const NAME: &'static str;
 
     /// Protocol-wide settings, shared by every connection; serialised (as
@@ -214,9 +246,9 @@ pub fn serve<P: Protocol>(config: &ServerConfig, protocol: P::Config, interrupt:
     match config.kind {
         EngineKind::Async => {
             let limits = P::limits(&protocol);
-            tokio::serve::<P>(listener, Arc::new(protocol), limits, config.workers, config.grace, interrupt)?
+            tokio::serve_protocol::<P>(listener, Arc::new(protocol), limits, config.workers, config.grace, interrupt)?
         }
-        EngineKind::Threads => threads::serve::<P>(listener, Arc::new(protocol), config, interrupt)?,
+        EngineKind::Threads => threads::serve_protocol::<P>(listener, Arc::new(protocol), config, interrupt)?,
         EngineKind::Processes => processes::serve::<P>(listener, &protocol, config, interrupt)?,
     }
     eprintln!("Server shutting down.");

@@ -1,14 +1,15 @@
-//! The processes server: N pre-forked worker processes accepting on one
+//! The processes engine: N pre-forked worker processes accepting on one
 //! listening socket.
 //!
 //! The parent binds the socket (so a bad `--listen` or a busy port is one
 //! error before anything is started, and port 0 is resolved once), then
-//! re-runs this binary N times as
-//! `trident __serve-worker PROTOCOL --fd FD --config JSON --grace-ms MS`;
-//! each worker inherits the listening descriptor (its close-on-exec flag is
-//! cleared in the child only, between fork and exec) and serves the
-//! connections it accepts on a single-threaded event loop
-//! ([`super::tokio`]).
+//! re-runs this binary N times as `trident __serve-worker SERVICE
+//! SETTINGS` ([`WorkerSettings`], JSON); each worker inherits the listening
+//! descriptor (its close-on-exec flag is cleared in the child only, between
+//! fork and exec) and serves the connections it accepts on a
+//! single-threaded event loop ([`super::tokio`]). A service with a shared
+//! core (chat's hub) keeps it in the parent and gives each worker a link to
+//! it, another inherited descriptor.
 //!
 //! Why an inherited descriptor rather than `SO_REUSEPORT` sockets, one per
 //! worker: there is one accept queue, so a connection waits for whichever
@@ -16,18 +17,17 @@
 //! worker that exits loses nothing that was queued (with SO_REUSEPORT,
 //! connections in a closing socket's queue are reset); port 0 needs no
 //! second bind that could race; and no other process of the same user can
-//! bind into the group and steal connections. What SO_REUSEPORT would buy,
-//! a kernel-balanced spread without the (small, N-way) wake-up herd of every
-//! worker polling one socket, matters at many more workers than cores.
+//! bind into the group and steal connections.
 //!
-//! The parent accepts nothing; it watches its workers (one that dies is
-//! reported and replaced, unless they keep dying) and, on Ctrl-C/SIGTERM,
-//! tells them to stop by closing their stdin (the control pipe): each stops
-//! accepting, closes its connections gracefully and exits. Workers are
-//! started with `PR_SET_PDEATHSIG(SIGKILL)` (checked against a parent that
-//! died before the prctl), ignore the terminal's SIGINT (the parent decides)
-//! but stop gracefully on their own SIGTERM too, and the [`Workers`] guard
-//! kills and reaps whoever is left on every exit path.
+//! The parent accepts nothing; it watches its workers ([`supervise`]: one
+//! that dies is reported and replaced, unless they keep dying) and, on
+//! Ctrl-C/SIGTERM, tells them to stop by closing their stdin (the control
+//! pipe): each stops accepting, closes its connections gracefully and
+//! exits. Workers are started with `PR_SET_PDEATHSIG(SIGKILL)` (checked
+//! against a parent that died before the prctl), ignore the terminal's
+//! SIGINT (the parent decides) but stop gracefully on their own SIGTERM
+//! too, and the [`Workers`] guard kills and reaps whoever is left on every
+//! exit path.
 
 use std::collections::VecDeque;
 use std::io::{self, Read};
@@ -39,6 +39,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
 
 use super::{Protocol, ServerConfig, TICK};
 use crate::engine::Interrupt;
@@ -53,12 +55,12 @@ const DEATH_WINDOW: Duration = Duration::from_secs(10);
 /// Recent worker deaths: a server whose workers keep dying stops rather
 /// than restarting them forever.
 #[derive(Debug, Default)]
-pub(crate) struct Deaths(VecDeque<Instant>);
+struct Deaths(VecDeque<Instant>);
 
 impl Deaths {
     /// One more death; an error once more than [`MAX_DEATHS`] happened
     /// within [`DEATH_WINDOW`].
-    pub(crate) fn record(&mut self, status: std::process::ExitStatus) -> anyhow::Result<()> {
+    fn record(&mut self, status: std::process::ExitStatus) -> anyhow::Result<()> {
         let now = Instant::now();
         self.0.push_back(now);
         while self.0.front().is_some_and(|t| now.duration_since(*t) > DEATH_WINDOW) {
@@ -79,15 +81,8 @@ impl Deaths {
 /// if needed and reaps all of them.
 #[derive(Debug)]
 pub(crate) struct Workers {
-    pub(crate) children: Vec<Child>,
+    children: Vec<Child>,
     grace: Duration,
-}
-
-impl Workers {
-    /// None yet; on drop, each gets `grace` (plus the flush) to stop.
-    pub(crate) fn new(grace: Duration) -> Workers {
-        Workers { children: Vec::new(), grace }
-    }
 }
 
 impl Drop for Workers {
@@ -114,20 +109,46 @@ impl Drop for Workers {
     }
 }
 
-pub(crate) fn worker_exe() -> io::Result<PathBuf> {
+fn worker_exe() -> io::Result<PathBuf> {
     match std::env::var_os(WORKER_EXE_ENV) {
         Some(exe) => Ok(PathBuf::from(exe)),
         None => std::env::current_exe(),
     }
 }
 
-/// Starts `exe __serve-worker ARGS` with `fds` inherited (their
-/// close-on-exec flag cleared in the child only).
-pub(crate) fn spawn_worker(exe: &std::path::Path, args: &[String], fds: &[RawFd]) -> io::Result<Child> {
-    let fds = fds.to_vec();
+/// What a server worker process is started with: `trident __serve-worker
+/// SERVICE SETTINGS`, the settings as JSON.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WorkerSettings {
+    /// The inherited listening socket.
+    pub listener: RawFd,
+    /// The inherited link to the parent's shared core, if the service has one.
+    pub link: Option<RawFd>,
+    /// This worker's number (never reused within a server).
+    pub number: u64,
+    /// How many workers share the server's limits.
+    pub workers: usize,
+    /// Grace period for connections on shutdown.
+    pub grace: Duration,
+    /// The service's config, JSON.
+    pub config: String,
+}
+
+/// Starts worker `settings.number` of `service`, with `settings`'
+/// descriptors inherited (their close-on-exec flag cleared in the child
+/// only).
+pub(crate) fn spawn_worker(service: &str, settings: &WorkerSettings) -> anyhow::Result<Child> {
+    let exe = worker_exe()?;
+    let json = serde_json::to_string(settings)?;
+    let fds: Vec<RawFd> = std::iter::once(settings.listener).chain(settings.link).collect();
     let parent = std::process::id();
-    let mut cmd = Command::new(exe);
-    cmd.arg(WORKER_SUBCOMMAND).args(args).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::inherit());
+    let mut cmd = Command::new(&exe);
+    cmd.arg(WORKER_SUBCOMMAND)
+        .arg(service)
+        .arg(json)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
     // SAFETY: the closure runs between fork and exec and only calls
     // async-signal-safe functions (those of become_worker_of, and fcntl).
     unsafe {
@@ -143,7 +164,38 @@ pub(crate) fn spawn_worker(exe: &std::path::Path, args: &[String], fds: &[RawFd]
             Ok(())
         });
     }
-    cmd.spawn()
+    cmd.spawn().map_err(|e| anyhow::anyhow!("cannot start a {service} worker process ({}): {e}", exe.display()))
+}
+
+/// Starts `config.workers` workers with `start(number)` and watches them
+/// until `interrupt` is set: one that dies is reported and replaced by a
+/// new number, unless they keep dying. `tick` runs every [`TICK`]. The
+/// workers are stopped when the returned guard is dropped.
+pub(crate) fn supervise(
+    config: &ServerConfig,
+    interrupt: &Interrupt,
+    mut start: impl FnMut(u64) -> anyhow::Result<Child>,
+    mut tick: impl FnMut(),
+) -> anyhow::Result<Workers> {
+    let mut workers = Workers { children: Vec::with_capacity(config.workers), grace: config.grace };
+    let mut next = 0u64;
+    for _ in 0..config.workers.max(1) {
+        next += 1;
+        workers.children.push(start(next)?);
+    }
+    let mut deaths = Deaths::default();
+    while !interrupt.is_set() {
+        thread::sleep(TICK);
+        tick();
+        for child in &mut workers.children {
+            let Some(status) = child.try_wait()? else { continue };
+            deaths.record(status)?;
+            eprintln!("trident: server worker process {} exited ({status}); starting another", child.id());
+            next += 1;
+            *child = start(next)?;
+        }
+    }
+    Ok(workers)
 }
 
 /// The parent side: starts `config.workers` workers on `listener` and
@@ -154,35 +206,16 @@ pub(crate) fn serve<P: Protocol>(
     config: &ServerConfig,
     interrupt: &Interrupt,
 ) -> anyhow::Result<()> {
-    let exe = worker_exe()?;
-    let fd = listener.as_raw_fd();
-    let args = vec![
-        P::NAME.to_string(),
-        "--fd".into(),
-        fd.to_string(),
-        "--config".into(),
-        serde_json::to_string(protocol)?,
-        "--grace-ms".into(),
-        config.grace.as_millis().to_string(),
-        "--share".into(),
-        config.workers.max(1).to_string(),
-    ];
-    let mut workers = Workers { children: Vec::with_capacity(config.workers), grace: config.grace };
-    for _ in 0..config.workers.max(1) {
-        let child = spawn_worker(&exe, &args, &[fd])
-            .map_err(|e| anyhow::anyhow!("cannot start a server worker process ({}): {e}", exe.display()))?;
-        workers.children.push(child);
-    }
-    let mut deaths = Deaths::default();
-    while !interrupt.is_set() {
-        thread::sleep(TICK);
-        for child in &mut workers.children {
-            let Some(status) = child.try_wait()? else { continue };
-            deaths.record(status)?;
-            eprintln!("trident: server worker process {} exited ({status}); starting another", child.id());
-            *child = spawn_worker(&exe, &args, &[fd])?;
-        }
-    }
+    let settings = WorkerSettings {
+        listener: listener.as_raw_fd(),
+        link: None,
+        number: 0,
+        workers: config.workers.max(1),
+        grace: config.grace,
+        config: serde_json::to_string(protocol)?,
+    };
+    let start = |number| spawn_worker(P::NAME, &WorkerSettings { number, ..settings.clone() });
+    let workers = supervise(config, interrupt, start, || {})?;
     // The parent's copy of the socket is not needed any more; workers close
     // theirs when told to stop.
     drop(listener);
@@ -190,35 +223,29 @@ pub(crate) fn serve<P: Protocol>(
     Ok(())
 }
 
-/// Options of `trident __serve-worker`.
-#[derive(Debug)]
-pub struct WorkerArgs {
-    /// The inherited listening socket.
-    pub fd: RawFd,
-    /// The protocol's config as JSON.
-    pub config: String,
-    /// Grace period for connections on shutdown.
-    pub grace: Duration,
-    /// How many workers share the protocol's connection limit.
-    pub share: usize,
-}
-
-/// The worker side: serves `P` on the inherited listening socket until stdin
-/// closes (the parent's stop) or SIGTERM.
-pub fn worker<P: Protocol>(args: &WorkerArgs) -> anyhow::Result<()> {
-    let config: P::Config = serde_json::from_str(&args.config)
-        .map_err(|e| anyhow::anyhow!("bad {} config for a server worker: {e}", P::NAME))?;
-    let listener = inherited_listener(args.fd)?;
+/// The worker side's start: the inherited listening socket, and a stop
+/// set when stdin (the parent's control pipe) closes or on SIGTERM.
+pub(crate) fn worker_start(settings: &WorkerSettings) -> anyhow::Result<(TcpListener, Interrupt)> {
+    let listener = inherited_listener(settings.listener)?;
     let interrupt = Interrupt::new();
     signal_hook::flag::register(signal_hook::consts::SIGTERM, interrupt.flag())?;
     stop_on_stdin_eof(&interrupt)?;
-    let limits = P::limits(&config).share(args.share);
-    super::tokio::serve::<P>(listener, Arc::new(config), limits, 1, args.grace, &interrupt)?;
+    Ok((listener, interrupt))
+}
+
+/// The worker side: serves `P` on the inherited listening socket until
+/// stdin closes (the parent's stop) or SIGTERM.
+pub fn worker<P: Protocol>(settings: &WorkerSettings) -> anyhow::Result<()> {
+    let config: P::Config = serde_json::from_str(&settings.config)
+        .map_err(|e| anyhow::anyhow!("bad {} config for a server worker: {e}", P::NAME))?;
+    let (listener, interrupt) = worker_start(settings)?;
+    let limits = P::limits(&config).share(settings.workers);
+    super::tokio::serve_protocol::<P>(listener, Arc::new(config), limits, 1, settings.grace, &interrupt)?;
     Ok(())
 }
 
 /// Sets `interrupt` when stdin (the control pipe from the parent) ends.
-pub(crate) fn stop_on_stdin_eof(interrupt: &Interrupt) -> io::Result<()> {
+fn stop_on_stdin_eof(interrupt: &Interrupt) -> io::Result<()> {
     let stop = interrupt.clone();
     thread::Builder::new().name("trident-control".into()).stack_size(64 * 1024).spawn(move || {
         // Anything but data (EOF, an error) means the parent is done with us.
@@ -232,10 +259,12 @@ pub(crate) fn stop_on_stdin_eof(interrupt: &Interrupt) -> io::Result<()> {
 
 /// Takes ownership of descriptor `fd` after checking that it is an open
 /// listening socket.
-pub(crate) fn inherited_listener(fd: RawFd) -> anyhow::Result<TcpListener> {
+fn inherited_listener(fd: RawFd) -> anyhow::Result<TcpListener> {
     // SAFETY: fcntl(F_GETFD) on any integer only reads descriptor flags.
     if fd < 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-        anyhow::bail!("descriptor {fd} is not open (start server workers through `trident echo serve -e processes`)");
+        anyhow::bail!(
+            "descriptor {fd} is not open (server workers are started by `trident echo|chat serve -e processes`)"
+        );
     }
     let mut listening: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;

@@ -1,74 +1,93 @@
-//! The threads server: one OS thread per connection (small stacks), the
+//! The threads engine: one OS thread per connection (small stacks), the
 //! accept loop on the calling thread.
 //!
-//! Shutdown: the accept loop stops, then every connection's socket is
-//! `shutdown(SHUT_RD)` through a registered clone, which wakes the thread
-//! blocked in `read`; it sees the stop flag, sends the protocol's last
-//! words and closes. Whoever is still there after the grace period is cut
-//! with `shutdown(SHUT_RDWR)` (which also fails a blocked `write`).
+//! [`serve`] is the accept loop and the stop of every threads server: it
+//! registers a [`Handle`] per connection thread and, on stop, asks each to
+//! stop (which wakes a thread blocked in `read` or `ppoll`), waits up to
+//! the grace period for the threads to end, and cuts whoever is left. Echo
+//! ([`serve_protocol`]) blocks in `read`/`write`; chat's shell has its own
+//! connection loop on the same accept loop.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::{Closed, FLUSH_TIMEOUT, Flow, Protocol, ServerConfig, TICK};
+use super::{Admitted, Closed, FLUSH_TIMEOUT, Flow, Protocol, ServerConfig, Slot, TICK};
 use crate::engine::Interrupt;
 
-/// The live connections, for shutdown.
-#[derive(Debug, Default)]
-struct Registry {
-    /// A clone of each connection's socket, until its thread has ended
-    /// (logged included): shutdown waits for this map to empty.
-    sockets: Mutex<HashMap<u64, TcpStream>>,
-    changed: Condvar,
-    stopping: AtomicBool,
-    /// Connections counted against the cap: released ([`Slot`]) before a
-    /// connection's thread logs its close, so a client that saw the close
-    /// logged can connect again at once.
-    admitted: AtomicUsize,
+/// What the accept loop keeps of a connection thread, to stop it.
+pub(crate) trait Handle: Send + 'static {
+    /// The server is stopping: wake the thread (it then sees
+    /// [`Registered::stopping`] and says its last words).
+    fn stop(&self);
+    /// The grace period is over: make the thread's blocked calls fail.
+    fn cut(&self);
 }
 
-impl Registry {
-    fn lock(&self) -> MutexGuard<'_, HashMap<u64, TcpStream>> {
-        self.sockets.lock().unwrap_or_else(PoisonError::into_inner)
+/// A clone of a blocking connection's socket.
+impl Handle for TcpStream {
+    fn stop(&self) {
+        // Wakes a blocked `read` (it returns 0).
+        let _ = self.shutdown(Shutdown::Read);
     }
 
-    fn stopping(&self) -> bool {
-        self.stopping.load(Ordering::SeqCst)
+    fn cut(&self) {
+        // Also fails a blocked `write`.
+        let _ = self.shutdown(Shutdown::Both);
+    }
+}
+
+/// The live connection threads, for the stop.
+#[derive(Debug)]
+struct Registry<H> {
+    /// Each connection's handle, until its thread has ended (its close
+    /// logged included): the stop waits for this map to empty.
+    handles: Mutex<HashMap<u64, H>>,
+    changed: Condvar,
+    stopping: AtomicBool,
+}
+
+impl<H> Registry<H> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, H>> {
+        self.handles.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Waits until no connection is left or `deadline`; whether none is left.
     fn wait_empty(&self, deadline: Instant) -> bool {
-        let mut sockets = self.lock();
-        while !sockets.is_empty() {
+        let mut handles = self.lock();
+        while !handles.is_empty() {
             let now = Instant::now();
             if now >= deadline {
                 return false;
             }
-            sockets = self.changed.wait_timeout(sockets, deadline - now).unwrap_or_else(PoisonError::into_inner).0;
+            handles = self.changed.wait_timeout(handles, deadline - now).unwrap_or_else(PoisonError::into_inner).0;
         }
         true
     }
 }
 
-/// A connection's place under the cap; released on drop, also by panic.
-struct Slot(Arc<Registry>);
+/// A connection thread's entry in the registry: removed on drop (also by
+/// panic), which is what the stop waits for.
+pub(crate) struct Registered<H>(Arc<Registry<H>>, u64);
 
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.admitted.fetch_sub(1, Ordering::SeqCst);
+impl<H> Registered<H> {
+    /// Whether the server is stopping.
+    pub fn stopping(&self) -> bool {
+        self.0.stopping.load(Ordering::SeqCst)
+    }
+
+    /// The flag behind [`Registered::stopping`].
+    pub fn stopping_flag(&self) -> &AtomicBool {
+        &self.0.stopping
     }
 }
 
-/// Removes a connection from the registry when its thread ends, also by panic.
-struct Registered(Arc<Registry>, u64);
-
-impl Drop for Registered {
+impl<H> Drop for Registered<H> {
     fn drop(&mut self) {
         self.0.lock().remove(&self.1);
         self.0.changed.notify_all();
@@ -94,7 +113,7 @@ fn readable(fd: i32, timeout: Duration) -> io::Result<bool> {
 /// and accepts it; `None` when there was none, or it failed in a way that
 /// only concerns that connection (EMFILE and friends: after a short pause,
 /// so as not to spin).
-pub(crate) fn accept(listener: &TcpListener) -> io::Result<Option<(TcpStream, SocketAddr)>> {
+fn accept(listener: &TcpListener) -> io::Result<Option<(TcpStream, SocketAddr)>> {
     if !readable(listener.as_raw_fd(), TICK)? {
         return Ok(None);
     }
@@ -110,65 +129,88 @@ pub(crate) fn accept(listener: &TcpListener) -> io::Result<Option<(TcpStream, So
     }
 }
 
+/// Accepts on `listener` until `interrupt` is set, a thread per
+/// connection: `start(stream, peer, id)` returns the connection's handle
+/// and its thread's body (which holds its registry entry until it is
+/// done), or `None` to drop it. `tick` runs after every
+/// accept or [`TICK`]; `stopping` runs once the loop ends, before the
+/// connections are asked to stop.
+pub(crate) fn serve<H: Handle, B: FnOnce(Registered<H>) + Send + 'static>(
+    listener: TcpListener,
+    config: &ServerConfig,
+    interrupt: &Interrupt,
+    mut tick: impl FnMut(),
+    mut start: impl FnMut(TcpStream, SocketAddr, u64) -> Option<(H, B)>,
+    stopping: impl FnOnce(),
+) -> io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let registry =
+        Arc::new(Registry { handles: Mutex::new(HashMap::new()), changed: Condvar::new(), stopping: false.into() });
+    let mut next_id = 0u64;
+    while !interrupt.is_set() {
+        tick();
+        let Some((stream, peer)) = accept(&listener)? else { continue };
+        next_id += 1;
+        let id = next_id;
+        let Some((handle, body)) = start(stream, peer, id) else { continue };
+        registry.lock().insert(id, handle);
+        let registered = Registered(Arc::clone(&registry), id);
+        let started = thread::Builder::new()
+            .name(format!("trident-conn-{id}"))
+            .stack_size(config.thread_stack)
+            .spawn(move || body(registered));
+        if let Err(e) = started {
+            // The body (its stream and registry entry) was dropped: the
+            // peer sees a close.
+            eprintln!("trident: cannot start a thread for {peer}: {e}");
+        }
+    }
+    drop(listener);
+    registry.stopping.store(true, Ordering::SeqCst);
+    stopping();
+    for handle in registry.lock().values() {
+        handle.stop();
+    }
+    if !registry.wait_empty(Instant::now() + config.grace) {
+        let left = registry.lock();
+        eprintln!("trident: {} connection(s) did not close in time; cutting them", left.len());
+        for handle in left.values() {
+            handle.cut();
+        }
+        drop(left);
+        registry.wait_empty(Instant::now() + Duration::from_millis(500));
+    }
+    Ok(())
+}
+
 /// Serves `P` on `listener` until `interrupt` is set.
-pub(crate) fn serve<P: Protocol>(
+pub(crate) fn serve_protocol<P: Protocol>(
     listener: TcpListener,
     protocol: Arc<P::Config>,
     config: &ServerConfig,
     interrupt: &Interrupt,
 ) -> io::Result<()> {
-    listener.set_nonblocking(true)?;
-    let registry = Arc::new(Registry::default());
     let limits = P::limits(&protocol);
-    let mut next_id = 0u64;
-    while !interrupt.is_set() {
-        let Some((stream, peer)) = accept(&listener)? else { continue };
-        if limits.max_connections.is_some_and(|max| registry.admitted.load(Ordering::SeqCst) >= max) {
+    let admitted = Admitted::default();
+    let start = |stream: TcpStream, peer: SocketAddr, _id: u64| {
+        let Some(slot) = admitted.take(limits.max_connections) else {
             // No thread for it: the cap is what bounds the threads.
             P::refused(&protocol, peer);
-            drop(stream);
-            continue;
-        }
-        next_id += 1;
-        let id = next_id;
+            return None;
+        };
         let timeouts =
             stream.set_read_timeout(limits.idle_timeout).and_then(|()| stream.set_write_timeout(limits.idle_timeout));
         let clone = match stream.set_nonblocking(false).and(timeouts).and_then(|()| stream.try_clone()) {
             Ok(clone) => clone,
             Err(e) => {
                 eprintln!("trident: cannot serve {peer}: {e}");
-                continue;
+                return None;
             }
         };
-        registry.lock().insert(id, clone);
-        registry.admitted.fetch_add(1, Ordering::SeqCst);
-        let slot = Slot(Arc::clone(&registry));
-        let guard = Registered(Arc::clone(&registry), id);
         let protocol = Arc::clone(&protocol);
-        let started = thread::Builder::new()
-            .name(format!("trident-conn-{id}"))
-            .stack_size(config.thread_stack)
-            .spawn(move || connection::<P>(stream, peer, &protocol, slot, guard));
-        if let Err(e) = started {
-            // The closure (stream and guard) was dropped: the peer sees a close.
-            eprintln!("trident: cannot start a thread for {peer}: {e}");
-        }
-    }
-    drop(listener);
-    registry.stopping.store(true, Ordering::SeqCst);
-    for socket in registry.lock().values() {
-        let _ = socket.shutdown(Shutdown::Read);
-    }
-    if !registry.wait_empty(Instant::now() + config.grace) {
-        let left = registry.lock();
-        eprintln!("trident: {} connection(s) did not close in time; cutting them", left.len());
-        for socket in left.values() {
-            let _ = socket.shutdown(Shutdown::Both);
-        }
-        drop(left);
-        registry.wait_empty(Instant::now() + Duration::from_millis(500));
-    }
-    Ok(())
+        Some((clone, move |registered| connection::<P>(stream, peer, &protocol, slot, registered)))
+    };
+    serve(listener, config, interrupt, || {}, start, || {})
 }
 
 /// A read or write error; a timeout is the idle limit.
@@ -184,10 +226,10 @@ fn connection<P: Protocol>(
     peer: SocketAddr,
     config: &Arc<P::Config>,
     slot: Slot,
-    registry: Registered,
+    registered: Registered<TcpStream>,
 ) {
     let _ = stream.set_nodelay(true);
-    let stopping = || registry.0.stopping();
+    let stopping = || registered.stopping();
     let mut out = Vec::new();
     let mut proto = P::connect(config, peer, &mut out);
     let mut buf = vec![0u8; P::read_size(config).max(1)];
@@ -208,7 +250,7 @@ fn connection<P: Protocol>(
             break Closed::ByProtocol;
         }
         match (&stream).read(&mut buf) {
-            // A read woken by the shutdown also returns 0.
+            // A read woken by the stop also returns 0.
             Ok(0) => break if stopping() { Closed::Shutdown } else { Closed::Eof },
             Ok(n) => closing = proto.receive(buf.get(..n).unwrap_or_default(), &mut out) == Flow::Close,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -225,8 +267,8 @@ fn connection<P: Protocol>(
         let _ = stream.shutdown(Shutdown::Write);
     }
     // The slot is free before the log says the connection is closed; the
-    // registry entry goes after it, so a shutdown waits for that last line.
+    // registry entry goes after it, so a stop waits for that last line.
     drop(slot);
     proto.closed(how);
-    drop(registry);
+    drop(registered);
 }

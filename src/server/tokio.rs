@@ -1,11 +1,17 @@
-//! The async server: a tokio task per connection. Also the event loop of
+//! The async engine: a tokio task per connection. Also the event loop of
 //! each worker process of the processes engine (on a current-thread
 //! runtime).
+//!
+//! [`serve`] is the accept loop and the stop of every async server: on
+//! stop, every connection task sees its [`Stop`] and says its last words;
+//! those still running after the grace period are cut (aborted). Echo's
+//! connections are [`serve_protocol`]'s; chat's shell has its own
+//! connection task on the same accept loop.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -13,12 +19,57 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::{Closed, ConnLimits, FLUSH_TIMEOUT, Flow, Protocol, TICK};
+use super::{Admitted, Closed, ConnLimits, FLUSH_TIMEOUT, Flow, Protocol, Slot, TICK};
 use crate::engine::Interrupt;
 
-/// Serves `P` on `listener` until `interrupt` is set. `threads` = 1 runs
-/// everything on the calling thread; more builds a multi-thread runtime.
-pub(crate) fn serve<P: Protocol>(
+/// A connection task's view of the server's stop.
+#[derive(Clone, Debug)]
+pub(crate) struct Stop(watch::Receiver<bool>);
+
+impl Stop {
+    /// Resolves once the server stops.
+    pub async fn stopped(&mut self) {
+        // An error means the sender is gone: that is a stop too.
+        let _ = self.0.wait_for(|&s| s).await;
+    }
+
+    /// A stop that never comes, for tests (dropping the sender stops it).
+    #[cfg(test)]
+    pub fn new() -> (watch::Sender<bool>, Stop) {
+        let (tx, rx) = watch::channel(false);
+        (tx, Stop(rx))
+    }
+}
+
+/// Accepts on `listener` until `interrupt` is set, a task per connection:
+/// `accept(stream, peer, stop)` returns the connection's task, or `None`
+/// to drop it. Runs on a new runtime of `threads` threads (1: the calling
+/// thread); `start` runs first, inside it (to spawn helper tasks), and
+/// `tick` every [`TICK`].
+pub(crate) fn serve<F: Future<Output = ()> + Send + 'static>(
+    listener: std::net::TcpListener,
+    threads: usize,
+    grace: Duration,
+    interrupt: &Interrupt,
+    start: impl FnOnce(),
+    tick: impl FnMut(),
+    accept: impl FnMut(TcpStream, SocketAddr, Stop) -> Option<F>,
+) -> io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let runtime = runtime(threads)?;
+    let interrupt = interrupt.clone();
+    let result = runtime.block_on(async move {
+        start();
+        let listener = TcpListener::from_std(listener)?;
+        accept_loop(listener, &interrupt, grace, tick, accept).await;
+        Ok(())
+    });
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    result
+}
+
+/// Serves `P` on `listener` until `interrupt` is set (see [`serve`]).
+pub(crate) fn serve_protocol<P: Protocol>(
     listener: std::net::TcpListener,
     protocol: Arc<P::Config>,
     limits: ConnLimits,
@@ -26,21 +77,20 @@ pub(crate) fn serve<P: Protocol>(
     grace: Duration,
     interrupt: &Interrupt,
 ) -> io::Result<()> {
-    listener.set_nonblocking(true)?;
-    let runtime = runtime(threads)?;
-    let interrupt = interrupt.clone();
-    let result = runtime.block_on(async move {
-        let listener = TcpListener::from_std(listener)?;
-        accept_loop::<P>(listener, protocol, limits, &interrupt, grace).await;
-        Ok(())
-    });
-    runtime.shutdown_timeout(Duration::from_millis(200));
-    result
+    let admitted = Admitted::default();
+    let accept = move |stream, peer, stop| {
+        let Some(slot) = admitted.take(limits.max_connections) else {
+            P::refused(&protocol, peer);
+            return None;
+        };
+        Some(connection::<P>(stream, peer, Arc::clone(&protocol), limits.idle_timeout, slot, stop))
+    };
+    serve(listener, threads, grace, interrupt, || {}, || {}, accept)
 }
 
 /// A server's runtime: `threads` = 1 runs everything on the calling
 /// thread; more builds a multi-thread runtime.
-pub(crate) fn runtime(threads: usize) -> io::Result<tokio::runtime::Runtime> {
+fn runtime(threads: usize) -> io::Result<tokio::runtime::Runtime> {
     if threads <= 1 {
         tokio::runtime::Builder::new_current_thread().enable_all().build()
     } else {
@@ -48,37 +98,32 @@ pub(crate) fn runtime(threads: usize) -> io::Result<tokio::runtime::Runtime> {
     }
 }
 
-async fn accept_loop<P: Protocol>(
+async fn accept_loop<F: Future<Output = ()> + Send + 'static>(
     listener: TcpListener,
-    protocol: Arc<P::Config>,
-    limits: ConnLimits,
     interrupt: &Interrupt,
     grace: Duration,
+    mut tick: impl FnMut(),
+    mut accept: impl FnMut(TcpStream, SocketAddr, Stop) -> Option<F>,
 ) {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
-    // Connections being served (the JoinSet also counts finished tasks
-    // not yet joined).
-    let live = Arc::new(AtomicUsize::new(0));
-    let mut tick = tokio::time::interval(TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticker = tokio::time::interval(TICK);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    if limits.max_connections.is_some_and(|max| live.load(Ordering::Acquire) >= max) {
-                        P::refused(&protocol, peer);
-                        drop(stream);
-                        continue;
+                    if let Some(task) = accept(stream, peer, Stop(stop_rx.clone())) {
+                        connections.spawn(task);
                     }
-                    let slot = Slot::take(&live);
-                    let task = connection::<P>(stream, peer, Arc::clone(&protocol), limits.idle_timeout, slot, stop_rx.clone());
-                    connections.spawn(task);
                 }
                 Err(e) => accept_failed(&e).await,
             },
             Some(joined) = connections.join_next(), if !connections.is_empty() => report_panic(joined),
-            _ = tick.tick() => if interrupt.is_set() { break },
+            _ = ticker.tick() => {
+                if interrupt.is_set() { break }
+                tick();
+            }
         }
     }
     drop(listener);
@@ -105,32 +150,10 @@ fn report_panic(joined: Result<(), tokio::task::JoinError>) {
 
 /// EMFILE and friends: wait a little instead of spinning; a connection
 /// aborted before it was accepted is nobody's business.
-pub(crate) async fn accept_failed(e: &io::Error) {
+async fn accept_failed(e: &io::Error) {
     if e.kind() != io::ErrorKind::ConnectionAborted {
         eprintln!("trident: accept: {e}");
         tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    // An error means the sender is gone: that is a stop too.
-    let _ = stop.wait_for(|&s| s).await;
-}
-
-/// A connection's place in the count of live ones, given back on drop
-/// (also when its task panics or is cut).
-struct Slot(Arc<AtomicUsize>);
-
-impl Slot {
-    fn take(live: &Arc<AtomicUsize>) -> Slot {
-        live.fetch_add(1, Ordering::AcqRel);
-        Slot(Arc::clone(live))
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -148,7 +171,7 @@ async fn connection<P: Protocol>(
     config: Arc<P::Config>,
     idle: Option<Duration>,
     slot: Slot,
-    mut stop: watch::Receiver<bool>,
+    mut stop: Stop,
 ) {
     let _ = stream.set_nodelay(true);
     let mut out = Vec::new();
@@ -166,7 +189,7 @@ async fn connection<P: Protocol>(
                     Ok(n) => sent += n,
                     Err(e) => break 'conn Closed::from_error(e),
                 },
-                () = stopped(&mut stop) => break 'conn Closed::Shutdown,
+                () = stop.stopped() => break 'conn Closed::Shutdown,
                 () = idle_for(idle) => break 'conn Closed::Idle,
             }
         }
@@ -181,7 +204,7 @@ async fn connection<P: Protocol>(
                 Ok(n) => closing = proto.receive(buf.get(..n).unwrap_or_default(), &mut out) == Flow::Close,
                 Err(e) => break Closed::from_error(e),
             },
-            () = stopped(&mut stop) => break Closed::Shutdown,
+            () = stop.stopped() => break Closed::Shutdown,
             () = idle_for(idle) => break Closed::Idle,
         }
     };

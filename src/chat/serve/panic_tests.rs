@@ -5,11 +5,10 @@
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
-
-use tokio::sync::watch;
 
 use super::conn::Conn;
 use super::{Backend, ChatConfig, Limits, Local, Shell};
@@ -80,10 +79,10 @@ fn a_panicking_async_connection_is_released() {
     stream.set_nonblocking(true).expect("nonblocking");
     let backend = Arc::new(Faulty(Local::new(&config(), false)));
     let shell = Arc::new(Shell::new(&config()).expect("shell"));
-    let (_stop, stop_rx) = watch::channel(false);
+    let (_stop, stop) = crate::server::tokio::Stop::new();
     runtime.block_on(async {
         let stream = tokio::net::TcpStream::from_std(stream).expect("tokio stream");
-        super::tokio::connection(stream, peer, ClientId(1), Arc::clone(&backend), shell, stop_rx).await;
+        super::tokio::connection(stream, peer, ClientId(1), Arc::clone(&backend), shell, stop).await;
     });
     let seen = client.join().expect("client");
     assert!(seen.contains(" 366 alice #room "), "{seen}");
@@ -99,7 +98,14 @@ fn a_panicking_connection_thread_is_released() {
     let (stream, peer) = listener.accept().expect("accept");
     let backend = Faulty(Local::new(&config(), true));
     let shell = Shell::new(&config()).expect("shell");
-    super::threads::connection(stream, peer, ClientId(1), &backend, &shell, &AtomicBool::new(false));
+    let conn = Arc::new(Conn::for_thread(
+        ClientId(1),
+        shell.limits.sendq,
+        stream.as_raw_fd(),
+        true,
+        Arc::clone(&shell.budget),
+    ));
+    super::threads::connection(stream, peer, conn, &backend, &shell, &AtomicBool::new(false));
     let seen = client.join().expect("client");
     assert!(seen.contains(" 366 alice #room "), "{seen}");
     assert_released(&backend);

@@ -20,13 +20,13 @@
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::net::{IpAddr, TcpListener};
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::net::UnixStream;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
@@ -37,13 +37,12 @@ use crate::chat::{ClientId, Hub, Line, LineEvent};
 use crate::engine::Interrupt;
 use crate::frame::{self, read_frame};
 use crate::server::ServerConfig;
-use crate::server::processes::{Deaths, Workers, spawn_worker, worker_exe};
+use crate::server::processes::{WorkerSettings, spawn_worker, supervise};
 
 /// The protocol name of chat worker processes (`trident __serve-worker chat`).
 pub const NAME: &str = "chat";
 /// Bits of a [`ClientId`] below the worker's number.
 const WORKER_SHIFT: u32 = 40;
-const TICK: Duration = Duration::from_millis(50);
 /// Bytes that may wait to cross one hub-worker socket, either way. Beyond
 /// it the other end is not keeping up: the hub cuts that worker (it is
 /// replaced; its clients quit "Server worker died"), a worker cuts the
@@ -246,18 +245,11 @@ impl HubShared {
 
 /// Starts worker number `worker`: a socket pair, a reader and a writer
 /// thread for the hub's end, the process on the other end.
-fn start_worker(
-    hub: &Arc<HubShared>,
-    worker: u64,
-    exe: &std::path::Path,
-    listener: RawFd,
-    base_args: &[String],
-) -> anyhow::Result<std::process::Child> {
+fn start_worker(hub: &Arc<HubShared>, settings: &WorkerSettings) -> anyhow::Result<std::process::Child> {
+    let worker = settings.number;
     let (ours, theirs) = UnixStream::pair()?;
-    let mut args = base_args.to_vec();
-    args.extend(["--hub-fd".into(), theirs.as_raw_fd().to_string(), "--worker-id".into(), worker.to_string()]);
-    let child = spawn_worker(exe, &args, &[listener, theirs.as_raw_fd()])
-        .map_err(|e| anyhow::anyhow!("cannot start a chat worker process ({}): {e}", exe.display()))?;
+    let settings = WorkerSettings { link: Some(theirs.as_raw_fd()), ..settings.clone() };
+    let child = spawn_worker(NAME, &settings)?;
     drop(theirs);
     // Unbounded as a channel, bounded in bytes by `Link::send`.
     let (tx, rx) = crossbeam_channel::unbounded::<Vec<u8>>();
@@ -297,46 +289,23 @@ pub(crate) fn serve(
     config: &ServerConfig,
     interrupt: &Interrupt,
 ) -> anyhow::Result<()> {
-    let exe = worker_exe()?;
     let hub_core = Core::new(Hub::new(chat.hub.clone(), super::core::unix_now()), chat.limits.clone());
     let hub = Arc::new(HubShared(Mutex::new(HubState { core: hub_core, links: HashMap::new(), stopping: false })));
-    let fd = listener.as_raw_fd();
     // Each worker holds its own send queues: each gets its share of the
     // budget (at least one line).
     let mut chat = chat.clone();
     let workers = config.workers.max(1);
     chat.limits.sendq_total = (chat.limits.sendq_total / workers).max(crate::chat::MAX_LINE);
-    let chat = &chat;
-    let base_args = vec![
-        NAME.to_string(),
-        "--fd".into(),
-        fd.to_string(),
-        "--config".into(),
-        serde_json::to_string(chat)?,
-        "--grace-ms".into(),
-        config.grace.as_millis().to_string(),
-    ];
-    let mut workers = Workers::new(config.grace);
-    let mut numbers = Vec::new();
-    let mut next = 0u64;
-    for _ in 0..config.workers.max(1) {
-        next += 1;
-        workers.children.push(start_worker(&hub, next, &exe, fd, &base_args)?);
-        numbers.push(next);
-    }
-    let mut deaths = Deaths::default();
-    while !interrupt.is_set() {
-        thread::sleep(TICK);
-        hub.expire();
-        for (child, number) in workers.children.iter_mut().zip(&mut numbers) {
-            let Some(status) = child.try_wait()? else { continue };
-            deaths.record(status)?;
-            eprintln!("trident: chat worker process {} exited ({status}); starting another", child.id());
-            next += 1;
-            *child = start_worker(&hub, next, &exe, fd, &base_args)?;
-            *number = next;
-        }
-    }
+    let settings = WorkerSettings {
+        listener: listener.as_raw_fd(),
+        link: None,
+        number: 0,
+        workers,
+        grace: config.grace,
+        config: serde_json::to_string(&chat)?,
+    };
+    let start = |number| start_worker(&hub, &WorkerSettings { number, ..settings.clone() });
+    let workers = supervise(config, interrupt, start, || hub.expire())?;
     hub.lock().stopping = true;
     drop(listener);
     drop(workers);
@@ -432,75 +401,45 @@ impl Backend for RemoteBackend {
     }
 }
 
-/// Options of a chat worker process.
-#[derive(Debug)]
-pub struct WorkerArgs {
-    /// The inherited listening socket.
-    pub fd: RawFd,
-    /// The inherited Unix socket to the hub.
-    pub hub_fd: RawFd,
-    /// This worker's number (the top bits of its clients' ids).
-    pub worker: u64,
-    /// The [`ChatConfig`] as JSON.
-    pub config: String,
-    /// Grace period for connections on shutdown.
-    pub grace: Duration,
-}
-
-/// The worker side: the async shell on one thread, the core over `hub_fd`.
-pub fn worker(args: &WorkerArgs) -> anyhow::Result<()> {
+/// The worker side: the async shell on one thread, the core over the link.
+pub fn worker(settings: &WorkerSettings) -> anyhow::Result<()> {
     let chat: ChatConfig =
-        serde_json::from_str(&args.config).map_err(|e| anyhow::anyhow!("bad chat config for a worker: {e}"))?;
-    let listener = crate::server::processes::inherited_listener(args.fd)?;
+        serde_json::from_str(&settings.config).map_err(|e| anyhow::anyhow!("bad chat config for a worker: {e}"))?;
+    let hub_fd = settings.link.ok_or_else(|| anyhow::anyhow!("a chat worker needs a link to the hub"))?;
     // SAFETY: fcntl(F_GETFD) on any integer only reads descriptor flags.
-    if unsafe { libc::fcntl(args.hub_fd, libc::F_GETFD) } < 0 {
+    if unsafe { libc::fcntl(hub_fd, libc::F_GETFD) } < 0 {
         anyhow::bail!(
-            "descriptor {} is not open (chat workers are started by `trident chat serve -e processes`)",
-            args.hub_fd
+            "descriptor {hub_fd} is not open (chat workers are started by `trident chat serve -e processes`)"
         );
     }
+    let (listener, interrupt) = crate::server::processes::worker_start(settings)?;
     // SAFETY: the descriptor is open and was inherited for this purpose only.
-    let hub = unsafe { UnixStream::from_raw_fd(args.hub_fd) };
+    let hub = unsafe { UnixStream::from_raw_fd(hub_fd) };
     hub.set_nonblocking(true)?;
-    let interrupt = Interrupt::new();
-    signal_hook::flag::register(signal_hook::consts::SIGTERM, interrupt.flag())?;
-    crate::server::processes::stop_on_stdin_eof(&interrupt)?;
     // Unbounded as a channel, bounded in bytes by `RemoteBackend::send`.
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let pending = Arc::new(AtomicUsize::new(0));
     let backend = Arc::new(RemoteBackend { tx, pending: Arc::clone(&pending), conns: Mutex::new(HashMap::new()) });
     let shell = Arc::new(Shell::new(&chat)?);
-    let worker = args.worker;
+    let worker = settings.number;
     let mut next = 0u64;
     let link_backend = Arc::clone(&backend);
     let link_interrupt = interrupt.clone();
-    let hub_fd = hub.into_raw_fd();
-    super::tokio::run_with(
-        listener,
-        1,
-        args.grace,
-        &interrupt,
-        move || {
-            next += 1;
-            ClientId((worker << WORKER_SHIFT) | next)
-        },
-        backend,
-        shell,
-        || {},
-        move || {
-            // SAFETY: `hub_fd` was released by `into_raw_fd` just above; this owns it.
-            let hub = unsafe { std::os::unix::net::UnixStream::from_raw_fd(hub_fd) };
-            match tokio::net::UnixStream::from_std(hub) {
-                Ok(hub) => {
-                    tokio::spawn(link(hub, rx, pending, link_backend, link_interrupt));
-                }
-                Err(e) => {
-                    eprintln!("trident: chat worker: hub socket: {e}");
-                    link_interrupt.trigger();
-                }
-            }
-        },
-    )?;
+    let start = move || match tokio::net::UnixStream::from_std(hub) {
+        Ok(hub) => {
+            tokio::spawn(link(hub, rx, pending, link_backend, link_interrupt));
+        }
+        Err(e) => {
+            eprintln!("trident: chat worker: hub socket: {e}");
+            link_interrupt.trigger();
+        }
+    };
+    let accept = move |stream, peer, stop| {
+        next += 1;
+        let id = ClientId((worker << WORKER_SHIFT) | next);
+        Some(super::tokio::connection(stream, peer, id, Arc::clone(&backend), Arc::clone(&shell), stop))
+    };
+    crate::server::tokio::serve(listener, 1, settings.grace, &interrupt, start, || {}, accept)?;
     Ok(())
 }
 

@@ -14,10 +14,9 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::conn::{Conn, WAKE_SIGNAL};
 use super::session::Session;
@@ -25,48 +24,8 @@ use super::tokio::{Handling, Input, Wire, read_error, write_error};
 use super::{Backend, ChatConfig, Local, Shell};
 use crate::chat::ClientId;
 use crate::engine::Interrupt;
-use crate::server::ServerConfig;
-
-const FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// Live connection threads, for shutdown.
-#[derive(Debug, Default)]
-struct Live {
-    count: Mutex<usize>,
-    changed: Condvar,
-}
-
-impl Live {
-    /// Waits until no thread is left or `deadline`; whether none is left.
-    fn wait_empty(&self, deadline: Instant) -> bool {
-        let mut count = self.count.lock().unwrap_or_else(PoisonError::into_inner);
-        while *count > 0 {
-            let now = Instant::now();
-            if now >= deadline {
-                return false;
-            }
-            count = self.changed.wait_timeout(count, deadline - now).unwrap_or_else(PoisonError::into_inner).0;
-        }
-        true
-    }
-}
-
-/// Counts a thread while it lives (also through a panic).
-struct Alive(Arc<Live>);
-
-impl Alive {
-    fn new(live: &Arc<Live>) -> Alive {
-        *live.count.lock().unwrap_or_else(PoisonError::into_inner) += 1;
-        Alive(Arc::clone(live))
-    }
-}
-
-impl Drop for Alive {
-    fn drop(&mut self) {
-        *self.0.count.lock().unwrap_or_else(PoisonError::into_inner) -= 1;
-        self.0.changed.notify_all();
-    }
-}
+use crate::server::threads::Registered;
+use crate::server::{FLUSH_TIMEOUT, ServerConfig};
 
 extern "C" fn on_wake(_: libc::c_int) {}
 
@@ -100,6 +59,18 @@ fn block_wake_signal() -> libc::sigset_t {
     }
 }
 
+/// A connection thread's send queue is its handle: stopping nudges the
+/// thread, cutting shuts its socket down.
+impl crate::server::threads::Handle for Arc<Conn> {
+    fn stop(&self) {
+        self.nudge();
+    }
+
+    fn cut(&self) {
+        Conn::cut(self);
+    }
+}
+
 /// Serves on `listener` until `interrupt` is set.
 pub(crate) fn serve(
     listener: TcpListener,
@@ -109,43 +80,24 @@ pub(crate) fn serve(
     interrupt: &Interrupt,
 ) -> io::Result<()> {
     install_wake_handler()?;
-    listener.set_nonblocking(true)?;
     let backend = Arc::new(Local::new(chat, true));
-    let stopping = Arc::new(AtomicBool::new(false));
-    let live = Arc::new(Live::default());
-    let mut next = 0u64;
-    while !interrupt.is_set() {
-        backend.expire(Instant::now());
-        let Some((stream, peer)) = crate::server::threads::accept(&listener)? else { continue };
-        next += 1;
-        let id = ClientId(next);
-        let alive = Alive::new(&live);
-        let (backend, shell, stopping) = (Arc::clone(&backend), Arc::clone(&shell), Arc::clone(&stopping));
-        let started = thread::Builder::new()
-            .name(format!("trident-chat-{next}"))
-            .stack_size(config.thread_stack)
-            .spawn(move || {
-                connection(stream, peer, id, &*backend, &shell, &stopping);
-                drop(alive);
-            });
-        if let Err(e) = started {
-            eprintln!("trident: cannot start a thread for {peer}: {e}");
-        }
-    }
-    drop(listener);
-    stopping.store(true, Ordering::SeqCst);
-    for conn in backend.stop() {
-        conn.nudge();
-    }
-    if !live.wait_empty(Instant::now() + config.grace) {
-        let left = backend.stop();
-        eprintln!("trident: {} connection(s) did not close in time; cutting them", left.len());
-        for conn in left {
-            conn.cut();
-        }
-        live.wait_empty(Instant::now() + Duration::from_millis(500));
-    }
-    Ok(())
+    let tick = || backend.expire(Instant::now());
+    let start = |stream: TcpStream, peer: SocketAddr, id: u64| {
+        let id = ClientId(id);
+        // TLS: only the owner thread can encrypt, so routers do not write
+        // directly.
+        let direct = shell.tls.is_none();
+        let conn =
+            Arc::new(Conn::for_thread(id, shell.limits.sendq, stream.as_raw_fd(), direct, Arc::clone(&shell.budget)));
+        let (backend, shell, handle) = (Arc::clone(&backend), Arc::clone(&shell), Arc::clone(&conn));
+        let body = move |registered: Registered<Arc<Conn>>| {
+            connection(stream, peer, conn, &*backend, &shell, registered.stopping_flag());
+        };
+        Some((handle, body))
+    };
+    crate::server::threads::serve(listener, config, interrupt, tick, start, || {
+        backend.stop();
+    })
 }
 
 /// Writes what the non-blocking socket takes of `out`, removing it.
@@ -194,28 +146,25 @@ enum End {
 pub(crate) fn connection<B: Backend>(
     mut stream: TcpStream,
     peer: SocketAddr,
-    id: ClientId,
+    conn: Arc<Conn>,
     backend: &B,
     shell: &Shell,
     stopping: &AtomicBool,
 ) {
     let mask = block_wake_signal();
-    if let Err(e) = stream.set_nonblocking(true) {
-        eprintln!("trident: cannot serve {peer}: {e}");
-        return;
-    }
     let _ = stream.set_nodelay(true);
     let fd = stream.as_raw_fd();
-    let mut wire = match Wire::new(shell) {
+    let wire = stream.set_nonblocking(true).and_then(|()| Wire::new(shell));
+    let mut wire = match wire {
         Ok(wire) => wire,
         Err(e) => {
             eprintln!("trident: cannot serve {peer}: {e}");
+            // Nobody may shut `fd` down once it is closed.
+            conn.owner_gone();
             return;
         }
     };
-    // TLS: only this thread can encrypt, so routers do not write directly.
-    let tls = wire.is_tls();
-    let conn = Arc::new(Conn::for_thread(id, shell.limits.sendq, fd, !tls, Arc::clone(&shell.budget)));
+    let id = conn.id;
     // SAFETY: pthread_self has no preconditions.
     conn.set_owner(unsafe { libc::pthread_self() });
     // TLS: wire bytes the socket has not taken yet.

@@ -13,13 +13,11 @@ use std::io;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures_util::FutureExt;
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
-use tokio::task::JoinSet;
+use tokio::net::TcpStream;
 
 use super::conn::{Conn, Status};
 use super::session::{Due, Session};
@@ -27,13 +25,9 @@ use super::tls::{Opened, Tls};
 use super::{Backend, ChatConfig, Local, Shell};
 use crate::chat::{ClientId, Line};
 use crate::engine::Interrupt;
-use crate::server::ServerConfig;
+use crate::server::tokio::Stop;
+use crate::server::{FLUSH_TIMEOUT, ServerConfig};
 
-/// How often the accept loop looks at the interrupt flag and expires
-/// registrations.
-const TICK: Duration = Duration::from_millis(50);
-/// How long last words may take to be written at shutdown.
-const FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
 /// One read's most bytes.
 const READ_SIZE: usize = 16 * 1024;
 
@@ -52,89 +46,14 @@ pub(crate) fn serve(
     interrupt: &Interrupt,
 ) -> io::Result<()> {
     let backend = Arc::new(Local::new(chat, false));
-    let mut next = 0u64;
     let expiring = Arc::clone(&backend);
-    let next_id = move || {
-        next += 1;
-        ClientId(next)
-    };
     let tick = move || expiring.expire(Instant::now());
-    run_with(listener, config.workers, config.grace, interrupt, next_id, backend, shell, tick, || {})
-}
-
-/// Runs the accept loop on a new runtime until `interrupt`; `start` runs
-/// first, inside the runtime (to spawn helper tasks); `tick` runs every
-/// [`TICK`].
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn run_with<B: Backend>(
-    listener: std::net::TcpListener,
-    threads: usize,
-    grace: Duration,
-    interrupt: &Interrupt,
-    next_id: impl FnMut() -> ClientId,
-    backend: Arc<B>,
-    shell: Arc<Shell>,
-    tick: impl FnMut(),
-    start: impl FnOnce(),
-) -> io::Result<()> {
-    listener.set_nonblocking(true)?;
-    let runtime = crate::server::tokio::runtime(threads)?;
-    let interrupt = interrupt.clone();
-    let result = runtime.block_on(async move {
-        start();
-        let listener = TcpListener::from_std(listener)?;
-        accept_loop(listener, &interrupt, grace, next_id, backend, shell, tick).await;
-        Ok(())
-    });
-    runtime.shutdown_timeout(Duration::from_millis(200));
-    result
-}
-
-async fn accept_loop<B: Backend>(
-    listener: TcpListener,
-    interrupt: &Interrupt,
-    grace: Duration,
-    mut next_id: impl FnMut() -> ClientId,
-    backend: Arc<B>,
-    shell: Arc<Shell>,
-    mut tick: impl FnMut(),
-) {
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut connections = JoinSet::new();
-    let mut ticker = tokio::time::interval(TICK);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let task = connection(stream, peer, next_id(), Arc::clone(&backend), Arc::clone(&shell), stop_rx.clone());
-                    connections.spawn(task);
-                }
-                Err(e) => crate::server::tokio::accept_failed(&e).await,
-            },
-            Some(joined) = connections.join_next(), if !connections.is_empty() => {
-                if let Err(e) = joined && e.is_panic() {
-                    eprintln!("trident: a connection task panicked; that connection is closed");
-                }
-            }
-            _ = ticker.tick() => {
-                if interrupt.is_set() { break }
-                tick();
-            }
-        }
-    }
-    drop(listener);
-    let _ = stop_tx.send(true);
-    let drained = tokio::time::timeout(grace, async { while connections.join_next().await.is_some() {} }).await;
-    if drained.is_err() {
-        eprintln!("trident: {} connection(s) did not close in time; cutting them", connections.len());
-        connections.shutdown().await;
-    }
-}
-
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    // An error means the sender is gone: that is a stop too.
-    let _ = stop.wait_for(|&s| s).await;
+    let mut next = 0u64;
+    let accept = move |stream, peer, stop| {
+        next += 1;
+        Some(connection(stream, peer, ClientId(next), Arc::clone(&backend), Arc::clone(&shell), stop))
+    };
+    crate::server::tokio::serve(listener, config.workers, config.grace, interrupt, || {}, tick, accept)
 }
 
 /// How a connection task ends.
@@ -155,7 +74,7 @@ pub(crate) async fn connection<B: Backend>(
     id: ClientId,
     backend: Arc<B>,
     shell: Arc<Shell>,
-    stop: watch::Receiver<bool>,
+    stop: Stop,
 ) {
     let served = AssertUnwindSafe(serve_connection(stream, peer, id, &*backend, &shell, stop)).catch_unwind().await;
     let reason = served.unwrap_or_else(|_| {
@@ -174,7 +93,7 @@ async fn serve_connection<B: Backend>(
     id: ClientId,
     backend: &B,
     shell: &Shell,
-    mut stop: watch::Receiver<bool>,
+    mut stop: Stop,
 ) -> Option<String> {
     let _ = stream.set_nodelay(true);
     let mut wire = match Wire::new(shell) {
@@ -209,7 +128,7 @@ async fn serve_connection<B: Backend>(
         let deadline = session.deadline();
         tokio::select! {
             biased;
-            () = stopped(&mut stop) => break End::Stop,
+            () = stop.stopped() => break End::Stop,
             () = conn.notified(), if out.is_empty() => {}
             writable = stream.writable(), if sent < out.len() => {
                 if let Err(e) = writable {
@@ -434,14 +353,14 @@ mod tests {
     fn a_connection_task_stays_small() {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         runtime.block_on(async {
-            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
             let addr = listener.local_addr().expect("addr");
             let stream = TcpStream::connect(addr).await.expect("connect");
             let config = ChatConfig { hub: crate::chat::HubConfig::default(), limits: Limits::default(), tls: None };
             let backend = Arc::new(Local::new(&config, false));
             let shell = Arc::new(Shell::new(&config).expect("shell"));
-            let (_stop, stop_rx) = watch::channel(false);
-            let task = connection(stream, addr, ClientId(1), backend, shell, stop_rx);
+            let (_stop, stop) = Stop::new();
+            let task = connection(stream, addr, ClientId(1), backend, shell, stop);
             let size = std::mem::size_of_val(&task);
             // 1,312 bytes in a debug build; an unboxed TLS session made it ~1 KiB more.
             assert!(size <= 1536, "a connection task is {size} bytes");
