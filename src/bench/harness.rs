@@ -268,7 +268,7 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     if v.len() % 2 == 1 { v[mid] } else { (v[mid - 1] + v[mid]) / 2.0 }
 }
 
-/// Finds `program` on PATH, then in /opt/<program>/bin (where a bench
+/// Finds `program` on PATH, then in `/opt/<program>/bin` (where a bench
 /// machine may have had it built with `cargo install --root`).
 pub fn find_program(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();

@@ -3,7 +3,7 @@
 //! same way (wall time, CPU of the whole process tree, peak RSS and PSS), so
 //! that one contender's memory never pollutes another's.
 //!
-//! - [`measure`]: runs one command and measures it.
+//! - [`measure`](mod@measure): runs one command and measures it.
 //! - [`fixture`]: what contenders run against: the loopback scan target, the
 //!   fetch corpus and its server (nginx or built-in), servers under test.
 //! - [`scan`], [`fetch`], [`chat`]: one bench per workload.

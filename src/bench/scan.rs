@@ -5,7 +5,7 @@
 //! ports parsed from its output and compared with the target's ground truth
 //! (recall, false positives), and the target (a lab, or listeners on
 //! loopback). The rounds, medians, same-run ratios and output are the
-//! [`harness`](super::harness)'s.
+//! [`harness`]'s.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
