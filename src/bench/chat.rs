@@ -33,8 +33,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::fixture::{Served, free_port};
 use super::harness::{self, median};
+use super::measure::{tree_cpu, tree_memory};
 use crate::engine::EngineKind;
-use crate::sys::{process_tree, pss_kib, rss_kib};
 
 /// What `trident bench chat` measures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -168,28 +168,6 @@ pub struct ChatBenchReport {
 
 fn trident_cmd() -> anyhow::Result<Command> {
     Ok(Command::new(std::env::current_exe()?))
-}
-
-/// CPU time (user + system) of a process tree, in seconds.
-fn tree_cpu(pid: u32) -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    process_tree(pid)
-        .into_iter()
-        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
-        .map(|stat| {
-            let after = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
-            let fields: Vec<&str> = after.split(' ').collect();
-            // utime and stime are fields 14 and 15, i.e. 11 and 12 after the name.
-            let t = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-            (t(11) + t(12)) / tick
-        })
-        .sum()
-}
-
-fn tree_memory(pid: u32) -> (u64, u64) {
-    let tree = process_tree(pid);
-    (tree.iter().map(|&p| rss_kib(p)).sum(), tree.iter().map(|&p| pss_kib(p)).sum())
 }
 
 /// A closed loop on `connections` connections for `warmup` + `duration`:

@@ -1,5 +1,7 @@
 //! Runs a command and measures it: wall time, user+system CPU of the
-//! command and its waited-for children (`wait4` rusage), and peak memory.
+//! command and its waited-for children (`wait4` rusage), and peak memory;
+//! and, for a server measured while it serves, a running process tree's
+//! CPU time and memory ([`tree_cpu`], [`tree_memory`]).
 //!
 //! Peak memory is sampled over the whole process tree every 10 ms, both as
 //! a sum of RSS (the command's own process counted at its `VmHWM`, its
@@ -7,9 +9,10 @@
 //! sum of PSS. The kernel's `ru_maxrss` is only a fallback for a command
 //! that ended before the first sample: a child started with vfork (as
 //! `posix_spawn` does) begins with its parent's peak there, which would
-//! put a floor of the bench's own memory under every figure. For one process they are close; for the processes
-//! engine the RSS sum counts the shared binary once per worker and the PSS
-//! sum is what the machine really pays.
+//! put a floor of the bench's own memory under every figure. For one
+//! process the two sums are close; for the processes engine the RSS sum
+//! counts the shared binary once per worker and the PSS sum is what the
+//! machine really pays.
 
 use std::io::{self, Read};
 use std::process::{Command, Stdio};
@@ -152,6 +155,29 @@ pub fn measure_with_limit(cmd: &mut Command, limit: Option<Duration>) -> io::Res
         stdout,
         stderr,
     })
+}
+
+/// CPU time (user + system) of a process tree, in seconds.
+pub fn tree_cpu(pid: u32) -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    sys::process_tree(pid)
+        .into_iter()
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
+        .map(|stat| {
+            let after = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
+            let fields: Vec<&str> = after.split(' ').collect();
+            // utime and stime are fields 14 and 15, i.e. 11 and 12 after the name.
+            let t = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+            (t(11) + t(12)) / tick
+        })
+        .sum()
+}
+
+/// Resident memory of a process tree now, summed: (RSS, PSS) in KiB.
+pub fn tree_memory(pid: u32) -> (u64, u64) {
+    let tree = sys::process_tree(pid);
+    (tree.iter().map(|&p| sys::rss_kib(p)).sum(), tree.iter().map(|&p| sys::pss_kib(p)).sum())
 }
 
 #[cfg(test)]
