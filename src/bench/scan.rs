@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::Serialize;
 
-use super::fixture::loopback::LoopbackTarget;
+use super::fixture::ScanTarget;
 use super::harness::{self, Cost, Medians, Ratio, Record};
 use super::measure::{Measurement, measure_with_limit};
 use crate::engine::EngineKind;
@@ -270,41 +270,10 @@ pub struct ScanBenchConfig {
     pub out: Option<PathBuf>,
 }
 
-/// Where the bench's contenders point.
-struct Target {
-    ip: IpAddr,
-    truth: BTreeSet<u16>,
-    description: String,
-    /// Keeps a lab alive for the bench's duration.
-    _lab: Option<crate::lab::Lab>,
-}
-
-fn start_target(name: &str) -> anyhow::Result<Target> {
-    if name == "loopback" {
-        let t = LoopbackTarget::start(50, u16::MAX)?;
-        return Ok(Target {
-            ip: IpAddr::V4(t.addr),
-            description: format!("loopback {} ({} listeners)", t.addr, t.mine.len()),
-            truth: t.truth,
-            _lab: None,
-        });
-    }
-    let spec = crate::lab::LabSpec::preset(name).with_context(|| {
-        format!("unknown target {name:?} (expected loopback or a lab preset: full, full-latency, clean)")
-    })?;
-    let lab = crate::lab::Lab::up(&spec)?;
-    Ok(Target {
-        ip: IpAddr::V4(lab.ip()),
-        truth: lab.truth().clone(),
-        description: format!("lab {name} at {}", lab.ip()),
-        _lab: Some(lab),
-    })
-}
-
 /// Runs the bench, printing as it goes; returns the report.
 pub fn run(config: &ScanBenchConfig) -> anyhow::Result<BenchReport> {
     let contenders = harness::line_up(&config.engines, config.peers.iter().cloned())?;
-    let mut target = start_target(&config.target)?;
+    let mut target = ScanTarget::start(&config.target)?;
     // The truth of what is scanned: open ports outside `--ports` are not
     // expected of anyone.
     let scanned = crate::scan::PortList::parse(&config.ports).map_err(|e| anyhow::anyhow!(e))?;
