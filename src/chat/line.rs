@@ -6,7 +6,8 @@
 //! valid UTF-8. Its memory is bounded: it never holds more than one partial
 //! line of at most [`MAX_LINE`] bytes plus the events of the last chunk
 //! pushed (a shell that drains the events before reading again holds at most
-//! one read's worth).
+//! one read's worth). Its splitting, a [`LineSplitter`], lends each line
+//! without copying it; `chat load` reads the server's lines with it.
 
 use std::collections::VecDeque;
 
@@ -30,14 +31,88 @@ pub enum LineEvent {
     ForbiddenByte,
 }
 
-/// Splits a byte stream into lines; see the module documentation.
+/// What [`LineSplitter::split`] finds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Piece<'a> {
+    /// A complete line, its terminator (LF, or CRLF) removed; may be empty.
+    Line(&'a [u8]),
+    /// A line longer than the limit: reported once, when the limit is
+    /// crossed; its bytes are discarded up to and including the next LF.
+    TooLong,
+}
+
+/// Splits a byte stream into lines without copying them, except for the
+/// unfinished end of a read (kept until its LF comes, never as much as the
+/// limit). [`LineReader`] is this plus IRC's checks; the load generator
+/// uses it as it is.
 #[derive(Debug)]
-pub struct LineReader {
+pub struct LineSplitter {
     max: usize,
     /// The unfinished line (no LF yet), shorter than `max`.
     partial: Vec<u8>,
     /// Inside an overlong line: drop bytes until the next LF.
     discarding: bool,
+}
+
+impl LineSplitter {
+    /// A splitter accepting lines of up to `max` bytes, terminator included
+    /// (at least 2).
+    pub fn with_limit(max: usize) -> Self {
+        assert!(max >= 2, "a line limit below 2 bytes leaves no room for text");
+        LineSplitter { max, partial: Vec::new(), discarding: false }
+    }
+
+    /// Feeds the next bytes of the stream; `each` gets what they complete,
+    /// in stream order.
+    pub fn split(&mut self, mut data: &[u8], mut each: impl FnMut(Piece<'_>)) {
+        let line = |l: &[u8]| -> usize { if l.last() == Some(&b'\r') { l.len() - 1 } else { l.len() } };
+        while !data.is_empty() {
+            match data.iter().position(|&b| b == b'\n') {
+                Some(i) => {
+                    let segment = &data[..i];
+                    if self.discarding {
+                        self.discarding = false;
+                    } else if self.partial.len() + segment.len() + 1 > self.max {
+                        self.partial.clear();
+                        each(Piece::TooLong);
+                    } else if self.partial.is_empty() {
+                        each(Piece::Line(&segment[..line(segment)]));
+                    } else {
+                        self.partial.extend_from_slice(segment);
+                        each(Piece::Line(&self.partial[..line(&self.partial)]));
+                        // Keeps the allocation for the next partial line.
+                        self.partial.clear();
+                    }
+                    data = &data[i + 1..];
+                }
+                None => {
+                    if !self.discarding {
+                        // A partial line of `max` bytes cannot end within the
+                        // limit: its LF would be byte max + 1.
+                        if self.partial.len() + data.len() >= self.max {
+                            self.partial.clear();
+                            self.discarding = true;
+                            each(Piece::TooLong);
+                        } else {
+                            self.partial.extend_from_slice(data);
+                        }
+                    }
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Bytes of the unfinished line held (always below the limit).
+    pub fn buffered(&self) -> usize {
+        self.partial.len()
+    }
+}
+
+/// Splits a byte stream into IRC line events; see the module documentation.
+#[derive(Debug)]
+pub struct LineReader {
+    splitter: LineSplitter,
     ready: VecDeque<LineEvent>,
 }
 
@@ -56,50 +131,21 @@ impl LineReader {
     /// A reader accepting lines of up to `max` bytes, terminator included
     /// (at least 2).
     pub fn with_limit(max: usize) -> Self {
-        assert!(max >= 2, "a line limit below 2 bytes leaves no room for text");
-        LineReader { max, partial: Vec::new(), discarding: false, ready: VecDeque::new() }
+        LineReader { splitter: LineSplitter::with_limit(max), ready: VecDeque::new() }
     }
 
     /// Feeds the next bytes of the stream; the events they complete are
     /// then returned by [`LineReader::next_event`].
-    pub fn push(&mut self, mut data: &[u8]) {
-        while !data.is_empty() {
-            match data.iter().position(|&b| b == b'\n') {
-                Some(i) => {
-                    let segment = &data[..i];
-                    if self.discarding {
-                        self.discarding = false;
-                    } else if self.partial.len() + segment.len() + 1 > self.max {
-                        self.partial.clear();
-                        self.ready.push_back(LineEvent::TooLong);
-                    } else if self.partial.is_empty() {
-                        self.finish(segment);
-                    } else {
-                        let mut line = std::mem::take(&mut self.partial);
-                        line.extend_from_slice(segment);
-                        self.finish(&line);
-                        // Keep the allocation for the next partial line.
-                        line.clear();
-                        self.partial = line;
-                    }
-                    data = &data[i + 1..];
-                }
-                None => {
-                    if !self.discarding {
-                        // A partial line of `max` bytes cannot end within the
-                        // limit: its LF would be byte max + 1.
-                        if self.partial.len() + data.len() >= self.max {
-                            self.partial.clear();
-                            self.discarding = true;
-                            self.ready.push_back(LineEvent::TooLong);
-                        } else {
-                            self.partial.extend_from_slice(data);
-                        }
-                    }
-                    break;
+    pub fn push(&mut self, data: &[u8]) {
+        let ready = &mut self.ready;
+        self.splitter.split(data, |piece| match piece {
+            Piece::TooLong => ready.push_back(LineEvent::TooLong),
+            Piece::Line(line) => {
+                if let Some(event) = event(line) {
+                    ready.push_back(event);
                 }
             }
-        }
+        });
     }
 
     /// The next event, in stream order, if any is complete.
@@ -114,25 +160,24 @@ impl LineReader {
 
     /// Bytes of the unfinished line held (always below the limit).
     pub fn buffered(&self) -> usize {
-        self.partial.len()
+        self.splitter.buffered()
     }
+}
 
-    /// A complete line without its LF.
-    fn finish(&mut self, line: &[u8]) {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.is_empty() {
-            return;
-        }
-        let event = if line.iter().any(|&b| b == 0 || b == b'\r') {
-            LineEvent::ForbiddenByte
-        } else {
-            match std::str::from_utf8(line) {
-                Ok(text) => LineEvent::Line(text.to_owned()),
-                Err(_) => LineEvent::InvalidUtf8,
-            }
-        };
-        self.ready.push_back(event);
+/// The event of a complete line (without its terminator); none for an
+/// empty line.
+fn event(line: &[u8]) -> Option<LineEvent> {
+    if line.is_empty() {
+        return None;
     }
+    Some(if line.iter().any(|&b| b == 0 || b == b'\r') {
+        LineEvent::ForbiddenByte
+    } else {
+        match std::str::from_utf8(line) {
+            Ok(text) => LineEvent::Line(text.to_owned()),
+            Err(_) => LineEvent::InvalidUtf8,
+        }
+    })
 }
 
 impl Iterator for LineReader {
@@ -173,6 +218,22 @@ mod tests {
             }
             prop_assert_eq!(got, want);
         }
+    }
+
+    #[test]
+    fn a_splitter_gives_lines_across_chunks_without_their_terminators() {
+        let mut splitter = LineSplitter::with_limit(16);
+        let mut got = Vec::new();
+        for chunk in [&b"PING a\r\nPRIV"[..], b"MSG #x :1", b"\r\n\r\nEND\n", b"0123456789abcdef", b"gh\nok\n"] {
+            splitter.split(chunk, |piece| {
+                got.push(match piece {
+                    Piece::Line(l) => String::from_utf8_lossy(l).into_owned(),
+                    Piece::TooLong => "(too long)".into(),
+                });
+            });
+        }
+        assert_eq!(got, ["PING a", "PRIVMSG #x :1", "", "END", "(too long)", "ok"]);
+        assert_eq!(splitter.buffered(), 0);
     }
 
     fn line(s: &str) -> LineEvent {
@@ -257,7 +318,7 @@ mod tests {
         events.extend(reader.by_ref());
         assert_eq!(events, vec![LineEvent::TooLong, line("PING z")]);
         assert_eq!(reader.buffered(), 0);
-        assert!(reader.partial.capacity() <= 2 * MAX_LINE);
+        assert!(reader.splitter.partial.capacity() <= 2 * MAX_LINE);
     }
 
     #[test]

@@ -48,6 +48,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, watch};
 
 use super::client::{Registrar, Step, numeric, prefix_nick};
+use super::line::{LineSplitter, Piece};
 use super::message::Message;
 use crate::engine::Interrupt;
 use crate::error::{BadInput, Exit};
@@ -62,7 +63,7 @@ const CHECK_TOKEN: &[u8] = b"trident-load-check";
 const MAX_BACKLOG: usize = 1 << 20;
 /// Messages generated per sender per wake-up, at most.
 const MAX_BATCH: u64 = 4096;
-/// A partial line longer than this is dropped.
+/// A line longer than this is dropped.
 const MAX_PARTIAL: usize = 8 * 1024;
 /// The shared read buffer of one runtime thread.
 const SCRATCH: usize = 64 * 1024;
@@ -761,8 +762,8 @@ struct Client {
     phase: watch::Receiver<Phase>,
     /// Channel index.
     channel: usize,
-    /// The unfinished line of the last read.
-    partial: Vec<u8>,
+    /// The server's lines (the unfinished one of the last read kept).
+    lines: LineSplitter,
     /// Bytes to write, from `written` on.
     out: Vec<u8>,
     written: usize,
@@ -801,7 +802,7 @@ impl Client {
             channel,
             shard,
             phase,
-            partial: Vec::new(),
+            lines: LineSplitter::with_limit(MAX_PARTIAL),
             out: Vec::new(),
             written: 0,
             next_seq: vec![0; slots],
@@ -950,7 +951,11 @@ impl Client {
                 Ok(0) => return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed by the server")),
                 Ok(n) => {
                     let mut lines = Vec::new();
-                    split_lines(&mut self.partial, &scratch[..n], |line| lines.push(line.to_vec()));
+                    self.lines.split(&scratch[..n], |piece| {
+                        if let Piece::Line(line) = piece {
+                            lines.push(line.to_vec());
+                        }
+                    });
                     return Ok(lines);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
@@ -1121,13 +1126,15 @@ impl Client {
             let now_ns = self.t0.map_or(0, |t0| t0.elapsed().as_nanos() as u64);
             let mut stats = shard.stats.borrow_mut();
             let mut delivered = 0u64;
-            let mut partial = std::mem::take(&mut self.partial);
-            split_lines(&mut partial, &scratch[..n], |line| {
-                if self.on_line(line, now_ns, &mut stats.latency) {
+            let mut lines = std::mem::replace(&mut self.lines, LineSplitter::with_limit(MAX_PARTIAL));
+            lines.split(&scratch[..n], |piece| {
+                if let Piece::Line(line) = piece
+                    && self.on_line(line, now_ns, &mut stats.latency)
+                {
                     delivered += 1;
                 }
             });
-            self.partial = partial;
+            self.lines = lines;
             if delivered > 0 {
                 self.shared.delivered.fetch_add(delivered, Ordering::Relaxed);
                 stats.last_delivery_ns = stats.last_delivery_ns.max(now_ns);
@@ -1221,41 +1228,6 @@ async fn write_all(stream: &TcpStream, mut bytes: &[u8]) -> std::io::Result<()> 
     Ok(())
 }
 
-/// Calls `each` with every complete line of `chunk` (terminator removed),
-/// the first completing `partial`; keeps the unfinished end in `partial`
-/// (dropped beyond [`MAX_PARTIAL`]).
-fn split_lines(partial: &mut Vec<u8>, chunk: &[u8], mut each: impl FnMut(&[u8])) {
-    let trim = |l: &[u8]| -> usize { if l.last() == Some(&b'\r') { l.len() - 1 } else { l.len() } };
-    let mut rest = chunk;
-    if !partial.is_empty() {
-        match rest.iter().position(|&b| b == b'\n') {
-            Some(i) => {
-                partial.extend_from_slice(&rest[..i]);
-                let len = trim(partial);
-                each(&partial[..len]);
-                partial.clear();
-                rest = &rest[i + 1..];
-            }
-            None => {
-                if partial.len() + rest.len() <= MAX_PARTIAL {
-                    partial.extend_from_slice(rest);
-                } else {
-                    partial.clear();
-                }
-                return;
-            }
-        }
-    }
-    while let Some(i) = rest.iter().position(|&b| b == b'\n') {
-        let line = &rest[..i];
-        each(&line[..trim(line)]);
-        rest = &rest[i + 1..];
-    }
-    if rest.len() <= MAX_PARTIAL {
-        partial.extend_from_slice(rest);
-    }
-}
-
 /// `S SEQ T ...` → (sender, sequence, send time in ns since t0).
 fn parse_load(text: &[u8]) -> Option<(u64, u64, u64)> {
     let mut fields = text.split(|&b| b == b' ');
@@ -1272,17 +1244,6 @@ fn parse_load(text: &[u8]) -> Option<(u64, u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn lines_are_split_across_chunks() {
-        let mut partial = Vec::new();
-        let mut got = Vec::new();
-        for chunk in [&b"PING a\r\nPRIV"[..], b"MSG #x :1 2 3", b" xx\r\n", b"\r\nEND\n"] {
-            split_lines(&mut partial, chunk, |l| got.push(String::from_utf8_lossy(l).into_owned()));
-        }
-        assert_eq!(got, ["PING a", "PRIVMSG #x :1 2 3 xx", "", "END"]);
-        assert!(partial.is_empty());
-    }
 
     #[test]
     fn load_messages_parse() {
