@@ -314,13 +314,13 @@ impl<E: Into<anyhow::Error>> From<E> for Stop {
 
 /// A blocking connection read line by line, with a deadline.
 #[derive(Debug)]
-struct Wire {
+struct LineConn {
     stream: TcpStream,
     reader: LineReader,
     peer: SocketAddr,
 }
 
-impl Wire {
+impl LineConn {
     fn send(&mut self, line: &str) -> io::Result<()> {
         let mut bytes = Vec::with_capacity(line.len() + 2);
         bytes.extend_from_slice(line.as_bytes());
@@ -408,7 +408,7 @@ impl OneShot<'_> {
         let stream = connect(addrs, self.args.timeout)?;
         let peer = stream.peer_addr()?;
         stream.set_write_timeout(Some(self.args.timeout))?;
-        let mut wire = Wire { stream, reader: LineReader::new(), peer };
+        let mut wire = LineConn { stream, reader: LineReader::new(), peer };
 
         let mut registrar = Registrar::new(&self.args.nick);
         for line in registrar.hello(self.args.password.as_deref(), "trident chat") {
@@ -495,9 +495,9 @@ enum Typed {
     End,
 }
 
-/// The live connection.
+/// The connection to the server while it is up, and what is known of it.
 #[derive(Debug)]
-struct Live {
+struct ServerConn {
     stream: TcpStream,
     connected: Instant,
     last_heard: Instant,
@@ -519,7 +519,7 @@ struct Interactive<'a> {
     /// Channels joined (or being joined), in order.
     channels: Vec<String>,
     current: Option<String>,
-    live: Option<Live>,
+    live: Option<ServerConn>,
     generation: u64,
     pending: VecDeque<Typed>,
     /// Set by /quit: the deadline for the server to close.
@@ -673,7 +673,7 @@ impl<'a> Interactive<'a> {
         spawn_reader(stream.try_clone()?, self.generation, tx.clone());
         let registrar = Registrar::new(&self.wanted);
         let hello = registrar.hello(self.args.password.as_deref(), "trident chat");
-        self.live = Some(Live {
+        self.live = Some(ServerConn {
             stream,
             connected: Instant::now(),
             last_heard: Instant::now(),

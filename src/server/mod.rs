@@ -29,6 +29,7 @@
 pub mod processes;
 pub mod threads;
 pub mod tokio;
+pub(crate) mod wire;
 
 use std::fmt;
 use std::io;

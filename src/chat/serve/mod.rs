@@ -3,14 +3,17 @@
 //!
 //! Unlike the echo server, a chat connection is not alone: a line from one
 //! client is delivered to many others, so the shell around the sans-IO
-//! core has three parts, shared by the engines:
+//! core has three parts, shared by the engines (the accept loops, the
+//! stop, worker supervision and the wire, plain or TLS, are the server
+//! layer's, [`crate::server`]):
 //! - [`core::Core`]: the one [`Hub`] of the server, plus admission
 //!   (max clients, per-IP limit) and registration timeouts; it routes the
 //!   hub's outbox through a [`core::Router`];
 //! - [`conn::Conn`]: each connection's bounded send queue, written in order
 //!   and coalesced by the connection's owner;
 //! - [`session::Session`]: each connection's line reader, flood bucket and
-//!   keep-alive clock.
+//!   keep-alive clock, and [`session::Handling`], what a connection loop
+//!   does with them.
 //!
 //! Engines differ only in who owns what:
 //! - **async** ([`tokio`]): a task per connection; the core behind a mutex
@@ -28,7 +31,6 @@ pub(crate) mod core;
 pub mod processes;
 pub(crate) mod session;
 pub(crate) mod threads;
-pub(crate) mod tls;
 pub(crate) mod tokio;
 
 #[cfg(test)]
@@ -107,9 +109,10 @@ pub struct ChatConfig {
     pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
-/// What every connection's shell shares.
+/// What every connection of a process is served with: the limits, the
+/// server's own lines, TLS, and the send queues' shared budget.
 #[derive(Debug)]
-pub(crate) struct Shell {
+pub(crate) struct ConnSettings {
     pub limits: Limits,
     /// The server's `PING :name` line.
     pub ping: Line,
@@ -122,14 +125,14 @@ pub(crate) struct Shell {
     pub budget: Arc<Budget>,
 }
 
-impl Shell {
-    pub fn new(config: &ChatConfig) -> anyhow::Result<Shell> {
+impl ConnSettings {
+    pub fn new(config: &ChatConfig) -> anyhow::Result<ConnSettings> {
         let hub = Hub::new(config.hub.clone(), 0);
         let tls = match &config.tls {
-            Some((cert, key)) => Some(tls::server_config(cert, key)?),
+            Some((cert, key)) => Some(crate::server::wire::server_config(cert, key)?),
             None => None,
         };
-        Ok(Shell {
+        Ok(ConnSettings {
             limits: config.limits.clone(),
             ping: hub.ping_line(),
             farewell: hub.shutdown_line(),
@@ -348,13 +351,13 @@ pub fn serve(config: &ServerConfig, chat: ChatConfig, interrupt: &Interrupt) -> 
     crate::sys::raise_nofile_limit();
     // Bad certificate files are one error before anything starts. (Worker
     // processes build their own from the same config.)
-    let shell = Arc::new(Shell::new(&chat)?);
+    let settings = Arc::new(ConnSettings::new(&chat)?);
     let local = listener.local_addr()?;
     let tls = if chat.tls.is_some() { ", TLS" } else { "" };
     eprintln!("Serving IRC on {local} ({} engine{tls})", config.kind);
     match config.kind {
-        EngineKind::Async => tokio::serve(listener, &chat, shell, config, interrupt)?,
-        EngineKind::Threads => threads::serve(listener, &chat, shell, config, interrupt)?,
+        EngineKind::Async => tokio::serve(listener, &chat, settings, config, interrupt)?,
+        EngineKind::Threads => threads::serve(listener, &chat, settings, config, interrupt)?,
         EngineKind::Processes => processes::serve(listener, &chat, config, interrupt)?,
     }
     eprintln!("Server shutting down.");

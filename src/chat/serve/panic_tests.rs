@@ -11,7 +11,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use super::conn::Conn;
-use super::{Backend, ChatConfig, Limits, Local, Shell};
+use super::{Backend, ChatConfig, ConnSettings, Limits, Local};
 use crate::chat::{ClientId, HubConfig, LineEvent};
 
 /// The core of `Local`, with a fault: a `PANIC` line panics (while the
@@ -78,11 +78,11 @@ fn a_panicking_async_connection_is_released() {
     let (stream, peer) = listener.accept().expect("accept");
     stream.set_nonblocking(true).expect("nonblocking");
     let backend = Arc::new(Faulty(Local::new(&config(), false)));
-    let shell = Arc::new(Shell::new(&config()).expect("shell"));
+    let settings = Arc::new(ConnSettings::new(&config()).expect("settings"));
     let (_stop, stop) = crate::server::tokio::Stop::new();
     runtime.block_on(async {
         let stream = tokio::net::TcpStream::from_std(stream).expect("tokio stream");
-        super::tokio::connection(stream, peer, ClientId(1), Arc::clone(&backend), shell, stop).await;
+        super::tokio::connection(stream, peer, ClientId(1), Arc::clone(&backend), settings, stop).await;
     });
     let seen = client.join().expect("client");
     assert!(seen.contains(" 366 alice #room "), "{seen}");
@@ -97,15 +97,15 @@ fn a_panicking_connection_thread_is_released() {
     let client = std::thread::spawn(move || victim(addr));
     let (stream, peer) = listener.accept().expect("accept");
     let backend = Faulty(Local::new(&config(), true));
-    let shell = Shell::new(&config()).expect("shell");
+    let settings = ConnSettings::new(&config()).expect("settings");
     let conn = Arc::new(Conn::for_thread(
         ClientId(1),
-        shell.limits.sendq,
+        settings.limits.sendq,
         stream.as_raw_fd(),
         true,
-        Arc::clone(&shell.budget),
+        Arc::clone(&settings.budget),
     ));
-    super::threads::connection(stream, peer, conn, &backend, &shell, &AtomicBool::new(false));
+    super::threads::connection(stream, peer, conn, &backend, &settings, &AtomicBool::new(false));
     let seen = client.join().expect("client");
     assert!(seen.contains(" 366 alice #room "), "{seen}");
     assert_released(&backend);

@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use super::conn::{Conn, Pushed};
 use super::core::{Core, Router};
-use super::{Backend, ChatConfig, Shell, push_within_budget};
+use super::{Backend, ChatConfig, ConnSettings, push_within_budget};
 use crate::chat::{ClientId, Hub, Line, LineEvent};
 use crate::engine::Interrupt;
 use crate::frame::{self, read_frame};
@@ -420,7 +420,7 @@ pub fn worker(settings: &WorkerSettings) -> anyhow::Result<()> {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let pending = Arc::new(AtomicUsize::new(0));
     let backend = Arc::new(RemoteBackend { tx, pending: Arc::clone(&pending), conns: Mutex::new(HashMap::new()) });
-    let shell = Arc::new(Shell::new(&chat)?);
+    let conn_settings = Arc::new(ConnSettings::new(&chat)?);
     let worker = settings.number;
     let mut next = 0u64;
     let link_backend = Arc::clone(&backend);
@@ -437,7 +437,7 @@ pub fn worker(settings: &WorkerSettings) -> anyhow::Result<()> {
     let accept = move |stream, peer, stop| {
         next += 1;
         let id = ClientId((worker << WORKER_SHIFT) | next);
-        Some(super::tokio::connection(stream, peer, id, Arc::clone(&backend), Arc::clone(&shell), stop))
+        Some(super::tokio::connection(stream, peer, id, Arc::clone(&backend), Arc::clone(&conn_settings), stop))
     };
     crate::server::tokio::serve(listener, 1, settings.grace, &interrupt, start, || {}, accept)?;
     Ok(())

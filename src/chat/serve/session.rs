@@ -6,13 +6,17 @@
 //!
 //! Sans-IO: the shell feeds what it reads with the time, takes the events
 //! it may pass to the hub now, and sleeps until [`Session::deadline`].
+//! [`Handling`] is what both connection loops (tasks and threads) do with a
+//! read's result and with the clock: pass lines to the core, ping, close.
 
 use std::collections::VecDeque;
+use std::io;
 use std::time::{Duration, Instant};
 
-use crate::chat::{LineEvent, LineReader};
-
-use super::Limits;
+use super::conn::{Conn, Status};
+use super::{Backend, ConnSettings, Limits};
+use crate::chat::{ClientId, LineEvent, LineReader};
+use crate::server::wire::Wire;
 
 /// What the clock asks of the shell.
 #[derive(Debug, PartialEq, Eq)]
@@ -133,6 +137,113 @@ impl Session {
             }
             _ => Due::Nothing,
         }
+    }
+}
+
+/// What one read brought.
+pub(crate) enum Input {
+    /// Bytes, fed to the session.
+    Data,
+    /// Nothing after all (a spurious readiness).
+    NotYet,
+    /// End of stream (or of the TLS session).
+    Eof,
+    /// The session refused them: too many lines waiting.
+    Flood(String),
+    /// The socket or the TLS session failed: the reason.
+    Failed(String),
+}
+
+/// What a connection does with what it read and with its clock, the same
+/// in both shells (tasks and threads).
+pub(crate) struct Handling<'a, B: Backend> {
+    pub id: ClientId,
+    pub backend: &'a B,
+    pub conn: &'a Conn,
+    pub settings: &'a ConnSettings,
+    events: Vec<crate::chat::LineEvent>,
+    /// The shell asked the core to close this connection: read no more.
+    pub closing: bool,
+}
+
+impl<'a, B: Backend> Handling<'a, B> {
+    pub fn new(id: ClientId, backend: &'a B, conn: &'a Conn, settings: &'a ConnSettings) -> Self {
+        Handling { id, backend, conn, settings, events: Vec::new(), closing: false }
+    }
+
+    /// Lines the flood bucket lets through now go to the core; none once
+    /// the connection is closing (after its QUIT nothing more is read).
+    fn pass(&mut self, session: &mut Session, now: Instant) {
+        if self.closing {
+            return;
+        }
+        session.ready(now, &mut self.events);
+        if !self.events.is_empty() {
+            self.backend.events(self.id, &mut self.events);
+        }
+        let status = self.conn.status();
+        self.closing |= status.closing || status.overflowed;
+    }
+
+    fn close(&mut self, reason: &str) {
+        self.closing = true;
+        self.backend.close(self.id, reason);
+    }
+
+    /// One read's result; `Some(reason)` when the connection is gone.
+    pub fn input(&mut self, input: Input, session: &mut Session, now: Instant) -> Option<String> {
+        match input {
+            Input::Data => self.pass(session, now),
+            Input::NotYet => {}
+            Input::Eof => return Some("Remote host closed the connection".into()),
+            Input::Failed(reason) => return Some(reason),
+            Input::Flood(reason) => self.close(&reason),
+        }
+        None
+    }
+
+    /// The session's deadline has come: held lines, keep-alive.
+    pub fn clock(&mut self, session: &mut Session, now: Instant) {
+        if session.holding() {
+            self.pass(session, now);
+        }
+        match session.tick(now) {
+            Due::Nothing => {}
+            Due::Ping => {
+                self.conn.push(self.settings.ping.as_bytes());
+            }
+            Due::Close(reason) => self.close(&reason),
+        }
+    }
+}
+
+/// Wire bytes read: their plaintext goes to `session`; what TLS has to
+/// answer (handshake) is appended to `out`.
+pub(crate) fn received(wire: &mut Wire, raw: &[u8], out: &mut Vec<u8>, session: &mut Session, now: Instant) -> Input {
+    match wire.open(raw, out, |data| session.read(data, now)) {
+        Ok(Some(Ok(()))) => Input::Data,
+        Ok(Some(Err(flood))) => Input::Flood(flood),
+        Ok(None) => Input::Eof,
+        Err(reason) => Input::Failed(reason),
+    }
+}
+
+/// Moves what `conn` has queued to `out`, as wire bytes.
+pub(crate) fn take(wire: &mut Wire, conn: &Conn, out: &mut Vec<u8>) -> Status {
+    wire.send(out, |buf| conn.take(buf))
+}
+
+pub(crate) fn read_error(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::ConnectionReset => "Read error: Connection reset by peer".into(),
+        _ => format!("Read error: {e}"),
+    }
+}
+
+pub(crate) fn write_error(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => "Write error: Connection reset by peer".into(),
+        _ => format!("Write error: {e}"),
     }
 }
 

@@ -19,12 +19,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use super::conn::{Conn, WAKE_SIGNAL};
-use super::session::Session;
-use super::tokio::{Handling, Input, Wire, read_error, write_error};
-use super::{Backend, ChatConfig, Local, Shell};
+use super::session::{Handling, Input, Session, read_error, received, take, write_error};
+use super::{Backend, ChatConfig, ConnSettings, Local};
 use crate::chat::ClientId;
 use crate::engine::Interrupt;
 use crate::server::threads::Registered;
+use crate::server::wire::Wire;
 use crate::server::{FLUSH_TIMEOUT, ServerConfig};
 
 extern "C" fn on_wake(_: libc::c_int) {}
@@ -75,7 +75,7 @@ impl crate::server::threads::Handle for Arc<Conn> {
 pub(crate) fn serve(
     listener: TcpListener,
     chat: &ChatConfig,
-    shell: Arc<Shell>,
+    settings: Arc<ConnSettings>,
     config: &ServerConfig,
     interrupt: &Interrupt,
 ) -> io::Result<()> {
@@ -86,12 +86,17 @@ pub(crate) fn serve(
         let id = ClientId(id);
         // TLS: only the owner thread can encrypt, so routers do not write
         // directly.
-        let direct = shell.tls.is_none();
-        let conn =
-            Arc::new(Conn::for_thread(id, shell.limits.sendq, stream.as_raw_fd(), direct, Arc::clone(&shell.budget)));
-        let (backend, shell, handle) = (Arc::clone(&backend), Arc::clone(&shell), Arc::clone(&conn));
+        let direct = settings.tls.is_none();
+        let conn = Arc::new(Conn::for_thread(
+            id,
+            settings.limits.sendq,
+            stream.as_raw_fd(),
+            direct,
+            Arc::clone(&settings.budget),
+        ));
+        let (backend, settings, handle) = (Arc::clone(&backend), Arc::clone(&settings), Arc::clone(&conn));
         let body = move |registered: Registered<Arc<Conn>>| {
-            connection(stream, peer, conn, &*backend, &shell, registered.stopping_flag());
+            connection(stream, peer, conn, &*backend, &settings, registered.stopping_flag());
         };
         Some((handle, body))
     };
@@ -148,13 +153,13 @@ pub(crate) fn connection<B: Backend>(
     peer: SocketAddr,
     conn: Arc<Conn>,
     backend: &B,
-    shell: &Shell,
+    settings: &ConnSettings,
     stopping: &AtomicBool,
 ) {
     let mask = block_wake_signal();
     let _ = stream.set_nodelay(true);
     let fd = stream.as_raw_fd();
-    let wire = stream.set_nonblocking(true).and_then(|()| Wire::new(shell));
+    let wire = stream.set_nonblocking(true).and_then(|()| Wire::new(settings.tls.as_ref()));
     let mut wire = match wire {
         Ok(wire) => wire,
         Err(e) => {
@@ -175,7 +180,7 @@ pub(crate) fn connection<B: Backend>(
     // and the core is told it left, like any other end.
     let served = panic::catch_unwind(AssertUnwindSafe(|| {
         backend.open(&conn, peer.ip());
-        serve_loop(&mut stream, fd, id, backend, shell, stopping, &conn, &mut wire, &mut out, &mask)
+        serve_loop(&mut stream, fd, id, backend, settings, stopping, &conn, &mut wire, &mut out, &mask)
     }));
     let end = served.unwrap_or_else(|_| {
         super::contained_panic(peer);
@@ -184,8 +189,9 @@ pub(crate) fn connection<B: Backend>(
     // From here on nobody else writes to the socket.
     conn.owner_gone();
     if !matches!(end, End::Gone(_)) {
-        let _ =
-            panic::catch_unwind(AssertUnwindSafe(|| last_words(&mut stream, &end, &conn, &mut wire, &mut out, shell)));
+        let _ = panic::catch_unwind(AssertUnwindSafe(|| {
+            last_words(&mut stream, &end, &conn, &mut wire, &mut out, settings)
+        }));
     }
     let reason = match end {
         End::Gone(reason) => reason,
@@ -202,7 +208,7 @@ fn serve_loop<B: Backend>(
     fd: i32,
     id: ClientId,
     backend: &B,
-    shell: &Shell,
+    settings: &ConnSettings,
     stopping: &AtomicBool,
     conn: &Conn,
     wire: &mut Wire,
@@ -210,15 +216,15 @@ fn serve_loop<B: Backend>(
     mask: &libc::sigset_t,
 ) -> End {
     let tls = wire.is_tls();
-    let mut session = Session::new(&shell.limits, Instant::now());
+    let mut session = Session::new(&settings.limits, Instant::now());
     let mut buf = [0u8; 4096];
-    let mut handling = Handling::new(id, backend, conn, shell);
+    let mut handling = Handling::new(id, backend, conn, settings);
     loop {
         if stopping.load(Ordering::SeqCst) {
             break End::Stop;
         }
         let (status, pending) = if tls {
-            let status = if out.is_empty() { wire.take(conn, out) } else { conn.status() };
+            let status = if out.is_empty() { take(wire, conn, out) } else { conn.status() };
             if let Err(e) = send_some(stream, out) {
                 break End::Gone(write_error(&e));
             }
@@ -249,7 +255,7 @@ fn serve_loop<B: Backend>(
         if revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 && !handling.closing {
             let read = match stream.read(&mut buf) {
                 Ok(0) => Input::Eof,
-                Ok(n) => wire.received(buf.get(..n).unwrap_or_default(), out, &mut session, now),
+                Ok(n) => received(wire, buf.get(..n).unwrap_or_default(), out, &mut session, now),
                 Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => Input::NotYet,
                 Err(e) => Input::Failed(read_error(&e)),
             };
@@ -264,11 +270,18 @@ fn serve_loop<B: Backend>(
 }
 
 /// What a connection that did not just vanish is told last.
-fn last_words(stream: &mut TcpStream, end: &End, conn: &Conn, wire: &mut Wire, out: &mut Vec<u8>, shell: &Shell) {
+fn last_words(
+    stream: &mut TcpStream,
+    end: &End,
+    conn: &Conn,
+    wire: &mut Wire,
+    out: &mut Vec<u8>,
+    settings: &ConnSettings,
+) {
     match end {
         End::Stop => {
-            wire.take(conn, out);
-            wire.last_words(Some(&shell.farewell), out);
+            take(wire, conn, out);
+            wire.last_words(settings.farewell.as_bytes(), out);
             if stream.set_nonblocking(false).is_ok() && stream.set_write_timeout(Some(FLUSH_TIMEOUT)).is_ok() {
                 let _ = stream.write_all(out);
             }
@@ -276,7 +289,7 @@ fn last_words(stream: &mut TcpStream, end: &End, conn: &Conn, wire: &mut Wire, o
         }
         End::Closed => {
             let mut bye = Vec::new();
-            wire.last_words(None, &mut bye);
+            wire.last_words(b"", &mut bye);
             if !bye.is_empty()
                 && stream.set_nonblocking(false).is_ok()
                 && stream.set_write_timeout(Some(FLUSH_TIMEOUT)).is_ok()
