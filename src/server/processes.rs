@@ -1,33 +1,22 @@
 //! The processes engine: N pre-forked worker processes accepting on one
 //! listening socket.
 //!
-//! The parent binds the socket (so a bad `--listen` or a busy port is one
-//! error before anything is started, and port 0 is resolved once), then
-//! re-runs this binary N times as `trident __serve-worker SERVICE
-//! SETTINGS` ([`WorkerSettings`], JSON); each worker inherits the listening
-//! descriptor (its close-on-exec flag is cleared in the child only, between
-//! fork and exec) and serves the connections it accepts on a
-//! single-threaded event loop ([`super::tokio`]). A service with a shared
-//! core (chat's hub) keeps it in the parent and gives each worker a link to
-//! it, another inherited descriptor.
+//! The parent binds the socket (a bad `--listen` or a busy port is one
+//! error before anything starts; port 0 is resolved once) and re-runs this
+//! binary N times as `trident __serve-worker SERVICE SETTINGS`
+//! ([`WorkerSettings`], JSON). Each worker inherits the descriptor (rather
+//! than binding its own with SO_REUSEPORT: one accept queue, so a
+//! connection waits for whichever worker is free and none is lost with a
+//! dying one) and serves what it accepts on a single-threaded event loop
+//! ([`super::tokio`]). A service with a shared core (chat's hub) keeps it
+//! in the parent and gives each worker a link to it.
 //!
-//! Why an inherited descriptor rather than `SO_REUSEPORT` sockets, one per
-//! worker: there is one accept queue, so a connection waits for whichever
-//! worker is free instead of being hashed to a busy (or dying) one, and a
-//! worker that exits loses nothing that was queued (with SO_REUSEPORT,
-//! connections in a closing socket's queue are reset); port 0 needs no
-//! second bind that could race; and no other process of the same user can
-//! bind into the group and steal connections.
-//!
-//! The parent accepts nothing; it watches its workers ([`supervise`]: one
-//! that dies is reported and replaced, unless they keep dying) and, on
-//! Ctrl-C/SIGTERM, tells them to stop by closing their stdin (the control
-//! pipe): each stops accepting, closes its connections gracefully and
-//! exits. Workers are started with `PR_SET_PDEATHSIG(SIGKILL)` (checked
-//! against a parent that died before the prctl), ignore the terminal's
-//! SIGINT (the parent decides) but stop gracefully on their own SIGTERM
-//! too, and the [`Workers`] guard kills and reaps whoever is left on every
-//! exit path.
+//! The parent accepts nothing: it watches its workers ([`supervise`]),
+//! replaces one that dies unless they keep dying, and stops them by closing
+//! their stdin (the control pipe). Workers die with the parent
+//! (`PR_SET_PDEATHSIG`), ignore the terminal's SIGINT, stop gracefully on
+//! their own SIGTERM, and the [`Workers`] guard kills and reaps whoever is
+//! left on every exit path.
 
 use std::collections::VecDeque;
 use std::io::{self, Read};
