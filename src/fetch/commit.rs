@@ -84,8 +84,8 @@
 //! -> 0.112 s (nice 5 or 10 did as well, but a niced committer starves on
 //! a busy machine; SCHED_BATCH does not).
 //!
-//! Callers: blocking ones wait with `blocking_recv`, async ones `.await`
-//! the same oneshot reply. A blocking caller with no other commit under
+//! Callers `.await` the oneshot reply (a blocking engine's download runs
+//! on its thread's own runtime). A blocking caller with no other commit under
 //! way in its process does its own (`fdatasync`, rename, directory
 //! `fsync`): nothing to batch with, and no hand-off to pay — always the case in a worker process of
 //! the processes engine, which runs one download at a time.
@@ -485,17 +485,19 @@ static BLOCKING_COMMITS: AtomicUsize = AtomicUsize::new(0);
 /// way in this process (a worker process, which runs one download at a
 /// time, never starts the committer; nor does `-j 1`), else through the
 /// writer and the committer, batched with the others.
-pub fn finish_blocking(finish: Finish) -> io::Result<Committed> {
+pub async fn finish_blocking(finish: Finish) -> io::Result<Committed> {
     match finish {
-        Finish::Commit(request) => blocking(*request, commit_now, |request, reply| send(Job::Commit(request, reply))),
-        Finish::Save(request) => blocking(request, |r| r.write().and_then(Written::commit_now), to_writer),
+        Finish::Commit(request) => {
+            blocking(*request, commit_now, |request, reply| send(Job::Commit(request, reply))).await
+        }
+        Finish::Save(request) => blocking(request, |r| r.write().and_then(Written::commit_now), to_writer).await,
     }
 }
 
 /// A commit (or save) of a blocking caller: `inline` on the calling thread
 /// when no other one is under way in this process, else sent on its way by
 /// `route` (to the committer, or the writer) and waited for.
-fn blocking<R>(
+async fn blocking<R>(
     request: R,
     inline: fn(R) -> io::Result<Committed>,
     route: fn(R, Answer) -> io::Result<()>,
@@ -513,7 +515,7 @@ fn blocking<R>(
     }
     let (tx, rx) = oneshot::channel();
     route(request, tx)?;
-    rx.blocking_recv().map_err(|_| gone())?
+    rx.await.map_err(|_| gone())?
 }
 
 /// Hands a small body to the process's writer thread (started on first
@@ -576,12 +578,6 @@ impl InFlight {
     /// Its result, waited for.
     pub async fn result(&mut self) -> io::Result<()> {
         (&mut self.0).await.unwrap_or_else(|_| Err(gone()))
-    }
-
-    /// Its result, waited for by a blocking caller (not on a runtime
-    /// thread).
-    pub fn result_blocking(self) -> io::Result<()> {
-        self.0.blocking_recv().unwrap_or_else(|_| Err(gone()))
     }
 }
 

@@ -1,4 +1,4 @@
-//! The async engine's HTTP/1.1 client: hyper's connection API
+//! The HTTP/1.1 client of every engine: hyper's connection API
 //! (`hyper::client::conn::http1`) on tokio, a keep-alive pool per thread,
 //! rustls for https.
 //!
@@ -50,9 +50,14 @@ use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use url::{Host, Position, Url};
 
-use super::task::MAX_HEADER_BYTES;
 use crate::engine::Ctx;
 
+/// Response header fields accepted at most (hyper stops at 100 too).
+pub const MAX_HEADER_FIELDS: usize = 100;
+/// Response header bytes accepted at most: names, values, and 4 bytes of
+/// `": "` and CRLF per field. hyper alone would take a head as large as its
+/// read buffer, which holds this much and no more.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// Largest read buffer of a connection: hyper starts at 8 KiB and doubles
 /// it only while reads fill it. It must hold the largest response head
 /// trident accepts on every engine ([`MAX_HEADER_BYTES`], 64 KiB of
@@ -70,8 +75,6 @@ use crate::engine::Ctx;
 pub const READ_BUFFER_MAX: usize = MAX_HEADER_BYTES + 4 * 1024;
 /// Idle connections kept per host and thread.
 const IDLE_PER_HOST: usize = 256;
-/// Response header fields hyper parses at most (more is an error).
-const MAX_HEADERS: usize = 100;
 
 /// Where a connection goes: scheme (https?), host, port.
 type Key = (bool, String, u16);
@@ -386,7 +389,7 @@ impl Client {
                 .map_err(|e| Error::Connect(io::Error::new(io::ErrorKind::InvalidInput, e)))?,
             None => return Err(Error::Url(format!("no host in {url}"))),
         };
-        let connector = tokio_rustls::TlsConnector::from(tls_config(self.insecure));
+        let connector = tokio_rustls::TlsConnector::from(super::tls::config(self.insecure));
         let tls = tokio::time::timeout(self.timeout, connector.connect(name, stream))
             .await
             .map_err(|_| Error::Connect(io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out")))?
@@ -649,7 +652,7 @@ where
     let io = Metered { io, meter: Arc::clone(&meter) };
     let (send, driver) = http1::Builder::new()
         .max_buf_size(READ_BUFFER_MAX)
-        .max_headers(MAX_HEADERS)
+        .max_headers(MAX_HEADER_FIELDS)
         .handshake(TokioIo::new(io))
         .await
         .map_err(Error::Http)?;
@@ -661,32 +664,4 @@ where
     }
     tokio::spawn(driver);
     Ok(Conn { send, meter, driver: Driver(None) })
-}
-
-/// The rustls configuration (ring, HTTP/1.1 by ALPN): the system's roots,
-/// loaded once per process on the first https connection, or any
-/// certificate with `--insecure`. The blocking client uses it too.
-pub(super) fn tls_config(insecure: bool) -> Arc<rustls::ClientConfig> {
-    static CHECKED: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
-    static INSECURE: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
-    let build = |insecure: bool| {
-        let mut config = if insecure {
-            super::task::insecure_config()
-        } else {
-            let mut roots = rustls::RootCertStore::empty();
-            // Without any root, plain HTTP still works and every
-            // certificate is rejected.
-            for cert in rustls_native_certs::load_native_certs().certs {
-                let _ = roots.add(cert);
-            }
-            rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .expect("ring supports the default TLS versions")
-                .with_root_certificates(roots)
-                .with_no_client_auth()
-        };
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Arc::new(config)
-    };
-    if insecure { INSECURE.get_or_init(|| build(true)).clone() } else { CHECKED.get_or_init(|| build(false)).clone() }
 }

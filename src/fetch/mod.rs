@@ -40,6 +40,7 @@ pub mod seal;
 pub mod split;
 pub mod store;
 pub mod task;
+mod tls;
 pub mod unnamed;
 
 use std::fmt;

@@ -17,109 +17,49 @@
 //! a second time makes it one stream. A part that fails (cut, timeout,
 //! 5xx) gives its rest back for the next idle worker; when no worker is
 //! left, the attempt fails and is retried like any other, continuing from
-//! what was written. Workers are scoped threads (threads and processes
-//! engines) or futures of the download's task (async); the bookkeeping is
+//! what was written. The first request and its answer are the attempt's
+//! (`attempt`, `answer`); here the workers share the rest. A worker's loop
+//! is one async function on every engine: on the blocking ones worker 0 runs
+//! in the download's own runtime step and the others on threads of their
+//! own (each with its runtime, reading its socket with blocking `recv`s),
+//! on async they are futures of the download's task. The bookkeeping is
 //! `split::Plan` behind a mutex.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::thread::Scope;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use super::*;
-use crate::fetch::split::{Pace, Plan, RangeSet, Span, pieces_for};
-use crate::fetch::store::{CHECKPOINT_BYTES, SharedPart};
+use url::Url;
+
+use super::answer::{
+    Asked, Failure, Head, Next, check_head, check_range, decide, fatal, local, piece_range, retry, status_text,
+};
+use super::attempt::{Shell, commit, drain, next_chunk, no_runtime, request};
+use super::download::{Download, Waits, checkpoint_failed};
+use super::{FetchResult, Status};
+use crate::fetch::auth::Credentials;
+use crate::fetch::commit as committer;
+use crate::fetch::http;
+use crate::fetch::split::{Pace, Plan, RangeSet, Span};
+use crate::fetch::store::{CHECKPOINT_BYTES, PartFile, SharedPart, Validators};
 
 /// Stack of a part's worker thread (as a pool thread's).
 const WORKER_STACK: usize = crate::fetch::FETCH_THREAD_STACK;
 
-/// What the first request of a split attempt asked for.
-#[derive(Debug)]
-enum Asked {
-    /// `Range: bytes=0-`: a fresh download.
-    Fresh,
-    /// The first gap of a part file being continued, with `If-Range`.
-    Piece { span: Span, validators: Validators },
-}
-
-impl Asked {
-    fn range(&self) -> String {
-        match self {
-            Asked::Fresh => "bytes=0-".into(),
-            Asked::Piece { span, .. } => piece_range(*span),
-        }
-    }
-}
-
-fn piece_range((start, end): Span) -> String {
-    format!("bytes={start}-{}", end.saturating_sub(1))
-}
-
-/// What the answer to the first request means.
-#[derive(Debug)]
-enum First {
-    Redirect(Url),
-    /// One stream from zero: a 200, or a 206 for a whole body that is too
-    /// small to split or has no validator.
-    Whole {
-        expected: Option<u64>,
-    },
-    /// Ranges are not usable: one plain request, as with `-s 1`.
-    Plain,
-    /// The part file cannot be continued: start over.
-    Restart,
-    /// A fresh body of `total` bytes, to split.
-    Split {
-        total: u64,
-        validators: Validators,
-    },
-    /// The gap asked for is coming.
-    Piece,
-}
-
-fn first(head: &Head, asked: &Asked, current: &Url, hops: &mut u32, options: &FetchOptions) -> Result<First, Failure> {
-    check_head(head)?;
-    match (head.status, asked) {
-        (206, Asked::Fresh) => {
-            let Ok(total) = check_range(head, 0, None, None) else { return Ok(First::Plain) };
-            let validators = head.validators().map(|v| Validators { total: Some(total), ..v });
-            Ok(match validators {
-                Some(validators) if pieces_for(total, options.split as usize, options.min_split_size) > 1 => {
-                    First::Split { total, validators }
-                }
-                _ => First::Whole { expected: Some(total) },
-            })
-        }
-        (416, Asked::Fresh) => Ok(First::Plain),
-        (206, Asked::Piece { span, validators }) => {
-            Ok(match check_range(head, span.0, Some(span.1), Some(validators)) {
-                Ok(_) => First::Piece,
-                Err(_) => First::Restart,
-            })
-        }
-        (416, Asked::Piece { .. }) => Ok(First::Restart),
-        _ => Ok(match decide(head, current, hops, None)? {
-            Next::Body { expected } => First::Whole { expected },
-            Next::Redirect(next) => First::Redirect(next),
-            Next::Rest { .. } | Next::Restart => First::Restart,
-        }),
-    }
-}
-
 impl Download {
-    fn workers(&self) -> usize {
+    pub(super) fn workers(&self) -> usize {
         self.task.options.split.max(1) as usize
     }
 
     /// Workers that start at once: all with `--split-probe 0`, else one
     /// until its connection shows that the network holds it back.
-    fn open_at_start(&self) -> usize {
+    pub(super) fn open_at_start(&self) -> usize {
         if self.task.options.split_probe.is_zero() { self.workers() } else { 1 }
     }
 
     /// What to ask first: the first gap of a part file that can be
     /// continued (its plan, with that gap claimed by worker 0), or all.
-    fn split_start(&self) -> (Asked, Option<(Plan, Span)>) {
+    pub(super) fn split_start(&self) -> (Asked, Option<(Plan, Span)>) {
         if let Some((done, validators)) = self.part.as_ref().and_then(PartFile::split_point) {
             let total = validators.total.unwrap_or(0);
             let mut plan =
@@ -131,21 +71,14 @@ impl Download {
         (Asked::Fresh, None)
     }
 
-    /// The headers of the first request.
-    fn first_headers(&self, asked: &Asked, url: &Url) -> Vec<(&'static str, String)> {
-        let mut headers = vec![("Range", asked.range())];
-        if let Asked::Piece { validators, .. } = asked {
-            headers.push(("If-Range", validators.if_range().unwrap_or_default().to_string()));
-        }
-        if let Some(auth) = self.authorization(url) {
-            headers.push(("Authorization", auth.to_string()));
-        }
-        headers
-    }
-
     /// A fresh split: an empty part file for the body, and its plan with
     /// the first piece (from 0) claimed by worker 0.
-    fn begin_split(&mut self, head: &Head, total: u64, validators: Validators) -> Result<(Plan, Span), Failure> {
+    pub(super) fn begin_split(
+        &mut self,
+        head: &Head,
+        total: u64,
+        validators: Validators,
+    ) -> Result<(Plan, Span), Failure> {
         self.name_from_head(head);
         let mut part = self.empty_part()?;
         part.begin_split(validators);
@@ -157,7 +90,7 @@ impl Download {
     }
 
     /// A continued split: the gap asked for is coming.
-    fn continue_split(&mut self, head: &Head) -> Result<(), Failure> {
+    pub(super) fn continue_split(&mut self, head: &Head) -> Result<(), Failure> {
         self.name_from_head(head);
         let part = self.part.as_mut().ok_or_else(|| fatal(Status::LocalError, "no .part file"))?;
         let kept = part.split_point().map_or(0, |(done, _)| done.bytes());
@@ -166,7 +99,7 @@ impl Download {
     }
 
     /// The workers' shared state for `plan`, parts asked for at `url`.
-    fn run(&self, plan: Plan, url: Url) -> Result<Run, Failure> {
+    fn split_run(&self, plan: Plan, url: Url) -> Result<Run, Failure> {
         let part = self.part.as_ref().ok_or_else(|| fatal(Status::LocalError, "no .part file"))?;
         let shared = part.shared().map_err(|e| local("cannot share the .part file", &e))?;
         let synced = part.split_point().map_or(0, |(done, _)| done.bytes());
@@ -210,13 +143,12 @@ impl Download {
         Err(retry(end.retry.unwrap_or_else(|| "parts of the body are missing".into())))
     }
 
-    /// Whether to split again after a part showed the file changed (the
-    /// part file is emptied by the caller): not a second time.
-    fn split_again(&mut self) -> bool {
+    /// After a part showed the file changed (the part file is emptied by
+    /// the caller): split again, but not a second time.
+    pub(super) fn split_again(&mut self) {
         if self.split_restarts > 1 {
             self.no_split = true;
         }
-        !self.no_split
     }
 }
 
@@ -254,7 +186,7 @@ enum PieceNext {
 }
 
 /// A checkpoint's ranges, and where the committer answers.
-type Saving = (RangeSet, commit::InFlight);
+type Saving = (RangeSet, committer::InFlight);
 
 /// What the workers of one split attempt share.
 struct Run {
@@ -399,7 +331,7 @@ impl Run {
                 .map_err(PieceFailure::Restart),
             200 => Err(PieceFailure::Restart("HTTP 200 to a ranged request with If-Range: the file changed".into())),
             416 => Err(PieceFailure::Restart("HTTP 416 to a range within the file: the file changed".into())),
-            _ => match decide(head, url, hops, None)? {
+            _ => match decide(head, url, hops)? {
                 Next::Redirect(next) => Ok(PieceNext::Redirect(next)),
                 _ => Err(PieceFailure::Restart(format!("{} to a ranged request", status_text(head.status)))),
             },
@@ -454,7 +386,7 @@ impl Run {
             }
         }
         let done = self.plan().snapshot();
-        let started = self.part.checkpoint(&done).and_then(commit::checkpoint);
+        let started = self.part.checkpoint(&done).and_then(committer::checkpoint);
         match started {
             Ok(in_flight) => *pending = Some((done, in_flight)),
             Err(e) => self.end_checkpoint(&done, Err(e))?,
@@ -464,16 +396,9 @@ impl Run {
 
     /// Waits for the checkpoint in flight, if any; a failure ends the
     /// attempt.
-    async fn settle_checkpoint_async(&self) {
+    async fn settle_checkpoint(&self) {
         if let Some((done, mut in_flight)) = self.take_pending() {
             self.settled(&done, in_flight.result().await);
-        }
-    }
-
-    /// The same for blocking callers (not on a runtime thread).
-    fn settle_checkpoint_blocking(&self) {
-        if let Some((done, in_flight)) = self.take_pending() {
-            self.settled(&done, in_flight.result_blocking());
         }
     }
 
@@ -489,104 +414,98 @@ impl Run {
 }
 
 // ---------------------------------------------------------------------------
-// Blocking: the hyper client on each thread's runtime, a scoped thread per
-// part (a response is read on the thread that asked for it).
+// The workers, on every engine.
 
-pub(super) fn attempt_blocking(client: &http::Client, dl: &mut Download) -> Result<FetchResult, Failure> {
-    let waits = dl.waits();
-    let mut url = dl.url.clone();
-    let mut hops = 0;
-    loop {
-        let (asked, resumed) = dl.split_start();
-        let headers = dl.first_headers(&asked, &url);
-        let response = blocking(request(client, &waits, &url, &headers))?;
-        let head = http_head(&response);
-        dl.http_status = Some(head.status);
-        dl.refuse_too_large(&head)?;
-        let (plan, span) = match first(&head, &asked, &url, &mut hops, &dl.task.options) {
-            Ok(First::Redirect(next)) => {
-                drain_blocking(response, &waits);
-                url = next;
-                continue;
-            }
-            Ok(First::Restart) => {
-                drop(response);
-                dl.restart()?;
-                (url, hops) = (dl.url.clone(), 0);
-                continue;
-            }
-            Ok(First::Plain) => {
-                drop(response);
-                dl.no_split = true;
-                dl.restart()?;
-                return super::attempt_blocking(client, dl);
-            }
-            Ok(First::Whole { expected }) => {
-                dl.begin_body(&head)?;
-                return save_body_blocking(dl, response, expected);
-            }
-            Ok(First::Split { total, validators }) => dl.begin_split(&head, total, validators)?,
-            Ok(First::Piece) => {
-                dl.continue_split(&head)?;
-                resumed.ok_or_else(|| fatal(Status::Failed, "no plan for the gap asked for"))?
-            }
-            Err(failure) => {
-                drain_blocking(response, &waits);
-                return Err(failure);
-            }
-        };
-        let run = dl.run(plan, url.clone())?;
-        debug_assert!(span.0 < span.1);
-        run_threads(&run, client, response);
-        run.settle_checkpoint_blocking();
-        if dl.end_run(run)? {
-            return finish_blocking(dl);
+/// Fetches the parts of a split attempt whose first response is `first`
+/// (worker 0's, for `started`), parts asked for at `url`. `Ok(true)` when
+/// every byte is written, `Ok(false)` to start over (the file changed), or
+/// why the attempt failed.
+pub(super) async fn fetch_parts(
+    client: &http::Client,
+    dl: &mut Download,
+    (plan, span): (Plan, Span),
+    url: Url,
+    first: http::Response,
+) -> Result<bool, Failure> {
+    debug_assert!(span.0 < span.1);
+    let run = Arc::new(dl.split_run(plan, url)?);
+    match dl.shell {
+        Shell::Async => {
+            let mut first = Some(first);
+            let workers = (0..run.workers).map(|id| worker_async(&run, client, id, first.take()));
+            futures_util::future::join_all(workers).await;
         }
-        dl.restart()?;
-        if !dl.split_again() {
-            return super::attempt_blocking(client, dl);
+        Shell::Blocking => {
+            // Worker 0 here, in this thread's runtime (its connection
+            // belongs to it); the others on threads of their own once the
+            // workers are open.
+            let threads = Mutex::new(Vec::new());
+            let start = || start_threads(&run, client, &threads);
+            if run.is_open() {
+                start();
+            }
+            work(&run, client, 0, Some(first), &start).await;
+            let threads = std::mem::take(&mut *threads.lock().unwrap_or_else(PoisonError::into_inner));
+            for thread in threads {
+                if let Err(panic) = thread.join() {
+                    std::panic::resume_unwind(panic);
+                }
+            }
         }
-        (url, hops) = (dl.url.clone(), 0);
     }
+    run.settle_checkpoint().await;
+    let run = Arc::into_inner(run).ok_or_else(|| fatal(Status::LocalError, "a part's worker is still running"))?;
+    dl.end_run(run)
 }
 
-/// Worker 0 on this thread with the first response, the others on scoped
-/// threads once the workers are open.
-fn run_threads(run: &Run, client: &http::Client, first: http::Response) {
-    std::thread::scope(|s| {
-        if run.is_open() {
-            start_workers(s, run, client);
-        }
-        worker_blocking(s, run, client, 0, Some(first));
-    });
-}
-
-/// Workers 1 to K-1 on scoped threads (fewer if threads cannot be started).
-fn start_workers<'s>(s: &'s Scope<'s, '_>, run: &'s Run, client: &'s http::Client) {
+/// Workers 1 to K-1 on threads of their own, each running its loop on its
+/// own runtime (fewer if threads cannot be started); once only.
+fn start_threads(run: &Arc<Run>, client: &http::Client, threads: &Mutex<Vec<std::thread::JoinHandle<()>>>) {
+    let mut threads = threads.lock().unwrap_or_else(PoisonError::into_inner);
+    if !threads.is_empty() {
+        return;
+    }
     for id in 1..run.workers {
-        let started = std::thread::Builder::new()
-            .name(format!("part-{id}"))
-            .stack_size(WORKER_STACK)
-            .spawn_scoped(s, move || worker_blocking(s, run, client, id, None));
-        if started.is_err() {
-            break;
+        let (run, client) = (Arc::clone(run), client.clone());
+        let started =
+            std::thread::Builder::new().name(format!("part-{id}")).stack_size(WORKER_STACK).spawn(move || {
+                if let Err(e) = http::block_on(work(&run, &client, id, None, &|| {})) {
+                    run.fail(PieceFailure::Fatal(no_runtime(&e)));
+                }
+            });
+        match started {
+            Ok(thread) => threads.push(thread),
+            Err(_) => break,
         }
     }
 }
 
-fn worker_blocking<'s>(
-    s: &'s Scope<'s, '_>,
-    run: &'s Run,
-    client: &'s http::Client,
+/// A worker of the async shell: the others wait until worker 0 opens them.
+async fn worker_async(run: &Run, client: &http::Client, id: usize, first: Option<http::Response>) {
+    if id > 0 && !run.until_open().await {
+        return;
+    }
+    work(run, client, id, first, &|| {}).await;
+    if id == 0 {
+        run.close();
+    }
+}
+
+/// A worker's loop: claims pieces and fetches them until none is left or
+/// the workers stop. `on_waiting`: see [`read_piece`].
+async fn work(
+    run: &Run,
+    client: &http::Client,
     id: usize,
     mut first: Option<http::Response>,
+    on_waiting: &(dyn Fn() + Sync),
 ) {
     loop {
         let response = match first.take() {
             Some(r) => r,
             None => {
                 let Some(span) = run.claim(id) else { break };
-                match request_piece_blocking(run, client, span) {
+                match request_piece(run, client, span).await {
                     Ok(r) => r,
                     Err(f) => {
                         run.release(id);
@@ -596,7 +515,7 @@ fn worker_blocking<'s>(
                 }
             }
         };
-        let result = read_piece_blocking(run, id, response, &|| start_workers(s, run, client));
+        let result = read_piece(run, id, response, on_waiting).await;
         run.release(id);
         if let Err(f) = result {
             run.fail(f);
@@ -605,157 +524,18 @@ fn worker_blocking<'s>(
     }
 }
 
-fn request_piece_blocking(run: &Run, client: &http::Client, span: Span) -> Result<http::Response, PieceFailure> {
-    let mut url = run.url.clone();
-    let mut hops = 0;
-    loop {
-        let headers = run.headers(span, &url);
-        let response = blocking(request(client, &run.waits, &url, &headers))?;
-        let head = http_head(&response);
-        match run.check_piece(&head, span, &url, &mut hops) {
-            Ok(PieceNext::Body) => return Ok(response),
-            Ok(PieceNext::Redirect(next)) => {
-                drain_blocking(response, &run.waits);
-                url = next;
-            }
-            Err(f) => return Err(f),
-        }
-    }
-}
-
-/// Reads `id`'s part to its end, calling `start_workers` if it opens the
-/// other workers (its connection was seen waiting for the network). One
-/// step of this thread's runtime for the whole part, not one per piece
-/// (see `save_body_blocking`).
-fn read_piece_blocking(
-    run: &Run,
-    id: usize,
-    response: http::Response,
-    start_workers: &(dyn Fn() + Sync),
-) -> Result<(), PieceFailure> {
-    http::block_on(read_piece(run, id, response, start_workers))
-        .map_err(|e| PieceFailure::from(local("cannot start this thread's HTTP runtime", &e)))?
-}
-
-/// Every byte is written: cut to length (and digest, if wanted), check,
-/// sync and rename.
-fn finish_blocking(dl: &mut Download) -> Result<FetchResult, Failure> {
-    let part = dl.part.as_mut().ok_or_else(|| fatal(Status::LocalError, "no .part file"))?;
-    part.complete_split().map_err(|e| local("cannot complete the .part file", &e))?;
-    let total = part.split_total();
-    dl.verify(total)?;
-    commit_blocking(dl)
-}
-
-// ---------------------------------------------------------------------------
-// Async: hyper, a future per part, all in the download's task.
-
-pub(super) async fn attempt_async(client: &http::Client, dl: &mut Download) -> Result<FetchResult, Failure> {
-    let waits = dl.waits();
-    let mut url = dl.url.clone();
-    let mut hops = 0;
-    loop {
-        let (asked, resumed) = dl.split_start();
-        let headers = dl.first_headers(&asked, &url);
-        let response = request(client, &waits, &url, &headers).await?;
-        let head = http_head(&response);
-        dl.http_status = Some(head.status);
-        dl.refuse_too_large(&head)?;
-        let (plan, span) = match first(&head, &asked, &url, &mut hops, &dl.task.options) {
-            Ok(First::Redirect(next)) => {
-                drain_async(response, &waits).await;
-                url = next;
-                continue;
-            }
-            Ok(First::Restart) => {
-                drop(response);
-                restart_async(dl).await?;
-                (url, hops) = (dl.url.clone(), 0);
-                continue;
-            }
-            Ok(First::Plain) => {
-                drop(response);
-                dl.no_split = true;
-                restart_async(dl).await?;
-                return super::attempt_async(client, dl).await;
-            }
-            Ok(First::Whole { expected }) => {
-                dl.begin_body(&head)?;
-                return save_body_async(dl, response, expected).await;
-            }
-            Ok(First::Split { total, validators }) => dl.begin_split(&head, total, validators)?,
-            Ok(First::Piece) => {
-                dl.continue_split(&head)?;
-                resumed.ok_or_else(|| fatal(Status::Failed, "no plan for the gap asked for"))?
-            }
-            Err(failure) => {
-                drain_async(response, &waits).await;
-                return Err(failure);
-            }
-        };
-        let run = dl.run(plan, url.clone())?;
-        debug_assert!(span.0 < span.1);
-        let mut first = Some(response);
-        let workers = (0..run.workers).map(|id| worker_async(&run, client, id, first.take()));
-        futures_util::future::join_all(workers).await;
-        run.settle_checkpoint_async().await;
-        if dl.end_run(run)? {
-            return finish_async(dl).await;
-        }
-        restart_async(dl).await?;
-        if !dl.split_again() {
-            return super::attempt_async(client, dl).await;
-        }
-        (url, hops) = (dl.url.clone(), 0);
-    }
-}
-
-async fn worker_async(run: &Run, client: &http::Client, id: usize, first: Option<http::Response>) {
-    if id > 0 && !run.until_open().await {
-        return;
-    }
-    work_async(run, client, id, first).await;
-    if id == 0 {
-        run.close();
-    }
-}
-
-async fn work_async(run: &Run, client: &http::Client, id: usize, mut first: Option<http::Response>) {
-    loop {
-        let response = match first.take() {
-            Some(r) => r,
-            None => {
-                let Some(span) = run.claim(id) else { break };
-                match request_piece_async(run, client, span).await {
-                    Ok(r) => r,
-                    Err(f) => {
-                        run.release(id);
-                        run.fail(f);
-                        break;
-                    }
-                }
-            }
-        };
-        let result = read_piece(run, id, response, &|| {}).await;
-        run.release(id);
-        if let Err(f) = result {
-            run.fail(f);
-            break;
-        }
-    }
-}
-
-async fn request_piece_async(run: &Run, client: &http::Client, span: Span) -> Result<http::Response, PieceFailure> {
+/// Asks for `span` (following redirects): the response whose body is it.
+async fn request_piece(run: &Run, client: &http::Client, span: Span) -> Result<http::Response, PieceFailure> {
     let mut url = run.url.clone();
     let mut hops = 0;
     loop {
         let headers = run.headers(span, &url);
         let response = request(client, &run.waits, &url, &headers).await?;
-        let head = http_head(&response);
+        let head = Head::of(&response);
         match run.check_piece(&head, span, &url, &mut hops) {
             Ok(PieceNext::Body) => return Ok(response),
             Ok(PieceNext::Redirect(next)) => {
-                drain_async(response, &run.waits).await;
+                drain(response, &run.waits).await;
                 url = next;
             }
             Err(f) => return Err(f),
@@ -763,10 +543,9 @@ async fn request_piece_async(run: &Run, client: &http::Client, span: Span) -> Re
     }
 }
 
-/// Reads `id`'s part to its end (every engine: the blocking shell runs it
-/// in one step of its thread's runtime). `on_waiting` runs each time the
-/// part's connection is seen waiting for the network (the blocking shell
-/// opens its other workers then; the async one has them all running).
+/// Reads `id`'s part to its end. `on_waiting` runs each time the part's
+/// connection is seen waiting for the network (the blocking shell starts
+/// its other workers' threads then; the async one has them all running).
 async fn read_piece(
     run: &Run,
     id: usize,
@@ -801,86 +580,14 @@ async fn read_piece(
     }
 }
 
-async fn finish_async(dl: &mut Download) -> Result<FetchResult, Failure> {
-    on_part_blocking(dl, PartFile::complete_split)
+/// Every byte is written: cut to length (and digest, if wanted), check,
+/// sync and rename.
+pub(super) async fn finish(dl: &mut Download) -> Result<FetchResult, Failure> {
+    dl.on_part(PartFile::complete_split)
         .await?
         .unwrap_or(Ok(()))
         .map_err(|e| local("cannot complete the .part file", &e))?;
     let total = dl.part.as_ref().and_then(PartFile::split_total);
     dl.verify(total)?;
-    commit_async(dl).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn partial(cr: &str, etag: Option<&str>) -> Head {
-        Head {
-            status: 206,
-            location: None,
-            retry_after: None,
-            content_length: None,
-            etag: etag.map(String::from),
-            last_modified: None,
-            content_range: Some(cr.into()),
-            content_disposition: None,
-            fields: 5,
-            header_bytes: 200,
-        }
-    }
-
-    fn options(split: u32, min: u64) -> FetchOptions {
-        FetchOptions {
-            retries: 0,
-            timeout: Duration::from_secs(1),
-            retry_wait: Duration::from_millis(1),
-            retry_max_time: Duration::from_secs(1),
-            sha256: None,
-            report_sha256: false,
-            collision: Collision::Number,
-            keep_partial: false,
-            content_disposition: false,
-            split,
-            min_split_size: min,
-            split_probe: Duration::ZERO,
-            insecure: false,
-            max_time: None,
-            max_filesize: None,
-        }
-    }
-
-    #[test]
-    fn the_first_answer_decides_whether_to_split() {
-        let url = Url::parse("http://h/f").expect("url");
-        let o = options(4, 100);
-        let decide = |h: &Head, asked: &Asked| first(h, asked, &url, &mut 0, &o);
-        let etag = Some("\"e\"");
-        assert!(matches!(
-            decide(&partial("bytes 0-999/1000", etag), &Asked::Fresh),
-            Ok(First::Split { total: 1000, validators }) if validators.total == Some(1000)
-        ));
-        // Too small for two pieces, or nothing to check the parts against: one stream.
-        assert!(matches!(
-            decide(&partial("bytes 0-150/151", etag), &Asked::Fresh),
-            Ok(First::Whole { expected: Some(151) })
-        ));
-        assert!(matches!(decide(&partial("bytes 0-999/1000", None), &Asked::Fresh), Ok(First::Whole { .. })));
-        // Not the whole body: a plain request.
-        assert!(matches!(decide(&partial("bytes 1-999/1000", etag), &Asked::Fresh), Ok(First::Plain)));
-        assert!(matches!(decide(&partial("bytes 0-499/1000", etag), &Asked::Fresh), Ok(First::Plain)));
-        let ok = Head { status: 200, content_range: None, content_length: Some(7), ..partial("", etag) };
-        assert!(matches!(decide(&ok, &Asked::Fresh), Ok(First::Whole { expected: Some(7) })));
-        let none = Head { status: 416, ..partial("bytes */0", None) };
-        assert!(matches!(decide(&none, &Asked::Fresh), Ok(First::Plain)));
-
-        let v = Validators { etag: Some("\"e\"".into()), last_modified: None, total: Some(1000) };
-        let gap = Asked::Piece { span: (300, 600), validators: v };
-        assert!(matches!(decide(&partial("bytes 300-599/1000", etag), &gap), Ok(First::Piece)));
-        assert!(matches!(decide(&partial("bytes 300-599/1000", Some("\"f\"")), &gap), Ok(First::Restart)));
-        assert!(matches!(decide(&partial("bytes 300-999/1000", etag), &gap), Ok(First::Restart)));
-        assert!(matches!(decide(&ok, &gap), Ok(First::Whole { .. })), "If-Range failed: a new body");
-        let huge = Head { fields: 101, ..partial("bytes 0-999/1000", etag) };
-        assert!(matches!(decide(&huge, &Asked::Fresh), Err(Failure::Fatal { .. })));
-    }
+    commit(dl).await
 }
