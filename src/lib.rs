@@ -107,9 +107,8 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Exit> {
             chat::client::run(args.into_config(), &install_interrupt_handler()?)
         }
         Command::Chat(ChatCommand::Load(args)) => {
-            let interrupt = install_interrupt_handler()?;
             let (config, format) = args.into_config()?;
-            chat::load::run(&config, format, &interrupt)
+            chat::load::run(&config, format, &install_interrupt_handler()?)
         }
         Command::Demo(args) => demo::run(&args.into_config()),
         Command::Bench(BenchCommand::Scan(args)) => {
