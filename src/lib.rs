@@ -142,7 +142,6 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Exit> {
 fn worker(task: &str) -> anyhow::Result<Exit> {
     match task {
         scan::ProbeTask::NAME => engine::processes::serve::<scan::ProbeTask>()?,
-        fetch::FetchTask::NAME => engine::processes::serve::<fetch::FetchTask>()?,
         fetch::EntryTask::NAME => engine::processes::serve::<fetch::EntryTask>()?,
         other => return Err(BadInput(format!("unknown worker task type {other:?}")).into()),
     }

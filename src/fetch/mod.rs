@@ -1,12 +1,13 @@
 //! What a download is: URLs → one [`FetchTask`] each, run on any engine,
 //! results streamed into a report (`trident fetch`).
 //!
-//! - [`task`]: one download over one HTTP client (hyper) on every engine, split
-//!   into ranged parts with `-s` (`task/ranged.rs`);
+//! - [`task`]: one download, written once for every engine (the decisions
+//!   without I/O, the state, one async attempt loop; `-s` split into
+//!   ranged parts in `task/ranged.rs`);
 //! - [`split`]: the bookkeeping of a split download (which ranges are done,
 //!   waiting, being fetched), without I/O;
-//! - [`http`]: the async side's HTTP/1.1 client (hyper, a keep-alive pool
-//!   per thread);
+//! - [`http`]: the HTTP/1.1 client of every engine (hyper, a keep-alive
+//!   pool per thread and run); `tls`: its rustls configuration;
 //! - [`auth`]: credentials from the URL, sent to its origin only;
 //! - [`name`]: file names from URLs, sanitised, numbered on collision;
 //! - [`store`]: `.part` files, fsync, rename without clobbering;

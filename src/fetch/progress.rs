@@ -37,11 +37,12 @@ const TICK: Duration = Duration::from_millis(200);
 /// Progress lines, or nothing at all (not a terminal, `-q`).
 #[derive(Debug)]
 pub struct Progress {
-    live: Option<Live>,
+    drawing: Option<Drawing>,
 }
 
+/// The lines being drawn, and the ticker thread that redraws them.
 #[derive(Debug)]
-struct Live {
+struct Drawing {
     shared: Arc<Shared>,
     stop: Sender<()>,
     ticker: Option<thread::JoinHandle<()>>,
@@ -81,7 +82,7 @@ impl Progress {
 
     /// No progress at all.
     pub fn off() -> Self {
-        Progress { live: None }
+        Progress { drawing: None }
     }
 
     fn with_target(enabled: bool, target: ProgressDrawTarget) -> Self {
@@ -113,58 +114,58 @@ impl Progress {
         if ticker.is_none() {
             return Self::off();
         }
-        Progress { live: Some(Live { shared, stop, ticker }) }
+        Progress { drawing: Some(Drawing { shared, stop, ticker }) }
     }
 
     /// Whether anything is drawn.
     pub fn is_live(&self) -> bool {
-        self.live.is_some()
+        self.drawing.is_some()
     }
 
     /// Download `index` started. `describe` gives the name shown and where
     /// its body grows (one part path per URL it may come from); it is only
     /// called when progress is shown (it parses the URLs).
     pub fn started(&self, index: u64, describe: impl FnOnce() -> (String, Vec<PathBuf>)) {
-        let Some(live) = &self.live else { return };
+        let Some(drawing) = &self.drawing else { return };
         let (name, parts) = describe();
-        let mut state = live.shared.lock();
+        let mut state = drawing.shared.lock();
         state.started += 1;
         state.active.insert(index, Active { name, parts, length: None, bytes: 0, bar: None });
     }
 
     /// The expected length of download `index`, once known.
     pub fn set_length(&self, index: u64, length: u64) {
-        let Some(live) = &self.live else { return };
-        if let Some(active) = live.shared.lock().active.get_mut(&index) {
+        let Some(drawing) = &self.drawing else { return };
+        if let Some(active) = drawing.shared.lock().active.get_mut(&index) {
             active.length = Some(length);
         }
     }
 
     /// No more downloads will start (the input is read to its end).
     pub fn input_done(&self) {
-        if let Some(live) = &self.live {
-            live.shared.lock().input_done = true;
+        if let Some(drawing) = &self.drawing {
+            drawing.shared.lock().input_done = true;
         }
     }
 
     /// Download `index` ended with `bytes` saved.
     pub fn ended(&self, index: u64, bytes: u64) {
-        let Some(live) = &self.live else { return };
-        let mut state = live.shared.lock();
+        let Some(drawing) = &self.drawing else { return };
+        let mut state = drawing.shared.lock();
         state.ended += 1;
         state.bytes_done += bytes;
         if let Some(bar) = state.active.remove(&index).and_then(|a| a.bar) {
             bar.finish_and_clear();
-            live.shared.multi.remove(&bar);
+            drawing.shared.multi.remove(&bar);
         }
         drop(state);
-        live.shared.tick();
+        drawing.shared.tick();
     }
 
     /// Runs `f` (which writes to the terminal) with the lines cleared.
     pub fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
-        match &self.live {
-            Some(live) => live.shared.multi.suspend(f),
+        match &self.drawing {
+            Some(drawing) => drawing.shared.multi.suspend(f),
             None => f(),
         }
     }
@@ -175,17 +176,17 @@ impl Progress {
     }
 
     fn stop(&mut self) {
-        let Some(mut live) = self.live.take() else { return };
-        let _ = live.stop.send(());
-        if let Some(t) = live.ticker.take() {
+        let Some(mut drawing) = self.drawing.take() else { return };
+        let _ = drawing.stop.send(());
+        if let Some(t) = drawing.ticker.take() {
             let _ = t.join();
         }
-        let mut state = live.shared.lock();
+        let mut state = drawing.shared.lock();
         for bar in state.active.values_mut().filter_map(|a| a.bar.take()) {
             bar.finish_and_clear();
         }
-        live.shared.total.finish_and_clear();
-        let _ = live.shared.multi.clear();
+        drawing.shared.total.finish_and_clear();
+        let _ = drawing.shared.multi.clear();
     }
 }
 
@@ -298,18 +299,18 @@ mod tests {
         let p = Progress::with_target(true, ProgressDrawTarget::hidden());
         p.started(0, || ("a.bin".into(), vec![part.clone(), d.path().join("other.part")]));
         p.started(1, || ("b.bin".into(), vec![]));
-        let live = p.live.as_ref().expect("live");
-        live.shared.tick();
-        assert_eq!(live.shared.lock().active[&0].bytes, 1500);
-        let message = live.shared.total.message();
+        let drawing = p.drawing.as_ref().expect("drawing");
+        drawing.shared.tick();
+        assert_eq!(drawing.shared.lock().active[&0].bytes, 1500);
+        let message = drawing.shared.total.message();
         assert!(message.starts_with("files 0/2+  1.5 KiB"), "{message}");
         p.set_length(0, 3000);
-        live.shared.tick();
-        assert_eq!(live.shared.lock().active[&0].bar.as_ref().and_then(ProgressBar::length), Some(3000));
+        drawing.shared.tick();
+        assert_eq!(drawing.shared.lock().active[&0].bar.as_ref().and_then(ProgressBar::length), Some(3000));
         p.ended(1, 10);
         p.input_done();
-        live.shared.tick();
-        let message = live.shared.total.message();
+        drawing.shared.tick();
+        let message = drawing.shared.total.message();
         assert!(message.starts_with("files 1/2  1.5 KiB"), "{message}");
         p.finish();
     }

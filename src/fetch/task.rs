@@ -1,5 +1,6 @@
-//! One download as an engine [`Task`]: [`FetchTask`] in, [`FetchResult`]
-//! out, the same on every engine. The download's logic is written once:
+//! One download: [`FetchTask`] in, [`FetchResult`] out, the same on every
+//! engine (`entry::EntryTask` is the engines' task that runs it). The
+//! download's logic is written once:
 //!
 //! - `answer`: what a response means (status, redirect policy, resume and
 //!   split validation, head limits), without I/O;
@@ -38,7 +39,7 @@ use super::auth::without_password;
 use super::http;
 pub use super::http::{MAX_HEADER_BYTES, MAX_HEADER_FIELDS};
 use super::store::Collision;
-use crate::engine::{Ctx, Task};
+use crate::engine::Ctx;
 
 /// Redirects followed at most, per attempt.
 pub const MAX_REDIRECTS: u32 = 10;
@@ -237,13 +238,12 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-impl Task for FetchTask {
-    type Output = FetchResult;
-    const NAME: &'static str = "fetch";
-
-    /// The whole download as one step of this thread's runtime (see
-    /// `attempt`).
-    fn run_blocking(self, ctx: &Ctx) -> FetchResult {
+/// How a download runs on each engine; the engines run it inside an input
+/// entry (`entry::EntryTask`, the engines' task), which tries its mirrors.
+impl FetchTask {
+    /// On a blocking engine's thread: the whole download as one step of
+    /// this thread's runtime (see `attempt`).
+    pub fn run_blocking(self, ctx: &Ctx) -> FetchResult {
         let mut dl = match Download::prepare(self, ctx, Shell::Blocking) {
             Ok(dl) => dl,
             Err(result) => return *result,
@@ -254,7 +254,8 @@ impl Task for FetchTask {
         }
     }
 
-    async fn run_async(self, ctx: Ctx) -> FetchResult {
+    /// On the async engine: the download as the task's future.
+    pub async fn run_async(self, ctx: Ctx) -> FetchResult {
         match Download::prepare(self, &ctx, Shell::Async) {
             Ok(mut dl) => dl.run().await,
             Err(result) => *result,
