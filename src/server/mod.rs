@@ -43,9 +43,6 @@ use serde::de::DeserializeOwned;
 
 use crate::engine::{EngineKind, Interrupt};
 
-/// Which engine serves the connections: the same three as for batch tasks.
-pub type ServerKind = EngineKind;
-
 /// How often accept loops look at the [`Interrupt`] flag.
 pub(crate) const TICK: Duration = Duration::from_millis(50);
 /// How long last words ([`Protocol::shutdown`]) may take to be sent.
@@ -187,7 +184,7 @@ pub trait Protocol: Sized + Send + 'static {
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
     /// Which engine serves the connections.
-    pub kind: ServerKind,
+    pub kind: EngineKind,
     /// Where to listen; port 0 picks a free port (the bound address is printed).
     pub listen: SocketAddr,
     /// Worker processes (processes) or runtime threads (async); at least 1.
@@ -201,7 +198,7 @@ pub struct ServerConfig {
 
 impl ServerConfig {
     /// The defaults for `kind` listening on `listen`.
-    pub fn new(kind: ServerKind, listen: SocketAddr) -> Self {
+    pub fn new(kind: EngineKind, listen: SocketAddr) -> Self {
         ServerConfig {
             kind,
             listen,
