@@ -351,3 +351,22 @@ fn busy_port_and_refused_connection_fail_with_one_line() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("cannot connect"), "{}", stderr(&o));
 }
+
+#[test]
+fn a_server_worker_started_by_hand_fails_with_one_line() {
+    let echo = r#"{\"quiet\":false,\"max_connections\":10,\"idle_timeout\":null}"#;
+    let settings = format!(
+        r#"{{"listener":987,"link":null,"number":1,"workers":1,"grace":{{"secs":1,"nanos":0}},"config":"{echo}"}}"#
+    );
+    for (args, code, says) in [
+        (["__serve-worker", "echo", "not json"], 2, "bad server worker settings"),
+        (["__serve-worker", "gopher", &settings], 2, "unknown server service"),
+        (["__serve-worker", "echo", &settings], 1, "descriptor 987 is not open"),
+        (["__serve-worker", "chat", &settings], 1, "bad chat config"),
+    ] {
+        let o = run(&args);
+        assert_eq!(o.status.code(), Some(code), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(says), "{args:?}: {}", stderr(&o));
+        assert_eq!(stderr(&o).lines().count(), 1, "{args:?}: {}", stderr(&o));
+    }
+}
