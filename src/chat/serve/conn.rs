@@ -36,7 +36,8 @@ pub(crate) struct Conn {
     budget: Arc<Budget>,
 }
 
-/// The bytes queued across every connection of a process, and their cap.
+/// Bytes queued and their cap: across every connection of a process, or
+/// on one hub-worker link.
 #[derive(Debug)]
 pub(crate) struct Budget {
     used: AtomicUsize,
@@ -49,7 +50,7 @@ impl Budget {
     }
 
     /// Takes `n` bytes of the budget, unless that would exceed it.
-    fn reserve(&self, n: usize) -> bool {
+    pub fn reserve(&self, n: usize) -> bool {
         self.used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
                 used.checked_add(n).filter(|&total| total <= self.limit)
@@ -57,8 +58,14 @@ impl Budget {
             .is_ok()
     }
 
+    /// Takes `n` bytes even past the cap (what must be sent whatever the
+    /// backlog; later reservations see it).
+    pub fn force(&self, n: usize) {
+        self.used.fetch_add(n, Ordering::AcqRel);
+    }
+
     /// Gives `n` bytes back.
-    fn release(&self, n: usize) {
+    pub fn release(&self, n: usize) {
         let _ = self.used.fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| Some(used.saturating_sub(n)));
     }
 

@@ -271,10 +271,8 @@ impl Local {
     }
 
     /// From now on, leaving connections broadcast nothing.
-    pub fn stop(&self) -> Vec<Arc<Conn>> {
-        let mut state = self.lock();
-        state.stopping = true;
-        state.conns.values().cloned().collect()
+    pub fn stop(&self) {
+        self.lock().stopping = true;
     }
 }
 

@@ -23,14 +23,13 @@ use std::net::{IpAddr, TcpListener};
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::net::UnixStream;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::conn::{Conn, Pushed};
+use super::conn::{Budget, Conn, Pushed};
 use super::core::{Core, Router};
 use super::{Backend, ChatConfig, ConnSettings, push_within_budget};
 use crate::chat::{ClientId, Hub, Line, LineEvent};
@@ -80,7 +79,7 @@ fn encode<T: Serialize>(message: &T, into: &mut Vec<u8>) {
 struct Link {
     tx: crossbeam_channel::Sender<Vec<u8>>,
     /// Bytes sent to the writer thread and not yet written (≤ [`LINK_CAP`]).
-    pending: Arc<AtomicUsize>,
+    pending: Arc<Budget>,
     /// The socket, to cut a worker that does not keep up.
     socket: UnixStream,
     worker: u64,
@@ -92,10 +91,7 @@ impl Link {
     /// end of its socket and the worker's clients leave).
     fn send(&self, bytes: Vec<u8>) {
         let len = bytes.len();
-        let room = self.pending.fetch_update(Ordering::AcqRel, Ordering::Acquire, |pending| {
-            pending.checked_add(len).filter(|&total| total <= LINK_CAP)
-        });
-        if room.is_err() {
+        if !self.pending.reserve(len) {
             if self.socket.shutdown(std::net::Shutdown::Both).is_ok() {
                 eprintln!(
                     "trident: chat worker {} is not keeping up ({LINK_CAP} bytes waiting); cutting it",
@@ -253,7 +249,7 @@ fn start_worker(hub: &Arc<HubShared>, settings: &WorkerSettings) -> anyhow::Resu
     drop(theirs);
     // Unbounded as a channel, bounded in bytes by `Link::send`.
     let (tx, rx) = crossbeam_channel::unbounded::<Vec<u8>>();
-    let pending = Arc::new(AtomicUsize::new(0));
+    let pending = Arc::new(Budget::new(LINK_CAP));
     hub.lock().links.insert(worker, Link { tx, pending: Arc::clone(&pending), socket: ours.try_clone()?, worker });
     let mut writer = ours.try_clone()?;
     thread::Builder::new().name(format!("trident-hub-w{worker}")).spawn(move || {
@@ -261,7 +257,7 @@ fn start_worker(hub: &Arc<HubShared>, settings: &WorkerSettings) -> anyhow::Resu
             if writer.write_all(&bytes).is_err() {
                 break;
             }
-            pending.fetch_sub(bytes.len(), Ordering::AcqRel);
+            pending.release(bytes.len());
         }
     })?;
     let hub = Arc::clone(hub);
@@ -318,7 +314,7 @@ pub(crate) fn serve(
 struct RemoteBackend {
     tx: tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
     /// Bytes sent to the link task and not yet written to the hub.
-    pending: Arc<AtomicUsize>,
+    pending: Arc<Budget>,
     conns: Mutex<HashMap<ClientId, Arc<Conn>>>,
 }
 
@@ -332,17 +328,14 @@ impl RemoteBackend {
         encode(up, &mut bytes);
         let len = bytes.len();
         if let Up::Events { id, .. } = up {
-            let room = self.pending.fetch_update(Ordering::AcqRel, Ordering::Acquire, |pending| {
-                pending.checked_add(len).filter(|&total| total <= LINK_CAP)
-            });
-            if room.is_err() {
+            if !self.pending.reserve(len) {
                 if let Some(conn) = self.conns().get(id) {
                     conn.overflow();
                 }
                 return false;
             }
         } else {
-            self.pending.fetch_add(len, Ordering::AcqRel);
+            self.pending.force(len);
         }
         let _ = self.tx.send(bytes);
         true
@@ -418,7 +411,7 @@ pub fn worker(settings: &WorkerSettings) -> anyhow::Result<()> {
     hub.set_nonblocking(true)?;
     // Unbounded as a channel, bounded in bytes by `RemoteBackend::send`.
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let pending = Arc::new(AtomicUsize::new(0));
+    let pending = Arc::new(Budget::new(LINK_CAP));
     let backend = Arc::new(RemoteBackend { tx, pending: Arc::clone(&pending), conns: Mutex::new(HashMap::new()) });
     let conn_settings = Arc::new(ConnSettings::new(&chat)?);
     let worker = settings.number;
@@ -448,7 +441,7 @@ pub fn worker(settings: &WorkerSettings) -> anyhow::Result<()> {
 async fn link(
     hub: tokio::net::UnixStream,
     mut rx: tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
-    pending: Arc<AtomicUsize>,
+    pending: Arc<Budget>,
     backend: Arc<RemoteBackend>,
     interrupt: Interrupt,
 ) {
@@ -468,7 +461,7 @@ async fn link(
             if write_half.write_all(&batch).await.is_err() {
                 break;
             }
-            pending.fetch_sub(batch.len(), Ordering::AcqRel);
+            pending.release(batch.len());
         }
     };
     let reader = async {
@@ -527,7 +520,7 @@ mod tests {
         let hub = HubShared(Mutex::new(HubState { core, links: HashMap::new(), stopping: false }));
         let (ours, theirs) = UnixStream::pair().expect("pair");
         let (tx, rx) = crossbeam_channel::unbounded();
-        let link = Link { tx, pending: Arc::new(AtomicUsize::new(0)), socket: ours, worker: 1 };
+        let link = Link { tx, pending: Arc::new(Budget::new(LINK_CAP)), socket: ours, worker: 1 };
         hub.lock().links.insert(1, link);
         let ip: IpAddr = "127.0.0.1".parse().expect("ip");
         let id = ClientId((1 << WORKER_SHIFT) | 1);
@@ -560,12 +553,12 @@ mod tests {
     fn a_worker_that_lets_its_link_fill_is_cut_and_nothing_more_is_queued() {
         let (ours, mut theirs) = UnixStream::pair().expect("pair");
         let (tx, rx) = crossbeam_channel::unbounded();
-        let pending = Arc::new(AtomicUsize::new(0));
+        let pending = Arc::new(Budget::new(LINK_CAP));
         let link = Link { tx, pending: Arc::clone(&pending), socket: ours, worker: 1 };
         link.send(vec![0; 1000]);
-        assert_eq!(pending.load(Ordering::Acquire), 1000);
+        assert_eq!(pending.used(), 1000);
         // Nobody writes: the bytes pile up to the cap.
-        pending.store(LINK_CAP - 10, Ordering::Release);
+        pending.force(LINK_CAP - 10 - 1000);
         link.send(vec![0; 11]);
         assert_eq!(rx.len(), 1, "the frame past the cap was not queued");
         let mut buf = [0u8; 1];

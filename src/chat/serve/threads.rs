@@ -100,9 +100,7 @@ pub(crate) fn serve(
         };
         Some((handle, body))
     };
-    crate::server::threads::serve(listener, config, interrupt, tick, start, || {
-        backend.stop();
-    })
+    crate::server::threads::serve(listener, config, interrupt, tick, start, || backend.stop())
 }
 
 /// Writes what the non-blocking socket takes of `out`, removing it.
