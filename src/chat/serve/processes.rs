@@ -38,7 +38,7 @@ use crate::frame::{self, read_frame};
 use crate::server::ServerConfig;
 use crate::server::processes::{WorkerSettings, spawn_worker, supervise};
 
-/// The protocol name of chat worker processes (`trident __serve-worker chat`).
+/// The service name of chat worker processes (`trident __serve-worker chat`).
 pub const NAME: &str = "chat";
 /// Bits of a [`ClientId`] below the worker's number.
 const WORKER_SHIFT: u32 = 40;
