@@ -39,6 +39,13 @@ pub(in crate::fetch) enum Shell {
     Async,
 }
 
+/// A future made on the heap by a function of its own (`#[inline(never)]`),
+/// for the large steps of a download: a blocking engine's thread polls the
+/// whole download on its 256 KiB stack, and each step built in its
+/// caller's frame kept that much more of the stack in use (about 18 KiB
+/// per thread, ~3 MiB at -j 32).
+pub(super) type Boxed<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
 impl Shell {
     /// Runs `f` (disk work) where it may block.
     pub(super) async fn on_disk<T: Send + 'static>(self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, Failure> {
@@ -52,14 +59,17 @@ impl Shell {
 }
 
 /// `GET url`: the response head, within the download's [`Waits`].
-pub(super) async fn request(
-    client: &http::Client,
-    waits: &Waits,
-    url: &Url,
-    headers: &[(&'static str, String)],
-) -> Result<http::Response, Failure> {
-    let late = |t| format!("no response within {t:?}");
-    waits.within(late, client.get(url, headers, USER_AGENT)).await?.map_err(|e| http_failure(&e))
+#[inline(never)]
+pub(super) fn request<'a>(
+    client: &'a http::Client,
+    waits: &'a Waits,
+    url: &'a Url,
+    headers: &'a [(&'static str, String)],
+) -> Boxed<'a, Result<http::Response, Failure>> {
+    Box::pin(async move {
+        let late = |t| format!("no response within {t:?}");
+        waits.within(late, client.get(url, headers, USER_AGENT)).await?.map_err(|e| http_failure(&e))
+    })
 }
 
 /// The next piece of a body, within the download's [`Waits`]; `None` at
@@ -123,175 +133,184 @@ pub(super) fn request_headers(dl: &Download, asked: &Asked, url: &Url) -> Vec<(&
 
 impl Download {
     /// Runs the download's attempts to their end.
-    pub(super) async fn run(&mut self) -> FetchResult {
-        let client = http::Client {
-            timeout: self.task.options.timeout,
-            insecure: self.task.options.insecure,
-            run: self.ctx.clone(),
-        };
-        loop {
-            if self.ctx.cancelled() {
-                return self.interrupted();
-            }
-            self.attempts += 1;
-            let mut failure = match attempt(&client, self).await {
-                Ok(result) => return result,
-                Err(f) => f,
+    #[inline(never)]
+    pub(super) fn run(&mut self) -> Boxed<'_, FetchResult> {
+        Box::pin(async move {
+            let client = http::Client {
+                timeout: self.task.options.timeout,
+                insecure: self.task.options.insecure,
+                run: self.ctx.clone(),
             };
-            // Never leave a checkpoint in flight behind: it would write a
-            // state file for a part file reset or removed meanwhile.
-            let pending = self.wait_checkpoint().await;
-            let kept = worth_keeping(&failure);
-            if let Err(f) = self.materialize(kept) {
-                failure = f;
-            }
-            if kept
-                && let Err(f) = async {
-                    pending?;
-                    self.checkpoint_now().await
+            loop {
+                if self.ctx.cancelled() {
+                    return self.interrupted();
                 }
-                .await
-            {
-                failure = f;
+                self.attempts += 1;
+                let mut failure = match attempt(&client, self).await {
+                    Ok(result) => return result,
+                    Err(f) => f,
+                };
+                // Never leave a checkpoint in flight behind: it would write a
+                // state file for a part file reset or removed meanwhile.
+                let pending = self.wait_checkpoint().await;
+                let kept = worth_keeping(&failure);
+                if let Err(f) = self.materialize(kept) {
+                    failure = f;
+                }
+                if kept
+                    && let Err(f) = async {
+                        pending?;
+                        self.checkpoint_now().await
+                    }
+                    .await
+                {
+                    failure = f;
+                }
+                match self.settle(failure, kept) {
+                    Then::Retry(wait) if sleep(wait, &self.ctx).await => {}
+                    Then::Retry(_) => return self.interrupted(),
+                    Then::End(result) => return result,
+                }
             }
-            match self.settle(failure, kept) {
-                Then::Retry(wait) if sleep(wait, &self.ctx).await => {}
-                Then::Retry(_) => return self.interrupted(),
-                Then::End(result) => return result,
-            }
-        }
+        })
     }
 }
 
 /// One attempt: requests until a body comes (redirects followed, a part
 /// file that cannot be continued started over), then saves, checks and
 /// commits it.
-async fn attempt(client: &http::Client, dl: &mut Download) -> Result<FetchResult, Failure> {
-    if !dl.looked_for_part {
-        dl.looked_for_part = true;
-        // Most downloads have no part file to continue: looking is one
-        // lookup; resuming one reads its state (and, for a digest, its
-        // kept bytes), where disk work may block.
-        if PartFile::may_resume(&dl.task.dir, &dl.name) {
-            let (dir, name, url) = (dl.task.dir.clone(), dl.name.clone(), dl.task.url.clone());
-            let digest = dl.task.options.digest();
-            dl.part = dl.shell.on_disk(move || PartFile::resume(&dir, &name, &url, digest)).await.ok().flatten();
+#[inline(never)]
+fn attempt<'a>(client: &'a http::Client, dl: &'a mut Download) -> Boxed<'a, Result<FetchResult, Failure>> {
+    Box::pin(async move {
+        if !dl.looked_for_part {
+            dl.looked_for_part = true;
+            // Most downloads have no part file to continue: looking is one
+            // lookup; resuming one reads its state (and, for a digest, its
+            // kept bytes), where disk work may block.
+            if PartFile::may_resume(&dl.task.dir, &dl.name) {
+                let (dir, name, url) = (dl.task.dir.clone(), dl.name.clone(), dl.task.url.clone());
+                let digest = dl.task.options.digest();
+                dl.part = dl.shell.on_disk(move || PartFile::resume(&dir, &name, &url, digest)).await.ok().flatten();
+            }
         }
-    }
-    // Split or not is decided once per attempt; ranges that prove
-    // unusable make the rest of it one stream (`no_split`).
-    let split = dl.split_mode();
-    let waits = dl.waits();
-    let mut url = dl.url.clone();
-    let mut hops = 0;
-    loop {
-        let (asked, resumed) =
-            if split && !dl.no_split { dl.split_start() } else { (Asked::Body(dl.resume_point()), None) };
-        let headers = request_headers(dl, &asked, &url);
-        let response = request(client, &waits, &url, &headers).await?;
-        let head = Head::of(&response);
-        dl.http_status = Some(head.status);
-        dl.refuse_too_large(&head)?;
-        let started = match super::answer::answer(&head, &asked, &url, &mut hops, &dl.task.options) {
-            Ok(Next::Redirect(next)) => {
-                drain(response, &waits).await;
-                url = next;
-                continue;
-            }
-            Ok(next @ (Next::Restart | Next::Plain)) => {
-                // Not drained: a wrong partial body can be long.
-                drop(response);
-                dl.no_split |= matches!(next, Next::Plain);
-                dl.restart().await?;
-                (url, hops) = (dl.url.clone(), 0);
-                continue;
-            }
-            Ok(Next::Body { expected }) => {
-                // A small body is kept in memory, not in a split attempt.
-                let in_memory = matches!(asked, Asked::Body(_)) && dl.begin_small_body(&head, expected);
-                if !in_memory {
-                    dl.begin_body(&head)?;
+        // Split or not is decided once per attempt; ranges that prove
+        // unusable make the rest of it one stream (`no_split`).
+        let split = dl.split_mode();
+        let waits = dl.waits();
+        let mut url = dl.url.clone();
+        let mut hops = 0;
+        loop {
+            let (asked, resumed) =
+                if split && !dl.no_split { dl.split_start() } else { (Asked::Body(dl.resume_point()), None) };
+            let headers = request_headers(dl, &asked, &url);
+            let response = request(client, &waits, &url, &headers).await?;
+            let head = Head::of(&response);
+            dl.http_status = Some(head.status);
+            dl.refuse_too_large(&head)?;
+            let started = match super::answer::answer(&head, &asked, &url, &mut hops, &dl.task.options) {
+                Ok(Next::Redirect(next)) => {
+                    drain(response, &waits).await;
+                    url = next;
+                    continue;
                 }
-                return save_body(dl, response, expected).await;
+                Ok(next @ (Next::Restart | Next::Plain)) => {
+                    // Not drained: a wrong partial body can be long.
+                    drop(response);
+                    dl.no_split |= matches!(next, Next::Plain);
+                    dl.restart().await?;
+                    (url, hops) = (dl.url.clone(), 0);
+                    continue;
+                }
+                Ok(Next::Body { expected }) => {
+                    // A small body is kept in memory, not in a split attempt.
+                    let in_memory = matches!(asked, Asked::Body(_)) && dl.begin_small_body(&head, expected);
+                    if !in_memory {
+                        dl.begin_body(&head)?;
+                    }
+                    return save_body(dl, response, expected).await;
+                }
+                Ok(Next::Rest { total }) => {
+                    let offset = match &asked {
+                        Asked::Body(Some(resume)) => resume.offset,
+                        _ => 0,
+                    };
+                    dl.continue_body(&head, offset)?;
+                    return save_body(dl, response, Some(total)).await;
+                }
+                Ok(Next::Split { total, validators }) => dl.begin_split(&head, total, validators)?,
+                Ok(Next::Piece) => {
+                    dl.continue_split(&head)?;
+                    resumed.ok_or_else(|| fatal(super::Status::Failed, "no plan for the gap asked for"))?
+                }
+                Err(failure) => {
+                    drain(response, &waits).await;
+                    return Err(failure);
+                }
+            };
+            if ranged::fetch_parts(client, dl, started, url.clone(), response).await? {
+                return ranged::finish(dl).await;
             }
-            Ok(Next::Rest { total }) => {
-                let offset = match &asked {
-                    Asked::Body(Some(resume)) => resume.offset,
-                    _ => 0,
-                };
-                dl.continue_body(&head, offset)?;
-                return save_body(dl, response, Some(total)).await;
-            }
-            Ok(Next::Split { total, validators }) => dl.begin_split(&head, total, validators)?,
-            Ok(Next::Piece) => {
-                dl.continue_split(&head)?;
-                resumed.ok_or_else(|| fatal(super::Status::Failed, "no plan for the gap asked for"))?
-            }
-            Err(failure) => {
-                drain(response, &waits).await;
-                return Err(failure);
-            }
-        };
-        if ranged::fetch_parts(client, dl, started, url.clone(), response).await? {
-            return ranged::finish(dl).await;
+            // A part showed the file changed: start over (as one stream the
+            // second time, see `split_again`).
+            dl.restart().await?;
+            dl.split_again();
+            (url, hops) = (dl.url.clone(), 0);
         }
-        // A part showed the file changed: start over (as one stream the
-        // second time, see `split_again`).
-        dl.restart().await?;
-        dl.split_again();
-        (url, hops) = (dl.url.clone(), 0);
-    }
+    })
 }
 
 /// Appends a body to the part file as it comes (a small one to memory),
 /// then checks and commits.
-async fn save_body(
+#[inline(never)]
+fn save_body(
     dl: &mut Download,
     mut response: http::Response,
     expected: Option<u64>,
-) -> Result<FetchResult, Failure> {
-    let waits = dl.waits();
-    // A short rest of a body is gathered and written at once: one `write`
-    // instead of one per chunk hyper hands over (it reads 8 KiB at first).
-    let written = dl.part.as_ref().map_or(0, PartFile::written);
-    let mut gathered = expected
-        .filter(|_| dl.small.is_none())
-        .and_then(|n| n.checked_sub(written))
-        .filter(|&rest| rest > 0 && rest <= GATHER_MAX)
-        .and_then(|rest| usize::try_from(rest).ok())
-        .map(Vec::with_capacity);
-    let end = loop {
-        match next_chunk(&mut response, &waits).await {
-            Err(f) => break Err(f),
-            Ok(None) => break Ok(()),
-            Ok(Some(chunk)) => {
-                if let Some(buf) = gathered.as_mut()
-                    && buf.len() + chunk.len() <= buf.capacity()
-                {
-                    buf.extend_from_slice(&chunk);
-                    continue;
-                }
-                if let Some(buf) = gathered.take() {
-                    dl.write(&buf)?;
-                }
-                // Checkpoints are made by the committer while the download
-                // goes on (inline, each `fdatasync` stalled the stream).
-                dl.poll_checkpoint()?;
-                if dl.write(&chunk)? {
-                    dl.start_checkpoint()?;
+) -> Boxed<'_, Result<FetchResult, Failure>> {
+    Box::pin(async move {
+        let waits = dl.waits();
+        // A short rest of a body is gathered and written at once: one `write`
+        // instead of one per chunk hyper hands over (it reads 8 KiB at first).
+        let written = dl.part.as_ref().map_or(0, PartFile::written);
+        let mut gathered = expected
+            .filter(|_| dl.small.is_none())
+            .and_then(|n| n.checked_sub(written))
+            .filter(|&rest| rest > 0 && rest <= GATHER_MAX)
+            .and_then(|rest| usize::try_from(rest).ok())
+            .map(Vec::with_capacity);
+        let end = loop {
+            match next_chunk(&mut response, &waits).await {
+                Err(f) => break Err(f),
+                Ok(None) => break Ok(()),
+                Ok(Some(chunk)) => {
+                    if let Some(buf) = gathered.as_mut()
+                        && buf.len() + chunk.len() <= buf.capacity()
+                    {
+                        buf.extend_from_slice(&chunk);
+                        continue;
+                    }
+                    if let Some(buf) = gathered.take() {
+                        dl.write(&buf)?;
+                    }
+                    // Checkpoints are made by the committer while the download
+                    // goes on (inline, each `fdatasync` stalled the stream).
+                    dl.poll_checkpoint()?;
+                    if dl.write(&chunk)? {
+                        dl.start_checkpoint()?;
+                    }
                 }
             }
+        };
+        // Also when the body was cut: a retry continues after what came.
+        if let Some(buf) = gathered.take()
+            && !buf.is_empty()
+        {
+            dl.write(&buf)?;
         }
-    };
-    // Also when the body was cut: a retry continues after what came.
-    if let Some(buf) = gathered.take()
-        && !buf.is_empty()
-    {
-        dl.write(&buf)?;
-    }
-    end?;
-    dl.verify(expected)?;
-    commit(dl).await
+        end?;
+        dl.verify(expected)?;
+        commit(dl).await
+    })
 }
 
 /// The verified body written (if small), synced and renamed (see

@@ -34,7 +34,7 @@ use url::Url;
 use super::answer::{
     Asked, Failure, Head, Next, check_head, check_range, decide, fatal, local, piece_range, retry, status_text,
 };
-use super::attempt::{Shell, commit, drain, next_chunk, no_runtime, request};
+use super::attempt::{Boxed, Shell, commit, drain, next_chunk, no_runtime, request};
 use super::download::{Download, Waits, checkpoint_failed};
 use super::{FetchResult, Status};
 use crate::fetch::auth::Credentials;
@@ -420,42 +420,45 @@ impl Run {
 /// (worker 0's, for `started`), parts asked for at `url`. `Ok(true)` when
 /// every byte is written, `Ok(false)` to start over (the file changed), or
 /// why the attempt failed.
-pub(super) async fn fetch_parts(
-    client: &http::Client,
-    dl: &mut Download,
+#[inline(never)]
+pub(super) fn fetch_parts<'a>(
+    client: &'a http::Client,
+    dl: &'a mut Download,
     (plan, span): (Plan, Span),
     url: Url,
     first: http::Response,
-) -> Result<bool, Failure> {
-    debug_assert!(span.0 < span.1);
-    let run = Arc::new(dl.split_run(plan, url)?);
-    match dl.shell {
-        Shell::Async => {
-            let mut first = Some(first);
-            let workers = (0..run.workers).map(|id| worker_async(&run, client, id, first.take()));
-            futures_util::future::join_all(workers).await;
-        }
-        Shell::Blocking => {
-            // Worker 0 here, in this thread's runtime (its connection
-            // belongs to it); the others on threads of their own once the
-            // workers are open.
-            let threads = Mutex::new(Vec::new());
-            let start = || start_threads(&run, client, &threads);
-            if run.is_open() {
-                start();
+) -> Boxed<'a, Result<bool, Failure>> {
+    Box::pin(async move {
+        debug_assert!(span.0 < span.1);
+        let run = Arc::new(dl.split_run(plan, url)?);
+        match dl.shell {
+            Shell::Async => {
+                let mut first = Some(first);
+                let workers = (0..run.workers).map(|id| worker_async(&run, client, id, first.take()));
+                futures_util::future::join_all(workers).await;
             }
-            work(&run, client, 0, Some(first), &start).await;
-            let threads = std::mem::take(&mut *threads.lock().unwrap_or_else(PoisonError::into_inner));
-            for thread in threads {
-                if let Err(panic) = thread.join() {
-                    std::panic::resume_unwind(panic);
+            Shell::Blocking => {
+                // Worker 0 here, in this thread's runtime (its connection
+                // belongs to it); the others on threads of their own once the
+                // workers are open.
+                let threads = Mutex::new(Vec::new());
+                let start = || start_threads(&run, client, &threads);
+                if run.is_open() {
+                    start();
+                }
+                work(&run, client, 0, Some(first), &start).await;
+                let threads = std::mem::take(&mut *threads.lock().unwrap_or_else(PoisonError::into_inner));
+                for thread in threads {
+                    if let Err(panic) = thread.join() {
+                        std::panic::resume_unwind(panic);
+                    }
                 }
             }
         }
-    }
-    run.settle_checkpoint().await;
-    let run = Arc::into_inner(run).ok_or_else(|| fatal(Status::LocalError, "a part's worker is still running"))?;
-    dl.end_run(run)
+        run.settle_checkpoint().await;
+        let run = Arc::into_inner(run).ok_or_else(|| fatal(Status::LocalError, "a part's worker is still running"))?;
+        dl.end_run(run)
+    })
 }
 
 /// Workers 1 to K-1 on threads of their own, each running its loop on its
