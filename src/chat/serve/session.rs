@@ -140,6 +140,27 @@ impl Session {
     }
 }
 
+/// How a connection loop ends.
+pub(crate) enum End {
+    /// The core closed it (QUIT, ERROR sent) or cut it (send queue).
+    Closed,
+    /// The peer went away or the socket failed; the reason its channels see.
+    Gone(String),
+    /// The server is stopping.
+    Stop,
+}
+
+impl End {
+    /// The reason the connection's channels see it leave with.
+    pub fn reason(self) -> String {
+        match self {
+            End::Gone(reason) => reason,
+            End::Closed => "Connection closed".into(),
+            End::Stop => "Server shutting down".into(),
+        }
+    }
+}
+
 /// What one read brought.
 pub(crate) enum Input {
     /// Bytes, fed to the session.

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use super::conn::{Conn, WAKE_SIGNAL};
-use super::session::{Handling, Input, Session, read_error, received, take, write_error};
+use super::session::{End, Handling, Input, Session, read_error, received, take, write_error};
 use super::{Backend, ChatConfig, ConnSettings, Local};
 use crate::chat::ClientId;
 use crate::engine::Interrupt;
@@ -140,12 +140,6 @@ fn wait(fd: i32, events: libc::c_short, deadline: Instant, mask: &libc::sigset_t
     }
 }
 
-enum End {
-    Closed,
-    Gone(String),
-    Stop,
-}
-
 pub(crate) fn connection<B: Backend>(
     mut stream: TcpStream,
     peer: SocketAddr,
@@ -191,12 +185,7 @@ pub(crate) fn connection<B: Backend>(
             last_words(&mut stream, &end, &conn, &mut wire, &mut out, settings)
         }));
     }
-    let reason = match end {
-        End::Gone(reason) => reason,
-        End::Closed => "Connection closed".into(),
-        End::Stop => "Server shutting down".into(),
-    };
-    super::leave(backend, id, &reason, peer);
+    super::leave(backend, id, &end.reason(), peer);
 }
 
 /// A connection's loop: read, pass lines on, write, until it ends.

@@ -20,7 +20,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::conn::Conn;
-use super::session::{Handling, Input, Session, read_error, received, take, write_error};
+use super::session::{End, Handling, Input, Session, read_error, received, take, write_error};
 use super::{Backend, ChatConfig, ConnSettings, Local};
 use crate::chat::ClientId;
 use crate::engine::Interrupt;
@@ -54,16 +54,6 @@ pub(crate) fn serve(
         Some(connection(stream, peer, ClientId(next), Arc::clone(&backend), Arc::clone(&settings), stop))
     };
     crate::server::tokio::serve(listener, config.workers, config.grace, interrupt, || {}, tick, accept)
-}
-
-/// How a connection task ends.
-enum End {
-    /// The core closed it (QUIT, ERROR sent) or cut it (send queue).
-    Closed,
-    /// The peer went away or the socket failed; the reason its channels see.
-    Gone(String),
-    /// The server is stopping.
-    Stop,
 }
 
 /// One connection, from accept to close. A panic in its handling ends
@@ -177,11 +167,7 @@ async fn serve_connection<B: Backend>(
         }
         End::Gone(_) => {}
     }
-    Some(match end {
-        End::Gone(reason) => reason,
-        End::Closed => "Connection closed".into(),
-        End::Stop => "Server shutting down".into(),
-    })
+    Some(end.reason())
 }
 
 #[cfg(test)]
