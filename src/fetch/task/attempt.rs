@@ -19,7 +19,7 @@ use url::Url;
 
 use super::answer::{Asked, Failure, Head, Next, error_chain, fatal, http_failure, local, retry};
 use super::download::{Download, Then, Waits, commit_failed, worth_keeping};
-use super::{FetchResult, GATHER_MAX, USER_AGENT, ranged};
+use super::{FetchResult, GATHER_MAX, Status, USER_AGENT, ranged};
 use crate::engine::Ctx;
 use crate::fetch::commit;
 use crate::fetch::http;
@@ -27,7 +27,7 @@ use crate::fetch::store::PartFile;
 
 /// How the thread a download runs on may wait, where the engines differ.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(in crate::fetch) enum Shell {
+pub(super) enum Shell {
     /// A thread of its own (threads, processes): disk work is done in
     /// place, a commit may be made on this thread, and a split download's
     /// other parts are read on threads of their own (each part's socket is
@@ -53,7 +53,7 @@ impl Shell {
             Shell::Blocking => Ok(f()),
             Shell::Async => tokio::task::spawn_blocking(f)
                 .await
-                .map_err(|e| fatal(super::Status::LocalError, format!("writing the .part file: {e}"))),
+                .map_err(|e| fatal(Status::LocalError, format!("writing the .part file: {e}"))),
         }
     }
 }
@@ -240,7 +240,7 @@ fn attempt<'a>(client: &'a http::Client, dl: &'a mut Download) -> Boxed<'a, Resu
                 Ok(Next::Split { total, validators }) => dl.begin_split(&head, total, validators)?,
                 Ok(Next::Piece) => {
                     dl.continue_split(&head)?;
-                    resumed.ok_or_else(|| fatal(super::Status::Failed, "no plan for the gap asked for"))?
+                    resumed.ok_or_else(|| fatal(Status::Failed, "no plan for the gap asked for"))?
                 }
                 Err(failure) => {
                     drain(response, &waits).await;
