@@ -115,17 +115,20 @@ async fn sleep(wait: Duration, ctx: &Ctx) -> bool {
     }
 }
 
-/// The `Range`, `If-Range` and `Authorization` headers of a request for
-/// `asked` at `url`.
-pub(super) fn request_headers(dl: &Download, asked: &Asked, url: &Url) -> Vec<(&'static str, String)> {
+/// The `Range`, `If-Range` and `Authorization` headers of a request (the
+/// credentials only for their origin: see `Credentials::for_url`).
+pub(super) fn request_headers(
+    range: Option<(String, Option<&str>)>,
+    authorization: Option<&str>,
+) -> Vec<(&'static str, String)> {
     let mut headers = Vec::new();
-    if let Some((range, if_range)) = asked.range() {
+    if let Some((range, if_range)) = range {
         headers.push(("Range", range));
         if let Some(v) = if_range {
             headers.push(("If-Range", v.to_string()));
         }
     }
-    if let Some(auth) = dl.authorization(url) {
+    if let Some(auth) = authorization {
         headers.push(("Authorization", auth.to_string()));
     }
     headers
@@ -202,7 +205,7 @@ fn attempt<'a>(client: &'a http::Client, dl: &'a mut Download) -> Boxed<'a, Resu
         loop {
             let (asked, resumed) =
                 if split && !dl.no_split { dl.split_start() } else { (Asked::Body(dl.resume_point()), None) };
-            let headers = request_headers(dl, &asked, &url);
+            let headers = request_headers(asked.range(), dl.authorization(&url));
             let response = request(client, &waits, &url, &headers).await?;
             let head = Head::of(&response);
             dl.http_status = Some(head.status);

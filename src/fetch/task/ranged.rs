@@ -34,7 +34,7 @@ use url::Url;
 use super::answer::{
     Asked, Failure, Head, Next, check_head, check_range, decide, fatal, local, piece_range, retry, status_text,
 };
-use super::attempt::{Boxed, Shell, commit, drain, next_chunk, no_runtime, request};
+use super::attempt::{Boxed, Shell, commit, drain, next_chunk, no_runtime, request, request_headers};
 use super::download::{Download, Waits, checkpoint_failed};
 use super::{FetchResult, Status};
 use crate::fetch::auth::Credentials;
@@ -312,14 +312,11 @@ impl Run {
 
     /// The headers of a request for `span` at `url`.
     fn headers(&self, span: Span, url: &Url) -> Vec<(&'static str, String)> {
-        let mut headers = vec![
-            ("Range", piece_range(span)),
-            ("If-Range", self.validators.if_range().unwrap_or_default().to_string()),
-        ];
-        if let Some(auth) = self.authorization.as_ref().and_then(|c| c.for_url(url)) {
-            headers.push(("Authorization", auth.to_string()));
-        }
-        headers
+        let if_range = self.validators.if_range().unwrap_or_default();
+        request_headers(
+            Some((piece_range(span), Some(if_range))),
+            self.authorization.as_ref().and_then(|c| c.for_url(url)),
+        )
     }
 
     /// What the answer to a request for `span` means.
