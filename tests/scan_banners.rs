@@ -36,7 +36,7 @@ engine_tests! {
     fn banners_are_read_and_shown(engine) {
         let ip = unique_loopback();
         let ssh = greeter(ip, b"SSH-2.0-trident_test_1.0\r\n");
-        let smtp = greeter(ip, b"220 mail.example ESMTP\r\n250 more\x1b[0m");
+        let smtp = greeter(ip, b"220 mail.example ESMTP\r\n250 more\x1b[0m\xe2\x80\xaegpj.exe");
         let quiet = silent(ip);
         let ports = format!("{ssh},{smtp},{quiet}");
         let args = ["scan", &ip.to_string(), "-p", &ports, "-e", engine, "--banners", "--banner-wait", "300ms"];
@@ -50,7 +50,7 @@ engine_tests! {
         };
         assert!(lines.iter().all(|l| l.state == "open"), "{lines:?}");
         assert_eq!(banner(ssh).as_deref(), Some("SSH-2.0-trident_test_1.0"));
-        assert_eq!(banner(smtp).as_deref(), Some("220 mail.example ESMTP\\r\\n250 more\\x1b[0m"), "control bytes escaped");
+        assert_eq!(banner(smtp).as_deref(), Some("220 mail.example ESMTP\\r\\n250 more\\x1b[0m\\u{202e}gpj.exe"), "control bytes and a right-to-left override escaped");
         assert_eq!(banner(quiet), None, "a silent service has no banner");
 
         let o = run(&args);

@@ -43,6 +43,7 @@ use super::message::Message;
 use super::names::{fold, valid_channel, valid_nick};
 use crate::engine::Interrupt;
 use crate::error::{BadInput, Exit};
+use crate::output::{Escapes, escaped};
 
 /// Where `trident chat serve` listens by default: IRC's port.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:6667";
@@ -158,7 +159,7 @@ pub(crate) fn describe_numeric(m: &Message<'_>) -> String {
     } else {
         format!("{}: {text} ({})", middle.join(" "), m.command)
     };
-    visible(&described).into_owned()
+    escaped(&described, Escapes::Caret).into_owned()
 }
 
 /// Splits `text` into pieces of at most `max` bytes, on character
@@ -245,7 +246,10 @@ impl Registrar {
                 reply.push(pong(m));
                 Step::Pending
             }
-            ("ERROR", _) => Step::Failed(format!("the server closed the connection: {}", visible(&m.params.join(" ")))),
+            ("ERROR", _) => Step::Failed(format!(
+                "the server closed the connection: {}",
+                escaped(&m.params.join(" "), Escapes::Caret)
+            )),
             (_, Some(1)) => Step::Registered(m.params.first().map_or_else(|| self.nick.clone(), |n| (*n).to_owned())),
             (_, Some(433 | 436 | 437)) => {
                 if self.retries >= MAX_NICK_RETRIES {
@@ -453,7 +457,9 @@ impl OneShot<'_> {
                 ("PONG", _) if m.params.last() == Some(&token.as_str()) => break,
                 ("ERROR", _) => {
                     let why = m.params.join(" ");
-                    return Err(anyhow::anyhow!("the server closed the connection: {}", visible(&why)).into());
+                    return Err(
+                        anyhow::anyhow!("the server closed the connection: {}", escaped(&why, Escapes::Caret)).into()
+                    );
                 }
                 // 422 (no MOTD) ends the welcome burst on some servers.
                 (_, Some(code)) if (400..600).contains(&code) && code != 422 => errors.push(describe_numeric(&m)),
@@ -534,37 +540,8 @@ struct Interactive<'a> {
 /// must not drive the terminal.
 fn say(text: &str) {
     let mut out = io::stdout().lock();
-    let _ = writeln!(out, "[{}] {}", hhmm(), visible(text));
+    let _ = writeln!(out, "[{}] {}", hhmm(), escaped(text, Escapes::Caret));
     let _ = out.flush();
-}
-
-/// `text` with nothing a terminal would act on, as irssi and weechat show
-/// it: C0 controls and DEL in caret notation (`^[` for ESC, so an escape
-/// sequence, an OSC 52 clipboard write or a CR that rewinds the line to
-/// forge `[12:00] <admin>` shows as text), C1 controls and the
-/// bidirectional overrides and isolates (which reorder what follows them)
-/// as `<U+XXXX>`.
-pub(crate) fn visible(text: &str) -> std::borrow::Cow<'_, str> {
-    use std::fmt::Write as _;
-    let hostile = |c: char| c.is_control() || crate::output::reorders_text(c);
-    if !text.chars().any(hostile) {
-        return std::borrow::Cow::Borrowed(text);
-    }
-    let mut shown = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        match c {
-            '\u{0}'..='\u{1f}' => {
-                shown.push('^');
-                shown.push(char::from(c as u8 ^ 0x40));
-            }
-            '\u{7f}' => shown.push_str("^?"),
-            c if hostile(c) => {
-                let _ = write!(shown, "<U+{:04X}>", c as u32);
-            }
-            c => shown.push(c),
-        }
-    }
-    std::borrow::Cow::Owned(shown)
 }
 
 /// A `-!-` notice.
@@ -1181,13 +1158,6 @@ fn spawn_reader(mut stream: TcpStream, generation: u64, tx: Sender<Event>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn control_characters_are_shown_not_obeyed() {
-        assert_eq!(visible("plain é 日本"), "plain é 日本");
-        assert_eq!(visible("a\rb\tc\u{7f}\u{0}"), "a^Mb^Ic^?^@");
-        assert_eq!(visible("\u{85}\u{2067}x\u{200f}"), "<U+0085><U+2067>x<U+200F>");
-    }
 
     #[test]
     fn split_respects_limits_and_characters() {

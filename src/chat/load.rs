@@ -1182,7 +1182,8 @@ impl Client {
             if let Some(text) = rest.strip_prefix(b"ERROR") {
                 let text = String::from_utf8_lossy(text);
                 // Printed later: the server's text, its controls escaped.
-                self.error = Some(format!("ERROR{}", super::client::visible(text.trim_end())));
+                self.error =
+                    Some(format!("ERROR{}", crate::output::escaped(text.trim_end(), crate::output::Escapes::Caret)));
             }
             false
         }

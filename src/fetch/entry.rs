@@ -25,9 +25,9 @@ use super::auth::without_password;
 use super::beneath;
 use super::input::{BadLine, Entry};
 use super::name::name_from_url;
-use super::report::printable;
 use super::task::{FetchResult, FetchTask, Status};
 use crate::engine::{Ctx, Task};
+use crate::output::{Escapes, escaped};
 
 /// A `dir=` option: `fetch.dir` is `base` joined with `sub`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -112,7 +112,7 @@ impl EntryTask {
         match (&self.out, Url::parse(&self.fetch.url)) {
             (Some(out), _) => out.clone(),
             (None, Ok(url)) => name_from_url(&url),
-            (None, Err(_)) => printable(&without_password(&self.fetch.url)).into_owned(),
+            (None, Err(_)) => escaped(&without_password(&self.fetch.url), Escapes::Backslash).into_owned(),
         }
     }
 

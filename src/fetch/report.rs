@@ -16,6 +16,7 @@ use serde::Serialize;
 use super::auth::{redact_passwords, without_password};
 use super::task::{FetchResult, Status};
 use crate::error::Exit;
+use crate::output::{Escapes, escaped};
 
 /// Output format.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -36,29 +37,6 @@ impl FromStr for Format {
             _ => Err(format!("unknown format {s:?} (expected text or json)")),
         }
     }
-}
-
-/// `text` with its control characters shown escaped (`\u{1b}`), as
-/// Rust's `{:?}` shows them, and the bidirectional marks that would
-/// reorder the line after them too (`\u{202e}`).
-pub fn printable(text: &str) -> Cow<'_, str> {
-    let hostile = |c: char| c.is_control() || crate::output::reorders_text(c);
-    if !text.chars().any(hostile) {
-        return Cow::Borrowed(text);
-    }
-    Cow::Owned(
-        text.chars()
-            .map(|c| {
-                if c.is_control() {
-                    c.escape_debug().to_string()
-                } else if hostile(c) {
-                    c.escape_unicode().to_string()
-                } else {
-                    c.to_string()
-                }
-            })
-            .collect(),
-    )
 }
 
 /// Totals of a run.
@@ -210,7 +188,7 @@ impl<W: Write> Report<W> {
                 };
                 // A bad line's text, an error quoting a server: nothing
                 // they hold may drive the terminal (JSON escapes on its own).
-                writeln!(self.out, "{}", printable(&line))?;
+                writeln!(self.out, "{}", escaped(&line, Escapes::Backslash))?;
                 self.out.flush()
             }
             Format::Json => {
@@ -373,13 +351,6 @@ mod tests {
             error: None,
             elapsed_ms: 1,
         }
-    }
-
-    #[test]
-    fn control_characters_are_shown_escaped() {
-        assert_eq!(printable("plain é"), "plain é");
-        assert_eq!(printable("a\u{1b}]0;t\u{7}b\nc\u{9b}"), "a\\u{1b}]0;t\\u{7}b\\nc\\u{9b}");
-        assert_eq!(printable("evil\u{202e}txt.exe"), "evil\\u{202e}txt.exe", "a right-to-left override");
     }
 
     #[test]

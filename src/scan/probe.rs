@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::connect::{self, Started};
 use crate::engine::{Ctx, Task};
+use crate::output::{Escapes, escaped};
 
 /// nmap's port states, as far as a connect scan can tell them apart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -264,20 +265,10 @@ fn is_self_connect(local: io::Result<SocketAddr>, peer: &SocketAddr) -> bool {
 }
 
 /// Bytes as text a terminal and a JSON reader can take: lossy UTF-8 with
-/// control characters escaped, trailing line ends dropped.
+/// what a terminal would act on escaped, trailing line ends dropped.
 pub fn printable(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(bytes);
-    let mut out = String::with_capacity(text.len());
-    for c in text.trim_end_matches(['\r', '\n']).chars() {
-        match c {
-            '\r' => out.push_str("\\r"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => out.push_str(&format!("\\x{:02x}", u32::from(c))),
-            c => out.push(c),
-        }
-    }
-    out
+    escaped(text.trim_end_matches(['\r', '\n']), Escapes::Backslash).into_owned()
 }
 
 fn read_banner_blocking(stream: &mut std::net::TcpStream, grab: BannerGrab) -> Option<String> {
@@ -485,6 +476,7 @@ mod tests {
         assert_eq!(printable(b"SSH-2.0-OpenSSH_9.2\r\n"), "SSH-2.0-OpenSSH_9.2");
         assert_eq!(printable(b"220 hi\r\n220 more\x00\x1b[31m"), "220 hi\\r\\n220 more\\x00\\x1b[31m");
         assert_eq!(printable(&[0xff, b'a']), "\u{fffd}a");
+        assert_eq!(printable("a\u{202e}b\u{9b}".as_bytes()), "a\\u{202e}b\\x9b", "a right-to-left override");
     }
 
     #[test]
