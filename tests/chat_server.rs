@@ -315,6 +315,18 @@ engine_tests! {
         assert_eq!(two.until_closed(), ["ERROR :Closing Link: 127.0.0.1 (Too many connections from your address)"]);
     }
 
+    fn a_client_that_saw_its_close_gets_its_slot_back_at_once(engine) {
+        // One slot: the previous connection must have given it back by the
+        // time its client sees the end of it, or the next is refused.
+        let server = ChatServer::start(engine, &["--max-clients", "1", "--max-per-ip", "1"]);
+        for round in 0..100 {
+            let mut c = server.client(&format!("r{round}"));
+            c.send("QUIT");
+            assert_eq!(c.until_closed().last().map(String::as_str), Some("ERROR :Closing Link: 127.0.0.1 (Client Quit)"));
+        }
+        server.client("last").sync("admitted");
+    }
+
     fn silent_clients_are_pinged_and_unregistered_ones_timed_out(engine) {
         let server = ChatServer::start(engine, &["--ping-interval", "300ms", "--ping-timeout", "300ms", "--registration-timeout", "500ms"]);
         let mut lurker = Irc::connect(server.addr);

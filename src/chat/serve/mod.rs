@@ -151,9 +151,15 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn events(&self, id: ClientId, events: &mut Vec<LineEvent>);
     /// The shell closes `id` (flood, ping timeout).
     fn close(&self, id: ClientId, reason: &str);
-    /// `id`'s connection has ended.
-    fn gone(&self, id: ClientId, reason: &str);
+    /// `id`'s connection has ended; its admission slot is free once what
+    /// this returns resolves.
+    fn gone(&self, id: ClientId, reason: &str) -> Released;
 }
+
+/// Resolves once the core has released a connection that ended (its
+/// admission slot is free); None: released already, the core being in
+/// this process. Until then, the close must not be visible to the client.
+pub(crate) type Released = Option<::tokio::sync::oneshot::Receiver<()>>;
 
 /// The core in this process, behind one mutex (async and threads engines).
 #[derive(Debug)]
@@ -293,7 +299,7 @@ impl Backend for Local {
         self.with_core(|core, router| core.close(id, reason, router));
     }
 
-    fn gone(&self, id: ClientId, reason: &str) {
+    fn gone(&self, id: ClientId, reason: &str) -> Released {
         let touched = {
             let mut state = self.lock();
             state.conns.remove(&id);
@@ -309,6 +315,7 @@ impl Backend for Local {
         for conn in touched {
             conn.flush(false);
         }
+        None
     }
 }
 
@@ -325,10 +332,11 @@ pub(crate) fn contained_panic(peer: SocketAddr) {
 /// Tells the core `id` has left; a panic there (the core in a state it
 /// should never reach) is contained and logged, so the shell that calls
 /// this still ends cleanly.
-pub(crate) fn leave(backend: &impl Backend, id: ClientId, reason: &str, peer: SocketAddr) {
-    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| backend.gone(id, reason))).is_err() {
+pub(crate) fn leave(backend: &impl Backend, id: ClientId, reason: &str, peer: SocketAddr) -> Released {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| backend.gone(id, reason))).unwrap_or_else(|_| {
         contained_panic(peer);
-    }
+        None
+    })
 }
 
 /// A router that sends nothing (shutdown).

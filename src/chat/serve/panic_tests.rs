@@ -32,8 +32,8 @@ impl Backend for Faulty {
     fn close(&self, id: ClientId, reason: &str) {
         self.0.close(id, reason);
     }
-    fn gone(&self, id: ClientId, reason: &str) {
-        self.0.gone(id, reason);
+    fn gone(&self, id: ClientId, reason: &str) -> super::Released {
+        self.0.gone(id, reason)
     }
 }
 

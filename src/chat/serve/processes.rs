@@ -8,7 +8,9 @@
 //! lines), [`Up::Close`], [`Up::Gone`]. Down (hub → worker):
 //! [`Down::Deliver`] (one line and every recipient of it on that worker:
 //! a channel message crosses each socket once, not once per member) and
-//! [`Down::Close`]. The hub handles one worker's frame at a time under its
+//! [`Down::Close`], and [`Down::Released`] (the answer to a Gone: the
+//! connection's slot is free, so the worker may let its client see the
+//! close). The hub handles one worker's frame at a time under its
 //! lock and queues what it routes, per worker, in that order, so every
 //! recipient sees lines in the hub's order whatever worker holds it.
 //!
@@ -31,7 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use super::conn::{Budget, Conn, Pushed};
 use super::core::{Core, Router};
-use super::{Backend, ChatConfig, ConnSettings, push_within_budget};
+use super::{Backend, ChatConfig, ConnSettings, Released, push_within_budget};
 use crate::chat::{ClientId, Hub, Line, LineEvent};
 use crate::engine::Interrupt;
 use crate::frame::{self, read_frame};
@@ -62,6 +64,7 @@ pub(crate) enum Up {
 pub(crate) enum Down {
     Deliver { to: Vec<ClientId>, line: String },
     Close { id: ClientId },
+    Released { id: ClientId },
 }
 
 fn worker_of(id: ClientId) -> u64 {
@@ -182,9 +185,24 @@ impl HubShared {
     /// connection is released in the core and its worker told to close it.
     fn handle(&self, up: Up) {
         let id = up.id();
-        if panic::catch_unwind(AssertUnwindSafe(|| self.handle_frame(up))).is_ok() {
-            return;
+        let gone = matches!(up, Up::Gone { .. });
+        let handled = panic::catch_unwind(AssertUnwindSafe(|| self.handle_frame(up))).is_ok();
+        if !handled {
+            self.contain(id);
         }
+        if gone {
+            // Whatever happened, the connection is released.
+            let mut bytes = Vec::new();
+            encode(&Down::Released { id }, &mut bytes);
+            if let Some(link) = self.lock().links.get(&worker_of(id)) {
+                link.send(bytes);
+            }
+        }
+    }
+
+    /// Releases `id` after a panic while handling its frame, and tells its
+    /// worker to close it.
+    fn contain(&self, id: ClientId) {
         eprintln!("trident: a panic while serving chat client {} was contained; that connection is closed", id.0);
         let released = panic::catch_unwind(AssertUnwindSafe(|| {
             let mut state = self.lock();
@@ -316,6 +334,8 @@ struct RemoteBackend {
     /// Bytes sent to the link task and not yet written to the hub.
     pending: Arc<Budget>,
     conns: Mutex<HashMap<ClientId, Arc<Conn>>>,
+    /// Connections gone and not yet released by the hub: whom to tell.
+    releasing: Mutex<HashMap<ClientId, tokio::sync::oneshot::Sender<()>>>,
 }
 
 impl RemoteBackend {
@@ -370,6 +390,12 @@ impl RemoteBackend {
                     conn.close_after_flush();
                 }
             }
+            Down::Released { id } => {
+                let waiting = self.releasing.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
+                if let Some(waiting) = waiting {
+                    let _ = waiting.send(());
+                }
+            }
         }
     }
 }
@@ -388,9 +414,12 @@ impl Backend for RemoteBackend {
         self.send(&Up::Close { id, reason: reason.into() });
     }
 
-    fn gone(&self, id: ClientId, reason: &str) {
+    fn gone(&self, id: ClientId, reason: &str) -> Released {
         self.conns().remove(&id);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.releasing.lock().unwrap_or_else(PoisonError::into_inner).insert(id, tx);
         self.send(&Up::Gone { id, reason: reason.into() });
+        Some(rx)
     }
 }
 
@@ -412,7 +441,12 @@ pub fn worker(settings: &WorkerSettings) -> anyhow::Result<()> {
     // Unbounded as a channel, bounded in bytes by `RemoteBackend::send`.
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let pending = Arc::new(Budget::new(LINK_CAP));
-    let backend = Arc::new(RemoteBackend { tx, pending: Arc::clone(&pending), conns: Mutex::new(HashMap::new()) });
+    let backend = Arc::new(RemoteBackend {
+        tx,
+        pending: Arc::clone(&pending),
+        conns: Mutex::new(HashMap::new()),
+        releasing: Mutex::new(HashMap::new()),
+    });
     let conn_settings = Arc::new(ConnSettings::new(&chat)?);
     let worker = settings.number;
     let mut next = 0u64;

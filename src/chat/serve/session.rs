@@ -152,11 +152,11 @@ pub(crate) enum End {
 
 impl End {
     /// The reason the connection's channels see it leave with.
-    pub fn reason(self) -> String {
+    pub fn reason(&self) -> &str {
         match self {
             End::Gone(reason) => reason,
-            End::Closed => "Connection closed".into(),
-            End::Stop => "Server shutting down".into(),
+            End::Closed => "Connection closed",
+            End::Stop => "Server shutting down",
         }
     }
 }

@@ -180,12 +180,15 @@ pub(crate) fn connection<B: Backend>(
     });
     // From here on nobody else writes to the socket.
     conn.owner_gone();
+    // Its slot is free before the client can see the end (a client that
+    // reconnects once it has is admitted): the core is in this process,
+    // released by the time `leave` returns.
+    let _released = super::leave(backend, id, end.reason(), peer);
     if !matches!(end, End::Gone(_)) {
         let _ = panic::catch_unwind(AssertUnwindSafe(|| {
             last_words(&mut stream, &end, &conn, &mut wire, &mut out, settings)
         }));
     }
-    super::leave(backend, id, &end.reason(), peer);
 }
 
 /// A connection's loop: read, pass lines on, write, until it ends.

@@ -66,17 +66,16 @@ pub(crate) async fn connection<B: Backend>(
     settings: Arc<ConnSettings>,
     stop: Stop,
 ) {
+    // A panic once the core was told it left is contained there.
     let served = AssertUnwindSafe(serve_connection(stream, peer, id, &*backend, &settings, stop)).catch_unwind().await;
-    let reason = served.unwrap_or_else(|_| {
+    if served.is_err() {
         super::contained_panic(peer);
-        Some(super::INTERNAL_ERROR.into())
-    });
-    if let Some(reason) = reason {
-        super::leave(&*backend, id, &reason, peer);
+        super::leave(&*backend, id, super::INTERNAL_ERROR, peer);
     }
 }
 
-/// Serves one connection; the reason it ended (None if it never opened).
+/// Serves one connection, until the core is told it left and its last
+/// words are sent.
 async fn serve_connection<B: Backend>(
     stream: TcpStream,
     peer: SocketAddr,
@@ -84,13 +83,13 @@ async fn serve_connection<B: Backend>(
     backend: &B,
     settings: &ConnSettings,
     mut stop: Stop,
-) -> Option<String> {
+) {
     let _ = stream.set_nodelay(true);
     let mut wire = match Wire::new(settings.tls.as_ref()) {
         Ok(wire) => wire,
         Err(e) => {
             eprintln!("trident: cannot serve {peer}: {e}");
-            return None;
+            return;
         }
     };
     let conn = Arc::new(Conn::for_task(id, settings.limits.sendq, Arc::clone(&settings.budget)));
@@ -148,26 +147,41 @@ async fn serve_connection<B: Backend>(
             () = tokio::time::sleep_until(deadline.into()) => handling.clock(&mut session, Instant::now()),
         }
     };
+    // Its slot is free before the client can see the end (a client that
+    // reconnects once it has is admitted). A core in another process
+    // answers within a round trip; a stopping server admits nobody.
+    let released = super::leave(backend, id, end.reason(), peer);
     let mut stream = stream;
-    match &end {
-        End::Stop => {
-            // What was queued, then the last words; bounded in time.
-            take(&mut wire, &conn, &mut out);
-            wire.last_words(settings.farewell.as_bytes(), &mut out);
-            let _ = tokio::time::timeout(FLUSH_TIMEOUT, stream.write_all(&out[sent..])).await;
-            let _ = stream.shutdown().await;
+    let last_words = async move {
+        if let Some(released) = released
+            && !matches!(end, End::Stop)
+        {
+            let _ = tokio::time::timeout(FLUSH_TIMEOUT, released).await;
         }
-        End::Closed => {
-            let mut bye = Vec::new();
-            wire.last_words(b"", &mut bye);
-            if !bye.is_empty() {
-                let _ = tokio::time::timeout(FLUSH_TIMEOUT, stream.write_all(&bye)).await;
+        match &end {
+            End::Stop => {
+                // What was queued, then the last words; bounded in time.
+                take(&mut wire, &conn, &mut out);
+                wire.last_words(settings.farewell.as_bytes(), &mut out);
+                let _ = tokio::time::timeout(FLUSH_TIMEOUT, stream.write_all(&out[sent..])).await;
+                let _ = stream.shutdown().await;
             }
-            let _ = stream.shutdown().await;
+            End::Closed => {
+                let mut bye = Vec::new();
+                wire.last_words(b"", &mut bye);
+                if !bye.is_empty() {
+                    let _ = tokio::time::timeout(FLUSH_TIMEOUT, stream.write_all(&bye)).await;
+                }
+                let _ = stream.shutdown().await;
+            }
+            End::Gone(_) => {}
         }
-        End::Gone(_) => {}
+    };
+    // On the heap: only a connection that ends holds it, not every idle
+    // task. A panic there is contained here: the core knows it left.
+    if AssertUnwindSafe(Box::pin(last_words)).catch_unwind().await.is_err() {
+        super::contained_panic(peer);
     }
-    Some(end.reason())
 }
 
 #[cfg(test)]
@@ -190,7 +204,7 @@ mod tests {
             let (_stop, stop) = Stop::new();
             let task = connection(stream, addr, ClientId(1), backend, settings, stop);
             let size = std::mem::size_of_val(&task);
-            // 1,312 bytes in a debug build; an unboxed TLS session made it ~1 KiB more.
+            // 1,432 bytes in a debug build; an unboxed TLS session made it ~1 KiB more.
             assert!(size <= 1536, "a connection task is {size} bytes");
         });
     }
