@@ -370,6 +370,8 @@ engine_tests! {
         for c in &mut clients {
             let lines = c.until_closed();
             assert_eq!(lines.last().map(String::as_str), Some("ERROR :Server shutting down"), "{}: {lines:?}", c.nick);
+            // Everyone leaves at once: nobody's quit is broadcast.
+            assert!(!lines.iter().any(|l| l.contains(" QUIT ")), "{}: {lines:?}", c.nick);
         }
     }
 }

@@ -44,8 +44,10 @@ impl Stop {
 /// Accepts on `listener` until `interrupt` is set, a task per connection:
 /// `accept(stream, peer, stop)` returns the connection's task, or `None`
 /// to drop it. Runs on a new runtime of `threads` threads (1: the calling
-/// thread); `start` runs first, inside it (to spawn helper tasks), and
-/// `tick` every [`TICK`].
+/// thread); `start` runs first, inside it (to spawn helper tasks), `tick`
+/// every [`TICK`], and `stopping` once the loop ends, before the
+/// connections are told to stop.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn serve<F: Future<Output = ()> + Send + 'static>(
     listener: std::net::TcpListener,
     threads: usize,
@@ -54,6 +56,7 @@ pub(crate) fn serve<F: Future<Output = ()> + Send + 'static>(
     start: impl FnOnce(),
     tick: impl FnMut(),
     accept: impl FnMut(TcpStream, SocketAddr, Stop) -> Option<F>,
+    stopping: impl FnOnce(),
 ) -> io::Result<()> {
     listener.set_nonblocking(true)?;
     let runtime = runtime(threads)?;
@@ -61,7 +64,7 @@ pub(crate) fn serve<F: Future<Output = ()> + Send + 'static>(
     let result = runtime.block_on(async move {
         start();
         let listener = TcpListener::from_std(listener)?;
-        accept_loop(listener, &interrupt, grace, tick, accept).await;
+        accept_loop(listener, &interrupt, grace, tick, accept, stopping).await;
         Ok(())
     });
     runtime.shutdown_timeout(Duration::from_millis(200));
@@ -85,7 +88,7 @@ pub(crate) fn serve_protocol<P: Protocol>(
         };
         Some(connection::<P>(stream, peer, Arc::clone(&protocol), limits.idle_timeout, slot, stop))
     };
-    serve(listener, threads, grace, interrupt, || {}, || {}, accept)
+    serve(listener, threads, grace, interrupt, || {}, || {}, accept, || {})
 }
 
 /// A server's runtime: `threads` = 1 runs everything on the calling
@@ -104,6 +107,7 @@ async fn accept_loop<F: Future<Output = ()> + Send + 'static>(
     grace: Duration,
     mut tick: impl FnMut(),
     mut accept: impl FnMut(TcpStream, SocketAddr, Stop) -> Option<F>,
+    stopping: impl FnOnce(),
 ) {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
@@ -127,6 +131,7 @@ async fn accept_loop<F: Future<Output = ()> + Send + 'static>(
         }
     }
     drop(listener);
+    stopping();
     let _ = stop_tx.send(true);
     let drained = tokio::time::timeout(grace, async {
         while let Some(joined) = connections.join_next().await {

@@ -466,7 +466,9 @@ pub fn worker(settings: &WorkerSettings) -> anyhow::Result<()> {
         let id = ClientId((worker << WORKER_SHIFT) | next);
         Some(super::tokio::connection(stream, peer, id, Arc::clone(&backend), Arc::clone(&conn_settings), stop))
     };
-    crate::server::tokio::serve(listener, 1, settings.grace, &interrupt, start, || {}, accept)?;
+    // The hub, not a worker, knows when the server stops (it then
+    // broadcasts nothing).
+    crate::server::tokio::serve(listener, 1, settings.grace, &interrupt, start, || {}, accept, || {})?;
     Ok(())
 }
 

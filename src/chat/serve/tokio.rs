@@ -48,12 +48,15 @@ pub(crate) fn serve(
     let backend = Arc::new(Local::new(chat, false));
     let expiring = Arc::clone(&backend);
     let tick = move || expiring.expire(Instant::now());
+    let stopping = Arc::clone(&backend);
+    // Everyone leaves at once: nobody's quit is broadcast.
+    let stopping = move || stopping.stop();
     let mut next = 0u64;
     let accept = move |stream, peer, stop| {
         next += 1;
         Some(connection(stream, peer, ClientId(next), Arc::clone(&backend), Arc::clone(&settings), stop))
     };
-    crate::server::tokio::serve(listener, config.workers, config.grace, interrupt, || {}, tick, accept)
+    crate::server::tokio::serve(listener, config.workers, config.grace, interrupt, || {}, tick, accept, stopping)
 }
 
 /// One connection, from accept to close. A panic in its handling ends
