@@ -235,12 +235,14 @@ fn processes_worker_killed_mid_scan_is_replaced_and_its_task_retried() {
     // whose socket is new since the previous look: that probe has just
     // started and, with DROP behind it, lasts the whole 1s timeout, so the
     // worker is surely busy when the signal lands.
-    let mut last_socket: HashMap<u32, Option<u64>> = HashMap::new();
+    // A worker holds sockets of its own too (the pair its stop byte comes
+    // on), so what counts is a socket that was not there at the last look.
+    let mut last_sockets: HashMap<u32, BTreeSet<u64>> = HashMap::new();
     let victim = scan.wait_for(|pid| {
         children(pid).into_iter().filter(|&c| is_worker(c)).find(|&c| {
-            let now = socket_inode(c);
-            let before = last_socket.insert(c, now);
-            before.is_some_and(|before| now.is_some() && now != before)
+            let now = socket_inodes(c);
+            let before = last_sockets.insert(c, now.clone());
+            before.is_some_and(|before| now.difference(&before).next().is_some())
         })
     });
     // SAFETY: kill with a pid of a worker process our scan started.
@@ -472,12 +474,14 @@ fn is_worker(pid: u32) -> bool {
 
 /// The inode of a socket `pid` holds, if any: a worker holds one only
 /// during a probe.
-fn socket_inode(pid: u32) -> Option<u64> {
-    let fds = fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
-    fds.flatten().find_map(|fd| {
-        let target = fs::read_link(fd.path()).ok()?;
-        target.to_str()?.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
-    })
+fn socket_inodes(pid: u32) -> BTreeSet<u64> {
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else { return BTreeSet::new() };
+    fds.flatten()
+        .filter_map(|fd| {
+            let target = fs::read_link(fd.path()).ok()?;
+            target.to_str()?.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+        })
+        .collect()
 }
 
 /// Live worker processes whose environment carries `MARK_ENV=mark`.
