@@ -359,23 +359,24 @@ impl Client {
                     let meter = Arc::new(Meter::default());
                     if stepped() {
                         let stream = Stepped::new(stream, Arc::clone(&meter)).map_err(Error::Connect)?;
-                        return if *https {
-                            self.handshake_tls(stream, url, meter).await
-                        } else {
-                            handshake(stream, meter).await
-                        };
+                        return self.speak(stream, *https, url, meter).await;
                     }
-                    return if *https {
-                        self.handshake_tls(stream, url, meter).await
-                    } else {
-                        handshake(stream, meter).await
-                    };
+                    return self.speak(stream, *https, url, meter).await;
                 }
                 Ok(Err(e)) => last = e,
                 Err(_) => last = io::Error::new(io::ErrorKind::TimedOut, format!("connecting to {addr} timed out")),
             }
         }
         Err(Error::Connect(last))
+    }
+
+    /// HTTP/1.1 on `stream`, inside TLS when `https`: the same for a
+    /// plain socket (async engine) and a [`Stepped`] one (blocking engines).
+    async fn speak<S>(&self, stream: S, https: bool, url: &Url, meter: Arc<Meter>) -> Result<Conn, Error>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        if https { self.handshake_tls(stream, url, meter).await } else { handshake(stream, meter).await }
     }
 
     async fn handshake_tls<S>(&self, stream: S, url: &Url, meter: Arc<Meter>) -> Result<Conn, Error>
