@@ -554,55 +554,28 @@ struct Stepped {
 
 impl Stepped {
     fn new(stream: TcpStream, meter: Arc<Meter>) -> io::Result<Self> {
-        use std::os::fd::AsRawFd;
-        let fd = stream.as_raw_fd();
-        let slice = libc::timeval {
-            tv_sec: 0,
-            tv_usec: libc::suseconds_t::try_from(BLOCKING_SLICE.as_micros()).unwrap_or(50_000),
-        };
-        for opt in [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO] {
-            // SAFETY: setsockopt on the stream's own descriptor, with a
-            // timeval of the right size.
-            let rc = unsafe {
-                libc::setsockopt(
-                    fd,
-                    libc::SOL_SOCKET,
-                    opt,
-                    (&raw const slice).cast(),
-                    libc::socklen_t::try_from(std::mem::size_of::<libc::timeval>()).unwrap_or(16),
-                )
-            };
-            if rc != 0 {
-                return Err(io::Error::last_os_error());
-            }
-        }
-        // SAFETY: fcntl on the stream's own descriptor.
-        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-        // SAFETY: as above.
-        if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let socket = socket2::SockRef::from(&stream);
+        socket.set_read_timeout(Some(BLOCKING_SLICE))?;
+        socket.set_write_timeout(Some(BLOCKING_SLICE))?;
+        socket.set_nonblocking(false)?;
         Ok(Stepped { stream, meter })
     }
 
     /// One `recv` into `buf`; `Ok(None)`: nothing came (would block).
     fn recv(&self, buf: &mut tokio::io::ReadBuf<'_>, flags: libc::c_int) -> io::Result<Option<()>> {
-        use std::os::fd::AsRawFd;
-        // SAFETY: recv writes at most `unfilled.len()` bytes into the
-        // unfilled part of `buf`, which are then marked initialised.
-        unsafe {
-            let unfilled = buf.unfilled_mut();
-            let n = libc::recv(self.stream.as_raw_fd(), unfilled.as_mut_ptr().cast(), unfilled.len(), flags);
-            if let Ok(n) = usize::try_from(n) {
-                buf.assume_init(n);
+        // SAFETY: `unfilled_mut` is only written by recv, never
+        // de-initialised.
+        let got = socket2::SockRef::from(&self.stream).recv_with_flags(unsafe { buf.unfilled_mut() }, flags);
+        match got {
+            Ok(n) => {
+                // SAFETY: recv initialised the first `n` bytes of the
+                // unfilled part.
+                unsafe { buf.assume_init(n) };
                 buf.advance(n);
-                return Ok(Some(()));
+                Ok(Some(()))
             }
-        }
-        let e = io::Error::last_os_error();
-        match e.kind() {
-            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(None),
-            _ => Err(e),
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 }
