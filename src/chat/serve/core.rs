@@ -128,7 +128,7 @@ impl Core {
             }
             // Tests inject a fault with a line no reader can produce.
             #[cfg(test)]
-            if event == LineEvent::Line(INJECTED_FAULT.into()) {
+            if matches!(&event, LineEvent::Line(line) if line == INJECTED_FAULT) {
                 panic!("a fault injected by a test");
             }
             self.hub.handle_event(id, &event, now, &mut self.outbox);
