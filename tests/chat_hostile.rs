@@ -53,13 +53,7 @@ engine_tests! {
 engine_tests! {
     fn nul_and_cr_lines_are_dropped_with_a_notice_and_never_relayed(engine) {
         let server = ChatServer::start(engine, &[]);
-        let mut alice = server.client("alice");
-        let mut bob = server.client("bob");
-        for c in [&mut alice, &mut bob] {
-            c.send("JOIN #room");
-            c.expect(" 366 ");
-        }
-        alice.expect(":bob!bob@127.0.0.1 JOIN #room");
+        let (mut alice, mut bob) = pair(&server);
         let notice = ":irc.trident.local NOTICE alice :Line dropped: it contains a NUL or CR";
         // A bare CR inside a line would split it in two at some receivers
         // (a forged second line); a NUL truncates it at others.
