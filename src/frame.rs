@@ -16,15 +16,10 @@ pub const MAX_FRAME: usize = 64 << 20;
 
 /// Writes one frame.
 pub fn write_frame(w: &mut impl Write, payload: &[u8]) -> io::Result<()> {
-    w.write_all(&prefix(payload)?)?;
-    w.write_all(payload)
-}
-
-/// A frame's length prefix.
-fn prefix(payload: &[u8]) -> io::Result<[u8; 4]> {
     let len =
         u32::try_from(payload.len()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
-    Ok(len.to_le_bytes())
+    w.write_all(&len.to_le_bytes())?;
+    w.write_all(payload)
 }
 
 fn too_large(len: usize) -> io::Error {
@@ -51,8 +46,7 @@ pub fn read_frame(r: &mut impl Read) -> io::Result<Option<Vec<u8>>> {
 /// A frame's bytes: length prefix and payload in one buffer (one `write`).
 pub fn frame(payload: &[u8]) -> io::Result<Vec<u8>> {
     let mut bytes = Vec::with_capacity(4 + payload.len());
-    bytes.extend_from_slice(&prefix(payload)?);
-    bytes.extend_from_slice(payload);
+    write_frame(&mut bytes, payload)?;
     Ok(bytes)
 }
 
