@@ -227,7 +227,7 @@ pub struct FetchArgs {
     #[arg(long)]
     pub insecure: bool,
     /// Output: text (a line per file as it ends) or json (one document).
-    #[arg(short = 'f', long, default_value = "text", value_parser = parse_format)]
+    #[arg(short = 'f', long, default_value = "text")]
     pub format: Format,
     /// No warnings on stderr.
     #[arg(short = 'q', long)]
@@ -237,10 +237,6 @@ pub struct FetchArgs {
 /// A duration, or 0 (`0`, `0s`, `0ms`).
 fn parse_probe(s: &str) -> Result<Duration, String> {
     if matches!(s.trim(), "0" | "0s" | "0ms") { Ok(Duration::ZERO) } else { parse_duration(s) }
-}
-
-fn parse_format(s: &str) -> Result<Format, String> {
-    s.parse()
 }
 
 /// Parses a size: bytes, or a number with K, M or G (powers of 1024; `KiB`,

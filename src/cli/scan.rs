@@ -95,7 +95,7 @@ pub struct ScanArgs {
     /// Scan only shard K of N (K from 0) of the (address x port) space; with
     /// the same seed the N shards are disjoint and add up to the whole scan.
     /// auto/N takes K from $JOB_COMPLETION_INDEX (Kubernetes Indexed Jobs).
-    #[arg(long, value_name = "K/N", value_parser = parse_shard)]
+    #[arg(long, value_name = "K/N")]
     pub shard: Option<Shard>,
     /// Read what each open port's service says first (SSH, SMTP, FTP...
     /// greet the client) and show it.
@@ -109,7 +109,7 @@ pub struct ScanArgs {
     pub banner_wait: Duration,
     /// Output format: text, json, jsonl (one line per port, streamed), csv,
     /// grep (as nmap -oG) or xml (as nmap -oX: for ndiff and nmap tools).
-    #[arg(short = 'f', long, default_value = "text", value_parser = parse_format)]
+    #[arg(short = 'f', long, default_value = "text")]
     pub format: Format,
     /// Write results to FILE (appears only when complete) instead of stdout.
     #[arg(short = 'o', long, value_name = "FILE")]
@@ -144,14 +144,6 @@ fn parse_rate(s: &str) -> Result<f64, String> {
         Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
         _ => Err("expected a positive number of probes per second".into()),
     }
-}
-
-fn parse_shard(s: &str) -> Result<Shard, String> {
-    s.parse()
-}
-
-fn parse_format(s: &str) -> Result<Format, String> {
-    s.parse()
 }
 
 impl ScanArgs {
