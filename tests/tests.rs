@@ -29,6 +29,7 @@ mod netns;
 mod raw_http;
 mod scan_banners;
 mod scan_cli;
+mod scan_flags;
 mod scan_guard;
 mod scan_netns;
 mod scan_nmap_formats;

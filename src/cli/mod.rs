@@ -103,8 +103,9 @@ pub fn parse(args: Vec<OsString>) -> anyhow::Result<Option<Command>> {
 /// Engine choice, shared by every batch subcommand.
 #[derive(Debug, Args)]
 pub struct EngineArgs {
-    /// Concurrency engine.
-    #[arg(short = 'e', long, default_value = "async", value_parser = parse_engine)]
+    /// Concurrency engine: threads, processes or async (see the end of
+    /// trident --help).
+    #[arg(short = 'e', long, default_value = "async", value_parser = engine_names())]
     pub engine: EngineKind,
     /// Maximum tasks in flight (threads, worker processes or futures).
     /// [default: threads 512, processes 64, async 4096]
@@ -126,6 +127,18 @@ pub enum RuntimeArg {
 
 pub(crate) fn parse_engine(s: &str) -> Result<EngineKind, String> {
     s.parse()
+}
+
+/// The engine names as clap's possible values (listed in help and in
+/// errors), with the singular and `tokio` spellings as hidden aliases.
+pub(crate) fn engine_names() -> impl clap::builder::TypedValueParser<Value = EngineKind> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+    PossibleValuesParser::new([
+        PossibleValue::new("threads").alias("thread"),
+        PossibleValue::new("processes").alias("process"),
+        PossibleValue::new("async").alias("tokio"),
+    ])
+    .try_map(|s| s.parse::<EngineKind>())
 }
 
 pub(crate) fn parse_concurrency(s: &str) -> Result<u32, String> {

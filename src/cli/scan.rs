@@ -39,6 +39,9 @@ prints the size of a scan without sending anything.
 Exit status: 0 done, 1 some probes could not be run, 2 bad input,
 130 interrupted (partial results are still written).";
 
+/// How many ports `-F` scans (as nmap's fast mode).
+const FAST_PORTS: usize = 100;
+
 /// `trident scan` options.
 #[derive(Debug, Args)]
 pub struct ScanArgs {
@@ -58,6 +61,21 @@ pub struct ScanArgs {
     /// Scan the N most common ports instead of -p.
     #[arg(long, value_name = "N", conflicts_with = "ports", value_parser = clap::value_parser!(u32).range(1..=65535))]
     pub top_ports: Option<u32>,
+    /// Scan the 100 most common ports (nmap's fast mode; --top-ports 100).
+    #[arg(short = 'F', long, conflicts_with_all = ["ports", "top_ports"])]
+    pub fast: bool,
+    /// Scan type: only T, a TCP connect scan, is done (written -sT as in
+    /// nmap; accepted so nmap command lines work, and changes nothing).
+    #[arg(short = 's', value_name = "T", value_parser = parse_scan_type)]
+    pub scan_type: Option<ConnectScan>,
+    /// Host discovery: only n, none (written -Pn as in nmap). trident never
+    /// pings first: every target is scanned, as nmap -Pn does.
+    #[arg(short = 'P', value_name = "n", value_parser = parse_discovery)]
+    pub discovery: Option<NoDiscovery>,
+    /// No reverse DNS (as nmap -n): trident never looks up the names of
+    /// addresses, so this changes nothing; names are shown only as typed.
+    #[arg(short = 'n')]
+    pub no_dns: bool,
     /// Engine options.
     #[command(flatten)]
     pub engine: EngineArgs,
@@ -66,7 +84,8 @@ pub struct ScanArgs {
     #[arg(short = 'T', long = "timing", value_name = "0-5", value_parser = clap::value_parser!(u8).range(0..=5))]
     pub timing: Option<u8>,
     /// Fixed time one connect attempt may take (e.g. 500ms, 2s) instead of
-    /// the adaptive timeout (srtt + 4 rttvar of the answers so far, 100ms-10s).
+    /// the adaptive timeout (srtt + 4 rttvar of the answers so far, kept
+    /// within --min-rtt-timeout 10ms and --max-rtt-timeout 10s).
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     pub timeout: Option<Duration>,
     /// Fixed number of retry rounds for ports that did not answer, instead
@@ -139,6 +158,34 @@ pub struct ScanArgs {
     pub list_targets: bool,
 }
 
+/// `-sT`, the one scan type there is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectScan;
+
+fn parse_scan_type(s: &str) -> Result<ConnectScan, String> {
+    match s {
+        "T" => Ok(ConnectScan),
+        "S" | "A" | "F" | "N" | "X" | "W" | "M" => {
+            Err(format!("-s{s} needs raw packets; trident does TCP connect scans only (-sT, no root needed)"))
+        }
+        "U" | "Y" | "Z" => Err(format!("-s{s} is not TCP; trident scans TCP only (-sT)")),
+        "V" => Err("-sV: no version detection; --banners shows what each open port's service says first".into()),
+        "L" => Err("-sL: use --list-targets (prints the targets, sends nothing)".into()),
+        _ => Err(format!("-s{s} is not supported; trident does TCP connect scans only (-sT)")),
+    }
+}
+
+/// `-Pn`: no host discovery, which is all trident does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NoDiscovery;
+
+fn parse_discovery(s: &str) -> Result<NoDiscovery, String> {
+    match s {
+        "n" | "N" => Ok(NoDiscovery),
+        _ => Err(format!("-P{s}: trident does no host discovery, every target is scanned (as with -Pn)")),
+    }
+}
+
 fn parse_rate(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
@@ -152,6 +199,7 @@ impl ScanArgs {
         let ports = match (&self.ports, self.top_ports) {
             (Some(spec), _) => PortList::parse(spec).map_err(|e| BadInput(e.to_string()))?,
             (None, Some(n)) => PortList::top(n as usize),
+            (None, None) if self.fast => PortList::top(FAST_PORTS),
             (None, None) => PortList::default_top(),
         };
         let mut specs = self.targets.clone();
