@@ -1,5 +1,6 @@
-//! Files that appear under their final name only when complete: written to a
-//! temporary name in the same directory, fsynced, then renamed. Also what
+//! Output files ([`OutputFile`]): a regular file appears under its final
+//! name only when complete (temporary name in the same directory, fsync,
+//! rename); a device or FIFO is written into, never replaced. Also what
 //! every report shares about text a peer chose ([`escaped`]).
 
 use std::borrow::Cow;
@@ -8,6 +9,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+
+use crate::error::BadInput;
 
 /// Whether `c` is a bidirectional mark, override or isolate: not a control
 /// character, yet it reorders what a terminal shows after it, so text a
@@ -61,31 +64,58 @@ pub(crate) fn escaped(text: &str, escapes: Escapes) -> Cow<'_, str> {
     Cow::Owned(shown)
 }
 
-/// A file being written; invisible under its final name until [`commit`].
+/// An output file the user named (`-o`), or one of trident's own files.
 ///
-/// [`commit`]: AtomicFile::commit
+/// A regular file, or a path where nothing exists yet, is written under a
+/// temporary name in the same directory, fsynced and renamed over the
+/// target on [`commit`]: it appears only when complete. Anything else is
+/// never replaced, since a rename would turn `/dev/null`, a FIFO or a
+/// terminal into a regular file: a device, FIFO or socket is written into
+/// as it is; a symbolic link is followed, and what it names is written by
+/// the same rule (the link stays a link); a link to nothing is refused.
+/// Errors name the path as the user gave it, never the temporary name.
+///
+/// [`commit`]: OutputFile::commit
 #[derive(Debug)]
-pub struct AtomicFile {
-    temp: PathBuf,
+pub struct OutputFile {
+    /// The path as given, for messages.
     target: PathBuf,
+    /// Where the bytes end up: `target`, or what a link at `target` names.
+    dest: PathBuf,
+    /// The temporary name renamed to `dest` on commit; `None` when writing
+    /// into a device, FIFO or socket directly.
+    temp: Option<PathBuf>,
     file: Option<File>,
 }
 
-impl AtomicFile {
-    /// Creates the temporary file next to `target`.
-    pub fn create(target: &Path) -> anyhow::Result<Self> {
-        let dir = match target.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
+impl OutputFile {
+    /// Opens `target` for writing as described on [`OutputFile`]. A path
+    /// that cannot be written (no such directory, a directory, no
+    /// permission, a dangling link) is bad input: nothing has started yet.
+    pub fn create(target: &Path) -> Result<Self, BadInput> {
+        let cannot = |why: &dyn std::fmt::Display| BadInput(format!("cannot write {}: {why}", target.display()));
+        let dest = match fs::symlink_metadata(target) {
+            Ok(m) if m.file_type().is_symlink() => fs::canonicalize(target)
+                .map_err(|e| cannot(&format_args!("a symbolic link to nothing that can be written ({e})")))?,
+            _ => target.to_path_buf(),
         };
-        let name = target.file_name().with_context(|| format!("{} is not a file name", target.display()))?;
-        let temp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&temp)
-            .with_context(|| format!("cannot create {}", temp.display()))?;
-        Ok(AtomicFile { temp, target: target.to_path_buf(), file: Some(file) })
+        match fs::metadata(&dest) {
+            Ok(m) if m.is_dir() => Err(cannot(&"is a directory")),
+            Ok(m) if !m.is_file() => {
+                let file = OpenOptions::new().write(true).open(&dest).map_err(|e| cannot(&e))?;
+                Ok(OutputFile { target: target.to_path_buf(), dest, temp: None, file: Some(file) })
+            }
+            _ => {
+                let dir = match dest.parent() {
+                    Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                    _ => PathBuf::from("."),
+                };
+                let name = dest.file_name().ok_or_else(|| cannot(&"not a file name"))?;
+                let temp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+                let file = OpenOptions::new().write(true).create_new(true).open(&temp).map_err(|e| cannot(&e))?;
+                Ok(OutputFile { target: target.to_path_buf(), dest, temp: Some(temp), file: Some(file) })
+            }
+        }
     }
 
     /// A handle to write through.
@@ -93,20 +123,27 @@ impl AtomicFile {
         self.file.as_ref().ok_or_else(|| io::Error::other("already committed"))?.try_clone()
     }
 
-    /// Flushes to disk and moves the file to its final name.
+    /// The path as the user gave it.
+    pub fn path(&self) -> &Path {
+        &self.target
+    }
+
+    /// Flushes to disk and, for a regular file, moves it to its final name.
     pub fn commit(mut self) -> anyhow::Result<()> {
-        if let Some(file) = self.file.take() {
-            file.sync_all().with_context(|| format!("cannot sync {}", self.temp.display()))?;
+        let file = self.file.take();
+        let Some(temp) = self.temp.take() else { return Ok(()) };
+        let done = file.map_or(Ok(()), |f| f.sync_all()).and_then(|()| fs::rename(&temp, &self.dest));
+        if done.is_err() {
+            let _ = fs::remove_file(&temp);
         }
-        fs::rename(&self.temp, &self.target)
-            .with_context(|| format!("cannot rename {} to {}", self.temp.display(), self.target.display()))
+        done.with_context(|| format!("cannot write {}", self.target.display()))
     }
 }
 
-impl Drop for AtomicFile {
+impl Drop for OutputFile {
     fn drop(&mut self) {
-        if self.file.is_some() {
-            let _ = fs::remove_file(&self.temp);
+        if let Some(temp) = &self.temp {
+            let _ = fs::remove_file(temp);
         }
     }
 }
@@ -135,7 +172,7 @@ mod tests {
     fn appears_only_on_commit() {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("out.json");
-        let f = AtomicFile::create(&target).unwrap();
+        let f = OutputFile::create(&target).unwrap();
         f.file().unwrap().write_all(b"hello").unwrap();
         assert!(!target.exists());
         f.commit().unwrap();
@@ -146,8 +183,56 @@ mod tests {
     #[test]
     fn dropped_uncommitted_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let f = AtomicFile::create(&dir.path().join("x")).unwrap();
+        let f = OutputFile::create(&dir.path().join("x")).unwrap();
         drop(f);
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn what_is_not_a_regular_file_is_written_into_never_replaced() {
+        use std::os::unix::fs::{FileTypeExt, symlink};
+        let dir = tempfile::tempdir().unwrap();
+        // A FIFO, read by a thread: it stays a FIFO and gets the bytes.
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+        assert!(made.success());
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || fs::read(fifo).unwrap())
+        };
+        let f = OutputFile::create(&fifo).unwrap();
+        f.file().unwrap().write_all(b"through").unwrap();
+        f.commit().unwrap();
+        assert_eq!(reader.join().unwrap(), b"through");
+        assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+        // A device.
+        let f = OutputFile::create(Path::new("/dev/null")).unwrap();
+        f.file().unwrap().write_all(b"gone").unwrap();
+        f.commit().unwrap();
+        assert!(fs::metadata("/dev/null").unwrap().file_type().is_char_device());
+        // A link to a regular file: the file is replaced whole, the link stays.
+        let real = dir.path().join("real.txt");
+        fs::write(&real, b"old").unwrap();
+        let link = dir.path().join("link.txt");
+        symlink(&real, &link).unwrap();
+        let f = OutputFile::create(&link).unwrap();
+        f.file().unwrap().write_all(b"new").unwrap();
+        f.commit().unwrap();
+        assert!(fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        assert_eq!(fs::read(&real).unwrap(), b"new");
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names.len(), 3, "no temporary file left: {names:?}");
+    }
+
+    #[test]
+    fn unwritable_paths_are_bad_input_naming_the_path_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let dangling = dir.path().join("dangling");
+        std::os::unix::fs::symlink(dir.path().join("missing/x"), &dangling).unwrap();
+        for path in [dir.path().join("no/such/dir.json"), dir.path().to_path_buf(), dangling] {
+            let BadInput(msg) = OutputFile::create(&path).unwrap_err();
+            assert!(msg.starts_with(&format!("cannot write {}: ", path.display())), "{msg}");
+            assert!(!msg.contains(".tmp-"), "{msg}");
+        }
     }
 }

@@ -34,5 +34,6 @@ mod scan_guard;
 mod scan_netns;
 mod scan_nmap_formats;
 mod scan_options;
+mod scan_output;
 mod scan_resolve;
 mod scan_scale;

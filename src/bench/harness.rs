@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use super::measure::Measurement;
 use crate::engine::EngineKind;
-use crate::output::AtomicFile;
+use crate::output::OutputFile;
 
 /// A program a bench compares: `trident` on one engine, or a peer program
 /// of the workload (nmap, curl...). A bench says what each runs, in an
@@ -288,7 +288,7 @@ pub fn write_out<R: Serialize>(dir: &Path, runs: &[R], report: &impl Serialize) 
     }
     let csv = csv.into_inner().map_err(|e| anyhow::anyhow!("cannot write runs.csv: {e}"))?;
     for (name, bytes) in [("runs.csv", csv), ("summary.json", serde_json::to_vec_pretty(report)?)] {
-        let file = AtomicFile::create(&dir.join(name))?;
+        let file = OutputFile::create(&dir.join(name))?;
         std::io::Write::write_all(&mut file.file()?, &bytes)?;
         file.commit()?;
     }

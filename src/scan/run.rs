@@ -32,7 +32,7 @@ use super::{
     Order, PortState, ProbeResult, ProbeTask, Reason, Report, ScanConfig, ScanOutcome, Space, Summary, Timing,
 };
 use crate::engine::{self, EngineConfig, Interrupt, RunStats, TaskOutcome};
-use crate::output::AtomicFile;
+use crate::output::OutputFile;
 
 /// Probes per calibration step, and the timeouts tried in turn.
 const CALIBRATION_PROBES: usize = 16;
@@ -220,9 +220,11 @@ pub fn run(config: &ScanConfig, interrupt: &Interrupt) -> anyhow::Result<ScanOut
         );
     }
 
+    let dest = config.output.as_ref().map_or_else(|| "stdout".to_string(), |p| p.display().to_string());
+    let cannot_write = || format!("cannot write the results to {dest}");
     let (sink, atomic) = match &config.output {
         Some(path) => {
-            let file = AtomicFile::create(path)?;
+            let file = OutputFile::create(path)?;
             (Sink::File(BufWriter::new(file.file()?)), Some(file))
         }
         None => (Sink::Stdout(BufWriter::new(io::stdout())), None),
@@ -269,7 +271,7 @@ pub fn run(config: &ScanConfig, interrupt: &Interrupt) -> anyhow::Result<ScanOut
         if e.kind() == io::ErrorKind::BrokenPipe {
             return Ok(ScanOutcome { summary: Summary::default() });
         }
-        return Err(e).context("cannot write the results");
+        return Err(e).with_context(cannot_write);
     }
     let report = scanner.report.into_inner();
     let summary = Summary {
@@ -284,14 +286,14 @@ pub fn run(config: &ScanConfig, interrupt: &Interrupt) -> anyhow::Result<ScanOut
     };
     match report.finish(&summary, &config.skipped) {
         Ok(Sink::File(w)) => {
-            w.into_inner().map_err(io::IntoInnerError::into_error).context("cannot write the results")?;
+            w.into_inner().map_err(io::IntoInnerError::into_error).with_context(cannot_write)?;
             if let Some(file) = atomic {
                 file.commit()?;
             }
         }
         Ok(Sink::Stdout(_)) => {}
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
-        Err(e) => return Err(e).context("cannot write the results"),
+        Err(e) => return Err(e).with_context(cannot_write),
     }
     Ok(ScanOutcome { summary })
 }
