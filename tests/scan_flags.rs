@@ -3,9 +3,12 @@
 //! real binary, on every engine where the engine matters.
 
 use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::Instant;
 
 use crate::engine_tests;
-use crate::util::{self, Listeners, jsonl, ports_in, run, stderr};
+use crate::util::{self, Listeners, jsonl, ports_in, run, stderr, trident};
 
 fn describe(o: &std::process::Output) -> String {
     format!("status {}\n--- stdout\n{}--- stderr\n{}", o.status, util::stdout(o), util::stderr(o))
@@ -22,6 +25,37 @@ engine_tests! {
         let lines = jsonl(&o);
         assert_eq!(ports_in(&lines, "open"), l.ports, "{context}");
         assert_eq!(ports_in(&lines, "closed"), closed.into_iter().collect(), "{context}");
+    }
+}
+
+engine_tests! {
+    fn results_stream_while_max_rate_paces_the_probes(engine) {
+        // 400 closed ports at 200 probes/s: the pacer alone keeps the scan
+        // running for about 2 s, whatever the machine's speed. Results must
+        // come out as they are found: after the 60th line, well over a
+        // second of paced probes is still to come. (Held back, every line
+        // came out together, just before the scan ended.)
+        let ip = util::unique_loopback().to_string();
+        let mut child = trident()
+            .args(["scan", &ip, "-p", "20001-20400", "--max-rate", "200", "-e", engine, "-f", "jsonl"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("trident runs");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let mut seen = 0;
+        for line in lines.by_ref().take(60) {
+            assert!(line.expect("read").contains(r#""state":"closed""#));
+            seen += 1;
+        }
+        let sixtieth = Instant::now();
+        seen += lines.map(|l| l.expect("read")).count();
+        let status = child.wait().expect("wait");
+        let after = sixtieth.elapsed();
+        assert!(status.success(), "{status}");
+        assert_eq!(seen, 400);
+        assert!(after.as_secs_f64() > 0.8, "the first 60 results came only {after:?} before the end of the scan");
     }
 }
 

@@ -75,6 +75,11 @@ where
         let mut tick = ::tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(::tokio::time::MissedTickBehavior::Delay);
         let mut exhausted = false;
+        // The next task and the time its start is booked for by `--max-rate`:
+        // its wait is one arm of the select below, so outcomes keep being
+        // taken (and streamed) while starts are paced, not only after
+        // every slot has been filled.
+        let mut pending: Option<(T, ::tokio::time::Instant)> = None;
         loop {
             // At least once a TICK: in-flight tasks learn of a Ctrl-C.
             ctx.wake_if_cancelled();
@@ -82,25 +87,43 @@ where
                 if interrupt.is_set() {
                     stats.interrupted = true;
                     exhausted = true;
-                    break;
-                }
-                match tasks.next() {
-                    Some(task) => {
-                        let wait = pacer.book();
-                        if !wait.is_zero() {
-                            ::tokio::time::sleep(wait).await;
-                        }
+                    // Taken from the iterator already: it runs, as any
+                    // in-flight task does.
+                    if let Some((task, _)) = pending.take() {
                         set.spawn(slots.scope_async(guarded(task, ctx.clone())));
                         stats.runners_started += 1;
                     }
-                    None => exhausted = true,
+                    break;
                 }
+                // No clock read for a start that need not wait.
+                let (task, at) = match pending.take() {
+                    Some((task, at)) => (task, Some(at)),
+                    None => match tasks.next() {
+                        Some(task) => {
+                            let wait = pacer.book();
+                            (task, (!wait.is_zero()).then(|| ::tokio::time::Instant::now() + wait))
+                        }
+                        None => {
+                            exhausted = true;
+                            break;
+                        }
+                    },
+                };
+                if let Some(at) = at.filter(|at| *at > ::tokio::time::Instant::now()) {
+                    pending = Some((task, at));
+                    break;
+                }
+                set.spawn(slots.scope_async(guarded(task, ctx.clone())));
+                stats.runners_started += 1;
             }
-            if set.is_empty() {
+            if set.is_empty() && pending.is_none() {
                 break;
             }
+            // With every slot taken, a booked start waits for a slot too.
+            let due = pending.as_ref().map(|(_, at)| *at).filter(|_| slots.can_start(set.len()));
             let first = ::tokio::select! {
-                joined = set.join_next() => joined,
+                joined = set.join_next(), if !set.is_empty() => joined,
+                () = ::tokio::time::sleep_until(due.unwrap_or_else(::tokio::time::Instant::now)), if due.is_some() => continue,
                 _ = tick.tick() => continue,
                 _ = slots.released() => continue,
             };
