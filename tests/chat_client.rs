@@ -82,7 +82,7 @@ impl Server {
                 let mut command = trident();
                 command.args(["chat", "serve", "--listen", &addr.to_string(), "-e", engine, "--max-per-ip", "1000"]);
                 if engine == "processes" {
-                    command.args(["-c", "2"]);
+                    command.args(["--workers", "2"]);
                 }
                 (command, None)
             }

@@ -36,8 +36,8 @@ impl ChatServer {
     pub fn start_with_defaults(engine: &str, extra: &[&str]) -> ChatServer {
         let mut cmd = trident();
         cmd.args(["chat", "serve", "--listen", "127.0.0.1:0", "-e", engine]);
-        if engine == "processes" && !extra.contains(&"-c") {
-            cmd.args(["-c", "2"]);
+        if engine == "processes" && !extra.contains(&"--workers") {
+            cmd.args(["--workers", "2"]);
         }
         let process = LoggedServer::spawn(cmd.args(extra));
         let line = process.wait_for(|l| l.starts_with("Serving IRC on "));
@@ -49,9 +49,9 @@ impl ChatServer {
             // Workers start one after the other once the socket is bound.
             let want = extra
                 .iter()
-                .position(|a| *a == "-c")
+                .position(|a| *a == "--workers")
                 .and_then(|i| extra.get(i + 1))
-                .map_or(2, |n| n.parse::<usize>().expect("-c N"));
+                .map_or(2, |n| n.parse::<usize>().expect("--workers N"));
             let deadline = Instant::now() + TIMEOUT;
             while children(server.pid()).len() < want {
                 assert!(Instant::now() < deadline, "the {want} workers did not start:\n{}", server.log_text());

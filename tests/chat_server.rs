@@ -379,7 +379,7 @@ engine_tests! {
 engine_tests! {
     fn every_member_gets_every_message_in_each_senders_order(engine) {
         // Processes: 3 workers, so that senders and receivers sit on different ones.
-        let extra: &[&str] = if engine == "processes" { &["-c", "3", "--flood-rate", "0"] } else { &["--flood-rate", "0"] };
+        let extra: &[&str] = if engine == "processes" { &["--workers", "3", "--flood-rate", "0"] } else { &["--flood-rate", "0"] };
         let server = ChatServer::start(engine, extra);
         let n = 12;
         let per_sender = 50;
@@ -454,7 +454,7 @@ fn worker_holding(server: u32, listening: u16, client: u16) -> Option<u32> {
 /// worker takes its place.
 #[test]
 fn a_dead_worker_is_replaced_and_its_clients_quit() {
-    let server = ChatServer::start("processes", &["-c", "2"]);
+    let server = ChatServer::start("processes", &["--workers", "2"]);
     let holder = |c: &Irc| {
         worker_holding(server.pid(), server.addr.port(), c.stream.local_addr().expect("addr").port()).expect("holder")
     };

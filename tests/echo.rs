@@ -229,7 +229,7 @@ engine_tests! {
     }
 
     fn sigterm_stops_gracefully(engine) {
-        let extra: &[&str] = if engine == "processes" { &["-c", "3"] } else { &[] };
+        let extra: &[&str] = if engine == "processes" { &["--workers", "3"] } else { &[] };
         let mut server = Server::start(engine, extra);
         let pid = server.process.child.id();
         // Workers are started one after the other once the socket is bound.
@@ -240,7 +240,7 @@ engine_tests! {
             workers = serve_workers(pid);
         }
         if engine == "processes" {
-            assert_eq!(workers.len(), 3, "-c 3 starts 3 workers");
+            assert_eq!(workers.len(), 3, "--workers 3 starts 3 workers");
         } else {
             assert!(workers.is_empty());
         }
@@ -287,7 +287,7 @@ engine_tests! {
 engine_tests! {
     fn over_max_connections_one_more_is_closed_at_once(engine) {
         // Processes: one worker, so that it holds the whole share.
-        let extra: &[&str] = if engine == "processes" { &["--max-connections", "2", "-c", "1"] } else { &["--max-connections", "2"] };
+        let extra: &[&str] = if engine == "processes" { &["--max-connections", "2", "--workers", "1"] } else { &["--max-connections", "2"] };
         let server = Server::start(engine, extra);
         let mut one = server.connect();
         let mut two = server.connect();
@@ -326,7 +326,7 @@ engine_tests! {
 fn bad_input_exits_2() {
     for args in [
         &["echo", "serve", "--listen", "nowhere"][..],
-        &["echo", "serve", "-e", "threads", "-c", "2"],
+        &["echo", "serve", "-e", "threads", "--workers", "2"],
         &["echo", "serve", "-e", "fibers"],
         &["echo", "send", "127.0.0.1", "hi"],
         &["echo", "serve", "--max-connections", "0"],

@@ -194,7 +194,7 @@ engine_tests! {
         // here make a regression very likely to fail the test.)
         let lab = RunningLab::up("rej", &["--open-ports", "22", "--rejected", "3000-7999", "--latency", "20ms", "--loss", "3"]);
         for _ in 0..2 {
-            let got = lab.scan(&["-p", "3000-7999", "-e", engine, "-c", "256"]);
+            let got = lab.scan(&["-p", "3000-7999", "-e", engine, "-j", "256"]);
             assert_eq!(got.len(), 5000);
             let open: Vec<_> = got.values().filter(|l| l.state == "open").collect();
             assert!(open.is_empty(), "rejected ports reported open: {open:?}");

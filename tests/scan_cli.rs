@@ -41,7 +41,7 @@ engine_tests! {
     fn text_report_lists_open_ports_and_summary(engine) {
         let l = Listeners::start(3);
         let closed = closed_ports(&l);
-        let o = run(&["scan", &l.ip.to_string(), "-p", &l.spec_with(&closed), "-e", engine, "-c", "4"]);
+        let o = run(&["scan", &l.ip.to_string(), "-p", &l.spec_with(&closed), "-e", engine, "-j", "4"]);
         assert!(o.status.success(), "{}", stderr(&o));
         let text = stdout(&o);
         let mut lines = text.lines();
@@ -148,7 +148,7 @@ engine_tests! {
             (&["-p", "70000"], "\"70000\""),
             (&["-p", "100-10"], "\"100-10\""),
             (&["-p", "abc"], "\"abc\""),
-            (&["-c", "0"], "'0'"),
+            (&["-j", "0"], "'0'"),
             (&["--timeout", "soon"], "soon"),
             (&["10.0.0.0/33"], "\"10.0.0.0/33\""),
             (&["-iL", "/nonexistent/targets"], "/nonexistent/targets"),

@@ -152,7 +152,7 @@ pub struct BenchScanArgs {
     /// Ports every contender scans.
     #[arg(short = 'p', long, default_value = "1-65535")]
     pub ports: String,
-    /// Extra arguments for every trident scan (e.g. "-c 8000").
+    /// Extra arguments for every trident scan (e.g. "-j 8000").
     #[arg(long, value_name = "ARGS", allow_hyphen_values = true)]
     pub scan_args: Option<String>,
     /// Kill any run that takes longer than this.

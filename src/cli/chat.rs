@@ -19,7 +19,7 @@ pub const CHAT_EXAMPLES: &str = "\
 Examples:
   trident chat serve                                  127.0.0.1:6667, async
   trident chat serve -e threads --max-per-ip 3 --motd 'Welcome!'
-  trident chat serve -e processes -c 4 --listen 127.0.0.1:0
+  trident chat serve -e processes --workers 4 --listen 127.0.0.1:0
   trident chat serve --listen 127.0.0.1:6697 --tls-cert cert.pem --tls-key key.pem
   irssi -c 127.0.0.1 -p 6667        (any IRC client works)
 
@@ -158,15 +158,19 @@ impl ChatServeArgs {
 #[derive(Debug, Args)]
 #[command(after_help = CONNECT_HELP)]
 pub struct ConnectArgs {
-    /// The server's address.
+    /// The server's address (HOST:PORT, or HOST with -p or port 6667).
     #[arg(value_name = "ADDR", default_value = DEFAULT_ADDR)]
     pub addr: String,
+    /// The server's port (as irssi's -p), in place of ADDR's.
+    #[arg(short = 'p', long, value_name = "PORT")]
+    pub port: Option<u16>,
     /// Nickname; if it is taken, `_` is appended until one is free.
     #[arg(short = 'n', long, value_name = "NAME")]
     pub nick: String,
     /// A channel to join once connected (repeatable, or comma-separated);
     /// the first is the current channel.
-    #[arg(short = 'j', long = "join", value_name = "#ROOM", value_delimiter = ',')]
+    // -j was --join before -j meant tasks in flight: kept hidden.
+    #[arg(long = "join", short_alias = 'j', value_name = "#ROOM", value_delimiter = ',')]
     pub join: Vec<String>,
     /// One-shot: send TEXT to the first --join channel (or --to), check
     /// that the server accepted it, quit. One message per line of TEXT.
@@ -192,7 +196,7 @@ impl ConnectArgs {
     /// it runs).
     pub fn into_config(self) -> ConnectConfig {
         ConnectConfig {
-            addr: self.addr,
+            addr: with_port(&self.addr, self.port),
             nick: self.nick,
             join: self.join,
             send: self.send,
@@ -201,6 +205,21 @@ impl ConnectArgs {
             timeout: self.timeout,
             no_reconnect: self.no_reconnect,
         }
+    }
+}
+
+/// `addr` with `port` in place of its own; a bare host (or IPv6 address)
+/// gets `port`, or IRC's 6667.
+fn with_port(addr: &str, port: Option<u16>) -> String {
+    let (host, has_port) = match addr.rsplit_once(':') {
+        // A colon in the host is only a port separator after [v6].
+        Some((h, p)) if p.parse::<u16>().is_ok() && (!h.contains(':') || h.ends_with(']')) => (h, true),
+        _ => (addr, false),
+    };
+    match port {
+        None if has_port => addr.to_string(),
+        _ if host.contains(':') && !host.starts_with('[') => format!("[{host}]:{}", port.unwrap_or(6667)),
+        _ => format!("{host}:{}", port.unwrap_or(6667)),
     }
 }
 
@@ -241,7 +260,8 @@ pub struct LoadArgs {
     #[arg(value_name = "ADDR", default_value = DEFAULT_ADDR)]
     pub addr: String,
     /// Clients to connect.
-    #[arg(short = 'n', long, value_name = "N", default_value_t = 100)]
+    // -n and -d (clashing with chat connect's -n and fetch's -d) kept hidden.
+    #[arg(long, short_alias = 'n', value_name = "N", default_value_t = 100)]
     pub clients: usize,
     /// Channels the clients are spread over (client i joins channel i mod M).
     #[arg(short = 'm', long, value_name = "M", default_value_t = 1)]
@@ -250,7 +270,7 @@ pub struct LoadArgs {
     #[arg(short = 'r', long, value_name = "MSGS_PER_S", default_value_t = 1000.0)]
     pub rate: f64,
     /// How long to send (idle: how long to hold the connections).
-    #[arg(short = 'd', long, value_name = "DUR", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, short_alias = 'd', value_name = "DUR", default_value = "10s", value_parser = parse_duration)]
     pub duration: Duration,
     /// Bytes of message text (sequence number and timestamp included).
     #[arg(long, value_name = "BYTES", default_value_t = 64)]
@@ -310,5 +330,28 @@ impl LoadArgs {
         config.progress = !self.quiet;
         config.validate()?;
         Ok((config, self.format.into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_port;
+
+    #[test]
+    fn port_goes_in_place_of_addrs() {
+        let cases = [
+            ("127.0.0.1:7000", None, "127.0.0.1:7000"),
+            ("127.0.0.1:7000", Some(7001), "127.0.0.1:7001"),
+            ("127.0.0.1", None, "127.0.0.1:6667"),
+            ("localhost", Some(7001), "localhost:7001"),
+            ("[::1]:7000", Some(7001), "[::1]:7001"),
+            ("[::1]:7000", None, "[::1]:7000"),
+            ("::1", None, "[::1]:6667"),
+            ("::1", Some(7001), "[::1]:7001"),
+            ("[::1]", None, "[::1]:6667"),
+        ];
+        for (addr, port, want) in cases {
+            assert_eq!(with_port(addr, port), want, "{addr} {port:?}");
+        }
     }
 }

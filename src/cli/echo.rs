@@ -16,7 +16,7 @@ use crate::server::{ServerConfig, resolve};
 pub const ECHO_EXAMPLES: &str = "\
 Examples:
   trident echo serve                                  127.0.0.1:8888, async
-  trident echo serve --listen 127.0.0.1:0 -e processes -c 4
+  trident echo serve --listen 127.0.0.1:0 -e processes --workers 4
   trident echo send 'Hello Server!'
   trident echo send 127.0.0.1:9000 'Hello Server!'
 

@@ -29,7 +29,17 @@ use crate::error::BadInput;
 const ENGINE_HELP: &str = "\
 Engines: threads = a pool of OS threads, one blocking task each;
 processes = worker processes (this binary re-run), one task each;
-async = futures on a tokio runtime.";
+async = futures on a tokio runtime.
+
+Short flags mean one thing in every command (as nmap for scan, wget, curl
+and aria2 for fetch, irssi for chat connect):
+  -e ENGINE   threads, processes or async      -j N      tasks in flight
+  -p PORTS    ports (scan) or port (chat)      -f FMT    output format
+  -o FILE     output file (scan)               -i FILE   input list (fetch; scan: -iL)
+  -c          continue partial files (fetch)   -d DIR    download directory (fetch)
+  -s K        split a file into K parts        -n NICK   nickname (chat connect)
+  -l ADDR     listen address (servers)         -T0..-T5  timing preset (scan)
+  -h          short help (--help: all of it)";
 
 /// Port scanning, downloading and chat on three interchangeable concurrency
 /// engines: OS threads, worker processes and async (tokio).
@@ -109,7 +119,7 @@ pub struct EngineArgs {
     pub engine: EngineKind,
     /// Maximum tasks in flight (threads, worker processes or futures).
     /// [default: threads 512, processes 64, async 4096]
-    #[arg(short = 'c', long, value_name = "N", value_parser = parse_concurrency)]
+    #[arg(short = 'j', long, short_alias = 'c', value_name = "N", value_parser = parse_concurrency)]
     pub concurrency: Option<u32>,
     /// Tokio runtime flavour for the async engine.
     #[arg(long, value_enum, default_value_t = RuntimeArg::MultiThread)]
@@ -224,6 +234,73 @@ mod tests {
     fn il_is_rewritten() {
         let args = normalize_args(["trident", "scan", "-iL", "f"].map(OsString::from));
         assert_eq!(args[2], "--input-list");
+    }
+
+    fn parsed(args: &[&str]) -> Command {
+        let argv = std::iter::once("trident").chain(args.iter().copied()).map(OsString::from);
+        Cli::try_parse_from(normalize_args(argv)).unwrap_or_else(|e| panic!("{args:?}: {e}")).command
+    }
+
+    fn help_of(path: &[&str]) -> String {
+        use clap::CommandFactory;
+        let mut command = Cli::command();
+        let mut leaf = &mut command;
+        for name in path {
+            leaf = leaf.find_subcommand_mut(name).unwrap_or_else(|| panic!("no subcommand {name}"));
+        }
+        leaf.render_long_help().to_string()
+    }
+
+    #[test]
+    fn short_flags_follow_the_table_and_old_ones_still_parse() {
+        for flag in ["-j", "-c", "--concurrency"] {
+            let Command::Scan(scan) = parsed(&["scan", "127.0.0.1", flag, "8"]) else { panic!("scan") };
+            assert_eq!(scan.engine.concurrency, Some(8), "scan {flag}");
+        }
+        for flag in ["--workers", "-c"] {
+            let Command::Echo(echo::EchoCommand::Serve(serve)) = parsed(&["echo", "serve", flag, "3"]) else {
+                panic!("echo serve")
+            };
+            assert_eq!(serve.server.workers, Some(3), "echo serve {flag}");
+            let Command::Chat(chat::ChatCommand::Serve(serve)) = parsed(&["chat", "serve", flag, "3"]) else {
+                panic!("chat serve")
+            };
+            assert_eq!(serve.server.workers, Some(3), "chat serve {flag}");
+        }
+        for flag in ["--join", "-j"] {
+            let Command::Chat(chat::ChatCommand::Connect(c)) =
+                parsed(&["chat", "connect", "-n", "al", flag, "#x", "-p", "7000", "127.0.0.1"])
+            else {
+                panic!("chat connect")
+            };
+            assert_eq!((c.join, c.port), (vec!["#x".to_string()], Some(7000)), "chat connect {flag}");
+        }
+        for args in [["--clients", "5", "--duration", "2s"], ["-n", "5", "-d", "2s"]] {
+            let Command::Chat(chat::ChatCommand::Load(load)) = parsed(&[&["chat", "load"][..], &args].concat()) else {
+                panic!("chat load")
+            };
+            assert_eq!((load.clients, load.duration), (5, Duration::from_secs(2)), "chat load {args:?}");
+        }
+        // The old spellings are hidden: help shows only the table's.
+        assert!(help_of(&["scan"]).contains("-j, --concurrency <N>"));
+        for (path, hidden) in [
+            (&["scan"][..], "-c,"),
+            (&["echo", "serve"], "-c,"),
+            (&["chat", "serve"], "-c,"),
+            (&["chat", "connect"], "-j,"),
+            (&["chat", "load"], "-n,"),
+            (&["chat", "load"], "-d,"),
+        ] {
+            assert!(!help_of(path).contains(hidden), "{path:?} shows {hidden}");
+        }
+    }
+
+    #[test]
+    fn top_level_help_prints_the_short_flag_table() {
+        let help = help_of(&[]);
+        for row in ["-e ENGINE", "-j N", "-c          continue", "-d DIR", "-n NICK", "-s K", "-i FILE"] {
+            assert!(help.contains(row), "{row} missing from:\n{help}");
+        }
     }
 
     #[test]

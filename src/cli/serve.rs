@@ -1,4 +1,4 @@
-//! What every server subcommand shares (`--listen`, `-e`, `-c`). (A
+//! What every server subcommand shares (`--listen`, `-e`, `--workers`). (A
 //! server's worker process, `__serve-worker`, is started without clap: see
 //! `server::processes`.)
 
@@ -22,7 +22,8 @@ pub struct ServeArgs {
     pub engine: EngineKind,
     /// Worker processes (-e processes) or runtime threads (-e async).
     /// [default: one per core]
-    #[arg(short = 'c', long = "workers", value_name = "N", value_parser = parse_concurrency)]
+    // -c was --workers before -c meant --continue in fetch: kept hidden.
+    #[arg(long = "workers", short_alias = 'c', value_name = "N", value_parser = parse_concurrency)]
     pub workers: Option<u32>,
 }
 
@@ -35,8 +36,7 @@ impl ServeArgs {
         if let Some(n) = self.workers {
             if !self.engine.serves_with_workers() {
                 return Err(BadInput(
-                    "-c/--workers applies to -e processes and -e async; -e threads runs one thread per connection"
-                        .into(),
+                    "--workers applies to -e processes and -e async; -e threads runs one thread per connection".into(),
                 ));
             }
             config.workers = n as usize;
@@ -70,6 +70,6 @@ mod tests {
             assert_eq!(config(&["-e", engine, "-c", "3"]).map(|c| c.workers), Ok(3), "{engine}");
         }
         let refused = config(&["-e", "threads", "-c", "3"]).map(|c| c.workers);
-        assert!(refused.is_err_and(|e| e.0.starts_with("-c/--workers applies to -e processes and -e async")));
+        assert!(refused.is_err_and(|e| e.0.starts_with("--workers applies to -e processes and -e async")));
     }
 }

@@ -6,10 +6,10 @@
 //! every service:
 //!
 //! - **async** ([`tokio`]): a tokio task per connection on a multi-thread
-//!   runtime (`-c` threads, default one per core);
+//!   runtime (`--workers` threads, default one per core);
 //! - **threads** ([`threads`]): an OS thread per connection with a small
 //!   stack, the accept loop on the calling thread;
-//! - **processes** ([`processes`]): `-c` pre-forked worker processes (this
+//! - **processes** ([`processes`]): `--workers` pre-forked worker processes (this
 //!   binary re-run as `trident __serve-worker SERVICE SETTINGS`) that
 //!   inherit the one listening socket and accept on it, each running the
 //!   async engine on one thread.
