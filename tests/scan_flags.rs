@@ -63,6 +63,27 @@ engine_tests! {
 }
 
 #[test]
+fn ports_by_service_name_and_tcp_prefix() {
+    let ip = util::unique_loopback().to_string();
+    let o = run(&["scan", &ip, "-p", "ssh,T:http,T:1", "-f", "jsonl"]);
+    let context = describe(&o);
+    assert_eq!(o.status.code(), Some(0), "{context}");
+    let got: BTreeSet<u16> = jsonl(&o).iter().map(|l| l.port).collect();
+    // Whatever table this machine has (nmap's also names 8008 http), the
+    // binary and this test read the same one.
+    let mut want: BTreeSet<u16> = trident::scan::services::ports_named("ssh").into_iter().collect();
+    want.extend(trident::scan::services::ports_named("http"));
+    want.insert(1);
+    assert!(want.contains(&22) && want.contains(&80), "{want:?}");
+    assert_eq!(got, want, "{context}");
+    for (spec, says) in [("U:53", "UDP"), ("80,nosuchservice", "nosuchservice")] {
+        let o = run(&["scan", &ip, "-p", spec]);
+        assert_eq!(o.status.code(), Some(2), "{spec}: {}", describe(&o));
+        assert!(stderr(&o).contains(says), "{spec}: {}", stderr(&o));
+    }
+}
+
+#[test]
 fn fast_mode_scans_the_100_most_common_ports() {
     let ip = util::unique_loopback().to_string();
     let o = run(&["scan", &ip, "-F", "-f", "jsonl"]);

@@ -55,7 +55,9 @@ pub struct ScanArgs {
     /// Read targets from FILE (also -iL FILE; # comments); - for stdin.
     #[arg(long = "input-list", value_name = "FILE")]
     pub input_list: Option<PathBuf>,
-    /// Ports: 22,80,8000-8100; - or 1-65535 for all. [default: the 1,000 most common]
+    /// Ports: 22,80,8000-8100, service names (http,ssh, or http* for every
+    /// name that starts so), T:80 as nmap (TCP; U: is refused); - or
+    /// 1-65535 for all. [default: the 1,000 most common]
     #[arg(short = 'p', long, value_name = "PORTS", allow_hyphen_values = true)]
     pub ports: Option<String>,
     /// Scan the N most common ports instead of -p.

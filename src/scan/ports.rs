@@ -1,5 +1,10 @@
 //! Port specifications: `22,80,8000-8100`, `-` for all, or the default top
 //! 1,000, parsed once into a sorted, de-duplicated [`PortList`].
+//!
+//! As in nmap, a piece may be a service name (`http`, or a pattern such as
+//! `http*`) looked up in the service table (`services`), and a `T:` prefix
+//! marks the following pieces as TCP; `U:` (UDP) and `S:` (SCTP) are
+//! refused, since every probe is a TCP connect.
 
 use std::fmt;
 
@@ -11,7 +16,7 @@ pub struct PortList(Vec<u16>);
 
 /// Why a port specification was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid port specification {spec:?}: {why} (expected e.g. 22,80,8000-8100, 1-65535 or -)")]
+#[error("invalid port specification {spec:?}: {why} (expected e.g. 22,80,8000-8100, http,ssh, T:80, 1-65535 or -)")]
 pub struct PortSpecError {
     /// The offending piece of the specification.
     pub spec: String,
@@ -43,8 +48,15 @@ impl PortList {
     }
 
     /// Parses `22,80,8000-8100`; `-` alone means all ports, and a range may
-    /// leave out either end (`-1024`, `60000-`) as in nmap.
+    /// leave out either end (`-1024`, `60000-`) as in nmap. Service names
+    /// come from the process's service table.
     pub fn parse(spec: &str) -> Result<Self, PortSpecError> {
+        Self::parse_with(spec, super::services::ports_named)
+    }
+
+    /// [`PortList::parse`] with `named` giving the ports of a service name
+    /// or pattern (empty if none).
+    pub fn parse_with(spec: &str, named: impl Fn(&str) -> Vec<u16>) -> Result<Self, PortSpecError> {
         let spec = spec.trim();
         if spec == "-" {
             return Ok(Self::all());
@@ -53,8 +65,27 @@ impl PortList {
         for piece in spec.split(',') {
             let piece = piece.trim();
             let err = |why| PortSpecError { spec: piece.to_string(), why };
+            let piece = match piece.split_once(':') {
+                Some((proto, rest)) if proto.eq_ignore_ascii_case("t") => rest.trim(),
+                Some((proto, _)) if proto.eq_ignore_ascii_case("u") => {
+                    return Err(err("U: is UDP; trident scans TCP only (-p 53 or T:53 for TCP)"));
+                }
+                Some((proto, _)) if proto.eq_ignore_ascii_case("s") => {
+                    return Err(err("S: is SCTP; trident scans TCP only"));
+                }
+                Some(_) => return Err(err("the protocol prefix is none of T:, U:, S:")),
+                None => piece,
+            };
             if piece.is_empty() {
                 return Err(PortSpecError { spec: spec.to_string(), why: "empty element" });
+            }
+            if !piece.bytes().all(|b| b.is_ascii_digit() || b == b'-') && !piece.starts_with(['-', '+']) {
+                let found = named(piece);
+                if found.is_empty() {
+                    return Err(err("not a port number, range or known TCP service name"));
+                }
+                ports.extend(found);
+                continue;
             }
             let (lo, hi) = match piece.split_once('-') {
                 None => {
@@ -151,6 +182,29 @@ mod tests {
     }
 
     #[test]
+    fn service_names_and_the_tcp_prefix() {
+        let named = |name: &str| match name {
+            "http" => vec![80, 8008],
+            "ssh" => vec![22],
+            "http-alt" => vec![8000, 8080],
+            "3com-tsmux" => vec![106],
+            _ => Vec::new(),
+        };
+        let cases: &[(&str, &[u16])] = &[
+            ("http,ssh", &[22, 80, 8008]),
+            ("T:80", &[80]),
+            ("T:22-23,443", &[22, 23, 443]),
+            ("t:http-alt, 1", &[1, 8000, 8080]),
+            ("3com-tsmux", &[106]),
+        ];
+        for (spec, want) in cases {
+            assert_eq!(PortList::parse_with(spec, named).unwrap().as_slice(), *want, "spec {spec}");
+        }
+        // The process's table (/etc/services, nmap's or the built-in one).
+        assert_eq!(PortList::parse("ssh,T:http").unwrap().as_slice(), &[22, 80]);
+    }
+
+    #[test]
     fn all_ports() {
         assert_eq!(PortList::parse("-").unwrap().len(), 65535);
         assert_eq!(PortList::parse("1-65535").unwrap(), PortList::all());
@@ -162,11 +216,17 @@ mod tests {
             ("0", "0", "port 0"),
             ("70000", "70000", "65535"),
             ("100-10", "100-10", "above its end"),
-            ("abc", "abc", "not a number"),
+            ("abc", "abc", "known TCP service name"),
             ("22,,80", "22,,80", "empty"),
             ("1-2-3", "1-2-3", "not a number"),
             ("", "", "empty"),
             ("+5", "+5", "not a number"),
+            ("U:53", "U:53", "UDP"),
+            ("T:22,U:53", "U:53", "UDP"),
+            ("S:80", "S:80", "SCTP"),
+            ("X:80", "X:80", "prefix"),
+            ("T:22,T:", "T:22,T:", "empty"),
+            ("no-such-service", "no-such-service", "service name"),
         ];
         for (spec, piece, why) in cases {
             let err = PortList::parse(spec).expect_err(spec);

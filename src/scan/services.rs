@@ -57,6 +57,21 @@ impl Services {
         self.names.get(&port).map(|n| &**n)
     }
 
+    /// The TCP ports named `pattern`, ascending: a name, or a pattern
+    /// where `*` stands for any run of characters and `?` for one (as
+    /// nmap's `-p 'http*'`), compared without regard to case.
+    pub fn ports_named(&self, pattern: &str) -> Vec<u16> {
+        let pattern = pattern.to_ascii_lowercase();
+        let mut ports: Vec<u16> = self
+            .names
+            .iter()
+            .filter(|(_, name)| glob_matches(pattern.as_bytes(), name.to_ascii_lowercase().as_bytes()))
+            .map(|(port, _)| *port)
+            .collect();
+        ports.sort_unstable();
+        ports
+    }
+
     /// Number of ports with a name.
     pub fn len(&self) -> usize {
         self.names.len()
@@ -97,6 +112,41 @@ pub fn table() -> &'static Services {
 /// The service name of TCP `port` (`22` → `ssh`), if known.
 pub fn service_name(port: u16) -> Option<&'static str> {
     table().get(port)
+}
+
+/// The TCP ports of a service name or pattern in the process's table (see
+/// [`Services::ports_named`]).
+pub fn ports_named(pattern: &str) -> Vec<u16> {
+    table().ports_named(pattern)
+}
+
+/// Whether `text` matches `pattern`, where `*` is any run of bytes and `?`
+/// any one byte: the usual greedy walk that, on a mismatch, lets the last
+/// `*` swallow one more byte.
+fn glob_matches(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                star = Some((p, t));
+                p += 1;
+            }
+            Some(&c) if c == b'?' || c == text[t] => {
+                p += 1;
+                t += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    star = Some((sp, st + 1));
+                    p = sp + 1;
+                    t = st + 1;
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
 }
 
 /// Common TCP services, for systems without `/etc/services`. Names follow
@@ -266,6 +316,24 @@ unknown\t50529/tcp\t0.000076
             assert_eq!(b.get(port), Some(name), "port {port}");
         }
         assert_eq!(b.get(1), None);
+    }
+
+    #[test]
+    fn names_and_patterns_give_their_ports() {
+        let s =
+            Services::parse("http 80/tcp\nhttp 8008/tcp\nhttps 443/tcp\nhttp-alt 8080/tcp\nssh 22/tcp\nsmtp 25/udp\n");
+        assert_eq!(s.ports_named("http"), vec![80, 8008]);
+        assert_eq!(s.ports_named("HTTP"), vec![80, 8008], "case does not matter");
+        assert_eq!(s.ports_named("http*"), vec![80, 443, 8008, 8080]);
+        assert_eq!(s.ports_named("http?"), vec![443]);
+        assert_eq!(s.ports_named("*s*"), vec![22, 443]);
+        assert_eq!(s.ports_named("smtp"), Vec::<u16>::new(), "UDP only");
+        assert_eq!(s.ports_named("htt"), Vec::<u16>::new());
+        for (pattern, text, want) in
+            [("a*b*c", "axxbyyc", true), ("a*b", "ab", true), ("*", "", true), ("a?", "a", false)]
+        {
+            assert_eq!(glob_matches(pattern.as_bytes(), text.as_bytes()), want, "{pattern} {text}");
+        }
     }
 
     #[test]
