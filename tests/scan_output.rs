@@ -70,3 +70,86 @@ fn an_unwritable_o_is_bad_input_before_any_probe() {
         assert!(o.stdout.is_empty());
     }
 }
+
+/// Runs trident in a network namespace without routes: a word taken for a
+/// host could be neither resolved nor probed off this machine.
+fn run_isolated(args: &[&str]) -> std::process::Output {
+    Command::new("unshare")
+        .args(["-n", env!("CARGO_BIN_EXE_trident")])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("unshare")
+}
+
+#[test]
+fn nmap_output_flags_write_each_format_at_once() {
+    let l = Listeners::start(2);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = |name: &str| dir.path().join(name).to_str().expect("utf-8").to_string();
+    let (xml, gnmap, nmap, jsonl, base, ext) =
+        (path("a.xml"), path("a.gnmap"), path("a.nmap"), path("a.jsonl"), path("all"), path("by-ext.xml"));
+    let ip = l.ip.to_string();
+    let ports = l.spec_with(&[]);
+    let args =
+        ["scan", &ip, "-p", &ports, "-oX", &xml, "-oG", &gnmap, "-oN", &nmap, "-oJ", &jsonl, "-oA", &base, "-o", &ext];
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(o.stdout.is_empty(), "not a terminal: the results go to the files only");
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{p}: {e}"));
+    for p in [&xml, &format!("{base}.xml"), &ext] {
+        let text = read(p);
+        assert!(text.starts_with("<?xml") && text.trim_end().ends_with("</nmaprun>"), "{p}: {text}");
+        assert_eq!(text.matches("<state state=\"open\"").count(), 2, "{p}: {text}");
+    }
+    for p in [&gnmap, &format!("{base}.gnmap")] {
+        assert_eq!(read(p).matches("/open/tcp/").count(), 2, "{p}");
+    }
+    for p in [&nmap, &format!("{base}.nmap")] {
+        assert!(read(p).contains(&format!("Scan report for {ip}\n")), "{p}");
+    }
+    let lines: Vec<serde_json::Value> =
+        read(&jsonl).lines().map(|l| serde_json::from_str(l).expect("json line")).collect();
+    assert_eq!(lines.iter().filter(|l| l["state"] == "open").count(), 2);
+}
+
+#[test]
+fn a_terminal_still_gets_the_text_report_with_file_outputs() {
+    // script(1) gives trident a pseudo-terminal as stdout.
+    let l = Listeners::start(1);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let xml = dir.path().join("t.xml");
+    let cmd = format!(
+        "{} scan {} -p {} -oX {} -q",
+        env!("CARGO_BIN_EXE_trident"),
+        l.ip,
+        l.spec_with(&[]),
+        xml.to_str().expect("utf-8")
+    );
+    let o = Command::new("script").args(["-qfec", &cmd, "/dev/null"]).output().expect("script(1) from util-linux");
+    let tty = String::from_utf8_lossy(&o.stdout);
+    assert!(tty.contains(&format!("Scan report for {}", l.ip)), "{tty}");
+    assert!(tty.contains("Scanned 1 host x 1 port"), "{tty}");
+    assert!(std::fs::read_to_string(&xml).expect("xml written").contains("<state state=\"open\""));
+}
+
+#[test]
+fn file_names_and_help_are_refused_as_targets_without_a_lookup() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["scan", "127.0.0.1", "out.xml"],
+            "\"out.xml\" looks like a file, not a target host: did you mean -oX out.xml?",
+        ),
+        (&["scan", "127.0.0.1", "r.gnmap"], "did you mean -oG r.gnmap?"),
+        (&["scan", "results.json", "127.0.0.1"], "did you mean -o results.json?"),
+        (&["scan", "help"], "\"help\" is not a target; see trident scan --help"),
+    ];
+    for (args, needle) in cases {
+        let o = run_isolated(args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(o.stdout.is_empty());
+    }
+}

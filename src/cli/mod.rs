@@ -5,7 +5,8 @@
 //!
 //! - [`scan`], [`fetch`], [`echo`], [`chat`], [`lab`], [`bench`](mod@bench), [`demo`]:
 //!   one command each;
-//! - [`serve`]: the options every server shares;
+//! - [`serve`]: the options every server shares; [`scan_output`]: scan's
+//!   output flags (`-o`, nmap's `-oN/-oX/-oG/-oA`);
 //! - this file: the top-level [`Cli`], the engine options batch commands
 //!   share, and value parsers used by several commands.
 
@@ -16,6 +17,7 @@ pub mod echo;
 pub mod fetch;
 pub mod lab;
 pub mod scan;
+pub mod scan_output;
 pub mod serve;
 
 use std::ffi::OsString;
@@ -202,10 +204,17 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-/// Rewrites nmap-style `-iL` into `--input-list`, since clap short options
-/// are one letter.
+/// Rewrites nmap-style `-iL` into `--input-list` and `-oX` (`-oN`, `-oG`,
+/// `-oA`, `-oJ`) into `--output-xml` etc., since clap short options are
+/// one letter.
 pub fn normalize_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
-    args.into_iter().map(|a| if a == "-iL" { OsString::from("--input-list") } else { a }).collect()
+    args.into_iter()
+        .map(|a| match a.to_str() {
+            Some("-iL") => OsString::from("--input-list"),
+            Some(flag) => scan_output::nmap_output_flag(flag).map_or(a, OsString::from),
+            None => a,
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -234,6 +243,8 @@ mod tests {
     fn il_is_rewritten() {
         let args = normalize_args(["trident", "scan", "-iL", "f"].map(OsString::from));
         assert_eq!(args[2], "--input-list");
+        let args = normalize_args(["trident", "scan", "-oX", "f", "-oA", "b", "-o", "X"].map(OsString::from));
+        assert_eq!(args[2..], ["--output-xml", "f", "--output-all", "b", "-o", "X"].map(OsString::from));
     }
 
     fn parsed(args: &[&str]) -> Command {

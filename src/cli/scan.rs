@@ -2,15 +2,16 @@
 //! target resolved and every value checked before the first probe.
 
 use std::fs;
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
 
+use super::scan_output::{OutputArgs, not_a_host};
 use super::{EngineArgs, parse_duration};
 use crate::error::BadInput;
-use crate::scan::{BannerGrab, Family, Format, PortList, Retries, ScanConfig, Shard, TargetSet, TimingConfig, target};
+use crate::scan::{BannerGrab, Family, PortList, Retries, ScanConfig, Shard, TargetSet, TimingConfig, target};
 
 /// `trident scan --help` epilogue.
 pub const SCAN_EXAMPLES: &str = "\
@@ -18,7 +19,8 @@ Examples:
   trident scan 127.0.0.1                      the 1,000 most common ports
   trident scan localhost -p 22,80,8000-8100 -e threads
   trident scan 10.0.0.0/30 10.0.1.1-20 -p- -f jsonl --open
-  trident scan -iL hosts.txt -p 443 -f csv -o results.csv
+  trident scan -iL hosts.txt -p 443 -o results.csv     CSV, from the extension
+  trident scan 10.0.0.0/24 -oA scan           scan.nmap, scan.xml, scan.gnmap (as nmap)
   trident scan --lab lab1 -p-                 the running lab lab1 (trident lab up)
 
 States (as nmap -sT): open (syn-ack), closed (conn-refused: reset or ICMP
@@ -128,13 +130,9 @@ pub struct ScanArgs {
     /// How long to wait for a banner after the connection is accepted.
     #[arg(long, value_name = "DUR", default_value = "1s", value_parser = parse_duration)]
     pub banner_wait: Duration,
-    /// Output format: text, json, jsonl (one line per port, streamed), csv,
-    /// grep (as nmap -oG) or xml (as nmap -oX: for ndiff and nmap tools).
-    #[arg(short = 'f', long, default_value = "text")]
-    pub format: Format,
-    /// Write results to FILE (appears only when complete) instead of stdout.
-    #[arg(short = 'o', long, value_name = "FILE")]
-    pub output: Option<PathBuf>,
+    /// Output options.
+    #[command(flatten)]
+    pub outputs: OutputArgs,
     /// List only open ports.
     #[arg(long)]
     pub open: bool,
@@ -198,6 +196,9 @@ fn parse_rate(s: &str) -> Result<f64, String> {
 impl ScanArgs {
     /// Validates everything and resolves the targets, before any probe.
     pub fn into_config(self) -> Result<ScanConfig, BadInput> {
+        if let Some(hint) = self.targets.iter().find_map(|t| not_a_host(t)) {
+            return Err(BadInput(hint));
+        }
         let ports = match (&self.ports, self.top_ports) {
             (Some(spec), _) => PortList::parse(spec).map_err(|e| BadInput(e.to_string()))?,
             (None, Some(n)) => PortList::top(n as usize),
@@ -275,8 +276,7 @@ impl ScanArgs {
             seed,
             shard,
             banner: self.banners.then_some(BannerGrab { max_bytes: self.banner_bytes, wait: self.banner_wait }),
-            format: self.format,
-            output: self.output,
+            outputs: self.outputs.destinations(std::io::stdout().is_terminal())?,
             open_only: self.open,
             progress: !self.quiet,
             verbose: self.verbose,

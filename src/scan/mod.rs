@@ -17,6 +17,7 @@
 mod connect;
 pub mod nmap_format;
 pub mod order;
+mod outputs;
 pub mod plan;
 pub mod ports;
 pub mod probe;
@@ -61,10 +62,9 @@ pub struct ScanConfig {
     pub shard: Shard,
     /// Read what open ports' services say first (`--banners`).
     pub banner: Option<BannerGrab>,
-    /// Output format.
-    pub format: Format,
-    /// Write the results here instead of stdout (atomically).
-    pub output: Option<PathBuf>,
+    /// Where results go, each in its format (nmap's `-oN`/`-oX`/`-oG`/`-oA`
+    /// give several at once); never empty.
+    pub outputs: Vec<Destination>,
     /// List only open ports.
     pub open_only: bool,
     /// Draw a progress bar on stderr (only honoured on a terminal).
@@ -76,6 +76,15 @@ pub struct ScanConfig {
     /// Send only through this network interface (its index): `--lab`
     /// binds a scan to its lab's veth, so nothing can route out.
     pub device: Option<u32>,
+}
+
+/// One place the results are written, in one format.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Destination {
+    /// The layout.
+    pub format: Format,
+    /// A file (see [`crate::output::OutputFile`]), or `None` for stdout.
+    pub path: Option<PathBuf>,
 }
 
 /// How a scan ended.

@@ -73,6 +73,23 @@ impl FromStr for Format {
     }
 }
 
+impl Format {
+    /// The format a file name asks for by its extension (`out.xml` → XML,
+    /// as nmap's `-oN/-oX/-oG` files are named), if it names one.
+    pub fn from_path(path: &std::path::Path) -> Option<Format> {
+        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        match ext.as_str() {
+            "txt" | "nmap" => Some(Format::Text),
+            "json" => Some(Format::Json),
+            "jsonl" | "ndjson" => Some(Format::Jsonl),
+            "csv" => Some(Format::Csv),
+            "gnmap" => Some(Format::Grep),
+            "xml" => Some(Format::Xml),
+            _ => None,
+        }
+    }
+}
+
 /// Counts of ports per state.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Counts {
@@ -629,6 +646,25 @@ Scanned 1 host x 4 ports in 1.23s with async (concurrency 10): 2 open, 1 closed,
             }
             assert!(report.hosts.is_empty(), "{format:?}");
             assert_eq!(report.counts().total(), 4);
+        }
+    }
+
+    #[test]
+    fn file_extensions_name_formats() {
+        use std::path::Path;
+        let cases = [
+            ("a.xml", Some(Format::Xml)),
+            ("dir.d/a.GNMAP", Some(Format::Grep)),
+            ("a.nmap", Some(Format::Text)),
+            ("a.txt", Some(Format::Text)),
+            ("a.json", Some(Format::Json)),
+            ("a.jsonl", Some(Format::Jsonl)),
+            ("a.csv", Some(Format::Csv)),
+            ("a.out", None),
+            ("xml", None),
+        ];
+        for (path, want) in cases {
+            assert_eq!(Format::from_path(Path::new(path)), want, "{path}");
         }
     }
 

@@ -19,20 +19,16 @@
 //! what its format prints (see `report`).
 
 use std::cell::{Cell, RefCell};
-use std::fs::File;
-use std::io::{self, BufWriter, IsTerminal, Write};
+use std::io::{self, IsTerminal};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use super::outputs::Outputs;
 use super::rounds::{Probe, Rounds, window_size};
-use super::{
-    Order, PortState, ProbeResult, ProbeTask, Reason, Report, ScanConfig, ScanOutcome, Space, Summary, Timing,
-};
+use super::{Order, PortState, ProbeResult, ProbeTask, Reason, ScanConfig, ScanOutcome, Space, Summary, Timing};
 use crate::engine::{self, EngineConfig, Interrupt, RunStats, TaskOutcome};
-use crate::output::OutputFile;
 
 /// Probes per calibration step, and the timeouts tried in turn.
 const CALIBRATION_PROBES: usize = 16;
@@ -44,7 +40,7 @@ const CALIBRATION_TIMEOUTS: [Duration; 2] = [Duration::from_millis(50), Duration
 /// (updates it all).
 struct Scanner<'c> {
     config: &'c ScanConfig,
-    report: RefCell<Report<Sink>>,
+    report: RefCell<Outputs>,
     timing: RefCell<Timing>,
     rounds: RefCell<Rounds>,
     bar: ProgressBar,
@@ -220,18 +216,10 @@ pub fn run(config: &ScanConfig, interrupt: &Interrupt) -> anyhow::Result<ScanOut
         );
     }
 
-    let dest = config.output.as_ref().map_or_else(|| "stdout".to_string(), |p| p.display().to_string());
-    let cannot_write = || format!("cannot write the results to {dest}");
-    let (sink, atomic) = match &config.output {
-        Some(path) => {
-            let file = OutputFile::create(path)?;
-            (Sink::File(BufWriter::new(file.file()?)), Some(file))
-        }
-        None => (Sink::Stdout(BufWriter::new(io::stdout())), None),
-    };
+    let outputs = Outputs::open(&config.outputs, config.open_only, shard_total, hosts)?;
     let scanner = Scanner {
         config,
-        report: RefCell::new(Report::for_scan(config.format, config.open_only, sink, shard_total, hosts)),
+        report: RefCell::new(outputs),
         timing: RefCell::new(Timing::new(config.timing)),
         rounds: RefCell::new(Rounds::new(window, shard_total, config.timing.retries)),
         bar: progress_bar(config.progress, shard_total),
@@ -271,7 +259,7 @@ pub fn run(config: &ScanConfig, interrupt: &Interrupt) -> anyhow::Result<ScanOut
         if e.kind() == io::ErrorKind::BrokenPipe {
             return Ok(ScanOutcome { summary: Summary::default() });
         }
-        return Err(e).with_context(cannot_write);
+        return Err(e.into());
     }
     let report = scanner.report.into_inner();
     let summary = Summary {
@@ -284,17 +272,7 @@ pub fn run(config: &ScanConfig, interrupt: &Interrupt) -> anyhow::Result<ScanOut
         interrupted,
         elapsed: started.elapsed(),
     };
-    match report.finish(&summary, &config.skipped) {
-        Ok(Sink::File(w)) => {
-            w.into_inner().map_err(io::IntoInnerError::into_error).with_context(cannot_write)?;
-            if let Some(file) = atomic {
-                file.commit()?;
-            }
-        }
-        Ok(Sink::Stdout(_)) => {}
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
-        Err(e) => return Err(e).with_context(cannot_write),
-    }
+    report.finish(&summary, &config.skipped)?;
     Ok(ScanOutcome { summary })
 }
 
@@ -321,25 +299,4 @@ fn progress_bar(wanted: bool, total: u64) -> ProgressBar {
     bar.set_style(style);
     bar.set_message("0 open");
     bar
-}
-
-/// Where results go: stdout or the temporary file behind `-o`.
-enum Sink {
-    Stdout(BufWriter<io::Stdout>),
-    File(BufWriter<File>),
-}
-
-impl Write for Sink {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Sink::Stdout(w) => w.write(buf),
-            Sink::File(w) => w.write(buf),
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Sink::Stdout(w) => w.flush(),
-            Sink::File(w) => w.flush(),
-        }
-    }
 }
