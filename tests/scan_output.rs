@@ -153,3 +153,22 @@ fn file_names_and_help_are_refused_as_targets_without_a_lookup() {
         assert!(o.stdout.is_empty());
     }
 }
+
+#[test]
+fn service_names_are_nmaps_when_nmap_is_installed() {
+    let services = "/usr/share/nmap/nmap-services";
+    assert!(
+        std::path::Path::new(services).is_file(),
+        "{services} is missing; this test needs it: apt-get install -y nmap (scripts/test does)"
+    );
+    // Port 8000: http-alt in nmap-services, absent from Debian's /etc/services.
+    let l = Listeners::start(1);
+    let o = crate::util::trident()
+        .args(["scan", &l.ip.to_string(), "-p", "8000", "-f", "grep"])
+        .env_remove("TRIDENT_SERVICES")
+        .output()
+        .expect("trident runs");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = crate::util::stdout(&o);
+    assert!(out.contains("\tPorts: 8000/closed/tcp//http-alt///"), "{out}");
+}

@@ -3,10 +3,13 @@
 //!
 //! The table comes from, in order:
 //! 1. the file named by `TRIDENT_SERVICES`, when set (any file in
-//!    `/etc/services` syntax; nmap's own `nmap-services` is one, so
-//!    `TRIDENT_SERVICES=/usr/share/nmap/nmap-services` gives nmap's names);
-//! 2. `/etc/services`;
-//! 3. a built-in table of about a hundred common TCP services, when neither
+//!    `/etc/services` syntax);
+//! 2. nmap's own `/usr/share/nmap/nmap-services`, when nmap is installed:
+//!    the same syntax plus a frequency column, and the names nmap prints
+//!    (8000 is `http-alt` there, absent from Debian's `/etc/services`), so
+//!    the two tools' reports of one host agree;
+//! 3. `/etc/services`;
+//! 4. a built-in table of about a hundred common TCP services, when none
 //!    can be read.
 //!
 //! Only one source is used (they are not merged), so a name always comes
@@ -17,6 +20,9 @@ use std::sync::OnceLock;
 
 /// Environment variable naming a services file to use instead of `/etc/services`.
 pub const SERVICES_ENV: &str = "TRIDENT_SERVICES";
+
+/// nmap's services table, where Debian's nmap package installs it.
+pub const NMAP_SERVICES: &str = "/usr/share/nmap/nmap-services";
 
 /// The system services database.
 const ETC_SERVICES: &str = "/etc/services";
@@ -88,18 +94,17 @@ impl Services {
             match std::fs::read_to_string(&path) {
                 Ok(text) => return Self::parse(&text),
                 Err(e) => eprintln!(
-                    "trident: cannot read {SERVICES_ENV}={}: {e}; using {ETC_SERVICES}",
+                    "trident: cannot read {SERVICES_ENV}={}: {e}; using the default table",
                     std::path::Path::new(&path).display()
                 ),
             }
         }
-        match std::fs::read_to_string(ETC_SERVICES) {
-            Ok(text) => {
-                let table = Self::parse(&text);
-                if table.is_empty() { Self::builtin() } else { table }
-            }
-            Err(_) => Self::builtin(),
-        }
+        [NMAP_SERVICES, ETC_SERVICES]
+            .into_iter()
+            .filter_map(|path| std::fs::read_to_string(path).ok())
+            .map(|text| Self::parse(&text))
+            .find(|table| !table.is_empty())
+            .unwrap_or_else(Self::builtin)
     }
 }
 
@@ -310,6 +315,7 @@ unknown\t50529/tcp\t0.000076
             (3306, "mysql"),
             (5432, "postgresql"),
             (6379, "redis"),
+            (8000, "http-alt"),
             (8080, "http-alt"),
         ];
         for (port, name) in want {
