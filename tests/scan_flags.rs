@@ -84,6 +84,50 @@ fn ports_by_service_name_and_tcp_prefix() {
 }
 
 #[test]
+fn excluded_addresses_are_not_scanned() {
+    let base = util::unique_loopback();
+    let [a, b, c, d] = base.octets();
+    let ip = |n: u8| std::net::Ipv4Addr::new(a, b, c, d + n).to_string();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("exclude.txt");
+    std::fs::write(&file, format!("# not these\n{}\n", ip(3))).expect("write");
+    let range = format!("{}-{}", ip(0), d + 4);
+    let o = run(&[
+        "scan",
+        &range,
+        "-p",
+        "1",
+        "-f",
+        "jsonl",
+        "--exclude",
+        &format!("{},{}/32", ip(1), ip(2)),
+        "--excludefile",
+        file.to_str().expect("utf-8"),
+    ]);
+    let context = describe(&o);
+    assert_eq!(o.status.code(), Some(0), "{context}");
+    let got: BTreeSet<String> = jsonl(&o).into_iter().map(|l| l.ip).collect();
+    assert_eq!(got, [ip(0), ip(4)].into_iter().collect(), "{context}");
+
+    // Blocks are cut, not listed: a /8 minus a /16 and a range is planned at once.
+    let o = run(&["scan", "10.0.0.0/8", "--exclude", "10.1.0.0/16,10.200.0.0-10.200.0.255", "--list-targets"]);
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    assert!(util::stdout(&o).contains(&format!("addresses {}\n", (1 << 24) - 65536 - 256)), "{}", describe(&o));
+
+    for (args, says) in [
+        (vec!["--exclude", &range], "every target is excluded"),
+        (vec!["--exclude", "10.0.0.0/33"], "10.0.0.0/33"),
+        (vec!["--excludefile", "/nonexistent/exclude.txt"], "/nonexistent/exclude.txt"),
+    ] {
+        let mut all = vec!["scan", range.as_str(), "-p", "1"];
+        all.extend(args);
+        let o = run(&all);
+        assert_eq!(o.status.code(), Some(2), "{all:?}: {}", describe(&o));
+        assert!(stderr(&o).contains(says), "{all:?}: {}", stderr(&o));
+    }
+}
+
+#[test]
 fn fast_mode_scans_the_100_most_common_ports() {
     let ip = util::unique_loopback().to_string();
     let o = run(&["scan", &ip, "-F", "-f", "jsonl"]);

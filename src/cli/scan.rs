@@ -57,6 +57,14 @@ pub struct ScanArgs {
     /// Read targets from FILE (also -iL FILE; # comments); - for stdin.
     #[arg(long = "input-list", value_name = "FILE")]
     pub input_list: Option<PathBuf>,
+    /// Leave these out of the targets: addresses, CIDR blocks, ranges or
+    /// host names, comma-separated (as nmap; blocks are cut, not listed, so
+    /// a /8 minus a /16 costs nothing).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub exclude: Vec<String>,
+    /// Leave out the targets listed in FILE (as -iL; # comments).
+    #[arg(long, value_name = "FILE")]
+    pub excludefile: Option<PathBuf>,
     /// Ports: 22,80,8000-8100, service names (http,ssh, or http* for every
     /// name that starts so), T:80 as nmap (TCP; U: is refused); - or
     /// 1-65535 for all. [default: the 1,000 most common]
@@ -230,7 +238,15 @@ impl ScanArgs {
             (_, true) => Family::V6,
             _ => Family::Any,
         };
-        let (targets, skipped) = TargetSet::resolve(&specs, family).map_err(|e| BadInput(e.to_string()))?;
+        let (mut targets, skipped) = TargetSet::resolve(&specs, family).map_err(|e| BadInput(e.to_string()))?;
+        let excluded = self.excluded()?;
+        if !excluded.is_empty() {
+            let before = targets.len();
+            targets.exclude(&excluded);
+            if targets.is_empty() && before > 0 {
+                return Err(BadInput("every target is excluded (--exclude, --excludefile): nothing to scan".into()));
+            }
+        }
         if targets.is_empty() {
             let first = skipped.first().map_or_else(|| "no targets".to_string(), ToString::to_string);
             return Err(BadInput(first));
@@ -283,6 +299,24 @@ impl ScanArgs {
             list_targets: self.list_targets,
             device,
         })
+    }
+
+    /// The `--exclude` and `--excludefile` addresses, of both families. A
+    /// name that does not resolve is bad input: scanning what was meant to
+    /// be left out is worse than not scanning.
+    fn excluded(&self) -> Result<TargetSet, BadInput> {
+        let mut specs: Vec<String> =
+            self.exclude.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+        if let Some(path) = &self.excludefile {
+            let text = fs::read_to_string(path)
+                .map_err(|e| BadInput(format!("cannot read exclude file {}: {e}", path.display())))?;
+            specs.extend(target::parse_list(&text));
+        }
+        let (set, failed) = TargetSet::resolve(&specs, Family::Any).map_err(|e| BadInput(format!("--exclude: {e}")))?;
+        match failed.first() {
+            Some(e) => Err(BadInput(format!("--exclude: {e}"))),
+            None => Ok(set),
+        }
     }
 }
 

@@ -4,6 +4,10 @@
 //!
 //! Syntax errors are fatal (bad input); a name that does not resolve is a
 //! per-target failure that the caller reports and skips.
+//!
+//! Exclusions (`--exclude`) are subtracted block by block, as intervals:
+//! a block loses the addresses excluded and may split in pieces, so the
+//! set grows by at most one block per exclusion, whatever the sizes.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, ToSocketAddrs};
 use std::sync::Arc;
@@ -45,6 +49,24 @@ pub struct Block {
 impl Block {
     fn single(host: Option<Arc<str>>, ip: IpAddr) -> Self {
         Block { host, first: ip, count: 1 }
+    }
+
+    /// First and last address as numbers (IPv4 in the low 32 bits).
+    fn interval(&self) -> Interval {
+        let lo = match self.first {
+            IpAddr::V4(a) => u128::from(u32::from(a)),
+            IpAddr::V6(a) => u128::from(a),
+        };
+        (lo, lo.saturating_add(self.count.saturating_sub(1)))
+    }
+
+    /// The addresses `lo..=hi` of this block's family, with its host name.
+    fn piece(&self, lo: u128, hi: u128) -> Block {
+        let first = match self.first {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::from(lo as u32)),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::from(lo)),
+        };
+        Block { host: self.host.clone(), first, count: hi - lo + 1 }
     }
 
     /// The `i`-th address of the block (`i < count`).
@@ -132,6 +154,57 @@ impl TargetSet {
         }
         Ok((set, failures))
     }
+}
+
+impl TargetSet {
+    /// Removes every address of `excluded` (both families; a host name's
+    /// pieces keep its name). Blocks left empty go.
+    pub fn exclude(&mut self, excluded: &TargetSet) {
+        let (mut v4, mut v6): (Vec<Interval>, Vec<Interval>) = (Vec::new(), Vec::new());
+        for b in &excluded.blocks {
+            let (lo, hi) = b.interval();
+            if b.first.is_ipv4() { v4.push((lo, hi)) } else { v6.push((lo, hi)) }
+        }
+        let (v4, v6) = (merged(v4), merged(v6));
+        let blocks = std::mem::take(&mut self.blocks);
+        for b in blocks {
+            let holes = if b.first.is_ipv4() { &v4 } else { &v6 };
+            let (lo, hi) = b.interval();
+            // The first address not yet kept or dropped; None once the
+            // holes reach past the block's end.
+            let mut next = Some(lo);
+            // From the first hole that ends at or after the block's start.
+            for &(h_lo, h_hi) in &holes[holes.partition_point(|&(_, h_hi)| h_hi < lo)..] {
+                let Some(from) = next else { break };
+                if h_lo > hi {
+                    break;
+                }
+                if h_lo > from {
+                    self.blocks.push(b.piece(from, h_lo - 1));
+                }
+                next = h_hi.checked_add(1).filter(|n| *n <= hi);
+            }
+            if let Some(from) = next {
+                self.blocks.push(b.piece(from, hi));
+            }
+        }
+    }
+}
+
+/// First and last address of a run, as numbers.
+type Interval = (u128, u128);
+
+/// Sorted, disjoint, non-adjacent intervals covering the same addresses.
+fn merged(mut intervals: Vec<Interval>) -> Vec<Interval> {
+    intervals.sort_unstable();
+    let mut out: Vec<Interval> = Vec::with_capacity(intervals.len());
+    for (lo, hi) in intervals {
+        match out.last_mut() {
+            Some(last) if lo <= last.1.saturating_add(1) => last.1 = last.1.max(hi),
+            _ => out.push((lo, hi)),
+        }
+    }
+    out
 }
 
 /// Splits a target list file (`-iL`): whitespace-separated, `#` comments.
@@ -317,6 +390,40 @@ mod tests {
         let (set, failures) = TargetSet::resolve(&["::1".to_string()], Family::V4).unwrap();
         assert!(set.is_empty());
         assert_eq!(failures.len(), 1);
+    }
+
+    fn set(specs: &[&str]) -> TargetSet {
+        let specs: Vec<String> = specs.iter().map(ToString::to_string).collect();
+        TargetSet::resolve(&specs, Family::Any).unwrap().0
+    }
+
+    #[test]
+    fn exclusions_cut_blocks_without_expanding_them() {
+        let mut t = set(&["10.0.0.0/29", "127.0.0.1", "::1", "fe80::/126"]);
+        t.exclude(&set(&["10.0.0.2-3", "10.0.0.6/31", "10.0.0.3", "127.0.0.1", "fe80::1", "::2"]));
+        let got: Vec<IpAddr> = t.iter().map(|(_, ip)| ip).collect();
+        assert_eq!(got, ips(&["10.0.0.0", "10.0.0.1", "10.0.0.4", "10.0.0.5", "::1", "fe80::", "fe80::2", "fe80::3"]));
+        // A /8 minus a /16 and a range: two exclusions, at most three blocks.
+        let mut t = set(&["10.0.0.0/8"]);
+        t.exclude(&set(&["10.1.0.0/16", "10.200.0.0-10.200.0.255", "11.0.0.0/8"]));
+        assert_eq!(t.len(), (1 << 24) - 65536 - 256);
+        assert_eq!(t.blocks.len(), 3);
+        assert_eq!(t.blocks[1].first, "10.2.0.0".parse::<IpAddr>().unwrap());
+        // IPv4 numbers are not IPv6 addresses: ::a00:1 is not 10.0.0.1.
+        let mut t = set(&["10.0.0.1"]);
+        t.exclude(&set(&["::a00:1", "::/0"]));
+        assert_eq!(t.len(), 1);
+        // Everything excluded, names kept on what is left.
+        let mut t = set(&["localhost", "10.0.0.0/30"]);
+        t.exclude(&set(&["0.0.0.0/0"]));
+        assert!(t.blocks.iter().all(|b| b.first.is_ipv6() && b.host.as_deref() == Some("localhost")), "{t:?}");
+        let mut t = set(&["10.0.0.0/30"]);
+        t.exclude(&set(&["10.0.0.0/30"]));
+        assert!(t.is_empty());
+        // The last address of IPv4 and the ends of a block.
+        let mut t = set(&["255.255.255.254/31"]);
+        t.exclude(&set(&["255.255.255.255"]));
+        assert_eq!(t.iter().map(|(_, ip)| ip).collect::<Vec<_>>(), ips(&["255.255.255.254"]));
     }
 
     #[test]
