@@ -324,7 +324,11 @@ engine_tests! {
         assert_eq!(code(&o), 130, "{}{}", stdout(&o), stderr(&o));
         let text = stdout(&o);
         assert!(text.starts_with("interrupted "), "{text}");
-        assert!(text.trim_end().ends_with("1 interrupted; interrupted, later URLs not started"), "{text}");
+        assert!(
+            text.trim_end()
+                .ends_with("1 interrupted; interrupted, later URLs not started; rerun the same command to fetch the rest"),
+            "{text}"
+        );
         assert_eq!(s.hits("/file/10/later.bin"), 0);
         let left = files(dir.path());
         assert!(!left.contains_key("big.bin"), "{left:?}");

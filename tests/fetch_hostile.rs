@@ -107,8 +107,10 @@ engine_tests! {
         assert_eq!(code(&o), 130, "{text}{}", stderr(&o));
         let stopped: Vec<&str> = text.lines().filter(|l| l.starts_with("interrupted ")).collect();
         assert_eq!(stopped.len(), 2, "{text}");
-        // Stopped by the download itself, not by killing its worker.
-        assert!(stopped.iter().all(|l| l.ends_with(": interrupted")), "{text}");
+        // Stopped by the download itself, not by killing its worker; what
+        // is kept is said, and how to go on.
+        assert!(stopped.iter().all(|l| l.contains(": interrupted (") && l.ends_with(" bytes kept: a rerun resumes)")), "{text}");
+        assert!(text.contains("; rerun the same command to resume 2 partial files"), "{text}");
         // What came is kept, with its state, for a later run.
         let left = files(dir.path());
         for name in ["silent.bin", "drip.bin"] {

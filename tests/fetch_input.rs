@@ -121,6 +121,29 @@ engine_tests! {
         assert!(text.contains("Fetched 5 of 5 URLs"), "{text}");
     }
 
+    fn urls_without_a_scheme_are_http_on_the_command_line_and_in_a_list(engine) {
+        let s = TestServer::start();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bare = |path: &str| s.url(path).strip_prefix("http://").expect("an http:// server").to_string();
+        let (_guard, path) = list(&format!("{}\n", bare("/file/200/b.bin")));
+        let o = fetch(engine, dir.path(), &[&bare("/file/100/a.bin"), "-i", &path]);
+        assert_eq!(code(&o), 0, "{}\n{}", stdout(&o), stderr(&o));
+        assert_eq!(tree(dir.path()), want(&[("a.bin", "a.bin", 100), ("b.bin", "b.bin", 200)]));
+        let text = stdout(&o);
+        assert!(text.contains(&format!("  {}\n", s.url("/file/100/a.bin"))), "reported as http://: {text}");
+        assert!(text.contains(&format!("  {}\n", s.url("/file/200/b.bin"))), "reported as http://: {text}");
+
+        // Still bad input (exit 2, nothing asked): a port out of range, a
+        // bare word, another scheme.
+        let port = s.url("").rsplit(':').next().expect("port").to_string();
+        for bad in ["127.0.0.1:99999/x.bin", "x.bin", "file:/etc/passwd", &format!("127.0.0.1:{port}x/x.bin")] {
+            let o = fetch(engine, dir.path(), &[bad]);
+            assert_eq!(code(&o), 2, "{bad}: {}", stderr(&o));
+            assert!(stderr(&o).contains("URL"), "{bad}: {}", stderr(&o));
+        }
+        assert_eq!(s.log().len(), 2, "only the two good URLs were asked for");
+    }
+
     fn input_file_bad_lines_and_checksum_exit_codes(engine) {
         let s = TestServer::start();
         let dir = tempfile::tempdir().expect("tempdir");

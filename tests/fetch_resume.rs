@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::engine_tests;
-use crate::fetch_util::{code, fetch_json as fetch, files, json, only, wait_unlocked};
+use crate::fetch_util::{code, fetch as fetch_text, fetch_json as fetch, files, json, only, wait_unlocked};
 use crate::http_server::{RangeRequest, TestServer, sha256_hex, versioned};
 use crate::util::{stderr, stdout, trident};
 
@@ -141,6 +141,50 @@ engine_tests! {
         assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
         assert_eq!(files(dir.path()), only("g.bin", SIZE, 1));
         assert_eq!(s.served(&path) - before, SIZE as u64 - done);
+    }
+
+    fn ctrl_c_reports_what_was_kept_and_the_hinted_rerun_resumes_and_says_so(engine) {
+        let s = TestServer::start();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path().to_str().expect("utf-8");
+        const BIG: usize = 32 << 20;
+        // 256 KiB every 10 ms: some 1.3 s in all.
+        let path = format!("/range/chunk=262144,ms=10/{BIG}/big.bin");
+        let url = s.url(&path);
+        let child = trident()
+            .args(["fetch", "-e", engine, "-d", d, "-q", "-f", "json", &url])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let t0 = Instant::now();
+        while s.served(&path) < 6 << 20 {
+            assert!(t0.elapsed() < Duration::from_secs(60), "served only {}", s.served(&path));
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let pid = i32::try_from(child.id()).expect("pid");
+        // SAFETY: kill(2) on our own child.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+        let o = child.wait_with_output().expect("wait");
+        assert_eq!(code(&o), 130, "{}{}", stdout(&o), stderr(&o));
+        let doc = json(&o);
+        let file = &doc["files"][0];
+        assert_eq!(file["status"].as_str(), Some("interrupted"), "{doc}");
+        let kept = file["partial_bytes"].as_u64().expect("partial_bytes");
+        assert!(kept > 0 && kept < BIG as u64, "{doc}");
+        assert_eq!(doc["summary"]["partial_files"].as_u64(), Some(1), "{doc}");
+        let left: Vec<String> = files(dir.path()).into_keys().collect();
+        assert_eq!(left, ["big.bin.part", "big.bin.part.state"]);
+        assert_eq!(std::fs::metadata(dir.path().join("big.bin.part")).expect("part").len(), kept);
+
+        // The same command again (as text): the line says where it resumed.
+        let o = fetch_text(engine, dir.path(), &[&url]);
+        assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+        assert_eq!(files(dir.path()), only("big.bin", BIG, 1));
+        let text = stdout(&o);
+        assert!(text.starts_with(&format!("done      big.bin  {BIG} bytes  resumed from {kept}  {url}\n")), "{text}");
+        let reqs = s.requests(&path);
+        assert_eq!((reqs.len(), range_start(&reqs[1])), (2, kept), "{reqs:?}");
     }
 
     fn kill_9_mid_download_then_a_rerun_resumes_to_an_exact_file(engine) {

@@ -14,7 +14,7 @@ use crate::error::BadInput;
 use crate::fetch::input::parse_checksum;
 use crate::fetch::report::Format;
 use crate::fetch::store::Collision;
-use crate::fetch::task::{FetchOptions, check_url};
+use crate::fetch::task::{FetchOptions, check_url, with_default_scheme};
 use crate::fetch::{FETCH_THREAD_STACK, FetchConfig, Input};
 
 /// Downloads in flight when `-j` is not given, on every engine.
@@ -135,7 +135,8 @@ Exit status (the most severe wins, in this order):
 /// `trident fetch` options.
 #[derive(Debug, Args)]
 pub struct FetchArgs {
-    /// http:// or https:// URLs to download.
+    /// http:// or https:// URLs to download (host[:port]/path without a
+    /// scheme is http://, as curl and wget read it).
     #[arg(value_name = "URL")]
     pub urls: Vec<String>,
     /// Read URLs from FILE, one per line (# comments); - for stdin.
@@ -265,8 +266,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 
 impl FetchArgs {
     /// Validates everything, creates DIR and opens the input file.
-    pub fn into_config(self) -> Result<FetchConfig, BadInput> {
-        for url in &self.urls {
+    pub fn into_config(mut self) -> Result<FetchConfig, BadInput> {
+        for url in &mut self.urls {
+            *url = with_default_scheme(url).into_owned();
             check_url(url).map_err(BadInput)?;
         }
         if self.urls.is_empty() && self.input_file.is_none() {

@@ -18,6 +18,8 @@
 //!   or one with `..` is a bad line, a symlink on the way fails the
 //!   download, see `beneath`) and
 //!   `checksum=sha-256=HEX` (aria2's spelling; `sha256=` too);
+//! - a URL without a scheme (`host:port/path`) is http://, as on the
+//!   command line;
 //! - blank lines and lines starting with `#` (after white space) are
 //!   skipped; an indented line that is not `NAME=VALUE` is a URL line (so
 //!   `  http://x/y  ` is still a URL, as before);
@@ -36,7 +38,7 @@ use std::path::PathBuf;
 
 use super::beneath;
 use super::name::sanitize;
-use super::task::check_url;
+use super::task::{check_url, with_default_scheme};
 
 /// Longest line accepted, in bytes; a longer one is a bad line (skipped
 /// without being held in memory).
@@ -181,8 +183,9 @@ fn entry(n: u64, text: &str) -> Result<Entry, BadLine> {
     let bad = |reason: String| BadLine { line: n, text: text.to_string(), reason };
     let mut urls = Vec::new();
     for url in text.split('\t').map(str::trim).filter(|u| !u.is_empty()) {
-        check_url(url).map_err(bad)?;
-        urls.push(url.to_string());
+        let url = with_default_scheme(url);
+        check_url(&url).map_err(bad)?;
+        urls.push(url.into_owned());
     }
     Ok(Entry { line: n, urls, out: None, dir: None, sha256: None })
 }

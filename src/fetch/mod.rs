@@ -56,6 +56,7 @@ pub use report::{Format, Summary};
 pub use task::{FetchOptions, FetchResult, FetchTask, Status};
 
 use crate::engine::{self, EngineConfig, Interrupt, TaskOutcome};
+use store::Collision;
 
 /// Stack of a threads-engine pool thread (and of a split download's part
 /// thread, `task::ranged`): a download polls hyper's futures on it
@@ -138,6 +139,9 @@ pub fn run(config: FetchConfig, interrupt: &Interrupt) -> anyhow::Result<Summary
     });
 
     let mut summary = Summary::new(config.engine.kind.name(), config.engine.concurrency);
+    // A rerun with the default policy would save the files done in this
+    // run again, under numbered names.
+    summary.rerun_adds = (config.options.collision == Collision::Number).then_some("--no-clobber");
     let mut report = report::Report::new(config.format, report::Paced::stdout());
     let mut write_error = None;
     let stats = engine::run_tasks(&config.engine, tasks, interrupt, |outcome| {

@@ -56,6 +56,13 @@ pub struct Summary {
     pub elapsed_ms: u64,
     /// Stopped by Ctrl-C.
     pub interrupted: bool,
+    /// Downloads that left a part file for a rerun to resume.
+    pub partial_files: u64,
+    /// What a rerun must add to skip the files saved in this run rather
+    /// than save them again under numbered names (`--no-clobber` unless
+    /// the run had a collision policy of its own).
+    #[serde(skip)]
+    pub rerun_adds: Option<&'static str>,
     /// The process's exit code (see `trident fetch --help`).
     pub exit_code: u8,
 }
@@ -88,6 +95,9 @@ impl Summary {
         *self.counts.entry(r.status.name()).or_default() += 1;
         if r.status == Status::Done {
             self.bytes += r.bytes;
+        }
+        if r.partial_bytes > 0 {
+            self.partial_files += 1;
         }
         self.raise(r.status.exit_code());
     }
@@ -130,7 +140,34 @@ impl Summary {
         if self.interrupted {
             text.push_str("; interrupted, later URLs not started");
         }
+        if let Some(hint) = self.rerun_hint() {
+            text.push_str("; ");
+            text.push_str(&hint);
+        }
         text
+    }
+
+    /// How to go on after Ctrl-C or with part files kept: the command to
+    /// run again and what it will do.
+    fn rerun_hint(&self) -> Option<String> {
+        let parts = self.partial_files;
+        if parts == 0 && !self.interrupted {
+            return None;
+        }
+        let saved = self.counts.get("done").copied().unwrap_or(0);
+        let how = match self.rerun_adds {
+            Some(flag) if saved > 0 => format!("rerun the same command with {flag}"),
+            _ => "rerun the same command".to_string(),
+        };
+        let what = match (parts, self.interrupted) {
+            (0, _) => "to fetch the rest".to_string(),
+            (n, interrupted) => format!(
+                "to resume {n} partial file{}{}",
+                if n == 1 { "" } else { "s" },
+                if interrupted { " and fetch the rest" } else { "" }
+            ),
+        };
+        Some(format!("{how} {what}"))
     }
 }
 
@@ -176,14 +213,29 @@ impl<W: Write> Report<W> {
         match self.format {
             Format::Text => {
                 let line = match (r.status, &r.name) {
-                    // The digest only when one was computed (--sha256, a checksum).
-                    (Status::Done, Some(name)) => match &r.sha256 {
-                        Some(sha256) => format!("done      {name}  {} bytes  sha256:{sha256}  {}", r.bytes, r.url),
-                        None => format!("done      {name}  {} bytes  {}", r.bytes, r.url),
-                    },
+                    (Status::Done, Some(name)) => {
+                        let mut line = format!("done      {name}  {} bytes  ", r.bytes);
+                        if r.resumed_from > 0 {
+                            line.push_str(&format!("resumed from {}  ", r.resumed_from));
+                        }
+                        // The digest only when one was computed (--sha256, a checksum).
+                        if let Some(sha256) = &r.sha256 {
+                            line.push_str(&format!("sha256:{sha256}  "));
+                        }
+                        line + &r.url
+                    }
                     (Status::Skipped, Some(name)) => format!("skipped   {name}  (exists)  {}", r.url),
                     (status, _) => {
-                        format!("{:<9} {}: {}", status.name(), r.url, r.error.as_deref().unwrap_or("unknown error"))
+                        let mut line = format!(
+                            "{:<9} {}: {}",
+                            status.name(),
+                            r.url,
+                            r.error.as_deref().unwrap_or("unknown error")
+                        );
+                        if r.partial_bytes > 0 {
+                            line.push_str(&format!(" ({} bytes kept: a rerun resumes)", r.partial_bytes));
+                        }
+                        line
                     }
                 };
                 // A bad line's text, an error quoting a server: nothing
@@ -348,6 +400,7 @@ mod tests {
             http_status: Some(200),
             attempts: 1,
             resumed_from: 0,
+            partial_bytes: 0,
             error: None,
             elapsed_ms: 1,
         }
@@ -396,6 +449,43 @@ mod tests {
              failed    http://h/x: HTTP 404 Not Found\n\
              Fetched 1 of 2 URLs (2.0 KiB) in 1.50 s with async (-j 8): 1 failed\n"
         );
+    }
+
+    #[test]
+    fn resumed_and_kept_files_say_so_and_the_summary_says_how_to_go_on() {
+        let mut out = Vec::new();
+        let mut report = Report::new(Format::Text, &mut out);
+        report.record(FetchResult { sha256: None, resumed_from: 1000, ..result(Status::Done, 3000) }).expect("write");
+        let mut stopped =
+            FetchResult { partial_bytes: 700, error: Some("interrupted".into()), ..result(Status::Interrupted, 0) };
+        report.record(stopped.clone()).expect("write");
+        let mut s = Summary::new("async", 8);
+        s.add(&result(Status::Done, 3000));
+        s.add(&stopped);
+        s.interrupted = true;
+        s.rerun_adds = Some("--no-clobber");
+        report.finish(&s).expect("write");
+        let text = String::from_utf8(out).expect("utf-8");
+        assert_eq!(
+            text,
+            "done      x  3000 bytes  resumed from 1000  http://h/x\n\
+             interrupted http://h/x: interrupted (700 bytes kept: a rerun resumes)\n\
+             Fetched 1 of 2 URLs (2.9 KiB) in 0.00 s with async (-j 8): 1 interrupted; interrupted, later URLs \
+             not started; rerun the same command with --no-clobber to resume 1 partial file and fetch the rest\n"
+        );
+
+        // Nothing saved: the same command as it was; -c after failures.
+        let mut s = Summary::new("async", 8);
+        stopped.status = Status::Failed;
+        s.add(&stopped);
+        s.add(&stopped);
+        s.rerun_adds = Some("--no-clobber");
+        assert!(s.line().ends_with(": 2 failed; rerun the same command to resume 2 partial files"), "{}", s.line());
+        // Interrupted with nothing kept.
+        let mut s = Summary::new("async", 8);
+        s.interrupted = true;
+        assert!(s.line().ends_with("; rerun the same command to fetch the rest"), "{}", s.line());
+        assert_eq!(Summary::new("async", 8).rerun_hint(), None);
     }
 
     #[test]

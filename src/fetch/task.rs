@@ -27,6 +27,7 @@ mod attempt;
 mod download;
 mod ranged;
 
+use std::borrow::Cow;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -197,6 +198,11 @@ pub struct FetchResult {
     /// Bytes not transferred by the last attempt: kept from an earlier
     /// attempt or run, the rest came as a 206 (0: a whole body).
     pub resumed_from: u64,
+    /// Bytes kept in `NAME.part` (with its state file) when the download
+    /// did not end (Ctrl-C, or a failure with `-c`): running the same
+    /// command again resumes there (0: nothing kept).
+    #[serde(default)]
+    pub partial_bytes: u64,
     /// Why it failed.
     pub error: Option<String>,
     /// Time from the first attempt to the end, in milliseconds.
@@ -216,9 +222,46 @@ impl FetchResult {
             http_status: None,
             attempts: 0,
             resumed_from: 0,
+            partial_bytes: 0,
             error: Some(reason),
             elapsed_ms: 0,
         }
+    }
+}
+
+/// `host[:port]/path` or `host:port` without a scheme is an http:// URL,
+/// as curl and wget read it (`127.0.0.1:8080/f.iso`, `example.com/f.iso`);
+/// anything else is left as written, for [`check_url`] to judge. The
+/// authority must look like a host name or address (an optional numeric
+/// port), so that `mailto:x@y` or `file:/etc/passwd` still meet
+/// "unsupported URL" rather than becoming requests to a host called
+/// `mailto` or `file`.
+pub fn with_default_scheme(s: &str) -> Cow<'_, str> {
+    let t = s.trim();
+    if t.contains("://") {
+        return Cow::Borrowed(s);
+    }
+    let authority = t.split(['/', '?', '#']).next().unwrap_or_default();
+    let (host, port, allowed): (&str, &str, fn(u8) -> bool) = match authority.strip_prefix('[') {
+        // An IPv6 literal: [::1]:8080.
+        Some(rest) => match rest.split_once(']') {
+            Some((addr, port)) => (addr, port, |b| b.is_ascii_hexdigit() || b == b':' || b == b'.'),
+            None => return Cow::Borrowed(s),
+        },
+        None => {
+            let (host, port) = authority.split_at(authority.find(':').unwrap_or(authority.len()));
+            (host, port, |b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+        }
+    };
+    let port_ok = port.is_empty()
+        || port.strip_prefix(':').is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    // A bare word ("not-a-url", "help") is not taken for a host name: it
+    // needs a path or a port to be read as one.
+    let marked = !port.is_empty() || t.len() > authority.len();
+    if marked && !host.is_empty() && host.bytes().all(allowed) && port_ok {
+        Cow::Owned(format!("http://{t}"))
+    } else {
+        Cow::Borrowed(s)
     }
 }
 
@@ -314,5 +357,32 @@ mod tests {
         let bytes = postcard::to_stdvec(&task).expect("encode");
         let back: FetchTask = postcard::from_bytes(&bytes).expect("decode");
         assert_eq!((back.index, back.url, back.dir, back.options), (task.index, task.url, task.dir, task.options));
+    }
+
+    #[test]
+    fn a_url_without_a_scheme_is_http() {
+        for (given, want) in [
+            ("127.0.0.1:8080/f.iso", "http://127.0.0.1:8080/f.iso"),
+            ("example.com/f.iso", "http://example.com/f.iso"),
+            ("localhost:8080", "http://localhost:8080"),
+            ("localhost", "localhost"),
+            ("not-a-url", "not-a-url"),
+            ("[::1]:8080/x?q=1", "http://[::1]:8080/x?q=1"),
+            ("  h/x  ", "http://h/x"),
+            // Left as written: a scheme, or not a host[:port].
+            ("https://h/x", "https://h/x"),
+            ("ftp://h/x", "ftp://h/x"),
+            ("file:/etc/passwd", "file:/etc/passwd"),
+            ("mailto:a@b", "mailto:a@b"),
+            ("not a url", "not a url"),
+            ("h:/x", "h:/x"),
+            ("/x", "/x"),
+            ("[zz]/x", "[zz]/x"),
+        ] {
+            assert_eq!(with_default_scheme(given), want, "{given:?}");
+        }
+        assert!(check_url(&with_default_scheme("127.0.0.1:8080/f")).is_ok());
+        assert!(check_url(&with_default_scheme("file:/etc/passwd")).is_err_and(|e| e.starts_with("unsupported URL")));
+        assert!(check_url(&with_default_scheme("not a url")).is_err_and(|e| e.starts_with("invalid URL")));
     }
 }

@@ -134,6 +134,7 @@ impl Download {
                 http_status: None,
                 attempts: 0,
                 resumed_from: 0,
+                partial_bytes: 0,
                 error,
                 elapsed_ms: 0,
             })
@@ -191,6 +192,7 @@ impl Download {
             http_status: self.http_status,
             attempts: self.attempts,
             resumed_from: self.part.as_ref().map_or(0, PartFile::resumed_from),
+            partial_bytes: 0,
             error,
             elapsed_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
         }
@@ -457,22 +459,28 @@ impl Download {
     }
 
     pub(super) fn interrupted(&mut self) -> FetchResult {
-        if let Some(p) = self.part.as_mut() {
-            p.keep();
-        }
-        self.end(Status::Interrupted, None, Some("interrupted".into()))
+        let mut result = self.end(Status::Interrupted, None, Some("interrupted".into()));
+        result.partial_bytes = self.keep_part();
+        result
+    }
+
+    /// Leaves the part file for a later run, if it can be continued;
+    /// the bytes kept (0: none).
+    fn keep_part(&mut self) -> u64 {
+        let Some(p) = self.part.as_mut() else { return 0 };
+        if p.keep() { p.written() } else { 0 }
     }
 
     /// After a failed attempt, with its part file checkpointed if it was
     /// worth keeping (`kept`): wait for the next attempt, or end, leaving
     /// the part file for a later run if interrupted (or with `-c`).
     pub(super) fn settle(&mut self, failure: Failure, kept: bool) -> Then {
-        let then = self.after_failure(failure);
-        if let (Then::End(result), Some(part)) = (&then, self.part.as_mut()) {
+        let mut then = self.after_failure(failure);
+        if let Then::End(result) = &mut then {
             let later = result.status == Status::Interrupted
                 || (result.status == Status::Failed && self.task.options.keep_partial);
             if kept && later {
-                part.keep();
+                result.partial_bytes = self.keep_part();
             }
         }
         then
