@@ -12,8 +12,10 @@
 //! Deliberate differences from nmap:
 //! - every host is reported up, with reason `user-set`, as nmap `-Pn` does:
 //!   trident does no host discovery;
-//! - `scanner="nmap"` is what nmap's DTD allows; the trident version is in
-//!   `version`, and `args` and the leading comment name the trident command;
+//! - `scanner="trident"` with trident's `version`: nmap's DTD allows only
+//!   `nmap` there, but no tool needs it (ndiff prints the scanner's own
+//!   name, as it does for masscan's files), and `nmap 0.1.0` would be a lie;
+//!   everything else validates against the DTD;
 //! - `<extrareasons>` carries no `ports` list (only counts are kept);
 //! - grep's `Ignored State` names one state, the one with the most ports,
 //!   as nmap names only one (a host with two collapsed states has the
@@ -169,7 +171,8 @@ fn unix_secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-/// `Wed Nov 25 20:59:40 2026`, local time (nmap's date format).
+/// `Wed Nov 25 20:59:40 2026`, `Tue Dec  8 03:01:55 2026`: local time in
+/// C's `ctime` layout, as nmap writes dates.
 pub fn ctime(t: SystemTime) -> String {
     const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
     const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
@@ -178,7 +181,7 @@ pub fn ctime(t: SystemTime) -> String {
         crate::sys::local_time(t).and_then(|tm| Some((pick(&DAYS, tm.tm_wday)?, pick(&MONTHS, tm.tm_mon)?, tm)));
     match named {
         Some((day, month, tm)) => format!(
-            "{day} {month} {:02} {:02}:{:02}:{:02} {}",
+            "{day} {month} {:>2} {:02}:{:02}:{:02} {}",
             tm.tm_mday,
             tm.tm_hour,
             tm.tm_min,
@@ -293,7 +296,7 @@ pub(super) fn write_xml<W: Write>(
     writeln!(out, "<!-- trident {version} scan initiated {startstr} as: {} -->", xml_comment(&run.args))?;
     writeln!(
         out,
-        "<nmaprun scanner=\"nmap\" args=\"{}\" start=\"{}\" startstr=\"{startstr}\" version=\"{version}\" xmloutputversion=\"{XML_OUTPUT_VERSION}\">",
+        "<nmaprun scanner=\"trident\" args=\"{}\" start=\"{}\" startstr=\"{startstr}\" version=\"{version}\" xmloutputversion=\"{XML_OUTPUT_VERSION}\">",
         xml_escape(&run.args),
         unix_secs(run.start),
     )?;
@@ -541,9 +544,11 @@ mod tests {
     #[test]
     fn ctime_looks_like_nmaps() {
         let s = ctime(SystemTime::now());
-        let parts: Vec<&str> = s.split(' ').collect();
+        assert_eq!(s.len(), 24, "{s}");
+        let parts: Vec<&str> = s.split_whitespace().collect();
         assert_eq!(parts.len(), 5, "{s}");
-        assert_eq!((parts[0].len(), parts[1].len(), parts[2].len(), parts[3].len(), parts[4].len()), (3, 3, 2, 8, 4));
+        assert_eq!((parts[0].len(), parts[1].len(), parts[3].len(), parts[4].len()), (3, 3, 8, 4));
+        assert_eq!(&s[8..10], format!("{:>2}", parts[2]), "the day is padded with a space, as ctime's: {s}");
     }
 
     #[test]
