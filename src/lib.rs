@@ -70,7 +70,10 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Exit> {
     {
         return serve_worker(&service.to_string_lossy(), &settings.to_string_lossy());
     }
-    let Some(command) = cli::parse(args)? else { return Ok(Exit::Success) };
+    let command = match cli::parse(args) {
+        Ok(command) => command,
+        Err(exit) => return Ok(exit),
+    };
     // One shape for every command: flags -> a validated config (bad input:
     // exit 2 before anything starts), then run -> outcome -> exit status.
     // Ctrl-C is taken over only once the config is valid.

@@ -1,5 +1,5 @@
 //! Small OS facts and knobs (Linux): open-file limit, process-tree memory,
-//! local time.
+//! local time, whether stdout's reader is gone.
 
 use std::fs;
 use std::io;
@@ -23,6 +23,15 @@ pub fn raise_nofile_limit() -> u64 {
         }
     }
     lim.rlim_cur
+}
+
+/// Whether stdout is a pipe or socket nobody reads any more (`| head -1`
+/// has exited): its write end then polls as an error.
+pub fn stdout_closed() -> bool {
+    let mut fd = libc::pollfd { fd: libc::STDOUT_FILENO, events: libc::POLLOUT, revents: 0 };
+    // SAFETY: poll reads and writes only the one pollfd we pass; timeout 0.
+    let ready = unsafe { libc::poll(&mut fd, 1, 0) };
+    ready == 1 && fd.revents & (libc::POLLERR | libc::POLLHUP) != 0
 }
 
 /// `t` broken down in local time (TZ, /etc/localtime), through libc; `None`

@@ -360,12 +360,11 @@ engine_tests! {
         assert!(first.starts_with("done      f00.bin  3000 bytes  http://"), "{first:?}");
         // Not held back until the end: the last file is not even asked for.
         assert_eq!(s.hits(last), 0, "the first line came only at the end");
-        // The reader goes away: the next write fails, and no more
-        // downloads start.
+        // The reader goes away: the next write fails, no more downloads
+        // start, and the run ends quietly (exit 0, as ripgrep does).
         drop(out);
         let o = child.wait_with_output().expect("wait");
-        assert_eq!(code(&o), 1, "{}", stderr(&o));
-        assert!(stderr(&o).contains("cannot write the report"), "{}", stderr(&o));
+        assert_eq!((code(&o), stderr(&o).as_str()), (0, ""));
         assert_eq!(s.hits(last), 0, "downloads went on after the pipe closed");
         let left = files(dir.path());
         assert!(left.len() < 20 && left.contains_key("f00.bin"), "{left:?}");
@@ -410,7 +409,8 @@ engine_tests! {
             let o = fetch(engine, dir.path(), args);
             assert_eq!(code(&o), 2, "{args:?}: {}", stderr(&o));
             let err = stderr(&o);
-            assert_eq!(err.lines().count(), 1, "one line: {err}");
+            // One line, or clap's block (the conflict, the usage, the help).
+            assert!(err.lines().count() <= 3 && !err.contains("\n\n"), "one short block: {err}");
             assert!(err.starts_with("trident: "), "{err}");
         }
         assert_eq!(s.hits("/file/10/x"), 0);

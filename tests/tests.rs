@@ -11,6 +11,7 @@ mod chat_hostile;
 mod chat_irc_crate;
 mod chat_server;
 mod chat_tls;
+mod cli_help;
 mod echo;
 mod fetch;
 mod fetch_digest;

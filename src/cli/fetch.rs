@@ -119,7 +119,8 @@ FILE:LINE and its entry skipped.
 
 Output: a line per file on stdout as it ends (at once on a terminal;
 into a pipe or a file within 100 ms), then a summary; -f json prints one
-document at the end. If stdout is closed, no new download starts (exit 1).
+document at the end. If stdout is closed, no new download starts (exit 0,
+silently, as for any closed output).
 
 Exit status (the most severe wins, in this order):
   130  interrupted (Ctrl-C); the files already saved are complete
@@ -160,8 +161,8 @@ pub struct FetchArgs {
     #[arg(short = 'j', long = "jobs", value_name = "N", default_value_t = DEFAULT_JOBS,
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub jobs: u32,
-    /// Retries of a download after its first attempt.
-    #[arg(long, value_name = "N", default_value_t = 5)]
+    /// Retries of a download after its first attempt (also --retry, as curl).
+    #[arg(long, alias = "retry", value_name = "N", default_value_t = 5)]
     pub retries: u32,
     /// Backoff before the first retry; doubles after each (with jitter).
     #[arg(long, value_name = "DUR", default_value = "500ms", value_parser = parse_duration)]

@@ -26,7 +26,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::engine::{AsyncRuntime, EngineConfig, EngineKind};
-use crate::error::BadInput;
+use crate::error::Exit;
 
 const ENGINE_HELP: &str = "\
 Engines: threads = a pool of OS threads, one blocking task each;
@@ -93,23 +93,68 @@ pub enum Command {
     },
 }
 
-/// Parses the command line (program name first); `None` when clap has
-/// printed --help or --version. A syntax error is bad input: clap's first
-/// line, which names the bad value.
-pub fn parse(args: Vec<OsString>) -> anyhow::Result<Option<Command>> {
-    match Cli::try_parse_from(normalize_args(args)) {
-        Ok(cli) => Ok(Some(cli.command)),
-        Err(e) if e.use_stderr() => {
-            let text = e.to_string();
-            let line = text.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
-            Err(BadInput(format!("{line} (see trident --help)")).into())
+/// Parses the command line (program name first). When it does not come to
+/// a command, clap's help, version or error has been printed and the
+/// result is the exit status: 0 for --help and --version (also into a
+/// closed pipe), 2 for a syntax error or a missing subcommand.
+pub fn parse(args: Vec<OsString>) -> Result<Command, Exit> {
+    let args = normalize_args(args);
+    match Cli::try_parse_from(&args) {
+        Ok(cli) => Ok(cli.command),
+        Err(e) => Err(report(&e, &args)),
+    }
+}
+
+/// Prints what clap has to say and gives the exit status.
+fn report(e: &clap::Error, args: &[OsString]) -> Exit {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => match e.print() {
+            // `trident scan --help | head -1` got what it wanted.
+            Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => Exit::Failure,
+            _ => Exit::Success,
+        },
+        // `trident`, `trident chat`: the command list, on stderr.
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            Exit::BadInput
         }
-        Err(e) => {
-            // --help and --version
-            e.print()?;
-            Ok(None)
+        _ => {
+            eprintln!("trident: {}", error_block(&e.render().to_string(), &command_path(args)));
+            Exit::BadInput
         }
     }
+}
+
+/// clap's whole error (what is wrong, its tip, the usage) as one block
+/// without blank lines, saying where the help is: at the end of a one-line
+/// error (a bad value stays one line), else on a last line.
+fn error_block(rendered: &str, path: &str) -> String {
+    let lines: Vec<&str> = rendered
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with("For more information"))
+        .map(|l| l.strip_prefix("error: ").unwrap_or(l))
+        .collect();
+    match lines.as_slice() {
+        [line] => format!("{line} (see '{path} --help')"),
+        _ => format!("{}\nsee '{path} --help'", lines.join("\n")),
+    }
+}
+
+/// `trident chat connect`: the subcommands named in `args`.
+fn command_path(args: &[OsString]) -> String {
+    use clap::CommandFactory;
+    let mut command = Cli::command();
+    let mut path = vec!["trident".to_string()];
+    for arg in args.iter().skip(1).map(|a| a.to_string_lossy()) {
+        if arg.starts_with('-') {
+            continue;
+        }
+        let Some(sub) = command.find_subcommand(arg.as_ref()).cloned() else { break };
+        path.push(sub.get_name().to_string());
+        command = sub;
+    }
+    path.join(" ")
 }
 
 /// Engine choice, shared by every batch subcommand.
@@ -292,6 +337,8 @@ mod tests {
             };
             assert_eq!((load.clients, load.duration), (5, Duration::from_secs(2)), "chat load {args:?}");
         }
+        let Command::Fetch(fetch) = parsed(&["fetch", "--retry", "2", "http://x/"]) else { panic!("fetch") };
+        assert_eq!(fetch.retries, 2, "curl's --retry");
         // The old spellings are hidden: help shows only the table's.
         assert!(help_of(&["scan"]).contains("-j, --concurrency <N>"));
         for (path, hidden) in [
@@ -312,6 +359,26 @@ mod tests {
         for row in ["-e ENGINE", "-j N", "-c          continue", "-d DIR", "-n NICK", "-s K", "-i FILE"] {
             assert!(help.contains(row), "{row} missing from:\n{help}");
         }
+    }
+
+    #[test]
+    fn an_error_is_claps_whole_message_in_one_block() {
+        let rendered = "error: unexpected argument '--retires' found\n\n  tip: a similar argument exists: \
+                        '--retries'\n\nUsage: trident fetch --retries <N> [URL]...\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            error_block(rendered, "trident fetch"),
+            "unexpected argument '--retires' found\n  tip: a similar argument exists: '--retries'\n\
+             Usage: trident fetch --retries <N> [URL]...\nsee 'trident fetch --help'"
+        );
+        let rendered =
+            "error: invalid value 'x' for '-j <N>': expected a number\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            error_block(rendered, "trident scan"),
+            "invalid value 'x' for '-j <N>': expected a number (see 'trident scan --help')"
+        );
+        let args = ["trident", "chat", "connect", "-n", "x", "extra"].map(OsString::from);
+        assert_eq!(command_path(&args), "trident chat connect");
+        assert_eq!(command_path(&["trident", "-x"].map(OsString::from)), "trident");
     }
 
     #[test]

@@ -1,0 +1,65 @@
+//! The command line as a user meets it first: clap's errors whole, the
+//! command lists of bare command groups, help into a closed pipe.
+
+use std::process::Stdio;
+
+use crate::util::{run, stderr, stdout, trident};
+
+/// The block a syntax error prints: everything clap says, no blank line,
+/// ending with where the help is; nothing on stdout, exit 2.
+fn error_block(args: &[&str]) -> String {
+    let o = run(args);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+    assert_eq!(stdout(&o), "", "{args:?}");
+    assert!(err.starts_with("trident: ") && !err.contains("\n\n"), "{args:?}: one block:\n{err}");
+    err
+}
+
+#[test]
+fn syntax_errors_show_claps_whole_message_and_where_help_is() {
+    let err = error_block(&["chat", "connect", "--join", "#x"]);
+    assert!(err.contains("required arguments were not provided:\n  --nick <NAME>\n"), "{err}");
+    assert!(err.contains("Usage: trident chat connect"), "{err}");
+    assert!(err.ends_with("see 'trident chat connect --help'\n"), "{err}");
+
+    let err = error_block(&["fetch", "--retires", "3", "http://127.0.0.1:9/x"]);
+    assert!(err.contains("'--retires'") && err.contains("tip: a similar argument exists: '--retries'"), "{err}");
+    assert!(err.ends_with("see 'trident fetch --help'\n"), "{err}");
+
+    // A bad value stays one line.
+    let err = error_block(&["scan", "-f", "yaml", "127.0.0.1"]);
+    assert!(err.contains("'yaml'") && err.ends_with(" (see 'trident scan --help')\n"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
+fn a_command_group_alone_prints_its_command_list() {
+    let groups: &[(&[&str], &[&str])] = &[
+        (&[], &["scan", "fetch", "echo", "chat", "demo", "bench", "lab"]),
+        (&["chat"], &["serve", "connect", "load"]),
+        (&["lab"], &["up", "down", "list"]),
+        (&["echo"], &["serve", "send"]),
+        (&["bench"], &["scan", "fetch", "chat"]),
+    ];
+    for (args, commands) in groups {
+        let o = run(args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        let list = err.split_once("Commands:\n").map(|(_, list)| list).unwrap_or_else(|| panic!("{args:?}: {err}"));
+        for command in *commands {
+            assert!(list.lines().any(|l| l.trim_start().starts_with(command)), "{args:?}: no {command} in\n{err}");
+        }
+    }
+}
+
+#[test]
+fn help_into_a_closed_pipe_ends_quietly() {
+    for args in [&["--help"][..], &["scan", "--help"], &["fetch", "-h"], &["chat", "load", "--help"], &["--version"]] {
+        // The reader is gone before trident writes a byte.
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let o = trident().args(args).stdin(Stdio::null()).stdout(writer).output().expect("run trident");
+        assert_eq!((o.status.code(), stderr(&o).as_str()), (Some(0), ""), "{args:?}");
+    }
+}
