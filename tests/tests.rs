@@ -3,6 +3,7 @@
 
 mod util;
 
+mod bench_chapter;
 mod bench_chat;
 mod bench_fetch;
 mod chat_client;

@@ -7,8 +7,9 @@
 //! - **echo**: a closed loop of C connections, each sending 4 bytes and
 //!   waiting for the chapter's 21-byte answer, against `trident echo serve`
 //!   on each engine, the minimal tokio echo shipped as the reference
-//!   (`trident __echo-reference`), and any `--peer NAME=COMMAND` (e.g. the
-//!   chapter's asyncio server, `docs/bench/chapter_echo.py`); requests per
+//!   (`trident __echo-reference`), the chapter's asyncio server
+//!   (`--vs chapter-asyncio`: `bench/chapter/echo_server.py`, see
+//!   [`super::chapter`]) and any `--peer NAME=COMMAND`; requests per
 //!   second and server CPU per request, the contenders' order rotating
 //!   every round ([`harness::rotate`]), medians and ratios to the reference.
 //! - **fanout** and **latency**: `trident chat load` against `trident chat
@@ -20,8 +21,9 @@
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
@@ -31,7 +33,8 @@ use anyhow::Context;
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::fixture::{Served, free_port};
+use super::chapter::{self, Program, Programs};
+use super::fixture::{Served, TempDir, free_port};
 use super::harness::{self, median};
 use super::measure::{tree_cpu, tree_memory};
 use crate::engine::EngineKind;
@@ -63,6 +66,34 @@ impl std::str::FromStr for Part {
     }
 }
 
+/// The echo bench's built-in peers (`--vs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EchoPeer {
+    /// The chapter's asyncio echo server, `bench/chapter/echo_server.py`.
+    ChapterAsyncio,
+}
+
+impl harness::Peer for EchoPeer {
+    fn parse(name: &str) -> Result<Self, String> {
+        match name {
+            "chapter-asyncio" => Ok(EchoPeer::ChapterAsyncio),
+            _ => Err(format!("unknown peer {name:?} (expected chapter-asyncio or none)")),
+        }
+    }
+
+    fn label(&self) -> String {
+        "chapter-asyncio".into()
+    }
+
+    fn program(&self) -> &'static str {
+        "python3"
+    }
+
+    fn locate(&self) -> Result<PathBuf, String> {
+        chapter::python().ok_or_else(|| chapter::NO_PYTHON.to_string())
+    }
+}
+
 /// Validated `trident bench chat` options.
 #[derive(Clone, Debug)]
 pub struct ChatBenchConfig {
@@ -80,6 +111,8 @@ pub struct ChatBenchConfig {
     pub duration: Duration,
     /// Echo peers: a name and a command with `{port}` in it.
     pub peers: Vec<(String, String)>,
+    /// Echo peers built in (`--vs`).
+    pub vs: Vec<EchoPeer>,
     /// Fan-out: members of the one channel.
     pub members: usize,
     /// Fan-out: clients that send.
@@ -233,7 +266,9 @@ struct EchoContender {
     command: Box<dyn Fn(u16) -> anyhow::Result<Command>>,
 }
 
-fn echo_contenders(config: &ChatBenchConfig) -> Vec<EchoContender> {
+/// The echo contenders: the reference, each engine, each `--vs` peer that
+/// can run here (its programs written into `scratch`), each `--peer`.
+fn echo_contenders(config: &ChatBenchConfig, scratch: &Path) -> anyhow::Result<Vec<EchoContender>> {
     let mut list = vec![EchoContender {
         name: "reference".into(),
         command: Box::new(|port| {
@@ -254,6 +289,28 @@ fn echo_contenders(config: &ChatBenchConfig) -> Vec<EchoContender> {
             }),
         });
     }
+    if !config.vs.is_empty() {
+        let programs = Rc::new(Programs::install(scratch)?);
+        for peer in &config.vs {
+            let python = match harness::Peer::locate(peer) {
+                Ok(python) => python,
+                Err(why) => {
+                    eprintln!("trident: {why}; skipping {}", harness::Peer::label(peer));
+                    continue;
+                }
+            };
+            let programs = Rc::clone(&programs);
+            list.push(EchoContender {
+                name: harness::Peer::label(peer),
+                command: Box::new(move |port| {
+                    // Without the line per message, as trident's servers run here (-q).
+                    let mut cmd = programs.command(&python, Program::EchoServer);
+                    cmd.args([&port.to_string(), "--quiet"]);
+                    Ok(cmd)
+                }),
+            });
+        }
+    }
     for (name, template) in &config.peers {
         let template = template.clone();
         list.push(EchoContender {
@@ -266,7 +323,7 @@ fn echo_contenders(config: &ChatBenchConfig) -> Vec<EchoContender> {
             }),
         });
     }
-    list
+    Ok(list)
 }
 
 fn empty_run(part: Part, server: &str, round: u32) -> Run {
@@ -376,7 +433,8 @@ fn fanout_part(config: &ChatBenchConfig, latency: bool, runs: &mut Vec<Run>) -> 
 }
 
 fn echo_part(config: &ChatBenchConfig, runs: &mut Vec<Run>) -> anyhow::Result<()> {
-    let contenders = echo_contenders(config);
+    let scratch = TempDir::new("trident-bench-echo")?;
+    let contenders = echo_contenders(config, scratch.path())?;
     let warmup = config.duration / 5;
     // The rounds are numbered from 0 in this bench's records.
     harness::rotate(&contenders, 0, config.runs, |c, run| {

@@ -44,6 +44,11 @@ pub trait Peer: Clone {
     fn label(&self) -> String;
     /// The program it runs, looked up by [`find_program`].
     fn program(&self) -> &'static str;
+    /// Where that program is, or why the peer cannot run here (saying what
+    /// to install).
+    fn locate(&self) -> Result<PathBuf, String> {
+        find_program(self.program()).ok_or_else(|| format!("{} is not installed", self.program()))
+    }
 }
 
 impl<P: Peer> Contender<P> {
@@ -67,7 +72,8 @@ pub fn parse_peers<P: Peer>(names: &[String]) -> Result<Vec<P>, String> {
 }
 
 /// The contenders of a run, each with the executable it runs: `engines`,
-/// then each of `peers` that is installed.
+/// then each of `peers` that is installed (the others are named on stderr
+/// with the reason).
 pub fn line_up<P: Peer>(
     engines: &[EngineKind],
     peers: impl IntoIterator<Item = P>,
@@ -76,9 +82,9 @@ pub fn line_up<P: Peer>(
     let mut contenders: Vec<(Contender<P>, PathBuf)> =
         engines.iter().map(|&e| (Contender::Trident(e), trident.clone())).collect();
     for peer in peers {
-        match find_program(peer.program()) {
-            Some(path) => contenders.push((Contender::Peer(peer), path)),
-            None => eprintln!("trident: {} is not installed; skipping it", peer.program()),
+        match peer.locate() {
+            Ok(path) => contenders.push((Contender::Peer(peer), path)),
+            Err(why) => eprintln!("trident: {why}; skipping {}", peer.label()),
         }
     }
     if contenders.is_empty() {

@@ -10,7 +10,9 @@
 //! - [`harness`]: what every bench does the same way: line-up, rounds,
 //!   records, medians, same-run ratios, runs.csv + summary.json.
 //! - [`echo_reference`]: the minimal echo server the echo bench compares with.
+//! - [`chapter`]: the chapter's own Python programs, run as peers.
 
+pub mod chapter;
 pub mod chat;
 pub mod echo_reference;
 pub mod fetch;

@@ -34,7 +34,7 @@ const BENCH_CHAT_EXAMPLES: &str = "\
 Examples:
   trident bench chat                                  every part, every engine
   trident bench chat --parts fanout,latency --engines async --members 1000 --rates 500,1000,2000
-  trident bench chat --parts echo --runs 5 --peer 'chapter=python3 docs/bench/chapter_echo.py {port}'
+  trident bench chat --parts echo --runs 5 --vs chapter-asyncio
   trident bench chat --parts idle --idle 1000 --engines async,threads
 
 The load generators run inside the bench process on one thread; servers
@@ -75,6 +75,10 @@ pub struct BenchChatArgs {
     /// replaced by the port it must listen on (127.0.0.1). Repeatable.
     #[arg(long, value_name = "NAME=COMMAND")]
     pub peer: Vec<String>,
+    /// Built-in echo peers: chapter-asyncio (the chapter's asyncio server,
+    /// bench/chapter/echo_server.py under python3), or none.
+    #[arg(long = "vs", value_delimiter = ',', default_value = "none", value_name = "PEERS")]
+    pub vs: Vec<String>,
 }
 
 impl BenchChatArgs {
@@ -90,6 +94,7 @@ impl BenchChatArgs {
                 _ => Err(BadInput(format!("invalid --peer {p:?}: expected NAME=COMMAND with {{port}} in COMMAND"))),
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let vs = crate::bench::harness::parse_peers(&self.vs).map_err(BadInput)?;
         if self.connections == 0 {
             return Err(BadInput("--connections must be at least 1".into()));
         }
@@ -101,6 +106,7 @@ impl BenchChatArgs {
             echo_connections: self.connections,
             duration: self.duration,
             peers,
+            vs,
             members: self.members.max(2),
             senders: self.senders.max(1),
             rates: self.rates,

@@ -1,0 +1,101 @@
+//! The chapter's own programs as bench contenders: the Python scanners,
+//! downloaders and echo server of `bench/chapter/`, which do what the
+//! chapter's listings do (its readers' baseline) with the target, ports or
+//! URLs as parameters.
+//!
+//! Their sources are compiled into the binary and written into a bench's
+//! scratch directory when it starts ([`Programs::install`]), so that a
+//! bench runs them from any working directory and from an installed
+//! `trident`, and the version run is always the one the binary was built
+//! with. They run under one interpreter, Debian's `/usr/bin/python3` when
+//! there is one (the one `scripts/test` installs `python3-aiohttp` for),
+//! else `python3` from PATH ([`python`]), so that they compare with each
+//! other as well as with trident.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::Context;
+
+use super::harness::find_program;
+
+/// One of the chapter's programs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Program {
+    /// The asyncio echo server (section 8.4).
+    EchoServer,
+}
+
+impl Program {
+    /// Every program.
+    pub const ALL: [Program; 1] = [Program::EchoServer];
+
+    /// Its file name in `bench/chapter/`.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Program::EchoServer => "echo_server.py",
+        }
+    }
+
+    fn source(self) -> &'static str {
+        match self {
+            Program::EchoServer => include_str!("../../bench/chapter/echo_server.py"),
+        }
+    }
+}
+
+/// The programs written out for a bench; they live as long as the
+/// directory they were written into.
+#[derive(Debug)]
+pub struct Programs {
+    dir: PathBuf,
+}
+
+impl Programs {
+    /// Writes every program into `DIR/chapter/`.
+    pub fn install(dir: &Path) -> anyhow::Result<Programs> {
+        let dir = dir.join("chapter");
+        fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        for program in Program::ALL {
+            let path = dir.join(program.file_name());
+            fs::write(&path, program.source()).with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        Ok(Programs { dir })
+    }
+
+    /// `PYTHON PROGRAM`, arguments to be added.
+    pub fn command(&self, python: &Path, program: Program) -> Command {
+        let mut cmd = Command::new(python);
+        cmd.arg(self.dir.join(program.file_name()));
+        cmd
+    }
+}
+
+/// The interpreter the chapter's programs run under: Debian's
+/// `/usr/bin/python3` if present, else `python3` from PATH.
+pub fn python() -> Option<PathBuf> {
+    let debian = Path::new("/usr/bin/python3");
+    if debian.is_file() { Some(debian.to_path_buf()) } else { find_program("python3") }
+}
+
+/// Where the chapter's peers were not found: the reason and how to fix it.
+pub const NO_PYTHON: &str = "python3 is not installed (scripts/test installs it: apt-get install python3)";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_program_is_written_out_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let programs = Programs::install(dir.path()).expect("install");
+        for program in Program::ALL {
+            let written = fs::read_to_string(dir.path().join("chapter").join(program.file_name())).expect("written");
+            assert_eq!(written, program.source());
+            assert!(written.starts_with("#!/usr/bin/env python3\n"), "{}", program.file_name());
+            let cmd = programs.command(Path::new("/usr/bin/python3"), program);
+            assert!(cmd.get_args().next().is_some_and(|a| a.to_string_lossy().ends_with(program.file_name())));
+        }
+    }
+}
