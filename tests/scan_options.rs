@@ -170,3 +170,32 @@ fn bench_scan_small_runs_every_engine_and_writes_its_records() {
     assert_eq!(runs.lines().count(), 1 + 3, "a header and one run per engine:\n{runs}");
     let _ = stderr(&o);
 }
+
+#[test]
+fn bench_scan_warns_when_the_range_misses_the_open_ports() {
+    // The loopback target listens on ports from 1024 up: -p 1-1000 holds
+    // none of them.
+    let o = run(&[
+        "bench",
+        "scan",
+        "--lab",
+        "loopback",
+        "-p",
+        "1-1000",
+        "--runs",
+        "1",
+        "--warmup",
+        "0",
+        "--vs",
+        "none",
+        "--engines",
+        "async",
+    ]);
+    let context = describe(&o);
+    assert_eq!(o.status.code(), Some(0), "{context}");
+    let err = stderr(&o);
+    assert!(
+        err.contains("warning:") && err.contains("open ports of the target") && err.contains("-p 1-1000"),
+        "{context}"
+    );
+}

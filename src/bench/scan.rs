@@ -270,6 +270,25 @@ pub struct ScanBenchConfig {
     pub out: Option<PathBuf>,
 }
 
+/// What to say when `-p` leaves out some of the `open` ports of the target
+/// (`inside` are in it): recall is measured on those inside only, and on
+/// none it is a meaningless 100%.
+fn range_warning(open: usize, inside: usize, ports: &str) -> Option<String> {
+    if inside == open {
+        None
+    } else if inside == 0 {
+        Some(format!(
+            "none of the {open} open ports of the target is inside -p {ports}: a recall of 0 open ports says \
+nothing (use -p- or a range that holds them)"
+        ))
+    } else {
+        Some(format!(
+            "{} of the {open} open ports of the target are outside -p {ports}: recall counts only the {inside} inside",
+            open - inside
+        ))
+    }
+}
+
 /// Runs the bench, printing as it goes; returns the report.
 pub fn run(config: &ScanBenchConfig) -> anyhow::Result<BenchReport> {
     let contenders = harness::line_up(&config.engines, config.peers.iter().cloned())?;
@@ -277,7 +296,11 @@ pub fn run(config: &ScanBenchConfig) -> anyhow::Result<BenchReport> {
     // The truth of what is scanned: open ports outside `--ports` are not
     // expected of anyone.
     let scanned = crate::scan::PortList::parse(&config.ports).map_err(|e| anyhow::anyhow!(e))?;
+    let open = target.truth.len();
     target.truth.retain(|p| scanned.as_slice().binary_search(p).is_ok());
+    if let Some(warning) = range_warning(open, target.truth.len(), &config.ports) {
+        eprintln!("trident: warning: {warning}");
+    }
     let (labels, peers) = harness::labels(&contenders);
     println!(
         "bench scan: {} ports {} ({} open); {} warm-up + {} runs each, alternating",
@@ -366,6 +389,16 @@ mod tests {
         assert_eq!(Contender::Peer(Peer::Nmap).open_ports(grep), BTreeSet::from([22, 8080]));
         let rs = "10.0.0.2 -> [22,8080,65535]\n";
         assert_eq!(Contender::Peer(Peer::RustScan).open_ports(rs), BTreeSet::from([22, 8080, 65535]));
+    }
+
+    #[test]
+    fn a_range_that_misses_open_ports_is_said() {
+        assert_eq!(range_warning(5, 5, "-"), None);
+        assert_eq!(range_warning(0, 0, "1-100"), None);
+        let some = range_warning(50, 3, "1-3000").unwrap_or_default();
+        assert!(some.starts_with("47 of the 50 open ports") && some.contains("only the 3 inside"), "{some}");
+        let none = range_warning(50, 0, "1-2000").unwrap_or_default();
+        assert!(none.starts_with("none of the 50") && none.contains("-p 1-2000"), "{none}");
     }
 
     #[test]
