@@ -105,21 +105,28 @@ engine_tests! {
     }
 }
 
-#[test]
-fn a_bad_certificate_file_is_one_clear_error() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let missing = dir.path().join("nope.pem");
-    let o = crate::util::run(&[
-        "chat",
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--tls-cert",
-        missing.to_str().expect("utf-8"),
-        "--tls-key",
-        missing.to_str().expect("utf-8"),
-    ]);
-    assert_eq!(o.status.code(), Some(1));
-    let err = crate::util::stderr(&o);
-    assert!(err.contains("cannot read the certificate") && err.contains("nope.pem"), "{err}");
+engine_tests! {
+    fn a_missing_or_bad_certificate_or_key_is_bad_input_before_serving(engine) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (cert, key, _) = certificate(dir.path());
+        let other = tempfile::tempdir().expect("tempdir");
+        let (_, other_key, _) = certificate(other.path());
+        let missing = dir.path().join("nope.pem").to_string_lossy().into_owned();
+        let (cert, key) = (cert.as_str(), key.as_str());
+        for (tls_cert, tls_key, says) in [
+            (missing.as_str(), key, "cannot read the certificate"),
+            (cert, missing.as_str(), "cannot read a PEM private key"),
+            (key, key, "no certificate in it"),
+            (cert, cert, "cannot read a PEM private key"),
+            (cert, other_key.as_str(), "do not go together"),
+        ] {
+            let o = crate::util::run(&[
+                "chat", "serve", "-e", engine, "--listen", "127.0.0.1:0", "--tls-cert", tls_cert, "--tls-key", tls_key,
+            ]);
+            let err = crate::util::stderr(&o);
+            assert_eq!(o.status.code(), Some(2), "{tls_cert} {tls_key}: {err}");
+            assert!(err.starts_with("trident: ") && err.contains(says), "{says}: {err}");
+            assert!(!err.contains("Serving"), "nothing was served: {err}");
+        }
+    }
 }

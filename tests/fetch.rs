@@ -413,6 +413,10 @@ engine_tests! {
             assert!(err.lines().count() <= 3 && !err.contains("\n\n"), "one short block: {err}");
             assert!(err.starts_with("trident: "), "{err}");
         }
+        // A directory files cannot be created in (even by root: /proc).
+        let o = run(&["fetch", "-e", engine, "-d", "/proc", &url]);
+        assert_eq!(code(&o), 2, "{}{}", stdout(&o), stderr(&o));
+        assert!(stderr(&o).starts_with("trident: cannot write files in /proc: "), "{}", stderr(&o));
         assert_eq!(s.hits("/file/10/x"), 0);
         assert!(files(dir.path()).is_empty());
     }

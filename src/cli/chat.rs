@@ -150,6 +150,11 @@ impl ChatServeArgs {
             ping_timeout: self.ping_timeout,
         };
         let tls = self.tls_cert.zip(self.tls_key);
+        if let Some((cert, key)) = &tls {
+            // A missing or unreadable certificate or key is bad input, told
+            // before anything is bound (each process loads them again).
+            crate::server::wire::server_config(cert, key).map_err(|e| BadInput(format!("{e:#}")))?;
+        }
         Ok((server, ChatConfig { hub, limits, tls }))
     }
 }

@@ -126,8 +126,9 @@ Exit status (the most severe wins, in this order):
   130  interrupted (Ctrl-C); the files already saved are complete
     4  a file could not be written in DIR (local error)
     3  checksum mismatch
-    2  bad input: invalid options or URL (on the command line: nothing is
-       downloaded; in an input file: that line is reported, the rest done)
+    2  bad input: invalid options or URL, a DIR where files cannot be
+       created (on the command line: nothing is downloaded; in an input
+       file: that line is reported, the rest done)
     1  some downloads failed (HTTP error, network error, after the retries;
        a TLS certificate that cannot be verified or a response head too
        large, at once)
@@ -300,6 +301,8 @@ impl FetchArgs {
                 .map_err(|e| BadInput(format!("cannot create directory {}: {e}", self.dir.display())))?,
             Err(e) => return Err(BadInput(format!("cannot use directory {}: {e}", self.dir.display()))),
         }
+        crate::fetch::unnamed::check_writable(&self.dir)
+            .map_err(|e| BadInput(format!("cannot write files in {}: {e}", self.dir.display())))?;
         let collision = match (self.overwrite, self.no_clobber) {
             (true, _) => Collision::Overwrite,
             (_, true) => Collision::NoClobber,

@@ -31,6 +31,24 @@ pub struct Unnamed {
     file: File,
 }
 
+/// Whether files can be created in `dir` (for `-d DIR`, before any
+/// request): an unnamed file, which leaves nothing behind, or where the
+/// file system has none, a named probe removed at once.
+pub fn check_writable(dir: &Path) -> io::Result<()> {
+    let unnamed = OpenOptions::new().write(true).custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC).mode(0o600).open(dir);
+    match unnamed {
+        Ok(_) => Ok(()),
+        // No unnamed files on this file system (EISDIR from kernels that
+        // ignore the flag, EOPNOTSUPP from file systems without them).
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)) => {
+            let probe = dir.join(format!(".trident-probe-{}", std::process::id()));
+            OpenOptions::new().write(true).create_new(true).custom_flags(libc::O_NOFOLLOW).mode(0o600).open(&probe)?;
+            std::fs::remove_file(&probe)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 impl Unnamed {
     /// The body written to a new unnamed file in `dir`; `None` when that
     /// cannot be done there (no `O_TMPFILE` on its file system, no
