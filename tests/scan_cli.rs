@@ -70,10 +70,17 @@ engine_tests! {
         let doc: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON document");
         assert_eq!(doc["summary"]["engine"], engine);
         assert_eq!(doc["summary"]["counts"], serde_json::json!({"open": 2, "closed": 5, "filtered": 0, "error": 0}));
-        let ports: Vec<u64> = doc["hosts"][0]["ports"].as_array().expect("ports").iter().map(|p| p["port"].as_u64().expect("port")).collect();
+        let listed = |doc: &serde_json::Value| -> Vec<u64> {
+            doc["hosts"][0]["ports"].as_array().expect("ports").iter().map(|p| p["port"].as_u64().expect("port")).collect()
+        };
+        // Closed ports are summarised (nmap's "Not shown"), unless --show-closed.
+        assert_eq!(listed(&doc), l.ports.iter().map(|&p| u64::from(p)).collect::<Vec<_>>(), "sorted open ports");
+        assert_eq!(doc["hosts"][0]["closed"]["count"], 5);
+        let o = run(&["scan", &ip, "-p", &spec, "-e", engine, "-f", "json", "--show-closed"]);
+        let doc: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON document");
         let mut want: Vec<u64> = l.ports.iter().chain(&closed).map(|&p| u64::from(p)).collect();
         want.sort_unstable();
-        assert_eq!(ports, want, "sorted, complete");
+        assert_eq!(listed(&doc), want, "sorted, complete");
 
         let o = run(&["scan", &ip, "-p", &spec, "-e", engine, "-f", "csv", "--open"]);
         let text = stdout(&o);

@@ -172,3 +172,41 @@ fn service_names_are_nmaps_when_nmap_is_installed() {
     let out = crate::util::stdout(&o);
     assert!(out.contains("\tPorts: 8000/closed/tcp//http-alt///"), "{out}");
 }
+
+#[test]
+fn json_of_every_port_is_compact_with_closed_ports_summarised() {
+    let l = Listeners::start(2);
+    let ip = l.ip.to_string();
+    let o = run(&["scan", &ip, "-p-", "-f", "json", "-q"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(o.stdout.len() < 4096, "{} bytes for two open ports", o.stdout.len());
+    assert_eq!(o.stdout.iter().filter(|&&b| b == b'\n').count(), 1, "one compact line");
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let host = &doc["hosts"][0];
+    let listed: std::collections::BTreeSet<u16> =
+        host["ports"].as_array().expect("ports").iter().map(|p| p["port"].as_u64().expect("port") as u16).collect();
+    // Listeners on every address (another program's) may be open here too.
+    assert!(listed.is_superset(&l.ports), "{listed:?}");
+    assert_eq!(host["closed"]["count"], 65535 - listed.len() as u64);
+    // The ranges are every port but the listed ones.
+    let mut want = Vec::new();
+    let mut from = 1u32;
+    for &p in listed.iter().chain([&0u16]) {
+        let to = if p == 0 { 65535 } else { u32::from(p) - 1 };
+        match to.cmp(&from) {
+            std::cmp::Ordering::Greater => want.push(format!("{from}-{to}")),
+            std::cmp::Ordering::Equal => want.push(from.to_string()),
+            std::cmp::Ordering::Less => {}
+        }
+        from = u32::from(p) + 1;
+    }
+    assert_eq!(host["closed"]["ports"], want.join(","));
+
+    // --show-closed lists them one by one, and no summary.
+    let o = run(&["scan", &ip, "-p", &l.spec_with(&[1, 2, 3]), "-f", "json", "--show-closed", "-q"]);
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let states: Vec<&str> =
+        doc["hosts"][0]["ports"].as_array().expect("ports").iter().filter_map(|p| p["state"].as_str()).collect();
+    assert_eq!(states.iter().filter(|s| **s == "closed").count(), 3, "{doc}");
+    assert_eq!(doc["hosts"][0].get("closed"), None);
+}

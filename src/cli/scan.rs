@@ -294,6 +294,7 @@ impl ScanArgs {
             banner: self.banners.then_some(BannerGrab { max_bytes: self.banner_bytes, wait: self.banner_wait }),
             outputs: self.outputs.destinations(std::io::stdout().is_terminal())?,
             open_only: self.open,
+            show_closed: self.outputs.show_closed,
             progress: !self.quiet,
             verbose: self.verbose,
             list_targets: self.list_targets,

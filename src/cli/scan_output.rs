@@ -45,6 +45,10 @@ pub struct OutputArgs {
     /// -oA BASE: BASE.nmap, BASE.xml and BASE.gnmap, as nmap writes them.
     #[arg(long = "output-all", value_name = "BASE")]
     pub all: Vec<PathBuf>,
+    /// JSON: list every closed port instead of a per-host summary
+    /// ("closed": {"count", "ports" as ranges}), as nmap's "Not shown".
+    #[arg(long)]
+    pub show_closed: bool,
 }
 
 /// The long flag of nmap's `-oN`, `-oX`, `-oG`, `-oA` and trident's `-oJ`.
@@ -148,6 +152,7 @@ mod tests {
             grep: vec![],
             jsonl: vec![],
             all: vec![],
+            show_closed: false,
         }
     }
 

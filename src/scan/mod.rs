@@ -67,6 +67,8 @@ pub struct ScanConfig {
     pub outputs: Vec<Destination>,
     /// List only open ports.
     pub open_only: bool,
+    /// JSON: list closed ports one by one instead of summarising them.
+    pub show_closed: bool,
     /// Draw a progress bar on stderr (only honoured on a terminal).
     pub progress: bool,
     /// Say more on stderr.

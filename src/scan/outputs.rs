@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use super::{Counts, Destination, ProbeResult, Report, Summary, TargetError};
+use super::{Counts, ProbeResult, Report, ScanConfig, Summary, TargetError};
 use crate::error::BadInput;
 use crate::output::OutputFile;
 
@@ -28,11 +28,11 @@ pub(super) struct Outputs {
 }
 
 impl Outputs {
-    /// Opens every destination for a scan of `probes` probes of `hosts`
-    /// addresses (see [`Report::for_scan`]).
-    pub(super) fn open(dests: &[Destination], open_only: bool, probes: u64, hosts: u64) -> Result<Self, BadInput> {
-        let mut each = Vec::with_capacity(dests.len());
-        for dest in dests {
+    /// Opens every destination of `config` for a scan of `probes` probes
+    /// of `hosts` addresses (see [`Report::for_scan`]).
+    pub(super) fn open(config: &ScanConfig, probes: u64, hosts: u64) -> Result<Self, BadInput> {
+        let mut each = Vec::with_capacity(config.outputs.len());
+        for dest in &config.outputs {
             let (sink, file, name) = match &dest.path {
                 Some(path) => {
                     let file = OutputFile::create(path)?;
@@ -41,7 +41,9 @@ impl Outputs {
                 }
                 None => (Sink::Stdout(BufWriter::new(io::stdout())), None, "stdout".to_string()),
             };
-            each.push(Output { report: Report::for_scan(dest.format, open_only, sink, probes, hosts), file, name });
+            let report =
+                Report::for_scan(dest.format, config.open_only, sink, probes, hosts).listing_closed(config.show_closed);
+            each.push(Output { report, file, name });
         }
         Ok(Outputs { each })
     }

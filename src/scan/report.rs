@@ -17,6 +17,11 @@
 //! address (text says so in a line); JSON then lists only open and error
 //! ports per host, like text, and says how many ports it did not list.
 //!
+//! JSON is one compact line. Closed ports are not listed in it but
+//! summarised per host, as nmap's "Not shown: N closed ports":
+//! `"closed": {"count": N, "ports": "1-21,23-79"}` (the ranges only where
+//! silent ports are listed too; `--show-closed` lists them one by one).
+//!
 //! [`nmap_format`]: super::nmap_format
 //! [`nmap_format::LIST_LIMIT`]: super::nmap_format::LIST_LIMIT
 
@@ -207,12 +212,17 @@ pub(super) struct HostResults {
     pub(super) hidden: BTreeMap<(PortState, &'static str), u64>,
     /// Round-trip times of answered probes (XML `<times>`).
     pub(super) rtt: RttStats,
+    /// JSON: the closed ports summarised rather than listed (small scans
+    /// only: a set costs 8 KiB per host).
+    pub(super) closed_ports: PortSet,
 }
 
 /// Collects and writes results in one format.
 pub struct Report<W: Write> {
     format: Format,
     open_only: bool,
+    /// JSON: list closed ports instead of summarising them per host.
+    list_closed: bool,
     out: W,
     /// Hosts keyed by (target block, address): keeps command-line order.
     hosts: BTreeMap<(u32, IpAddr), HostResults>,
@@ -249,6 +259,7 @@ impl<W: Write> Report<W> {
         Report {
             format,
             open_only,
+            list_closed: false,
             out,
             hosts: BTreeMap::new(),
             header_written: false,
@@ -258,6 +269,13 @@ impl<W: Write> Report<W> {
             unlisted_silent: 0,
             unlisted: 0,
         }
+    }
+
+    /// JSON lists closed ports one by one (`--show-closed`) rather than a
+    /// count and ranges per host.
+    pub fn listing_closed(mut self, list: bool) -> Self {
+        self.list_closed = list;
+        self
     }
 
     /// Takes one result; line formats write it out immediately.
@@ -283,7 +301,14 @@ impl<W: Write> Report<W> {
         match self.format {
             Format::Jsonl | Format::Csv => {}
             Format::Json => {
-                if listed && (self.list_silent || matches!(r.state, PortState::Open | PortState::Error)) {
+                if r.state == PortState::Closed && !self.list_closed {
+                    // Summarised per host, as nmap's "Not shown".
+                    if self.list_silent {
+                        entry.closed_ports.insert(r.port);
+                    }
+                } else if listed
+                    && (self.list_silent || matches!(r.state, PortState::Open | PortState::Error | PortState::Closed))
+                {
                     entry.kept.push(r);
                 } else if !self.list_silent {
                     self.unlisted += 1;
@@ -449,6 +474,17 @@ impl<W: Write> Report<W> {
             host: Option<&'a str>,
             counts: Counts,
             ports: Vec<PortLine<'a>>,
+            /// Closed ports not listed in `ports` (nmap's "Not shown").
+            #[serde(skip_serializing_if = "Option::is_none")]
+            closed: Option<Closed>,
+        }
+        #[derive(Serialize)]
+        struct Closed {
+            count: u64,
+            /// As ranges, `1-21,23-79`; only in scans small enough to
+            /// list silent ports (see [`LIST_SILENT_PROBES`]).
+            #[serde(skip_serializing_if = "Option::is_none")]
+            ports: Option<String>,
         }
         #[derive(Serialize)]
         struct Failure {
@@ -484,6 +520,10 @@ impl<W: Write> Report<W> {
                 host: h.host.as_deref(),
                 counts: h.counts,
                 ports: h.kept.iter().map(|r| PortLine::new(None, r)).collect(),
+                closed: (!self.list_closed && h.counts.closed > 0).then(|| Closed {
+                    count: h.counts.closed,
+                    ports: (!h.closed_ports.is_empty()).then(|| h.closed_ports.to_string()),
+                }),
             })
             .collect();
         let doc = Doc {
@@ -494,7 +534,7 @@ impl<W: Write> Report<W> {
             skipped_targets,
             hosts,
         };
-        serde_json::to_writer_pretty(&mut self.out, &doc)?;
+        serde_json::to_writer(&mut self.out, &doc)?;
         self.out.write_all(b"\n")
     }
 }
@@ -603,11 +643,27 @@ Scanned 1 host x 4 ports in 1.23s with async (concurrency 10): 2 open, 1 closed,
     }
 
     #[test]
-    fn json_document_is_sorted_and_complete() {
-        let doc: serde_json::Value = serde_json::from_str(&render(Format::Json, false)).unwrap();
+    fn show_closed_lists_every_closed_port_in_json() {
+        let mut report = Report::new(Format::Json, false, Vec::new()).listing_closed(true);
+        for r in sample() {
+            report.record(None, r).unwrap();
+        }
+        let doc: serde_json::Value = serde_json::from_slice(&report.finish(&Summary::default(), &[]).unwrap()).unwrap();
         let ports: Vec<u64> =
             doc["hosts"][0]["ports"].as_array().unwrap().iter().map(|p| p["port"].as_u64().unwrap()).collect();
         assert_eq!(ports, vec![22, 25, 80, 443]);
+        assert_eq!(doc["hosts"][0].get("closed"), None);
+    }
+
+    #[test]
+    fn json_document_is_compact_sorted_and_complete() {
+        let text = render(Format::Json, false);
+        assert_eq!(text.lines().count(), 1, "one compact line: {text}");
+        let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let ports: Vec<u64> =
+            doc["hosts"][0]["ports"].as_array().unwrap().iter().map(|p| p["port"].as_u64().unwrap()).collect();
+        assert_eq!(ports, vec![22, 25, 80], "closed ports are summarised, not listed");
+        assert_eq!(doc["hosts"][0]["closed"], serde_json::json!({"count": 1, "ports": "443"}));
         assert_eq!(doc["hosts"][0]["ports"][0]["service"], "ssh");
         assert_eq!(doc["hosts"][0]["host"], "localhost");
         assert_eq!(doc["summary"]["counts"]["open"], 2);
@@ -621,13 +677,16 @@ Scanned 1 host x 4 ports in 1.23s with async (concurrency 10): 2 open, 1 closed,
             for r in sample() {
                 report.record(None, r).unwrap();
             }
-            // Large: the two open ports only.
+            // Large: the two open ports only; closed ones summarised either way.
             let kept: usize = report.hosts.values().map(|h| h.kept.len()).sum();
-            assert_eq!(kept, if listed { 4 } else { 2 }, "{probes} probes, {hosts} hosts");
+            assert_eq!(kept, if listed { 3 } else { 2 }, "{probes} probes, {hosts} hosts");
             assert_eq!(report.counts().filtered, 1, "counted either way");
             let doc: serde_json::Value =
                 serde_json::from_slice(&report.finish(&Summary::default(), &[]).unwrap()).unwrap();
-            assert_eq!(doc.get("unlisted_ports").and_then(|v| v.as_u64()), (!listed).then_some(2));
+            assert_eq!(doc.get("unlisted_ports").and_then(|v| v.as_u64()), (!listed).then_some(1));
+            let closed =
+                if listed { serde_json::json!({"count": 1, "ports": "443"}) } else { serde_json::json!({"count": 1}) };
+            assert_eq!(doc["hosts"][0]["closed"], closed);
         }
         // A host that never answered has no state at all.
         let mut report = Report::for_scan(Format::Text, false, Vec::new(), 1 << 20, 1 << 16);

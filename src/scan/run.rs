@@ -216,7 +216,7 @@ pub fn run(config: &ScanConfig, interrupt: &Interrupt) -> anyhow::Result<ScanOut
         );
     }
 
-    let outputs = Outputs::open(&config.outputs, config.open_only, shard_total, hosts)?;
+    let outputs = Outputs::open(config, shard_total, hosts)?;
     let scanner = Scanner {
         config,
         report: RefCell::new(outputs),
