@@ -63,3 +63,29 @@ fn help_into_a_closed_pipe_ends_quietly() {
         assert_eq!((o.status.code(), stderr(&o).as_str()), (Some(0), ""), "{args:?}");
     }
 }
+
+fn help(args: &[&str]) -> String {
+    let o = run(args);
+    assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+    stdout(&o)
+}
+
+#[test]
+fn short_help_fits_a_screen_and_long_help_has_it_all() {
+    let short = help(&["fetch", "-h"]);
+    let long = help(&["fetch", "--help"]);
+    assert!(short.lines().count() <= 60, "{} lines:\n{short}", short.lines().count());
+    assert!(short.contains("Examples:") && !short.contains("Exit status"), "{short}");
+    assert!(long.contains("Exit status (the most severe wins") && long.contains("Split downloads (-s K)"), "{long}");
+    assert!(long.lines().count() > 150, "--help has every word");
+}
+
+#[test]
+fn help_says_what_the_flags_do() {
+    // The lab delays what comes in (see lab/delay.rs), not what it sends.
+    let up = help(&["lab", "up", "--help"]);
+    assert!(up.contains("Delay every packet that reaches the lab"), "{up}");
+    // fetch -q hides the progress too, not only warnings.
+    let fetch = help(&["fetch", "--help"]);
+    assert!(fetch.contains("no progress, no warnings"), "{fetch}");
+}

@@ -150,10 +150,11 @@ pub struct FetchArgs {
     /// Concurrency engine: threads, processes or async.
     #[arg(short = 'e', long, default_value = "async", value_parser = parse_engine)]
     pub engine: EngineKind,
-    /// Async engine: current-thread (one thread runs every download, as
-    /// an event loop does: faster for many small files) or multi-thread (a
-    /// runtime thread per core: faster for a few large ones; 4 x 256 MiB
-    /// from loopback 1,543 against 1,158 MiB/s here).
+    /// Async engine's runtime: current-thread or multi-thread. With
+    /// current-thread one thread runs every download, as an event loop
+    /// does: faster for many small files; multi-thread has a runtime thread
+    /// per core: faster for a few large ones (4 x 256 MiB from loopback
+    /// 1,543 against 1,158 MiB/s here).
     #[arg(long, value_enum, default_value_t = RuntimeArg::CurrentThread)]
     pub async_runtime: RuntimeArg,
     /// Files downloaded at once (threads, worker processes or futures); a
@@ -179,7 +180,7 @@ pub struct FetchArgs {
     /// never saved (exit 3). Needs exactly one URL.
     #[arg(long, value_name = "ALGO=HEX")]
     pub checksum: Option<String>,
-    /// Report the SHA-256 of every file saved: text sha256:HEX, JSON
+    /// Report the SHA-256 of every file saved. Text: sha256:HEX, JSON:
     /// "sha256" (null unless --sha256 or --checksum). Costs CPU: about
     /// 0.5 s per GiB.
     #[arg(long)]
@@ -190,37 +191,40 @@ pub struct FetchArgs {
     /// Skip URLs whose file name exists in DIR.
     #[arg(long)]
     pub no_clobber: bool,
-    /// Keep a resumable NAME.part (and its state) also when a download
-    /// fails for good, so that a later run continues it (a .part of the
-    /// same URL is always continued, and kept when interrupted).
+    /// Keep what a failed download got, for a later run to continue (as
+    /// wget -c). A resumable NAME.part (and its state) is then kept also
+    /// when a download fails for good (a .part of the same URL is always
+    /// continued, and kept when interrupted).
     #[arg(short = 'c', long = "continue")]
     pub continue_: bool,
-    /// Name files after the Content-Disposition header of the response
-    /// that is saved (filename* preferred), sanitised like any name;
-    /// the URL's name when it gives none.
+    /// Name files as the server's Content-Disposition header says. The
+    /// header of the response that is saved counts (filename* preferred),
+    /// sanitised like any name; the URL's name when it gives none.
     #[arg(long)]
     pub content_disposition: bool,
-    /// Fetch each file as up to K ranged parts at once, when the server
-    /// supports ranges and the file is large enough (see below).
+    /// Fetch each file as up to K ranged parts at once (as aria2 -s). Only
+    /// when the server supports ranges and the file is large enough (see
+    /// below).
     #[arg(short = 's', long = "split", value_name = "K", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..=64))]
     pub split: u32,
     /// No part of a split download is smaller than this (e.g. 512K, 1M, 4M).
     #[arg(long, value_name = "SIZE", default_value = "1M", value_parser = parse_size)]
     pub min_split_size: u64,
-    /// A split download starts as one stream; its other parts open once
-    /// its connection waited for data at least half of a window this long
-    /// (checked every window). 0 opens all K parts at once, as aria2 does
+    /// How long a split download watches its first stream before opening
+    /// the other parts. A split download starts as one stream; its other
+    /// parts open once its connection waited for data at least half of a
+    /// window this long (checked every window). 0 opens all K parts at once, as aria2 does
     /// (see below).
     #[arg(long, value_name = "DUR", default_value = "250ms", value_parser = parse_probe)]
     pub split_probe: Duration,
-    /// Give up a download that is not done this long after it started,
-    /// retries and their waits included (e.g. 90s, 10m); what came is
+    /// Give up a download that is not done this long after it started.
+    /// Retries and their waits are included (e.g. 90s, 10m); what came is
     /// kept with -c. --timeout still ends each silent wait sooner. Default:
     /// no limit.
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     pub max_time: Option<Duration>,
-    /// Refuse a file longer than SIZE (e.g. 100M, 4G): at once when its
+    /// Refuse a file longer than SIZE (e.g. 100M, 4G). At once when its
     /// Content-Length (or Content-Range) says so, else as soon as its body
     /// grows past SIZE; nothing is kept. Default: no limit.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
@@ -232,7 +236,8 @@ pub struct FetchArgs {
     /// Output: text (a line per file as it ends) or json (one document).
     #[arg(short = 'f', long, default_value = "text")]
     pub format: Format,
-    /// No warnings on stderr.
+    /// Nothing on stderr but errors: no progress, no warnings (results and
+    /// the summary still go to stdout).
     #[arg(short = 'q', long)]
     pub quiet: bool,
 }

@@ -88,7 +88,8 @@ pub struct UpArgs {
     /// Drop this percentage of incoming TCP packets at random, on every port.
     #[arg(long, value_name = "PCT", value_parser = parse_loss)]
     pub loss: Option<f64>,
-    /// Delay every packet the lab sends by DUR (e.g. 20ms; 0 for none).
+    /// Delay every packet that reaches the lab by DUR (e.g. 20ms; 0 for
+    /// none), before its firewall sees it: each round trip takes DUR more.
     #[arg(long, value_name = "DUR", value_parser = parse_latency)]
     pub latency: Option<Duration>,
     /// Seed of the choice of open ports with --open.

@@ -5,7 +5,9 @@
 //!
 //! - [`scan`], [`fetch`], [`echo`], [`chat`], [`lab`], [`bench`](mod@bench), [`demo`]:
 //!   one command each;
-//! - [`serve`]: the options every server shares; [`scan_output`]: scan's
+//! - [`serve`]: the options every server shares;
+//! - `help`: what is said instead of running a command (short and long
+//!   help, clap's errors); [`scan_output`]: scan's
 //!   output flags (`-o`, nmap's `-oN/-oX/-oG/-oA`);
 //! - this file: the top-level [`Cli`], the engine options batch commands
 //!   share, and value parsers used by several commands.
@@ -15,6 +17,7 @@ pub mod chat;
 pub mod demo;
 pub mod echo;
 pub mod fetch;
+mod help;
 pub mod lab;
 pub mod scan;
 pub mod scan_output;
@@ -98,63 +101,12 @@ pub enum Command {
 /// result is the exit status: 0 for --help and --version (also into a
 /// closed pipe), 2 for a syntax error or a missing subcommand.
 pub fn parse(args: Vec<OsString>) -> Result<Command, Exit> {
+    use clap::FromArgMatches;
     let args = normalize_args(args);
-    match Cli::try_parse_from(&args) {
+    match help::command().try_get_matches_from(&args).and_then(|m| Cli::from_arg_matches(&m)) {
         Ok(cli) => Ok(cli.command),
-        Err(e) => Err(report(&e, &args)),
+        Err(e) => Err(help::report(&e, &args)),
     }
-}
-
-/// Prints what clap has to say and gives the exit status.
-fn report(e: &clap::Error, args: &[OsString]) -> Exit {
-    use clap::error::ErrorKind;
-    match e.kind() {
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => match e.print() {
-            // `trident scan --help | head -1` got what it wanted.
-            Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => Exit::Failure,
-            _ => Exit::Success,
-        },
-        // `trident`, `trident chat`: the command list, on stderr.
-        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-            let _ = e.print();
-            Exit::BadInput
-        }
-        _ => {
-            eprintln!("trident: {}", error_block(&e.render().to_string(), &command_path(args)));
-            Exit::BadInput
-        }
-    }
-}
-
-/// clap's whole error (what is wrong, its tip, the usage) as one block
-/// without blank lines, saying where the help is: at the end of a one-line
-/// error (a bad value stays one line), else on a last line.
-fn error_block(rendered: &str, path: &str) -> String {
-    let lines: Vec<&str> = rendered
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with("For more information"))
-        .map(|l| l.strip_prefix("error: ").unwrap_or(l))
-        .collect();
-    match lines.as_slice() {
-        [line] => format!("{line} (see '{path} --help')"),
-        _ => format!("{}\nsee '{path} --help'", lines.join("\n")),
-    }
-}
-
-/// `trident chat connect`: the subcommands named in `args`.
-fn command_path(args: &[OsString]) -> String {
-    use clap::CommandFactory;
-    let mut command = Cli::command();
-    let mut path = vec!["trident".to_string()];
-    for arg in args.iter().skip(1).map(|a| a.to_string_lossy()) {
-        if arg.starts_with('-') {
-            continue;
-        }
-        let Some(sub) = command.find_subcommand(arg.as_ref()).cloned() else { break };
-        path.push(sub.get_name().to_string());
-        command = sub;
-    }
-    path.join(" ")
 }
 
 /// Engine choice, shared by every batch subcommand.
@@ -298,8 +250,7 @@ mod tests {
     }
 
     fn help_of(path: &[&str]) -> String {
-        use clap::CommandFactory;
-        let mut command = Cli::command();
+        let mut command = help::command();
         let mut leaf = &mut command;
         for name in path {
             leaf = leaf.find_subcommand_mut(name).unwrap_or_else(|| panic!("no subcommand {name}"));
@@ -359,26 +310,6 @@ mod tests {
         for row in ["-e ENGINE", "-j N", "-c          continue", "-d DIR", "-n NICK", "-s K", "-i FILE"] {
             assert!(help.contains(row), "{row} missing from:\n{help}");
         }
-    }
-
-    #[test]
-    fn an_error_is_claps_whole_message_in_one_block() {
-        let rendered = "error: unexpected argument '--retires' found\n\n  tip: a similar argument exists: \
-                        '--retries'\n\nUsage: trident fetch --retries <N> [URL]...\n\nFor more information, try '--help'.\n";
-        assert_eq!(
-            error_block(rendered, "trident fetch"),
-            "unexpected argument '--retires' found\n  tip: a similar argument exists: '--retries'\n\
-             Usage: trident fetch --retries <N> [URL]...\nsee 'trident fetch --help'"
-        );
-        let rendered =
-            "error: invalid value 'x' for '-j <N>': expected a number\n\nFor more information, try '--help'.\n";
-        assert_eq!(
-            error_block(rendered, "trident scan"),
-            "invalid value 'x' for '-j <N>': expected a number (see 'trident scan --help')"
-        );
-        let args = ["trident", "chat", "connect", "-n", "x", "extra"].map(OsString::from);
-        assert_eq!(command_path(&args), "trident chat connect");
-        assert_eq!(command_path(&["trident", "-x"].map(OsString::from)), "trident");
     }
 
     #[test]

@@ -68,7 +68,7 @@ pub struct DelayStats {
     pub user_dropped: u64,
 }
 
-/// Holds the namespace's outgoing packets for a fixed latency; stops (and
+/// Holds the packets coming into the namespace for a fixed latency; stops (and
 /// releases everything it holds) on drop.
 #[derive(Debug)]
 pub struct Delayer {
@@ -89,7 +89,7 @@ struct Counters {
 }
 
 impl Delayer {
-    /// Starts delaying every packet `ns` sends out of its veth end by
+    /// Starts delaying every packet that reaches `ns` through its veth end by
     /// `latency`: binds the queue inside the namespace, starts the delayer
     /// thread, then installs the iptables rule.
     pub fn start(ns: &Netns, latency: Duration) -> Result<Delayer, LabError> {
