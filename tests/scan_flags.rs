@@ -127,6 +127,50 @@ fn excluded_addresses_are_not_scanned() {
     }
 }
 
+engine_tests! {
+    fn scan_delay_spaces_the_probes(engine) {
+        // Six probes at least 100 ms apart cannot take less than 500 ms,
+        // however fast the machine (a slower one only adds to it).
+        let ip = util::unique_loopback().to_string();
+        let started = Instant::now();
+        let o = run(&["scan", &ip, "-p", "20001-20006", "--scan-delay", "100ms", "-e", engine, "-f", "jsonl"]);
+        let took = started.elapsed();
+        let context = describe(&o);
+        assert_eq!(o.status.code(), Some(0), "{context}");
+        assert_eq!(ports_in(&jsonl(&o), "closed").len(), 6, "{context}");
+        assert!(took.as_millis() >= 450, "six probes 100 ms apart took {took:?}\n{context}");
+    }
+}
+
+#[test]
+fn min_rate_raises_the_probes_in_flight_and_must_fit_under_max_rate() {
+    let ip = util::unique_loopback().to_string();
+    let o = run(&[
+        "scan",
+        &ip,
+        "-p",
+        "20001-20050",
+        "--min-rate",
+        "500",
+        "--timeout",
+        "2s",
+        "--concurrency",
+        "10",
+        "-v",
+        "-f",
+        "jsonl",
+    ]);
+    let context = describe(&o);
+    assert_eq!(o.status.code(), Some(0), "{context}");
+    assert!(stderr(&o).contains("concurrency 10 raised to 1000 for --min-rate 500"), "{context}");
+    assert_eq!(ports_in(&jsonl(&o), "closed").len(), 50, "{context}");
+    for limit in [["--max-rate", "5"], ["--scan-delay", "1s"]] {
+        let o = run(&["scan", &ip, "-p", "1", "--min-rate", "10", limit[0], limit[1]]);
+        assert_eq!(o.status.code(), Some(2), "{limit:?}: {}", describe(&o));
+        assert!(stderr(&o).contains("--min-rate 10 is above"), "{limit:?}: {}", stderr(&o));
+    }
+}
+
 #[test]
 fn fast_mode_scans_the_100_most_common_ports() {
     let ip = util::unique_loopback().to_string();

@@ -119,6 +119,18 @@ pub struct ScanArgs {
     /// Start at most this many probes per second (all engines).
     #[arg(long, value_name = "PPS", value_parser = parse_rate)]
     pub max_rate: Option<f64>,
+    /// Keep at least PPS probes per second going. trident never slows down
+    /// by itself (no congestion control): the rate comes from the probes in
+    /// flight, so this raises the concurrency to PPS x the probe timeout
+    /// (within the open-file limit) and says so at the end if the scan
+    /// still ran slower.
+    #[arg(long, value_name = "PPS", value_parser = parse_rate)]
+    pub min_rate: Option<f64>,
+    /// Start probes at least DUR apart (as nmap's --scan-delay, but for all
+    /// hosts together: the same for one host, slower for several); the
+    /// same as --max-rate 1/DUR, and the lower of the two applies.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub scan_delay: Option<Duration>,
     /// Seed of the random probe order; the same seed gives the same order.
     /// [default: random, or a fixed one with --shard]
     #[arg(long, value_name = "S")]
@@ -282,7 +294,14 @@ impl ScanArgs {
         let seed =
             self.seed.unwrap_or_else(|| if self.shard.is_some() { 0x0074_7269_6465_6e74 } else { random_seed() });
         let mut engine = self.engine.config();
-        engine.max_rate = self.max_rate;
+        engine.max_rate = self.max_rate_with_delay();
+        if let (Some(min), Some(max)) = (self.min_rate, engine.max_rate) {
+            if min > max {
+                return Err(BadInput(format!(
+                    "--min-rate {min} is above the {max} probes per second that --max-rate or --scan-delay allow"
+                )));
+            }
+        }
         Ok(ScanConfig {
             targets,
             skipped,
@@ -299,7 +318,17 @@ impl ScanArgs {
             verbose: self.verbose,
             list_targets: self.list_targets,
             device,
+            min_rate: self.min_rate,
         })
+    }
+
+    /// `--max-rate`, lowered to one probe per `--scan-delay`.
+    fn max_rate_with_delay(&self) -> Option<f64> {
+        let by_delay = self.scan_delay.map(|d| 1.0 / d.as_secs_f64());
+        match (self.max_rate, by_delay) {
+            (Some(rate), Some(delay)) => Some(rate.min(delay)),
+            (rate, delay) => rate.or(delay),
+        }
     }
 
     /// The `--exclude` and `--excludefile` addresses, of both families. A

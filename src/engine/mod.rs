@@ -235,6 +235,21 @@ pub struct EngineConfig {
     pub thread_stack: usize,
     /// At most this many task starts per second (`--max-rate`), if set.
     pub max_rate: Option<f64>,
+    /// When the next start is due, shared by every run of this config and
+    /// its clones: a scan's calibration, main and retry streams are runs of
+    /// their own, and the rate (or `--scan-delay`) holds across them.
+    pub schedule: PaceSchedule,
+}
+
+/// When the next paced start of an [`EngineConfig`]'s runs is due (see
+/// [`EngineConfig::schedule`]); clones share it.
+#[derive(Clone, Debug, Default)]
+pub struct PaceSchedule(Arc<std::sync::Mutex<Option<std::time::Instant>>>);
+
+impl PaceSchedule {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<std::time::Instant>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 impl EngineConfig {
@@ -246,6 +261,7 @@ impl EngineConfig {
             async_runtime: AsyncRuntime::default(),
             thread_stack: 256 * 1024,
             max_rate: None,
+            schedule: PaceSchedule::default(),
         }
     }
 
@@ -298,6 +314,9 @@ impl Interrupt {
 pub(crate) struct Pacer {
     interval: Option<std::time::Duration>,
     next: std::time::Instant,
+    /// The config's schedule: read when the run starts, written back when
+    /// it ends (runs of one config never overlap).
+    shared: Option<PaceSchedule>,
 }
 
 impl Pacer {
@@ -309,7 +328,19 @@ impl Pacer {
 
     pub(crate) fn new(max_rate: Option<f64>) -> Self {
         let interval = max_rate.filter(|r| *r > 0.0).map(|r| std::time::Duration::from_secs_f64(1.0 / r));
-        Pacer { interval, next: std::time::Instant::now() }
+        Pacer { interval, next: std::time::Instant::now(), shared: None }
+    }
+
+    /// The pacer of one run of `config`, going on from where its last run
+    /// left the schedule.
+    pub(crate) fn for_run(config: &EngineConfig) -> Self {
+        let mut pacer = Self::new(config.max_rate);
+        if pacer.interval.is_some() {
+            let due = *config.schedule.lock();
+            pacer.next = due.map_or(pacer.next, |due| due.max(pacer.next));
+            pacer.shared = Some(config.schedule.clone());
+        }
+        pacer
     }
 
     /// Books the next start; returns how long to wait before it.
@@ -327,6 +358,14 @@ impl Pacer {
         let wait = self.next.saturating_duration_since(now);
         self.next += interval;
         if wait < Self::SLACK { std::time::Duration::ZERO } else { wait }
+    }
+}
+
+impl Drop for Pacer {
+    fn drop(&mut self) {
+        if let Some(shared) = &self.shared {
+            *shared.lock() = Some(self.next);
+        }
     }
 }
 
@@ -447,6 +486,22 @@ mod tests {
 
         let mut free = Pacer::new(None);
         assert!((0..10).all(|_| free.book_at(now).is_zero()));
+    }
+
+    #[test]
+    fn runs_of_one_config_share_the_schedule() {
+        let config = EngineConfig { max_rate: Some(2.0), ..EngineConfig::new(EngineKind::Threads) };
+        let mut first = Pacer::for_run(&config);
+        let start = first.next;
+        assert!(first.book_at(start).is_zero());
+        drop(first);
+        // The next run (a clone, as a scan's calibration uses) starts where
+        // the first left off: half a second after its start, not at once.
+        let mut second = Pacer::for_run(&config.clone());
+        assert_eq!(second.book_at(start), std::time::Duration::from_millis(500));
+        // Without a rate nothing is shared or waited for.
+        let free = EngineConfig::new(EngineKind::Threads);
+        assert!(Pacer::for_run(&free).shared.is_none());
     }
 
     /// Squares a number; panics on 13 to exercise failure reporting.

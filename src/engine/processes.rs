@@ -357,7 +357,7 @@ where
     let mut exhausted = false;
     let mut interrupted_at: Option<Instant> = None;
     let mut consecutive_crashes = 0u32;
-    let mut pacer = Pacer::new(config.max_rate);
+    let mut pacer = Pacer::for_run(config);
 
     loop {
         if interrupt.is_set() && interrupted_at.is_none() {

@@ -41,7 +41,7 @@ where
     let (task_tx, task_rx) = bounded::<T>(0);
     let (out_tx, out_rx) = unbounded::<TaskOutcome<T>>();
 
-    let mut pacer = Pacer::new(config.max_rate);
+    let mut pacer = Pacer::for_run(config);
     let slots = Slots::new(config.concurrency);
     let ctx = Ctx::new(interrupt);
     thread::scope(|scope| {

@@ -67,7 +67,7 @@ where
 {
     let rt = runtime(config.async_runtime).map_err(|source| EngineError::Start { engine: "async", source })?;
     let mut stats = RunStats::default();
-    let mut pacer = Pacer::new(config.max_rate);
+    let mut pacer = Pacer::for_run(config);
     let slots = Slots::new(config.concurrency);
     let ctx = Ctx::new(interrupt);
     rt.block_on(async {

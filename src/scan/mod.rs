@@ -78,6 +78,9 @@ pub struct ScanConfig {
     /// Send only through this network interface (its index): `--lab`
     /// binds a scan to its lab's veth, so nothing can route out.
     pub device: Option<u32>,
+    /// Keep at least this many probes per second going (`--min-rate`):
+    /// enough probes in flight for it, and a word at the end if not met.
+    pub min_rate: Option<f64>,
 }
 
 /// One place the results are written, in one format.

@@ -48,11 +48,14 @@ struct Scanner<'c> {
     write_error: RefCell<Option<io::Error>>,
     failed: Cell<u64>,
     open: Cell<u64>,
+    /// Probes handed to the engine (retries included), for `--min-rate`.
+    sent: Cell<u64>,
 }
 
 impl Scanner<'_> {
     fn task(&self, (block, ip, port): Probe, retry: u8, timeout: Option<Duration>) -> ProbeTask {
         let timeout = timeout.unwrap_or_else(|| self.timing.borrow().timeout(ip));
+        self.sent.set(self.sent.get() + 1);
         ProbeTask { block, ip, port, timeout, retry, banner: self.config.banner, device: self.config.device }
     }
 
@@ -190,6 +193,17 @@ pub fn run(config: &ScanConfig, interrupt: &Interrupt) -> anyhow::Result<ScanOut
     // Probes on this process's threads may share a source port; worker
     // processes each picking one could meet in a simultaneous open.
     super::connect::share_source_port(engine.kind.tasks_share_process());
+    if let Some(floor) = config.min_rate {
+        // A probe holds its slot for its timeout at most: the fixed one, or
+        // the adaptive one's start (answers usually make it much shorter).
+        let needed = super::timing::concurrency_for_rate(floor, config.timing.fixed.unwrap_or(config.timing.initial));
+        if engine.concurrency < needed {
+            if config.verbose {
+                eprintln!("trident: concurrency {} raised to {needed} for --min-rate {floor}", engine.concurrency);
+            }
+            engine.concurrency = needed;
+        }
+    }
     let fd_limit = crate::sys::raise_nofile_limit();
     let budget = (fd_limit.saturating_sub(64) as usize / engine.kind.fds_per_task()).max(1);
     if engine.concurrency > budget {
@@ -227,6 +241,7 @@ pub fn run(config: &ScanConfig, interrupt: &Interrupt) -> anyhow::Result<ScanOut
         write_error: RefCell::new(None),
         failed: Cell::new(0),
         open: Cell::new(0),
+        sent: Cell::new(0),
     };
 
     let started = Instant::now();
@@ -246,6 +261,12 @@ pub fn run(config: &ScanConfig, interrupt: &Interrupt) -> anyhow::Result<ScanOut
         scanner.record(filtered(probe, tries), interrupt);
     }
     scanner.bar.finish_and_clear();
+    if let Some(floor) = config.min_rate.filter(|_| !interrupted) {
+        let shortfall = super::timing::rate_shortfall(floor, scanner.sent.get(), started.elapsed(), engine.concurrency);
+        if let Some(why) = shortfall {
+            eprintln!("trident: warning: {why}");
+        }
+    }
     if config.verbose {
         eprintln!(
             "trident: {:.3}s: done; at most {} silent probe(s) held at once; {}",

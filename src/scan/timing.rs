@@ -283,9 +283,40 @@ impl Timing {
     }
 }
 
+/// The probes in flight that keep `floor` probes per second going
+/// (`--min-rate`) when each may hold its slot for up to `hold`: nothing
+/// else slows a scan down, so this is what a rate floor needs.
+pub fn concurrency_for_rate(floor: f64, hold: Duration) -> usize {
+    (floor * hold.as_secs_f64()).ceil().clamp(1.0, 1e9) as usize
+}
+
+/// What to say when a scan of `sent` probes in `elapsed` ran below its
+/// `floor` (`--min-rate`). A scan shorter than a second at the floor is
+/// all start-up, so it is not judged.
+pub fn rate_shortfall(floor: f64, sent: u64, elapsed: Duration, concurrency: usize) -> Option<String> {
+    let rate = sent as f64 / elapsed.as_secs_f64().max(1e-3);
+    (sent as f64 >= floor && rate < floor).then(|| {
+        format!(
+            "ran at {rate:.0} probes/s, below --min-rate {floor}: {concurrency} probes in flight waited for \
+their answers or timeouts longer than expected (raise -j, or lower --timeout)"
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rate_floor() {
+        assert_eq!(concurrency_for_rate(1000.0, Duration::from_secs(1)), 1000);
+        assert_eq!(concurrency_for_rate(150.0, Duration::from_millis(10)), 2);
+        assert_eq!(concurrency_for_rate(0.5, Duration::from_millis(10)), 1);
+        let slow = rate_shortfall(1000.0, 2000, Duration::from_secs(4), 64).unwrap_or_default();
+        assert!(slow.starts_with("ran at 500 probes/s, below --min-rate 1000: 64 probes"), "{slow}");
+        assert_eq!(rate_shortfall(1000.0, 2000, Duration::from_secs(1), 64), None, "2,000/s is above");
+        assert_eq!(rate_shortfall(1000.0, 50, Duration::from_secs(1), 64), None, "too short to judge");
+    }
 
     const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1));
     const OTHER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 2));
