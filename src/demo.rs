@@ -56,7 +56,7 @@ pub fn run(args: &DemoConfig) -> anyhow::Result<Exit> {
     // One recorded round, no warm-up: each engine once, in the order asked.
     harness::rotate(&args.engines, 0, 1, |&engine, _| {
         let contender = Contender::Trident(engine);
-        let m = measure(&mut contender.command(&exe, IpAddr::V4(addr), &ports, &[]))
+        let m = measure(&mut contender.command(&exe, IpAddr::V4(addr), &ports, &[], None))
             .with_context(|| format!("cannot run the {engine} scan"))?;
         if m.exit_code != Some(0) {
             bail!("the {engine} scan failed ({:?}): {}", m.exit_code, String::from_utf8_lossy(&m.stderr).trim());

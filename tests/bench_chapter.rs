@@ -50,3 +50,98 @@ fn an_unknown_chapter_peer_is_bad_input() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("chapter-asyncio"), "{}", stderr(&o));
 }
+
+/// The open ports of lab preset `name` (its seed is fixed), lowest first.
+fn lab_open_ports(name: &str) -> Vec<u16> {
+    let spec = trident::lab::LabSpec::preset(name).expect("preset");
+    spec.open_ports().expect("open ports").into_iter().collect()
+}
+
+/// `trident bench scan` of lab `lab` on `ports`, one run, no warm-up,
+/// trident's async engine and the chapter's scanners `vs`; its stdout and
+/// summary.json (exit status not checked: see each test).
+fn bench_scan(lab: &str, ports: &str, vs: &str, time_limit: &str) -> (String, serde_json::Value) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    let o = run(&[
+        "bench",
+        "scan",
+        "--lab",
+        lab,
+        "-p",
+        ports,
+        "--engines",
+        "async",
+        "--vs",
+        vs,
+        "--runs",
+        "1",
+        "--warmup",
+        "0",
+        "--time-limit",
+        time_limit,
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    let text = stdout(&o);
+    assert!(out.join("summary.json").exists(), "status {}\n{text}\n{}", o.status, stderr(&o));
+    (text, summary(&out))
+}
+
+fn run_of<'a>(summary: &'a serde_json::Value, tool: &str) -> &'a serde_json::Value {
+    let runs = summary["runs"].as_array().expect("runs");
+    runs.iter().find(|r| r["tool"] == tool).unwrap_or_else(|| panic!("no run of {tool}: {summary}"))
+}
+
+#[test]
+fn the_chapters_scanners_find_the_open_ports_of_a_lab() {
+    // The clean lab: no loss, no firewall; a closed port answers at once.
+    let open = lab_open_ports("clean");
+    let mut ports: Vec<String> = open.iter().take(5).map(u16::to_string).collect();
+    ports.push(format!("{}-{}", open[0].saturating_sub(40).max(1), open[0] + 40));
+    let vs = "chapter-threads,chapter-processes,chapter-asyncio,chapter-asyncio-timeout";
+    let (text, summary) = bench_scan("clean", &ports.join(","), vs, "120s");
+    let truth: Vec<u64> = summary["truth"].as_array().expect("truth").iter().filter_map(|p| p.as_u64()).collect();
+    assert!(truth.len() >= 5, "{truth:?}");
+    for tool in vs.split(',') {
+        let r = run_of(&summary, tool);
+        assert_eq!(
+            (r["recall"].as_f64(), r["false_positives"].as_u64(), r["found"].as_u64()),
+            (Some(1.0), Some(0), Some(truth.len() as u64)),
+            "{tool}: {r}\n{text}"
+        );
+        assert_eq!((r["exit_code"].as_i64(), r["timed_out"].as_bool()), (Some(0), Some(false)), "{tool}: {r}");
+    }
+    // Changed from the chapter, and said so.
+    assert!(text.contains("chapter-asyncio-timeout is CHANGED from the chapter"), "{text}");
+    let ratios = summary["ratios"].as_array().expect("ratios");
+    assert_eq!(ratios.len(), 4, "trident-async over each chapter scanner: {ratios:?}");
+}
+
+#[test]
+fn the_chapters_asyncio_scanner_does_not_finish_on_a_filtered_port_and_is_reported_so() {
+    // The full lab DROPs the SYNs of 20001-30000: without a timeout the
+    // chapter's asyncio scanner waits for the kernel to give up (~2 min).
+    let open = lab_open_ports("full");
+    let ports = format!("{},{},20001-20003", open[0], open[1]);
+    let (text, summary) = bench_scan("full", &ports, "chapter-asyncio,chapter-asyncio-timeout", "6s");
+    let hung = run_of(&summary, "chapter-asyncio");
+    assert_eq!((hung["timed_out"].as_bool(), hung["exit_code"].as_i64()), (Some(true), None), "{hung}\n{text}");
+    let row = text.lines().find(|l| l.starts_with("1    chapter-asyncio ")).unwrap_or_else(|| panic!("{text}"));
+    assert!(row.contains("did not finish: killed at the 6s time limit"), "{row}");
+    let median = text.lines().find(|l| l.starts_with("chapter-asyncio ") && !l.contains('%')).expect("summary row");
+    assert!(median.contains("did not finish"), "{median}\n{text}");
+    let rows = summary["summary"].as_array().expect("summary");
+    let hung_row = rows.iter().find(|r| r["tool"] == "chapter-asyncio").expect("kept in the summary");
+    assert_eq!(hung_row["timeouts"].as_u64(), Some(1), "{hung_row}");
+    // No ratio over a time limit.
+    let ratios = summary["ratios"].as_array().expect("ratios");
+    assert!(ratios.iter().all(|r| r["peer"] != "chapter-asyncio"), "{ratios:?}");
+    // The smallest fix finishes, and reports no filtered port as open.
+    let fixed = run_of(&summary, "chapter-asyncio-timeout");
+    assert_eq!(
+        (fixed["timed_out"].as_bool(), fixed["exit_code"].as_i64(), fixed["false_positives"].as_u64()),
+        (Some(false), Some(0), Some(0)),
+        "{fixed}\n{text}"
+    );
+}

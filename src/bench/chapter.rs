@@ -23,23 +23,40 @@ use super::harness::find_program;
 /// One of the chapter's programs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Program {
+    /// The threaded port scanner (Project 8.1).
+    ScanThreads,
+    /// The multiprocessing port scanner (Project 8.2).
+    ScanProcesses,
+    /// The asyncio port scanner (Project 8.3).
+    ScanAsyncio,
+    /// What the three scanners share: arguments and report (imported).
+    ScanCommon,
     /// The asyncio echo server (section 8.4).
     EchoServer,
 }
 
 impl Program {
     /// Every program.
-    pub const ALL: [Program; 1] = [Program::EchoServer];
+    pub const ALL: [Program; 5] =
+        [Program::ScanThreads, Program::ScanProcesses, Program::ScanAsyncio, Program::ScanCommon, Program::EchoServer];
 
     /// Its file name in `bench/chapter/`.
     pub fn file_name(self) -> &'static str {
         match self {
+            Program::ScanThreads => "scan_threads.py",
+            Program::ScanProcesses => "scan_processes.py",
+            Program::ScanAsyncio => "scan_asyncio.py",
+            Program::ScanCommon => "scan_common.py",
             Program::EchoServer => "echo_server.py",
         }
     }
 
     fn source(self) -> &'static str {
         match self {
+            Program::ScanThreads => include_str!("../../bench/chapter/scan_threads.py"),
+            Program::ScanProcesses => include_str!("../../bench/chapter/scan_processes.py"),
+            Program::ScanAsyncio => include_str!("../../bench/chapter/scan_asyncio.py"),
+            Program::ScanCommon => include_str!("../../bench/chapter/scan_common.py"),
             Program::EchoServer => include_str!("../../bench/chapter/echo_server.py"),
         }
     }
@@ -64,10 +81,15 @@ impl Programs {
         Ok(Programs { dir })
     }
 
+    /// Where `program` was written.
+    pub fn path(&self, program: Program) -> PathBuf {
+        self.dir.join(program.file_name())
+    }
+
     /// `PYTHON PROGRAM`, arguments to be added.
     pub fn command(&self, python: &Path, program: Program) -> Command {
         let mut cmd = Command::new(python);
-        cmd.arg(self.dir.join(program.file_name()));
+        cmd.arg(self.path(program));
         cmd
     }
 }
@@ -93,7 +115,8 @@ mod tests {
         for program in Program::ALL {
             let written = fs::read_to_string(dir.path().join("chapter").join(program.file_name())).expect("written");
             assert_eq!(written, program.source());
-            assert!(written.starts_with("#!/usr/bin/env python3\n"), "{}", program.file_name());
+            let module = program == Program::ScanCommon;
+            assert!(module || written.starts_with("#!/usr/bin/env python3\n"), "{}", program.file_name());
             let cmd = programs.command(Path::new("/usr/bin/python3"), program);
             assert!(cmd.get_args().next().is_some_and(|a| a.to_string_lossy().ends_with(program.file_name())));
         }

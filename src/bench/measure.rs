@@ -74,8 +74,8 @@ pub fn measure(cmd: &mut Command) -> io::Result<Measurement> {
     measure_with_limit(cmd, None)
 }
 
-/// Like [`measure`], but kills the command (SIGKILL) once `limit` has
-/// passed; the measurement then has `timed_out` set.
+/// Like [`measure`], but kills the command and its descendants (SIGKILL)
+/// once `limit` has passed; the measurement then has `timed_out` set.
 pub fn measure_with_limit(cmd: &mut Command, limit: Option<Duration>) -> io::Result<Measurement> {
     let started = Instant::now();
     let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
@@ -92,8 +92,16 @@ pub fn measure_with_limit(cmd: &mut Command, limit: Option<Duration>) -> io::Res
             let deadline = Instant::now() + limit;
             while !done.load(Ordering::Relaxed) {
                 if Instant::now() >= deadline {
-                    // SAFETY: kill on a pid we have not reaped yet (wait4 below).
-                    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+                    // The whole tree: a child left running (a Python
+                    // pool's worker) would hold the output pipes open,
+                    // and the bench would wait for it. The tree is read
+                    // before anyone dies, while every child still has
+                    // its parent.
+                    for p in sys::process_tree(pid) {
+                        // SAFETY: kill(2) on the command (not reaped yet:
+                        // wait4 below) and on its descendants.
+                        unsafe { libc::kill(p as libc::pid_t, libc::SIGKILL) };
+                    }
                     return true;
                 }
                 thread::sleep(Duration::from_millis(20));
@@ -196,6 +204,18 @@ mod tests {
         assert!(m.cpu() > Duration::ZERO);
         assert!(m.peak_rss_kib > 100, "{}", m.peak_rss_kib);
         assert!(!m.timed_out);
+    }
+
+    #[test]
+    fn a_time_limit_kills_the_whole_tree() {
+        // A child that outlives its parent keeps stdout open: unless it is
+        // killed too, reading the output waits the child's 30 s.
+        let started = Instant::now();
+        let m =
+            measure_with_limit(Command::new("sh").args(["-c", "sleep 30 & wait"]), Some(Duration::from_millis(300)))
+                .unwrap();
+        assert!(m.timed_out);
+        assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
     }
 
     #[test]

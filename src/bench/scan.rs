@@ -16,7 +16,8 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::Serialize;
 
-use super::fixture::ScanTarget;
+use super::chapter::{self, Program, Programs};
+use super::fixture::{ScanTarget, TempDir};
 use super::harness::{self, Cost, Medians, Ratio, Record};
 use super::measure::{Measurement, measure_with_limit};
 use crate::engine::EngineKind;
@@ -30,6 +31,46 @@ pub enum Peer {
     RustScan,
     /// RustScan with its defaults.
     RustScanDefault,
+    /// One of the chapter's Python scanners.
+    Chapter(ChapterScanner),
+}
+
+/// The chapter's scanners (`bench/chapter/scan_*.py`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChapterScanner {
+    /// A thread per port, 1 s connect timeout.
+    Threads,
+    /// A process pool mapping over the ports, 1 s connect timeout.
+    Processes,
+    /// A coroutine per port, gathered, no timeout: a filtered port holds
+    /// the scan until the kernel gives up on the connect (~2 min).
+    Asyncio,
+    /// The same with the smallest fix, a 1 s timeout per connect: changed
+    /// from the chapter, and labelled so.
+    AsyncioTimeout,
+}
+
+impl ChapterScanner {
+    const ALL: [ChapterScanner; 4] =
+        [ChapterScanner::Threads, ChapterScanner::Processes, ChapterScanner::Asyncio, ChapterScanner::AsyncioTimeout];
+
+    /// The `--vs` name and label.
+    fn name(self) -> &'static str {
+        match self {
+            ChapterScanner::Threads => "chapter-threads",
+            ChapterScanner::Processes => "chapter-processes",
+            ChapterScanner::Asyncio => "chapter-asyncio",
+            ChapterScanner::AsyncioTimeout => "chapter-asyncio-timeout",
+        }
+    }
+
+    fn program(self) -> Program {
+        match self {
+            ChapterScanner::Threads => Program::ScanThreads,
+            ChapterScanner::Processes => Program::ScanProcesses,
+            ChapterScanner::Asyncio | ChapterScanner::AsyncioTimeout => Program::ScanAsyncio,
+        }
+    }
 }
 
 impl harness::Peer for Peer {
@@ -38,7 +79,13 @@ impl harness::Peer for Peer {
             "nmap" => Ok(Peer::Nmap),
             "rustscan" => Ok(Peer::RustScan),
             "rustscan-default" => Ok(Peer::RustScanDefault),
-            _ => Err(format!("unknown peer {name:?} (expected nmap, rustscan or rustscan-default)")),
+            _ => match ChapterScanner::ALL.into_iter().find(|c| c.name() == name) {
+                Some(chapter) => Ok(Peer::Chapter(chapter)),
+                None => Err(format!(
+                    "unknown peer {name:?} (expected nmap, rustscan, rustscan-default, chapter-threads, \
+                     chapter-processes, chapter-asyncio or chapter-asyncio-timeout)"
+                )),
+            },
         }
     }
 
@@ -47,6 +94,7 @@ impl harness::Peer for Peer {
             Peer::Nmap => "nmap -sT".into(),
             Peer::RustScan => "rustscan -b10000 -t500".into(),
             Peer::RustScanDefault => "rustscan (defaults)".into(),
+            Peer::Chapter(chapter) => chapter.name().into(),
         }
     }
 
@@ -54,6 +102,14 @@ impl harness::Peer for Peer {
         match self {
             Peer::Nmap => "nmap",
             Peer::RustScan | Peer::RustScanDefault => "rustscan",
+            Peer::Chapter(_) => "python3",
+        }
+    }
+
+    fn locate(&self) -> Result<PathBuf, String> {
+        match self {
+            Peer::Chapter(_) => chapter::python().ok_or_else(|| chapter::NO_PYTHON.to_string()),
+            _ => harness::find_program(self.program()).ok_or_else(|| format!("{} is not installed", self.program())),
         }
     }
 }
@@ -62,8 +118,16 @@ impl harness::Peer for Peer {
 pub type Contender = harness::Contender<Peer>;
 
 impl Contender {
-    /// The command line scanning `ip` on `ports` (`a-b` or a list).
-    pub fn command(&self, exe: &Path, ip: IpAddr, ports: &str, scan_args: &[String]) -> Command {
+    /// The command line scanning `ip` on `ports` (`a-b` or a list); the
+    /// chapter's scanners run from `chapter` (written out by the bench).
+    pub fn command(
+        &self,
+        exe: &Path,
+        ip: IpAddr,
+        ports: &str,
+        scan_args: &[String],
+        chapter: Option<&Programs>,
+    ) -> Command {
         let mut cmd = Command::new(exe);
         match self {
             Contender::Trident(engine) => {
@@ -81,6 +145,14 @@ impl Contender {
                 };
                 if *rustscan == Peer::RustScan {
                     cmd.args(["-b", "10000", "-t", "500", "--tries", "1"]);
+                }
+            }
+            Contender::Peer(Peer::Chapter(scanner)) => {
+                let program = scanner.program();
+                cmd.arg(chapter.map_or_else(|| program.file_name().into(), |c| c.path(program)));
+                cmd.args([&ip.to_string(), ports]);
+                if *scanner == ChapterScanner::AsyncioTimeout {
+                    cmd.args(["--timeout", "1"]);
                 }
             }
         }
@@ -111,6 +183,13 @@ impl Contender {
                             open.extend(port.trim().parse::<u16>().ok());
                         }
                     }
+                }
+            }
+            Contender::Peer(Peer::Chapter(_)) => {
+                // Port 22: Open
+                for line in stdout.lines() {
+                    let port = line.strip_prefix("Port ").and_then(|l| l.strip_suffix(": Open"));
+                    open.extend(port.and_then(|p| p.parse::<u16>().ok()));
                 }
             }
             Contender::Peer(Peer::RustScan | Peer::RustScanDefault) => {
@@ -213,6 +292,8 @@ pub struct BenchReport {
     pub summary: Vec<ToolSummary>,
     /// Engines against peers.
     pub ratios: Vec<Ratio>,
+    /// What the report says of some contenders (the chapter's scanners).
+    pub notes: Vec<String>,
 }
 
 impl BenchReport {
@@ -240,11 +321,29 @@ pub fn summarise(contenders: &[String], runs: &[RunRecord], peers: &[String]) ->
             }
         })
         .collect();
+    // A contender none of whose runs finished has no time to compare: its
+    // wall time is the time limit (the summary says it did not finish).
+    let finished = |s: &ToolSummary| s.timeouts < s.medians.runs;
     let ratios = harness::engine_peer_pairs(&summary, |s| &s.tool, peers)
         .into_iter()
+        .filter(|(s, p)| finished(s) && finished(p))
         .map(|(s, p)| Ratio::new(&s.tool, &p.tool, &s.medians, &p.medians))
         .collect();
     (summary, ratios)
+}
+
+/// What the report says about the chapter's scanners: what they are,
+/// under which interpreter, and which one is changed from the chapter.
+fn chapter_note(python: &Path, time_limit: Duration) -> String {
+    let version = Command::new(python).arg("--version").output().ok();
+    let version = version.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
+    format!(
+        "chapter-*: the chapter's scanners (bench/chapter/scan_*.py) under {} ({version}); chapter-asyncio has \
+         no timeout, as the chapter's: a filtered port holds it until the kernel gives up (~2 min), and a run \
+         killed at the {time_limit:?} time limit is reported as not finished; chapter-asyncio-timeout is \
+         CHANGED from the chapter: a 1 s timeout per connect, its smallest fix",
+        python.display()
+    )
 }
 
 /// Options of `trident bench scan` (validated).
@@ -310,10 +409,18 @@ pub fn run(config: &ScanBenchConfig) -> anyhow::Result<BenchReport> {
         config.warmup,
         config.runs
     );
+    // The chapter's scanners, written out for this bench (see bench::chapter).
+    let python = contenders.iter().find(|(c, _)| matches!(c, Contender::Peer(Peer::Chapter(_))));
+    let scratch = python.map(|_| TempDir::new("trident-bench-scan")).transpose()?;
+    let programs = scratch.as_ref().map(|dir| Programs::install(dir.path())).transpose()?;
+    let notes: Vec<String> = python.map(|(_, python)| chapter_note(python, config.time_limit)).into_iter().collect();
+    for note in &notes {
+        println!("{note}");
+    }
     println!("{} {:>8} {:>4}", harness::run_header(24), "RECALL", "FP");
     let mut records = Vec::new();
     harness::rotate(&contenders, config.warmup, config.runs, |(contender, exe), run| {
-        let mut cmd = contender.command(exe, target.ip, &config.ports, &config.scan_args);
+        let mut cmd = contender.command(exe, target.ip, &config.ports, &config.scan_args, programs.as_ref());
         let m = measure_with_limit(&mut cmd, Some(config.time_limit))
             .with_context(|| format!("cannot run {}", contender.label()))?;
         let found = contender.open_ports(&String::from_utf8_lossy(&m.stdout));
@@ -324,7 +431,7 @@ pub fn run(config: &ScanBenchConfig) -> anyhow::Result<BenchReport> {
             rec.recall * 100.0,
             rec.false_positives,
             if rec.timed_out {
-                " (time limit)".to_string()
+                format!(" (did not finish: killed at the {:?} time limit)", config.time_limit)
             } else if rec.exit_code != Some(0) {
                 format!(" (exit {:?})", rec.exit_code)
             } else {
@@ -343,6 +450,10 @@ pub fn run(config: &ScanBenchConfig) -> anyhow::Result<BenchReport> {
         "MEDIANS", "WALL", "CPU", "PEAK RSS", "PEAK PSS", "MIN RECALL", "MAX FP"
     );
     for s in &summary {
+        if s.timeouts == s.medians.runs {
+            println!("{:<24} did not finish: every run killed at the {:?} time limit", s.tool, config.time_limit);
+            continue;
+        }
         println!(
             "{:<24} {:>8.3}s {:>8.3}s {:>6.1} MiB {:>6.1} MiB {:>9.1}% {:>6}{}",
             s.tool,
@@ -352,7 +463,7 @@ pub fn run(config: &ScanBenchConfig) -> anyhow::Result<BenchReport> {
             s.medians.peak_pss_mib,
             s.min_recall * 100.0,
             s.max_false_positives,
-            if s.timeouts > 0 { format!("  ({} hit the time limit)", s.timeouts) } else { String::new() }
+            if s.timeouts > 0 { format!("  ({} did not finish: time limit)", s.timeouts) } else { String::new() }
         );
     }
     if !ratios.is_empty() {
@@ -369,6 +480,7 @@ pub fn run(config: &ScanBenchConfig) -> anyhow::Result<BenchReport> {
         runs: records,
         summary,
         ratios,
+        notes,
     };
     if let Some(dir) = &config.out {
         harness::write_out(dir, &report.runs, &report)?;
@@ -389,6 +501,9 @@ mod tests {
         assert_eq!(Contender::Peer(Peer::Nmap).open_ports(grep), BTreeSet::from([22, 8080]));
         let rs = "10.0.0.2 -> [22,8080,65535]\n";
         assert_eq!(Contender::Peer(Peer::RustScan).open_ports(rs), BTreeSet::from([22, 8080, 65535]));
+        let chapter = "Port 22: Open\nPort 8080: Open\nThreaded Port Scan completed in 1.02 seconds\nPort 9: Closed\n";
+        let threads = Contender::Peer(Peer::Chapter(ChapterScanner::Threads));
+        assert_eq!(threads.open_ports(chapter), BTreeSet::from([22, 8080]));
     }
 
     #[test]
@@ -416,19 +531,24 @@ mod tests {
             timed_out: false,
             exit_code: Some(0),
         };
-        let runs = vec![rec("a", 1.0), rec("a", 3.0), rec("a", 2.0), rec("p", 4.0), rec("p", 8.0)];
+        let mut runs = vec![rec("a", 1.0), rec("a", 3.0), rec("a", 2.0), rec("p", 4.0), rec("p", 8.0)];
         let (summary, ratios) = summarise(&["a".into(), "p".into()], &runs, &["p".into()]);
         assert_eq!(summary[0].medians.wall_s, 2.0);
         assert_eq!(summary[1].medians.wall_s, 6.0);
         assert_eq!(ratios.len(), 1);
         assert!((ratios[0].wall - 2.0 / 6.0).abs() < 1e-9);
+        // A peer that never finished stays in the summary, without a ratio.
+        runs.push(RunRecord { timed_out: true, exit_code: None, ..rec("h", 300.0) });
+        let (summary, ratios) = summarise(&["a".into(), "p".into(), "h".into()], &runs, &["p".into(), "h".into()]);
+        assert_eq!((summary[2].tool.as_str(), summary[2].timeouts), ("h", 1));
+        assert_eq!(ratios.iter().map(|r| r.peer.as_str()).collect::<Vec<_>>(), ["p"]);
     }
 
     #[test]
     fn peer_commands() {
         let ip: IpAddr = "10.0.0.2".parse().unwrap();
         let args = |c: Contender| {
-            c.command(Path::new("x"), ip, "1-65535", &[])
+            c.command(Path::new("x"), ip, "1-65535", &[], None)
                 .get_args()
                 .map(|a| a.to_string_lossy().into_owned())
                 .collect::<Vec<_>>()
@@ -437,6 +557,17 @@ mod tests {
             args(Contender::Peer(Peer::Nmap)),
             ["-sT", "-n", "-Pn", "-p", "1-65535", "--open", "-oG", "-", "10.0.0.2"]
         );
+        let chapter = |c| args(Contender::Peer(Peer::Chapter(c)));
+        assert_eq!(chapter(ChapterScanner::Threads), ["scan_threads.py", "10.0.0.2", "1-65535"]);
+        assert_eq!(chapter(ChapterScanner::Processes), ["scan_processes.py", "10.0.0.2", "1-65535"]);
+        assert_eq!(chapter(ChapterScanner::Asyncio), ["scan_asyncio.py", "10.0.0.2", "1-65535"]);
+        assert_eq!(
+            chapter(ChapterScanner::AsyncioTimeout),
+            ["scan_asyncio.py", "10.0.0.2", "1-65535", "--timeout", "1"]
+        );
+        for c in ChapterScanner::ALL {
+            assert_eq!(<Peer as harness::Peer>::parse(c.name()), Ok(Peer::Chapter(c)));
+        }
         let rs = args(Contender::Peer(Peer::RustScan));
         assert!(rs.windows(2).any(|w| w == ["-r", "1-65535"]) && rs.windows(2).any(|w| w == ["-b", "10000"]), "{rs:?}");
     }

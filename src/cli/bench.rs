@@ -122,6 +122,7 @@ Examples:
   trident bench scan --lab full-latency --runs 3
   trident bench scan --lab loopback --vs nmap --out bench-out
   trident bench scan --lab loopback --engines async --runs 100 --vs none
+  trident bench scan --lab full -p 1-1000,20001-20100 --time-limit 30s --vs chapter-threads,chapter-processes,chapter-asyncio,chapter-asyncio-timeout
 
 Lab targets need root (network namespaces); loopback does not. Peers are
 looked up on PATH and in /opt/<name>/bin; missing ones are skipped.";
@@ -152,7 +153,10 @@ pub struct BenchScanArgs {
     /// Engines, rounds and output directory.
     #[command(flatten)]
     pub run: BenchRunArgs,
-    /// Peers to run when installed: nmap, rustscan, rustscan-default, or none.
+    /// Peers to run when installed: nmap, rustscan, rustscan-default, the
+    /// chapter's Python scanners (chapter-threads, chapter-processes,
+    /// chapter-asyncio, and chapter-asyncio-timeout: changed, a 1 s timeout
+    /// per connect), or none.
     #[arg(long = "vs", value_delimiter = ',', default_value = "nmap,rustscan")]
     pub peers: Vec<String>,
     /// Ports every contender scans.
