@@ -10,6 +10,7 @@ mod chat_client;
 mod chat_harness;
 mod chat_hostile;
 mod chat_irc_crate;
+mod chat_load;
 mod chat_server;
 mod chat_tls;
 mod cli_help;

@@ -26,6 +26,11 @@
 //! on stderr marks the moment they are all connected (for a memory
 //! probe).
 //!
+//! A server that throttles the senders (an `ERROR` for flooding, the
+//! numerics that ask a client to slow down) is named in the report with
+//! the remedy (`load_throttle`): a rate above its flood limit otherwise
+//! reads as messages lost.
+//!
 //! Cost: the clients are tokio tasks on `--threads` current-thread
 //! runtimes (default 1, one core at most), each client a single task that
 //! waits for readability, writability and its send timer without
@@ -49,6 +54,7 @@ use tokio::sync::{Semaphore, watch};
 
 use super::client::{Registrar, Step, numeric, prefix_nick};
 use super::line::{LineSplitter, Piece};
+use super::load_throttle;
 use super::message::Message;
 use crate::engine::Interrupt;
 use crate::error::{BadInput, Exit};
@@ -304,6 +310,11 @@ pub struct LoadReport {
     pub send_lag_us: Latency,
     /// Why clients failed or were disconnected, with counts.
     pub errors: BTreeMap<String, u64>,
+    /// Clients the server held back or closed for flooding, per sign of
+    /// it (see `load_throttle`); empty when none was seen.
+    pub throttled: BTreeMap<&'static str, u64>,
+    /// What to change when the server throttled the load.
+    pub hint: Option<String>,
     /// Stopped early by Ctrl-C.
     pub interrupted: bool,
 }
@@ -389,6 +400,12 @@ impl LoadReport {
         }
         for (why, count) in &self.errors {
             row(&mut t, "error", format!("{count} × {why}"));
+        }
+        for (sign, count) in &self.throttled {
+            row(&mut t, "throttled", format!("{} by the server: {sign}", plural(*count as usize, "client")));
+        }
+        if let Some(hint) = &self.hint {
+            row(&mut t, "hint", hint.clone());
         }
         if self.interrupted {
             row(&mut t, "interrupted", "yes (partial figures)".into());
@@ -494,6 +511,7 @@ struct ShardStats {
     /// Nanoseconds from t0 to the last delivery.
     last_delivery_ns: u64,
     errors: BTreeMap<String, u64>,
+    throttled: BTreeMap<&'static str, u64>,
 }
 
 impl ShardStats {
@@ -509,6 +527,7 @@ impl ShardStats {
             unsent: 0,
             last_delivery_ns: 0,
             errors: BTreeMap::new(),
+            throttled: BTreeMap::new(),
         })
     }
 
@@ -528,6 +547,9 @@ impl ShardStats {
         self.last_delivery_ns = self.last_delivery_ns.max(other.last_delivery_ns);
         for (why, n) in other.errors {
             *self.errors.entry(why).or_insert(0) += n;
+        }
+        for (sign, n) in other.throttled {
+            *self.throttled.entry(sign).or_insert(0) += n;
         }
         Ok(())
     }
@@ -700,6 +722,8 @@ fn report(
         latency_us: latency,
         send_lag_us: send_lag,
         errors: stats.errors,
+        hint: (!stats.throttled.is_empty()).then(|| load_throttle::hint(config.rate, config.senders)),
+        throttled: stats.throttled,
         interrupted,
     }
 }
@@ -779,6 +803,8 @@ struct Client {
     checked: bool,
     /// The reason the server gave for closing (ERROR), if any.
     error: Option<String>,
+    /// The first sign that the server throttled this client, if any.
+    throttle: Option<&'static str>,
 }
 
 /// Why a connection ended before Stop.
@@ -813,6 +839,7 @@ impl Client {
             foreign: 0,
             checked: false,
             error: None,
+            throttle: None,
             shared,
         }
     }
@@ -873,6 +900,9 @@ impl Client {
         stats.gaps += self.gaps;
         stats.out_of_order += self.out_of_order;
         stats.foreign += self.foreign;
+        if let Some(sign) = self.throttle {
+            *stats.throttled.entry(sign).or_insert(0) += 1;
+        }
         if let Ended::Closed(why) = ended {
             stats.disconnects += 1;
             stats.error(self.error.take().unwrap_or(why));
@@ -1179,6 +1209,9 @@ impl Client {
             }
             false
         } else {
+            if self.throttle.is_none() {
+                self.throttle = load_throttle::evidence(rest);
+            }
             if let Some(text) = rest.strip_prefix(b"ERROR") {
                 let text = String::from_utf8_lossy(text);
                 // Printed later: the server's text, its controls escaped.

@@ -22,6 +22,7 @@ pub mod client;
 pub mod hub;
 pub mod line;
 pub mod load;
+pub mod load_throttle;
 pub mod message;
 pub mod names;
 pub mod serve;

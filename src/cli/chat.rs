@@ -235,7 +235,10 @@ Examples:
   trident chat load 127.0.0.1:6667 --clients 1000 --channels 1 --senders 10 --rate 1000 -f json
   trident chat load --clients 10000 --idle --duration 30s
 Every client comes from this machine's address: a trident server needs
---max-per-ip (8 by default) raised to at least --clients.
+--max-per-ip (8 by default) raised to at least --clients, and its flood
+limit (10 lines/s per client after a burst of 20) holds back and then
+closes faster senders: the report says so (throttled, with a hint); serve
+load tests with --flood-rate 0.
 Exit status: 0 if every client connected and (traffic) every expected delivery
 arrived / (idle) every client stayed up; 1 otherwise; 130 on Ctrl-C.";
 
