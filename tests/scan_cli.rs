@@ -88,7 +88,8 @@ engine_tests! {
         assert_eq!(rows.remove(0), "host,ip,port,proto,state,reason,rtt_us,tries");
         let got: BTreeSet<u16> = rows.iter().map(|r| {
             let f: Vec<&str> = r.split(',').collect();
-            assert_eq!((f[0], f[1], f[3], f[4], f[5]), ("", ip.as_str(), "tcp", "open", "syn-ack"), "{r}");
+            // No name given: the host column is the address.
+            assert_eq!((f[0], f[1], f[3], f[4], f[5]), (ip.as_str(), ip.as_str(), "tcp", "open", "syn-ack"), "{r}");
             f[2].parse().expect("port")
         }).collect();
         assert_eq!(got, l.ports);

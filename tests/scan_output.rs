@@ -210,3 +210,32 @@ fn json_of_every_port_is_compact_with_closed_ports_summarised() {
     assert_eq!(states.iter().filter(|s| **s == "closed").count(), 3, "{doc}");
     assert_eq!(doc["hosts"][0].get("closed"), None);
 }
+
+#[test]
+fn a_csv_file_is_sorted_by_address_and_port_with_the_host_filled() {
+    let l = Listeners::start(3);
+    let ip = l.ip.to_string();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("r.csv");
+    let ports = l.spec_with(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    let o = run(&["scan", "localhost", "-4", &ip, "-p", &ports, "-o", file.to_str().expect("utf-8")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&file).expect("csv");
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("host,ip,port,proto,state,reason,rtt_us,tries"));
+    let rows: Vec<(String, std::net::Ipv4Addr, u16)> = lines
+        .map(|row| {
+            let f: Vec<&str> = row.split(',').collect();
+            (f[0].to_string(), f[1].parse().expect("ip"), f[2].parse().expect("port"))
+        })
+        .collect();
+    assert_eq!(rows.len(), 2 * (l.ports.len() + 10), "{text}");
+    let keys: Vec<(std::net::Ipv4Addr, u16)> = rows.iter().map(|(_, ip, port)| (*ip, *port)).collect();
+    let mut sorted = keys.clone();
+    sorted.sort_unstable();
+    assert_eq!(keys, sorted, "sorted by (address, port): {text}");
+    for (host, addr, _) in &rows {
+        let want = if *addr == std::net::Ipv4Addr::LOCALHOST { "localhost" } else { ip.as_str() };
+        assert_eq!(host, want, "the name given, else the address: {text}");
+    }
+}

@@ -41,8 +41,9 @@ impl Outputs {
                 }
                 None => (Sink::Stdout(BufWriter::new(io::stdout())), None, "stdout".to_string()),
             };
-            let report =
-                Report::for_scan(dest.format, config.open_only, sink, probes, hosts).listing_closed(config.show_closed);
+            let report = Report::for_scan(dest.format, config.open_only, sink, probes, hosts)
+                .listing_closed(config.show_closed)
+                .sorting_rows(dest.path.is_some());
             each.push(Output { report, file, name });
         }
         Ok(Outputs { each })

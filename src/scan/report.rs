@@ -3,7 +3,9 @@
 //!
 //! [`Report`] receives probe results in completion order. Line formats
 //! (jsonl, csv) are written as results arrive, so a pipe sees them live and
-//! an interrupted scan keeps everything found so far; text, JSON, grep and
+//! an interrupted scan keeps everything found so far (a CSV *file* of a
+//! small scan is instead written sorted by address and port, since it
+//! appears only when complete anyway); text, JSON, grep and
 //! XML need the whole picture and are written by [`Report::finish`], sorted
 //! by target then port. Memory stays proportional to what will be printed:
 //! line formats keep no per-host state at all (only the totals); text keeps
@@ -223,6 +225,9 @@ pub struct Report<W: Write> {
     open_only: bool,
     /// JSON: list closed ports instead of summarising them per host.
     list_closed: bool,
+    /// CSV rows held to be written sorted by (address, port) at the end,
+    /// when not streaming (see [`Report::sorting_rows`]).
+    held: Option<Vec<(Option<Arc<str>>, ProbeResult)>>,
     out: W,
     /// Hosts keyed by (target block, address): keeps command-line order.
     hosts: BTreeMap<(u32, IpAddr), HostResults>,
@@ -260,6 +265,7 @@ impl<W: Write> Report<W> {
             format,
             open_only,
             list_closed: false,
+            held: None,
             out,
             hosts: BTreeMap::new(),
             header_written: false,
@@ -278,12 +284,30 @@ impl<W: Write> Report<W> {
         self
     }
 
+    /// CSV rows are held and written sorted by (address, port) at the end
+    /// rather than streamed in probe order, if `sort` and the scan is small
+    /// enough to list silent ports (see [`LIST_SILENT_PROBES`]): for a file,
+    /// which appears only when complete anyway.
+    pub fn sorting_rows(mut self, sort: bool) -> Self {
+        if sort && self.format == Format::Csv && self.list_silent {
+            self.held = Some(Vec::new());
+        }
+        self
+    }
+
     /// Takes one result; line formats write it out immediately.
     pub fn record(&mut self, host: Option<&Arc<str>>, r: ProbeResult) -> io::Result<()> {
         self.counts.add(r.state);
         let listed = !self.open_only || r.state == PortState::Open;
         if matches!(self.format, Format::Jsonl | Format::Csv) {
-            return self.write_line(host, &r, listed);
+            if let Some(held) = &mut self.held {
+                if listed {
+                    held.push((host.cloned(), r));
+                }
+                return Ok(());
+            }
+            self.write_line(host, &r, listed)?;
+            return self.out.flush();
         }
         if matches!(self.format, Format::Grep | Format::Xml) {
             self.probed.insert(r.port);
@@ -336,14 +360,14 @@ impl<W: Write> Report<W> {
         Ok(())
     }
 
-    /// Writes one result of a line format (jsonl, csv), if `listed`.
+    /// Writes one result of a line format (jsonl, csv), if `listed`. The
+    /// CSV `host` column is the name the user gave, else the address.
     fn write_line(&mut self, host: Option<&Arc<str>>, r: &ProbeResult, listed: bool) -> io::Result<()> {
         match self.format {
             Format::Jsonl => {
                 if listed {
                     serde_json::to_writer(&mut self.out, &PortLine::new(host.map(|h| &**h), r))?;
                     self.out.write_all(b"\n")?;
-                    self.out.flush()?;
                 }
             }
             _ => {
@@ -353,7 +377,7 @@ impl<W: Write> Report<W> {
                 }
                 if listed {
                     let rtt = r.rtt_us.map(|v| v.to_string()).unwrap_or_default();
-                    let host = host.map(|h| csv_field(h)).unwrap_or_default();
+                    let host = host.map_or_else(|| r.ip.to_string(), |h| csv_field(h));
                     writeln!(
                         self.out,
                         "{host},{},{},tcp,{},{},{rtt},{}",
@@ -363,7 +387,6 @@ impl<W: Write> Report<W> {
                         r.reason.as_str(),
                         r.tries
                     )?;
-                    self.out.flush()?;
                 }
             }
         }
@@ -377,6 +400,12 @@ impl<W: Write> Report<W> {
 
     /// Writes the closing part (everything, for text and JSON) and flushes.
     pub fn finish(mut self, summary: &Summary, target_failures: &[TargetError]) -> io::Result<W> {
+        if let Some(mut held) = self.held.take() {
+            held.sort_by_key(|(_, r)| (r.ip, r.port));
+            for (host, r) in &held {
+                self.write_line(host.as_ref(), r, true)?;
+            }
+        }
         for h in self.hosts.values_mut() {
             h.kept.sort_by_key(|r| r.port);
             if matches!(self.format, Format::Grep | Format::Xml) {
@@ -725,6 +754,32 @@ Scanned 1 host x 4 ports in 1.23s with async (concurrency 10): 2 open, 1 closed,
         for (path, want) in cases {
             assert_eq!(Format::from_path(Path::new(path)), want, "{path}");
         }
+    }
+
+    #[test]
+    fn csv_rows_held_for_a_file_come_sorted_with_the_address_as_host() {
+        let mut report = Report::new(Format::Csv, false, Vec::new()).sorting_rows(true);
+        let mut other = result(1, PortState::Open, Reason::SynAck);
+        other.ip = "10.0.0.1".parse().unwrap();
+        for r in sample().into_iter().chain([other]) {
+            report.record(None, r).unwrap();
+        }
+        assert!(report.out.is_empty(), "nothing streamed");
+        let text = String::from_utf8(report.finish(&Summary::default(), &[]).unwrap()).unwrap();
+        let rows: Vec<&str> = text.lines().skip(1).map(|l| l.split(",tcp,").next().unwrap()).collect();
+        assert_eq!(
+            rows,
+            [
+                "10.0.0.1,10.0.0.1,1",
+                "127.0.0.1,127.0.0.1,22",
+                "127.0.0.1,127.0.0.1,25",
+                "127.0.0.1,127.0.0.1,80",
+                "127.0.0.1,127.0.0.1,443"
+            ]
+        );
+        // A large scan streams instead.
+        let report = Report::for_scan(Format::Csv, false, Vec::new(), 1 << 20, 1).sorting_rows(true);
+        assert!(report.held.is_none());
     }
 
     #[test]
