@@ -142,6 +142,29 @@ engine_tests! {
     }
 }
 
+engine_tests! {
+    fn host_timeout_stops_probing_an_address_and_names_it(engine) {
+        // 400 ports at 100 probes/s would take 4 s; the address gets 300 ms
+        // from its first probe, so about 30 of its probes go out.
+        let ip = util::unique_loopback().to_string();
+        let o = run(&[
+            "scan", &ip, "-p", "20001-20400", "--max-rate", "100", "--host-timeout", "300ms", "-e", engine, "-f", "jsonl",
+        ]);
+        let context = describe(&o);
+        assert_eq!(o.status.code(), Some(0), "{context}");
+        let lines = jsonl(&o);
+        assert!(!lines.is_empty() && lines.len() < 200, "{} ports reported\n{context}", lines.len());
+        assert!(stderr(&o).contains(&format!("1 address(es) ran out of --host-timeout 300ms, their other ports not probed: {ip}")), "{context}");
+    }
+}
+
+#[test]
+fn host_timeout_is_refused_above_its_clock_limit() {
+    let o = run(&["scan", "10.0.0.0/7", "--allow-huge", "--host-timeout", "1s", "--list-targets"]);
+    assert_eq!(o.status.code(), Some(2), "{}", describe(&o));
+    assert!(stderr(&o).contains("at most 2^24 addresses"), "{}", describe(&o));
+}
+
 #[test]
 fn min_rate_raises_the_probes_in_flight_and_must_fit_under_max_rate() {
     let ip = util::unique_loopback().to_string();

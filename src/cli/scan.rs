@@ -126,6 +126,11 @@ pub struct ScanArgs {
     /// still ran slower.
     #[arg(long, value_name = "PPS", value_parser = parse_rate)]
     pub min_rate: Option<f64>,
+    /// Give up on an address DUR after its first probe: no new probe goes
+    /// to it, and it is named at the end (as nmap's). Addresses are probed
+    /// interleaved, each on its own clock; at most 2^24 addresses.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub host_timeout: Option<Duration>,
     /// Start probes at least DUR apart (as nmap's --scan-delay, but for all
     /// hosts together: the same for one host, slower for several); the
     /// same as --max-rate 1/DUR, and the lower of the two applies.
@@ -263,6 +268,12 @@ impl ScanArgs {
             let first = skipped.first().map_or_else(|| "no targets".to_string(), ToString::to_string);
             return Err(BadInput(first));
         }
+        if self.host_timeout.is_some() && targets.len() > crate::scan::host_clock::MAX_HOSTS {
+            return Err(BadInput(format!(
+                "--host-timeout keeps a clock per address: at most 2^24 addresses, not {}",
+                targets.len()
+            )));
+        }
         let shard = self.shard.unwrap_or(Shard::ALL);
         if !self.list_targets {
             crate::scan::Plan::new(&targets, &ports, shard).check(self.allow_huge)?;
@@ -319,6 +330,7 @@ impl ScanArgs {
             list_targets: self.list_targets,
             device,
             min_rate: self.min_rate,
+            host_timeout: self.host_timeout,
         })
     }
 

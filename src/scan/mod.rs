@@ -9,12 +9,14 @@
 //! - [`order`]: the permuted probe order and shards;
 //! - [`plan`]: the size of a scan, `--allow-huge` and `--list-targets`;
 //! - [`report`]: the output formats ([`nmap_format`]: nmap's grep and XML);
-//! - [`services`]: service names of ports (`/etc/services`).
+//! - [`services`]: service names of ports (`/etc/services`);
+//! - [`host_clock`]: `--host-timeout`, a clock per address.
 //!
 //! This module only builds the task stream and consumes outcomes; how the
 //! probes run concurrently is the engine's business.
 
 mod connect;
+pub mod host_clock;
 pub mod nmap_format;
 pub mod order;
 mod outputs;
@@ -81,6 +83,9 @@ pub struct ScanConfig {
     /// Keep at least this many probes per second going (`--min-rate`):
     /// enough probes in flight for it, and a word at the end if not met.
     pub min_rate: Option<f64>,
+    /// Give each address at most this long from its first probe
+    /// (`--host-timeout`; see `host_clock`).
+    pub host_timeout: Option<std::time::Duration>,
 }
 
 /// One place the results are written, in one format.

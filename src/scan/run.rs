@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use super::host_clock::HostClock;
 use super::outputs::Outputs;
 use super::rounds::{Probe, Rounds, window_size};
 use super::{Order, PortState, ProbeResult, ProbeTask, Reason, ScanConfig, ScanOutcome, Space, Summary, Timing};
@@ -245,7 +246,11 @@ pub fn run(config: &ScanConfig, interrupt: &Interrupt) -> anyhow::Result<ScanOut
     };
 
     let started = Instant::now();
-    let mut order = Order::new(space.total, config.seed, config.shard).map(|i| space.locate(i));
+    let per_host = config.ports.len().max(1) as u64;
+    let mut clock = config.host_timeout.map(|limit| HostClock::new(limit, hosts));
+    let mut order = Order::new(space.total, config.seed, config.shard)
+        .filter(|i| clock.as_mut().is_none_or(|c| c.admits(i / per_host)))
+        .map(|i| space.locate(i));
     let requeued = scanner.calibrate(&engine, interrupt, &mut order)?;
     let mut order = requeued.into_iter().chain(order);
     let mut stats = scanner.stream(&engine, interrupt, &mut order)?;
@@ -254,6 +259,18 @@ pub fn run(config: &ScanConfig, interrupt: &Interrupt) -> anyhow::Result<ScanOut
         stats = scanner.stream(&engine, interrupt, &mut order)?;
     }
     let interrupted = (stats.interrupted || interrupt.is_set()) && scanner.write_error.borrow().is_none();
+    drop(order);
+    if let (Some(clock), Some(limit)) = (&clock, config.host_timeout) {
+        let (count, first) = clock.timed_out();
+        if count > 0 {
+            let named: Vec<String> = first.iter().map(|&h| space.locate(h * per_host).1.to_string()).collect();
+            let more = if count > first.len() as u64 { ", ..." } else { "" };
+            eprintln!(
+                "trident: {count} address(es) ran out of --host-timeout {limit:?}, their other ports not probed: {}{more}",
+                named.join(", ")
+            );
+        }
+    }
 
     // What is still silent when the scan stops is filtered.
     let left = scanner.rounds.borrow_mut().abandon();
