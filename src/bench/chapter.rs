@@ -31,14 +31,28 @@ pub enum Program {
     ScanAsyncio,
     /// What the three scanners share: arguments and report (imported).
     ScanCommon,
+    /// The threaded downloader (section 8.2).
+    FetchThreads,
+    /// The asyncio downloader (section 8.2, integrated with threads).
+    FetchAsyncio,
+    /// What the two downloaders share: arguments and file names (imported).
+    FetchCommon,
     /// The asyncio echo server (section 8.4).
     EchoServer,
 }
 
 impl Program {
     /// Every program.
-    pub const ALL: [Program; 5] =
-        [Program::ScanThreads, Program::ScanProcesses, Program::ScanAsyncio, Program::ScanCommon, Program::EchoServer];
+    pub const ALL: [Program; 8] = [
+        Program::ScanThreads,
+        Program::ScanProcesses,
+        Program::ScanAsyncio,
+        Program::ScanCommon,
+        Program::FetchThreads,
+        Program::FetchAsyncio,
+        Program::FetchCommon,
+        Program::EchoServer,
+    ];
 
     /// Its file name in `bench/chapter/`.
     pub fn file_name(self) -> &'static str {
@@ -47,6 +61,9 @@ impl Program {
             Program::ScanProcesses => "scan_processes.py",
             Program::ScanAsyncio => "scan_asyncio.py",
             Program::ScanCommon => "scan_common.py",
+            Program::FetchThreads => "fetch_threads.py",
+            Program::FetchAsyncio => "fetch_asyncio.py",
+            Program::FetchCommon => "fetch_common.py",
             Program::EchoServer => "echo_server.py",
         }
     }
@@ -57,6 +74,9 @@ impl Program {
             Program::ScanProcesses => include_str!("../../bench/chapter/scan_processes.py"),
             Program::ScanAsyncio => include_str!("../../bench/chapter/scan_asyncio.py"),
             Program::ScanCommon => include_str!("../../bench/chapter/scan_common.py"),
+            Program::FetchThreads => include_str!("../../bench/chapter/fetch_threads.py"),
+            Program::FetchAsyncio => include_str!("../../bench/chapter/fetch_asyncio.py"),
+            Program::FetchCommon => include_str!("../../bench/chapter/fetch_common.py"),
             Program::EchoServer => include_str!("../../bench/chapter/echo_server.py"),
         }
     }
@@ -104,6 +124,27 @@ pub fn python() -> Option<PathBuf> {
 /// Where the chapter's peers were not found: the reason and how to fix it.
 pub const NO_PYTHON: &str = "python3 is not installed (scripts/test installs it: apt-get install python3)";
 
+/// [`python`], if it can import aiohttp (the asyncio downloader's client);
+/// else why not, and what to install.
+pub fn python_with_aiohttp() -> Result<PathBuf, String> {
+    let python = python().ok_or_else(|| NO_PYTHON.to_string())?;
+    let imports = Command::new(&python).args(["-c", "import aiohttp"]).output().is_ok_and(|o| o.status.success());
+    if imports {
+        Ok(python)
+    } else {
+        Err(format!(
+            "aiohttp is not installed for {} (scripts/test installs it: apt-get install python3-aiohttp)",
+            python.display()
+        ))
+    }
+}
+
+/// `Python 3.11.2`: what `python --version` says (empty if it says nothing).
+pub fn version(python: &Path) -> String {
+    let said = Command::new(python).arg("--version").output();
+    said.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,7 +156,7 @@ mod tests {
         for program in Program::ALL {
             let written = fs::read_to_string(dir.path().join("chapter").join(program.file_name())).expect("written");
             assert_eq!(written, program.source());
-            let module = program == Program::ScanCommon;
+            let module = matches!(program, Program::ScanCommon | Program::FetchCommon);
             assert!(module || written.starts_with("#!/usr/bin/env python3\n"), "{}", program.file_name());
             let cmd = programs.command(Path::new("/usr/bin/python3"), program);
             assert!(cmd.get_args().next().is_some_and(|a| a.to_string_lossy().ends_with(program.file_name())));

@@ -335,14 +335,13 @@ pub fn summarise(contenders: &[String], runs: &[RunRecord], peers: &[String]) ->
 /// What the report says about the chapter's scanners: what they are,
 /// under which interpreter, and which one is changed from the chapter.
 fn chapter_note(python: &Path, time_limit: Duration) -> String {
-    let version = Command::new(python).arg("--version").output().ok();
-    let version = version.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
     format!(
-        "chapter-*: the chapter's scanners (bench/chapter/scan_*.py) under {} ({version}); chapter-asyncio has \
+        "chapter-*: the chapter's scanners (bench/chapter/scan_*.py) under {} ({}); chapter-asyncio has \
          no timeout, as the chapter's: a filtered port holds it until the kernel gives up (~2 min), and a run \
          killed at the {time_limit:?} time limit is reported as not finished; chapter-asyncio-timeout is \
          CHANGED from the chapter: a 1 s timeout per connect, its smallest fix",
-        python.display()
+        python.display(),
+        chapter::version(python)
     )
 }
 

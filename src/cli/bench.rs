@@ -195,6 +195,7 @@ Examples:
   trident bench fetch --workload large --large-mib 64 --runs 3 --vs curl
   trident bench fetch --workload small --scale 0.1 --runs 1 --warmup 0 --vs none
   trident bench fetch --workload active --runs 3 --warmup 0 --vs none
+  trident bench fetch --workload small --scale 0.1 --vs chapter-threads,chapter-asyncio
   trident bench fetch --out bench-out
 
 Workloads: small = 2,000 files x 16 KiB at -j 32; large = 4 files x 256 MiB
@@ -237,7 +238,8 @@ pub struct BenchFetchArgs {
     #[command(flatten)]
     pub run: BenchRunArgs,
     /// Peers to run when installed: curl, curl-sync (curl, then its files
-    /// synced), wget2, aria2c, aria2c-x4, or none.
+    /// synced), wget2, aria2c, aria2c-x4, the chapter's Python downloaders
+    /// (chapter-threads, chapter-asyncio), or none.
     #[arg(long = "vs", value_delimiter = ',', default_value = "curl,curl-sync,wget2,aria2c,aria2c-x4")]
     pub peers: Vec<String>,
     /// Multiplies the small workload's file count and the large one's file

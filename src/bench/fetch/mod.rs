@@ -44,6 +44,7 @@ use serde::Serialize;
 use self::record::print_summary;
 pub use self::record::{ActiveSummary, BenchReport, Ratio, RunRecord, ToolSummary, summarise, summarise_active};
 use self::runner::Runner;
+use super::chapter::{self, Program, Programs};
 pub use super::fixture::ServerChoice;
 use super::fixture::corpus::{self, Expected};
 use super::fixture::{FileServer, TempDir};
@@ -67,6 +68,12 @@ pub enum Peer {
     Aria2c,
     /// The same with `-x4 -s4` (four connections per file; large files only).
     Aria2cSplit,
+    /// The chapter's threaded downloader (`bench/chapter/fetch_threads.py`):
+    /// a thread per URL, all at once.
+    ChapterThreads,
+    /// The chapter's asyncio downloader (`bench/chapter/fetch_asyncio.py`):
+    /// a coroutine per URL on one aiohttp session.
+    ChapterAsyncio,
 }
 
 impl harness::Peer for Peer {
@@ -77,7 +84,12 @@ impl harness::Peer for Peer {
             "wget2" => Ok(Peer::Wget2),
             "aria2c" | "aria2" => Ok(Peer::Aria2c),
             "aria2c-x4" => Ok(Peer::Aria2cSplit),
-            _ => Err(format!("unknown peer {name:?} (expected curl, curl-sync, wget2, aria2c, aria2c-x4 or none)")),
+            "chapter-threads" => Ok(Peer::ChapterThreads),
+            "chapter-asyncio" => Ok(Peer::ChapterAsyncio),
+            _ => Err(format!(
+                "unknown peer {name:?} (expected curl, curl-sync, wget2, aria2c, aria2c-x4, chapter-threads, \
+                 chapter-asyncio or none)"
+            )),
         }
     }
 
@@ -88,6 +100,8 @@ impl harness::Peer for Peer {
             Peer::Wget2 => "wget2".into(),
             Peer::Aria2c => "aria2c".into(),
             Peer::Aria2cSplit => "aria2c -x4 -s4".into(),
+            Peer::ChapterThreads => "chapter-threads".into(),
+            Peer::ChapterAsyncio => "chapter-asyncio".into(),
         }
     }
 
@@ -96,11 +110,25 @@ impl harness::Peer for Peer {
             Peer::Curl | Peer::CurlSync => "curl",
             Peer::Wget2 => "wget2",
             Peer::Aria2c | Peer::Aria2cSplit => "aria2c",
+            Peer::ChapterThreads | Peer::ChapterAsyncio => "python3",
+        }
+    }
+
+    fn locate(&self) -> Result<PathBuf, String> {
+        match self {
+            Peer::ChapterThreads => chapter::python().ok_or_else(|| chapter::NO_PYTHON.to_string()),
+            Peer::ChapterAsyncio => chapter::python_with_aiohttp(),
+            _ => harness::find_program(self.program()).ok_or_else(|| format!("{} is not installed", self.program())),
         }
     }
 }
 
 impl Peer {
+    /// Whether it is one of the chapter's programs.
+    fn is_chapter(self) -> bool {
+        matches!(self, Peer::ChapterThreads | Peer::ChapterAsyncio)
+    }
+
     /// Whether it takes part in `workload` (splitting 16 KiB files is moot;
     /// the memory workload compares the engines, with curl as the reference).
     fn runs_in(self, workload: &Workload) -> bool {
@@ -126,17 +154,11 @@ impl Contender {
         }
     }
 
-    /// The command line downloading the URLs in `urls` (or, for curl, the
-    /// config file `curl_config`) into `dir`, `jobs` at once.
-    fn command(
-        &self,
-        exe: &Path,
-        jobs: usize,
-        urls: &Path,
-        curl_config: &Path,
-        dir: &Path,
-        extra: &[String],
-    ) -> Command {
+    /// The command line downloading the URLs of `files` into its
+    /// directory, `jobs` at once (the chapter's programs, from `chapter`,
+    /// take no such limit).
+    fn command(&self, exe: &Path, jobs: usize, files: &RunFiles<'_>, extra: &[String], chapter: &Programs) -> Command {
+        let RunFiles { urls, curl_config, dir } = *files;
         let mut cmd = Command::new(exe);
         let jobs = jobs.to_string();
         match self {
@@ -167,9 +189,26 @@ impl Contender {
                     cmd.args(["-x4", "-s4"]);
                 }
             }
+            Contender::Peer(chapter_peer @ (Peer::ChapterThreads | Peer::ChapterAsyncio)) => {
+                let program =
+                    if *chapter_peer == Peer::ChapterThreads { Program::FetchThreads } else { Program::FetchAsyncio };
+                cmd = chapter.command(exe, program);
+                cmd.arg("-i").arg(urls).arg("-d").arg(dir);
+            }
         }
         cmd
     }
+}
+
+/// Where one run's inputs and output go.
+#[derive(Clone, Copy, Debug)]
+struct RunFiles<'a> {
+    /// The URLs, one a line.
+    urls: &'a Path,
+    /// The same for curl: a `url` and an `output` per file.
+    curl_config: &'a Path,
+    /// The download directory.
+    dir: &'a Path,
 }
 
 /// Which corpus.
@@ -329,6 +368,18 @@ pub struct FetchBenchConfig {
     pub out: Option<PathBuf>,
 }
 
+/// What the report says about the chapter's downloaders.
+fn chapter_note(python: &Path) -> String {
+    format!(
+        "chapter-*: the chapter's downloaders (bench/chapter/fetch_*.py) under {} ({}): chapter-threads starts a \
+         thread per URL, all at once (urllib, a connection each); chapter-asyncio a coroutine per URL on one \
+         aiohttp session (its pool: at most 100 connections); neither takes a limit of downloads at once, as \
+         the chapter's did not, and neither syncs its files",
+        python.display(),
+        chapter::version(python)
+    )
+}
+
 /// The rate-limited URL path prefixes: `/NAME/` and its bytes per second,
 /// for every workload with a rate limit.
 fn rate_limits(workloads: &[Workload]) -> Vec<(String, u64)> {
@@ -367,7 +418,13 @@ pub fn run(config: &FetchBenchConfig) -> anyhow::Result<BenchReport> {
         config.runs
     );
 
-    let mut runner = Runner::new(config, work_dir, port);
+    let programs = Programs::install(work_dir)?;
+    let mut runner = Runner::new(config, work_dir, port, &programs);
+    let chapter_python = contenders.iter().find(|(c, _)| matches!(c, Contender::Peer(p) if p.is_chapter()));
+    let notes: Vec<String> = chapter_python.map(|(_, python)| chapter_note(python)).into_iter().collect();
+    for note in &notes {
+        println!("{note}");
+    }
     let mut records = Vec::new();
     let mut summary = Vec::new();
     let mut ratios = Vec::new();
@@ -432,6 +489,7 @@ pub fn run(config: &FetchBenchConfig) -> anyhow::Result<BenchReport> {
         summary,
         ratios,
         active,
+        notes,
     };
     if let Some(dir) = &config.out {
         super::harness::write_out(dir, &report.runs, &report)?;
@@ -468,8 +526,11 @@ mod tests {
     #[test]
     fn peer_commands() {
         let w = small(10);
+        let scratch = tempfile::tempdir().expect("tempdir");
+        let programs = Programs::install(scratch.path()).expect("programs");
         let args = |c: Contender| {
-            c.command(Path::new("x"), 32, Path::new("u.txt"), Path::new("c.cfg"), Path::new("d"), &[])
+            let files = RunFiles { urls: Path::new("u.txt"), curl_config: Path::new("c.cfg"), dir: Path::new("d") };
+            c.command(Path::new("x"), 32, &files, &[], &programs)
                 .get_args()
                 .map(|a| a.to_string_lossy().into_owned())
                 .collect::<Vec<_>>()
@@ -486,5 +547,11 @@ mod tests {
         let t = args(Contender::Trident(EngineKind::Threads));
         assert_eq!(t[..5], ["fetch", "-e", "threads", "-j", "32"]);
         assert!(!Contender::Peer(Peer::Aria2cSplit).runs_in(&w));
+        let chapter = args(Contender::Peer(Peer::ChapterThreads));
+        assert!(chapter[0].ends_with("/chapter/fetch_threads.py"), "{chapter:?}");
+        assert_eq!(chapter[1..], ["-i", "u.txt", "-d", "d"]);
+        assert!(args(Contender::Peer(Peer::ChapterAsyncio))[0].ends_with("/chapter/fetch_asyncio.py"));
+        let active = Workload::active(4, 1024, Duration::from_secs(1));
+        assert!(Peer::ChapterAsyncio.runs_in(&w) && !Peer::ChapterThreads.runs_in(&active));
     }
 }

@@ -180,6 +180,8 @@ pub struct BenchReport {
     pub ratios: Vec<Ratio>,
     /// `active` workloads: memory per download in flight.
     pub active: Vec<ActiveSummary>,
+    /// What the report says of some contenders (the chapter's programs).
+    pub notes: Vec<String>,
 }
 
 impl BenchReport {

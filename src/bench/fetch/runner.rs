@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use super::record::RunRecord;
-use super::{Contender, FetchBenchConfig, MIB, Peer, Workload, WorkloadKind};
+use super::{Contender, FetchBenchConfig, MIB, Peer, RunFiles, Workload, WorkloadKind};
+use crate::bench::chapter::Programs;
 use crate::bench::fixture::corpus::{Expected, verify};
 use crate::bench::harness::Cost;
 use crate::bench::measure::measure_with_limit;
@@ -56,6 +57,8 @@ fn watch_in_flight(dir: PathBuf, want: usize, stop: Arc<AtomicBool>) -> thread::
 /// What every run of a bench shares.
 pub(super) struct Runner<'a> {
     config: &'a FetchBenchConfig,
+    /// The chapter's programs, written out for the bench.
+    programs: &'a Programs,
     work: &'a Path,
     port: u16,
     seq: u32,
@@ -80,9 +83,10 @@ fn settle(dir: &Path) -> io::Result<()> {
 }
 
 impl<'a> Runner<'a> {
-    /// Runs `config`'s contenders in `work`, against the server on 127.0.0.1:`port`.
-    pub(super) fn new(config: &'a FetchBenchConfig, work: &'a Path, port: u16) -> Self {
-        Runner { config, work, port, seq: 0, deferred: Vec::new(), deferred_bytes: 0 }
+    /// Runs `config`'s contenders in `work`, against the server on
+    /// 127.0.0.1:`port`; the chapter's from `programs`.
+    pub(super) fn new(config: &'a FetchBenchConfig, work: &'a Path, port: u16, programs: &'a Programs) -> Self {
+        Runner { config, programs, work, port, seq: 0, deferred: Vec::new(), deferred_bytes: 0 }
     }
 
     /// Done with a run's directory. Each run must find the file system as
@@ -142,7 +146,8 @@ impl<'a> Runner<'a> {
             }
             fs::write(&curl_config, cfg)?;
         }
-        let mut cmd = contender.command(exe, jobs, &urls, &curl_config, &dir, &self.config.fetch_args);
+        let files = RunFiles { urls: &urls, curl_config: &curl_config, dir: &dir };
+        let mut cmd = contender.command(exe, jobs, &files, &self.config.fetch_args, self.programs);
         // Not timed: the write-back of earlier runs (peers that never sync
         // leave theirs dirty) would otherwise land on whoever syncs next.
         settle(self.work).with_context(|| format!("cannot sync the file system of {}", self.work.display()))?;
