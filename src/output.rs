@@ -94,28 +94,31 @@ impl OutputFile {
     /// permission, a dangling link) is bad input: nothing has started yet.
     pub fn create(target: &Path) -> Result<Self, BadInput> {
         let cannot = |why: &dyn std::fmt::Display| BadInput(format!("cannot write {}: {why}", target.display()));
-        let dest = match fs::symlink_metadata(target) {
-            Ok(m) if m.file_type().is_symlink() => fs::canonicalize(target)
-                .map_err(|e| cannot(&format_args!("a symbolic link to nothing that can be written ({e})")))?,
-            _ => target.to_path_buf(),
-        };
-        match fs::metadata(&dest) {
-            Ok(m) if m.is_dir() => Err(cannot(&"is a directory")),
+        let is_link = fs::symlink_metadata(target).is_ok_and(|m| m.file_type().is_symlink());
+        // Follows links: /dev/stdout, a link to a pipe, is a pipe.
+        let dest = match fs::metadata(target) {
+            Ok(m) if m.is_dir() => return Err(cannot(&"is a directory")),
             Ok(m) if !m.is_file() => {
-                let file = OpenOptions::new().write(true).open(&dest).map_err(|e| cannot(&e))?;
-                Ok(OutputFile { target: target.to_path_buf(), dest, temp: None, file: Some(file) })
+                let file = OpenOptions::new().write(true).open(target).map_err(|e| cannot(&e))?;
+                let target = target.to_path_buf();
+                return Ok(OutputFile { dest: target.clone(), target, temp: None, file: Some(file) });
             }
-            _ => {
-                let dir = match dest.parent() {
-                    Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-                    _ => PathBuf::from("."),
-                };
-                let name = dest.file_name().ok_or_else(|| cannot(&"not a file name"))?;
-                let temp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
-                let file = OpenOptions::new().write(true).create_new(true).open(&temp).map_err(|e| cannot(&e))?;
-                Ok(OutputFile { target: target.to_path_buf(), dest, temp: Some(temp), file: Some(file) })
+            Ok(_) if is_link => fs::canonicalize(target).map_err(|e| cannot(&e))?,
+            Ok(_) => target.to_path_buf(),
+            Err(e) if is_link => {
+                return Err(cannot(&format_args!("a symbolic link to nothing that can be written ({e})")));
             }
-        }
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(cannot(&e)),
+            Err(_) => target.to_path_buf(),
+        };
+        let dir = match dest.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let name = dest.file_name().ok_or_else(|| cannot(&"not a file name"))?;
+        let temp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+        let file = OpenOptions::new().write(true).create_new(true).open(&temp).map_err(|e| cannot(&e))?;
+        Ok(OutputFile { target: target.to_path_buf(), dest, temp: Some(temp), file: Some(file) })
     }
 
     /// A handle to write through.

@@ -239,3 +239,13 @@ fn a_csv_file_is_sorted_by_address_and_port_with_the_host_filled() {
         assert_eq!(host, want, "the name given, else the address: {text}");
     }
 }
+
+#[test]
+fn dev_stdout_into_a_pipe_is_written_through() {
+    // /dev/stdout is a link to this process's stdout, here a pipe.
+    let l = Listeners::start(1);
+    let o = run(&["scan", &l.ip.to_string(), "-p", &l.spec_with(&[]), "-oX", "/dev/stdout", "-q"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let xml = crate::util::stdout(&o);
+    assert!(xml.starts_with("<?xml") && xml.contains("<state state=\"open\""), "{xml}");
+}
