@@ -40,6 +40,7 @@ pub mod output;
 pub mod scan;
 pub mod server;
 pub mod sys;
+pub mod term;
 
 use std::ffi::OsString;
 
@@ -74,9 +75,16 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Exit> {
         Ok(command) => command,
         Err(exit) => return Ok(exit),
     };
-    // One shape for every command: flags -> a validated config (bad input:
-    // exit 2 before anything starts), then run -> outcome -> exit status.
-    // Ctrl-C is taken over only once the config is valid.
+    let started = std::time::Instant::now();
+    let exit = dispatch(command)?;
+    term::explain(format_args!("done in {:.3} s, exit status {}", started.elapsed().as_secs_f64(), exit as u8));
+    Ok(exit)
+}
+
+/// One shape for every command: flags -> a validated config (bad input:
+/// exit 2 before anything starts), then run -> outcome -> exit status.
+/// Ctrl-C is taken over only once the config is valid.
+fn dispatch(command: Command) -> anyhow::Result<Exit> {
     match command {
         Command::Scan(args) => {
             let config = args.into_config()?;
@@ -89,6 +97,14 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Exit> {
         }
         Command::Fetch(args) => {
             let config = args.into_config()?;
+            term::explain(format_args!(
+                "fetch: into {}, {} engine, {} at once, {} retries, {:?} timeout",
+                config.dir.display(),
+                config.engine.kind.name(),
+                config.engine.concurrency,
+                config.options.retries,
+                config.options.timeout
+            ));
             Ok(fetch::run(config, &install_interrupt_handler()?)?.exit())
         }
         Command::Echo(EchoCommand::Serve(args)) => {

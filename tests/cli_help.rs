@@ -87,5 +87,37 @@ fn help_says_what_the_flags_do() {
     assert!(up.contains("Delay every packet that reaches the lab"), "{up}");
     // fetch -q hides the progress too, not only warnings.
     let fetch = help(&["fetch", "--help"]);
-    assert!(fetch.contains("no progress, no warnings"), "{fetch}");
+    assert!(fetch.contains("-q, --quiet") && fetch.contains("no progress, warnings"), "{fetch}");
+}
+
+#[test]
+fn every_command_takes_v_and_q() {
+    let leaves: &[&[&str]] = &[
+        &["scan"],
+        &["fetch"],
+        &["echo", "serve"],
+        &["echo", "send"],
+        &["chat", "serve"],
+        &["chat", "connect"],
+        &["chat", "load"],
+        &["demo"],
+        &["bench", "scan"],
+        &["bench", "fetch"],
+        &["bench", "chat"],
+        &["lab", "up"],
+        &["lab", "down"],
+        &["lab", "list"],
+    ];
+    for leaf in leaves {
+        let text = help(&[leaf, &["-h"][..]].concat());
+        assert!(text.contains("-v, --verbose") && text.contains("-q, --quiet"), "{leaf:?}:\n{text}");
+    }
+    // -v explains, -q keeps quiet; both are real on a quick command.
+    let listed = ["scan", "127.0.0.1", "-p", "1-3", "--list-targets"];
+    let o = run(&[&listed[..], &["-v"]].concat());
+    assert!(o.status.success() && stderr(&o).contains("trident: done in "), "{}", stderr(&o));
+    let o = run(&[&["-q"][..], &listed].concat());
+    assert!(o.status.success() && stderr(&o).is_empty(), "{}", stderr(&o));
+    let err = error_block(&["scan", "-q", "-v", "127.0.0.1"]);
+    assert!(err.contains("cannot be used with"), "{err}");
 }

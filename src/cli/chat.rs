@@ -311,9 +311,6 @@ pub struct LoadArgs {
     /// Output format: text or json.
     #[arg(short = 'f', long, value_enum, default_value_t = LoadFormatArg::Text, hide_possible_values = true)]
     pub format: LoadFormatArg,
-    /// No progress lines on stderr.
-    #[arg(short = 'q', long)]
-    pub quiet: bool,
 }
 
 impl LoadArgs {
@@ -335,7 +332,7 @@ impl LoadArgs {
         if let Some(prefix) = self.nick_prefix {
             config.nick_prefix = prefix;
         }
-        config.progress = !self.quiet;
+        config.progress = !crate::term::quiet();
         config.validate()?;
         Ok((config, self.format.into()))
     }

@@ -40,9 +40,6 @@ pub struct EchoServeArgs {
     /// Server options.
     #[command(flatten)]
     pub server: ServeArgs,
-    /// Do not log every chunk received (connections are still logged).
-    #[arg(short = 'q', long)]
-    pub quiet: bool,
     /// Connections served at once (-e processes: shared among the
     /// workers); one more is closed at once. Each connection costs a thread
     /// with -e threads.
@@ -75,7 +72,7 @@ impl EchoServeArgs {
             return Err(BadInput("--max-connections must be at least 1".into()));
         }
         let echo = EchoConfig {
-            quiet: self.quiet,
+            quiet: crate::term::quiet(),
             max_connections: self.max_connections,
             idle_timeout: (!self.idle_timeout.is_zero()).then_some(self.idle_timeout),
         };

@@ -236,10 +236,6 @@ pub struct FetchArgs {
     /// Output: text (a line per file as it ends) or json (one document).
     #[arg(short = 'f', long, default_value = "text")]
     pub format: Format,
-    /// Nothing on stderr but errors: no progress, no warnings (results and
-    /// the summary still go to stdout).
-    #[arg(short = 'q', long)]
-    pub quiet: bool,
 }
 
 /// A duration, or 0 (`0`, `0s`, `0ms`).
@@ -341,7 +337,7 @@ impl FetchArgs {
                 max_filesize: self.max_filesize,
             },
             format: self.format,
-            quiet: self.quiet,
+            quiet: crate::term::quiet(),
         })
     }
 }

@@ -30,6 +30,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::engine::{AsyncRuntime, EngineConfig, EngineKind};
 use crate::error::Exit;
+use crate::term::Verbosity;
 
 const ENGINE_HELP: &str = "\
 Engines: threads = a pool of OS threads, one blocking task each;
@@ -44,6 +45,7 @@ and aria2 for fetch, irssi for chat connect):
   -c          continue partial files (fetch)   -d DIR    download directory (fetch)
   -s K        split a file into K parts        -n NICK   nickname (chat connect)
   -l ADDR     listen address (servers)         -T0..-T5  timing preset (scan)
+  -q          nothing but errors on stderr     -v        explain on stderr
   -h          short help (--help: all of it)";
 
 /// Port scanning, downloading and chat on three interchangeable concurrency
@@ -54,6 +56,13 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// Explain on stderr what is being done.
+    #[arg(short = 'v', long, global = true, conflicts_with = "quiet")]
+    pub verbose: bool,
+    /// Less on stderr: no progress, warnings or per-message log (errors are
+    /// still shown; results and reports still go to stdout).
+    #[arg(short = 'q', long, global = true)]
+    pub quiet: bool,
 }
 
 /// The subcommands.
@@ -104,7 +113,14 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, Exit> {
     use clap::FromArgMatches;
     let args = normalize_args(args);
     match help::command().try_get_matches_from(&args).and_then(|m| Cli::from_arg_matches(&m)) {
-        Ok(cli) => Ok(cli.command),
+        Ok(cli) => {
+            crate::term::set_verbosity(match (cli.quiet, cli.verbose) {
+                (true, _) => Verbosity::Quiet,
+                (_, true) => Verbosity::Verbose,
+                _ => Verbosity::Normal,
+            });
+            Ok(cli.command)
+        }
         Err(e) => Err(help::report(&e, &args)),
     }
 }

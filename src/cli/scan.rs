@@ -167,12 +167,6 @@ pub struct ScanArgs {
     /// Resolve host names to IPv6 addresses only.
     #[arg(short = '6')]
     pub ipv6: bool,
-    /// No progress bar.
-    #[arg(short = 'q', long)]
-    pub quiet: bool,
-    /// Explain what is being done on stderr.
-    #[arg(short = 'v', long)]
-    pub verbose: bool,
     /// Scan more than 2^24 addresses or send more than 2^32 probes (in this
     /// shard); without it such a scan is refused as a likely typo.
     #[arg(long)]
@@ -325,8 +319,8 @@ impl ScanArgs {
             outputs: self.outputs.destinations(std::io::stdout().is_terminal())?,
             open_only: self.open,
             show_closed: self.outputs.show_closed,
-            progress: !self.quiet,
-            verbose: self.verbose,
+            progress: !crate::term::quiet(),
+            verbose: crate::term::verbose(),
             list_targets: self.list_targets,
             device,
             min_rate: self.min_rate,
