@@ -69,6 +69,32 @@ pub struct Outbox {
     /// Connections to close once what was delivered to them is flushed;
     /// the hub has already forgotten them.
     pub closes: Vec<ClientId>,
+    /// Registrations and departures, in order, for the server's log (not
+    /// counted by [`is_empty`](Self::is_empty): nothing to send).
+    pub presence: Vec<Presence>,
+}
+
+/// A client registered or left (see [`Outbox::presence`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Presence {
+    /// A client completed registration.
+    Registered {
+        /// The client.
+        id: ClientId,
+        /// `nick!user@host`.
+        prefix: String,
+    },
+    /// A client left (QUIT, closed by the server, connection gone).
+    Left {
+        /// The client.
+        id: ClientId,
+        /// Its nick, if it had one.
+        nick: Option<String>,
+        /// Whether it had registered.
+        registered: bool,
+        /// The reason its channels saw.
+        reason: String,
+    },
 }
 
 impl Outbox {
@@ -86,6 +112,7 @@ impl Outbox {
     pub fn clear(&mut self) {
         self.deliveries.clear();
         self.closes.clear();
+        self.presence.clear();
     }
 
     fn send(&mut self, to: ClientId, line: &Line) {
@@ -349,6 +376,12 @@ impl Hub {
         if let Some(nick) = &client.nick {
             self.nicks.remove(&fold(nick));
         }
+        out.presence.push(Presence::Left {
+            id,
+            nick: client.nick.clone(),
+            registered: client.registered,
+            reason: reason.to_owned(),
+        });
         if client.registered {
             let line = finish(Message::new("QUIT").prefix(&client.prefix).trailing(reason).to_line());
             for peer in peers {

@@ -6,7 +6,8 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use super::{
-    ClientId, Hub, MAXTARGETS, Message, Outbox, REALNAMELEN, TOPICLEN, USERLEN, VERSION, finish, prefix_of, truncate,
+    ClientId, Hub, MAXTARGETS, Message, Outbox, Presence, REALNAMELEN, TOPICLEN, USERLEN, VERSION, finish, prefix_of,
+    truncate,
 };
 use crate::chat::names::{CHANNELLEN, NICKLEN, fold, valid_nick};
 
@@ -133,6 +134,7 @@ impl Hub {
         client.registered = true;
         client.prefix = prefix_of(client);
         let prefix = client.prefix.clone();
+        out.presence.push(Presence::Registered { id, prefix: prefix.clone() });
         let (server, network) = (&self.config.server_name, &self.config.network);
         let created = httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(self.created));
         self.numeric(id, "001", &[], &format!("Welcome to the {network} IRC Network {prefix}"), out);

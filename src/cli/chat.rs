@@ -11,6 +11,7 @@ use super::serve::ServeArgs;
 use crate::chat::HubConfig;
 use crate::chat::client::{CONNECT_HELP, ConnectConfig, DEFAULT_ADDR};
 use crate::chat::load::{LoadConfig, LoadFormat};
+use crate::chat::serve::log::LogSettings;
 use crate::chat::serve::{self, ChatConfig, Limits};
 use crate::error::BadInput;
 
@@ -99,6 +100,16 @@ pub struct ChatServeArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// A summary line on stderr (clients, channels, lines in and out per
+    /// second) at most this often, when something changed; 0: none. -v
+    /// also logs every connect, registration and departure.
+    #[arg(long, default_value = "10s", value_parser = parse_period, value_name = "DUR")]
+    pub stats_every: Duration,
+}
+
+/// `--stats-every`: a duration, or 0 for none.
+fn parse_period(s: &str) -> Result<Duration, String> {
+    if s.trim_end_matches(['s', 'm', 'h']) == "0" { Ok(Duration::ZERO) } else { parse_duration(s) }
 }
 
 impl ChatServeArgs {
@@ -155,7 +166,8 @@ impl ChatServeArgs {
             // before anything is bound (each process loads them again).
             crate::server::wire::server_config(cert, key).map_err(|e| BadInput(format!("{e:#}")))?;
         }
-        Ok((server, ChatConfig { hub, limits, tls }))
+        let log = LogSettings { verbose: false, every: (!self.stats_every.is_zero()).then_some(self.stats_every) };
+        Ok((server, ChatConfig { hub, limits, tls, log }))
     }
 }
 

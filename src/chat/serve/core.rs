@@ -16,6 +16,7 @@ use crate::chat::message::Message;
 use crate::chat::{ClientId, Hub, Line, LineEvent, Outbox};
 
 use super::Limits;
+use super::log::{LogSettings, ServerLog};
 
 /// Where the hub's lines go: connections in this process, or the worker
 /// processes that hold them.
@@ -45,6 +46,8 @@ pub(crate) struct Core {
     /// timeout (same timeout for all: the front expires first).
     unregistered: VecDeque<(Instant, ClientId)>,
     outbox: Outbox,
+    /// What is told on stderr (nothing unless [`with_log`](Self::with_log)).
+    log: ServerLog,
 }
 
 /// A line that panics the core in tests (a NUL: no line reader passes one).
@@ -65,7 +68,13 @@ impl Core {
             per_ip: HashMap::new(),
             unregistered: VecDeque::new(),
             outbox: Outbox::new(),
+            log: ServerLog::default(),
         }
+    }
+
+    /// The core, logging as `settings` say.
+    pub fn with_log(self, settings: LogSettings) -> Core {
+        Core { log: ServerLog::new(settings), ..self }
     }
 
     /// Admitted connections.
@@ -98,6 +107,7 @@ impl Core {
             None
         };
         if let Some(why) = refusal {
+            self.log.refused(id, ip, why);
             let text = format!("Closing Link: {ip} ({why})");
             let line: Line = format!("{}\r\n", Message::new("ERROR").trailing(&text).to_line()).into();
             router.deliver(id, &line);
@@ -105,6 +115,7 @@ impl Core {
             return;
         }
         self.hub.connect(id, &ip.to_string());
+        self.log.connected(id, ip);
         self.clients.insert(id, key);
         *self.per_ip.entry(key).or_default() += 1;
         self.unregistered.push_back((now + self.limits.registration_timeout, id));
@@ -120,7 +131,9 @@ impl Core {
     /// `id`'s next line events, in order.
     pub fn events(&mut self, id: ClientId, events: impl IntoIterator<Item = LineEvent>, router: &mut impl Router) {
         let now = unix_now();
+        let mut lines = 0;
         for event in events {
+            lines += 1;
             // Nothing is read after a QUIT (or any close): the rest of the
             // read that carried it is dropped here.
             if !self.hub.contains(id) {
@@ -133,6 +146,7 @@ impl Core {
             }
             self.hub.handle_event(id, &event, now, &mut self.outbox);
         }
+        self.log.lines_in(lines);
         self.route(router);
     }
 
@@ -161,8 +175,10 @@ impl Core {
         self.route(router);
     }
 
-    /// Closes the connections whose registration time is up.
+    /// Closes the connections whose registration time is up, and prints
+    /// the log's summary when it is due (every engine calls this on its tick).
     pub fn expire(&mut self, now: Instant, router: &mut impl Router) {
+        self.log.tick(now, self.hub.client_count(), self.hub.channel_count());
         while let Some(&(deadline, id)) = self.unregistered.front() {
             if deadline > now {
                 break;
@@ -179,8 +195,15 @@ impl Core {
     /// may send more (their quits), until nothing is left.
     fn route(&mut self, router: &mut impl Router) {
         let mut overflowed = Vec::new();
-        while !self.outbox.is_empty() {
-            let Outbox { deliveries, closes } = std::mem::take(&mut self.outbox);
+        loop {
+            for p in self.outbox.presence.drain(..) {
+                self.log.presence(&p);
+            }
+            if self.outbox.is_empty() {
+                break;
+            }
+            let Outbox { deliveries, closes, presence } = std::mem::take(&mut self.outbox);
+            self.log.lines_out(deliveries.len() as u64);
             for delivery in &deliveries {
                 if !router.deliver(delivery.to, &delivery.line) {
                     overflowed.push(delivery.to);
@@ -194,6 +217,7 @@ impl Core {
             let mut deliveries = deliveries;
             deliveries.clear();
             self.outbox.deliveries = deliveries;
+            self.outbox.presence = presence;
             for id in overflowed.drain(..) {
                 self.hub.close(id, "SendQ exceeded", &mut self.outbox);
             }

@@ -8,7 +8,7 @@
 //! layer's, [`crate::server`]):
 //! - [`core::Core`]: the one [`Hub`] of the server, plus admission
 //!   (max clients, per-IP limit) and registration timeouts; it routes the
-//!   hub's outbox through a [`core::Router`];
+//!   hub's outbox through a [`core::Router`], and keeps the log ([`log`]);
 //! - [`conn::Conn`]: each connection's bounded send queue, written in order
 //!   and coalesced by the connection's owner;
 //! - [`session::Session`]: each connection's line reader, flood bucket and
@@ -28,6 +28,7 @@
 
 pub(crate) mod conn;
 pub(crate) mod core;
+pub mod log;
 pub mod processes;
 pub(crate) mod session;
 pub(crate) mod threads;
@@ -107,6 +108,10 @@ pub struct ChatConfig {
     /// TLS: a PEM certificate chain and its private key; every connection
     /// on the listening socket is then TLS.
     pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// What the server logs on stderr (by the core: the parent's, with
+    /// worker processes).
+    #[serde(default)]
+    pub log: log::LogSettings,
 }
 
 /// What every connection of a process is served with: the limits, the
@@ -244,7 +249,7 @@ impl Local {
         let hub = Hub::new(config.hub.clone(), core::unix_now());
         Local {
             state: Mutex::new(LocalState {
-                core: Core::new(hub, config.limits.clone()),
+                core: Core::new(hub, config.limits.clone()).with_log(config.log),
                 conns: HashMap::new(),
                 stopping: false,
             }),

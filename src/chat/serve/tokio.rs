@@ -201,7 +201,12 @@ mod tests {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
             let addr = listener.local_addr().expect("addr");
             let stream = TcpStream::connect(addr).await.expect("connect");
-            let config = ChatConfig { hub: crate::chat::HubConfig::default(), limits: Limits::default(), tls: None };
+            let config = ChatConfig {
+                hub: crate::chat::HubConfig::default(),
+                limits: Limits::default(),
+                tls: None,
+                log: Default::default(),
+            };
             let backend = Arc::new(Local::new(&config, false));
             let settings = Arc::new(ConnSettings::new(&config).expect("settings"));
             let (_stop, stop) = Stop::new();
