@@ -151,8 +151,25 @@ fn the_chapters_downloaders_fetch_every_file_correctly() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out");
     let o = run(&[
-        "bench", "fetch", "--workload", "small", "--small-files", "30", "--small-jobs", "8", "--engines", "async",
-        "--vs", "chapter-threads,chapter-asyncio", "--runs", "1", "--warmup", "0", "--time-limit", "120s", "--out",
+        "bench",
+        "fetch",
+        "--workload",
+        "small",
+        "--small-files",
+        "30",
+        "--small-jobs",
+        "8",
+        "--engines",
+        "async",
+        "--vs",
+        "chapter-threads,chapter-asyncio",
+        "--runs",
+        "1",
+        "--warmup",
+        "0",
+        "--time-limit",
+        "120s",
+        "--out",
         out.to_str().expect("utf-8"),
     ]);
     let text = stdout(&o);

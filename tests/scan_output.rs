@@ -143,6 +143,7 @@ fn file_names_and_help_are_refused_as_targets_without_a_lookup() {
         (&["scan", "127.0.0.1", "r.gnmap"], "did you mean -oG r.gnmap?"),
         (&["scan", "results.json", "127.0.0.1"], "did you mean -o results.json?"),
         (&["scan", "help"], "\"help\" is not a target; see trident scan --help"),
+        (&["scan", "127.0.0.1", "-oM", "results"], "-oM is not an output type trident writes"),
     ];
     for (args, needle) in cases {
         let o = run_isolated(args);

@@ -215,6 +215,9 @@ fn parse_rate(s: &str) -> Result<f64, String> {
 impl ScanArgs {
     /// Validates everything and resolves the targets, before any probe.
     pub fn into_config(self) -> Result<ScanConfig, BadInput> {
+        // Output flags and file-like words first: no name is looked up
+        // for a command line that has an output flag wrong.
+        let outputs = self.outputs.destinations(std::io::stdout().is_terminal())?;
         if let Some(hint) = self.targets.iter().find_map(|t| not_a_host(t)) {
             return Err(BadInput(hint));
         }
@@ -316,7 +319,7 @@ impl ScanArgs {
             seed,
             shard,
             banner: self.banners.then_some(BannerGrab { max_bytes: self.banner_bytes, wait: self.banner_wait }),
-            outputs: self.outputs.destinations(std::io::stdout().is_terminal())?,
+            outputs,
             open_only: self.open,
             show_closed: self.outputs.show_closed,
             progress: !crate::term::quiet(),

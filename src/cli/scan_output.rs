@@ -70,6 +70,13 @@ impl OutputArgs {
     pub fn destinations(&self, stdout_is_terminal: bool) -> Result<Vec<Destination>, BadInput> {
         let mut files: Vec<(Format, PathBuf)> = Vec::new();
         if let Some(path) = &self.output {
+            // -oS, -oM and the like arrive as -o S: nmap output types
+            // trident does not write, not a file name.
+            if let Some(kind) = path.to_str().filter(|p| p.len() == 1 && p.chars().all(|c| c.is_ascii_uppercase())) {
+                return Err(BadInput(format!(
+                    "-o{kind} is not an output type trident writes (-oN, -oX, -oG, -oA BASE, -oJ); a file named {kind} is -o ./{kind}"
+                )));
+            }
             files.push((self.format.or_else(|| Format::from_path(path)).unwrap_or(Format::Text), path.clone()));
         }
         for (format, paths) in [
@@ -194,6 +201,9 @@ mod tests {
         twice.xml = vec![PathBuf::from("x.xml")];
         assert!(twice.destinations(false).unwrap_err().0.contains("x.xml is given as an output twice"));
         assert_eq!(nmap_output_flag("-oA"), Some("--output-all"));
+        let err = args(None, Some("S")).destinations(false).unwrap_err().0;
+        assert!(err.starts_with("-oS is not an output type trident writes"), "{err}");
+        assert!(args(None, Some("./S")).destinations(false).is_ok());
         assert_eq!(nmap_output_flag("-o"), None);
     }
 
