@@ -228,7 +228,7 @@ fn help_tells_what_the_nmap_flags_do_and_lists_engines() {
     let help = util::stdout(&o);
     assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
     assert!(help.contains("-sT") && help.contains("-Pn") && help.contains("never pings"), "{help}");
-    assert!(help.contains("never looks up the names"), "-n: {help}");
+    assert!(help.contains("Addresses are never looked up"), "-n: {help}");
     assert!(help.contains("[possible values: threads, processes, async]"), "-e: {help}");
     assert!(!help.contains("100ms-10s") && help.contains("--min-rtt-timeout 10ms"), "--timeout: {help}");
 }

@@ -128,8 +128,9 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, Exit> {
 /// Engine choice, shared by every batch subcommand.
 #[derive(Debug, Args)]
 pub struct EngineArgs {
-    /// Concurrency engine: threads, processes or async (see the end of
-    /// trident --help).
+    /// Concurrency engine: threads, processes or async.
+    ///
+    /// What each is: see the end of trident --help.
     #[arg(short = 'e', long, default_value = "async", value_parser = engine_names())]
     pub engine: EngineKind,
     /// Maximum tasks in flight (threads, worker processes or futures).

@@ -57,35 +57,42 @@ pub struct ScanArgs {
     /// Read targets from FILE (also -iL FILE; # comments); - for stdin.
     #[arg(long = "input-list", value_name = "FILE")]
     pub input_list: Option<PathBuf>,
-    /// Leave these out of the targets: addresses, CIDR blocks, ranges or
-    /// host names, comma-separated (as nmap; blocks are cut, not listed, so
-    /// a /8 minus a /16 costs nothing).
+    /// Leave out these targets: addresses, blocks, ranges or names, comma-separated.
+    ///
+    /// As nmap's --exclude. Blocks are cut, not listed: a /8 minus a /16
+    /// costs nothing.
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub exclude: Vec<String>,
     /// Leave out the targets listed in FILE (as -iL; # comments).
     #[arg(long, value_name = "FILE")]
     pub excludefile: Option<PathBuf>,
-    /// Ports: 22,80,8000-8100, service names (http,ssh, or http* for every
-    /// name that starts so), T:80 as nmap (TCP; U: is refused); - or
-    /// 1-65535 for all. [default: the 1,000 most common]
+    /// Ports: 22,80,8000-8100, http,ssh, T:80; - for all [default: the 1,000 most common]
+    ///
+    /// Service names come from the table the output's names come from;
+    /// http* stands for every name that starts so. T: marks TCP ports as
+    /// in nmap; U: (UDP) and S: (SCTP) are refused. - or 1-65535 is all.
     #[arg(short = 'p', long, value_name = "PORTS", allow_hyphen_values = true)]
     pub ports: Option<String>,
     /// Scan the N most common ports instead of -p.
     #[arg(long, value_name = "N", conflicts_with = "ports", value_parser = clap::value_parser!(u32).range(1..=65535))]
     pub top_ports: Option<u32>,
-    /// Scan the 100 most common ports (nmap's fast mode; --top-ports 100).
+    /// Scan the 100 most common ports (nmap's -F, fast mode).
     #[arg(short = 'F', long, conflicts_with_all = ["ports", "top_ports"])]
     pub fast: bool,
-    /// Scan type: only T, a TCP connect scan, is done (written -sT as in
-    /// nmap; accepted so nmap command lines work, and changes nothing).
+    /// -sT: a TCP connect scan, the only kind there is (accepted as in nmap).
+    ///
+    /// Other scan types (-sS, -sU, -sV...) need raw packets or are not TCP;
+    /// they are refused with the reason.
     #[arg(short = 's', value_name = "T", value_parser = parse_scan_type)]
     pub scan_type: Option<ConnectScan>,
-    /// Host discovery: only n, none (written -Pn as in nmap). trident never
-    /// pings first: every target is scanned, as nmap -Pn does.
+    /// -Pn: no host discovery, which trident never does (accepted as in nmap).
+    ///
+    /// trident never pings first: every target is scanned, as nmap -Pn does.
     #[arg(short = 'P', value_name = "n", value_parser = parse_discovery)]
     pub discovery: Option<NoDiscovery>,
-    /// No reverse DNS (as nmap -n): trident never looks up the names of
-    /// addresses, so this changes nothing; names are shown only as typed.
+    /// No reverse DNS, which trident never does (accepted as in nmap).
+    ///
+    /// Addresses are never looked up; host names are shown only as typed.
     #[arg(short = 'n')]
     pub no_dns: bool,
     /// Engine options.
@@ -119,21 +126,25 @@ pub struct ScanArgs {
     /// Start at most this many probes per second (all engines).
     #[arg(long, value_name = "PPS", value_parser = parse_rate)]
     pub max_rate: Option<f64>,
-    /// Keep at least PPS probes per second going. trident never slows down
-    /// by itself (no congestion control): the rate comes from the probes in
-    /// flight, so this raises the concurrency to PPS x the probe timeout
-    /// (within the open-file limit) and says so at the end if the scan
-    /// still ran slower.
+    /// Keep at least PPS probes per second going (raises -j to fit).
+    ///
+    /// trident never slows down by itself (no congestion control): the
+    /// rate comes from the probes in flight, so this raises the concurrency
+    /// to PPS x the probe timeout (within the open-file limit), and says so
+    /// at the end if the scan still ran slower.
     #[arg(long, value_name = "PPS", value_parser = parse_rate)]
     pub min_rate: Option<f64>,
-    /// Give up on an address DUR after its first probe: no new probe goes
-    /// to it, and it is named at the end (as nmap's). Addresses are probed
-    /// interleaved, each on its own clock; at most 2^24 addresses.
+    /// Give up on an address DUR after its first probe.
+    ///
+    /// No new probe goes to it, and it is named at the end (as nmap's).
+    /// Addresses are probed interleaved, each on its own clock; at most
+    /// 2^24 addresses.
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     pub host_timeout: Option<Duration>,
-    /// Start probes at least DUR apart (as nmap's --scan-delay, but for all
-    /// hosts together: the same for one host, slower for several); the
-    /// same as --max-rate 1/DUR, and the lower of the two applies.
+    /// Start probes at least DUR apart (--max-rate 1/DUR).
+    ///
+    /// As nmap's --scan-delay, but for all hosts together: the same for one
+    /// host, slower for several. The lower of this and --max-rate applies.
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     pub scan_delay: Option<Duration>,
     /// Seed of the random probe order; the same seed gives the same order.
