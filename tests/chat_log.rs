@@ -21,3 +21,43 @@ engine_tests! {
         assert!(log.lines().all(|l| !l.starts_with("connect ")), "no per-connection lines without -v: {log}");
     }
 }
+
+engine_tests! {
+    fn with_v_every_connect_registration_and_departure_is_a_line_and_q_silences_the_summary(engine) {
+        let server = ChatServer::start(engine, &["-v", "--stats-every", "0"]);
+        let (mut alice, mut bob) = pair(&server);
+        alice.send("QUIT :see you");
+        alice.expect("ERROR :Closing Link: 127.0.0.1 (Quit: see you)");
+        bob.expect(":alice!alice@127.0.0.1 QUIT :Quit: see you");
+        drop(bob);
+        server.process.wait_for(|l| l.starts_with("quit     #") && l.contains(" bob: "));
+        let log = server.log_text();
+        let lines: Vec<&str> = log.lines().filter(|l| !l.starts_with("Serving IRC") && !l.starts_with("trident: ")).collect();
+        let id = |nick: &str| {
+            let line = lines.iter().find(|l| l.ends_with(&format!(" as {nick}!{nick}@127.0.0.1"))).unwrap_or_else(|| panic!("{log}"));
+            line.trim_start_matches("register #").split(' ').next().expect("an id").to_string()
+        };
+        let (a, b) = (id("alice"), id("bob"));
+        for want in [
+            format!("connect  #{a} from 127.0.0.1"),
+            format!("register #{a} as alice!alice@127.0.0.1"),
+            format!("connect  #{b} from 127.0.0.1"),
+            format!("register #{b} as bob!bob@127.0.0.1"),
+            format!("quit     #{a} alice: Quit: see you"),
+        ] {
+            assert!(lines.contains(&want.as_str()), "{want:?} in:\n{log}");
+        }
+        assert!(lines.iter().any(|l| l.starts_with(&format!("quit     #{b} bob: "))), "{log}");
+        assert!(lines.iter().all(|l| !l.starts_with("chat: ")), "--stats-every 0: no summary: {log}");
+
+        // -q: no summary whatever the period.
+        let server = ChatServer::start(engine, &["-q", "--stats-every", "10ms"]);
+        let (mut alice, mut bob) = pair(&server);
+        still_chatting(&mut alice, &mut bob, "quiet");
+        drop((alice, bob));
+        let mut server = server;
+        server.process.terminate();
+        let log = server.process.whole_log();
+        assert!(log.lines().all(|l| !l.starts_with("chat: ") && !l.starts_with("connect ")), "{log}");
+    }
+}

@@ -166,7 +166,9 @@ impl ChatServeArgs {
             // before anything is bound (each process loads them again).
             crate::server::wire::server_config(cert, key).map_err(|e| BadInput(format!("{e:#}")))?;
         }
-        let log = LogSettings { verbose: false, every: (!self.stats_every.is_zero()).then_some(self.stats_every) };
+        // -q: no summary; -v: a line per connect, registration, departure.
+        let every = (!self.stats_every.is_zero() && !crate::term::quiet()).then_some(self.stats_every);
+        let log = LogSettings { verbose: crate::term::verbose(), every };
         Ok((server, ChatConfig { hub, limits, tls, log }))
     }
 }
