@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::engine_tests;
-use crate::fetch_util::{code, fetch, files, json, want};
+use crate::fetch_util::{code, fetch, files, interrupt, json, want};
 use crate::http_server::{TestServer, content, sha256_hex};
 use crate::util::{run, stderr, stdout};
 
@@ -317,9 +317,7 @@ engine_tests! {
             assert!(t0.elapsed() < Duration::from_secs(60), "the download never started");
             std::thread::sleep(Duration::from_millis(5));
         }
-        let pid = i32::try_from(child.id()).expect("pid");
-        // SAFETY: kill(2) on our own child.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+        interrupt(&child);
         let o = child.wait_with_output().expect("wait");
         assert_eq!(code(&o), 130, "{}{}", stdout(&o), stderr(&o));
         let text = stdout(&o);

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use crate::engine_tests;
-use crate::fetch_util::{code, fetch, files};
+use crate::fetch_util::{code, fetch, files, interrupt};
 use crate::raw_http::{CAP, RawServer, Served};
 use crate::util::{stderr, stdout};
 
@@ -97,9 +97,7 @@ engine_tests! {
             assert!(t0.elapsed() < Duration::from_secs(60), "the downloads never started");
             std::thread::sleep(Duration::from_millis(5));
         }
-        let pid = i32::try_from(child.id()).expect("pid");
-        // SAFETY: kill(2) on our own child.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+        interrupt(&child);
         let o = child.wait_with_output().expect("wait");
         // A hang guard, far below the 120 s a silent body would hold it.
         assert!(t0.elapsed() < Duration::from_secs(60), "Ctrl-C waited {:?}", t0.elapsed());

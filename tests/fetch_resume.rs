@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::engine_tests;
-use crate::fetch_util::{code, fetch as fetch_text, fetch_json as fetch, files, json, only, wait_unlocked};
+use crate::fetch_util::{code, fetch as fetch_text, fetch_json as fetch, files, interrupt, json, only, wait_unlocked};
 use crate::http_server::{RangeRequest, TestServer, sha256_hex, versioned};
 use crate::util::{stderr, stdout, trident};
 
@@ -162,9 +162,7 @@ engine_tests! {
             assert!(t0.elapsed() < Duration::from_secs(60), "served only {}", s.served(&path));
             std::thread::sleep(Duration::from_millis(5));
         }
-        let pid = i32::try_from(child.id()).expect("pid");
-        // SAFETY: kill(2) on our own child.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+        interrupt(&child);
         let o = child.wait_with_output().expect("wait");
         assert_eq!(code(&o), 130, "{}{}", stdout(&o), stderr(&o));
         let doc = json(&o);

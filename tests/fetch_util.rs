@@ -117,3 +117,11 @@ pub fn wait_exited(pids: &[u32]) {
         }
     }
 }
+
+/// Ctrl-C to a running `trident fetch` (SIGINT to it alone, as a test
+/// cannot send it to a terminal's process group).
+pub fn interrupt(child: &std::process::Child) {
+    let pid = i32::try_from(child.id()).expect("pid");
+    // SAFETY: kill(2) on our own child.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+}
