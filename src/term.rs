@@ -1,11 +1,18 @@
-//! How much trident says on stderr beyond errors and results: `-q` and
-//! `-v`, which every command takes. It is set once, from the command line,
-//! before any work starts, and read wherever a note or a progress display
-//! would be written (as ripgrep keeps its message switches): the notes come
-//! from deep inside workloads, and passing a flag down every call for them
-//! would touch every signature on the way.
+//! What trident says on a terminal and how: how much beyond errors and
+//! results (`-q`, `-v`, which every command takes), whether progress is
+//! drawn, and how rates read on it.
+//!
+//! The verbosity is set once, from the command line, before any work
+//! starts, and read wherever a note or a progress display would be written
+//! (as ripgrep keeps its message switches): the notes come from deep inside
+//! workloads, and passing a flag down every call for them would touch every
+//! signature on the way.
 
+use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use indicatif::{HumanCount, ProgressState};
 
 /// How much is said on stderr.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -48,5 +55,42 @@ pub fn verbose() -> bool {
 pub fn explain(what: std::fmt::Arguments<'_>) {
     if verbose() {
         eprintln!("trident: {what}");
+    }
+}
+
+/// Whether progress may be drawn on stderr: not `-q`, a terminal, and one
+/// that moves its cursor (`TERM=dumb` gets none of the escapes a redraw
+/// needs).
+pub fn progress_wanted() -> bool {
+    !quiet() && std::io::stderr().is_terminal() && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
+}
+
+/// A rate is shown once it has been measured this long: the first ticks
+/// divide what came at once (a buffer, a resumed file) by almost nothing.
+pub const RATE_SETTLES: Duration = Duration::from_secs(1);
+
+/// `159,583/s`: a per-second rate, whole, grouped in thousands.
+pub fn whole_rate(per_sec: f64) -> String {
+    format!("{}/s", HumanCount(per_sec.max(0.0).round() as u64))
+}
+
+/// An indicatif key (`{rate}`): the bar's rate as [`whole_rate`], blank
+/// until it has settled.
+pub fn rate_key(state: &ProgressState, out: &mut dyn std::fmt::Write) {
+    if state.elapsed() >= RATE_SETTLES {
+        let _ = out.write_str(&whole_rate(state.per_sec()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_are_whole_and_grouped() {
+        assert_eq!(whole_rate(159_582.781_8), "159,583/s");
+        assert_eq!(whole_rate(0.4), "0/s");
+        assert_eq!(whole_rate(f64::NAN), "0/s");
+        assert_eq!(whole_rate(1234.5), "1,235/s");
     }
 }

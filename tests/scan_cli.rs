@@ -206,14 +206,22 @@ engine_tests! {
             env!("CARGO_BIN_EXE_trident"),
             l.ip
         );
-        let o = std::process::Command::new("script").args(["-qfec", &cmd, "/dev/null"]).output().expect("script(1) from util-linux");
+        let o = std::process::Command::new("script")
+            .args(["-qfec", &cmd, "/dev/null"])
+            .env("TERM", "xterm")
+            .output()
+            .expect("script(1) from util-linux");
         let tty = String::from_utf8_lossy(&o.stdout);
         assert!(tty.contains("/200 ports"), "no progress bar on the terminal: {tty}");
         assert!(tty.contains(" open"), "{tty}");
         assert!(tty.contains("Scanned 1 host x 200 ports"), "{tty}");
 
         // -q: no bar even on a terminal.
-        let o = std::process::Command::new("script").args(["-qfec", &format!("{cmd} -q"), "/dev/null"]).output().expect("script");
+        let o = std::process::Command::new("script")
+            .args(["-qfec", &format!("{cmd} -q"), "/dev/null"])
+            .env("TERM", "xterm")
+            .output()
+            .expect("script");
         assert!(!String::from_utf8_lossy(&o.stdout).contains("/200 ports"));
     }
 }

@@ -15,6 +15,7 @@ mod chat_log;
 mod chat_server;
 mod chat_tls;
 mod cli_help;
+mod cli_progress;
 mod echo;
 mod fetch;
 mod fetch_digest;

@@ -11,20 +11,22 @@
 //! and needs no change to the download code. The expected length (for %
 //! and ETA) comes from the `.part` file's resume state (`NAME.part.state`,
 //! written at each checkpoint of a resumable download); until then, and for
-//! bodies that are not resumable, % and ETA show `?` (the Content-Length
-//! itself stays inside the task; [`Progress::set_length`] takes it if a
-//! task ever reports it).
+//! bodies that are not resumable, the line shows bytes and speed only (the
+//! Content-Length itself stays inside the task; [`Progress::set_length`]
+//! takes it if a task ever reports it).
 //! The total is "done/started+" while the input is still being read.
+//! Speeds appear once they have been measured for a second, and leave out
+//! what was on disk before (a resumed `.part`): a first tick would divide
+//! it by a few milliseconds.
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Sender, bounded};
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 use super::report::human_bytes;
 use super::store;
@@ -62,6 +64,8 @@ struct State {
     ended: u64,
     input_done: bool,
     bytes_done: u64,
+    /// Bytes already in `.part` files when their downloads were first seen.
+    bytes_before: u64,
     since: Instant,
 }
 
@@ -71,13 +75,16 @@ struct Active {
     parts: Vec<PathBuf>,
     length: Option<u64>,
     bytes: u64,
+    /// Whether `bytes` has been measured once (what was there before it
+    /// started counts in `bytes_before`).
+    seen: bool,
     bar: Option<ProgressBar>,
 }
 
 impl Progress {
-    /// Progress on stderr if it is a terminal and not `quiet`.
+    /// Progress on stderr if it is a terminal that can redraw, and not `quiet`.
     pub fn new(quiet: bool) -> Self {
-        Self::with_target(!quiet && std::io::stderr().is_terminal(), ProgressDrawTarget::stderr_with_hz(10))
+        Self::with_target(!quiet && crate::term::progress_wanted(), ProgressDrawTarget::stderr_with_hz(10))
     }
 
     /// No progress at all.
@@ -98,6 +105,7 @@ impl Progress {
             ended: 0,
             input_done: false,
             bytes_done: 0,
+            bytes_before: 0,
             since: Instant::now(),
         };
         let shared = Arc::new(Shared { multi, total, state: Mutex::new(state) });
@@ -130,7 +138,7 @@ impl Progress {
         let (name, parts) = describe();
         let mut state = drawing.shared.lock();
         state.started += 1;
-        state.active.insert(index, Active { name, parts, length: None, bytes: 0, bar: None });
+        state.active.insert(index, Active { name, parts, length: None, bytes: 0, seen: false, bar: None });
     }
 
     /// The expected length of download `index`, once known.
@@ -197,14 +205,21 @@ impl Drop for Progress {
 }
 
 fn style(template: &str) -> ProgressStyle {
-    ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar())
+    ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()).with_key(
+        "speed",
+        |state: &ProgressState, out: &mut dyn std::fmt::Write| {
+            if state.elapsed() >= crate::term::RATE_SETTLES {
+                let _ = write!(out, "{}/s", human_bytes(state.per_sec() as u64));
+            }
+        },
+    )
 }
 
-/// A download line: the length decides whether % and ETA can be shown.
+/// A download line: with a length, % and ETA; without, bytes and speed only.
 fn line_style(length: Option<u64>) -> ProgressStyle {
     match length {
-        Some(_) => style("  {prefix:32!} {bytes:>11} {percent:>3}% {binary_bytes_per_sec:>13} ETA {eta}"),
-        None => style("  {prefix:32!} {bytes:>11}    ?% {binary_bytes_per_sec:>13} ETA ?"),
+        Some(_) => style("  {prefix:32!} {bytes:>11} {percent:>3}% {speed:>13} ETA {eta}"),
+        None => style("  {prefix:32!} {bytes:>11}      {speed:>13}"),
     }
 }
 
@@ -233,11 +248,16 @@ impl Shared {
         let mut state = self.lock();
         let mut shown = state.active.values().filter(|a| a.bar.is_some()).count();
         let mut active_bytes = 0;
+        let mut state_before = 0;
         for active in state.active.values_mut() {
             let size = active.parts.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| written(&m)).max();
             // A part file vanishes when it is renamed: keep the last size.
             if let Some(size) = size {
                 active.bytes = size;
+            }
+            if !active.seen {
+                active.seen = true;
+                state_before += active.bytes;
             }
             if active.length.is_none() && active.bar.is_some() {
                 active.length = active.parts.iter().find_map(|p| length_from_state(p));
@@ -261,17 +281,23 @@ impl Shared {
                 bar.set_position(active.bytes);
             }
         }
+        state.bytes_before += state_before;
         let bytes = state.bytes_done + active_bytes;
-        let secs = state.since.elapsed().as_secs_f64().max(0.001);
+        let elapsed = state.since.elapsed();
+        let speed = if elapsed >= crate::term::RATE_SETTLES {
+            let new = bytes.saturating_sub(state.bytes_before);
+            format!("  {}/s", human_bytes((new as f64 / elapsed.as_secs_f64()) as u64))
+        } else {
+            String::new()
+        };
         let more = if state.input_done { "" } else { "+" };
         let hidden = state.active.len().saturating_sub(shown);
         let hidden = if hidden > 0 { format!(" ({hidden} more active)") } else { String::new() };
         self.total.set_message(format!(
-            "files {}/{}{more}  {}  {}/s{hidden}",
+            "files {}/{}{more}  {}{speed}{hidden}",
             state.ended,
             state.started,
             human_bytes(bytes),
-            human_bytes((bytes as f64 / secs) as u64),
         ));
         self.total.tick();
     }
@@ -304,6 +330,9 @@ mod tests {
         assert_eq!(drawing.shared.lock().active[&0].bytes, 1500);
         let message = drawing.shared.total.message();
         assert!(message.starts_with("files 0/2+  1.5 KiB"), "{message}");
+        // What was on disk before is no speed, and a first tick shows none.
+        assert_eq!(drawing.shared.lock().bytes_before, 1500);
+        assert!(!message.contains("/s"), "{message}");
         p.set_length(0, 3000);
         drawing.shared.tick();
         assert_eq!(drawing.shared.lock().active[&0].bar.as_ref().and_then(ProgressBar::length), Some(3000));

@@ -19,7 +19,7 @@
 //! what its format prints (see `report`).
 
 use std::cell::{Cell, RefCell};
-use std::io::{self, IsTerminal};
+use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -326,13 +326,14 @@ pub fn list_targets(config: &ScanConfig) -> anyhow::Result<ScanOutcome> {
 }
 
 fn progress_bar(wanted: bool, total: u64) -> ProgressBar {
-    if !wanted || !io::stderr().is_terminal() {
+    if !wanted || !crate::term::progress_wanted() {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(10));
     let style =
-        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {human_pos}/{human_len} ports  {msg}  {per_sec}")
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {human_pos}/{human_len} ports  {msg}  {rate}")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .with_key("rate", crate::term::rate_key)
             .progress_chars("=> ");
     bar.set_style(style);
     bar.set_message("0 open");

@@ -1,0 +1,59 @@
+//! Progress as a terminal shows it: whole rates, no `?%`, no bogus first
+//! speed, and no cursor escapes where the terminal cannot take them.
+
+use std::process::{Command, Stdio};
+
+use crate::engine_tests;
+use crate::http_server::TestServer;
+use crate::util::Listeners;
+
+/// `trident ARGS` on a pseudo-terminal (script(1)) with `TERM`: what the
+/// terminal got.
+fn on_terminal(args: &[&str], term: &str) -> String {
+    let bin = env!("CARGO_BIN_EXE_trident");
+    let command = std::iter::once(bin).chain(args.iter().copied()).collect::<Vec<_>>().join(" ");
+    let o = Command::new("script")
+        .args(["-qfec", &command, "/dev/null"])
+        .env("TERM", term)
+        .env("COLUMNS", "120")
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::null())
+        .output()
+        .expect("script (util-linux) runs");
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Every `N/s` on `screen` has no fractional digits.
+fn rates_are_whole(screen: &str) -> bool {
+    screen.split("/s").all(|before| {
+        let number: String =
+            before.chars().rev().take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ',').collect();
+        !number.contains('.')
+    })
+}
+
+engine_tests! {
+    fn scan_progress_has_whole_rates_and_no_escapes_on_a_dumb_terminal(engine) {
+        let l = Listeners::start(1);
+        let ip = l.ip.to_string();
+        // ~1.5 s at 400/s: the rate is drawn after its first second.
+        let args = ["scan", &ip, "-p", "1-600", "--max-rate", "400", "-e", engine];
+        let screen = on_terminal(&args, "xterm");
+        assert!(screen.contains("/600 ports") && screen.contains("/s"), "no bar or no rate: {screen:?}");
+        assert!(rates_are_whole(&screen), "{screen:?}");
+        let screen = on_terminal(&args, "dumb");
+        assert!(screen.contains("Scanned 1 host x 600 ports"), "{screen:?}");
+        assert!(!screen.contains("/600 ports") && !screen.contains('\x1b'), "a redraw on TERM=dumb: {screen:?}");
+    }
+
+    fn fetch_progress_without_a_length_shows_no_question_marks(engine) {
+        let s = TestServer::start();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path().to_str().expect("utf-8");
+        // 12 KB in 1 KB pieces every 100 ms: no length known to the bar.
+        let url = s.url("/slow/12000/1000/100/stream.bin");
+        let screen = on_terminal(&["fetch", "-e", engine, "-d", d, &url], "xterm");
+        assert!(screen.contains("stream.bin"), "{screen:?}");
+        assert!(!screen.contains("?%") && !screen.contains("ETA ?"), "{screen:?}");
+    }
+}
