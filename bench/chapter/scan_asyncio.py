@@ -12,6 +12,21 @@ and the whole scan with it.
 connect is given up after S seconds (asyncio.wait_for), as the threaded
 and multiprocessing scanners do with their socket timeout.
 
+Under load that fix has a cost of its own: the timeout starts when a
+probe is created, and gathering tens of thousands of probes keeps the loop
+busy for longer than a second before their connects are even seen, so the
+probes time out unanswered and open ports go unreported. Without it, the
+sockets of all the probes are open at once, and those past the limit of
+open files fail (EMFILE) and count as closed, as the chapter counts any
+socket error.
+
+The chapter's listing itself is not quite this: it calls loop.sock_connect
+on a socket given settimeout(1). asyncio wants non-blocking sockets (its
+debug mode refuses that one); on a socket with a timeout the connect
+blocks the whole event loop, for up to a second per filtered port, one
+port after another. This program follows what the chapter says its
+scanner does: a connection opened per port, all gathered, no timeout.
+
 Usage: scan_asyncio.py TARGET PORTS [--timeout S]
 """
 import asyncio

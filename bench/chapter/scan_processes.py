@@ -9,6 +9,11 @@ core, multiprocessing's default (--workers to change it). The parent prints
 the open ports when the map is done: a pool's workers are terminated when
 it closes, and whatever they had buffered would be lost.
 
+The chapter's Project 8.2 listing starts a multiprocessing.Process per port
+instead; over thousands of ports that is thousands of interpreters at once.
+The pool (the chapter's section 8.3) keeps its approach, processes doing
+the probes, within what a machine survives.
+
 Usage: scan_processes.py TARGET PORTS [--timeout S] [--workers N]
 """
 import multiprocessing

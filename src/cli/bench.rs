@@ -122,7 +122,7 @@ Examples:
   trident bench scan --lab full-latency --runs 3
   trident bench scan --lab loopback --vs nmap --out bench-out
   trident bench scan --lab loopback --engines async --runs 100 --vs none
-  trident bench scan --lab full -p 1-1000,20001-20100 --time-limit 30s --vs chapter-threads,chapter-processes,chapter-asyncio,chapter-asyncio-timeout
+  trident bench scan --lab full -p 20001-20100 --vs chapter-asyncio,chapter-asyncio-timeout
 
 Lab targets need root (network namespaces); loopback does not. Peers are
 looked up on PATH and in /opt/<name>/bin; missing ones are skipped.";
