@@ -15,7 +15,6 @@
 //! Only one source is used (they are not merged), so a name always comes
 //! from one place. The file is read and parsed once, on the first lookup.
 
-use std::collections::HashMap;
 use std::sync::OnceLock;
 
 /// Environment variable naming a services file to use instead of `/etc/services`.
@@ -27,10 +26,16 @@ pub const NMAP_SERVICES: &str = "/usr/share/nmap/nmap-services";
 /// The system services database.
 const ETC_SERVICES: &str = "/etc/services";
 
-/// Port → name, for TCP.
+/// Port → name, for TCP: names back to back in one string and a sorted
+/// index into it, so that nmap's 8,000-name table costs ~150 KiB, not the
+/// ~400 KiB of a map of boxed names, and loading streams the 1 MB file
+/// line by line rather than holding it whole.
 #[derive(Debug, Default)]
 pub struct Services {
-    names: HashMap<u16, Box<str>>,
+    /// Every name, back to back.
+    arena: String,
+    /// `(port, start, end)` of each name in `arena`, by port, one per port.
+    index: Vec<(u16, u32, u32)>,
 }
 
 impl Services {
@@ -38,29 +43,81 @@ impl Services {
     /// Only `tcp` entries count; the first entry for a port wins; malformed
     /// lines are skipped.
     pub fn parse(text: &str) -> Self {
-        let mut names = HashMap::new();
-        for line in text.lines() {
-            let line = line.split('#').next().unwrap_or_default();
-            let mut fields = line.split_whitespace();
-            let (Some(name), Some(port_proto)) = (fields.next(), fields.next()) else { continue };
-            let Some((port, proto)) = port_proto.split_once('/') else { continue };
-            if !proto.eq_ignore_ascii_case("tcp") {
-                continue;
+        let mut table = Services::default();
+        text.lines().for_each(|line| table.add_line(line));
+        table.sealed()
+    }
+
+    /// As [`Services::parse`], reading `input` a line at a time; a line
+    /// that is not UTF-8 is skipped.
+    pub fn read(mut input: impl std::io::BufRead) -> std::io::Result<Self> {
+        let mut table = Services::default();
+        let mut line = Vec::with_capacity(256);
+        while input.read_until(b'\n', &mut line)? > 0 {
+            if let Ok(text) = std::str::from_utf8(&line) {
+                table.add_line(text);
             }
-            let Ok(port) = port.parse::<u16>() else { continue };
-            names.entry(port).or_insert_with(|| Box::from(name));
+            line.clear();
         }
-        Services { names }
+        Ok(table.sealed())
+    }
+
+    /// Adds the entry on one line of a services file, if it is a TCP one.
+    fn add_line(&mut self, line: &str) {
+        // Only the first two fields matter: no need to find where a
+        // comment starts (nmap-services has one on most of its 27,000 lines).
+        let mut fields = line.split_ascii_whitespace();
+        let (Some(name), Some(port_proto)) = (fields.next(), fields.next()) else { return };
+        let port_proto = port_proto.split('#').next().unwrap_or_default();
+        if name.starts_with('#') || name.contains('#') {
+            return;
+        }
+        let Some((port, proto)) = port_proto.split_once('/') else { return };
+        if !proto.eq_ignore_ascii_case("tcp") {
+            return;
+        }
+        if let Ok(port) = port.parse::<u16>() {
+            self.push(port, name);
+        }
+    }
+
+    /// Adds `name` for `port` (the index is sorted by [`Services::sealed`]).
+    fn push(&mut self, port: u16, name: &str) {
+        let Ok(start) = u32::try_from(self.arena.len()) else { return };
+        self.arena.push_str(name);
+        let end = u32::try_from(self.arena.len()).unwrap_or(start);
+        self.index.push((port, start, end));
+    }
+
+    /// Sorts the index by port, keeping the first entry of each.
+    fn sealed(mut self) -> Self {
+        // A stable sort keeps the file's order among a port's entries.
+        self.index.sort_by_key(|&(port, _, _)| port);
+        self.index.dedup_by_key(|&mut (port, _, _)| port);
+        self.arena.shrink_to_fit();
+        self.index.shrink_to_fit();
+        self
+    }
+
+    /// Every (port, name), by port.
+    fn entries(&self) -> impl Iterator<Item = (u16, &str)> {
+        self.index.iter().map(|&(port, start, end)| (port, self.arena.get(start as usize..end as usize).unwrap_or("")))
     }
 
     /// The built-in table.
     pub fn builtin() -> Self {
-        Services { names: BUILTIN.iter().map(|&(port, name)| (port, Box::from(name))).collect() }
+        let mut table = Services::default();
+        for &(port, name) in BUILTIN {
+            table.push(port, name);
+        }
+        table.sealed()
     }
 
     /// The name of TCP `port`, if the table has one.
     pub fn get(&self, port: u16) -> Option<&str> {
-        self.names.get(&port).map(|n| &**n)
+        let i = self.index.binary_search_by_key(&port, |&(p, _, _)| p).ok()?;
+        let (_, start, end) = self.index[i];
+        self.arena.get(start as usize..end as usize)
     }
 
     /// The TCP ports named `pattern`, ascending: a name, or a pattern
@@ -69,10 +126,9 @@ impl Services {
     pub fn ports_named(&self, pattern: &str) -> Vec<u16> {
         let pattern = pattern.to_ascii_lowercase();
         let mut ports: Vec<u16> = self
-            .names
-            .iter()
+            .entries()
             .filter(|(_, name)| glob_matches(pattern.as_bytes(), name.to_ascii_lowercase().as_bytes()))
-            .map(|(port, _)| *port)
+            .map(|(port, _)| port)
             .collect();
         ports.sort_unstable();
         ports
@@ -80,19 +136,19 @@ impl Services {
 
     /// Number of ports with a name.
     pub fn len(&self) -> usize {
-        self.names.len()
+        self.index.len()
     }
 
     /// Whether the table is empty.
     pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
+        self.index.is_empty()
     }
 
     /// Loads the table as described in the module documentation.
     fn load() -> Self {
         if let Some(path) = std::env::var_os(SERVICES_ENV).filter(|p| !p.is_empty()) {
-            match std::fs::read_to_string(&path) {
-                Ok(text) => return Self::parse(&text),
+            match Self::read_file(std::path::Path::new(&path)) {
+                Ok(table) => return table,
                 Err(e) => eprintln!(
                     "trident: cannot read {SERVICES_ENV}={}: {e}; using the default table",
                     std::path::Path::new(&path).display()
@@ -101,10 +157,13 @@ impl Services {
         }
         [NMAP_SERVICES, ETC_SERVICES]
             .into_iter()
-            .filter_map(|path| std::fs::read_to_string(path).ok())
-            .map(|text| Self::parse(&text))
+            .filter_map(|path| Self::read_file(std::path::Path::new(path)).ok())
             .find(|table| !table.is_empty())
             .unwrap_or_else(Self::builtin)
+    }
+
+    fn read_file(path: &std::path::Path) -> std::io::Result<Self> {
+        Self::read(std::io::BufReader::new(std::fs::File::open(path)?))
     }
 }
 
@@ -294,6 +353,14 @@ unknown\t50529/tcp\t0.000076
         assert_eq!(s.get(81), None);
         assert_eq!(s.get(50529), Some("unknown"), "nmap-services lines parse too");
         assert_eq!(s.len(), 6);
+    }
+
+    #[test]
+    fn reading_streams_lines_and_skips_what_is_not_utf8() {
+        let bytes = b"ssh 22/tcp\nbad\xff 23/tcp\nhttp-alt\t8000/tcp\t0.009710\t# A common alternative\nhttp 80/tcp";
+        let s = Services::read(&bytes[..]).unwrap();
+        assert_eq!((s.get(22), s.get(23), s.get(80), s.get(8000)), (Some("ssh"), None, Some("http"), Some("http-alt")));
+        assert_eq!(s.entries().map(|(p, _)| p).collect::<Vec<_>>(), [22, 80, 8000], "by port");
     }
 
     #[test]
