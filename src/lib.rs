@@ -138,6 +138,10 @@ fn dispatch(command: Command) -> anyhow::Result<Exit> {
             let config = args.into_config()?;
             Ok(Exit::success_if(bench::fetch::run(&config)?.trident_correct()))
         }
+        Command::Bench(BenchCommand::All(args)) => {
+            let config = args.into_config()?;
+            Ok(Exit::success_if(bench::all::run(&config)?))
+        }
         Command::Bench(BenchCommand::Chat(args)) => {
             let config = args.into_config()?;
             bench::chat::run(&config)?;

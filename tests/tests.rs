@@ -6,6 +6,7 @@ mod util;
 mod bench_chapter;
 mod bench_chat;
 mod bench_fetch;
+mod bench_report;
 mod chat_client;
 mod chat_harness;
 mod chat_hostile;

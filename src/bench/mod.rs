@@ -11,7 +11,10 @@
 //!   records, medians, same-run ratios, runs.csv + summary.json.
 //! - [`echo_reference`]: the minimal echo server the echo bench compares with.
 //! - [`chapter`]: the chapter's own Python programs, run as peers.
+//! - [`all`]: every workload's bench in one go; [`report`]: their results
+//!   as one table, charts, report.md and index.html.
 
+pub mod all;
 pub mod chapter;
 pub mod chat;
 pub mod echo_reference;
@@ -19,6 +22,7 @@ pub mod fetch;
 pub mod fixture;
 pub mod harness;
 pub mod measure;
+pub mod report;
 pub mod scan;
 
 pub use measure::{Measurement, measure, measure_with_limit};

@@ -1,4 +1,4 @@
-//! `trident bench scan|fetch|chat`: their flags, turned into each bench's
+//! `trident bench scan|fetch|chat|all`: their flags, turned into each bench's
 //! config.
 
 use std::path::PathBuf;
@@ -28,6 +28,61 @@ pub enum BenchCommand {
     /// requests per second against a minimal tokio echo and any peer.
     #[command(after_help = BENCH_CHAT_EXAMPLES)]
     Chat(BenchChatArgs),
+    /// Run every workload's bench (scan, fetch, chat) with every installed
+    /// peer and write one report: results.csv/json, report.md and a
+    /// self-contained index.html with charts.
+    #[command(after_help = BENCH_ALL_EXAMPLES)]
+    All(BenchAllArgs),
+}
+
+const BENCH_ALL_EXAMPLES: &str = "\
+Examples:
+  trident bench all --quick                           a few minutes; open bench-report/index.html
+  trident bench all --out report --engines async,threads --vs nmap,curl
+  trident bench all                                   the benches' full sizes (lab targets as root)
+
+Each bench runs as its own `trident bench ...` command (recorded in the
+report, its output in DIR/logs/); peers that are not installed are listed
+in the report with how to install them.";
+
+/// `trident bench all` options.
+#[derive(Debug, Args)]
+pub struct BenchAllArgs {
+    /// Smaller targets and fewer runs: a few minutes on two cores, every chart.
+    #[arg(long)]
+    pub quick: bool,
+    /// Tiny targets, one run each (for tests).
+    #[arg(long, hide = true, conflicts_with = "quick")]
+    pub tiny: bool,
+    /// Write the report into DIR.
+    #[arg(long, value_name = "DIR", default_value = "bench-report")]
+    pub out: PathBuf,
+    /// trident engines to run (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "threads,processes,async", value_parser = parse_engine)]
+    pub engines: Vec<EngineKind>,
+    /// Peers to run when installed, by name (each in the workloads it
+    /// belongs to), or none [default: every known peer].
+    #[arg(long = "vs", value_delimiter = ',', value_name = "PEERS")]
+    pub vs: Option<Vec<String>>,
+}
+
+impl BenchAllArgs {
+    /// The validated config.
+    pub fn into_config(self) -> Result<crate::bench::all::BenchAllConfig, BadInput> {
+        use crate::bench::all::{BenchAllConfig, Mode};
+        let vs = self.vs.map(|v| v.into_iter().filter(|n| n != "none").collect::<Vec<_>>());
+        if let Some(vs) = &vs {
+            crate::bench::all::check_peers(vs)?;
+        }
+        let mode = if self.tiny {
+            Mode::Tiny
+        } else if self.quick {
+            Mode::Quick
+        } else {
+            Mode::Full
+        };
+        Ok(BenchAllConfig { mode, out: self.out, engines: self.engines, vs })
+    }
 }
 
 const BENCH_CHAT_EXAMPLES: &str = "\

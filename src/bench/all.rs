@@ -1,0 +1,471 @@
+//! `trident bench all`: every workload's bench (scan, fetch, chat) in one
+//! go, with every installed peer, into one report directory.
+//!
+//! Each bench runs as its own `trident bench ...` process, exactly as a
+//! user would type it: the report records those command lines so any
+//! figure can be reproduced by running one of them, a bench that fails
+//! leaves the others standing, and each bench's own output goes to a log
+//! beside the report instead of the terminal, which shows one progress line
+//! per step. Each bench writes its `summary.json` (`--out`), which
+//! [`report::ingest`](super::report::ingest) gathers into one table.
+//!
+//! The sizes come from the mode: `quick` (a few minutes on two cores,
+//! every chart), `full` (the benches' own defaults, lab targets when
+//! root) and a hidden `tiny` for tests.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::Context;
+
+use super::harness::Peer as _;
+use super::report::{self, CommandRun, Machine, Missing, Results, Row};
+use crate::engine::EngineKind;
+use crate::error::BadInput;
+
+/// How big the run is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Small targets: minutes.
+    Quick,
+    /// The benches' defaults.
+    Full,
+    /// Tiny targets, for tests: seconds.
+    Tiny,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Quick => "quick",
+            Mode::Full => "full",
+            Mode::Tiny => "tiny",
+        }
+    }
+}
+
+/// Validated `trident bench all` options.
+#[derive(Clone, Debug)]
+pub struct BenchAllConfig {
+    /// How big.
+    pub mode: Mode,
+    /// The report directory.
+    pub out: PathBuf,
+    /// trident engines.
+    pub engines: Vec<EngineKind>,
+    /// Peers asked for (None: every known one).
+    pub vs: Option<Vec<String>>,
+}
+
+/// Every peer `bench all` knows, per workload, in report order; a name may
+/// serve several workloads (the chapter's programs).
+const SCAN_PEERS: &[&str] =
+    &["nmap", "rustscan", "chapter-threads", "chapter-processes", "chapter-asyncio", "chapter-asyncio-timeout"];
+const FETCH_PEERS: &[&str] =
+    &["curl", "curl-sync", "wget2", "aria2c", "aria2c-x4", "chapter-threads", "chapter-asyncio"];
+const CHAT_PEERS: &[&str] = &["chapter-asyncio"];
+
+/// How to install a peer's program.
+fn install_hint(program: &str) -> String {
+    match program {
+        "rustscan" => "cargo install rustscan --root /opt/rustscan".into(),
+        "aria2c" => "apt-get install aria2".into(),
+        other => format!("apt-get install {other}"),
+    }
+}
+
+/// The peers of one workload to run (installed), and those missing.
+fn resolve<P: super::harness::Peer>(
+    workload: &str,
+    known: &[&str],
+    asked: &Option<Vec<String>>,
+) -> (Vec<String>, Vec<Missing>) {
+    let names: Vec<&str> = match asked {
+        Some(asked) => asked.iter().map(String::as_str).collect(),
+        None => known.to_vec(),
+    };
+    let (mut run, mut missing) = (Vec::new(), Vec::new());
+    for name in names {
+        let Ok(peer) = P::parse(name) else { continue };
+        match peer.locate() {
+            Ok(_) => run.push(name.to_string()),
+            Err(why) => missing.push(Missing {
+                workload: workload.into(),
+                peer: name.into(),
+                why,
+                install: install_hint(peer.program()),
+            }),
+        }
+    }
+    (run, missing)
+}
+
+/// Checks that every name of `--vs` is a peer of some workload.
+pub fn check_peers(vs: &[String]) -> Result<(), BadInput> {
+    use super::{chat::EchoPeer, fetch::Peer as FetchPeer, scan::Peer as ScanPeer};
+    for name in vs {
+        if ScanPeer::parse(name).is_err() && FetchPeer::parse(name).is_err() && EchoPeer::parse(name).is_err() {
+            return Err(BadInput(format!(
+                "unknown peer {name:?} (expected one of {}, or none)",
+                [SCAN_PEERS, FETCH_PEERS, CHAT_PEERS].concat().join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// One bench to run.
+#[derive(Clone, Debug)]
+struct Step {
+    workload: &'static str,
+    /// The scan case's name (fetch and chat name their cases themselves).
+    case: String,
+    /// Arguments after `trident bench`, without `--out`.
+    args: Vec<String>,
+    /// A guess of its duration, seconds, for the ETA.
+    estimate: f64,
+}
+
+fn step(workload: &'static str, case: &str, estimate: f64, args: &[&str], tail: Vec<String>) -> Step {
+    let args = std::iter::once(workload.to_string()).chain(args.iter().map(|s| s.to_string())).chain(tail).collect();
+    Step { workload, case: case.into(), args, estimate }
+}
+
+fn vs_args(peers: &[String]) -> Vec<String> {
+    vec!["--vs".into(), if peers.is_empty() { "none".into() } else { peers.join(",") }]
+}
+
+/// The steps of a run, with the peers each runs.
+fn plan(config: &BenchAllConfig, scan: &[String], fetch: &[String], chat: &[String]) -> Vec<Step> {
+    let engines = config.engines.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(",");
+    let with = |peers: &[String]| [vec!["--engines".to_string(), engines.clone()], vs_args(peers)].concat();
+    let chapter: Vec<String> = scan.iter().filter(|p| p.starts_with("chapter-")).cloned().collect();
+    let not_chapter: Vec<String> = scan.iter().filter(|p| !p.starts_with("chapter-")).cloned().collect();
+    match config.mode {
+        Mode::Tiny => vec![
+            step(
+                "scan",
+                "loopback 1-3000",
+                10.0,
+                &["--lab", "loopback", "-p", "1-3000", "--runs", "1", "--warmup", "0", "--time-limit", "20s"],
+                with(scan),
+            ),
+            step(
+                "fetch",
+                "",
+                10.0,
+                &["--workload", "small", "--small-files", "20", "--runs", "1", "--warmup", "0", "--time-limit", "30s"],
+                with(fetch),
+            ),
+            step(
+                "chat",
+                "",
+                15.0,
+                &[
+                    "--parts",
+                    "idle,echo,latency",
+                    "--idle",
+                    "20",
+                    "--connections",
+                    "4",
+                    "--duration",
+                    "300ms",
+                    "--load-duration",
+                    "300ms",
+                    "--members",
+                    "10",
+                    "--senders",
+                    "2",
+                    "--rates",
+                    "100",
+                    "--runs",
+                    "1",
+                ],
+                with(chat),
+            ),
+        ],
+        Mode::Quick => vec![
+            step(
+                "scan",
+                "loopback 1-10000",
+                40.0,
+                &["--lab", "loopback", "-p", "1-10000", "--runs", "2", "--warmup", "0", "--time-limit", "20s"],
+                with(scan),
+            ),
+            step(
+                "fetch",
+                "",
+                60.0,
+                &[
+                    "--workload",
+                    "both",
+                    "--small-files",
+                    "100",
+                    "--large-mib",
+                    "8",
+                    "--runs",
+                    "2",
+                    "--warmup",
+                    "0",
+                    "--time-limit",
+                    "60s",
+                ],
+                with(fetch),
+            ),
+            step(
+                "chat",
+                "",
+                45.0,
+                &[
+                    "--parts",
+                    "idle,echo,latency",
+                    "--idle",
+                    "300",
+                    "--connections",
+                    "20",
+                    "--duration",
+                    "1s",
+                    "--load-duration",
+                    "1s",
+                    "--members",
+                    "100",
+                    "--senders",
+                    "5",
+                    "--rates",
+                    "200,400",
+                    "--runs",
+                    "2",
+                ],
+                with(chat),
+            ),
+        ],
+        Mode::Full => {
+            let mut steps = vec![step(
+                "scan",
+                "loopback 1-65535",
+                90.0,
+                &["--lab", "loopback", "-p", "1-65535", "--runs", "3"],
+                with(&not_chapter),
+            )];
+            if is_root() {
+                steps.push(step(
+                    "scan",
+                    "lab full 1-65535",
+                    300.0,
+                    &["--lab", "full", "-p", "1-65535", "--runs", "3", "--time-limit", "300s"],
+                    with(&not_chapter),
+                ));
+                steps.push(step(
+                    "scan",
+                    "lab full 1-1000,20001-20100",
+                    240.0,
+                    &["--lab", "full", "-p", "1-1000,20001-20100", "--runs", "3", "--time-limit", "30s"],
+                    with(&chapter),
+                ));
+            } else {
+                steps.push(step(
+                    "scan",
+                    "loopback 1-10000",
+                    90.0,
+                    &["--lab", "loopback", "-p", "1-10000", "--runs", "3", "--time-limit", "60s"],
+                    with(&chapter),
+                ));
+            }
+            steps.push(step("fetch", "", 600.0, &["--runs", "3"], with(fetch)));
+            steps.push(step("chat", "", 300.0, &["--runs", "3"], with(chat)));
+            steps
+        }
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// `trident` and its commit, when it runs from a git checkout.
+fn version() -> String {
+    let commit = Command::new("git")
+        .args(["-C", env!("CARGO_MANIFEST_DIR"), "rev-parse", "--short", "HEAD"])
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    match commit {
+        Some(c) if !c.is_empty() => format!("trident {} (commit {c})", env!("CARGO_PKG_VERSION")),
+        _ => format!("trident {}", env!("CARGO_PKG_VERSION")),
+    }
+}
+
+/// The file system holding `dir`: the longest mount point above it.
+fn file_system(dir: &Path) -> String {
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let best = mounts
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() > 2 && dir.starts_with(f[1])).then(|| (f[1].to_string(), f[2].to_string()))
+        })
+        .max_by_key(|(point, _)| point.len());
+    match best {
+        Some((point, kind)) => format!("{} ({kind}, mounted at {point})", dir.display()),
+        None => dir.display().to_string(),
+    }
+}
+
+/// What the report says of this machine.
+pub fn machine() -> Machine {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |text: &str, key: &str| {
+        text.lines().find(|l| l.starts_with(key)).and_then(|l| l.split(':').nth(1)).map(|v| v.trim().to_string())
+    };
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_kib: u64 =
+        field(&meminfo, "MemTotal").and_then(|v| v.split_whitespace().next().and_then(|n| n.parse().ok())).unwrap_or(0);
+    Machine {
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        cpu_model: field(&cpuinfo, "model name").unwrap_or_else(|| "unknown CPU".into()),
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").map_or("unknown".into(), |s| s.trim().into()),
+        memory_mib: mem_kib / 1024,
+        download_fs: file_system(&std::env::temp_dir()),
+    }
+}
+
+/// A command line as a shell would take it.
+fn shell_line(args: &[String]) -> String {
+    let quote = |a: &String| {
+        if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./,:=@%+".contains(c)) {
+            a.clone()
+        } else {
+            format!("'{}'", a.replace('\'', r"'\''"))
+        }
+    };
+    args.iter().map(quote).collect::<Vec<_>>().join(" ")
+}
+
+fn clock(s: f64) -> String {
+    let s = s.max(0.0).round() as u64;
+    format!("{}:{:02}", s / 60, s % 60)
+}
+
+/// Runs every step and writes the report; returns whether every bench
+/// produced its results.
+pub fn run(config: &BenchAllConfig) -> anyhow::Result<bool> {
+    use super::{chat::EchoPeer, fetch::Peer as FetchPeer, scan::Peer as ScanPeer};
+    let started_at = Instant::now();
+    let started = httpdate::fmt_http_date(std::time::SystemTime::now());
+    let (scan, mut missing) = resolve::<ScanPeer>("scan", SCAN_PEERS, &config.vs);
+    let (fetch, m) = resolve::<FetchPeer>("fetch", FETCH_PEERS, &config.vs);
+    missing.extend(m);
+    let (chat, m) = resolve::<EchoPeer>("chat", CHAT_PEERS, &config.vs);
+    missing.extend(m);
+    for m in &missing {
+        eprintln!("trident: {} ({}) is not installed: {}; to include it: {}", m.peer, m.workload, m.why, m.install);
+    }
+    let steps = plan(config, &scan, &fetch, &chat);
+    let dir = &config.out;
+    std::fs::create_dir_all(dir.join("logs")).with_context(|| format!("cannot create {}", dir.display()))?;
+    let exe = std::env::current_exe().context("cannot find the trident executable")?;
+    let (mut rows, mut commands, mut complete) = (Vec::<Row>::new(), Vec::new(), true);
+    let total: f64 = steps.iter().map(|s| s.estimate).sum();
+    let mut done_estimate = 0.0;
+    for (i, step) in steps.iter().enumerate() {
+        let elapsed = started_at.elapsed().as_secs_f64();
+        let pace = if done_estimate > 0.0 { elapsed / done_estimate } else { 1.0 };
+        let what =
+            if step.case.is_empty() { step.workload.to_string() } else { format!("{} {}", step.workload, step.case) };
+        eprintln!(
+            "bench all [{}/{}] {what}: elapsed {}, about {} left",
+            i + 1,
+            steps.len(),
+            clock(elapsed),
+            clock((total - done_estimate) * pace)
+        );
+        let name = format!("{}-{}", i + 1, step.workload);
+        let raw = dir.join("raw").join(&name);
+        let mut args: Vec<String> = std::iter::once("bench".to_string()).chain(step.args.iter().cloned()).collect();
+        args.extend(["--out".into(), raw.display().to_string()]);
+        let log = format!("logs/{name}.log");
+        let out =
+            File::create(dir.join(&log)).with_context(|| format!("cannot create {}", dir.join(&log).display()))?;
+        let t0 = Instant::now();
+        let status = Command::new(&exe)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .status()
+            .with_context(|| format!("cannot run trident {}", shell_line(&args)))?;
+        let wall_s = t0.elapsed().as_secs_f64();
+        done_estimate += step.estimate;
+        commands.push(CommandRun {
+            workload: step.workload.into(),
+            command: format!("trident {}", shell_line(&args)),
+            exit_code: status.code(),
+            wall_s,
+            log: log.clone(),
+        });
+        let summary = raw.join("summary.json");
+        let got = match step.workload {
+            "scan" => report::ingest::scan(&summary, &step.case),
+            "fetch" => report::ingest::fetch(&summary),
+            _ => report::ingest::chat(&summary),
+        };
+        match got {
+            Ok(got) => rows.extend(got),
+            Err(e) => {
+                complete = false;
+                eprintln!("trident: bench {what} gave no results ({e:#}); see {}", dir.join(&log).display());
+            }
+        }
+    }
+    let results = Results {
+        schema: report::SCHEMA,
+        mode: config.mode.name().into(),
+        started,
+        wall_s: started_at.elapsed().as_secs_f64(),
+        trident: version(),
+        machine: machine(),
+        commands,
+        not_installed: missing,
+        rows,
+    };
+    let charts = report::render::write(dir, &results)?;
+    println!(
+        "bench all: {} runs of {} contenders, {} charts in {:.0} s; report: {}",
+        results.rows.len(),
+        results.tools().len(),
+        charts.len(),
+        results.wall_s,
+        dir.join("index.html").display()
+    );
+    Ok(complete)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_lines_are_quoted_for_a_shell() {
+        let args: Vec<String> = ["bench", "scan", "-p", "1-10", "--scan-args", "-j 8", "it's"].map(String::from).into();
+        assert_eq!(shell_line(&args), r"bench scan -p 1-10 --scan-args '-j 8' 'it'\''s'");
+        assert_eq!(clock(125.4), "2:05");
+    }
+
+    #[test]
+    fn every_mode_runs_every_workload() {
+        for mode in [Mode::Tiny, Mode::Quick, Mode::Full] {
+            let config = BenchAllConfig { mode, out: "x".into(), engines: vec![EngineKind::Async], vs: None };
+            let steps = plan(&config, &["nmap".into()], &[], &[]);
+            for w in ["scan", "fetch", "chat"] {
+                assert!(steps.iter().any(|s| s.workload == w), "{mode:?} lacks {w}");
+            }
+            assert!(steps.iter().all(|s| s.args.contains(&"--engines".to_string())));
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! Short answers to the chapter's six questions, written from this run's
+//! numbers (never from figures kept in the source): which model is
+//! fastest, what the GIL does to threads, what a process costs, how async
+//! scales, which is most resource-efficient, and which is most complex.
+//! A question this run has no numbers for says what to run instead.
+
+use std::fmt::Write as _;
+
+use super::{Results, Row, Spread, spreads};
+
+/// One question and its answer.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Answer {
+    /// The chapter's question.
+    pub question: &'static str,
+    /// The answer, one paragraph.
+    pub answer: String,
+}
+
+/// The scan and fetch cases: (workload, case), in order.
+fn batch_cases(results: &Results) -> Vec<(&'static str, String)> {
+    ["scan", "fetch"].into_iter().flat_map(|w| results.cases(w).into_iter().map(move |c| (w, c))).collect()
+}
+
+/// Median of `value` per contender of one case.
+fn medians(results: &Results, workload: &str, case: &str, value: impl Fn(&Row) -> Option<f64>) -> Vec<Spread> {
+    spreads(&results.case_rows(workload, case), value)
+}
+
+fn find<'a>(s: &'a [Spread], tool: &str) -> Option<&'a Spread> {
+    s.iter().find(|s| s.tool == tool)
+}
+
+/// Whether every recorded run of `tool` in the case was correct.
+fn all_ok(results: &Results, workload: &str, case: &str, tool: &str) -> bool {
+    results.case_rows(workload, case).iter().filter(|r| r.tool == tool).all(|r| r.ok)
+}
+
+fn secs(s: f64) -> String {
+    if s < 10.0 { format!("{s:.2} s") } else { format!("{s:.1} s") }
+}
+
+fn fastest(results: &Results) -> String {
+    let mut out = String::new();
+    for (w, case) in batch_cases(results) {
+        let wall = medians(results, w, &case, |r| r.wall_s);
+        let correct: Vec<&Spread> = wall.iter().filter(|s| all_ok(results, w, &case, &s.tool)).collect();
+        let Some(best) = correct.iter().min_by(|a, b| a.median.total_cmp(&b.median)) else { continue };
+        let _ = write!(out, "{w} {case}: fastest correct was {} ({})", best.tool, secs(best.median));
+        let mut engines: Vec<&Spread> = wall.iter().filter(|s| !s.peer).collect();
+        engines.sort_by(|a, b| a.median.total_cmp(&b.median));
+        if let (Some(first), Some(last)) = (engines.first(), engines.last())
+            && engines.len() > 1
+        {
+            let _ = write!(
+                out,
+                "; {} was {:.1}x faster than {}",
+                first.tool.trim_start_matches("trident-"),
+                last.median / first.median,
+                last.tool.trim_start_matches("trident-")
+            );
+        }
+        let _ = write!(out, ". ");
+    }
+    if out.is_empty() { "No scan or fetch case ran.".into() } else { out.trim_end().into() }
+}
+
+fn gil(results: &Results) -> String {
+    let mut out = String::from("Rust threads have no global lock: ");
+    let mut said = false;
+    for (w, case) in batch_cases(results) {
+        let cpu = medians(results, w, &case, |r| r.cpu_s);
+        let wall = medians(results, w, &case, |r| r.wall_s);
+        let cores = |tool: &str| Some(find(&cpu, tool)?.median / find(&wall, tool)?.median);
+        let Some(ours) = cores("trident-threads") else { continue };
+        let _ = write!(out, "on {w} {case} trident-threads kept {ours:.2} cores busy");
+        if let Some(theirs) = cores("chapter-threads") {
+            let ratio = find(&wall, "chapter-threads").map_or(f64::NAN, |s| s.median)
+                / find(&wall, "trident-threads").map_or(f64::NAN, |s| s.median);
+            let _ = write!(out, ", the chapter's Python threads {theirs:.2} (and took {ratio:.1}x as long)");
+        }
+        let _ = write!(out, "; ");
+        said = true;
+    }
+    if !said {
+        return "No threads run in this report (run with --engines threads).".into();
+    }
+    format!(
+        "{}. On I/O-bound work the lock matters little to either: both mostly wait for the network.",
+        out.trim_end_matches("; ")
+    )
+}
+
+fn processes(results: &Results) -> String {
+    let mut out = String::new();
+    for (w, case) in batch_cases(results) {
+        let wall = medians(results, w, &case, |r| r.wall_s);
+        let pss = medians(results, w, &case, |r| r.peak_pss_mib);
+        let (Some(p), Some(t)) = (find(&wall, "trident-processes"), find(&wall, "trident-threads")) else { continue };
+        let mem = match (find(&pss, "trident-processes"), find(&pss, "trident-threads")) {
+            (Some(p), Some(t)) => format!(", {:+.1} MiB of peak PSS", p.median - t.median),
+            _ => String::new(),
+        };
+        let _ =
+            write!(out, "{w} {case}: processes took {:+.2} s of wall time over threads{mem}. ", p.median - t.median);
+    }
+    if let Some(idle) = idle_per_connection(results, "trident-processes") {
+        let _ = write!(out, "Per idle chat connection the process engine held {idle:.1} KiB. ");
+    }
+    if out.is_empty() {
+        "No process and thread engines ran side by side here.".into()
+    } else {
+        format!("What a worker process costs here (processes minus threads): {}", out.trim_end())
+    }
+}
+
+fn idle_per_connection(results: &Results, tool: &str) -> Option<f64> {
+    Some(find(&medians(results, "chat", "idle", |r| r.rss_per_connection_kib), tool)?.median)
+}
+
+fn scaling(results: &Results) -> String {
+    let mut out = String::new();
+    let idle = medians(results, "chat", "idle", |r| r.rss_per_connection_kib);
+    if !idle.is_empty() {
+        let list: Vec<String> = idle.iter().map(|s| format!("{} {:.1} KiB", s.tool, s.median)).collect();
+        let _ = write!(out, "Memory per idle connection: {}. ", list.join(", "));
+    }
+    let echo = medians(results, "chat", "echo", |r| r.requests_per_s);
+    if !echo.is_empty() {
+        let list: Vec<String> = echo.iter().map(|s| format!("{} {:.0}", s.tool, s.median)).collect();
+        let _ = write!(out, "Echo requests/s: {}. ", list.join(", "));
+    }
+    let hung: Vec<String> = batch_cases(results)
+        .into_iter()
+        .flat_map(|(w, case)| {
+            results
+                .case_rows(w, &case)
+                .into_iter()
+                .filter(|r| r.timed_out)
+                .map(move |r| format!("{} on {w} {case}", r.tool))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    if !hung.is_empty() {
+        let _ = write!(out, "Did not finish (killed at the time limit): {}. ", dedup(hung).join(", "));
+    }
+    if out.is_empty() { "No server part ran (bench chat).".into() } else { out.trim_end().into() }
+}
+
+fn dedup(mut v: Vec<String>) -> Vec<String> {
+    let mut seen = Vec::new();
+    v.retain(|s| {
+        let new = !seen.contains(s);
+        seen.push(s.clone());
+        new
+    });
+    v
+}
+
+fn efficiency(results: &Results) -> String {
+    let mut out = String::new();
+    for (w, case) in batch_cases(results) {
+        let ok = |s: &&Spread| all_ok(results, w, &case, &s.tool);
+        let least = |v: Vec<Spread>| v.iter().filter(ok).min_by(|a, b| a.median.total_cmp(&b.median)).cloned();
+        let cpu = least(medians(results, w, &case, |r| r.cpu_s));
+        let mem = least(medians(results, w, &case, |r| r.peak_pss_mib));
+        if let (Some(cpu), Some(mem)) = (cpu, mem) {
+            let _ = write!(
+                out,
+                "{w} {case}: least CPU {} ({}), least memory {} ({:.1} MiB PSS). ",
+                cpu.tool,
+                secs(cpu.median),
+                mem.tool,
+                mem.median
+            );
+        }
+    }
+    if out.is_empty() { "No correct scan or fetch run to compare.".into() } else { out.trim_end().into() }
+}
+
+fn complexity() -> String {
+    let lines = |text: &str| text.lines().filter(|l| !l.trim().is_empty()).count();
+    let threads = lines(include_str!("../../engine/threads.rs"));
+    let processes = lines(include_str!("../../engine/processes.rs"));
+    let tokio = lines(include_str!("../../engine/tokio.rs"));
+    let py_threads = lines(include_str!("../../../bench/chapter/scan_threads.py"));
+    let py_processes = lines(include_str!("../../../bench/chapter/scan_processes.py"));
+    let py_asyncio = lines(include_str!("../../../bench/chapter/scan_asyncio.py"));
+    format!(
+        "Measured as code, not time: trident's batch engines are {threads} non-blank lines (threads), \
+{processes} (processes: workers, pipes, framing) and {tokio} (async), the workloads shared by all three. \
+The chapter's scanners are {py_threads}, {py_processes} and {py_asyncio} lines: processes need the most \
+machinery in both languages; async needs the least code but every blocking call kept out of it."
+    )
+}
+
+/// The six answers.
+pub fn answers(results: &Results) -> Vec<Answer> {
+    vec![
+        Answer { question: "Which model is fastest?", answer: fastest(results) },
+        Answer { question: "What does the GIL do to threads?", answer: gil(results) },
+        Answer { question: "What does process creation cost?", answer: processes(results) },
+        Answer { question: "How does async scale?", answer: scaling(results) },
+        Answer { question: "Which is most resource-efficient?", answer: efficiency(results) },
+        Answer { question: "Which is most complex?", answer: complexity() },
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_come_from_the_rows() {
+        let row = |tool: &str, wall: f64| Row {
+            workload: "scan".into(),
+            case: "loopback".into(),
+            tool: tool.into(),
+            kind: Row::kind_of(tool).into(),
+            run: 1,
+            ok: true,
+            wall_s: Some(wall),
+            cpu_s: Some(wall / 2.0),
+            peak_pss_mib: Some(wall),
+            ..Row::default()
+        };
+        let results = Results {
+            schema: 1,
+            mode: "tiny".into(),
+            started: String::new(),
+            wall_s: 0.0,
+            trident: String::new(),
+            machine: Default::default(),
+            commands: vec![],
+            not_installed: vec![],
+            rows: vec![row("trident-threads", 3.1), row("trident-async", 1.0), row("nmap -sT", 2.0)],
+        };
+        let a = answers(&results);
+        assert_eq!(a.len(), 6);
+        assert!(a[0].answer.contains("fastest correct was trident-async (1.00 s); async was 3.1x faster than threads"));
+        assert!(a[1].answer.contains("trident-threads kept 0.50 cores busy"), "{}", a[1].answer);
+    }
+}

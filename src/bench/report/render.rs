@@ -1,0 +1,360 @@
+//! Writes a report directory from [`Results`]: results.csv, results.json,
+//! charts/*.svg, report.md (linking the SVGs) and index.html (inlining
+//! them, so the one file opens anywhere, offline). Every chart is drawn
+//! once and written twice.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::Context;
+
+use super::answers::{Answer, answers};
+use super::charts::{self, Latency};
+use super::{Results, Row, spreads};
+use crate::output::OutputFile;
+
+/// One drawn chart.
+#[derive(Debug)]
+pub struct Chart {
+    /// File name stem and HTML id, e.g. `scan-1-wall`.
+    pub id: String,
+    /// The workload it belongs to.
+    pub workload: String,
+    /// Its caption.
+    pub title: String,
+    /// The SVG document.
+    pub svg: String,
+}
+
+/// Per workload, the charts this run's rows make.
+pub fn charts(results: &Results) -> anyhow::Result<Vec<Chart>> {
+    let mut out = Vec::new();
+    let mut push = |workload: &str, id: String, title: String, svg: Option<String>| {
+        if let Some(svg) = svg {
+            out.push(Chart { id, workload: workload.into(), title, svg });
+        }
+    };
+    type Metric = (&'static str, &'static str, &'static str, fn(&Row) -> Option<f64>);
+    let costs: [Metric; 3] = [
+        ("wall", "wall time", "seconds", |r| r.wall_s),
+        ("cpu", "CPU time", "seconds (user + system, whole process tree)", |r| r.cpu_s),
+        ("memory", "peak memory", "MiB (PSS of the whole process tree)", |r| r.peak_pss_mib),
+    ];
+    for workload in ["scan", "fetch"] {
+        for (k, case) in results.cases(workload).iter().enumerate() {
+            let rows = results.case_rows(workload, case);
+            for (key, what, unit, value) in costs {
+                let title = format!("{workload} {case}: {what}");
+                push(
+                    workload,
+                    format!("{workload}-{}-{key}", k + 1),
+                    title.clone(),
+                    charts::bars(&title, unit, &spreads(&rows, value))?,
+                );
+            }
+            let (key, what, unit, value): Metric = if workload == "scan" {
+                ("recall", "open ports found", "% of the open ports (min-max over runs)", |r| {
+                    r.recall.map(|v| v * 100.0)
+                })
+            } else {
+                ("verified", "bytes verified", "MiB with the right SHA-256", |r| {
+                    r.bytes_verified.map(|b| b as f64 / 1048576.0)
+                })
+            };
+            let title = format!("{workload} {case}: {what}");
+            push(
+                workload,
+                format!("{workload}-{}-{key}", k + 1),
+                title.clone(),
+                charts::bars(&title, unit, &spreads(&rows, value))?,
+            );
+            if workload == "scan" {
+                let title = format!("scan {case}: false positives");
+                let fp = spreads(&rows, |r| r.false_positives.map(|v| v as f64));
+                push(
+                    workload,
+                    format!("scan-{}-fp", k + 1),
+                    title.clone(),
+                    charts::bars(&title, "ports wrongly reported open", &fp)?,
+                );
+            }
+        }
+    }
+    let chat = |case: &str| results.case_rows("chat", case);
+    let title = "chat idle: memory per idle connection".to_string();
+    push(
+        "chat",
+        "chat-idle".into(),
+        title.clone(),
+        charts::bars(&title, "KiB (server RSS)", &spreads(&chat("idle"), |r| r.rss_per_connection_kib))?,
+    );
+    let title = "chat echo: closed-loop requests per second".to_string();
+    push(
+        "chat",
+        "chat-echo".into(),
+        title.clone(),
+        charts::bars(&title, "requests/s", &spreads(&chat("echo"), |r| r.requests_per_s))?,
+    );
+    let title = "chat fanout: deliveries per second (best step)".to_string();
+    let best = spreads(&chat("fanout"), |r| r.deliveries_per_s).into_iter().map(charts_best).collect::<Vec<_>>();
+    push("chat", "chat-fanout".into(), title.clone(), charts::bars(&title, "deliveries/s", &best)?);
+    let latency_rows = chat("latency");
+    let latencies: Vec<Latency> = spreads(&latency_rows, |r| r.latency_p50_us)
+        .into_iter()
+        .map(|s| {
+            let of = |f: fn(&Row) -> Option<f64>| {
+                spreads(&latency_rows, f).into_iter().find(|t| t.tool == s.tool).map_or(f64::NAN, |t| t.median)
+            };
+            Latency { p99: of(|r| r.latency_p99_us), max: of(|r| r.latency_max_us), p50: s.median, tool: s.tool }
+        })
+        .collect();
+    let title = "chat latency: send to delivery (median of runs)".to_string();
+    push("chat", "chat-latency".into(), title.clone(), charts::latency(&title, &latencies)?);
+    let mut lost_rows = chat("fanout");
+    lost_rows.extend(latency_rows.iter().copied());
+    let title = "chat fanout + latency: deliveries lost".to_string();
+    let lost = spreads(&lost_rows, |r| r.deliveries_lost.map(|v| v * 100.0));
+    push("chat", "chat-lost".into(), title.clone(), charts::bars(&title, "% of expected deliveries", &lost)?);
+    Ok(out)
+}
+
+/// The fan-out bar: the best step, its range over steps as the whisker.
+fn charts_best(mut s: super::Spread) -> super::Spread {
+    s.median = s.max;
+    s
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+fn fmt(v: f64, digits: usize) -> String {
+    if v.is_finite() { format!("{v:.digits$}") } else { "-".into() }
+}
+
+/// A table column: header, value of a row, decimals.
+type Column = (&'static str, fn(&Row) -> Option<f64>, usize);
+
+/// The summary table of one case: (header, rows of cells).
+fn case_table(results: &Results, workload: &str, case: &str) -> (Vec<String>, Vec<Vec<String>>) {
+    let rows = results.case_rows(workload, case);
+    let tools = spreads(&rows, |_| Some(0.0));
+    let med = |tool: &str, f: fn(&Row) -> Option<f64>| {
+        spreads(&rows, f).into_iter().find(|s| s.tool == tool).map_or(f64::NAN, |s| s.median)
+    };
+    let header: Vec<String> = ["contender", "kind", "runs", "correct"].iter().map(|s| s.to_string()).collect();
+    let extra: Vec<Column> = match workload {
+        "scan" => vec![
+            ("wall s", |r| r.wall_s, 3),
+            ("CPU s", |r| r.cpu_s, 3),
+            ("peak PSS MiB", |r| r.peak_pss_mib, 1),
+            ("recall %", |r| r.recall.map(|v| v * 100.0), 1),
+            ("false pos.", |r| r.false_positives.map(|v| v as f64), 0),
+        ],
+        "fetch" => vec![
+            ("wall s", |r| r.wall_s, 3),
+            ("CPU s", |r| r.cpu_s, 3),
+            ("peak PSS MiB", |r| r.peak_pss_mib, 1),
+            ("verified MiB", |r| r.bytes_verified.map(|b| b as f64 / 1048576.0), 1),
+        ],
+        _ => vec![
+            ("KiB/conn", |r| r.rss_per_connection_kib, 1),
+            ("req/s", |r| r.requests_per_s, 0),
+            ("deliveries/s", |r| r.deliveries_per_s, 0),
+            ("lost %", |r| r.deliveries_lost.map(|v| v * 100.0), 2),
+            ("p50 ms", |r| r.latency_p50_us.map(|v| v / 1000.0), 2),
+            ("p99 ms", |r| r.latency_p99_us.map(|v| v / 1000.0), 2),
+        ],
+    };
+    let header = header.into_iter().chain(extra.iter().map(|(h, _, _)| h.to_string())).collect();
+    let body = tools
+        .iter()
+        .map(|t| {
+            let mine: Vec<&&Row> = rows.iter().filter(|r| r.tool == t.tool).collect();
+            let ok = mine.iter().filter(|r| r.ok).count();
+            let timed_out = mine.iter().any(|r| r.timed_out);
+            let mut cells = vec![
+                t.tool.clone(),
+                Row::kind_of(&t.tool).to_string(),
+                mine.len().to_string(),
+                if timed_out {
+                    format!("{ok}/{} (did not finish)", mine.len())
+                } else {
+                    format!("{ok}/{}", mine.len())
+                },
+            ];
+            cells.extend(extra.iter().map(|&(_, f, d)| fmt(med(&t.tool, f), d)));
+            cells
+        })
+        .collect();
+    (header, body)
+}
+
+fn markdown(results: &Results, charts: &[Chart], answers: &[Answer]) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "# trident bench all ({})\n", results.mode);
+    let _ = writeln!(md, "{}; started {}, took {:.0} s.\n", results.trident, results.started, results.wall_s);
+    let m = &results.machine;
+    let _ = writeln!(
+        md,
+        "Machine: {} cores, {}, kernel {}, {} MiB memory; downloads on {}.\n",
+        m.cores, m.cpu_model, m.kernel, m.memory_mib, m.download_fs
+    );
+    let _ = writeln!(md, "## The chapter's questions, answered from this run\n");
+    for a in answers {
+        let _ = writeln!(md, "- **{}** {}", a.question, a.answer);
+    }
+    for workload in ["scan", "fetch", "chat"] {
+        let cases = results.cases(workload);
+        if cases.is_empty() {
+            continue;
+        }
+        let _ = writeln!(md, "\n## {workload}\n");
+        for case in &cases {
+            let (header, body) = case_table(results, workload, case);
+            let _ =
+                writeln!(md, "### {workload} {case}\n\n| {} |\n|{}", header.join(" | "), "---|".repeat(header.len()));
+            for row in body {
+                let _ = writeln!(md, "| {} |", row.join(" | "));
+            }
+            let _ = writeln!(md);
+        }
+        for chart in charts.iter().filter(|c| c.workload == workload) {
+            let _ = writeln!(md, "![{}](charts/{}.svg)\n", chart.title, chart.id);
+        }
+    }
+    let _ = writeln!(md, "\n## Not installed\n");
+    if results.not_installed.is_empty() {
+        let _ = writeln!(md, "Every peer asked for was installed.");
+    }
+    for p in &results.not_installed {
+        let _ = writeln!(md, "- {} ({}): not installed ({}); install: `{}`", p.peer, p.workload, p.why, p.install);
+    }
+    let _ = writeln!(md, "\n## Commands run\n");
+    for c in &results.commands {
+        let _ = writeln!(md, "- `{}` (exit {:?}, {:.0} s, log {})", c.command, c.exit_code, c.wall_s, c.log);
+    }
+    md
+}
+
+fn html(results: &Results, charts: &[Chart], answers: &[Answer]) -> String {
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>trident bench all ({})</title>\
+<style>body{{font-family:sans-serif;max-width:1340px;margin:1em auto;padding:0 1em;color:#222}}\
+table{{border-collapse:collapse;margin:.5em 0 1em}}td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}\
+td:first-child,th:first-child{{text-align:left}}.charts{{display:flex;flex-wrap:wrap;gap:12px}}\
+figure{{margin:0}}figcaption{{font-size:smaller;color:#555}}.peer{{color:#b35a1f}}.engine{{color:#2b6cb0}}\
+code{{background:#f3f3f3}}</style></head><body>\n",
+        esc(&results.mode)
+    );
+    let _ = writeln!(h, "<h1>trident bench all ({})</h1>", esc(&results.mode));
+    let m = &results.machine;
+    let _ = writeln!(
+        h,
+        "<p id=\"machine\">{}; started {}, took {:.0} s. Machine: {} cores, {}, kernel {}, {} MiB memory; downloads on {}.</p>",
+        esc(&results.trident),
+        esc(&results.started),
+        results.wall_s,
+        m.cores,
+        esc(&m.cpu_model),
+        esc(&m.kernel),
+        m.memory_mib,
+        esc(&m.download_fs)
+    );
+    let _ = writeln!(
+        h,
+        "<p>Bars are medians over the recorded runs, whiskers min–max; <span class=\"engine\">■ trident engines</span>, <span class=\"peer\">■ peers</span>.</p>"
+    );
+    let _ = writeln!(h, "<h2>The chapter's questions, answered from this run</h2>\n<dl id=\"answers\">");
+    for a in answers {
+        let _ = writeln!(h, "<dt><b>{}</b></dt><dd>{}</dd>", esc(a.question), esc(&a.answer));
+    }
+    let _ = writeln!(h, "</dl>");
+    for workload in ["scan", "fetch", "chat"] {
+        let cases = results.cases(workload);
+        if cases.is_empty() {
+            continue;
+        }
+        let _ = writeln!(h, "<section id=\"{workload}\"><h2>{workload}</h2>");
+        for case in &cases {
+            let (header, body) = case_table(results, workload, case);
+            let _ = writeln!(h, "<h3>{workload} {}</h3><table><tr>", esc(case));
+            for cell in header {
+                let _ = write!(h, "<th>{}</th>", esc(&cell));
+            }
+            let _ = writeln!(h, "</tr>");
+            for row in body {
+                let class = Row::kind_of(&row[0]);
+                let _ = write!(h, "<tr class=\"{class}\" data-tool=\"{}\">", esc(&row[0]));
+                for cell in row {
+                    let _ = write!(h, "<td>{}</td>", esc(&cell));
+                }
+                let _ = writeln!(h, "</tr>");
+            }
+            let _ = writeln!(h, "</table>");
+        }
+        let _ = writeln!(h, "<div class=\"charts\">");
+        for chart in charts.iter().filter(|c| c.workload == workload) {
+            let svg = chart.svg.trim_start_matches(|c| c != '<');
+            let svg = if svg.starts_with("<?xml") { svg.split_once("?>").map_or(svg, |(_, s)| s) } else { svg };
+            let _ = writeln!(
+                h,
+                "<figure class=\"chart\" id=\"{}\">{}<figcaption>{}</figcaption></figure>",
+                esc(&chart.id),
+                svg.trim(),
+                esc(&chart.title)
+            );
+        }
+        let _ = writeln!(h, "</div></section>");
+    }
+    let _ = writeln!(h, "<h2>Not installed</h2><ul id=\"not-installed\">");
+    if results.not_installed.is_empty() {
+        let _ = writeln!(h, "<li>Every peer asked for was installed.</li>");
+    }
+    for p in &results.not_installed {
+        let _ = writeln!(
+            h,
+            "<li>{} ({}): not installed ({}); install: <code>{}</code></li>",
+            esc(&p.peer),
+            esc(&p.workload),
+            esc(&p.why),
+            esc(&p.install)
+        );
+    }
+    let _ = writeln!(h, "</ul><h2>Commands run</h2><ul id=\"commands\">");
+    for c in &results.commands {
+        let _ = writeln!(h, "<li><code>{}</code> (exit {:?}, {:.0} s)</li>", esc(&c.command), c.exit_code, c.wall_s);
+    }
+    let _ = writeln!(h, "</ul></body></html>");
+    h
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let file = OutputFile::create(path)?;
+    std::io::Write::write_all(&mut file.file()?, bytes)?;
+    file.commit()?;
+    Ok(())
+}
+
+/// Writes the whole report into `dir`; returns the charts' ids.
+pub fn write(dir: &Path, results: &Results) -> anyhow::Result<Vec<String>> {
+    let charts = charts(results)?;
+    let answers = answers(results);
+    std::fs::create_dir_all(dir.join("charts")).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut csv = csv::Writer::from_writer(Vec::new());
+    for row in &results.rows {
+        csv.serialize(row)?;
+    }
+    let csv = csv.into_inner().map_err(|e| anyhow::anyhow!("cannot write results.csv: {e}"))?;
+    write_file(&dir.join("results.csv"), &csv)?;
+    write_file(&dir.join("results.json"), &serde_json::to_vec_pretty(results)?)?;
+    for chart in &charts {
+        write_file(&dir.join("charts").join(format!("{}.svg", chart.id)), chart.svg.as_bytes())?;
+    }
+    write_file(&dir.join("report.md"), markdown(results, &charts, &answers).as_bytes())?;
+    write_file(&dir.join("index.html"), html(results, &charts, &answers).as_bytes())?;
+    Ok(charts.into_iter().map(|c| c.id).collect())
+}
