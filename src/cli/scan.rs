@@ -19,6 +19,8 @@ Examples:
   trident scan 127.0.0.1                      the 1,000 most common ports
   trident scan localhost -p 22,80,8000-8100 -e threads
   trident scan 10.0.0.0/30 10.0.1.1-20 -p- -f jsonl --open
+  trident scan -sT -Pn -n -F 10.0.0.0/24 --exclude 10.0.0.1   nmap's spelling works
+  trident scan localhost -p http,ssh,T:8000-8100 --max-rate 500
   trident scan -iL hosts.txt -p 443 -o results.csv     CSV, from the extension
   trident scan 10.0.0.0/24 -oA scan           scan.nmap, scan.xml, scan.gnmap (as nmap)
   trident scan --lab lab1 -p-                 the running lab lab1 (trident lab up)
