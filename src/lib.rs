@@ -19,7 +19,8 @@
 //! - [`demo`]: the self-contained loopback demonstration;
 //! - [`lab`]: a scan target in a network namespace with a known truth;
 //! - [`error`]: exit codes and the bad-input error;
-//! - [`output`], [`sys`]: atomic files, OS limits and /proc readings.
+//! - [`output`], [`sys`]: atomic files, OS limits and /proc readings;
+//! - [`term`]: what is said on a terminal (-q/-v, progress, colour).
 //!
 //! [`run`] is the whole program, callable in-process: every command goes
 //! flags → `*Config` → run → outcome → [`error::Exit`].

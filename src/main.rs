@@ -21,7 +21,8 @@ fn main() -> ExitCode {
                 eprintln!("trident: {bad}");
                 return Exit::BadInput.into();
             }
-            eprintln!("trident: error: {err:#}");
+            let error = trident::term::paint(trident::term::color_stderr(), trident::term::ERROR, "error:");
+            eprintln!("trident: {error} {err:#}");
             Exit::Failure.into()
         }
     }

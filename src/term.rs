@@ -1,6 +1,6 @@
 //! What trident says on a terminal and how: how much beyond errors and
 //! results (`-q`, `-v`, which every command takes), whether progress is
-//! drawn, and how rates read on it.
+//! drawn, how rates read on it, and colour (`--color`, `NO_COLOR`).
 //!
 //! The verbosity is set once, from the command line, before any work
 //! starts, and read wherever a note or a progress display would be written
@@ -57,6 +57,31 @@ pub fn explain(what: std::fmt::Arguments<'_>) {
         eprintln!("trident: {what}");
     }
 }
+
+/// `--color`: when to colour what goes to a terminal (states, errors).
+/// `auto` colours a terminal unless `NO_COLOR` is set or `TERM=dumb`
+/// (anstream's rules, which clap's help and errors follow too).
+pub fn set_color(choice: anstream::ColorChoice) {
+    choice.write_global();
+}
+
+/// Whether what is written to stdout gets colour.
+pub fn color_stdout() -> bool {
+    anstream::AutoStream::choice(&std::io::stdout()) != anstream::ColorChoice::Never
+}
+
+/// Whether what is written to stderr gets colour.
+pub fn color_stderr() -> bool {
+    anstream::AutoStream::choice(&std::io::stderr()) != anstream::ColorChoice::Never
+}
+
+/// `text` in `style` when `on`, else as it is.
+pub fn paint(on: bool, style: anstyle::Style, text: &str) -> String {
+    if on { format!("{style}{text}{style:#}") } else { text.to_string() }
+}
+
+/// The style of an error's "error:".
+pub const ERROR: anstyle::Style = anstyle::AnsiColor::Red.on_default().bold();
 
 /// Whether progress may be drawn on stderr: not `-q`, a terminal, and one
 /// that moves its cursor (`TERM=dumb` gets none of the escapes a redraw

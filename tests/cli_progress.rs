@@ -1,15 +1,21 @@
-//! Progress as a terminal shows it: whole rates, no `?%`, no bogus first
-//! speed, and no cursor escapes where the terminal cannot take them.
+//! Progress and colour as a terminal shows them: whole rates, no `?%`, no
+//! bogus first speed, no cursor escapes where the terminal cannot take
+//! them; states and errors in colour unless NO_COLOR or --color never.
 
 use std::process::{Command, Stdio};
 
 use crate::engine_tests;
 use crate::http_server::TestServer;
-use crate::util::Listeners;
+use crate::util::{Listeners, run, stderr, stdout};
 
 /// `trident ARGS` on a pseudo-terminal (script(1)) with `TERM`: what the
 /// terminal got.
 fn on_terminal(args: &[&str], term: &str) -> String {
+    on_terminal_with(args, term, &[])
+}
+
+/// [`on_terminal`] with more environment.
+fn on_terminal_with(args: &[&str], term: &str, env: &[(&str, &str)]) -> String {
     let bin = env!("CARGO_BIN_EXE_trident");
     let command = std::iter::once(bin).chain(args.iter().copied()).collect::<Vec<_>>().join(" ");
     let o = Command::new("script")
@@ -17,6 +23,7 @@ fn on_terminal(args: &[&str], term: &str) -> String {
         .env("TERM", term)
         .env("COLUMNS", "120")
         .env_remove("NO_COLOR")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()
         .expect("script (util-linux) runs");
@@ -56,4 +63,30 @@ engine_tests! {
         assert!(screen.contains("stream.bin"), "{screen:?}");
         assert!(!screen.contains("?%") && !screen.contains("ETA ?"), "{screen:?}");
     }
+}
+
+#[test]
+fn states_and_errors_are_coloured_on_a_terminal_unless_told_not_to() {
+    let l = Listeners::start(1);
+    let ip = l.ip.to_string();
+    let port = l.ports.first().expect("a listener").to_string();
+    let scan = ["scan", &ip, "-p", &port, "-q"];
+    let green_open = "\x1b[1m\x1b[32mopen\x1b[0m";
+    let screen = on_terminal(&scan, "xterm");
+    assert!(screen.contains(green_open), "{screen:?}");
+    let screen = on_terminal_with(&scan, "xterm", &[("NO_COLOR", "1")]);
+    assert!(screen.contains("open") && !screen.contains('\x1b'), "NO_COLOR: {screen:?}");
+    let screen = on_terminal(&[&scan[..], &["--color", "never"]].concat(), "xterm");
+    assert!(screen.contains("open") && !screen.contains('\x1b'), "--color never: {screen:?}");
+    // Into a pipe: plain, unless --color always.
+    let piped = stdout(&run(&scan));
+    assert!(piped.contains("open") && !piped.contains('\x1b'), "{piped:?}");
+    let piped = stdout(&run(&[&["--color=always"][..], &scan].concat()));
+    assert!(piped.contains(green_open), "{piped:?}");
+    // An error's "error:" in red on a terminal, plain into a pipe.
+    let refused = ["chat", "connect", "127.0.0.1:1", "-n", "x", "--to", "y", "--send", "hi", "--timeout", "2s"];
+    let screen = on_terminal(&refused, "xterm");
+    assert!(screen.contains("trident: \x1b[1m\x1b[31merror:\x1b[0m "), "{screen:?}");
+    let err = stderr(&run(&refused));
+    assert!(err.starts_with("trident: error: "), "{err:?}");
 }

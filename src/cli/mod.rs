@@ -46,6 +46,7 @@ and aria2 for fetch, irssi for chat connect):
   -s K        split a file into K parts        -n NICK   nickname (chat connect)
   -l ADDR     listen address (servers)         -T0..-T5  timing preset (scan)
   -q          nothing but errors on stderr     -v        explain on stderr
+  --color WHEN  auto (on a terminal, unless NO_COLOR is set), always, never
   -h          short help (--help: all of it)";
 
 /// Port scanning, downloading and chat on three interchangeable concurrency
@@ -63,6 +64,42 @@ pub struct Cli {
     /// still shown; results and reports still go to stdout).
     #[arg(short = 'q', long, global = true)]
     pub quiet: bool,
+    /// Colour on a terminal: auto (unless NO_COLOR is set), always, never.
+    #[arg(long, global = true, value_name = "WHEN", value_enum, default_value_t = ColorArg::Auto)]
+    pub color: ColorArg,
+}
+
+/// `--color` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorArg {
+    /// On a terminal, unless NO_COLOR is set or TERM=dumb.
+    Auto,
+    /// Always, also into pipes and files.
+    Always,
+    /// Never.
+    Never,
+}
+
+impl From<ColorArg> for anstream::ColorChoice {
+    fn from(arg: ColorArg) -> Self {
+        match arg {
+            ColorArg::Auto => anstream::ColorChoice::Auto,
+            ColorArg::Always => anstream::ColorChoice::Always,
+            ColorArg::Never => anstream::ColorChoice::Never,
+        }
+    }
+}
+
+/// The `--color` of `args`, read before clap parses them so that clap's
+/// own help and errors follow it too.
+fn color_in(args: &[OsString]) -> Option<ColorArg> {
+    let args: Vec<_> = args.iter().map(|a| a.to_string_lossy()).take_while(|a| a != "--").collect();
+    let value = args.iter().enumerate().rev().find_map(|(i, a)| match a.strip_prefix("--color") {
+        Some("") => args.get(i + 1).map(|v| v.to_string()),
+        Some(rest) => rest.strip_prefix('=').map(str::to_string),
+        None => None,
+    })?;
+    ColorArg::from_str(&value, true).ok()
 }
 
 /// The subcommands.
@@ -112,6 +149,9 @@ pub enum Command {
 pub fn parse(args: Vec<OsString>) -> Result<Command, Exit> {
     use clap::FromArgMatches;
     let args = normalize_args(args);
+    if let Some(color) = color_in(&args) {
+        crate::term::set_color(color.into());
+    }
     match help::command().try_get_matches_from(&args).and_then(|m| Cli::from_arg_matches(&m)) {
         Ok(cli) => {
             crate::term::set_verbosity(match (cli.quiet, cli.verbose) {
@@ -327,6 +367,15 @@ mod tests {
         for row in ["-e ENGINE", "-j N", "-c          continue", "-d DIR", "-n NICK", "-s K", "-i FILE"] {
             assert!(help.contains(row), "{row} missing from:\n{help}");
         }
+    }
+
+    #[test]
+    fn color_is_read_before_parsing() {
+        let color = |args: &[&str]| color_in(&args.iter().map(OsString::from).collect::<Vec<_>>());
+        assert_eq!(color(&["trident", "scan", "--color", "never", "x"]), Some(ColorArg::Never));
+        assert_eq!(color(&["trident", "--color=always", "scan"]), Some(ColorArg::Always));
+        assert_eq!(color(&["trident", "scan", "x"]), None);
+        assert_eq!(color(&["trident", "chat", "connect", "--", "--color=always"]), None);
     }
 
     #[test]

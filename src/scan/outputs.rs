@@ -42,6 +42,7 @@ impl Outputs {
                 None => (Sink::Stdout(BufWriter::new(io::stdout())), None, "stdout".to_string()),
             };
             let report = Report::for_scan(dest.format, config.open_only, sink, probes, hosts)
+                .coloured(file.is_none() && crate::term::color_stdout())
                 .listing_closed(config.show_closed)
                 .sorting_rows(dest.path.is_some());
             each.push(Output { report, file, name });

@@ -40,6 +40,7 @@ use super::nmap_format::{self, PortSet, RttStats};
 use super::probe::{PortState, ProbeResult};
 use super::services::service_name;
 use super::target::TargetError;
+use crate::term::paint;
 
 /// Above this many probes, or [`LIST_SILENT_HOSTS`] addresses, silent
 /// ports are counted but not listed per host (except by the line formats,
@@ -243,6 +244,8 @@ pub struct Report<W: Write> {
     /// Ports counted but not listed by a large scan's JSON (silent ones
     /// included).
     unlisted: u64,
+    /// Text: the states in colour (a terminal, see [`Report::coloured`]).
+    colour: bool,
 }
 
 impl<W: Write> std::fmt::Debug for Report<W> {
@@ -274,7 +277,15 @@ impl<W: Write> Report<W> {
             list_silent: probes <= LIST_SILENT_PROBES && hosts <= LIST_SILENT_HOSTS,
             unlisted_silent: 0,
             unlisted: 0,
+            colour: false,
         }
+    }
+
+    /// The text report shows states in colour (for a terminal): open
+    /// green, closed red, filtered yellow, error bold red.
+    pub fn coloured(mut self, on: bool) -> Self {
+        self.colour = on && self.format == Format::Text;
+        self
     }
 
     /// JSON lists closed ports one by one (`--show-closed`) rather than a
@@ -442,10 +453,11 @@ impl<W: Write> Report<W> {
                     let port = format!("{}/tcp", r.port);
                     let rtt = r.rtt_us.map(format_rtt).unwrap_or_else(|| "-".into());
                     let note = r.error.as_deref().map(|e| format!("  ({e})")).unwrap_or_default();
+                    let name = r.state.as_str();
+                    let state = paint(self.colour, state_style(r.state), name) + &" ".repeat(9 - name.len());
                     writeln!(
                         self.out,
-                        "{port:<11} {:<9} {:<width$} {:<14} {rtt}{note}",
-                        r.state.as_str(),
+                        "{port:<11} {state} {:<width$} {:<14} {rtt}{note}",
                         service(r),
                         r.reason.as_str()
                     )?;
@@ -565,6 +577,17 @@ impl<W: Write> Report<W> {
         };
         serde_json::to_writer(&mut self.out, &doc)?;
         self.out.write_all(b"\n")
+    }
+}
+
+/// The colour of a port state in the text report.
+fn state_style(state: PortState) -> anstyle::Style {
+    use anstyle::AnsiColor;
+    match state {
+        PortState::Open => AnsiColor::Green.on_default().bold(),
+        PortState::Closed => AnsiColor::Red.on_default(),
+        PortState::Filtered => AnsiColor::Yellow.on_default(),
+        PortState::Error => crate::term::ERROR,
     }
 }
 
