@@ -9,6 +9,11 @@
 //! per step. Each bench writes its `summary.json` (`--out`), which
 //! [`report::ingest`](super::report::ingest) gathers into one table.
 //!
+//! After the three benches come the scaling sweeps (issue 17, section 3),
+//! each point one more bench run tagged with the sweep's parameter: scan
+//! concurrency (`-j`) on loopback, and idle chat connections; the report
+//! draws them as log-log lines per engine.
+//!
 //! The sizes come from the mode: `quick` (a few minutes on two cores,
 //! every chart), `full` (the benches' own defaults, lab targets when
 //! root) and a hidden `tiny` for tests.
@@ -120,164 +125,141 @@ pub fn check_peers(vs: &[String]) -> Result<(), BadInput> {
 #[derive(Clone, Debug)]
 struct Step {
     workload: &'static str,
-    /// The scan case's name (fetch and chat name their cases themselves).
+    /// The scan case's name (fetch and chat name their cases themselves:
+    /// theirs is only shown in the progress line).
     case: String,
     /// Arguments after `trident bench`, without `--out`.
     args: Vec<String>,
     /// A guess of its duration, seconds, for the ETA.
     estimate: f64,
+    /// The scaling sweep it is a point of, and the point.
+    sweep: Option<(&'static str, f64)>,
 }
 
-fn step(workload: &'static str, case: &str, estimate: f64, args: &[&str], tail: Vec<String>) -> Step {
-    let args = std::iter::once(workload.to_string()).chain(args.iter().map(|s| s.to_string())).chain(tail).collect();
-    Step { workload, case: case.into(), args, estimate }
+/// A step of `workload` running `args` (split at whitespace) then `tail`.
+fn step(workload: &'static str, case: &str, estimate: f64, args: &str, tail: Vec<String>) -> Step {
+    let args =
+        std::iter::once(workload.to_string()).chain(args.split_whitespace().map(String::from)).chain(tail).collect();
+    Step { workload, case: case.into(), args, estimate, sweep: None }
 }
 
 fn vs_args(peers: &[String]) -> Vec<String> {
     vec!["--vs".into(), if peers.is_empty() { "none".into() } else { peers.join(",") }]
 }
 
-/// The steps of a run, with the peers each runs.
+/// How big each bench of a mode is.
+struct Sizes {
+    /// The main scan: `--lab` and `-p` values, case name, peers' time limit.
+    scan: &'static str,
+    scan_case: &'static str,
+    fetch: &'static str,
+    chat: &'static str,
+    /// The concurrency sweep's scan (args) and its points.
+    sweep_scan: &'static str,
+    sweep_case: &'static str,
+    concurrency: &'static [u32],
+    /// The idle-connections sweep's points.
+    idle: &'static [u32],
+    /// Estimated seconds: scan, fetch, chat, a sweep point.
+    estimates: [f64; 4],
+}
+
+const TINY: Sizes = Sizes {
+    scan: "--lab loopback -p 1-3000 --runs 1 --warmup 0 --time-limit 20s",
+    scan_case: "loopback 1-3000",
+    fetch: "--workload small --small-files 20 --runs 1 --warmup 0 --time-limit 30s",
+    chat: "--parts idle,echo,latency --idle 20 --connections 4 --duration 300ms --load-duration 300ms \
+           --members 10 --senders 2 --rates 100 --runs 1",
+    sweep_scan: "--lab loopback -p 1-2000 --runs 1 --warmup 0 --time-limit 20s",
+    sweep_case: "loopback 1-2000",
+    concurrency: &[16, 256],
+    idle: &[10, 40],
+    estimates: [10.0, 10.0, 15.0, 4.0],
+};
+
+const QUICK: Sizes = Sizes {
+    scan: "--lab loopback -p 1-10000 --runs 2 --warmup 0 --time-limit 20s",
+    scan_case: "loopback 1-10000",
+    fetch: "--workload small --small-files 100 --runs 2 --warmup 0 --time-limit 60s",
+    chat: "--parts idle,echo,latency --idle 300 --connections 20 --duration 1s --load-duration 1s \
+           --members 100 --senders 5 --rates 300 --runs 2",
+    sweep_scan: "--lab loopback -p 1-10000 --runs 1 --warmup 0 --time-limit 60s",
+    sweep_case: "loopback 1-10000",
+    concurrency: &[16, 256, 4096],
+    idle: &[100, 1000],
+    estimates: [40.0, 60.0, 45.0, 8.0],
+};
+
+/// The full sizes: the benches' defaults, on loopback (the lab needs root).
+const FULL: Sizes = Sizes {
+    scan: "--lab loopback -p 1-65535 --runs 3",
+    scan_case: "loopback 1-65535",
+    fetch: "--runs 3",
+    chat: "--runs 3",
+    sweep_scan: "--lab loopback -p 1-65535 --runs 1 --warmup 0 --time-limit 120s",
+    sweep_case: "loopback 1-65535",
+    concurrency: &[16, 64, 256, 1024, 4096, 16384],
+    idle: &[100, 1000, 10000],
+    estimates: [90.0, 600.0, 300.0, 20.0],
+};
+
+/// The steps of a run, with the peers each runs: the main scan, fetch and
+/// chat benches, then the scaling sweeps (trident engines only: the peers
+/// have no comparable knob).
 fn plan(config: &BenchAllConfig, scan: &[String], fetch: &[String], chat: &[String]) -> Vec<Step> {
     let engines = config.engines.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(",");
     let with = |peers: &[String]| [vec!["--engines".to_string(), engines.clone()], vs_args(peers)].concat();
     let chapter: Vec<String> = scan.iter().filter(|p| p.starts_with("chapter-")).cloned().collect();
     let not_chapter: Vec<String> = scan.iter().filter(|p| !p.starts_with("chapter-")).cloned().collect();
-    match config.mode {
-        Mode::Tiny => vec![
-            step(
+    let sizes = match config.mode {
+        Mode::Tiny => TINY,
+        Mode::Quick => QUICK,
+        Mode::Full => FULL,
+    };
+    let [scan_s, fetch_s, chat_s, point_s] = sizes.estimates;
+    let mut steps = Vec::new();
+    if config.mode == Mode::Full {
+        // The chapter's scanners start a thread, a task or a pool job per
+        // port: they get a range of their own that they can finish.
+        steps.push(step("scan", sizes.scan_case, scan_s, sizes.scan, with(&not_chapter)));
+        if is_root() {
+            steps.push(step(
                 "scan",
-                "loopback 1-3000",
-                10.0,
-                &["--lab", "loopback", "-p", "1-3000", "--runs", "1", "--warmup", "0", "--time-limit", "20s"],
-                with(scan),
-            ),
-            step(
-                "fetch",
-                "",
-                10.0,
-                &["--workload", "small", "--small-files", "20", "--runs", "1", "--warmup", "0", "--time-limit", "30s"],
-                with(fetch),
-            ),
-            step(
-                "chat",
-                "",
-                15.0,
-                &[
-                    "--parts",
-                    "idle,echo,latency",
-                    "--idle",
-                    "20",
-                    "--connections",
-                    "4",
-                    "--duration",
-                    "300ms",
-                    "--load-duration",
-                    "300ms",
-                    "--members",
-                    "10",
-                    "--senders",
-                    "2",
-                    "--rates",
-                    "100",
-                    "--runs",
-                    "1",
-                ],
-                with(chat),
-            ),
-        ],
-        Mode::Quick => vec![
-            step(
-                "scan",
-                "loopback 1-10000",
-                40.0,
-                &["--lab", "loopback", "-p", "1-10000", "--runs", "2", "--warmup", "0", "--time-limit", "20s"],
-                with(scan),
-            ),
-            step(
-                "fetch",
-                "",
-                60.0,
-                &[
-                    "--workload",
-                    "both",
-                    "--small-files",
-                    "100",
-                    "--large-mib",
-                    "8",
-                    "--runs",
-                    "2",
-                    "--warmup",
-                    "0",
-                    "--time-limit",
-                    "60s",
-                ],
-                with(fetch),
-            ),
-            step(
-                "chat",
-                "",
-                45.0,
-                &[
-                    "--parts",
-                    "idle,echo,latency",
-                    "--idle",
-                    "300",
-                    "--connections",
-                    "20",
-                    "--duration",
-                    "1s",
-                    "--load-duration",
-                    "1s",
-                    "--members",
-                    "100",
-                    "--senders",
-                    "5",
-                    "--rates",
-                    "200,400",
-                    "--runs",
-                    "2",
-                ],
-                with(chat),
-            ),
-        ],
-        Mode::Full => {
-            let mut steps = vec![step(
-                "scan",
-                "loopback 1-65535",
-                90.0,
-                &["--lab", "loopback", "-p", "1-65535", "--runs", "3"],
+                "lab full 1-65535",
+                300.0,
+                "--lab full -p 1-65535 --runs 3 --time-limit 300s",
                 with(&not_chapter),
-            )];
-            if is_root() {
-                steps.push(step(
-                    "scan",
-                    "lab full 1-65535",
-                    300.0,
-                    &["--lab", "full", "-p", "1-65535", "--runs", "3", "--time-limit", "300s"],
-                    with(&not_chapter),
-                ));
-                steps.push(step(
-                    "scan",
-                    "lab full 1-1000,20001-20100",
-                    240.0,
-                    &["--lab", "full", "-p", "1-1000,20001-20100", "--runs", "3", "--time-limit", "30s"],
-                    with(&chapter),
-                ));
-            } else {
-                steps.push(step(
-                    "scan",
-                    "loopback 1-10000",
-                    90.0,
-                    &["--lab", "loopback", "-p", "1-10000", "--runs", "3", "--time-limit", "60s"],
-                    with(&chapter),
-                ));
-            }
-            steps.push(step("fetch", "", 600.0, &["--runs", "3"], with(fetch)));
-            steps.push(step("chat", "", 300.0, &["--runs", "3"], with(chat)));
-            steps
+            ));
+            let case = "lab full 1-1000,20001-20100";
+            steps.push(step(
+                "scan",
+                case,
+                240.0,
+                "--lab full -p 1-1000,20001-20100 --runs 3 --time-limit 30s",
+                with(&chapter),
+            ));
+        } else {
+            let case = "loopback 1-10000";
+            steps.push(step("scan", case, 90.0, "--lab loopback -p 1-10000 --runs 3 --time-limit 60s", with(&chapter)));
         }
+    } else {
+        steps.push(step("scan", sizes.scan_case, scan_s, sizes.scan, with(scan)));
     }
+    steps.push(step("fetch", "", fetch_s, sizes.fetch, with(fetch)));
+    steps.push(step("chat", "", chat_s, sizes.chat, with(chat)));
+    for &j in sizes.concurrency {
+        let tail = [with(&[]), vec!["--scan-args".into(), format!("-j {j}")]].concat();
+        let mut s = step("scan", &format!("{} -j {j}", sizes.sweep_case), point_s, sizes.sweep_scan, tail);
+        s.sweep = Some(("scan concurrency", f64::from(j)));
+        steps.push(s);
+    }
+    for &n in sizes.idle {
+        let case = format!("idle {n} connections");
+        let mut s = step("chat", &case, point_s, &format!("--parts idle --runs 1 --idle {n}"), with(&[]));
+        s.sweep = Some(("idle connections", f64::from(n)));
+        steps.push(s);
+    }
+    steps
 }
 
 fn is_root() -> bool {
@@ -416,7 +398,12 @@ pub fn run(config: &BenchAllConfig) -> anyhow::Result<bool> {
             _ => report::ingest::chat(&summary),
         };
         match got {
-            Ok(got) => rows.extend(got),
+            Ok(got) => rows.extend(got.into_iter().map(|mut row| {
+                if let Some((name, x)) = step.sweep {
+                    (row.sweep, row.x) = (Some(name.into()), Some(x));
+                }
+                row
+            })),
             Err(e) => {
                 complete = false;
                 eprintln!("trident: bench {what} gave no results ({e:#}); see {}", dir.join(&log).display());

@@ -191,6 +191,77 @@ pub fn latency(title: &str, servers: &[Latency]) -> anyhow::Result<Option<String
     Ok(Some(svg))
 }
 
+/// One line of a sweep chart: a contender's (x, y) points.
+#[derive(Clone, Debug)]
+pub struct Line {
+    /// The contender.
+    pub tool: String,
+    /// Its points, x ascending.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// The lines' colours, in order.
+const PALETTE: [RGBColor; 6] = [
+    ENGINE,
+    PEER,
+    RGBColor(0x3b, 0x9a, 0x5a),
+    RGBColor(0x8e, 0x44, 0xad),
+    RGBColor(0xc0, 0x39, 0x2b),
+    RGBColor(0x55, 0x55, 0x55),
+];
+
+/// A sweep: y against x, both on log axes (the sweeps grow by factors),
+/// a line with marks per contender.
+pub fn lines(title: &str, x_desc: &str, y_desc: &str, lines: &[Line]) -> anyhow::Result<Option<String>> {
+    let points = || lines.iter().flat_map(|l| l.points.iter()).filter(|(x, y)| *x > 0.0 && *y > 0.0);
+    let Some(x0) = points().map(|p| p.0).reduce(f64::min) else { return Ok(None) };
+    let x1 = points().map(|p| p.0).fold(x0, f64::max);
+    let y0 = points().map(|p| p.1).fold(f64::INFINITY, f64::min);
+    let y1 = points().map(|p| p.1).fold(y0, f64::max);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, 360)).into_drawing_area();
+        root.fill(&WHITE).map_err(chart_error)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 16))
+            .margin(8)
+            .x_label_area_size(34)
+            .y_label_area_size(56)
+            .build_cartesian_2d((x0 / 1.5..x1 * 1.5).log_scale(), (y0 / 1.5..y1 * 1.5).log_scale())
+            .map_err(chart_error)?;
+        chart
+            .configure_mesh()
+            .x_desc(x_desc)
+            .y_desc(y_desc)
+            .x_labels(10)
+            .y_labels(8)
+            .light_line_style(WHITE.mix(0.0))
+            .x_label_formatter(&|x| short(*x))
+            .y_label_formatter(&|y| short(*y))
+            .draw()
+            .map_err(chart_error)?;
+        for (k, line) in lines.iter().enumerate() {
+            let colour = PALETTE[k % PALETTE.len()];
+            let points: Vec<(f64, f64)> = line.points.iter().copied().filter(|(x, y)| *x > 0.0 && *y > 0.0).collect();
+            chart
+                .draw_series(LineSeries::new(points.iter().copied(), colour.stroke_width(2)))
+                .map_err(chart_error)?
+                .label(line.tool.clone())
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], colour.stroke_width(2)));
+            chart.draw_series(points.iter().map(|&p| Circle::new(p, 4, colour.filled()))).map_err(chart_error)?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(chart_error)?;
+        root.present().map_err(chart_error)?;
+    }
+    Ok(Some(svg))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,5 +274,8 @@ mod tests {
         assert!(bars("wall", "s", &[]).unwrap().is_none());
         let l = Latency { tool: "trident-threads".into(), p50: 100.0, p99: 900.0, max: 4000.0 };
         assert!(latency("latency", &[l]).unwrap().unwrap().contains("trident-threads"));
+        let line = Line { tool: "trident-async".into(), points: vec![(16.0, 2.0), (256.0, 0.5)] };
+        assert!(lines("sweep", "x", "y", &[line]).unwrap().unwrap().contains("trident-async"));
+        assert!(lines("sweep", "x", "y", &[]).unwrap().is_none());
     }
 }

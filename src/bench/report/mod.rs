@@ -36,6 +36,7 @@
 //! | `deliveries_per_s`, `deliveries_lost` | chat fanout/latency: lines delivered per second, share not delivered (0-1) |
 //! | `latency_p50_us`, `latency_p99_us`, `latency_max_us` | chat latency: send-to-delivery latency, µs |
 //! | `timed_out` | killed at the bench's time limit (did not finish) |
+//! | `sweep`, `x` | a scaling sweep's name and its parameter at this run (e.g. `scan concurrency`, 256); empty for the workloads' main cases |
 //!
 //! results.json holds `{schema, mode, started, wall_s, trident, machine,
 //! commands, not_installed, rows}`: the rows above plus what produced them.
@@ -99,6 +100,11 @@ pub struct Row {
     pub latency_max_us: Option<f64>,
     /// Killed at the time limit.
     pub timed_out: bool,
+    /// A scaling sweep's name (`scan concurrency`, `idle connections`...),
+    /// when the run is one of its points.
+    pub sweep: Option<String>,
+    /// The sweep's parameter at this point (concurrency, connections...).
+    pub x: Option<f64>,
 }
 
 impl Row {
@@ -175,10 +181,10 @@ pub struct Results {
 }
 
 impl Results {
-    /// The cases of `workload`, in the order first seen.
+    /// The cases of `workload` (sweeps aside), in the order first seen.
     pub fn cases(&self, workload: &str) -> Vec<String> {
         let mut cases: Vec<String> = Vec::new();
-        for row in self.rows.iter().filter(|r| r.workload == workload) {
+        for row in self.rows.iter().filter(|r| r.workload == workload && r.sweep.is_none()) {
             if !cases.contains(&row.case) {
                 cases.push(row.case.clone());
             }
@@ -186,9 +192,25 @@ impl Results {
         cases
     }
 
-    /// The rows of one case.
+    /// The rows of one case (sweeps aside).
     pub fn case_rows(&self, workload: &str, case: &str) -> Vec<&Row> {
-        self.rows.iter().filter(|r| r.workload == workload && r.case == case).collect()
+        self.rows.iter().filter(|r| r.workload == workload && r.case == case && r.sweep.is_none()).collect()
+    }
+
+    /// The scaling sweeps, in the order first seen.
+    pub fn sweeps(&self) -> Vec<String> {
+        let mut sweeps: Vec<String> = Vec::new();
+        for sweep in self.rows.iter().filter_map(|r| r.sweep.as_ref()) {
+            if !sweeps.contains(sweep) {
+                sweeps.push(sweep.clone());
+            }
+        }
+        sweeps
+    }
+
+    /// The rows of one sweep.
+    pub fn sweep_rows(&self, sweep: &str) -> Vec<&Row> {
+        self.rows.iter().filter(|r| r.sweep.as_deref() == Some(sweep)).collect()
     }
 
     /// Every contender that appears, in the order first seen.

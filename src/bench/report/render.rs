@@ -26,6 +26,9 @@ pub struct Chart {
     pub svg: String,
 }
 
+/// A sweep chart: file key, unit, value of a row.
+type SweepMetric = (&'static str, &'static str, fn(&Row) -> Option<f64>);
+
 /// Per workload, the charts this run's rows make.
 pub fn charts(results: &Results) -> anyhow::Result<Vec<Chart>> {
     let mut out = Vec::new();
@@ -115,7 +118,38 @@ pub fn charts(results: &Results) -> anyhow::Result<Vec<Chart>> {
     let title = "chat fanout + latency: deliveries lost".to_string();
     let lost = spreads(&lost_rows, |r| r.deliveries_lost.map(|v| v * 100.0));
     push("chat", "chat-lost".into(), title.clone(), charts::bars(&title, "% of expected deliveries", &lost)?);
+    for (k, sweep) in results.sweeps().iter().enumerate() {
+        let rows = results.sweep_rows(sweep);
+        let metrics: Vec<SweepMetric> = if rows.iter().any(|r| r.workload == "chat") {
+            vec![("memory", "KiB per connection (server RSS)", |r| r.rss_per_connection_kib)]
+        } else {
+            vec![("wall", "wall time, s", |r| r.wall_s), ("memory", "peak PSS, MiB", |r| r.peak_pss_mib)]
+        };
+        for (key, unit, value) in metrics {
+            let title = format!("{sweep}: {}", unit.split(',').next().unwrap_or(unit));
+            let svg = charts::lines(&title, sweep, unit, &sweep_lines(&rows, value))?;
+            push("sweeps", format!("sweep-{}-{key}", k + 1), title, svg);
+        }
+    }
     Ok(out)
+}
+
+/// Per contender of a sweep, the median of `value` at each x.
+fn sweep_lines(rows: &[&Row], value: fn(&Row) -> Option<f64>) -> Vec<charts::Line> {
+    let mut xs: Vec<f64> = rows.iter().filter_map(|r| r.x).collect();
+    xs.sort_by(f64::total_cmp);
+    xs.dedup();
+    let mut lines: Vec<charts::Line> = Vec::new();
+    for x in xs {
+        let at: Vec<&Row> = rows.iter().copied().filter(|r| r.x == Some(x)).collect();
+        for s in spreads(&at, value) {
+            match lines.iter_mut().find(|l| l.tool == s.tool) {
+                Some(line) => line.points.push((x, s.median)),
+                None => lines.push(charts::Line { tool: s.tool, points: vec![(x, s.median)] }),
+            }
+        }
+    }
+    lines
 }
 
 /// The fan-out bar: the best step, its range over steps as the whisker.
@@ -223,6 +257,12 @@ fn markdown(results: &Results, charts: &[Chart], answers: &[Answer]) -> String {
             let _ = writeln!(md, "![{}](charts/{}.svg)\n", chart.title, chart.id);
         }
     }
+    if charts.iter().any(|c| c.workload == "sweeps") {
+        let _ = writeln!(md, "\n## Scaling: how cost grows as work grows\n");
+        for chart in charts.iter().filter(|c| c.workload == "sweeps") {
+            let _ = writeln!(md, "![{}](charts/{}.svg)\n", chart.title, chart.id);
+        }
+    }
     let _ = writeln!(md, "\n## Not installed\n");
     if results.not_installed.is_empty() {
         let _ = writeln!(md, "Every peer asked for was installed.");
@@ -296,19 +336,13 @@ code{{background:#f3f3f3}}</style></head><body>\n",
             }
             let _ = writeln!(h, "</table>");
         }
-        let _ = writeln!(h, "<div class=\"charts\">");
-        for chart in charts.iter().filter(|c| c.workload == workload) {
-            let svg = chart.svg.trim_start_matches(|c| c != '<');
-            let svg = if svg.starts_with("<?xml") { svg.split_once("?>").map_or(svg, |(_, s)| s) } else { svg };
-            let _ = writeln!(
-                h,
-                "<figure class=\"chart\" id=\"{}\">{}<figcaption>{}</figcaption></figure>",
-                esc(&chart.id),
-                svg.trim(),
-                esc(&chart.title)
-            );
-        }
-        let _ = writeln!(h, "</div></section>");
+        charts_html(&mut h, charts, workload);
+        let _ = writeln!(h, "</section>");
+    }
+    if charts.iter().any(|c| c.workload == "sweeps") {
+        let _ = writeln!(h, "<section id=\"sweeps\"><h2>Scaling: how cost grows as work grows</h2>");
+        charts_html(&mut h, charts, "sweeps");
+        let _ = writeln!(h, "</section>");
     }
     let _ = writeln!(h, "<h2>Not installed</h2><ul id=\"not-installed\">");
     if results.not_installed.is_empty() {
@@ -330,6 +364,24 @@ code{{background:#f3f3f3}}</style></head><body>\n",
     }
     let _ = writeln!(h, "</ul></body></html>");
     h
+}
+
+/// The charts of `group` (a workload or `sweeps`), inlined.
+fn charts_html(h: &mut String, charts: &[Chart], group: &str) {
+    let _ = writeln!(h, "<div class=\"charts\">");
+    for chart in charts.iter().filter(|c| c.workload == group) {
+        // An XML declaration has no place inside HTML.
+        let svg = chart.svg.trim_start_matches(|c| c != '<');
+        let svg = if svg.starts_with("<?xml") { svg.split_once("?>").map_or(svg, |(_, s)| s) } else { svg };
+        let _ = writeln!(
+            h,
+            "<figure class=\"chart\" id=\"{}\">{}<figcaption>{}</figcaption></figure>",
+            esc(&chart.id),
+            svg.trim(),
+            esc(&chart.title)
+        );
+    }
+    let _ = writeln!(h, "</div>");
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
