@@ -112,6 +112,10 @@ fn every_command_takes_v_and_q() {
         let text = help(&[leaf, &["-h"][..]].concat());
         assert!(text.contains("-v, --verbose") && text.contains("-q, --quiet"), "{leaf:?}:\n{text}");
     }
+    // After the command's own options, not among them.
+    let serve = help(&["echo", "serve", "-h"]);
+    assert!(serve.find("--idle-timeout") < serve.find("-v, --verbose"), "{serve}");
+    assert!(serve.contains("Concurrency engine: async, threads or processes"), "{serve}");
     // -v explains, -q keeps quiet; both are real on a quick command.
     let listed = ["scan", "127.0.0.1", "-p", "1-3", "--list-targets"];
     let o = run(&[&listed[..], &["-v"]].concat());

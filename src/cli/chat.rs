@@ -69,7 +69,7 @@ pub struct ChatServeArgs {
     #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
     pub sendq: usize,
     /// Bytes queued for all clients together (per worker process: this
-    /// divided by -c); beyond it, the client with the longest queue is
+    /// divided by --workers); beyond it, the client with the longest queue is
     /// disconnected ("SendQ exceeded"), so many slow readers cannot
     /// exhaust memory.
     #[arg(long, default_value_t = Limits::default().sendq_total, value_name = "BYTES")]

@@ -58,14 +58,15 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
     /// Explain on stderr what is being done.
-    #[arg(short = 'v', long, global = true, conflicts_with = "quiet")]
+    // display_order: after every command's own options, in each help.
+    #[arg(short = 'v', long, global = true, conflicts_with = "quiet", display_order = 900)]
     pub verbose: bool,
     /// Less on stderr: no progress, warnings or per-message log (errors are
     /// still shown; results and reports still go to stdout).
-    #[arg(short = 'q', long, global = true)]
+    #[arg(short = 'q', long, global = true, display_order = 901)]
     pub quiet: bool,
     /// Colour on a terminal: auto (unless NO_COLOR is set), always, never.
-    #[arg(long, global = true, value_name = "WHEN", value_enum, default_value_t = ColorArg::Auto)]
+    #[arg(long, global = true, value_name = "WHEN", value_enum, default_value_t = ColorArg::Auto, display_order = 902)]
     pub color: ColorArg,
 }
 

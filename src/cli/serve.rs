@@ -15,9 +15,9 @@ pub struct ServeArgs {
     /// printed on stderr). [default: 127.0.0.1 and the protocol's port]
     #[arg(short = 'l', long, value_name = "ADDR")]
     pub listen: Option<String>,
-    /// Concurrency engine: async = a tokio task per connection; threads = a
-    /// thread per connection; processes = pre-forked worker processes
-    /// sharing the listening socket.
+    /// Concurrency engine: async, threads or processes. async = a tokio task
+    /// per connection; threads = a thread per connection; processes =
+    /// pre-forked worker processes sharing the listening socket.
     #[arg(short = 'e', long, default_value = "async", value_parser = parse_engine)]
     pub engine: EngineKind,
     /// Worker processes (-e processes) or runtime threads (-e async).
