@@ -17,6 +17,7 @@ mod chat_server;
 mod chat_tls;
 mod cli_help;
 mod cli_progress;
+mod demo;
 mod echo;
 mod fetch;
 mod fetch_digest;

@@ -349,7 +349,7 @@ fn empty_run(part: Part, server: &str, round: u32) -> Run {
 
 /// Starts `trident chat serve -e ENGINE` for load: no flood control, room
 /// for everyone.
-fn chat_server(engine: EngineKind, clients: usize) -> anyhow::Result<Served> {
+pub(crate) fn chat_server(engine: EngineKind, clients: usize) -> anyhow::Result<Served> {
     let port = free_port()?;
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let mut cmd = trident_cmd()?;

@@ -122,8 +122,8 @@ pub enum Command {
     /// A chat server that IRC clients can use, on any engine.
     #[command(subcommand, after_help = chat::CHAT_EXAMPLES)]
     Chat(chat::ChatCommand),
-    /// Start listeners on a loopback address, scan them with every engine,
-    /// and compare what each found, how long it took, and what it cost.
+    /// The tour: scan, fetch and chat on loopback with every engine, each
+    /// result checked, each run measured (time, CPU, memory); exit 1 if any is wrong.
     Demo(demo::DemoArgs),
     /// Measure the engines against each other and against peer tools.
     #[command(subcommand)]
