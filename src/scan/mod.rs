@@ -8,8 +8,9 @@
 //!   themselves run per window of the order: `rounds.rs`);
 //! - [`order`]: the permuted probe order and shards;
 //! - [`plan`]: the size of a scan, `--allow-huge` and `--list-targets`;
-//! - [`report`]: the output formats ([`nmap_format`]: nmap's grep and XML);
-//! - [`services`]: service names of ports (`/etc/services`);
+//! - [`report`]: the output formats ([`nmap_format`]: nmap's grep and XML;
+//!   `json_format.rs`: JSON); `outputs.rs`: a report per destination;
+//! - [`services`]: service names of ports (nmap-services, /etc/services);
 //! - [`host_clock`]: `--host-timeout`, a clock per address.
 //!
 //! This module only builds the task stream and consumes outcomes; how the
@@ -17,6 +18,7 @@
 
 mod connect;
 pub mod host_clock;
+mod json_format;
 pub mod nmap_format;
 pub mod order;
 mod outputs;

@@ -19,10 +19,8 @@
 //! address (text says so in a line); JSON then lists only open and error
 //! ports per host, like text, and says how many ports it did not list.
 //!
-//! JSON is one compact line. Closed ports are not listed in it but
-//! summarised per host, as nmap's "Not shown: N closed ports":
-//! `"closed": {"count": N, "ports": "1-21,23-79"}` (the ranges only where
-//! silent ports are listed too; `--show-closed` lists them one by one).
+//! JSON's layouts are in `json_format.rs`: one compact document whose
+//! closed ports are summarised per host, as nmap's "Not shown".
 //!
 //! [`nmap_format`]: super::nmap_format
 //! [`nmap_format::LIST_LIMIT`]: super::nmap_format::LIST_LIMIT
@@ -36,6 +34,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::json_format;
 use super::nmap_format::{self, PortSet, RttStats};
 use super::probe::{PortState, ProbeResult};
 use super::services::service_name;
@@ -133,46 +132,6 @@ impl Counts {
             PortState::Closed => self.closed,
             PortState::Filtered => self.filtered,
             PortState::Error => self.error,
-        }
-    }
-}
-
-/// One port line in JSON and JSON lines.
-#[derive(Serialize)]
-struct PortLine<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    host: Option<&'a str>,
-    ip: IpAddr,
-    port: u16,
-    proto: &'static str,
-    state: &'static str,
-    reason: &'static str,
-    rtt_us: Option<u64>,
-    tries: u32,
-    /// The port's service name (table lookup), for open ports with one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    service: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<&'a str>,
-    /// What the service said first (`--banners`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    banner: Option<&'a str>,
-}
-
-impl<'a> PortLine<'a> {
-    fn new(host: Option<&'a str>, r: &'a ProbeResult) -> Self {
-        PortLine {
-            host,
-            ip: r.ip,
-            port: r.port,
-            proto: "tcp",
-            state: r.state.as_str(),
-            reason: r.reason.as_str(),
-            rtt_us: r.rtt_us,
-            tries: r.tries,
-            service: if r.state == PortState::Open { service_name(r.port) } else { None },
-            error: r.error.as_deref(),
-            banner: r.banner.as_deref(),
         }
     }
 }
@@ -377,7 +336,7 @@ impl<W: Write> Report<W> {
         match self.format {
             Format::Jsonl => {
                 if listed {
-                    serde_json::to_writer(&mut self.out, &PortLine::new(host.map(|h| &**h), r))?;
+                    serde_json::to_writer(&mut self.out, &json_format::PortLine::new(host.map(|h| &**h), r))?;
                     self.out.write_all(b"\n")?;
                 }
             }
@@ -425,7 +384,14 @@ impl<W: Write> Report<W> {
         }
         match self.format {
             Format::Text => self.write_text(summary)?,
-            Format::Json => self.write_json(summary, target_failures)?,
+            Format::Json => json_format::write_json(
+                &mut self.out,
+                &self.hosts,
+                summary,
+                target_failures,
+                self.unlisted,
+                self.list_closed,
+            )?,
             Format::Grep => nmap_format::write_grep(&mut self.out, &self.hosts, summary)?,
             Format::Xml => nmap_format::write_xml(&mut self.out, &self.hosts, summary, target_failures, &self.probed)?,
             Format::Csv if !self.header_written => {
@@ -506,78 +472,6 @@ impl<W: Write> Report<W> {
         }
         writeln!(self.out)
     }
-
-    fn write_json(&mut self, s: &Summary, target_failures: &[TargetError]) -> io::Result<()> {
-        #[derive(Serialize)]
-        struct HostDoc<'a> {
-            ip: IpAddr,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            host: Option<&'a str>,
-            counts: Counts,
-            ports: Vec<PortLine<'a>>,
-            /// Closed ports not listed in `ports` (nmap's "Not shown").
-            #[serde(skip_serializing_if = "Option::is_none")]
-            closed: Option<Closed>,
-        }
-        #[derive(Serialize)]
-        struct Closed {
-            count: u64,
-            /// As ranges, `1-21,23-79`; only in scans small enough to
-            /// list silent ports (see [`LIST_SILENT_PROBES`]).
-            #[serde(skip_serializing_if = "Option::is_none")]
-            ports: Option<String>,
-        }
-        #[derive(Serialize)]
-        struct Failure {
-            target: String,
-            error: String,
-        }
-        #[derive(Serialize)]
-        struct Doc<'a> {
-            scanner: &'static str,
-            version: &'static str,
-            summary: &'a Summary,
-            /// Ports counted in the summary but not listed per host (a
-            /// large scan lists open and error ports only).
-            #[serde(skip_serializing_if = "is_zero")]
-            unlisted_ports: u64,
-            skipped_targets: Vec<Failure>,
-            hosts: Vec<HostDoc<'a>>,
-        }
-        let skipped_targets = target_failures
-            .iter()
-            .map(|f| Failure {
-                target: match f {
-                    TargetError::Syntax { target, .. } | TargetError::Resolve { target, .. } => target.clone(),
-                },
-                error: f.to_string(),
-            })
-            .collect();
-        let hosts = self
-            .hosts
-            .iter()
-            .map(|((_, ip), h)| HostDoc {
-                ip: *ip,
-                host: h.host.as_deref(),
-                counts: h.counts,
-                ports: h.kept.iter().map(|r| PortLine::new(None, r)).collect(),
-                closed: (!self.list_closed && h.counts.closed > 0).then(|| Closed {
-                    count: h.counts.closed,
-                    ports: (!h.closed_ports.is_empty()).then(|| h.closed_ports.to_string()),
-                }),
-            })
-            .collect();
-        let doc = Doc {
-            scanner: "trident",
-            version: env!("CARGO_PKG_VERSION"),
-            summary: s,
-            unlisted_ports: self.unlisted,
-            skipped_targets,
-            hosts,
-        };
-        serde_json::to_writer(&mut self.out, &doc)?;
-        self.out.write_all(b"\n")
-    }
 }
 
 /// The colour of a port state in the text report.
@@ -589,10 +483,6 @@ fn state_style(state: PortState) -> anstyle::Style {
         PortState::Filtered => AnsiColor::Yellow.on_default(),
         PortState::Error => crate::term::ERROR,
     }
-}
-
-fn is_zero(n: &u64) -> bool {
-    *n == 0
 }
 
 fn plural(n: u64) -> &'static str {
