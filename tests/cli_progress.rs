@@ -83,6 +83,15 @@ fn states_and_errors_are_coloured_on_a_terminal_unless_told_not_to() {
     assert!(piped.contains("open") && !piped.contains('\x1b'), "{piped:?}");
     let piped = stdout(&run(&[&["--color=always"][..], &scan].concat()));
     assert!(piped.contains(green_open), "{piped:?}");
+    // fetch's status words too.
+    let server = TestServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().to_str().expect("utf-8");
+    let url = server.url("/file/100/x.bin");
+    let screen = on_terminal(&["fetch", "-q", "-d", d, &url], "xterm");
+    assert!(screen.contains("\x1b[1m\x1b[32mdone\x1b[0m      x.bin"), "{screen:?}");
+    let screen = on_terminal_with(&["fetch", "-q", "--overwrite", "-d", d, &url], "xterm", &[("NO_COLOR", "1")]);
+    assert!(screen.contains("done      x.bin") && !screen.contains('\x1b'), "{screen:?}");
     // An error's "error:" in red on a terminal, plain into a pipe.
     let refused = ["chat", "connect", "127.0.0.1:1", "-n", "x", "--to", "y", "--send", "hi", "--timeout", "2s"];
     let screen = on_terminal(&refused, "xterm");

@@ -142,7 +142,7 @@ pub fn run(config: FetchConfig, interrupt: &Interrupt) -> anyhow::Result<Summary
     // A rerun with the default policy would save the files done in this
     // run again, under numbered names.
     summary.rerun_adds = (config.options.collision == Collision::Number).then_some("--no-clobber");
-    let mut report = report::Report::new(config.format, report::Paced::stdout());
+    let mut report = report::Report::new(config.format, report::Paced::stdout()).coloured(crate::term::color_stdout());
     let mut write_error = None;
     let stats = engine::run_tasks(&config.engine, tasks, interrupt, |outcome| {
         let result = match outcome {

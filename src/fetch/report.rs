@@ -186,18 +186,38 @@ pub fn human_bytes(n: u64) -> String {
     format!("{v:.1} {}", UNITS[unit])
 }
 
+/// The colour of a status in the text lines.
+fn status_style(status: Status) -> anstyle::Style {
+    use anstyle::AnsiColor;
+    match status {
+        Status::Done => AnsiColor::Green.on_default().bold(),
+        Status::Skipped => anstyle::Style::new().dimmed(),
+        Status::Interrupted => AnsiColor::Yellow.on_default(),
+        Status::Failed | Status::BadUrl | Status::ChecksumMismatch | Status::LocalError => crate::term::ERROR,
+    }
+}
+
 /// Writes results as they come.
 #[derive(Debug)]
 pub struct Report<W: Write> {
     format: Format,
     out: W,
     kept: Vec<FetchResult>,
+    /// Text: each line's status in colour (a terminal).
+    colour: bool,
 }
 
 impl<W: Write> Report<W> {
     /// A report in `format` written to `out`.
     pub fn new(format: Format, out: W) -> Self {
-        Report { format, out, kept: Vec::new() }
+        Report { format, out, kept: Vec::new(), colour: false }
+    }
+
+    /// Text lines show their status in colour (for a terminal): done green,
+    /// interrupted yellow, the failures red.
+    pub fn coloured(mut self, on: bool) -> Self {
+        self.colour = on && self.format == Format::Text;
+        self
     }
 
     /// One file's result.
@@ -240,7 +260,10 @@ impl<W: Write> Report<W> {
                 };
                 // A bad line's text, an error quoting a server: nothing
                 // they hold may drive the terminal (JSON escapes on its own).
-                writeln!(self.out, "{}", escaped(&line, Escapes::Backslash))?;
+                let line = escaped(&line, Escapes::Backslash);
+                // The status word leads the line; escaping left it as it was.
+                let (word, rest) = line.split_at(line.find(' ').unwrap_or(line.len()));
+                writeln!(self.out, "{}{rest}", crate::term::paint(self.colour, status_style(r.status), word))?;
                 self.out.flush()
             }
             Format::Json => {
