@@ -52,13 +52,12 @@ fn fastest(results: &Results) -> String {
         if let (Some(first), Some(last)) = (engines.first(), engines.last())
             && engines.len() > 1
         {
-            let _ = write!(
-                out,
-                "; {} was {:.1}x faster than {}",
-                first.tool.trim_start_matches("trident-"),
-                last.median / first.median,
-                last.tool.trim_start_matches("trident-")
-            );
+            let name = |s: &Spread| {
+                let wrong = if all_ok(results, w, &case, &s.tool) { "" } else { ", not all correct" };
+                format!("{} ({}{wrong})", s.tool.trim_start_matches("trident-"), secs(s.median))
+            };
+            let ratio = last.median / first.median;
+            let _ = write!(out, "; of trident's engines {} was {ratio:.1}x faster than {}", name(first), name(last));
         }
         let _ = write!(out, ". ");
     }
@@ -141,11 +140,37 @@ fn scaling(results: &Results) -> String {
                 .collect::<Vec<_>>()
         })
         .collect();
+    for sweep in results.sweeps() {
+        let rows = results.sweep_rows(&sweep);
+        let Some(top) = rows.iter().filter_map(|r| r.x).reduce(f64::max) else { continue };
+        let Some(bottom) = rows.iter().filter_map(|r| r.x).reduce(f64::min) else { continue };
+        let at = |x: f64, value: Value| {
+            let rows: Vec<&Row> = rows.iter().copied().filter(|r| r.x == Some(x)).collect();
+            spreads(&rows, value)
+        };
+        let (what, value, unit): (&str, Value, &str) = if sweep == "idle connections" {
+            ("memory per connection", |r| r.rss_per_connection_kib, "KiB")
+        } else {
+            ("wall time", |r| r.wall_s, "s")
+        };
+        let (low, high) = (at(bottom, value), at(top, value));
+        let list: Vec<String> = high
+            .iter()
+            .map(|h| match find(&low, &h.tool) {
+                Some(l) => format!("{} {:.2} -> {:.2} {unit}", h.tool, l.median, h.median),
+                None => format!("{} {:.2} {unit}", h.tool, h.median),
+            })
+            .collect();
+        let _ = write!(out, "{sweep} {bottom} -> {top}, {what}: {}. ", list.join(", "));
+    }
     if !hung.is_empty() {
         let _ = write!(out, "Did not finish (killed at the time limit): {}. ", dedup(hung).join(", "));
     }
     if out.is_empty() { "No server part ran (bench chat).".into() } else { out.trim_end().into() }
 }
+
+/// A row's figure.
+type Value = fn(&Row) -> Option<f64>;
 
 fn dedup(mut v: Vec<String>) -> Vec<String> {
     let mut seen = Vec::new();
@@ -237,7 +262,13 @@ mod tests {
         };
         let a = answers(&results);
         assert_eq!(a.len(), 6);
-        assert!(a[0].answer.contains("fastest correct was trident-async (1.00 s); async was 3.1x faster than threads"));
+        assert!(
+            a[0].answer.contains(
+                "fastest correct was trident-async (1.00 s); of trident's engines async (1.00 s) was 3.1x faster than threads (3.10 s)"
+            ),
+            "{}",
+            a[0].answer
+        );
         assert!(a[1].answer.contains("trident-threads kept 0.50 cores busy"), "{}", a[1].answer);
     }
 }
