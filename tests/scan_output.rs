@@ -250,3 +250,24 @@ fn dev_stdout_into_a_pipe_is_written_through() {
     let xml = crate::util::stdout(&o);
     assert!(xml.starts_with("<?xml") && xml.contains("<state state=\"open\""), "{xml}");
 }
+
+#[test]
+fn a_closed_stdout_does_not_cost_the_files() {
+    let l = Listeners::start(2);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let xml = dir.path().join("kept.xml");
+    let mut child = crate::util::trident()
+        .args(["scan", &l.ip.to_string(), "-p", &l.spec_with(&[1, 2, 3]), "-f", "jsonl", "-oX"])
+        .arg(&xml)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Nobody reads stdout: the first line written meets a closed pipe.
+    drop(child.stdout.take());
+    let o = child.wait_with_output().expect("wait");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&xml).expect("the XML file was written");
+    assert_eq!(text.matches("<state state=\"open\"").count(), 2, "{text}");
+}

@@ -51,13 +51,25 @@ impl Outputs {
     }
 
     /// Gives `r` to every report; an error names the destination and keeps
-    /// the kind (a closed stdout is `BrokenPipe`).
+    /// the kind (a closed stdout is `BrokenPipe`). A closed stdout beside
+    /// files is dropped, so that `-oX f | head` still writes `f` whole.
     pub(super) fn record(&mut self, host: Option<&Arc<str>>, r: ProbeResult) -> io::Result<()> {
-        let Some((last, rest)) = self.each.split_last_mut() else { return Ok(()) };
-        for out in rest {
-            out.report.record(host, r.clone()).map_err(|e| named(&out.name, e))?;
+        let count = self.each.len();
+        let mut r = Some(r);
+        let mut closed = None;
+        for (i, out) in self.each.iter_mut().enumerate() {
+            // The last report takes the result, the others a copy.
+            let Some(this) = (if i + 1 == count { r.take() } else { r.clone() }) else { break };
+            match out.report.record(host, this) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::BrokenPipe && out.file.is_none() && count > 1 => closed = Some(i),
+                Err(e) => return Err(named(&out.name, e)),
+            }
         }
-        last.report.record(host, r).map_err(|e| named(&last.name, e))
+        if let Some(i) = closed {
+            self.each.remove(i);
+        }
+        Ok(())
     }
 
     /// Totals over every port so far (every report counts the same).
