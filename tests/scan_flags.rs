@@ -38,6 +38,8 @@ engine_tests! {
         let ip = util::unique_loopback().to_string();
         let mut child = trident()
             .args(["scan", &ip, "-p", "20001-20400", "--max-rate", "200", "-e", engine, "-f", "jsonl"])
+            // Room for every probe at once: nothing but the pacer holds them back.
+            .args(["--concurrency", "400"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

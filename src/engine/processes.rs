@@ -358,6 +358,9 @@ where
     let mut interrupted_at: Option<Instant> = None;
     let mut consecutive_crashes = 0u32;
     let mut pacer = Pacer::for_run(config);
+    // A task whose start `--max-rate` booked for later: the wait is spent
+    // in `wait_events`, taking outcomes in, not asleep before handing out.
+    let mut paced: Option<(Assigned<T>, Instant)> = None;
 
     loop {
         if interrupt.is_set() && interrupted_at.is_none() {
@@ -373,20 +376,29 @@ where
             }
             let job = match retries.pop_front() {
                 Some(job) => job,
-                None if exhausted => break,
-                None => match tasks.next() {
-                    Some(task) => {
-                        let wait = pacer.book();
-                        if !wait.is_zero() {
-                            thread::sleep(wait);
-                        }
-                        next_id += 1;
-                        Assigned { id: next_id, task, attempts: 0 }
-                    }
-                    None => {
-                        exhausted = true;
+                None => match paced.take() {
+                    Some((job, at)) if at > Instant::now() => {
+                        paced = Some((job, at));
                         break;
                     }
+                    Some((job, _)) => job,
+                    None if exhausted => break,
+                    None => match tasks.next() {
+                        Some(task) => {
+                            let wait = pacer.book();
+                            next_id += 1;
+                            let job = Assigned { id: next_id, task, attempts: 0 };
+                            if !wait.is_zero() {
+                                paced = Some((job, Instant::now() + wait));
+                                break;
+                            }
+                            job
+                        }
+                        None => {
+                            exhausted = true;
+                            break;
+                        }
+                    },
                 },
             };
             let index = match slot {
@@ -427,7 +439,12 @@ where
             }
         }
 
-        pool.wait_events(TICK, &mut events);
+        // Until the paced start is due (rounded up: poll counts whole ms).
+        let wait = paced.as_ref().map_or(TICK, |(_, at)| {
+            let left = at.saturating_duration_since(Instant::now());
+            Duration::from_millis(u64::try_from(left.as_micros().div_ceil(1000)).unwrap_or(u64::MAX)).min(TICK)
+        });
+        pool.wait_events(wait, &mut events);
         for event in events.drain(..) {
             match event {
                 Event::Output { worker, id, output } => {
@@ -478,6 +495,10 @@ where
     for job in retries {
         stats.failed += 1;
         on_output(TaskOutcome::Failed { task: job.task, reason: "interrupted before its retry".into() });
+    }
+    if let Some((job, _)) = paced {
+        stats.failed += 1;
+        on_output(TaskOutcome::Failed { task: job.task, reason: "interrupted before it started".into() });
     }
     drop(pool);
     Ok(stats)
