@@ -151,7 +151,7 @@ mod tests {
         let fetch = command.find_subcommand_mut("fetch").expect("fetch");
         let short = fetch.render_help().to_string();
         let long = fetch.render_long_help().to_string();
-        assert!(short.lines().count() <= 60, "{} lines:\n{short}", short.lines().count());
+        assert!(short.lines().count() <= 70, "{} lines:\n{short}", short.lines().count());
         assert!(long.contains("Exit status (the most severe wins") && !short.contains("Exit status"), "{short}");
         assert!(short.contains("Examples:") && short.contains("More in --help."), "{short}");
     }

@@ -32,11 +32,7 @@ use crate::engine::{AsyncRuntime, EngineConfig, EngineKind};
 use crate::error::Exit;
 use crate::term::Verbosity;
 
-const ENGINE_HELP: &str = "\
-Engines: threads = a pool of OS threads, one blocking task each;
-processes = worker processes (this binary re-run), one task each;
-async = futures on a tokio runtime.
-
+const TABLE_HELP: &str = "\
 Short flags mean one thing in every command (as nmap for scan, wget, curl
 and aria2 for fetch, irssi for chat connect):
   -e ENGINE   threads, processes or async      -j N      tasks in flight
@@ -47,12 +43,17 @@ and aria2 for fetch, irssi for chat connect):
   -l ADDR     listen address (servers)         -T0..-T5  timing preset (scan)
   -q          nothing but errors on stderr     -v        explain on stderr
   --color WHEN  auto (on a terminal, unless NO_COLOR is set), always, never
-  -h          short help (--help: all of it)";
+  -h          short help (--help: all of it)
+scan also reads nmap's own: -sT -Pn -n -F -iL -oN -oX -oG -oA (and -oJ).
+
+Engines: threads = a pool of OS threads, one blocking task each;
+processes = worker processes (this binary re-run), one task each;
+async = futures on a tokio runtime.";
 
 /// Port scanning, downloading and chat on three interchangeable concurrency
 /// engines: OS threads, worker processes and async (tokio).
 #[derive(Debug, Parser)]
-#[command(name = "trident", version, propagate_version = true, after_help = ENGINE_HELP)]
+#[command(name = "trident", version, propagate_version = true, after_help = TABLE_HELP)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
