@@ -148,6 +148,9 @@ fn vs_args(peers: &[String]) -> Vec<String> {
     vec!["--vs".into(), if peers.is_empty() { "none".into() } else { peers.join(",") }]
 }
 
+/// The largest scan concurrency the sweep gives the processes engine.
+pub const PROCESSES_MAX_J: u32 = 1024;
+
 /// How big each bench of a mode is.
 struct Sizes {
     /// The main scan: `--lab` and `-p` values, case name, peers' time limit.
@@ -187,6 +190,7 @@ const QUICK: Sizes = Sizes {
     sweep_scan: "--lab loopback -p 1-10000 --runs 1 --warmup 0 --time-limit 60s",
     sweep_case: "loopback 1-10000",
     concurrency: &[16, 256, 4096],
+
     idle: &[100, 1000],
     estimates: [40.0, 60.0, 45.0, 8.0],
 };
@@ -256,7 +260,23 @@ fn plan(config: &BenchAllConfig, scan: &[String], fetch: &[String], chat: &[Stri
     steps.push(step("fetch", "", fetch_s, sizes.fetch, with(fetch)));
     steps.push(step("chat", "", chat_s, sizes.chat, with(chat)));
     for &j in sizes.concurrency {
-        let tail = [with(&[]), vec!["--scan-args".into(), format!("-j {j}")]].concat();
+        // The processes engine's memory grows with -j (at -j 4096 on
+        // loopback: 3.8 GiB PSS, 54 s): above PROCESSES_MAX_J it is left
+        // out of the sweep rather than let it take the machine's memory.
+        let engines: Vec<String> = config
+            .engines
+            .iter()
+            .filter(|&&e| e != EngineKind::Processes || j <= PROCESSES_MAX_J)
+            .map(|e| e.to_string())
+            .collect();
+        if engines.is_empty() {
+            continue;
+        }
+        let tail = [
+            vec!["--engines".into(), engines.join(","), "--vs".into(), "none".into()],
+            vec!["--scan-args".into(), format!("-j {j}")],
+        ]
+        .concat();
         let mut s = step("scan", &format!("{sweep_case} -j {j}"), point_s, sweep_scan, tail);
         s.sweep = Some(("scan concurrency", f64::from(j)));
         steps.push(s);
@@ -479,5 +499,19 @@ mod tests {
             }
             assert!(steps.iter().all(|s| s.args.contains(&"--engines".to_string())));
         }
+    }
+
+    #[test]
+    fn the_processes_engine_stops_at_the_sweeps_largest_safe_concurrency() {
+        let engines = vec![EngineKind::Threads, EngineKind::Processes];
+        let config = BenchAllConfig { mode: Mode::Full, out: "x".into(), engines, vs: None };
+        let steps = plan(&config, &[], &[], &[]);
+        let engines_at = |j: u32| {
+            let s = steps.iter().find(|s| s.sweep == Some(("scan concurrency", f64::from(j)))).expect("sweep point");
+            let k = s.args.iter().position(|a| a == "--engines").expect("--engines");
+            s.args[k + 1].clone()
+        };
+        assert_eq!(engines_at(PROCESSES_MAX_J), "threads,processes");
+        assert_eq!(engines_at(16384), "threads");
     }
 }

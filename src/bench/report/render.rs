@@ -26,6 +26,15 @@ pub struct Chart {
     pub svg: String,
 }
 
+/// What the sweeps leave out, said beside them.
+fn sweep_note() -> String {
+    format!(
+        "Trident engines only (the peers have no comparable knob). The processes engine's memory grows with -j, \
+so the scan concurrency sweep stops it at -j {}.",
+        crate::bench::all::PROCESSES_MAX_J
+    )
+}
+
 /// A sweep chart: file key, unit, value of a row.
 type SweepMetric = (&'static str, &'static str, fn(&Row) -> Option<f64>);
 
@@ -258,7 +267,7 @@ fn markdown(results: &Results, charts: &[Chart], answers: &[Answer]) -> String {
         }
     }
     if charts.iter().any(|c| c.workload == "sweeps") {
-        let _ = writeln!(md, "\n## Scaling: how cost grows as work grows\n");
+        let _ = writeln!(md, "\n## Scaling: how cost grows as work grows\n\n{}\n", sweep_note());
         for chart in charts.iter().filter(|c| c.workload == "sweeps") {
             let _ = writeln!(md, "![{}](charts/{}.svg)\n", chart.title, chart.id);
         }
@@ -340,7 +349,11 @@ code{{background:#f3f3f3}}</style></head><body>\n",
         let _ = writeln!(h, "</section>");
     }
     if charts.iter().any(|c| c.workload == "sweeps") {
-        let _ = writeln!(h, "<section id=\"sweeps\"><h2>Scaling: how cost grows as work grows</h2>");
+        let _ = writeln!(
+            h,
+            "<section id=\"sweeps\"><h2>Scaling: how cost grows as work grows</h2><p>{}</p>",
+            esc(&sweep_note())
+        );
         charts_html(&mut h, charts, "sweeps");
         let _ = writeln!(h, "</section>");
     }
