@@ -158,3 +158,23 @@ fn bench_all_refuses_an_unknown_peer() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("unknown peer \"nmapp\""), "{}", stderr(&out));
 }
+
+#[test]
+fn bench_all_quiet_shows_no_progress() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run(&[
+        "bench",
+        "all",
+        "--tiny",
+        "-q",
+        "--engines",
+        "async",
+        "--vs",
+        "none",
+        "--out",
+        dir.path().to_str().expect("utf-8 path"),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("bench all ["), "progress despite -q: {}", stderr(&out));
+    assert!(dir.path().join("index.html").is_file());
+}

@@ -373,7 +373,7 @@ pub fn run(config: &BenchAllConfig) -> anyhow::Result<bool> {
     missing.extend(m);
     let (chat, m) = resolve::<EchoPeer>("chat", CHAT_PEERS, &config.vs);
     missing.extend(m);
-    for m in &missing {
+    for m in missing.iter().filter(|_| !crate::term::quiet()) {
         eprintln!("trident: {} ({}) is not installed: {}; to include it: {}", m.peer, m.workload, m.why, m.install);
     }
     let steps = plan(config, &scan, &fetch, &chat);
@@ -383,7 +383,10 @@ pub fn run(config: &BenchAllConfig) -> anyhow::Result<bool> {
     let (mut rows, mut commands, mut complete) = (Vec::<Row>::new(), Vec::new(), true);
     let total: f64 = steps.iter().map(|s| s.estimate).sum();
     let mut done_estimate = 0.0;
-    let live = std::io::stderr().is_terminal();
+    // -q: no progress at all; on a terminal, one line redrawn; else a line
+    // per step.
+    let quiet = crate::term::quiet();
+    let live = !quiet && std::io::stderr().is_terminal();
     for (i, step) in steps.iter().enumerate() {
         let what =
             if step.case.is_empty() { step.workload.to_string() } else { format!("{} {}", step.workload, step.case) };
@@ -395,7 +398,7 @@ pub fn run(config: &BenchAllConfig) -> anyhow::Result<bool> {
             let left = if left >= 1.0 { format!("about {} left", clock(left)) } else { "nearly done".into() };
             format!("bench all [{}/{}] {what}: elapsed {}, {left}", i + 1, steps.len(), clock(elapsed))
         };
-        if !live {
+        if !live && !quiet {
             eprintln!("{}", progress(0.0));
         }
         let name = format!("{}-{}", i + 1, step.workload);
