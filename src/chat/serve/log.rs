@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::chat::ClientId;
 use crate::chat::hub::Presence;
+use crate::output::{Escapes, escaped};
 
 /// What the server logs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,21 +79,16 @@ impl ServerLog {
     /// A registration or a departure the hub reported.
     pub fn presence(&mut self, p: &Presence) {
         match p {
-            Presence::Registered { id, prefix } => {
-                self.registered += 1;
-                if self.settings.verbose {
-                    eprintln!("register #{} as {prefix}", id.0);
-                }
-            }
-            Presence::Left { id, nick, registered, reason } => {
+            Presence::Registered { .. } => self.registered += 1,
+            Presence::Left { registered, .. } => {
                 self.departures += 1;
                 if *registered {
                     self.registered = self.registered.saturating_sub(1);
                 }
-                if self.settings.verbose {
-                    eprintln!("quit     #{} {}: {reason}", id.0, nick.as_deref().unwrap_or("(no nick)"));
-                }
             }
+        }
+        if self.settings.verbose {
+            eprintln!("{}", presence_line(p));
         }
     }
 
@@ -131,6 +127,19 @@ impl ServerLog {
     }
 }
 
+/// The `-v` line of a registration or departure. The user name and a
+/// quit reason are the client's text: escaped, so that none of it can
+/// drive the operator's terminal.
+fn presence_line(p: &Presence) -> String {
+    let clean = |text: &str| escaped(text, Escapes::Caret).into_owned();
+    match p {
+        Presence::Registered { id, prefix } => format!("register #{} as {}", id.0, clean(prefix)),
+        Presence::Left { id, nick, reason, .. } => {
+            format!("quit     #{} {}: {}", id.0, clean(nick.as_deref().unwrap_or("(no nick)")), clean(reason))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,6 +174,21 @@ mod tests {
         assert_eq!((log.registered, log.departures), (0, 1));
         log.tick(t0 + Duration::from_secs(30), 0, 0);
         assert_eq!((log.departures, log.shown), (0, Some((0, 0, 0))));
+    }
+
+    #[test]
+    fn a_clients_text_in_a_presence_line_cannot_drive_the_terminal() {
+        let left = Presence::Left {
+            id: ClientId(7),
+            nick: Some("mallory".into()),
+            registered: true,
+            reason: "Quit: \u{1b}]0;owned\u{7}\u{1b}[2J bye\u{202e}".into(),
+        };
+        assert_eq!(presence_line(&left), "quit     #7 mallory: Quit: ^[]0;owned^G^[[2J bye<U+202E>");
+        let registered = Presence::Registered { id: ClientId(7), prefix: "mallory!m\u{2067}x@127.0.0.1".into() };
+        assert_eq!(presence_line(&registered), "register #7 as mallory!m<U+2067>x@127.0.0.1");
+        let plain = Presence::Left { id: ClientId(8), nick: None, registered: false, reason: "Client Quit".into() };
+        assert_eq!(presence_line(&plain), "quit     #8 (no nick): Client Quit");
     }
 
     #[test]
