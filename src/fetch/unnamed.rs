@@ -40,13 +40,22 @@ pub fn check_writable(dir: &Path) -> io::Result<()> {
         Ok(_) => Ok(()),
         // No unnamed files on this file system (EISDIR from kernels that
         // ignore the flag, EOPNOTSUPP from file systems without them).
-        Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)) => {
-            let probe = dir.join(format!(".trident-probe-{}", std::process::id()));
-            OpenOptions::new().write(true).create_new(true).custom_flags(libc::O_NOFOLLOW).mode(0o600).open(&probe)?;
-            std::fs::remove_file(&probe)
-        }
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)) => probe_named(dir),
         Err(e) => Err(e),
     }
+}
+
+/// Creates and removes a named probe in `dir`. A name already taken (a
+/// probe left by a killed run with the same pid, or one planted in a shared
+/// directory) says nothing of the directory: the next number is tried.
+fn probe_named(dir: &Path) -> io::Result<()> {
+    let create = |name: &str| {
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true).custom_flags(libc::O_NOFOLLOW).mode(0o600);
+        options.open(dir.join(name)).map(drop)
+    };
+    let probe = first_free(&format!(".trident-probe-{}", std::process::id()), create)?;
+    std::fs::remove_file(dir.join(probe))
 }
 
 impl Unnamed {
@@ -123,6 +132,17 @@ mod tests {
             .collect();
         v.sort();
         v
+    }
+
+    #[test]
+    fn a_taken_probe_name_does_not_make_a_directory_unwritable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let taken = format!(".trident-probe-{}", std::process::id());
+        std::fs::write(dir.path().join(&taken), b"someone else's").expect("write");
+        probe_named(dir.path()).expect("writable");
+        assert_eq!(names(dir.path()), [taken.as_str()], "the probe is gone, the other file kept");
+        check_writable(dir.path()).expect("writable");
+        assert!(check_writable(&dir.path().join("missing")).is_err());
     }
 
     #[test]
