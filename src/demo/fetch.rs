@@ -2,7 +2,9 @@
 //! corpus: deterministic bytes, SHA-256 kept) served by the built-in static
 //! server on 127.0.0.1, fetched by each engine's `trident fetch` into its
 //! own empty directory, which is then checked file by file. The built-in
-//! server rather than nginx: the tour needs nothing installed.
+//! server rather than nginx: the tour needs nothing installed. As in the
+//! fetch bench, the file system is synced before each run (untimed): else
+//! the first engine's fsyncs pay for writing back the corpus.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -13,6 +15,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::Row;
+use crate::bench::fetch::settle;
 use crate::bench::fixture::TempDir;
 use crate::bench::fixture::corpus;
 use crate::bench::fixture::static_server::StaticServer;
@@ -48,6 +51,9 @@ pub(super) fn run(exe: &Path, engines: &[EngineKind]) -> anyhow::Result<Vec<Row>
     harness::rotate(engines, 0, 1, |&engine, _| {
         let dir = work.path().join(format!("dl-{engine}"));
         fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        // Not timed: the corpus just written, and the previous engine's
+        // files, are written back first, not on whoever syncs next.
+        settle(work.path()).with_context(|| format!("cannot sync the file system of {}", work.path().display()))?;
         let mut cmd = Command::new(exe);
         cmd.args(["fetch", "-e", engine.name(), "-j", JOBS, "-q", "-i"]).arg(&list).arg("-d").arg(&dir);
         let m =

@@ -44,6 +44,7 @@ use serde::Serialize;
 use self::record::print_summary;
 pub use self::record::{ActiveSummary, BenchReport, Ratio, RunRecord, ToolSummary, summarise, summarise_active};
 use self::runner::Runner;
+pub(crate) use self::runner::settle;
 use super::chapter::{self, Program, Programs};
 pub use super::fixture::ServerChoice;
 use super::fixture::corpus::{self, Expected};

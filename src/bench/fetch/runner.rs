@@ -75,7 +75,7 @@ const DEFER_BUDGET: u64 = 4 << 30;
 
 /// Flushes everything dirty on the file system holding `dir` (`syncfs`):
 /// every run starts with nothing left to write back from earlier ones.
-fn settle(dir: &Path) -> io::Result<()> {
+pub(crate) fn settle(dir: &Path) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     let d = File::open(dir)?;
     // SAFETY: syncfs on a descriptor we own; no memory passed.
