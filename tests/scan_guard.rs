@@ -42,6 +42,17 @@ fn assert_bad_input(args: &[&str], needles: &[&str]) {
 }
 
 #[test]
+fn endless_target_lists_are_refused_not_read_whole() {
+    // /dev/zero never ends: read whole it would fill memory.
+    let too_big = "more than 16777216 bytes";
+    assert_bad_input(&["scan", "-iL", "/dev/zero", "-p", "80"], &["target list /dev/zero", too_big]);
+    assert_bad_input(
+        &["scan", "127.0.0.1", "--excludefile", "/dev/zero", "-p", "80"],
+        &["exclude file /dev/zero", too_big],
+    );
+}
+
+#[test]
 fn cidr_with_host_bits_is_bad_input_naming_the_network() {
     assert_bad_input(&["scan", "10.0.0.0/0", "-p", "80"], &["\"10.0.0.0/0\"", "the network is 0.0.0.0/0"]);
     assert_bad_input(&["scan", "10.1.2.3/8", "-p", "80"], &["\"10.1.2.3/8\"", "the network is 10.0.0.0/8"]);

@@ -2,8 +2,8 @@
 //! target resolved and every value checked before the first probe.
 
 use std::fs;
-use std::io::{IsTerminal, Read};
-use std::path::PathBuf;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
@@ -242,14 +242,7 @@ impl ScanArgs {
         };
         let mut specs = self.targets.clone();
         if let Some(path) = &self.input_list {
-            let text = if path.as_os_str() == "-" {
-                let mut s = String::new();
-                std::io::stdin().read_to_string(&mut s).map(|_| s)
-            } else {
-                fs::read_to_string(path)
-            }
-            .map_err(|e| BadInput(format!("cannot read target list {}: {e}", path.display())))?;
-            specs.extend(target::parse_list(&text));
+            specs.extend(read_list(path, "target list", true)?);
         }
         let mut device = None;
         if let Some(name) = &self.lab {
@@ -360,9 +353,7 @@ impl ScanArgs {
         let mut specs: Vec<String> =
             self.exclude.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
         if let Some(path) = &self.excludefile {
-            let text = fs::read_to_string(path)
-                .map_err(|e| BadInput(format!("cannot read exclude file {}: {e}", path.display())))?;
-            specs.extend(target::parse_list(&text));
+            specs.extend(read_list(path, "exclude file", false)?);
         }
         let (set, failed) = TargetSet::resolve(&specs, Family::Any).map_err(|e| BadInput(format!("--exclude: {e}")))?;
         match failed.first() {
@@ -370,6 +361,17 @@ impl ScanArgs {
             None => Ok(set),
         }
     }
+}
+
+/// Reads the target list at `path` (`-` is stdin where `stdin_ok`), at
+/// most [`target::MAX_LIST_BYTES`]; what cannot be read is bad input.
+fn read_list(path: &Path, what: &str, stdin_ok: bool) -> Result<Vec<String>, BadInput> {
+    let read = if stdin_ok && path.as_os_str() == "-" {
+        target::read_list(std::io::stdin().lock(), target::MAX_LIST_BYTES)
+    } else {
+        fs::File::open(path).and_then(|f| target::read_list(f, target::MAX_LIST_BYTES))
+    };
+    read.map_err(|e| BadInput(format!("cannot read {what} {}: {e}", path.display())))
 }
 
 fn random_seed() -> u64 {

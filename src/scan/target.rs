@@ -9,6 +9,7 @@
 //! a block loses the addresses excluded and may split in pieces, so the
 //! set grows by at most one block per exclusion, whatever the sizes.
 
+use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, ToSocketAddrs};
 use std::sync::Arc;
 
@@ -205,6 +206,25 @@ fn merged(mut intervals: Vec<Interval>) -> Vec<Interval> {
         }
     }
     out
+}
+
+/// Most bytes a target list file (`-iL`, `--excludefile`) may hold: a
+/// million addresses one per line fit, while a device or endless pipe
+/// named by mistake (`/dev/zero`) is refused instead of filling memory.
+pub const MAX_LIST_BYTES: u64 = 16 << 20;
+
+/// Reads and splits a target list (see [`parse_list`]); one of more than
+/// `limit` bytes is an error, found after reading `limit + 1` bytes at most.
+pub fn read_list(input: impl std::io::Read, limit: u64) -> std::io::Result<Vec<String>> {
+    let mut text = String::new();
+    input.take(limit.saturating_add(1)).read_to_string(&mut text)?;
+    if text.len() as u64 > limit {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::FileTooLarge,
+            format!("more than {limit} bytes, the most a target list may hold"),
+        ));
+    }
+    Ok(parse_list(&text))
 }
 
 /// Splits a target list file (`-iL`): whitespace-separated, `#` comments.
@@ -432,5 +452,12 @@ mod tests {
             parse_list("10.0.0.1  # a comment\n\n# only comment\nlocalhost ::1\n"),
             vec!["10.0.0.1", "localhost", "::1"]
         );
+        let list = b"10.0.0.1 # x\n::1\n";
+        assert_eq!(read_list(&list[..], list.len() as u64).unwrap(), vec!["10.0.0.1", "::1"]);
+        let err = read_list(&list[..], list.len() as u64 - 1).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::FileTooLarge, "{err}");
+        // An endless input is cut at the limit, not read to the end.
+        let err = read_list(std::io::repeat(b'1'), 1 << 10).unwrap_err();
+        assert!(err.to_string().contains("more than 1024 bytes"), "{err}");
     }
 }
