@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 
-use super::parse_duration;
 use super::serve::ServeArgs;
+use super::{parse_duration, parse_duration_or_zero};
 use crate::chat::HubConfig;
 use crate::chat::client::{CONNECT_HELP, ConnectConfig, DEFAULT_ADDR};
 use crate::chat::load::{LoadConfig, LoadFormat};
@@ -103,13 +103,8 @@ pub struct ChatServeArgs {
     /// A summary line on stderr (clients, channels, lines in and out per
     /// second) at most this often, when something changed; 0: none. -v
     /// also logs every connect, registration and departure.
-    #[arg(long, default_value = "10s", value_parser = parse_period, value_name = "DUR")]
+    #[arg(long, default_value = "10s", value_parser = parse_duration_or_zero, value_name = "DUR")]
     pub stats_every: Duration,
-}
-
-/// `--stats-every`: a duration, or 0 for none.
-fn parse_period(s: &str) -> Result<Duration, String> {
-    if s.trim_end_matches(['s', 'm', 'h']) == "0" { Ok(Duration::ZERO) } else { parse_duration(s) }
 }
 
 impl ChatServeArgs {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
-use super::parse_duration;
+use super::parse_duration_or_zero;
 use super::serve::ServeArgs;
 use crate::echo::{DEFAULT_ADDR, DEFAULT_MAX_CONNECTIONS, EchoConfig};
 use crate::error::BadInput;
@@ -47,13 +47,8 @@ pub struct EchoServeArgs {
     pub max_connections: usize,
     /// Close a connection that sends nothing, or reads nothing we send,
     /// for this long (0: never).
-    #[arg(long, default_value = "60s", value_parser = parse_idle_timeout, value_name = "DUR")]
+    #[arg(long, default_value = "60s", value_parser = parse_duration_or_zero, value_name = "DUR")]
     pub idle_timeout: Duration,
-}
-
-/// `--idle-timeout`: a duration, or 0 for none.
-fn parse_idle_timeout(s: &str) -> Result<Duration, String> {
-    if s.trim_end_matches(['s', 'm', 'h']) == "0" { Ok(Duration::ZERO) } else { parse_duration(s) }
 }
 
 /// `trident echo send` arguments.

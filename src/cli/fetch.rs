@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::{RuntimeArg, parse_duration, parse_engine};
+use super::{RuntimeArg, parse_duration, parse_duration_or_zero, parse_engine};
 use crate::engine::{EngineConfig, EngineKind};
 use crate::error::BadInput;
 use crate::fetch::input::parse_checksum;
@@ -216,7 +216,7 @@ pub struct FetchArgs {
     /// parts open once its connection waited for data at least half of a
     /// window this long (checked every window). 0 opens all K parts at once, as aria2 does
     /// (see below).
-    #[arg(long, value_name = "DUR", default_value = "250ms", value_parser = parse_probe)]
+    #[arg(long, value_name = "DUR", default_value = "250ms", value_parser = parse_duration_or_zero)]
     pub split_probe: Duration,
     /// Give up a download that is not done this long after it started.
     /// Retries and their waits are included (e.g. 90s, 10m); what came is
@@ -236,11 +236,6 @@ pub struct FetchArgs {
     /// Output: text (a line per file as it ends) or json (one document).
     #[arg(short = 'f', long, default_value = "text")]
     pub format: Format,
-}
-
-/// A duration, or 0 (`0`, `0s`, `0ms`).
-fn parse_probe(s: &str) -> Result<Duration, String> {
-    if matches!(s.trim(), "0" | "0s" | "0ms") { Ok(Duration::ZERO) } else { parse_duration(s) }
 }
 
 /// Parses a size: bytes, or a number with K, M or G (powers of 1024; `KiB`,
@@ -346,15 +341,6 @@ impl FetchArgs {
 mod tests {
     use super::*;
     use crate::fetch::task::{DEFAULT_MIN_SPLIT, MAX_HEADER_BYTES, MAX_HEADER_FIELDS};
-
-    #[test]
-    fn a_split_probe_is_a_duration_or_zero() {
-        assert_eq!(parse_probe("0"), Ok(Duration::ZERO));
-        assert_eq!(parse_probe("0ms"), Ok(Duration::ZERO));
-        assert_eq!(parse_probe("250ms"), Ok(Duration::from_millis(250)));
-        assert!(parse_probe("-1").is_err());
-        assert!(parse_probe("soon").is_err());
-    }
 
     #[test]
     fn sizes() {

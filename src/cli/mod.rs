@@ -240,6 +240,22 @@ impl From<RuntimeArg> for AsyncRuntime {
 
 /// Parses `500ms`, `2s`, `1.5s`, `1m`; a bare number is seconds (as nmap).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let secs = duration_secs(s)?;
+    if !secs.is_finite() || secs <= 0.0 || secs > 86_400.0 {
+        return Err(format!("invalid duration {s:?}: must be above 0 and at most a day"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// A duration as [`parse_duration`], or 0 (`0`, `0s`, `0ms`...) for none:
+/// the options where 0 turns something off (`--idle-timeout`,
+/// `--stats-every`, `--split-probe`).
+pub fn parse_duration_or_zero(s: &str) -> Result<Duration, String> {
+    if duration_secs(s)? == 0.0 { Ok(Duration::ZERO) } else { parse_duration(s) }
+}
+
+/// The seconds `s` says (any number, with or without a unit).
+fn duration_secs(s: &str) -> Result<f64, String> {
     let bad = || format!("invalid duration {s:?} (expected e.g. 250ms, 2s, 1.5s, 1m)");
     let t = s.trim();
     let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
@@ -253,11 +269,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "h" => 3600.0,
         _ => return Err(bad()),
     };
-    let secs = value * scale;
-    if !secs.is_finite() || secs <= 0.0 || secs > 86_400.0 {
-        return Err(format!("invalid duration {s:?}: must be above 0 and at most a day"));
-    }
-    Ok(Duration::from_secs_f64(secs))
+    Ok(value * scale)
 }
 
 /// Rewrites nmap-style `-iL` into `--input-list` and `-oX` (`-oN`, `-oG`,
@@ -301,6 +313,18 @@ mod tests {
         assert_eq!(args[2], "--input-list");
         let args = normalize_args(["trident", "scan", "-oX", "f", "-oA", "b", "-o", "X"].map(OsString::from));
         assert_eq!(args[2..], ["--output-xml", "f", "--output-all", "b", "-o", "X"].map(OsString::from));
+    }
+
+    #[test]
+    fn a_duration_or_zero_turns_off_with_any_zero() {
+        for zero in ["0", "0s", "0ms", "0m", "0h", " 0 ", "0.0s"] {
+            assert_eq!(parse_duration_or_zero(zero), Ok(Duration::ZERO), "{zero:?}");
+        }
+        assert_eq!(parse_duration_or_zero("250ms"), Ok(Duration::from_millis(250)));
+        for bad in ["-1", "soon", "0x", "0smh", "", "2d"] {
+            assert!(parse_duration_or_zero(bad).is_err(), "{bad:?}");
+        }
+        assert!(parse_duration("0").is_err() && parse_duration("0s").is_err());
     }
 
     fn parsed(args: &[&str]) -> Command {
