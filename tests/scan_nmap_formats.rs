@@ -314,3 +314,16 @@ fn grep_names_services_from_the_table() {
     let h = &parse_grep(&stdout(&o))[&ip];
     assert_eq!(h.ports.get(&1), Some(&("closed".to_string(), "tcpmux".to_string())), "{h:?}");
 }
+
+#[test]
+fn an_endless_services_file_is_refused_not_read_whole() {
+    // Read whole, /dev/zero would fill memory: it is refused with a
+    // warning, and the scan goes on with the default table.
+    let l = Listeners::start(1);
+    let ip = l.ip.to_string();
+    let o = scan(&["scan", &ip, "-p", "1", "-f", "grep", "-q"], &[("TRIDENT_SERVICES", "/dev/zero")]);
+    let err = stderr(&o);
+    assert!(err.contains("cannot read TRIDENT_SERVICES=/dev/zero: more than 8388608 bytes"), "{err}");
+    let h = &parse_grep(&stdout(&o))[&ip];
+    assert_eq!(h.ports.get(&1).map(|(state, _)| state.as_str()), Some("closed"), "{h:?}");
+}

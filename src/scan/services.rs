@@ -26,6 +26,11 @@ pub const NMAP_SERVICES: &str = "/usr/share/nmap/nmap-services";
 /// The system services database.
 const ETC_SERVICES: &str = "/etc/services";
 
+/// Most bytes a services file may hold (nmap's has about 1 MB): a device
+/// or endless pipe named by mistake (`TRIDENT_SERVICES=/dev/zero`) is
+/// refused instead of filling memory.
+const MAX_FILE_BYTES: u64 = 8 << 20;
+
 /// Port → name, for TCP: names back to back in one string and a sorted
 /// index into it, so that nmap's 8,000-name table costs ~170 KiB, not the
 /// ~600 KiB of a map of boxed names, and loading streams the 1 MB file
@@ -49,8 +54,18 @@ impl Services {
     }
 
     /// As [`Services::parse`], reading `input` a line at a time; a line
-    /// that is not UTF-8 is skipped.
-    pub fn read(mut input: impl std::io::BufRead) -> std::io::Result<Self> {
+    /// that is not UTF-8 is skipped. An input of more than
+    /// [`MAX_FILE_BYTES`] is an error.
+    pub fn read(input: impl std::io::BufRead) -> std::io::Result<Self> {
+        Self::read_at_most(input, MAX_FILE_BYTES)
+    }
+
+    /// [`Services::read`] with at most `limit` bytes, found out after
+    /// reading `limit + 1` at most: neither a line nor the table grows
+    /// past that, whatever the input.
+    fn read_at_most(input: impl std::io::BufRead, limit: u64) -> std::io::Result<Self> {
+        use std::io::BufRead as _;
+        let mut input = input.take(limit.saturating_add(1));
         let mut table = Services::default();
         let mut line = Vec::with_capacity(256);
         while input.read_until(b'\n', &mut line)? > 0 {
@@ -58,6 +73,12 @@ impl Services {
                 table.add_line(text);
             }
             line.clear();
+        }
+        if input.limit() == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::FileTooLarge,
+                format!("more than {limit} bytes, the most a services file may hold"),
+            ));
         }
         Ok(table.sealed())
     }
@@ -361,6 +382,13 @@ unknown\t50529/tcp\t0.000076
         let s = Services::read(&bytes[..]).unwrap();
         assert_eq!((s.get(22), s.get(23), s.get(80), s.get(8000)), (Some("ssh"), None, Some("http"), Some("http-alt")));
         assert_eq!(s.entries().map(|(p, _)| p).collect::<Vec<_>>(), [22, 80, 8000], "by port");
+        let exact = Services::read_at_most(&bytes[..], bytes.len() as u64).unwrap();
+        assert_eq!(exact.len(), 3);
+        let err = Services::read_at_most(&bytes[..], bytes.len() as u64 - 1).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::FileTooLarge, "{err}");
+        // An endless input, even one long line, is cut at the limit.
+        let endless = std::io::BufReader::new(std::io::repeat(b'x'));
+        assert!(Services::read_at_most(endless, 1 << 16).unwrap_err().to_string().contains("more than 65536 bytes"));
     }
 
     #[test]
