@@ -60,7 +60,9 @@ engine_tests! {
         // 12 KB in 1 KB pieces every 100 ms: no length known to the bar.
         let url = s.url("/slow/12000/1000/100/stream.bin");
         let screen = on_terminal(&["fetch", "-e", engine, "-d", d, &url], "xterm");
-        assert!(screen.contains("stream.bin"), "{screen:?}");
+        // The result line names the file too: the total line proves the
+        // bars were drawn, so that the absence below means something.
+        assert!(screen.contains("stream.bin") && screen.contains("files 0/1"), "no progress drawn: {screen:?}");
         assert!(!screen.contains("?%") && !screen.contains("ETA ?"), "{screen:?}");
     }
 }
