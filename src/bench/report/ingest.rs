@@ -170,9 +170,13 @@ pub fn chat(path: &Path) -> anyhow::Result<Vec<Row>> {
         .into_iter()
         .map(|r| {
             let mut row = base("chat", &r.part, &r.server, r.round + 1);
-            row.ok = true;
             match r.part.as_str() {
-                "echo" => row.requests_per_s = r.requests_per_s,
+                "echo" => {
+                    // A server that answered nothing in the whole run did
+                    // not do the part (bench chat records 0 req/s for it).
+                    row.ok = r.requests_per_s.is_some_and(|v| v > 0.0);
+                    row.requests_per_s = r.requests_per_s;
+                }
                 "idle" => {
                     row.ok = r.connections > 0;
                     row.rss_per_connection_kib = (r.connections > 0)
@@ -226,5 +230,21 @@ mod tests {
         assert_eq!((rows[0].tool.as_str(), rows[0].kind.as_str(), rows[0].ok), ("nmap -sT", "peer", true));
         assert_eq!(human_bytes(16 * 1024), "16 KiB");
         assert_eq!(human_bytes(3 << 19), "1.5 MiB");
+    }
+
+    #[test]
+    fn an_echo_run_that_served_nothing_is_not_correct() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("summary.json");
+        std::fs::write(
+            &path,
+            r#"{"runs":[{"part":"echo","server":"trident-async","round":0,"requests_per_s":5000.0},
+                {"part":"echo","server":"chapter-asyncio","round":0,"requests_per_s":0.0},
+                {"part":"echo","server":"trident-threads","round":0,"requests_per_s":null}]}"#,
+        )
+        .expect("write summary");
+        let ok: Vec<(String, bool)> = chat(&path).expect("rows").into_iter().map(|r| (r.tool, r.ok)).collect();
+        let expected = [("trident-async", true), ("chapter-asyncio", false), ("trident-threads", false)];
+        assert_eq!(ok, expected.map(|(t, ok)| (t.to_string(), ok)));
     }
 }
