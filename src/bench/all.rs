@@ -417,15 +417,19 @@ pub fn run(config: &BenchAllConfig) -> anyhow::Result<bool> {
             .spawn()
             .with_context(|| format!("cannot run trident {}", shell_line(&args)))?;
         // On a terminal, one line redrawn every half second ("\r" and
-        // spaces: no cursor escapes, so TERM=dumb is fine too).
-        let status = loop {
-            if let Some(status) = child.try_wait()? {
-                break status;
-            }
-            if live {
+        // spaces: no cursor escapes, so TERM=dumb is fine too); otherwise
+        // nothing to redraw, so the bench's exit is waited for directly
+        // (polling would add up to half a second to every step).
+        let status = if live {
+            loop {
+                if let Some(status) = child.try_wait()? {
+                    break status;
+                }
                 eprint!("\r{:<78}", progress(t0.elapsed().as_secs_f64()));
+                std::thread::sleep(std::time::Duration::from_millis(500));
             }
-            std::thread::sleep(std::time::Duration::from_millis(500));
+        } else {
+            child.wait()?
         };
         if live {
             eprintln!("\r{:<78}", progress(t0.elapsed().as_secs_f64()));
