@@ -6,7 +6,7 @@
 
 use std::fmt::Write as _;
 
-use super::{Results, Row, Spread, spreads};
+use super::{Results, Row, Spread, first_seen, spreads};
 
 /// One question and its answer.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -164,23 +164,17 @@ fn scaling(results: &Results) -> String {
         let _ = write!(out, "{sweep} {bottom} -> {top}, {what}: {}. ", list.join(", "));
     }
     if !hung.is_empty() {
-        let _ = write!(out, "Did not finish (killed at the time limit): {}. ", dedup(hung).join(", "));
+        let _ = write!(
+            out,
+            "Did not finish (killed at the time limit): {}. ",
+            first_seen(hung.iter().map(String::as_str)).join(", ")
+        );
     }
     if out.is_empty() { "No server part ran (bench chat).".into() } else { out.trim_end().into() }
 }
 
 /// A row's figure.
 type Value = fn(&Row) -> Option<f64>;
-
-fn dedup(mut v: Vec<String>) -> Vec<String> {
-    let mut seen = Vec::new();
-    v.retain(|s| {
-        let new = !seen.contains(s);
-        seen.push(s.clone());
-        new
-    });
-    v
-}
 
 fn efficiency(results: &Results) -> String {
     let mut out = String::new();

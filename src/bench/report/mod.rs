@@ -183,13 +183,7 @@ pub struct Results {
 impl Results {
     /// The cases of `workload` (sweeps aside), in the order first seen.
     pub fn cases(&self, workload: &str) -> Vec<String> {
-        let mut cases: Vec<String> = Vec::new();
-        for row in self.rows.iter().filter(|r| r.workload == workload && r.sweep.is_none()) {
-            if !cases.contains(&row.case) {
-                cases.push(row.case.clone());
-            }
-        }
-        cases
+        first_seen(self.rows.iter().filter(|r| r.workload == workload && r.sweep.is_none()).map(|r| r.case.as_str()))
     }
 
     /// The rows of one case (sweeps aside).
@@ -199,13 +193,7 @@ impl Results {
 
     /// The scaling sweeps, in the order first seen.
     pub fn sweeps(&self) -> Vec<String> {
-        let mut sweeps: Vec<String> = Vec::new();
-        for sweep in self.rows.iter().filter_map(|r| r.sweep.as_ref()) {
-            if !sweeps.contains(sweep) {
-                sweeps.push(sweep.clone());
-            }
-        }
-        sweeps
+        first_seen(self.rows.iter().filter_map(|r| r.sweep.as_deref()))
     }
 
     /// The rows of one sweep.
@@ -215,14 +203,20 @@ impl Results {
 
     /// Every contender that appears, in the order first seen.
     pub fn tools(&self) -> Vec<String> {
-        let mut tools: Vec<String> = Vec::new();
-        for row in &self.rows {
-            if !tools.contains(&row.tool) {
-                tools.push(row.tool.clone());
-            }
-        }
-        tools
+        first_seen(self.rows.iter().map(|r| r.tool.as_str()))
     }
+}
+
+/// The distinct `items`, in the order first seen (the report lists cases,
+/// sweeps and contenders in the order the benches ran them).
+pub fn first_seen<'a>(items: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut seen: Vec<String> = Vec::new();
+    for item in items {
+        if !seen.iter().any(|s| s == item) {
+            seen.push(item.to_string());
+        }
+    }
+    seen
 }
 
 /// A statistic of one contender over its runs: median, min and max of the
@@ -244,13 +238,7 @@ pub struct Spread {
 /// Per contender of `rows` (in order first seen), the spread of `value`
 /// over its rows; contenders without any value are left out.
 pub fn spreads(rows: &[&Row], value: impl Fn(&Row) -> Option<f64>) -> Vec<Spread> {
-    let mut tools: Vec<&str> = Vec::new();
-    for row in rows {
-        if !tools.contains(&row.tool.as_str()) {
-            tools.push(&row.tool);
-        }
-    }
-    tools
+    first_seen(rows.iter().map(|r| r.tool.as_str()))
         .into_iter()
         .filter_map(|tool| {
             let values: Vec<f64> =
@@ -259,11 +247,11 @@ pub fn spreads(rows: &[&Row], value: impl Fn(&Row) -> Option<f64>) -> Vec<Spread
                 return None;
             }
             Some(Spread {
-                tool: tool.to_string(),
-                peer: Row::kind_of(tool) == "peer",
+                peer: Row::kind_of(&tool) == "peer",
                 median: super::harness::median(values.clone()),
                 min: values.iter().copied().fold(f64::INFINITY, f64::min),
                 max: values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                tool,
             })
         })
         .collect()
