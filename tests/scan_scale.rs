@@ -77,6 +77,8 @@ fn bad_shard_and_rate_are_bad_input() {
         (&["--shard", "3/3"][..], "3/3"),
         (&["--shard", "auto/3"][..], "JOB_COMPLETION_INDEX"),
         (&["--max-rate", "0"][..], "0"),
+        (&["--max-rate", "1e-30"][..], "at least one a day"),
+        (&["--min-rate", "1e-30"][..], "at least one a day"),
         (&["--min-rtt-timeout", "2s", "--max-rtt-timeout", "1s"][..], "--min-rtt-timeout"),
     ] {
         let mut full = vec!["scan", "127.0.0.1", "-p", "80"];

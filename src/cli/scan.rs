@@ -218,10 +218,11 @@ fn parse_discovery(s: &str) -> Result<NoDiscovery, String> {
     }
 }
 
+/// Probes per second, at least one a day (as --scan-delay is at most a day).
 fn parse_rate(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
-        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
-        _ => Err("expected a positive number of probes per second".into()),
+        Ok(r) if r.is_finite() && r * 86_400.0 >= 1.0 => Ok(r),
+        _ => Err("expected a number of probes per second, at least one a day (0.0000116)".into()),
     }
 }
 

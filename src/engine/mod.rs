@@ -326,8 +326,15 @@ impl Pacer {
     /// oversleeps by milliseconds); further behind, the schedule restarts.
     const CATCH_UP: std::time::Duration = std::time::Duration::from_millis(10);
 
+    /// The longest wait between starts: a rate so low that its interval
+    /// does not fit a `Duration` (1e-30 per second) must not panic, and
+    /// waits a day, not forever.
+    const MAX_INTERVAL: std::time::Duration = std::time::Duration::from_secs(86_400);
+
     pub(crate) fn new(max_rate: Option<f64>) -> Self {
-        let interval = max_rate.filter(|r| *r > 0.0).map(|r| std::time::Duration::from_secs_f64(1.0 / r));
+        let interval = max_rate.filter(|r| *r > 0.0).map(|r| {
+            std::time::Duration::try_from_secs_f64(1.0 / r).unwrap_or(Self::MAX_INTERVAL).min(Self::MAX_INTERVAL)
+        });
         Pacer { interval, next: std::time::Instant::now(), shared: None }
     }
 
@@ -486,6 +493,14 @@ mod tests {
 
         let mut free = Pacer::new(None);
         assert!((0..10).all(|_| free.book_at(now).is_zero()));
+
+        // Rates too low for a Duration wait a day, without a panic.
+        for rate in [1e-30, f64::MIN_POSITIVE, 1e-6] {
+            let mut crawl = Pacer::new(Some(rate));
+            let start = crawl.next;
+            assert!(crawl.book_at(start).is_zero());
+            assert_eq!(crawl.book_at(start), Pacer::MAX_INTERVAL, "{rate}");
+        }
     }
 
     #[test]
