@@ -99,11 +99,17 @@ pub fn whole_rate(per_sec: f64) -> String {
     format!("{}/s", HumanCount(per_sec.max(0.0).round() as u64))
 }
 
+/// A bar's per-second rate, once it has been measured for
+/// [`RATE_SETTLES`]: what every rate key shows (blank before).
+pub fn settled_rate(state: &ProgressState) -> Option<f64> {
+    (state.elapsed() >= RATE_SETTLES).then(|| state.per_sec())
+}
+
 /// An indicatif key (`{rate}`): the bar's rate as [`whole_rate`], blank
 /// until it has settled.
 pub fn rate_key(state: &ProgressState, out: &mut dyn std::fmt::Write) {
-    if state.elapsed() >= RATE_SETTLES {
-        let _ = out.write_str(&whole_rate(state.per_sec()));
+    if let Some(rate) = settled_rate(state) {
+        let _ = out.write_str(&whole_rate(rate));
     }
 }
 

@@ -208,8 +208,8 @@ fn style(template: &str) -> ProgressStyle {
     ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()).with_key(
         "speed",
         |state: &ProgressState, out: &mut dyn std::fmt::Write| {
-            if state.elapsed() >= crate::term::RATE_SETTLES {
-                let _ = write!(out, "{}/s", human_bytes(state.per_sec() as u64));
+            if let Some(rate) = crate::term::settled_rate(state) {
+                let _ = write!(out, "{}/s", human_bytes(rate as u64));
             }
         },
     )
