@@ -178,3 +178,32 @@ fn bench_all_quiet_shows_no_progress() {
     assert!(!stderr(&out).contains("bench all ["), "progress despite -q: {}", stderr(&out));
     assert!(dir.path().join("index.html").is_file());
 }
+
+#[test]
+fn bench_all_never_reports_an_earlier_runs_results() {
+    // An earlier run's scan results in the report directory, and a
+    // runs.csv the scan bench cannot replace (a directory), so that a bench
+    // writing over them fails before its summary.json: that stale summary
+    // must not show up as this run's.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let raw = dir.path().join("raw/1-scan");
+    std::fs::create_dir_all(raw.join("runs.csv")).expect("plant runs.csv");
+    let stale = r#"{"runs":[{"tool":"stale-scanner","run":1,"wall_s":1.0,"exit_code":0,"timed_out":false}]}"#;
+    std::fs::write(raw.join("summary.json"), stale).expect("plant summary.json");
+    let out = run(&[
+        "bench",
+        "all",
+        "--tiny",
+        "-q",
+        "--engines",
+        "async",
+        "--vs",
+        "none",
+        "--out",
+        dir.path().to_str().expect("utf-8 path"),
+    ]);
+    let results = std::fs::read_to_string(dir.path().join("results.json")).expect("results.json");
+    assert!(!results.contains("stale-scanner"), "an earlier run's figures were reported:\n{}", stderr(&out));
+    assert!(results.contains("\"trident-async\""), "{results}");
+    assert!(out.status.success(), "{}", stderr(&out));
+}

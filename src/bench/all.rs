@@ -403,6 +403,15 @@ pub fn run(config: &BenchAllConfig) -> anyhow::Result<bool> {
         }
         let name = format!("{}-{}", i + 1, step.workload);
         let raw = dir.join("raw").join(&name);
+        // A bench that fails writes no summary.json: one left here by an
+        // earlier run (the default --out is reused) must not be read as
+        // this run's figures.
+        match std::fs::remove_dir_all(&raw) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("cannot clear {}", raw.display()));
+            }
+            _ => {}
+        }
         let mut args: Vec<String> = std::iter::once("bench".to_string()).chain(step.args.iter().cloned()).collect();
         args.extend(["--out".into(), raw.display().to_string()]);
         let log = format!("logs/{name}.log");
