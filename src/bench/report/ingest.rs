@@ -153,7 +153,8 @@ pub fn fetch(path: &Path) -> anyhow::Result<Vec<Row>> {
                 peak_pss_mib: r.peak_pss_mib,
                 files_ok: Some(r.files_ok),
                 files_expected: Some(r.files_expected),
-                bytes_verified: Some(r.files_ok * size),
+                // Saturating: the figures come from a file, which may hold anything.
+                bytes_verified: Some(r.files_ok.saturating_mul(size)),
                 timed_out: r.timed_out,
                 ..base("fetch", &case, &r.tool, r.run)
             }
@@ -230,6 +231,20 @@ mod tests {
         assert_eq!((rows[0].tool.as_str(), rows[0].kind.as_str(), rows[0].ok), ("nmap -sT", "peer", true));
         assert_eq!(human_bytes(16 * 1024), "16 KiB");
         assert_eq!(human_bytes(3 << 19), "1.5 MiB");
+    }
+
+    #[test]
+    fn a_fetch_summary_with_huge_counts_does_not_overflow() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("summary.json");
+        std::fs::write(
+            &path,
+            r#"{"workloads":[{"kind":"small","files":2,"file_size":18446744073709551615}],
+                "runs":[{"workload":"small","tool":"curl","run":1,"files_ok":2,"files_expected":2}]}"#,
+        )
+        .expect("write summary");
+        let rows = fetch(&path).expect("rows");
+        assert_eq!(rows[0].bytes_verified, Some(u64::MAX));
     }
 
     #[test]
