@@ -10,7 +10,7 @@ use anyhow::Context;
 
 use super::answers::{Answer, answers};
 use super::charts::{self, Latency};
-use super::{Results, Row, spreads};
+use super::{Results, Row, first_seen, spreads};
 use crate::output::OutputFile;
 
 /// One drawn chart.
@@ -181,7 +181,7 @@ type Column = (&'static str, fn(&Row) -> Option<f64>, usize);
 /// The summary table of one case: (header, rows of cells).
 fn case_table(results: &Results, workload: &str, case: &str) -> (Vec<String>, Vec<Vec<String>>) {
     let rows = results.case_rows(workload, case);
-    let tools = spreads(&rows, |_| Some(0.0));
+    let tools = first_seen(rows.iter().map(|r| r.tool.as_str()));
     let med = |tool: &str, f: fn(&Row) -> Option<f64>| {
         spreads(&rows, f).into_iter().find(|s| s.tool == tool).map_or(f64::NAN, |s| s.median)
     };
@@ -213,12 +213,12 @@ fn case_table(results: &Results, workload: &str, case: &str) -> (Vec<String>, Ve
     let body = tools
         .iter()
         .map(|t| {
-            let mine: Vec<&&Row> = rows.iter().filter(|r| r.tool == t.tool).collect();
+            let mine: Vec<&&Row> = rows.iter().filter(|r| &r.tool == t).collect();
             let ok = mine.iter().filter(|r| r.ok).count();
             let timed_out = mine.iter().any(|r| r.timed_out);
             let mut cells = vec![
-                t.tool.clone(),
-                Row::kind_of(&t.tool).to_string(),
+                t.clone(),
+                Row::kind_of(t).to_string(),
                 mine.len().to_string(),
                 if timed_out {
                     format!("{ok}/{} (did not finish)", mine.len())
@@ -226,7 +226,7 @@ fn case_table(results: &Results, workload: &str, case: &str) -> (Vec<String>, Ve
                     format!("{ok}/{}", mine.len())
                 },
             ];
-            cells.extend(extra.iter().map(|&(_, f, d)| fmt(med(&t.tool, f), d)));
+            cells.extend(extra.iter().map(|&(_, f, d)| fmt(med(t, f), d)));
             cells
         })
         .collect();
