@@ -10,7 +10,7 @@ use anyhow::Context;
 
 use super::answers::{Answer, answers};
 use super::charts::{self, Latency};
-use super::{Results, Row, first_seen, spreads};
+use super::{Results, Row, Spread, first_seen, spreads};
 use crate::output::OutputFile;
 
 /// One drawn chart.
@@ -40,12 +40,7 @@ type SweepMetric = (&'static str, &'static str, fn(&Row) -> Option<f64>);
 
 /// Per workload, the charts this run's rows make.
 pub fn charts(results: &Results) -> anyhow::Result<Vec<Chart>> {
-    let mut out = Vec::new();
-    let mut push = |workload: &str, id: String, title: String, svg: Option<String>| {
-        if let Some(svg) = svg {
-            out.push(Chart { id, workload: workload.into(), title, svg });
-        }
-    };
+    let mut out = Charts::default();
     type Metric = (&'static str, &'static str, &'static str, fn(&Row) -> Option<f64>);
     let costs: [Metric; 3] = [
         ("wall", "wall time", "seconds", |r| r.wall_s),
@@ -57,12 +52,7 @@ pub fn charts(results: &Results) -> anyhow::Result<Vec<Chart>> {
             let rows = results.case_rows(workload, case);
             for (key, what, unit, value) in costs {
                 let title = format!("{workload} {case}: {what}");
-                push(
-                    workload,
-                    format!("{workload}-{}-{key}", k + 1),
-                    title.clone(),
-                    charts::bars(&title, unit, &spreads(&rows, value))?,
-                );
+                out.bars(workload, format!("{workload}-{}-{key}", k + 1), title, unit, &spreads(&rows, value))?;
             }
             let (key, what, unit, value): Metric = if workload == "scan" {
                 ("recall", "open ports found", "% of the open ports (min-max over runs)", |r| {
@@ -74,42 +64,28 @@ pub fn charts(results: &Results) -> anyhow::Result<Vec<Chart>> {
                 })
             };
             let title = format!("{workload} {case}: {what}");
-            push(
-                workload,
-                format!("{workload}-{}-{key}", k + 1),
-                title.clone(),
-                charts::bars(&title, unit, &spreads(&rows, value))?,
-            );
+            out.bars(workload, format!("{workload}-{}-{key}", k + 1), title, unit, &spreads(&rows, value))?;
             if workload == "scan" {
                 let title = format!("scan {case}: false positives");
                 let fp = spreads(&rows, |r| r.false_positives.map(|v| v as f64));
-                push(
-                    workload,
-                    format!("scan-{}-fp", k + 1),
-                    title.clone(),
-                    charts::bars(&title, "ports wrongly reported open", &fp)?,
-                );
+                out.bars(workload, format!("scan-{}-fp", k + 1), title, "ports wrongly reported open", &fp)?;
             }
         }
     }
     let chat = |case: &str| results.case_rows("chat", case);
     let title = "chat idle: memory per idle connection".to_string();
-    push(
+    out.bars(
         "chat",
         "chat-idle".into(),
-        title.clone(),
-        charts::bars(&title, "KiB (server RSS)", &spreads(&chat("idle"), |r| r.rss_per_connection_kib))?,
-    );
+        title,
+        "KiB (server RSS)",
+        &spreads(&chat("idle"), |r| r.rss_per_connection_kib),
+    )?;
     let title = "chat echo: closed-loop requests per second".to_string();
-    push(
-        "chat",
-        "chat-echo".into(),
-        title.clone(),
-        charts::bars(&title, "requests/s", &spreads(&chat("echo"), |r| r.requests_per_s))?,
-    );
+    out.bars("chat", "chat-echo".into(), title, "requests/s", &spreads(&chat("echo"), |r| r.requests_per_s))?;
     let title = "chat fanout: deliveries per second (best step)".to_string();
     let best = spreads(&chat("fanout"), |r| r.deliveries_per_s).into_iter().map(charts_best).collect::<Vec<_>>();
-    push("chat", "chat-fanout".into(), title.clone(), charts::bars(&title, "deliveries/s", &best)?);
+    out.bars("chat", "chat-fanout".into(), title, "deliveries/s", &best)?;
     let latency_rows = chat("latency");
     let latencies: Vec<Latency> = spreads(&latency_rows, |r| r.latency_p50_us)
         .into_iter()
@@ -121,12 +97,13 @@ pub fn charts(results: &Results) -> anyhow::Result<Vec<Chart>> {
         })
         .collect();
     let title = "chat latency: send to delivery (median of runs)".to_string();
-    push("chat", "chat-latency".into(), title.clone(), charts::latency(&title, &latencies)?);
+    let svg = charts::latency(&title, &latencies)?;
+    out.push("chat", "chat-latency".into(), title, svg);
     let mut lost_rows = chat("fanout");
     lost_rows.extend(latency_rows.iter().copied());
     let title = "chat fanout + latency: deliveries lost".to_string();
     let lost = spreads(&lost_rows, |r| r.deliveries_lost.map(|v| v * 100.0));
-    push("chat", "chat-lost".into(), title.clone(), charts::bars(&title, "% of expected deliveries", &lost)?);
+    out.bars("chat", "chat-lost".into(), title, "% of expected deliveries", &lost)?;
     for (k, sweep) in results.sweeps().iter().enumerate() {
         let rows = results.sweep_rows(sweep);
         let metrics: Vec<SweepMetric> = if rows.iter().any(|r| r.workload == "chat") {
@@ -137,10 +114,36 @@ pub fn charts(results: &Results) -> anyhow::Result<Vec<Chart>> {
         for (key, unit, value) in metrics {
             let title = format!("{sweep}: {}", unit.split(',').next().unwrap_or(unit));
             let svg = charts::lines(&title, sweep, unit, &sweep_lines(&rows, value))?;
-            push("sweeps", format!("sweep-{}-{key}", k + 1), title, svg);
+            out.push("sweeps", format!("sweep-{}-{key}", k + 1), title, svg);
         }
     }
-    Ok(out)
+    Ok(out.0)
+}
+
+/// The charts made so far; one with no data (`None`) is left out.
+#[derive(Default)]
+struct Charts(Vec<Chart>);
+
+impl Charts {
+    fn push(&mut self, workload: &str, id: String, title: String, svg: Option<String>) {
+        if let Some(svg) = svg {
+            self.0.push(Chart { id, workload: workload.into(), title, svg });
+        }
+    }
+
+    /// A bar chart of one figure per contender, captioned `title`.
+    fn bars(
+        &mut self,
+        workload: &str,
+        id: String,
+        title: String,
+        unit: &str,
+        spreads: &[Spread],
+    ) -> anyhow::Result<()> {
+        let svg = charts::bars(&title, unit, spreads)?;
+        self.push(workload, id, title, svg);
+        Ok(())
+    }
 }
 
 /// Per contender of a sweep, the median of `value` at each x.
@@ -162,7 +165,7 @@ fn sweep_lines(rows: &[&Row], value: fn(&Row) -> Option<f64>) -> Vec<charts::Lin
 }
 
 /// The fan-out bar: the best step, its range over steps as the whisker.
-fn charts_best(mut s: super::Spread) -> super::Spread {
+fn charts_best(mut s: Spread) -> Spread {
     s.median = s.max;
     s
 }
