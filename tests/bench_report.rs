@@ -159,21 +159,16 @@ fn bench_all_refuses_an_unknown_peer() {
     assert!(stderr(&out).contains("unknown peer \"nmapp\""), "{}", stderr(&out));
 }
 
+/// `bench all --tiny -q`, the async engine and no peer, into `dir`.
+fn quiet_async_only_run(dir: &Path) -> std::process::Output {
+    let dir = dir.to_str().expect("utf-8 path");
+    run(&["bench", "all", "--tiny", "-q", "--engines", "async", "--vs", "none", "--out", dir])
+}
+
 #[test]
 fn bench_all_quiet_shows_no_progress() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = run(&[
-        "bench",
-        "all",
-        "--tiny",
-        "-q",
-        "--engines",
-        "async",
-        "--vs",
-        "none",
-        "--out",
-        dir.path().to_str().expect("utf-8 path"),
-    ]);
+    let out = quiet_async_only_run(dir.path());
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!stderr(&out).contains("bench all ["), "progress despite -q: {}", stderr(&out));
     assert!(dir.path().join("index.html").is_file());
@@ -190,18 +185,7 @@ fn bench_all_never_reports_an_earlier_runs_results() {
     std::fs::create_dir_all(raw.join("runs.csv")).expect("plant runs.csv");
     let stale = r#"{"runs":[{"tool":"stale-scanner","run":1,"wall_s":1.0,"exit_code":0,"timed_out":false}]}"#;
     std::fs::write(raw.join("summary.json"), stale).expect("plant summary.json");
-    let out = run(&[
-        "bench",
-        "all",
-        "--tiny",
-        "-q",
-        "--engines",
-        "async",
-        "--vs",
-        "none",
-        "--out",
-        dir.path().to_str().expect("utf-8 path"),
-    ]);
+    let out = quiet_async_only_run(dir.path());
     let results = std::fs::read_to_string(dir.path().join("results.json")).expect("results.json");
     assert!(!results.contains("stale-scanner"), "an earlier run's figures were reported:\n{}", stderr(&out));
     assert!(results.contains("\"trident-async\""), "{results}");
