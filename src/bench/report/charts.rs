@@ -26,6 +26,14 @@ fn label_width(labels: impl Iterator<Item = usize>) -> u32 {
     (labels.max().unwrap_or(4) as u32 * 7 + 16).clamp(60, 260)
 }
 
+/// The contender named at a segment of the contender axis.
+fn segment_name<'a>(v: &SegmentValue<usize>, name: impl Fn(usize) -> Option<&'a str>) -> String {
+    match v {
+        SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => name(*i).unwrap_or_default().to_string(),
+        SegmentValue::Last => String::new(),
+    }
+}
+
 /// A horizontal bar chart of `bars` (median, min–max whisker), `unit` on
 /// the value axis. `None` when there is nothing to draw.
 pub fn bars(title: &str, unit: &str, bars: &[Spread]) -> anyhow::Result<Option<String>> {
@@ -49,12 +57,7 @@ pub fn bars(title: &str, unit: &str, bars: &[Spread]) -> anyhow::Result<Option<S
             .y_label_area_size(label_width(bars.iter().map(|b| b.tool.chars().count())))
             .build_cartesian_2d(0.0..top, (0..n).into_segmented())
             .map_err(chart_error)?;
-        let label = |v: &SegmentValue<usize>| match v {
-            SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
-                bars.get(*i).map(|b| b.tool.clone()).unwrap_or_default()
-            }
-            SegmentValue::Last => String::new(),
-        };
+        let label = |v: &SegmentValue<usize>| segment_name(v, |i| bars.get(i).map(|b| b.tool.as_str()));
         chart
             .configure_mesh()
             .disable_y_mesh()
@@ -140,12 +143,7 @@ pub fn latency(title: &str, servers: &[Latency]) -> anyhow::Result<Option<String
             .y_label_area_size(label_width(servers.iter().map(|s| s.tool.chars().count())))
             .build_cartesian_2d((low..high).log_scale(), (0..n).into_segmented())
             .map_err(chart_error)?;
-        let label = |v: &SegmentValue<usize>| match v {
-            SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
-                servers.get(*i).map(|s| s.tool.clone()).unwrap_or_default()
-            }
-            SegmentValue::Last => String::new(),
-        };
+        let label = |v: &SegmentValue<usize>| segment_name(v, |i| servers.get(i).map(|s| s.tool.as_str()));
         chart
             .configure_mesh()
             .disable_y_mesh()
