@@ -1,7 +1,6 @@
 //! Registration commands of the [`Hub`]: PASS, NICK, USER, CAP, then the
 //! welcome (001-005 and the MOTD) once NICK and USER are in and CAP
-//! negotiation is over. A child module of `hub`, so it sees the hub's
-//! private state; split out to keep `hub.rs` to the channel commands.
+//! negotiation is over.
 
 use std::time::{Duration, UNIX_EPOCH};
 

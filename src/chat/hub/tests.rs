@@ -1,6 +1,8 @@
 //! The hub's behaviour as exact lines: for each input, every delivery in
 //! order as `(recipient, line without CRLF)`, closes last as `(id, CLOSE)`.
 
+use std::sync::Arc;
+
 use super::*;
 use crate::chat::line::LineReader;
 
