@@ -8,7 +8,9 @@
 //!   :trailing`, tags skipped) and back;
 //! - [`names`]: RFC 1459 case mapping, nickname and channel validity;
 //! - [`hub`]: the shared state (clients, nicks, channels) and every
-//!   command, as calls `(client, message, now) -> deliveries` on a [`Hub`].
+//!   command, as calls `(client, message, now) -> deliveries` on a [`Hub`];
+//! - [`store`]: accounts and message history in SQLite (`--data DIR`),
+//!   written through a group-commit writer (not sans-IO: the shells own it).
 //!
 //! An I/O shell (one per engine) owns the sockets and, per connection, a
 //! [`LineReader`]; it hands each [`LineEvent`] to [`Hub::handle_event`],
@@ -26,6 +28,7 @@ pub mod load_throttle;
 pub mod message;
 pub mod names;
 pub mod serve;
+pub mod store;
 
 pub use hub::{ClientId, Delivery, Hub, HubConfig, Line, Outbox, Timestamp};
 pub use line::{LineEvent, LineReader, MAX_LINE};
