@@ -26,6 +26,9 @@ engine_tests! {
         let rows = summary["summary"].as_array().expect("rows");
         let echo_rate = rows.iter().find(|r| r["part"] == "echo" && r["server"] == format!("trident-{engine}")).expect("echo row")["requests_per_s"].as_f64().expect("rate");
         assert!(echo_rate > 100.0, "echo rate {echo_rate}");
+        let echo_row = rows.iter().find(|r| r["part"] == "echo" && r["server"] == format!("trident-{engine}")).expect("echo row");
+        let (p50, p99) = (echo_row["latency_p50_us"].as_f64().expect("p50"), echo_row["latency_p99_us"].as_f64().expect("p99"));
+        assert!(p50 >= 1.0 && p99 >= p50, "echo round trips recorded: p50 {p50} µs, p99 {p99} µs");
         let csv = std::fs::read_to_string(out.join("runs.csv")).expect("runs.csv");
         assert_eq!(csv.lines().count(), 1 + 1 + 1 + 1 + 2, "header, idle, fan-out step, latency, two echo runs: {csv}");
         let fanout = rows.iter().find(|r| r["part"] == "fanout").expect("fan-out row");

@@ -9,8 +9,8 @@ use std::process::Command;
 use crate::util::{run, stderr, stdout};
 
 /// The charts every run of the three workloads has (one scan case, one
-/// fetch case, the two sweeps).
-const EXPECTED_CHARTS: [&str; 17] = [
+/// fetch case, the chat parts, every sweep).
+const EXPECTED_CHARTS: [&str; 27] = [
     "scan-1-wall",
     "scan-1-cpu",
     "scan-1-memory",
@@ -25,9 +25,19 @@ const EXPECTED_CHARTS: [&str; 17] = [
     "chat-fanout",
     "chat-latency",
     "chat-lost",
-    "sweep-1-wall",
-    "sweep-1-memory",
-    "sweep-2-memory",
+    "sweep-scan-concurrency-wall",
+    "sweep-scan-concurrency-memory",
+    "sweep-scan-ports-wall",
+    "sweep-scan-ports-memory",
+    "sweep-fetch-files-wall",
+    "sweep-fetch-files-memory",
+    "sweep-fetch-file-size-kib-wall",
+    "sweep-fetch-file-size-kib-memory",
+    "sweep-idle-connections-memory",
+    "sweep-echo-clients-rps",
+    "sweep-echo-clients-p99",
+    "sweep-chat-members-deliveries",
+    "sweep-chat-members-p99",
 ];
 
 /// Loads index.html in a frame once it is laid out and reports, as JSON in
@@ -85,7 +95,7 @@ fn bench_all_writes_a_report_that_renders_in_chromium() {
         "nmap,chapter-asyncio,rustscan,curl",
     ]);
     assert!(out.status.success(), "bench all failed:\n{}\n{}", stdout(&out), stderr(&out));
-    assert!(stderr(&out).contains("bench all [7/7] chat idle 40 connections"), "progress lines: {}", stderr(&out));
+    assert!(stderr(&out).contains("bench all [17/17] chat channel of 10"), "progress lines: {}", stderr(&out));
     for file in ["results.csv", "results.json", "report.md", "index.html", "charts/scan-1-wall.svg"] {
         assert!(dir.join(file).is_file(), "{file} missing");
     }
@@ -100,9 +110,26 @@ fn bench_all_writes_a_report_that_renders_in_chromium() {
     }
     assert!(tools.contains(&"chapter-asyncio"), "the chapter's echo server and scanner run: {tools:?}");
     let sweeps: Vec<&str> = rows.iter().filter_map(|r| r["sweep"].as_str()).collect();
-    assert!(sweeps.contains(&"scan concurrency") && sweeps.contains(&"idle connections"), "{sweeps:?}");
+    for sweep in [
+        "scan concurrency",
+        "scan ports",
+        "fetch files",
+        "fetch file size (KiB)",
+        "idle connections",
+        "echo clients",
+        "chat members",
+    ] {
+        assert!(sweeps.contains(&sweep), "{sweep} missing from {sweeps:?}");
+    }
+    // The chapter's programs are in the sweeps that have their knob.
+    for sweep in ["scan ports", "fetch files", "fetch file size (KiB)", "echo clients"] {
+        assert!(
+            rows.iter().any(|r| r["sweep"] == sweep && r["tool"] == "chapter-asyncio"),
+            "the chapter's asyncio program in the {sweep} sweep"
+        );
+    }
     let commands = results["commands"].as_array().expect("commands");
-    assert_eq!(commands.len(), 7, "scan, fetch, chat, two scan concurrencies, two idle-connection counts");
+    assert_eq!(commands.len(), 17, "scan, fetch, chat, then seven sweeps of two points each");
     assert!(commands[0]["command"].as_str().expect("command").starts_with("trident bench scan "));
     let csv = std::fs::read_to_string(dir.join("results.csv")).expect("results.csv");
     assert!(csv.starts_with("workload,case,tool,kind,run,ok,wall_s,cpu_s,peak_rss_mib,peak_pss_mib,"));

@@ -9,10 +9,13 @@
 //! per step. Each bench writes its `summary.json` (`--out`), which
 //! [`report::ingest`](super::report::ingest) gathers into one table.
 //!
-//! After the three benches come the scaling sweeps (issue 17, section 3),
-//! each point one more bench run tagged with the sweep's parameter: scan
-//! concurrency (`-j`) on loopback, and idle chat connections; the report
-//! draws them as log-log lines per engine.
+//! After the three benches come the scaling sweeps, each point one more
+//! bench run tagged with the sweep's parameter ([`report::sweep`]): scan
+//! concurrency (`-j`) and ports, fetch file count and file size, idle chat
+//! connections, echo clients and chat channel members. The chapter's own
+//! programs run beside the engines where they have the same knob (ports,
+//! files, sizes, echo clients); the report draws each sweep as log-log
+//! lines per contender.
 //!
 //! The sizes come from the mode: `quick` (a few minutes on two cores,
 //! every chart), `full` (the benches' own defaults, lab targets when
@@ -27,7 +30,7 @@ use std::time::Instant;
 use anyhow::Context;
 
 use super::harness::Peer as _;
-use super::report::{self, CommandRun, Machine, Missing, Results, Row};
+use super::report::{self, CommandRun, Machine, Missing, Results, Row, sweep};
 use crate::engine::EngineKind;
 use crate::error::BadInput;
 
@@ -158,12 +161,26 @@ struct Sizes {
     scan_case: &'static str,
     fetch: &'static str,
     chat: &'static str,
+    /// A scan or fetch sweep point's run settings (`--runs`, `--time-limit`...).
+    point: &'static str,
     /// The concurrency sweep's scan (args) and its points.
     sweep_scan: &'static str,
     sweep_case: &'static str,
     concurrency: &'static [u32],
+    /// The ports sweep's points: `-p 1-N` on loopback.
+    ports: &'static [u32],
+    /// The file-count sweep's points: N files of 16 KiB.
+    files: &'static [u32],
+    /// The file-size sweep's points: 4 files of N KiB.
+    sizes_kib: &'static [u32],
     /// The idle-connections sweep's points.
     idle: &'static [u32],
+    /// The echo-clients sweep's points, and each point's duration.
+    echo: &'static [u32],
+    echo_duration: &'static str,
+    /// The channel-members sweep's points, and each rate step's duration.
+    members: &'static [u32],
+    step_duration: &'static str,
     /// Estimated seconds: scan, fetch, chat, a sweep point.
     estimates: [f64; 4],
 }
@@ -174,10 +191,18 @@ const TINY: Sizes = Sizes {
     fetch: "--workload small --small-files 20 --runs 1 --warmup 0 --time-limit 30s",
     chat: "--parts idle,echo,latency --idle 20 --connections 4 --duration 300ms --load-duration 300ms \
            --members 10 --senders 2 --rates 100 --runs 1",
-    sweep_scan: "--lab loopback -p 1-2000 --runs 1 --warmup 0 --time-limit 20s",
+    point: "--runs 1 --warmup 0 --time-limit 20s",
+    sweep_scan: "--lab loopback -p 1-2000",
     sweep_case: "loopback 1-2000",
     concurrency: &[16, 256],
+    ports: &[300, 1000],
+    files: &[5, 20],
+    sizes_kib: &[16, 256],
     idle: &[10, 40],
+    echo: &[1, 4],
+    echo_duration: "300ms",
+    members: &[5, 10],
+    step_duration: "300ms",
     estimates: [10.0, 10.0, 15.0, 4.0],
 };
 
@@ -187,12 +212,19 @@ const QUICK: Sizes = Sizes {
     fetch: "--workload small --small-files 100 --runs 2 --warmup 0 --time-limit 60s",
     chat: "--parts idle,echo,latency --idle 300 --connections 20 --duration 1s --load-duration 1s \
            --members 100 --senders 5 --rates 300 --runs 2",
-    sweep_scan: "--lab loopback -p 1-10000 --runs 1 --warmup 0 --time-limit 60s",
+    point: "--runs 1 --warmup 0 --time-limit 30s",
+    sweep_scan: "--lab loopback -p 1-10000",
     sweep_case: "loopback 1-10000",
     concurrency: &[16, 256, 4096],
-
+    ports: &[1000, 10000],
+    files: &[100, 1000],
+    sizes_kib: &[64, 16384],
     idle: &[100, 1000],
-    estimates: [40.0, 60.0, 45.0, 8.0],
+    echo: &[1, 100],
+    echo_duration: "1s",
+    members: &[10, 100],
+    step_duration: "500ms",
+    estimates: [40.0, 60.0, 45.0, 6.0],
 };
 
 /// The full sizes: the benches' defaults, on loopback (the lab needs root).
@@ -201,19 +233,42 @@ const FULL: Sizes = Sizes {
     scan_case: "loopback 1-65535",
     fetch: "--runs 3",
     chat: "--runs 3",
-    sweep_scan: "--lab loopback -p 1-65535 --runs 1 --warmup 0 --time-limit 120s",
+    point: "--runs 1 --warmup 0 --time-limit 120s",
+    sweep_scan: "--lab loopback -p 1-65535",
     sweep_case: "loopback 1-65535",
     concurrency: &[16, 64, 256, 1024, 4096, 16384],
+    ports: &[1000, 4096, 16384, 65535],
+    files: &[100, 1000, 10000],
+    sizes_kib: &[64, 1024, 16384, 262144],
     idle: &[100, 1000, 10000],
+    echo: &[1, 10, 100, 1000],
+    echo_duration: "2s",
+    members: &[10, 100, 1000],
+    step_duration: "1s",
     estimates: [90.0, 600.0, 300.0, 20.0],
 };
 
+/// The fan-out rate ladder for a channel of `members`: messages per
+/// second that offer 10 k to 3 M deliveries per second, whatever the size.
+fn member_rates(members: u32) -> String {
+    let others = f64::from(members.max(2) - 1);
+    let rates: Vec<String> =
+        [1e4, 3e4, 1e5, 3e5, 1e6, 3e6].iter().map(|d| format!("{}", (d / others).round().max(1.0))).collect();
+    rates.join(",")
+}
+
 /// The steps of a run, with the peers each runs: the main scan, fetch and
-/// chat benches, then the scaling sweeps (trident engines only: the peers
-/// have no comparable knob).
+/// chat benches, then the scaling sweeps (trident's engines, with the
+/// chapter's programs where they have the same knob: ports, files, sizes,
+/// echo clients).
 fn plan(config: &BenchAllConfig, scan: &[String], fetch: &[String], chat: &[String]) -> Vec<Step> {
     let engines = config.engines.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(",");
     let with = |peers: &[String]| [vec!["--engines".to_string(), engines.clone()], vs_args(peers)].concat();
+    let chapter_of = |peers: &[String]| -> Vec<String> {
+        // The timeout variant is the same program as chapter-asyncio where
+        // nothing is filtered (loopback): one of them is enough.
+        peers.iter().filter(|p| p.starts_with("chapter-") && *p != "chapter-asyncio-timeout").cloned().collect()
+    };
     let chapter: Vec<String> = scan.iter().filter(|p| p.starts_with("chapter-")).cloned().collect();
     let not_chapter: Vec<String> = scan.iter().filter(|p| !p.starts_with("chapter-")).cloned().collect();
     let sizes = match config.mode {
@@ -226,7 +281,7 @@ fn plan(config: &BenchAllConfig, scan: &[String], fetch: &[String], chat: &[Stri
     // As root, the full sweep scans the lab's filtered (DROP) ports, where
     // concurrency is what bounds the time.
     let (sweep_scan, sweep_case) = if config.mode == Mode::Full && is_root() {
-        ("--lab full -p 20001-22000 --runs 1 --warmup 0 --time-limit 120s", "lab full 20001-22000 (filtered)")
+        ("--lab full -p 20001-22000", "lab full 20001-22000 (filtered)")
     } else {
         (sizes.sweep_scan, sizes.sweep_case)
     };
@@ -259,6 +314,13 @@ fn plan(config: &BenchAllConfig, scan: &[String], fetch: &[String], chat: &[Stri
     }
     steps.push(step("fetch", "", fetch_s, sizes.fetch, with(fetch)));
     steps.push(step("chat", "", chat_s, sizes.chat, with(chat)));
+    let mut point = |workload: &'static str, case: String, args: String, tail: Vec<String>, sweep, x: u32| {
+        // bench chat bounds its own parts' durations: no --time-limit.
+        let settings = if workload == "chat" { "--runs 1 --warmup 0" } else { sizes.point };
+        let mut s = step(workload, &case, point_s, &format!("{args} {settings}"), tail);
+        s.sweep = Some((sweep, f64::from(x)));
+        steps.push(s);
+    };
     for &j in sizes.concurrency {
         // The processes engine's memory grows with -j (at -j 4096 on
         // loopback: 3.8 GiB PSS, 54 s): above PROCESSES_MAX_J it is left
@@ -277,15 +339,36 @@ fn plan(config: &BenchAllConfig, scan: &[String], fetch: &[String], chat: &[Stri
             vec!["--scan-args".into(), format!("-j {j}")],
         ]
         .concat();
-        let mut s = step("scan", &format!("{sweep_case} -j {j}"), point_s, sweep_scan, tail);
-        s.sweep = Some(("scan concurrency", f64::from(j)));
-        steps.push(s);
+        point("scan", format!("{sweep_case} -j {j}"), sweep_scan.into(), tail, sweep::SCAN_CONCURRENCY, j);
+    }
+    for &n in sizes.ports {
+        let (case, args) = (format!("loopback 1-{n}"), format!("--lab loopback -p 1-{n}"));
+        point("scan", case, args, with(&chapter_of(scan)), sweep::SCAN_PORTS, n);
+    }
+    for &n in sizes.files {
+        let args = format!("--workload small --small-files {n}");
+        point("fetch", format!("{n} x 16 KiB"), args, with(&chapter_of(fetch)), sweep::FETCH_FILES, n);
+    }
+    for &kib in sizes.sizes_kib {
+        let args = format!("--workload small --small-files 4 --small-jobs 4 --small-kib {kib}");
+        point("fetch", format!("4 x {kib} KiB"), args, with(&chapter_of(fetch)), sweep::FETCH_SIZE, kib);
     }
     for &n in sizes.idle {
-        let case = format!("idle {n} connections");
-        let mut s = step("chat", &case, point_s, &format!("--parts idle --runs 1 --idle {n}"), with(&[]));
-        s.sweep = Some(("idle connections", f64::from(n)));
-        steps.push(s);
+        let args = format!("--parts idle --idle {n}");
+        point("chat", format!("idle {n} connections"), args, with(&[]), sweep::IDLE, n);
+    }
+    for &n in sizes.echo {
+        let args = format!("--parts echo --connections {n} --duration {}", sizes.echo_duration);
+        point("chat", format!("echo {n} clients"), args, with(&chapter_of(chat)), sweep::ECHO_CLIENTS, n);
+    }
+    for &n in sizes.members {
+        let args = format!(
+            "--parts fanout,latency --members {n} --senders {} --rates {} --load-duration {}",
+            n.min(10),
+            member_rates(n),
+            sizes.step_duration
+        );
+        point("chat", format!("channel of {n}"), args, with(&[]), sweep::CHAT_MEMBERS, n);
     }
     steps
 }
@@ -514,7 +597,41 @@ mod tests {
                 assert!(steps.iter().any(|s| s.workload == w), "{mode:?} lacks {w}");
             }
             assert!(steps.iter().all(|s| s.args.contains(&"--engines".to_string())));
+            for name in [
+                sweep::SCAN_CONCURRENCY,
+                sweep::SCAN_PORTS,
+                sweep::FETCH_FILES,
+                sweep::FETCH_SIZE,
+                sweep::IDLE,
+                sweep::ECHO_CLIENTS,
+                sweep::CHAT_MEMBERS,
+            ] {
+                let points = steps.iter().filter(|s| s.sweep.is_some_and(|(n, _)| n == name)).count();
+                assert!(points >= 2, "{mode:?}: {name} has {points} points");
+            }
         }
+    }
+
+    #[test]
+    fn the_chapters_programs_join_the_sweeps_that_have_their_knob() {
+        let config = BenchAllConfig { mode: Mode::Quick, out: "x".into(), engines: vec![EngineKind::Async], vs: None };
+        let scan = ["nmap".to_string(), "chapter-threads".into(), "chapter-asyncio-timeout".into()];
+        let steps = plan(&config, &scan, &["curl".into(), "chapter-asyncio".into()], &["chapter-asyncio".into()]);
+        let peers_of = |name: &str| {
+            let s = steps.iter().find(|s| s.sweep.is_some_and(|(n, _)| n == name)).expect("a point");
+            let k = s.args.iter().position(|a| a == "--vs").expect("--vs");
+            s.args[k + 1].clone()
+        };
+        assert_eq!(peers_of(sweep::SCAN_PORTS), "chapter-threads");
+        assert_eq!(peers_of(sweep::FETCH_FILES), "chapter-asyncio");
+        assert_eq!(peers_of(sweep::ECHO_CLIENTS), "chapter-asyncio");
+        assert_eq!(peers_of(sweep::CHAT_MEMBERS), "none");
+    }
+
+    #[test]
+    fn the_member_ladder_offers_the_same_deliveries_whatever_the_channel() {
+        assert_eq!(member_rates(11), "1000,3000,10000,30000,100000,300000");
+        assert_eq!(member_rates(1001), "10,30,100,300,1000,3000");
     }
 
     #[test]

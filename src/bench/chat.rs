@@ -19,6 +19,7 @@
 //! so a server has the other core; every figure comes from one run of the
 //! bench on one machine.
 
+use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -27,9 +28,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use hdrhistogram::Histogram;
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -203,60 +205,85 @@ fn trident_cmd() -> anyhow::Result<Command> {
     Ok(Command::new(std::env::current_exe()?))
 }
 
+/// What one closed echo loop measured.
+struct EchoLoop {
+    /// Requests answered during the counted window.
+    requests: u64,
+    /// The server's CPU seconds over that window.
+    cpu_s: f64,
+    /// Request-to-answer times in the window, µs.
+    latency_us: Histogram<u64>,
+}
+
 /// A closed loop on `connections` connections for `warmup` + `duration`:
-/// the requests answered during `duration`, and the server's CPU seconds
-/// over the same time.
+/// the requests answered during `duration`, their round-trip times, and
+/// the server's CPU seconds over the same time.
 fn echo_loop(
     addr: SocketAddr,
     connections: usize,
     warmup: Duration,
     duration: Duration,
     server: u32,
-) -> anyhow::Result<(u64, f64)> {
+) -> anyhow::Result<EchoLoop> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async move {
         let stop = Arc::new(AtomicBool::new(false));
         let counting = Arc::new(AtomicBool::new(false));
         let count = Arc::new(AtomicU64::new(0));
+        // One runtime thread: the tasks share the histogram without a lock.
+        let latency = Rc::new(RefCell::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?));
+        let local = tokio::task::LocalSet::new();
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..connections {
             let (stop, counting, count) = (Arc::clone(&stop), Arc::clone(&counting), Arc::clone(&count));
-            tasks.spawn(async move {
-                let mut stream = tokio::net::TcpStream::connect(addr).await?;
-                stream.set_nodelay(true)?;
-                let mut buf = [0u8; 64];
-                while !stop.load(Ordering::Relaxed) {
-                    stream.write_all(b"ping").await?;
-                    let mut got = 0;
-                    while got < 21 {
-                        let n = stream.read(&mut buf[got..]).await?;
-                        if n == 0 {
-                            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "server closed"));
+            let latency = Rc::clone(&latency);
+            tasks.spawn_local_on(
+                async move {
+                    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+                    stream.set_nodelay(true)?;
+                    let mut buf = [0u8; 64];
+                    while !stop.load(Ordering::Relaxed) {
+                        let sent = Instant::now();
+                        stream.write_all(b"ping").await?;
+                        let mut got = 0;
+                        while got < 21 {
+                            let n = stream.read(&mut buf[got..]).await?;
+                            if n == 0 {
+                                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "server closed"));
+                            }
+                            got += n;
                         }
-                        got += n;
+                        if &buf[..21] != b"Server received: ping" {
+                            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "wrong answer"));
+                        }
+                        if counting.load(Ordering::Relaxed) {
+                            count.fetch_add(1, Ordering::Relaxed);
+                            let us = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
+                            latency.borrow_mut().saturating_record(us.max(1));
+                        }
                     }
-                    if &buf[..21] != b"Server received: ping" {
-                        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "wrong answer"));
-                    }
-                    if counting.load(Ordering::Relaxed) {
-                        count.fetch_add(1, Ordering::Relaxed);
-                    }
+                    Ok::<(), std::io::Error>(())
+                },
+                &local,
+            );
+        }
+        local
+            .run_until(async {
+                tokio::time::sleep(warmup).await;
+                let cpu0 = tree_cpu(server);
+                counting.store(true, Ordering::Relaxed);
+                tokio::time::sleep(duration).await;
+                counting.store(false, Ordering::Relaxed);
+                let cpu_s = tree_cpu(server) - cpu0;
+                let requests = count.load(Ordering::Relaxed);
+                stop.store(true, Ordering::Relaxed);
+                while let Some(joined) = tasks.join_next().await {
+                    joined?.context("an echo connection failed")?;
                 }
-                Ok::<(), std::io::Error>(())
-            });
-        }
-        tokio::time::sleep(warmup).await;
-        let cpu0 = tree_cpu(server);
-        counting.store(true, Ordering::Relaxed);
-        tokio::time::sleep(duration).await;
-        counting.store(false, Ordering::Relaxed);
-        let cpu = tree_cpu(server) - cpu0;
-        let requests = count.load(Ordering::Relaxed);
-        stop.store(true, Ordering::Relaxed);
-        while let Some(joined) = tasks.join_next().await {
-            joined?.context("an echo connection failed")?;
-        }
-        Ok((requests, cpu))
+                let latency_us = latency.borrow().clone();
+                Ok(EchoLoop { requests, cpu_s, latency_us })
+            })
+            .await
     })
 }
 
@@ -442,13 +469,22 @@ fn echo_part(config: &ChatBenchConfig, runs: &mut Vec<Run>) -> anyhow::Result<()
         let port = free_port()?;
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let served = Served::start((c.command)(port)?, addr, &c.name)?;
-        let (requests, cpu) = echo_loop(addr, config.echo_connections, warmup, config.duration, served.process.id())
+        let echo = echo_loop(addr, config.echo_connections, warmup, config.duration, served.process.id())
             .with_context(|| format!("echo against {}", c.name))?;
         drop(served);
         let mut run = empty_run(Part::Echo, &c.name, round);
+        let requests = echo.requests;
         run.requests_per_s = requests as f64 / config.duration.as_secs_f64();
-        run.server_cpu_us_per_request = if requests > 0 { cpu * 1e6 / requests as f64 } else { f64::NAN };
-        eprintln!("echo  {:<18} round {round}: {:>9.0} req/s", c.name, run.requests_per_s);
+        run.server_cpu_us_per_request = if requests > 0 { echo.cpu_s * 1e6 / requests as f64 } else { f64::NAN };
+        if requests > 0 {
+            run.latency_p50_us = echo.latency_us.value_at_quantile(0.5);
+            run.latency_p99_us = echo.latency_us.value_at_quantile(0.99);
+            run.latency_max_us = echo.latency_us.max();
+        }
+        eprintln!(
+            "echo  {:<18} round {round}: {:>9.0} req/s, p50 {} µs, p99 {} µs",
+            c.name, run.requests_per_s, run.latency_p50_us, run.latency_p99_us
+        );
         runs.push(run);
         Ok(())
     })
@@ -641,12 +677,20 @@ pub fn render(summary: &[Summary], config: &ChatBenchConfig) -> String {
             "Echo, closed loop: {} connections, 4-byte requests, {:?} per run (medians)",
             config.echo_connections, config.duration
         );
-        let _ = writeln!(out, "{:<18} {:>12} {:>12} {:>16}", "SERVER", "REQ/S", "VS REFERENCE", "SERVER CPU/REQ");
+        let _ = writeln!(
+            out,
+            "{:<18} {:>12} {:>12} {:>16} {:>10}",
+            "SERVER", "REQ/S", "VS REFERENCE", "SERVER CPU/REQ", "P99"
+        );
         for s in summary.iter().filter(|s| s.part == Part::Echo) {
             let _ = writeln!(
                 out,
-                "{:<18} {:>12.0} {:>11.2}x {:>13.2} µs",
-                s.server, s.requests_per_s, s.vs_reference, s.server_cpu_us_per_request
+                "{:<18} {:>12.0} {:>11.2}x {:>13.2} µs {:>7.2} ms",
+                s.server,
+                s.requests_per_s,
+                s.vs_reference,
+                s.server_cpu_us_per_request,
+                s.latency_p99_us / 1000.0
             );
         }
     }

@@ -6,7 +6,8 @@
 
 use std::fmt::Write as _;
 
-use super::{Results, Row, Spread, first_seen, spreads};
+use super::render::sweep_lines;
+use super::{Results, Row, Spread, first_seen, spreads, sweep_metrics};
 
 /// One question and its answer.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -128,7 +129,7 @@ fn scaling(results: &Results) -> String {
         let list: Vec<String> = echo.iter().map(|s| format!("{} {:.0}", s.tool, s.median)).collect();
         let _ = write!(out, "Echo requests/s: {}. ", list.join(", "));
     }
-    let hung: Vec<String> = batch_cases(results)
+    let mut hung: Vec<String> = batch_cases(results)
         .into_iter()
         .flat_map(|(w, case)| {
             results
@@ -141,39 +142,44 @@ fn scaling(results: &Results) -> String {
         .collect();
     for sweep in results.sweeps() {
         let rows = results.sweep_rows(&sweep);
-        let Some(top) = rows.iter().filter_map(|r| r.x).reduce(f64::max) else { continue };
-        let Some(bottom) = rows.iter().filter_map(|r| r.x).reduce(f64::min) else { continue };
-        let at = |x: f64, value: Value| {
-            let rows: Vec<&Row> = rows.iter().copied().filter(|r| r.x == Some(x)).collect();
-            spreads(&rows, value)
-        };
-        let (what, value, unit): (&str, Value, &str) = if sweep == "idle connections" {
-            ("memory per connection", |r| r.rss_per_connection_kib, "KiB")
-        } else {
-            ("wall time", |r| r.wall_s, "s")
-        };
-        let (low, high) = (at(bottom, value), at(top, value));
-        let list: Vec<String> = high
+        let Some(metric) = sweep_metrics(&sweep).into_iter().next() else { continue };
+        let lines = sweep_lines(&rows, &metric);
+        let list: Vec<String> = lines
             .iter()
-            .map(|h| match find(&low, &h.tool) {
-                Some(l) => format!("{} {:.2} -> {:.2} {unit}", h.tool, l.median, h.median),
-                None => format!("{} {:.2} {unit}", h.tool, h.median),
+            .filter_map(|l| {
+                let (first, last) = (l.points.first()?, l.points.last()?);
+                Some(if l.points.len() > 1 {
+                    format!(
+                        "{} {} at {} -> {} at {}",
+                        l.tool,
+                        figure(first.1),
+                        short(first.0),
+                        figure(last.1),
+                        short(last.0)
+                    )
+                } else {
+                    format!("{} {} at {}", l.tool, figure(first.1), short(first.0))
+                })
             })
             .collect();
-        let _ = write!(out, "{sweep} {bottom} -> {top}, {what}: {}. ", list.join(", "));
+        if !list.is_empty() {
+            let _ = write!(out, "{sweep}, {} ({}): {}. ", metric.what, metric.unit, list.join(", "));
+        }
+        for r in rows.iter().filter(|r| !r.ok) {
+            if let Some(x) = r.x {
+                hung.push(format!("{} at {sweep} {}", r.tool, short(x)));
+            }
+        }
     }
     if !hung.is_empty() {
         let _ = write!(
             out,
-            "Did not finish (killed at the time limit): {}. ",
+            "Did not finish (failed, or killed at the time limit): {}. ",
             first_seen(hung.iter().map(String::as_str)).join(", ")
         );
     }
     if out.is_empty() { "No server part ran (bench chat).".into() } else { out.trim_end().into() }
 }
-
-/// A row's figure.
-type Value = fn(&Row) -> Option<f64>;
 
 fn efficiency(results: &Results) -> String {
     let mut out = String::new();
@@ -243,6 +249,20 @@ pub fn answers(results: &Results) -> Vec<Answer> {
         Answer { question: "Which is most resource-efficient?", answer: efficiency(results) },
         Answer { question: "Which is most complex?", answer: complexity() },
     ]
+}
+
+/// A figure with as many digits as it needs: 0.0123, 1.23, 123, 12345.
+fn figure(v: f64) -> String {
+    match v.abs() {
+        a if a >= 100.0 => format!("{v:.0}"),
+        a if a >= 1.0 => format!("{v:.2}"),
+        _ => format!("{v:.3}"),
+    }
+}
+
+/// A sweep's x: 16, 4096, 65535.
+fn short(x: f64) -> String {
+    format!("{x:.0}")
 }
 
 #[cfg(test)]

@@ -177,6 +177,12 @@ pub fn chat(path: &Path) -> anyhow::Result<Vec<Row>> {
                     // not do the part (bench chat records 0 req/s for it).
                     row.ok = r.requests_per_s.is_some_and(|v| v > 0.0);
                     row.requests_per_s = r.requests_per_s;
+                    // Round-trip times (absent from summaries older than
+                    // the echo latency: 0 means not measured).
+                    let measured = |v: Option<f64>| v.filter(|&v| v > 0.0);
+                    row.latency_p50_us = measured(r.latency_p50_us);
+                    row.latency_p99_us = measured(r.latency_p99_us);
+                    row.latency_max_us = measured(r.latency_max_us);
                 }
                 "idle" => {
                     row.ok = r.connections > 0;

@@ -207,6 +207,77 @@ impl Results {
     }
 }
 
+/// The scaling sweeps `bench all` runs (a row's `sweep`).
+pub mod sweep {
+    /// Scan: tasks in flight (`-j`).
+    pub const SCAN_CONCURRENCY: &str = "scan concurrency";
+    /// Scan: ports scanned on loopback.
+    pub const SCAN_PORTS: &str = "scan ports";
+    /// Fetch: 16 KiB files downloaded.
+    pub const FETCH_FILES: &str = "fetch files";
+    /// Fetch: the size of each of four files, KiB.
+    pub const FETCH_SIZE: &str = "fetch file size (KiB)";
+    /// Chat: idle registered connections held.
+    pub const IDLE: &str = "idle connections";
+    /// Echo: closed-loop clients.
+    pub const ECHO_CLIENTS: &str = "echo clients";
+    /// Chat: members of the one channel messages fan out to.
+    pub const CHAT_MEMBERS: &str = "chat members";
+}
+
+/// One figure a sweep is drawn and summed up by (one line chart each).
+#[derive(Clone, Copy, Debug)]
+pub struct SweepMetric {
+    /// The chart's file name part.
+    pub key: &'static str,
+    /// What it is, for titles and answers ("wall time").
+    pub what: &'static str,
+    /// Its unit, short ("s", "MiB").
+    pub unit: &'static str,
+    /// The row's figure; `None` for rows of another part of the sweep.
+    pub value: fn(&Row) -> Option<f64>,
+    /// Whether a contender's point is its best run there (fan-out: the
+    /// best rate step), not the median of its runs.
+    pub best: bool,
+}
+
+impl SweepMetric {
+    const fn median(key: &'static str, what: &'static str, unit: &'static str, value: fn(&Row) -> Option<f64>) -> Self {
+        SweepMetric { key, what, unit, value, best: false }
+    }
+}
+
+/// The figures of a sweep, the first its headline.
+pub fn sweep_metrics(name: &str) -> Vec<SweepMetric> {
+    let wall = SweepMetric::median("wall", "wall time", "s", |r| r.wall_s);
+    let memory = SweepMetric::median("memory", "peak memory (PSS)", "MiB", |r| r.peak_pss_mib);
+    fn ms(us: Option<f64>) -> Option<f64> {
+        us.map(|v| v / 1000.0)
+    }
+    match name {
+        sweep::IDLE => {
+            vec![SweepMetric::median("memory", "memory per connection", "KiB", |r| r.rss_per_connection_kib)]
+        }
+        sweep::ECHO_CLIENTS => vec![
+            SweepMetric::median("rps", "requests per second", "req/s", |r| r.requests_per_s),
+            SweepMetric::median("p99", "p99 round trip", "ms", |r| ms(r.latency_p99_us)),
+        ],
+        sweep::CHAT_MEMBERS => vec![
+            SweepMetric {
+                key: "deliveries",
+                what: "deliveries per second (best rate step)",
+                unit: "deliveries/s",
+                value: |r| if r.case == "fanout" { r.deliveries_per_s } else { None },
+                best: true,
+            },
+            SweepMetric::median("p99", "p99 delivery latency at half the peak", "ms", |r| {
+                if r.case == "latency" { ms(r.latency_p99_us) } else { None }
+            }),
+        ],
+        _ => vec![wall, memory],
+    }
+}
+
 /// The distinct `items`, in the order first seen (the report lists cases,
 /// sweeps and contenders in the order the benches ran them).
 pub fn first_seen<'a>(items: impl IntoIterator<Item = &'a str>) -> Vec<String> {

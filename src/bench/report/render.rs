@@ -10,7 +10,7 @@ use anyhow::Context;
 
 use super::answers::{Answer, answers};
 use super::charts::{self, Latency};
-use super::{Results, Row, Spread, first_seen, spreads};
+use super::{Results, Row, Spread, SweepMetric, first_seen, spreads, sweep_metrics};
 use crate::output::OutputFile;
 
 /// One drawn chart.
@@ -29,14 +29,14 @@ pub struct Chart {
 /// What the sweeps leave out, said beside them.
 fn sweep_note() -> String {
     format!(
-        "Trident engines only (the peers have no comparable knob). The processes engine's memory grows with -j, \
-so the scan concurrency sweep stops it at -j {}.",
+        "Each point is one run at that size, the line joining the runs that finished correctly (a contender \
+that failed or was killed at the time limit at a point has no mark there; the answers below name it). \
+Trident's engines everywhere; the chapter's own programs beside them in the port, download and echo sweeps; \
+the other peers have no comparable knob. The processes engine's memory grows with -j, so the scan \
+concurrency sweep stops it at -j {}.",
         crate::bench::all::PROCESSES_MAX_J
     )
 }
-
-/// A sweep chart: file key, unit, value of a row.
-type SweepMetric = (&'static str, &'static str, fn(&Row) -> Option<f64>);
 
 /// Per workload, the charts this run's rows make.
 pub fn charts(results: &Results) -> anyhow::Result<Vec<Chart>> {
@@ -104,17 +104,19 @@ pub fn charts(results: &Results) -> anyhow::Result<Vec<Chart>> {
     let title = "chat fanout + latency: deliveries lost".to_string();
     let lost = spreads(&lost_rows, |r| r.deliveries_lost.map(|v| v * 100.0));
     out.bars("chat", "chat-lost".into(), title, "% of expected deliveries", &lost)?;
-    for (k, sweep) in results.sweeps().iter().enumerate() {
-        let rows = results.sweep_rows(sweep);
-        let metrics: Vec<SweepMetric> = if rows.iter().any(|r| r.workload == "chat") {
-            vec![("memory", "KiB per connection (server RSS)", |r| r.rss_per_connection_kib)]
-        } else {
-            vec![("wall", "wall time, s", |r| r.wall_s), ("memory", "peak PSS, MiB", |r| r.peak_pss_mib)]
-        };
-        for (key, unit, value) in metrics {
-            let title = format!("{sweep}: {}", unit.split(',').next().unwrap_or(unit));
-            let svg = charts::lines(&title, sweep, unit, &sweep_lines(&rows, value))?;
-            out.push("sweeps", format!("sweep-{}-{key}", k + 1), title, svg);
+    for sweep in results.sweeps() {
+        let rows = results.sweep_rows(&sweep);
+        // The file name from the sweep's words: sweep-fetch-file-size-kib-wall.
+        let slug: Vec<String> = sweep
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(str::to_ascii_lowercase)
+            .collect();
+        for metric in sweep_metrics(&sweep) {
+            let title = format!("{sweep}: {}", metric.what);
+            let axis = format!("{} ({})", metric.what, metric.unit);
+            let svg = charts::lines(&title, &sweep, &axis, &sweep_lines(&rows, &metric))?;
+            out.push("sweeps", format!("sweep-{}-{}", slug.join("-"), metric.key), title, svg);
         }
     }
     Ok(out.0)
@@ -146,18 +148,20 @@ impl Charts {
     }
 }
 
-/// Per contender of a sweep, the median of `value` at each x.
-fn sweep_lines(rows: &[&Row], value: fn(&Row) -> Option<f64>) -> Vec<charts::Line> {
+/// Per contender of a sweep, its point at each x: the median (or the
+/// best, as `metric` says) of the runs that finished correctly.
+pub fn sweep_lines(rows: &[&Row], metric: &SweepMetric) -> Vec<charts::Line> {
     let mut xs: Vec<f64> = rows.iter().filter_map(|r| r.x).collect();
     xs.sort_by(f64::total_cmp);
     xs.dedup();
     let mut lines: Vec<charts::Line> = Vec::new();
     for x in xs {
-        let at: Vec<&Row> = rows.iter().copied().filter(|r| r.x == Some(x)).collect();
-        for s in spreads(&at, value) {
+        let at: Vec<&Row> = rows.iter().copied().filter(|r| r.x == Some(x) && r.ok).collect();
+        for s in spreads(&at, metric.value) {
+            let y = if metric.best { s.max } else { s.median };
             match lines.iter_mut().find(|l| l.tool == s.tool) {
-                Some(line) => line.points.push((x, s.median)),
-                None => lines.push(charts::Line { tool: s.tool, points: vec![(x, s.median)] }),
+                Some(line) => line.points.push((x, y)),
+                None => lines.push(charts::Line { tool: s.tool, points: vec![(x, y)] }),
             }
         }
     }
