@@ -198,15 +198,25 @@ pub struct Line {
     pub points: Vec<(f64, f64)>,
 }
 
-/// The lines' colours, in order.
-const PALETTE: [RGBColor; 6] = [
-    ENGINE,
-    PEER,
-    RGBColor(0x3b, 0x9a, 0x5a),
-    RGBColor(0x8e, 0x44, 0xad),
-    RGBColor(0xc0, 0x39, 0x2b),
-    RGBColor(0x55, 0x55, 0x55),
-];
+/// A line's colour: the same contender has the same colour in every sweep
+/// chart (engines blue, green and purple; the chapter's programs and other
+/// peers warm colours; the reference grey).
+fn line_colour(tool: &str, unnamed: &mut usize) -> RGBColor {
+    const OTHERS: [RGBColor; 3] = [PEER, RGBColor(0xb0, 0x3a, 0x2e), RGBColor(0x7f, 0x6a, 0x00)];
+    match tool {
+        "trident-threads" => ENGINE,
+        "trident-processes" => RGBColor(0x3b, 0x9a, 0x5a),
+        "trident-async" => RGBColor(0x8e, 0x44, 0xad),
+        "reference" => RGBColor(0x66, 0x66, 0x66),
+        "chapter-threads" => PEER,
+        "chapter-processes" => RGBColor(0xc0, 0x39, 0x2b),
+        "chapter-asyncio" => RGBColor(0x8c, 0x56, 0x4b),
+        _ => {
+            *unnamed += 1;
+            OTHERS[(*unnamed - 1) % OTHERS.len()]
+        }
+    }
+}
 
 /// A sweep: y against x, both on log axes (the sweeps grow by factors),
 /// a line with marks per contender.
@@ -238,8 +248,9 @@ pub fn lines(title: &str, x_desc: &str, y_desc: &str, lines: &[Line]) -> anyhow:
             .y_label_formatter(&|y| short(*y))
             .draw()
             .map_err(chart_error)?;
-        for (k, line) in lines.iter().enumerate() {
-            let colour = PALETTE[k % PALETTE.len()];
+        let mut unnamed = 0;
+        for line in lines {
+            let colour = line_colour(&line.tool, &mut unnamed);
             let points: Vec<(f64, f64)> = line.points.iter().copied().filter(|(x, y)| *x > 0.0 && *y > 0.0).collect();
             chart
                 .draw_series(LineSeries::new(points.iter().copied(), colour.stroke_width(2)))
