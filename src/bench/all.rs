@@ -294,15 +294,15 @@ fn plan(config: &BenchAllConfig, scan: &[String], fetch: &[String], chat: &[Stri
                 "scan",
                 "lab full 1-65535",
                 300.0,
-                "--lab full -p 1-65535 --runs 3 --time-limit 300s",
+                "--lab full -p 1-65535 --runs 3 --warmup 0 --time-limit 300s",
                 with(&not_chapter),
             ));
             let case = "lab full 1-1000,20001-20100";
             steps.push(step(
                 "scan",
                 case,
-                240.0,
-                "--lab full -p 1-1000,20001-20100 --runs 3 --time-limit 30s",
+                120.0,
+                "--lab full -p 1-1000,20001-20100 --runs 2 --warmup 0 --time-limit 30s",
                 with(&chapter),
             ));
         } else {
