@@ -226,6 +226,23 @@ fn unstamp(line: &str) -> &str {
     &line[8..]
 }
 
+/// Whether `text` matches `pattern`, whose `*` stands for any run of
+/// characters (and nothing else is special).
+pub fn glob(pattern: &str, text: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or("");
+    let Some(mut rest) = text.strip_prefix(first) else { return false };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else { return rest.is_empty() };
+    for part in middle {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
 /// An interactive `trident chat connect`, stdin and stdout piped.
 struct Interactive {
     child: Child,
@@ -238,9 +255,15 @@ struct Interactive {
 
 impl Interactive {
     fn start(addr: SocketAddr, args: &[&str]) -> Interactive {
+        Interactive::start_with_env(addr, args, &[])
+    }
+
+    /// As [`Interactive::start`], with `env` set for the client.
+    fn start_with_env(addr: SocketAddr, args: &[&str], env: &[(&str, &str)]) -> Interactive {
         let mut child = trident()
             .args(["chat", "connect", &addr.to_string()])
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -260,8 +283,8 @@ impl Interactive {
     }
 
     /// Waits for an output line after the last one matched whose text
-    /// (after the `[HH:MM] ` stamp) is `want`, or satisfies `want` as a
-    /// prefix when it ends with `*`.
+    /// (after the `[HH:MM] ` stamp) matches `want`, where `*` stands for
+    /// any run of characters.
     fn expect(&mut self, want: &str) -> String {
         let deadline = Instant::now() + WAIT;
         loop {
@@ -269,10 +292,7 @@ impl Interactive {
                 let out = self.out.lock().expect("out");
                 for (i, line) in out.iter().enumerate().skip(self.seen) {
                     let text = unstamp(line);
-                    let hit = match want.strip_suffix('*') {
-                        Some(prefix) => text.starts_with(prefix),
-                        None => text == want,
-                    };
+                    let hit = glob(want, text);
                     if hit {
                         self.seen = i + 1;
                         return text.to_owned();
@@ -469,6 +489,91 @@ client_tests! {
         assert_eq!((r["connected"].as_u64(), r["stayed_up"].as_u64()), (Some(50), Some(50)), "{r:#}");
         assert!(stderr(&o).contains("50/50 clients ready"), "{}", stderr(&o));
     }
+}
+
+/// `/list /whois /away /back /invite /op /deop /mode /kick` send what they
+/// should and show the replies as sentences. ngircd answers all of them;
+/// on trident's engines this runs as the hub learns them.
+fn requests_show_replies(kind: Kind) {
+    let server = Server::start(kind);
+    let mut alice = Interactive::start(server.addr, &["--nick", "alice", "--join", "#room"]);
+    alice.expect("-!- You have joined #room");
+    let mut bob = joined(&server, "bob", "#room");
+    alice.expect("-!- bob has joined #room");
+    let mut carol = server.client("carol");
+
+    alice.type_line("/list");
+    alice.expect("-!- #room 2 users:*");
+    alice.expect("-!- End of channel list");
+
+    alice.type_line("/whois bob");
+    alice.expect("-!- bob (*@127.0.0.1): bob the tester");
+    alice.expect("-!- bob is on *#room");
+    alice.expect("-!- bob idle *, signed on *");
+    alice.expect("-!- End of WHOIS for bob");
+
+    alice.type_line("/away out to lunch");
+    alice.expect("-!- You have been marked as away");
+    bob.send("PRIVMSG alice :are you there?");
+    let line = bob.expect(" 301 ");
+    assert!(line.ends_with(" 301 bob alice :out to lunch"), "{line}");
+    alice.expect("*bob* are you there?");
+    alice.type_line("/back");
+    alice.expect("-!- You are no longer marked as away");
+
+    alice.type_line("/invite carol");
+    alice.expect("-!- Inviting carol to #room");
+    let line = carol.expect(" INVITE ");
+    assert!(line.starts_with(":alice!") && line.ends_with(" INVITE carol #room"), "{line}");
+
+    alice.type_line("/op bob");
+    let line = next_command(&mut bob, "MODE");
+    assert!(line.starts_with(":alice!") && line.ends_with(" MODE #room +o bob"), "{line}");
+    alice.expect("-!- mode #room +o bob by alice");
+    alice.type_line("/deop bob");
+    let line = next_command(&mut bob, "MODE");
+    assert!(line.ends_with(" MODE #room -o bob"), "{line}");
+    alice.expect("-!- mode #room -o bob by alice");
+
+    alice.type_line("/mode +b *!*@evil.example");
+    alice.expect("-!- mode #room +b *!*@evil.example by alice");
+    alice.type_line("/mode #room +b");
+    alice.expect("-!- #room ban: *!*@evil.example*");
+    alice.expect("-!- End of ban list for #room");
+    alice.type_line("/mode");
+    alice.expect("-!- Modes of #room: +*");
+
+    alice.type_line("/kick bob behave");
+    let line = next_command(&mut bob, "KICK");
+    assert!(line.starts_with(":alice!") && line.ends_with(" KICK #room bob :behave"), "{line}");
+    alice.expect("-!- bob was kicked from #room by alice (behave)");
+
+    // Refusals are shown as errors: bob is no operator of #room.
+    bob.send("JOIN #room");
+    alice.expect("-!- bob has joined #room");
+    bob.send("KICK #room alice");
+    let line = bob.expect(" 482 ");
+    assert!(line.contains(" #room "), "{line}");
+
+    alice.type_line("/whois nobody");
+    alice.expect("-!- Error: nobody: *(401)");
+    alice.type_line("/quit");
+    assert!(alice.wait().success(), "{}", alice.transcript());
+}
+
+#[test]
+fn requests_show_replies_ngircd() {
+    requests_show_replies(Kind::Ngircd);
+}
+
+#[test]
+fn nick_defaults_to_the_login_name() {
+    let server = Server::start(Kind::Trident("threads"));
+    let mut bob = joined(&server, "bob", "#room");
+    let mut alice = Interactive::start_with_env(server.addr, &["--join", "#room"], &[("USER", "j.doe")]);
+    alice.expect("-!- You have joined #room");
+    let line = next_command(&mut bob, "JOIN");
+    assert!(line.starts_with(":j_doe!"), "{line}");
 }
 
 #[test]

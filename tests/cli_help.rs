@@ -18,8 +18,8 @@ fn error_block(args: &[&str]) -> String {
 
 #[test]
 fn syntax_errors_show_claps_whole_message_and_where_help_is() {
-    let err = error_block(&["chat", "connect", "--join", "#x"]);
-    assert!(err.contains("required arguments were not provided:\n  --nick <NAME>\n"), "{err}");
+    let err = error_block(&["chat", "connect", "--to", "bob"]);
+    assert!(err.contains("required arguments were not provided:\n  --send <TEXT>\n"), "{err}");
     assert!(err.contains("Usage: trident chat connect"), "{err}");
     assert!(err.ends_with("see 'trident chat connect --help'\n"), "{err}");
 

@@ -178,9 +178,10 @@ pub struct ConnectArgs {
     /// The server's port (as irssi's -p), in place of ADDR's.
     #[arg(short = 'p', long, value_name = "PORT")]
     pub port: Option<u16>,
-    /// Nickname; if it is taken, `_` is appended until one is free.
+    /// Nickname (default: your login name, $USER, made a valid nick); if
+    /// it is taken, `_` is appended until one is free.
     #[arg(short = 'n', long, value_name = "NAME")]
-    pub nick: String,
+    pub nick: Option<String>,
     /// A channel to join once connected (repeatable, or comma-separated);
     /// the first is the current channel.
     // -j was --join before -j meant tasks in flight: kept hidden.
@@ -211,7 +212,7 @@ impl ConnectArgs {
     pub fn into_config(self) -> ConnectConfig {
         ConnectConfig {
             addr: with_port(&self.addr, self.port),
-            nick: self.nick,
+            nick: self.nick.unwrap_or_else(crate::chat::client::default_nick),
             join: self.join,
             send: self.send,
             to: self.to,
