@@ -113,9 +113,9 @@ fn resolve<P: super::harness::Peer>(
 
 /// Checks that every name of `--vs` is a peer of some workload.
 pub fn check_peers(vs: &[String]) -> Result<(), BadInput> {
-    use super::{chat::EchoPeer, fetch::Peer as FetchPeer, scan::Peer as ScanPeer};
+    use super::{chat::ChatPeer, fetch::Peer as FetchPeer, scan::Peer as ScanPeer};
     for name in vs {
-        if ScanPeer::parse(name).is_err() && FetchPeer::parse(name).is_err() && EchoPeer::parse(name).is_err() {
+        if ScanPeer::parse(name).is_err() && FetchPeer::parse(name).is_err() && ChatPeer::parse(name).is_err() {
             return Err(BadInput(format!(
                 "unknown peer {name:?} (expected one of {}, or none)",
                 [SCAN_PEERS, FETCH_PEERS, CHAT_PEERS].concat().join(", ")
@@ -448,13 +448,13 @@ fn clock(s: f64) -> String {
 /// Runs every step and writes the report; returns whether every bench
 /// produced its results.
 pub fn run(config: &BenchAllConfig) -> anyhow::Result<bool> {
-    use super::{chat::EchoPeer, fetch::Peer as FetchPeer, scan::Peer as ScanPeer};
+    use super::{chat::ChatPeer, fetch::Peer as FetchPeer, scan::Peer as ScanPeer};
     let started_at = Instant::now();
     let started = httpdate::fmt_http_date(std::time::SystemTime::now());
     let (scan, mut missing) = resolve::<ScanPeer>("scan", SCAN_PEERS, &config.vs);
     let (fetch, m) = resolve::<FetchPeer>("fetch", FETCH_PEERS, &config.vs);
     missing.extend(m);
-    let (chat, m) = resolve::<EchoPeer>("chat", CHAT_PEERS, &config.vs);
+    let (chat, m) = resolve::<ChatPeer>("chat", CHAT_PEERS, &config.vs);
     missing.extend(m);
     for m in missing.iter().filter(|_| !crate::term::quiet()) {
         eprintln!("trident: {} ({}) is not installed: {}; to include it: {}", m.peer, m.workload, m.why, m.install);

@@ -14,10 +14,14 @@
 //!   every round ([`harness::rotate`]), medians and ratios to the reference.
 //! - **fanout** and **latency**: `trident chat load` against `trident chat
 //!   serve` on each engine (see [`crate::chat::load`]).
+//! - **ladder**: latency and delivery at the same fixed rates on every
+//!   server ([`super::chat_ladder`]).
 //!
-//! The load generators run in this process on a single-threaded runtime,
-//! so a server has the other core; every figure comes from one run of the
-//! bench on one machine.
+//! Idle, fan-out, latency and ladder also run against stock IRC servers
+//! (`--vs inspircd,ngircd`, `--peer-irc`; [`super::irc_peer`]). The load
+//! generators run in this process on a single-threaded runtime, pinned to
+//! one CPU and each server to another ([`super::pin`]); every figure comes
+//! from one run of the bench on one machine.
 
 use std::cell::RefCell;
 use std::fmt::Write as _;
@@ -38,7 +42,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::chapter::{self, Program, Programs};
 use super::fixture::{Served, TempDir, free_port};
 use super::harness::{self, median};
+use super::irc_peer::{ChatServer, IrcKind, IrcPeer, Setup};
 use super::measure::{tree_cpu, tree_memory};
+use super::pin::Pinning;
 use crate::engine::EngineKind;
 
 /// What `trident bench chat` measures.
@@ -53,6 +59,9 @@ pub enum Part {
     Fanout,
     /// Latency at half the fan-out peak.
     Latency,
+    /// Latency and delivery at each rate of `--rates`, the same for every
+    /// server.
+    Ladder,
 }
 
 impl std::str::FromStr for Part {
@@ -63,36 +72,51 @@ impl std::str::FromStr for Part {
             "echo" => Ok(Part::Echo),
             "fanout" => Ok(Part::Fanout),
             "latency" => Ok(Part::Latency),
-            _ => Err(format!("unknown part {s:?} (expected idle, echo, fanout or latency)")),
+            "ladder" => Ok(Part::Ladder),
+            _ => Err(format!("unknown part {s:?} (expected idle, echo, fanout, latency or ladder)")),
         }
     }
 }
 
-/// The echo bench's built-in peers (`--vs`).
+/// The chat bench's built-in peers (`--vs`): an echo server for the echo
+/// part, IRC servers for the others.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EchoPeer {
+pub enum ChatPeer {
     /// The chapter's asyncio echo server, `bench/chapter/echo_server.py`.
     ChapterAsyncio,
+    /// An installed stock IRC server with the config the project ships.
+    Irc(IrcKind),
 }
 
-impl harness::Peer for EchoPeer {
+impl harness::Peer for ChatPeer {
     fn parse(name: &str) -> Result<Self, String> {
         match name {
-            "chapter-asyncio" => Ok(EchoPeer::ChapterAsyncio),
-            _ => Err(format!("unknown peer {name:?} (expected chapter-asyncio or none)")),
+            "chapter-asyncio" => Ok(ChatPeer::ChapterAsyncio),
+            "inspircd" => Ok(ChatPeer::Irc(IrcKind::Inspircd)),
+            "ngircd" => Ok(ChatPeer::Irc(IrcKind::Ngircd)),
+            _ => Err(format!("unknown peer {name:?} (expected chapter-asyncio, inspircd, ngircd or none)")),
         }
     }
 
     fn label(&self) -> String {
-        "chapter-asyncio".into()
+        match self {
+            ChatPeer::ChapterAsyncio => "chapter-asyncio".into(),
+            ChatPeer::Irc(kind) => kind.program().into(),
+        }
     }
 
     fn program(&self) -> &'static str {
-        "python3"
+        match self {
+            ChatPeer::ChapterAsyncio => "python3",
+            ChatPeer::Irc(kind) => kind.program(),
+        }
     }
 
     fn locate(&self) -> Result<PathBuf, String> {
-        chapter::python().ok_or_else(|| chapter::NO_PYTHON.to_string())
+        match self {
+            ChatPeer::ChapterAsyncio => chapter::python().ok_or_else(|| chapter::NO_PYTHON.to_string()),
+            ChatPeer::Irc(kind) => kind.locate(),
+        }
     }
 }
 
@@ -113,13 +137,19 @@ pub struct ChatBenchConfig {
     pub duration: Duration,
     /// Echo peers: a name and a command with `{port}` in it.
     pub peers: Vec<(String, String)>,
-    /// Echo peers built in (`--vs`).
-    pub vs: Vec<EchoPeer>,
+    /// Peers built in (`--vs`).
+    pub vs: Vec<ChatPeer>,
+    /// IRC servers to measure beside the engines (`--peer-irc`), with the
+    /// built-in ones of `--vs`: every part but echo runs against them.
+    pub irc_peers: Vec<IrcPeer>,
+    /// Pin the load generator and the server to a CPU each.
+    pub pin: bool,
     /// Fan-out: members of the one channel.
     pub members: usize,
     /// Fan-out: clients that send.
     pub senders: usize,
-    /// Fan-out: the message rates tried (all senders together, per second).
+    /// Fan-out and ladder: the message rates tried (all senders together,
+    /// per second).
     pub rates: Vec<f64>,
     /// Fan-out and latency: sending time per step.
     pub load_duration: Duration,
@@ -190,6 +220,10 @@ pub struct Summary {
     pub latency_p99_us: f64,
     /// Latency: worst max, µs.
     pub latency_max_us: f64,
+    /// Latency and ladder: the rate offered, messages per second.
+    pub msgs_per_s: f64,
+    /// Fan-out, latency, ladder: median delivered / expected.
+    pub delivered_ratio: f64,
 }
 
 /// The bench's result.
@@ -316,9 +350,10 @@ fn echo_contenders(config: &ChatBenchConfig, scratch: &Path) -> anyhow::Result<V
             }),
         });
     }
-    if !config.vs.is_empty() {
+    let echo_peers: Vec<&ChatPeer> = config.vs.iter().filter(|p| **p == ChatPeer::ChapterAsyncio).collect();
+    if !echo_peers.is_empty() {
         let programs = Rc::new(Programs::install(scratch)?);
-        for peer in &config.vs {
+        for peer in echo_peers {
             let python = match harness::Peer::locate(peer) {
                 Ok(python) => python,
                 Err(why) => {
@@ -377,19 +412,16 @@ fn empty_run(part: Part, server: &str, round: u32) -> Run {
 /// Starts `trident chat serve -e ENGINE` for load: no flood control, room
 /// for everyone.
 pub(crate) fn chat_server(engine: EngineKind, clients: usize) -> anyhow::Result<Served> {
-    let port = free_port()?;
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let mut cmd = trident_cmd()?;
-    let limit = (clients + 16).to_string();
-    cmd.args(["chat", "serve", "-e", &engine.to_string(), "--listen", &format!("127.0.0.1:{port}")]);
-    cmd.args(["--max-clients", &limit, "--max-per-ip", &limit, "--flood-rate", "0", "--sendq", "16777216"]);
-    // Every client may fill its queue: the total is no limit here.
-    cmd.args(["--sendq-total", "1099511627776"]);
-    Served::start(cmd, addr, &format!("trident-{engine}"))
+    ChatServer::Trident(engine).start(clients, Setup::Load, None).map(|running| running.served)
 }
 
+/// Set-ups in flight at once in a load step: enough that a server which
+/// completes registrations on a timer (InspIRCd: once a second) registers
+/// everyone in a tick or two; set-up time is not measured.
+const LOAD_CONNECT_CONCURRENCY: usize = 512;
+
 /// One load step against `addr`; the run record.
-fn load_step(
+pub(super) fn load_step(
     addr: SocketAddr,
     config: &ChatBenchConfig,
     part: Part,
@@ -403,6 +435,7 @@ fn load_step(
     load.rate = rate;
     load.duration = config.load_duration;
     load.drain = Duration::from_secs(2);
+    load.connect_concurrency = LOAD_CONNECT_CONCURRENCY;
     let report = crate::chat::load::load(&load)?;
     let mut run = empty_run(part, server, round);
     run.msgs_per_s = rate;
@@ -411,9 +444,13 @@ fn load_step(
     run.latency_p50_us = report.latency_us.p50;
     run.latency_p99_us = report.latency_us.p99;
     run.latency_max_us = report.latency_us.max;
+    let label = match part {
+        Part::Fanout => "fanout ",
+        Part::Ladder => "ladder ",
+        _ => "latency ",
+    };
     eprintln!(
-        "{:<8}{server:<18} round {round}: {rate:>6.0} msg/s offered -> {:>9.0} deliveries/s, {:.2}% delivered, p50 {} µs, p99 {} µs, max {} µs",
-        if part == Part::Fanout { "fanout " } else { "latency " },
+        "{label:<8}{server:<18} round {round}: {rate:>6.0} msg/s offered -> {:>9.0} deliveries/s, {:.2}% delivered, p50 {} µs, p99 {} µs, max {} µs",
         run.deliveries_per_s,
         run.delivered_ratio * 100.0,
         run.latency_p50_us,
@@ -425,13 +462,14 @@ fn load_step(
     Ok(run)
 }
 
-/// Fan-out: the rate steps on each engine; latency: at half the best step.
-fn fanout_part(config: &ChatBenchConfig, latency: bool, runs: &mut Vec<Run>) -> anyhow::Result<()> {
+/// Fan-out: the rate steps on each server; latency: at half the best step.
+fn fanout_part(config: &ChatBenchConfig, servers: &Servers, latency: bool, runs: &mut Vec<Run>) -> anyhow::Result<()> {
     crate::sys::raise_nofile_limit();
     for round in 0..config.runs {
-        for &engine in &config.engines {
-            let name = format!("trident-{engine}");
-            let served = chat_server(engine, config.members)?;
+        for server in &servers.list {
+            let name = server.label();
+            let running = server.start(config.members, Setup::Load, servers.pin)?;
+            let served = &running.served;
             let mut best: Option<(f64, f64)> = None; // (deliveries/s, rate)
             for &rate in &config.rates {
                 let run = load_step(served.addr, config, Part::Fanout, &name, round, rate)?;
@@ -453,13 +491,13 @@ fn fanout_part(config: &ChatBenchConfig, latency: bool, runs: &mut Vec<Run>) -> 
                 let rate = (peak / others / 2.0).max(1.0);
                 runs.push(load_step(served.addr, config, Part::Latency, &name, round, rate)?);
             }
-            drop(served);
+            drop(running);
         }
     }
     Ok(())
 }
 
-fn echo_part(config: &ChatBenchConfig, runs: &mut Vec<Run>) -> anyhow::Result<()> {
+fn echo_part(config: &ChatBenchConfig, pin: Option<Pinning>, runs: &mut Vec<Run>) -> anyhow::Result<()> {
     let scratch = TempDir::new("trident-bench-echo")?;
     let contenders = echo_contenders(config, scratch.path())?;
     let warmup = config.duration / 5;
@@ -468,7 +506,11 @@ fn echo_part(config: &ChatBenchConfig, runs: &mut Vec<Run>) -> anyhow::Result<()
         let round = run - 1;
         let port = free_port()?;
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let served = Served::start((c.command)(port)?, addr, &c.name)?;
+        let mut cmd = (c.command)(port)?;
+        if let Some(pin) = pin {
+            pin.pin_server(&mut cmd);
+        }
+        let served = Served::start(cmd, addr, &c.name)?;
         let echo = echo_loop(addr, config.echo_connections, warmup, config.duration, served.process.id())
             .with_context(|| format!("echo against {}", c.name))?;
         drop(served);
@@ -529,32 +571,17 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-fn idle_part(config: &ChatBenchConfig, runs: &mut Vec<Run>) -> anyhow::Result<()> {
+fn idle_part(config: &ChatBenchConfig, servers: &Servers, runs: &mut Vec<Run>) -> anyhow::Result<()> {
     crate::sys::raise_nofile_limit();
     for round in 0..config.runs {
-        for &engine in &config.engines {
-            let name = format!("trident-{engine}");
-            let port = free_port()?;
-            let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-            let mut cmd = trident_cmd()?;
-            let limit = (config.idle + 16).to_string();
-            cmd.args(["chat", "serve", "-e", &engine.to_string(), "--listen", &format!("127.0.0.1:{port}")]);
-            cmd.args([
-                "--max-clients",
-                &limit,
-                "--max-per-ip",
-                &limit,
-                "--registration-timeout",
-                "1h",
-                "--ping-interval",
-                "1h",
-            ]);
-            let served = Served::start(cmd, addr, &name)?;
-            let pid = served.process.id();
+        for server in &servers.list {
+            let name = server.label();
+            let running = server.start(config.idle, Setup::Idle, servers.pin)?;
+            let (pid, addr) = (running.served.process.id(), running.served.addr);
             thread::sleep(Duration::from_millis(300));
             let (rss_idle, pss_idle) = tree_memory(pid);
             let (open, (rss, pss)) = hold_idle(addr, config.idle, || tree_memory(pid))?;
-            drop(served);
+            drop(running);
             let mut run = empty_run(Part::Idle, &name, round);
             run.connections = open;
             run.rss_idle_kib = rss_idle;
@@ -574,11 +601,17 @@ fn per_connection(loaded: u64, idle: u64, n: usize) -> f64 {
     if n == 0 { f64::NAN } else { (loaded.saturating_sub(idle) as f64 * 1024.0) / n as f64 }
 }
 
+/// A summary row's key: the part and server, and for the ladder the rate
+/// (one row per step).
+fn summary_key(r: &Run) -> (Part, &str, Option<u64>) {
+    (r.part, &r.server, (r.part == Part::Ladder).then_some(r.msgs_per_s.to_bits()))
+}
+
 fn summarise(runs: &[Run]) -> Vec<Summary> {
-    let mut names: Vec<(Part, String)> = Vec::new();
+    let mut names: Vec<(Part, &str, Option<u64>)> = Vec::new();
     for r in runs {
-        if !names.iter().any(|(p, s)| *p == r.part && *s == r.server) {
-            names.push((r.part, r.server.clone()));
+        if !names.contains(&summary_key(r)) {
+            names.push(summary_key(r));
         }
     }
     let reference = median(
@@ -586,8 +619,9 @@ fn summarise(runs: &[Run]) -> Vec<Summary> {
     );
     names
         .into_iter()
-        .map(|(part, server)| {
-            let mine: Vec<&Run> = runs.iter().filter(|r| r.part == part && r.server == server).collect();
+        .map(|key| {
+            let (part, server, _) = key;
+            let mine: Vec<&Run> = runs.iter().filter(|r| summary_key(r) == key).collect();
             let rps = median(mine.iter().map(|r| r.requests_per_s).collect());
             // Fan-out: per round, the best step; then the median of those.
             let mut rounds: Vec<u32> = mine.iter().map(|r| r.round).collect();
@@ -615,7 +649,9 @@ fn summarise(runs: &[Run]) -> Vec<Summary> {
                 latency_p50_us: median(mine.iter().map(|r| r.latency_p50_us as f64).collect()),
                 latency_p99_us: median(mine.iter().map(|r| r.latency_p99_us as f64).collect()),
                 latency_max_us: mine.iter().map(|r| r.latency_max_us as f64).fold(f64::NAN, f64::max),
-                server,
+                msgs_per_s: median(mine.iter().map(|r| r.msgs_per_s).collect()),
+                delivered_ratio: median(mine.iter().map(|r| r.delivered_ratio).collect()),
+                server: server.to_string(),
             }
         })
         .collect()
@@ -623,11 +659,11 @@ fn summarise(runs: &[Run]) -> Vec<Summary> {
 
 /// The tables printed at the end.
 pub fn render(summary: &[Summary], config: &ChatBenchConfig) -> String {
-    let mut out = String::new();
+    let mut out = super::chat_ladder::render(summary, config);
     if summary.iter().any(|s| s.part == Part::Idle) {
         let _ = writeln!(
             out,
-            "Idle connections: {} registered IRC clients per engine; memory per connection = (server tree with them - idle server) / N",
+            "Idle connections: {} registered IRC clients per server; memory per connection = (server tree with them - idle server) / N",
             config.idle
         );
         let _ = writeln!(out, "{:<18} {:>14} {:>14}", "SERVER", "RSS/CONN", "PSS/CONN");
@@ -697,19 +733,61 @@ pub fn render(summary: &[Summary], config: &ChatBenchConfig) -> String {
     out
 }
 
+/// The chat servers of a run and where they run.
+#[derive(Debug)]
+pub(super) struct Servers {
+    /// Every engine, then every IRC peer that is installed.
+    pub list: Vec<ChatServer>,
+    /// The load generator's and the servers' CPUs (None: not pinned).
+    pub pin: Option<Pinning>,
+    /// What the placement is, for the report.
+    pub placement: String,
+}
+
+impl Servers {
+    /// The line-up of `config`; pins this thread (the load generator's
+    /// threads start from it) unless `--no-pin` or one CPU.
+    fn new(config: &ChatBenchConfig) -> Servers {
+        let mut peers = config.irc_peers.clone();
+        for peer in &config.vs {
+            if let ChatPeer::Irc(kind) = peer
+                && !peers.iter().any(|p| p.name == kind.program())
+            {
+                peers.push(IrcPeer::builtin(*kind));
+            }
+        }
+        let list = super::irc_peer::line_up(&config.engines, &peers);
+        let (pin, placement) = if !config.pin {
+            (None, "CPU affinity: none (--no-pin)".to_string())
+        } else {
+            match Pinning::plan() {
+                Ok(pin) => match pin.pin_load() {
+                    Ok(()) => (Some(pin), format!("CPU affinity: {}", pin.describe())),
+                    Err(e) => (None, format!("CPU affinity: none (cannot pin: {e})")),
+                },
+                Err(cpus) => (None, format!("CPU affinity: none ({cpus} CPU usable: load and server share it)")),
+            }
+        };
+        Servers { list, pin, placement }
+    }
+}
+
 /// Runs the bench.
 pub fn run(config: &ChatBenchConfig) -> anyhow::Result<ChatBenchReport> {
+    let servers = Servers::new(config);
     let mut runs = Vec::new();
     for part in &config.parts {
         match part {
-            Part::Idle => idle_part(config, &mut runs)?,
-            Part::Echo => echo_part(config, &mut runs)?,
-            Part::Fanout => fanout_part(config, config.parts.contains(&Part::Latency), &mut runs)?,
-            Part::Latency if !config.parts.contains(&Part::Fanout) => fanout_part(config, true, &mut runs)?,
+            Part::Idle => idle_part(config, &servers, &mut runs)?,
+            Part::Echo => echo_part(config, servers.pin, &mut runs)?,
+            Part::Fanout => fanout_part(config, &servers, config.parts.contains(&Part::Latency), &mut runs)?,
+            Part::Latency if !config.parts.contains(&Part::Fanout) => fanout_part(config, &servers, true, &mut runs)?,
             Part::Latency => {}
+            Part::Ladder => super::chat_ladder::ladder_part(config, &servers, &mut runs)?,
         }
     }
     let summary = summarise(&runs);
+    println!("{}", servers.placement);
     print!("{}", render(&summary, config));
     let report = ChatBenchReport { runs, summary };
     if let Some(dir) = &config.out {

@@ -91,9 +91,14 @@ Examples:
   trident bench chat --parts fanout,latency --engines async --members 1000 --rates 500,1000,2000
   trident bench chat --parts echo --runs 5 --vs chapter-asyncio
   trident bench chat --parts idle --idle 1000 --engines async,threads
+  trident bench chat --parts ladder --engines async --vs inspircd --rates 100,250,500,1000,2000,3000 --runs 1
+  trident bench chat --parts ladder,idle --peer-irc inspircd=/usr/sbin/inspircd --peer-irc ngircd=/usr/sbin/ngircd
 
 The load generators run inside the bench process on one thread; servers
-are separate processes on 127.0.0.1.";
+are separate processes on 127.0.0.1. With two CPUs or more, the bench
+process runs on the first and each server on the second (--no-pin: no
+affinity). IRC peers (inspircd, ngircd) run with the configs in
+bench/irc/; every part but echo runs against them.";
 
 /// `trident bench chat` options.
 #[derive(Debug, Args)]
@@ -101,7 +106,9 @@ pub struct BenchChatArgs {
     /// Engines, rounds and output directory.
     #[command(flatten)]
     pub run: BenchRunArgs,
-    /// What to measure: idle, echo, fanout, latency (comma-separated).
+    /// What to measure: idle, echo, fanout, latency, ladder
+    /// (comma-separated). ladder: latency and delivery at every rate of
+    /// --rates on every server.
     #[arg(long, value_delimiter = ',', default_value = "idle,fanout,latency,echo")]
     pub parts: Vec<crate::bench::chat::Part>,
     /// Fan-out: members of the one channel.
@@ -112,6 +119,7 @@ pub struct BenchChatArgs {
     pub senders: usize,
     /// Fan-out: message rates to step through (all senders together, per
     /// second); stops at the first step where delivery falls behind.
+    /// Ladder: every one of them, on every server.
     #[arg(long, value_delimiter = ',', default_value = "250,500,1000,1500,2000,3000", value_name = "R,R...")]
     pub rates: Vec<f64>,
     /// Fan-out and latency: sending time per step.
@@ -130,10 +138,22 @@ pub struct BenchChatArgs {
     /// replaced by the port it must listen on (127.0.0.1). Repeatable.
     #[arg(long, value_name = "NAME=COMMAND")]
     pub peer: Vec<String>,
-    /// Built-in echo peers: chapter-asyncio (the chapter's asyncio server,
-    /// bench/chapter/echo_server.py under python3), or none.
+    /// Built-in peers: chapter-asyncio (the chapter's asyncio echo server,
+    /// bench/chapter/echo_server.py under python3; echo part), inspircd,
+    /// ngircd (installed IRC servers with bench/irc/'s configs; the other
+    /// parts), or none. One not installed is named and left out.
     #[arg(long = "vs", value_delimiter = ',', default_value = "none", value_name = "PEERS")]
     pub vs: Vec<String>,
+    /// An IRC server to measure beside the engines: NAME=COMMAND. A NAME
+    /// starting with inspircd or ngircd runs COMMAND (that server's
+    /// program) with the project's config for it; any other NAME needs
+    /// {port} in COMMAND. Repeatable.
+    #[arg(long = "peer-irc", value_name = "NAME=COMMAND")]
+    pub peer_irc: Vec<String>,
+    /// No CPU affinity (by default the bench and the server run on a CPU
+    /// each).
+    #[arg(long)]
+    pub no_pin: bool,
 }
 
 impl BenchChatArgs {
@@ -150,6 +170,12 @@ impl BenchChatArgs {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let vs = crate::bench::harness::parse_peers(&self.vs).map_err(BadInput)?;
+        let irc_peers = self
+            .peer_irc
+            .iter()
+            .map(|spec| crate::bench::irc_peer::IrcPeer::parse(spec))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(BadInput)?;
         if self.connections == 0 {
             return Err(BadInput("--connections must be at least 1".into()));
         }
@@ -162,6 +188,8 @@ impl BenchChatArgs {
             duration: self.duration,
             peers,
             vs,
+            irc_peers,
+            pin: !self.no_pin,
             members: self.members.max(2),
             senders: self.senders.max(1),
             rates: self.rates,

@@ -80,6 +80,8 @@ struct ChatRun {
     rss_loaded_kib: u64,
     deliveries_per_s: Option<f64>,
     delivered_ratio: Option<f64>,
+    /// The rate offered (the ladder's rows are one case per rate).
+    msgs_per_s: Option<f64>,
     latency_p50_us: Option<f64>,
     latency_p99_us: Option<f64>,
     latency_max_us: Option<f64>,
@@ -170,7 +172,11 @@ pub fn chat(path: &Path) -> anyhow::Result<Vec<Row>> {
         .runs
         .into_iter()
         .map(|r| {
-            let mut row = base("chat", &r.part, &r.server, r.round + 1);
+            let case = match (r.part.as_str(), r.msgs_per_s) {
+                ("ladder", Some(rate)) => format!("ladder {rate} msg/s"),
+                _ => r.part.clone(),
+            };
+            let mut row = base("chat", &case, &r.server, r.round + 1);
             match r.part.as_str() {
                 "echo" => {
                     // A server that answered nothing in the whole run did
@@ -267,5 +273,25 @@ mod tests {
         let ok: Vec<(String, bool)> = chat(&path).expect("rows").into_iter().map(|r| (r.tool, r.ok)).collect();
         let expected = [("trident-async", true), ("chapter-asyncio", false), ("trident-threads", false)];
         assert_eq!(ok, expected.map(|(t, ok)| (t.to_string(), ok)));
+    }
+
+    #[test]
+    fn ladder_runs_are_a_case_per_rate_keyed_by_tool() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("summary.json");
+        std::fs::write(
+            &path,
+            r#"{"runs":[{"part":"ladder","server":"trident-async","round":0,"msgs_per_s":100.0,"delivered_ratio":1.0,"latency_p99_us":900.0},
+                {"part":"ladder","server":"inspircd","round":0,"msgs_per_s":3000.0,"delivered_ratio":0.66,"latency_p99_us":2900000.0}]}"#,
+        )
+        .expect("write summary");
+        let rows = chat(&path).expect("rows");
+        let got: Vec<(&str, &str, &str, bool)> =
+            rows.iter().map(|r| (r.case.as_str(), r.tool.as_str(), r.kind.as_str(), r.ok)).collect();
+        assert_eq!(
+            got,
+            [("ladder 100 msg/s", "trident-async", "engine", true), ("ladder 3000 msg/s", "inspircd", "peer", false)]
+        );
+        assert_eq!(rows[1].latency_p99_us, Some(2_900_000.0));
     }
 }
