@@ -43,7 +43,7 @@ use super::chapter::{self, Program, Programs};
 use super::fixture::{Served, TempDir, free_port};
 use super::harness::{self, median};
 use super::irc_peer::{ChatServer, IrcKind, IrcPeer, Setup};
-use super::measure::{tree_cpu, tree_memory};
+use super::measure::tree_cpu;
 use super::pin::Pinning;
 use crate::engine::EngineKind;
 
@@ -388,7 +388,7 @@ fn echo_contenders(config: &ChatBenchConfig, scratch: &Path) -> anyhow::Result<V
     Ok(list)
 }
 
-fn empty_run(part: Part, server: &str, round: u32) -> Run {
+pub(super) fn empty_run(part: Part, server: &str, round: u32) -> Run {
     Run {
         part,
         server: server.into(),
@@ -530,71 +530,6 @@ fn echo_part(config: &ChatBenchConfig, pin: Option<Pinning>, runs: &mut Vec<Run>
         runs.push(run);
         Ok(())
     })
-}
-
-/// Opens `n` connections and registers each (NICK, USER, up to the end of
-/// the welcome); then calls `measure` while they are all open.
-fn hold_idle(addr: SocketAddr, n: usize, measure: impl FnOnce() -> (u64, u64)) -> anyhow::Result<(usize, (u64, u64))> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    runtime.block_on(async move {
-        let mut tasks = tokio::task::JoinSet::new();
-        for i in 0..n {
-            tasks.spawn(async move {
-                let mut stream = tokio::net::TcpStream::connect(addr).await?;
-                stream.write_all(format!("NICK idle{i}\r\nUSER idle 0 * :idle\r\n").as_bytes()).await?;
-                let mut seen = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !(contains(&seen, b" 422 ") || contains(&seen, b" 376 ")) {
-                    let got = stream.read(&mut buf).await?;
-                    if got == 0 {
-                        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed"));
-                    }
-                    seen.extend_from_slice(&buf[..got]);
-                }
-                Ok::<_, std::io::Error>(stream)
-            });
-        }
-        let mut streams = Vec::with_capacity(n);
-        while let Some(joined) = tasks.join_next().await {
-            if let Ok(Ok(stream)) = joined {
-                streams.push(stream);
-            }
-        }
-        // Let the server settle (threads finish starting, queues drain).
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let memory = measure();
-        Ok((streams.len(), memory))
-    })
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-fn idle_part(config: &ChatBenchConfig, servers: &Servers, runs: &mut Vec<Run>) -> anyhow::Result<()> {
-    crate::sys::raise_nofile_limit();
-    for round in 0..config.runs {
-        for server in &servers.list {
-            let name = server.label();
-            let running = server.start(config.idle, Setup::Idle, servers.pin)?;
-            let (pid, addr) = (running.served.process.id(), running.served.addr);
-            thread::sleep(Duration::from_millis(300));
-            let (rss_idle, pss_idle) = tree_memory(pid);
-            let (open, (rss, pss)) = hold_idle(addr, config.idle, || tree_memory(pid))?;
-            drop(running);
-            let mut run = empty_run(Part::Idle, &name, round);
-            run.connections = open;
-            run.rss_idle_kib = rss_idle;
-            run.pss_idle_kib = pss_idle;
-            run.rss_loaded_kib = rss;
-            run.pss_loaded_kib = pss;
-            eprintln!(
-                "idle  {name:<18} round {round}: {open} connections, RSS {rss_idle} -> {rss} KiB, PSS {pss_idle} -> {pss} KiB"
-            );
-            runs.push(run);
-        }
-    }
-    Ok(())
 }
 
 fn per_connection(loaded: u64, idle: u64, n: usize) -> f64 {
@@ -778,7 +713,7 @@ pub fn run(config: &ChatBenchConfig) -> anyhow::Result<ChatBenchReport> {
     let mut runs = Vec::new();
     for part in &config.parts {
         match part {
-            Part::Idle => idle_part(config, &servers, &mut runs)?,
+            Part::Idle => super::chat_idle::idle_part(config, &servers, &mut runs)?,
             Part::Echo => echo_part(config, servers.pin, &mut runs)?,
             Part::Fanout => fanout_part(config, &servers, config.parts.contains(&Part::Latency), &mut runs)?,
             Part::Latency if !config.parts.contains(&Part::Fanout) => fanout_part(config, &servers, true, &mut runs)?,

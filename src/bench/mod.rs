@@ -19,6 +19,7 @@
 pub mod all;
 pub mod chapter;
 pub mod chat;
+mod chat_idle;
 mod chat_ladder;
 pub mod echo_reference;
 pub mod fetch;
