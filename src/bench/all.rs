@@ -74,7 +74,7 @@ const SCAN_PEERS: &[&str] =
     &["nmap", "rustscan", "chapter-threads", "chapter-processes", "chapter-asyncio", "chapter-asyncio-timeout"];
 const FETCH_PEERS: &[&str] =
     &["curl", "curl-sync", "wget2", "aria2c", "aria2c-x4", "chapter-threads", "chapter-asyncio"];
-const CHAT_PEERS: &[&str] = &["chapter-asyncio"];
+const CHAT_PEERS: &[&str] = &["chapter-asyncio", "inspircd"];
 
 /// How to install a peer's program.
 fn install_hint(program: &str) -> String {
