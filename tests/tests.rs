@@ -11,6 +11,7 @@ mod chat_client;
 mod chat_harness;
 mod chat_hostile;
 mod chat_irc_crate;
+mod chat_irssi;
 mod chat_load;
 mod chat_log;
 mod chat_server;
