@@ -139,7 +139,7 @@ const IRSSI_CONFIG: &str = r#"settings = {
 
 /// Starts irssi as `nick` in session `nick`, connected to `server`, and
 /// waits for the server's welcome on its screen.
-fn irssi(tmux: &Tmux, server: &Server, nick: &str) {
+pub fn irssi(tmux: &Tmux, server: &Server, nick: &str) {
     let home = tmux.dir().join(format!("irssi-{nick}"));
     std::fs::create_dir_all(&home).expect("irssi home");
     std::fs::write(home.join("config"), IRSSI_CONFIG).expect("irssi config");
