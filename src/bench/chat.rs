@@ -148,9 +148,11 @@ pub struct ChatBenchConfig {
     pub members: usize,
     /// Fan-out: clients that send.
     pub senders: usize,
-    /// Fan-out and ladder: the message rates tried (all senders together,
-    /// per second).
+    /// Fan-out: the message rates tried (all senders together, per
+    /// second), up to where delivery falls behind.
     pub rates: Vec<f64>,
+    /// Ladder: the message rates every server gets.
+    pub ladder_rates: Vec<f64>,
     /// Fan-out and latency: sending time per step.
     pub load_duration: Duration,
     /// Write runs.csv and summary.json here.

@@ -1,7 +1,8 @@
 //! The ladder part of `trident bench chat`: delivery latency at the same
-//! fixed message rates (`--rates`) for every server, trident's engines and
-//! the IRC peers alike, so that servers are compared at equal load and not
-//! each at a fraction of its own peak.
+//! fixed message rates (`--rates`, by default 100 to 3000 a second) for
+//! every server, trident's engines and the IRC peers alike, so that
+//! servers are compared at equal load and not each at a fraction of its
+//! own peak.
 //!
 //! Each step is one `trident chat load` run (one channel of `--members`,
 //! `--senders` of them sending, `--load-duration` long) against a server
@@ -15,13 +16,13 @@ use std::fmt::Write as _;
 use super::chat::{ChatBenchConfig, Part, Run, Servers, Summary, load_step};
 use super::irc_peer::Setup;
 
-/// Every rate of `--rates` against every server, `--runs` times.
+/// Every ladder rate against every server, `--runs` times.
 pub(super) fn ladder_part(config: &ChatBenchConfig, servers: &Servers, runs: &mut Vec<Run>) -> anyhow::Result<()> {
     crate::sys::raise_nofile_limit();
     for round in 0..config.runs {
         for server in &servers.list {
             let name = server.label();
-            for &rate in &config.rates {
+            for &rate in &config.ladder_rates {
                 let running = server.start(config.members, Setup::Load, servers.pin)?;
                 runs.push(load_step(running.served.addr, config, Part::Ladder, &name, round, rate)?);
             }

@@ -91,7 +91,7 @@ Examples:
   trident bench chat --parts fanout,latency --engines async --members 1000 --rates 500,1000,2000
   trident bench chat --parts echo --runs 5 --vs chapter-asyncio
   trident bench chat --parts idle --idle 1000 --engines async,threads
-  trident bench chat --parts ladder --engines async --vs inspircd --rates 100,250,500,1000,2000,3000 --runs 1
+  trident bench chat --parts ladder --engines async --vs inspircd --runs 1
   trident bench chat --parts ladder,idle --peer-irc inspircd=/usr/sbin/inspircd --peer-irc ngircd=/usr/sbin/ngircd
 
 The load generators run inside the bench process on one thread; servers
@@ -99,6 +99,12 @@ are separate processes on 127.0.0.1. With two CPUs or more, the bench
 process runs on the first and each server on the second (--no-pin: no
 affinity). IRC peers (inspircd, ngircd) run with the configs in
 bench/irc/; every part but echo runs against them.";
+
+/// `bench chat`'s fan-out steps without `--rates`: up to where delivery
+/// falls behind.
+const FANOUT_RATES: [f64; 6] = [250.0, 500.0, 1000.0, 1500.0, 2000.0, 3000.0];
+/// `bench chat`'s ladder without `--rates`: the same for every server.
+const LADDER_RATES: [f64; 6] = [100.0, 250.0, 500.0, 1000.0, 2000.0, 3000.0];
 
 /// `trident bench chat` options.
 #[derive(Debug, Args)]
@@ -119,9 +125,10 @@ pub struct BenchChatArgs {
     pub senders: usize,
     /// Fan-out: message rates to step through (all senders together, per
     /// second); stops at the first step where delivery falls behind.
-    /// Ladder: every one of them, on every server.
-    #[arg(long, value_delimiter = ',', default_value = "250,500,1000,1500,2000,3000", value_name = "R,R...")]
-    pub rates: Vec<f64>,
+    /// Ladder: every one of them, on every server. Default: fan-out
+    /// 250,500,1000,1500,2000,3000; ladder 100,250,500,1000,2000,3000.
+    #[arg(long, value_delimiter = ',', value_name = "R,R...")]
+    pub rates: Option<Vec<f64>>,
     /// Fan-out and latency: sending time per step.
     #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "DUR")]
     pub load_duration: Duration,
@@ -192,7 +199,8 @@ impl BenchChatArgs {
             pin: !self.no_pin,
             members: self.members.max(2),
             senders: self.senders.max(1),
-            rates: self.rates,
+            ladder_rates: self.rates.clone().unwrap_or_else(|| LADDER_RATES.to_vec()),
+            rates: self.rates.unwrap_or_else(|| FANOUT_RATES.to_vec()),
             load_duration: self.load_duration,
             out: self.run.out,
         })

@@ -388,6 +388,26 @@ mod tests {
     }
 
     #[test]
+    fn bench_chat_rates_default_per_part_and_peers_parse() {
+        let config = |args: &[&str]| {
+            let Command::Bench(bench::BenchCommand::Chat(chat)) = parsed(&[&["bench", "chat"][..], args].concat())
+            else {
+                panic!("bench chat")
+            };
+            chat.into_config().expect("valid")
+        };
+        let c = config(&["--vs", "inspircd,chapter-asyncio", "--peer-irc", "ngircd=/usr/sbin/ngircd", "--no-pin"]);
+        assert_eq!(c.rates, [250.0, 500.0, 1000.0, 1500.0, 2000.0, 3000.0]);
+        assert_eq!(c.ladder_rates, [100.0, 250.0, 500.0, 1000.0, 2000.0, 3000.0]);
+        assert_eq!((c.vs.len(), c.irc_peers.len(), c.pin), (2, 1, false));
+        let c = config(&["--rates", "10,20"]);
+        assert_eq!(
+            (c.rates.as_slice(), c.ladder_rates.as_slice(), c.pin),
+            (&[10.0, 20.0][..], &[10.0, 20.0][..], true)
+        );
+    }
+
+    #[test]
     fn top_level_help_prints_the_short_flag_table() {
         let help = help_of(&[]);
         for row in ["-e ENGINE", "-j N", "-c          continue", "-d DIR", "-n NICK", "-s K", "-i FILE"] {
