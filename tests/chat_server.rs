@@ -273,7 +273,7 @@ engine_tests! {
         eventually("NAMES #room shows only alice and bob", || {
             alice.send("NAMES #room");
             names = alice.expect(" 353 ");
-            names == ":irc.trident.local 353 alice = #room :alice bob"
+            names == ":irc.trident.local 353 alice = #room :@alice bob"
         });
     }
 

@@ -8,6 +8,7 @@ mod bench_chat;
 mod bench_fetch;
 mod bench_report;
 mod chat_client;
+mod chat_commands;
 mod chat_harness;
 mod chat_hostile;
 mod chat_irc_crate;

@@ -24,8 +24,11 @@ Examples:
   trident chat serve --listen 127.0.0.1:6697 --tls-cert cert.pem --tls-key key.pem
   irssi -c 127.0.0.1 -p 6667        (any IRC client works)
 
-The server speaks the IRC core clients use (RFC 1459/2812): NICK USER PASS
-CAP PING/PONG JOIN PART PRIVMSG NOTICE QUIT NAMES TOPIC WHO LIST MOTD.
+The server speaks the IRC clients use (RFC 1459/2812, modern numerics):
+NICK USER PASS CAP PING/PONG JOIN PART PRIVMSG NOTICE QUIT NAMES TOPIC WHO
+LIST MOTD MODE WHOIS WHOWAS USERHOST ISON AWAY LUSERS VERSION TIME ADMIN
+INFO KICK INVITE OPER KILL; channel operators (the first member), modes
++o +v +b +k +l +i +m +n +t +s, user mode +i.
 Ctrl-C or SIGTERM: every client gets 'ERROR :Server shutting down', exit 0.";
 
 /// `trident chat` subcommands.
@@ -105,6 +108,11 @@ pub struct ChatServeArgs {
     /// also logs every connect, registration and departure.
     #[arg(long, default_value = "10s", value_parser = parse_duration_or_zero, value_name = "DUR")]
     pub stats_every: Duration,
+    /// Server operators for OPER (KILL): a file of `NAME HASH` lines (`#`
+    /// comments), each HASH an argon2id PHC string, e.g. from
+    /// `printf %s PASSWORD | argon2 SALT16CHARSLONG -id -e`.
+    #[arg(long, value_name = "FILE")]
+    pub opers: Option<PathBuf>,
 }
 
 impl ChatServeArgs {
@@ -137,10 +145,20 @@ impl ChatServeArgs {
         if self.server_name.is_empty() || self.server_name.contains([' ', ':', '\r', '\n', '\0']) {
             return Err(BadInput(format!("invalid --server-name {:?}: one word, no ':'", self.server_name)));
         }
+        let opers = match &self.opers {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| BadInput(format!("cannot read --opers {}: {e}", path.display())))?;
+                crate::chat::hub::parse_opers(&text)
+                    .map_err(|e| BadInput(format!("invalid --opers {}: {e}", path.display())))?
+            }
+            None => Vec::new(),
+        };
         let hub = HubConfig {
             server_name: self.server_name,
             password: self.password,
             motd: self.motd,
+            opers,
             ..HubConfig::default()
         };
         let limits = Limits {

@@ -1,7 +1,10 @@
-//! Channel membership and channel state: JOIN, PART, TOPIC and MODE.
+//! Channel membership: JOIN (with the checks of `+i`, `+b`, `+k`, `+l`),
+//! PART, KICK, INVITE and TOPIC (`+t`). The first member of a new channel
+//! is its operator.
 
+use super::mask;
 use super::state::{Channel, Topic};
-use super::{ClientId, Hub, Message, Outbox, TOPICLEN, Timestamp, finish, truncate};
+use super::{ClientId, Hub, MAX_INVITES, Message, Outbox, TOPICLEN, Timestamp, finish, truncate};
 use crate::chat::names::{fold, valid_channel};
 
 impl Hub {
@@ -17,7 +20,9 @@ impl Hub {
             }
             return;
         }
+        let mut keys = p.get(1).map_or("", |k| k).split(',');
         for name in list.split(',').filter(|n| !n.is_empty()) {
+            let given_key = keys.next().filter(|k| !k.is_empty());
             if !valid_channel(name) {
                 self.numeric(id, "403", &[name], "No such channel", out);
                 continue;
@@ -32,12 +37,21 @@ impl Hub {
                 continue;
             }
             let prefix = client.prefix.clone();
-            let channel = self.channels.entry(key.clone()).or_insert_with(|| Channel {
-                name: name.to_owned(),
-                created: now,
-                topic: None,
-                members: Vec::new(),
-            });
+            let invited = client.invited.contains(&key);
+            if let Some(channel) = self.channels.get(&key)
+                && let Some((code, mode)) = refusal(channel, &prefix, invited, given_key)
+            {
+                let text = format!("Cannot join channel (+{mode})");
+                self.numeric(id, code, &[&channel.name], &text, out);
+                continue;
+            }
+            if let Some(client) = self.client_mut(id) {
+                client.invited.retain(|k| *k != key);
+            }
+            let channel = self.channels.entry(key.clone()).or_insert_with(|| Channel::new(name, now));
+            if channel.members.is_empty() {
+                channel.set_status(id, false, true);
+            }
             channel.members.push(id);
             let line = finish(Message::new("JOIN").prefix(&prefix).param(&channel.name).to_line());
             for &member in &channel.members {
@@ -115,6 +129,9 @@ impl Hub {
         if !client.channels.contains(&key) {
             return self.numeric(id, "442", &[&channel.name], "You're not on that channel", out);
         }
+        if channel.modes.topic_ops && !channel.is_op(id) {
+            return self.numeric(id, "482", &[&channel.name], "You're not channel operator", out);
+        }
         let mut text = text.to_owned();
         truncate(&mut text, TOPICLEN);
         let line = finish(Message::new("TOPIC").prefix(&client.prefix).param(&channel.name).trailing(&text).to_line());
@@ -126,48 +143,116 @@ impl Hub {
         channel.topic = (!text.is_empty()).then_some(Topic { text, setter, time: now });
     }
 
-    /// Just enough MODE for clients that ask on connect and join: channels
-    /// are `+n` (members only may speak) and have no operators; the one
-    /// user mode is `i`, recorded and not used.
-    pub(super) fn mode(&mut self, id: ClientId, p: &[&str], out: &mut Outbox) {
-        let Some(&target) = p.first() else {
-            return self.numeric(id, "461", &["MODE"], "Not enough parameters", out);
+    /// `KICK #channel nick[,nick...] [:reason]`, by a channel operator.
+    pub(super) fn kick(&mut self, id: ClientId, p: &[&str], out: &mut Outbox) {
+        let [name, nicks, ..] = p else {
+            return self.numeric(id, "461", &["KICK"], "Not enough parameters", out);
         };
-        if target.starts_with('#') {
-            let Some(channel) = self.channels.get(&fold(target)) else {
-                return self.numeric(id, "403", &[target], "No such channel", out);
+        let key = fold(name);
+        let Some(channel) = self.channels.get(&key) else {
+            return self.numeric(id, "403", &[name], "No such channel", out);
+        };
+        let Some(kicker) = self.client(id) else { return };
+        if !kicker.channels.contains(&key) {
+            return self.numeric(id, "442", &[&channel.name], "You're not on that channel", out);
+        }
+        if !channel.is_op(id) {
+            return self.numeric(id, "482", &[&channel.name], "You're not channel operator", out);
+        }
+        let mut reason =
+            p.get(2).filter(|r| !r.is_empty()).map_or_else(|| kicker.target().to_owned(), |r| (*r).to_owned());
+        truncate(&mut reason, TOPICLEN);
+        let kicker_prefix = kicker.prefix.clone();
+        for nick in nicks.split(',').filter(|n| !n.is_empty()).take(super::MAXTARGETS) {
+            let Some(channel) = self.channels.get(&key) else { return };
+            let target = self.nicks.get(&fold(nick)).copied().filter(|&t| self.registered(t));
+            let Some(target) = target else {
+                self.numeric(id, "401", &[nick], "No such nick/channel", out);
+                continue;
             };
-            match p.get(1).map(|m| m.trim_start_matches('+')) {
-                None => {
-                    self.numeric_plain(id, "324", &[&channel.name, "+n"], out);
-                    let created = channel.created.to_string();
-                    self.numeric_plain(id, "329", &[&channel.name, &created], out);
-                }
-                Some("b") => self.numeric(id, "368", &[&channel.name], "End of channel ban list", out),
-                Some(_) => self.numeric(id, "482", &[&channel.name], "You're not channel operator", out),
+            if !channel.members.contains(&target) {
+                self.numeric(id, "441", &[nick, &channel.name], "They aren't on that channel", out);
+                continue;
             }
-            return;
-        }
-        let Some(&owner) = self.nicks.get(&fold(target)).filter(|&&o| self.registered(o)) else {
-            return self.numeric(id, "401", &[target], "No such nick/channel", out);
-        };
-        if owner != id {
-            return self.numeric(id, "502", &[], "Can't change mode for other users", out);
-        }
-        match p.get(1).copied() {
-            None => {}
-            Some(change @ ("+i" | "-i")) => {
-                let Some(client) = self.client_mut(id) else { return };
-                if client.invisible != (change == "+i") {
-                    client.invisible = change == "+i";
-                    let nick = client.target();
-                    out.send(id, &finish(Message::new("MODE").prefix(nick).param(nick).trailing(change).to_line()));
-                }
-                return;
+            let line = finish(
+                Message::new("KICK")
+                    .prefix(&kicker_prefix)
+                    .param(&channel.name)
+                    .param(self.target(target))
+                    .trailing(&reason)
+                    .to_line(),
+            );
+            for &member in &channel.members {
+                out.send(member, &line);
             }
-            Some(_) => return self.numeric(id, "501", &[], "Unknown MODE flag", out),
+            if let Some(client) = self.client_mut(target) {
+                client.channels.retain(|k| *k != key);
+            }
+            self.leave(&key, target);
         }
-        let modes = if self.client(id).is_some_and(|c| c.invisible) { "+i" } else { "+" };
-        self.numeric_plain(id, "221", &[modes], out);
     }
+
+    /// `INVITE nick #channel`: by a member (an operator if the channel is
+    /// `+i`); the invitation lets the nick past `+i`, `+b`, `+k` and `+l`
+    /// once.
+    pub(super) fn invite(&mut self, id: ClientId, p: &[&str], out: &mut Outbox) {
+        let [nick, name, ..] = p else {
+            return self.numeric(id, "461", &["INVITE"], "Not enough parameters", out);
+        };
+        let target = self.nicks.get(&fold(nick)).copied().filter(|&t| self.registered(t));
+        let Some(target) = target else {
+            return self.numeric(id, "401", &[nick], "No such nick/channel", out);
+        };
+        let key = fold(name);
+        let Some(channel) = self.channels.get(&key) else {
+            return self.numeric(id, "403", &[name], "No such channel", out);
+        };
+        if !channel.members.contains(&id) {
+            return self.numeric(id, "442", &[&channel.name], "You're not on that channel", out);
+        }
+        if channel.modes.invite_only && !channel.is_op(id) {
+            return self.numeric(id, "482", &[&channel.name], "You're not channel operator", out);
+        }
+        let target_nick = self.target(target).to_owned();
+        if channel.members.contains(&target) {
+            return self.numeric(id, "443", &[&target_nick, &channel.name], "is already on channel", out);
+        }
+        let channel_name = channel.name.clone();
+        self.numeric_plain(id, "341", &[&target_nick, &channel_name], out);
+        if let Some(away) = self.client(target).and_then(|c| c.away.as_deref()) {
+            self.numeric(id, "301", &[&target_nick], away, out);
+        }
+        let Some(inviter) = self.client(id) else { return };
+        let line =
+            finish(Message::new("INVITE").prefix(&inviter.prefix).param(&target_nick).param(&channel_name).to_line());
+        out.send(target, &line);
+        let Some(client) = self.client_mut(target) else { return };
+        if !client.invited.contains(&key) {
+            if client.invited.len() >= MAX_INVITES {
+                client.invited.remove(0);
+            }
+            client.invited.push(key);
+        }
+    }
+}
+
+/// Why `prefix` may not join `channel` (numeric and mode letter), if it
+/// may not. An invitation lets it past every check.
+fn refusal(channel: &Channel, prefix: &str, invited: bool, key: Option<&str>) -> Option<(&'static str, char)> {
+    if invited {
+        return None;
+    }
+    if channel.modes.invite_only {
+        return Some(("473", 'i'));
+    }
+    if channel.bans.iter().any(|ban| mask::matches(&ban.mask, prefix)) {
+        return Some(("474", 'b'));
+    }
+    if channel.modes.key.as_deref().is_some_and(|k| Some(k) != key) {
+        return Some(("475", 'k'));
+    }
+    if channel.modes.limit.is_some_and(|limit| channel.members.len() >= limit) {
+        return Some(("471", 'l'));
+    }
+    None
 }

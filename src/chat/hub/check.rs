@@ -1,5 +1,7 @@
 //! Test-only consistency checks of a [`Hub`]'s books, for the property
-//! test of the server core (`serve/core_props.rs`).
+//! tests of the server core (`serve/core_props.rs`) and of the commands
+//! (`hub/props.rs`): membership on both sides, prefixes only for members,
+//! every bounded list within its bound.
 
 use super::{ClientId, Hub};
 use crate::chat::names::fold;
@@ -9,6 +11,7 @@ impl Hub {
     /// every nick names its owner, every membership is recorded on both
     /// sides, no channel is empty.
     pub(crate) fn check(&self) {
+        assert!(self.whowas.len() <= self.config.whowas, "{} WHOWAS entries", self.whowas.len());
         for (key, id) in &self.nicks {
             let nick = self.clients.get(id).and_then(|c| c.nick.as_deref());
             assert_eq!(nick.map(fold).as_deref(), Some(key.as_str()), "nick {key} of {id:?}");
@@ -27,6 +30,8 @@ impl Hub {
             keys.dedup();
             assert_eq!(keys.len(), client.channels.len(), "{id:?} is twice in a channel");
             assert!(client.channels.len() <= self.config.max_channels);
+            assert!(client.invited.len() <= super::MAX_INVITES, "{id:?} holds {} invitations", client.invited.len());
+            assert!(client.away.as_ref().is_none_or(|a| a.len() <= super::AWAYLEN));
         }
         for (key, channel) in &self.channels {
             assert!(!channel.members.is_empty(), "{key} is empty and still there");
@@ -38,6 +43,11 @@ impl Hub {
                 let client = self.clients.get(id);
                 assert!(client.is_some_and(|c| c.channels.contains(key)), "{id:?} in {key} on one side only");
             }
+            for (id, status) in &channel.status {
+                assert!(channel.members.contains(id), "{id:?} has a prefix in {key} and is not a member");
+                assert!(status.op || status.voice, "an empty status kept for {id:?} in {key}");
+            }
+            assert!(channel.bans.len() <= self.config.max_bans, "{key} has {} bans", channel.bans.len());
         }
     }
 

@@ -1,10 +1,13 @@
-//! PRIVMSG and NOTICE: relaying text to channels and nicks.
+//! PRIVMSG and NOTICE: relaying text to channels (under `+n`, `+m` and
+//! bans) and nicks (301 if away).
 
+use super::mask;
+use super::state::{Channel, Status};
 use super::{ClientId, Hub, MAXTARGETS, Message, Outbox, finish};
 use crate::chat::names::fold;
 
 impl Hub {
-    pub(super) fn message(&self, id: ClientId, command: &str, p: &[&str], out: &mut Outbox) {
+    pub(super) fn message(&mut self, id: ClientId, command: &str, p: &[&str], out: &mut Outbox) {
         let notice = command == "NOTICE";
         // No automatic reply to a NOTICE, errors included (RFC 1459).
         let error = |code: &str, middle: &[&str], text: &str, out: &mut Outbox| {
@@ -30,7 +33,7 @@ impl Hub {
                     error("403", &[target], "No such channel", out);
                     continue;
                 };
-                if !sender.channels.contains(&key) {
+                if !may_speak(channel, id, sender.channels.contains(&key), &sender.prefix) {
                     error("404", &[&channel.name], "Cannot send to channel", out);
                     continue;
                 }
@@ -45,10 +48,33 @@ impl Hub {
                     error("401", &[target], "No such nick/channel", out);
                     continue;
                 };
-                let nick = self.target(recipient);
+                let Some(to) = self.client(recipient) else { continue };
+                let nick = to.target();
                 let line = finish(Message::new(command).prefix(&sender.prefix).param(nick).trailing(text).to_line());
                 out.send(recipient, &line);
+                if let Some(away) = &to.away {
+                    error("301", &[nick], away, out);
+                }
             }
         }
+        let now = self.now;
+        if let Some(client) = self.client_mut(id) {
+            client.last_spoke = now;
+        }
     }
+}
+
+/// Whether a client may send to `channel`: members unless the channel is
+/// moderated (`+m`: operators and voiced members only) or they are banned
+/// (`+b`, unless operator or voiced); non-members only if it is not `+n`
+/// and they are not banned.
+fn may_speak(channel: &Channel, id: ClientId, member: bool, prefix: &str) -> bool {
+    let status = if member { channel.status(id) } else { Status::default() };
+    if status.op || status.voice {
+        return true;
+    }
+    if channel.modes.moderated || (!member && channel.modes.no_external) {
+        return false;
+    }
+    !channel.bans.iter().any(|ban| mask::matches(&ban.mask, prefix))
 }

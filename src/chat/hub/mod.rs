@@ -21,27 +21,34 @@
 //! shell: it decides when, and calls [`Hub::close`] or
 //! [`Hub::disconnected`] with the reason.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
 use super::line::{LineEvent, MAX_LINE};
 use super::message::Message;
 use super::names::fold;
-use state::{Channel, Client};
+use state::{Channel, Client, Departed};
 
 mod channels;
+mod mask;
 mod messages;
+mod modes;
+mod oper;
 mod outbox;
 mod queries;
 mod registration;
 mod state;
+mod users;
 
 #[cfg(test)]
 mod check;
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;
 
+pub use oper::{OperConfig, parse_opers};
 pub use outbox::{ClientId, Delivery, Line, Outbox, Presence};
 
 /// Seconds since the Unix epoch, passed in by the shell.
@@ -57,6 +64,18 @@ pub const USERLEN: usize = 10;
 pub const REALNAMELEN: usize = 100;
 /// What the server answers in 002/004.
 pub const VERSION: &str = concat!("trident-", env!("CARGO_PKG_VERSION"));
+/// The longest AWAY message kept (`AWAYLEN`), in bytes.
+pub const AWAYLEN: usize = 200;
+/// The longest channel key kept (`KEYLEN`), in bytes.
+pub const KEYLEN: usize = 23;
+/// The most parameter modes (`+o`, `+b`, `+k`...) applied from one MODE
+/// (`MODES`); the rest are ignored.
+pub const MODES: usize = 4;
+/// The most pending invitations a client keeps; the oldest goes first.
+pub const MAX_INVITES: usize = 16;
+/// Seconds between two OPER attempts of one client: each costs an argon2
+/// verification.
+pub const OPER_RETRY: Timestamp = 3;
 
 /// The chat server's settings.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -71,6 +90,23 @@ pub struct HubConfig {
     pub motd: Option<String>,
     /// The most channels one client may be in (`CHANLIMIT`, 405 beyond).
     pub max_channels: usize,
+    /// The most bans per channel (`MAXLIST=b:N`, 478 beyond).
+    #[serde(default = "default_max_bans")]
+    pub max_bans: usize,
+    /// Departed nicks remembered for WHOWAS, newest first.
+    #[serde(default = "default_whowas")]
+    pub whowas: usize,
+    /// Server operators (OPER name password) with argon2id hashes.
+    #[serde(default)]
+    pub opers: Vec<OperConfig>,
+}
+
+fn default_max_bans() -> usize {
+    100
+}
+
+fn default_whowas() -> usize {
+    200
 }
 
 impl Default for HubConfig {
@@ -81,6 +117,9 @@ impl Default for HubConfig {
             password: None,
             motd: None,
             max_channels: 50,
+            max_bans: default_max_bans(),
+            whowas: default_whowas(),
+            opers: Vec::new(),
         }
     }
 }
@@ -95,17 +134,42 @@ pub struct Hub {
     nicks: HashMap<String, ClientId>,
     /// Folded name -> channel; ordered, so LIST is.
     channels: BTreeMap<String, Channel>,
+    /// The time of the latest call that gave one (signon, WHOWAS).
+    now: Timestamp,
+    /// Departed nicks, newest first, at most `config.whowas`.
+    whowas: VecDeque<Departed>,
+    /// The most registered clients at once (LUSERS 265/266).
+    max_users: usize,
+    /// OPER verifications in the current second `.0` (at most
+    /// [`OPER_PER_SECOND`] hub-wide, so a crowd cannot keep the hub busy
+    /// hashing).
+    oper_budget: (Timestamp, u32),
 }
+
+/// The most OPER password checks per second, all clients together.
+const OPER_PER_SECOND: u32 = 4;
 
 /// Commands that need registration (451 before it), beside those in
 /// [`Hub::handle`]'s first arms.
-const REGISTERED_COMMANDS: &[&str] =
-    &["JOIN", "PART", "PRIVMSG", "NOTICE", "NAMES", "TOPIC", "WHO", "LIST", "MOTD", "MODE"];
+const REGISTERED_COMMANDS: &[&str] = &[
+    "JOIN", "PART", "PRIVMSG", "NOTICE", "NAMES", "TOPIC", "WHO", "LIST", "MOTD", "MODE", "WHOIS", "WHOWAS",
+    "USERHOST", "ISON", "AWAY", "LUSERS", "VERSION", "TIME", "ADMIN", "INFO", "KICK", "INVITE", "OPER", "KILL",
+];
 
 impl Hub {
     /// An empty hub; `now` is shown as its creation time (003).
     pub fn new(config: HubConfig, now: Timestamp) -> Self {
-        Hub { config, created: now, clients: HashMap::new(), nicks: HashMap::new(), channels: BTreeMap::new() }
+        Hub {
+            config,
+            created: now,
+            clients: HashMap::new(),
+            nicks: HashMap::new(),
+            channels: BTreeMap::new(),
+            now,
+            whowas: VecDeque::new(),
+            max_users: 0,
+            oper_budget: (now, 0),
+        }
     }
 
     /// The settings.
@@ -132,6 +196,13 @@ impl Hub {
                 invisible: false,
                 prefix: String::new(),
                 channels: Vec::new(),
+                signon: self.now,
+                last_spoke: self.now,
+                away: None,
+                oper: false,
+                oper_not_before: 0,
+                multi_prefix: false,
+                invited: Vec::new(),
             },
         );
         true
@@ -160,6 +231,15 @@ impl Hub {
     /// Channels (a channel exists while it has members).
     pub fn channel_count(&self) -> usize {
         self.channels.len()
+    }
+
+    /// Whether NAMES and WHO show `id` every prefix of a member (`@+nick`)
+    /// rather than the highest: the `multi-prefix` capability, for the
+    /// code that negotiates it.
+    pub fn set_multi_prefix(&mut self, id: ClientId, on: bool) {
+        if let Some(client) = self.client_mut(id) {
+            client.multi_prefix = on;
+        }
     }
 
     /// The server's keep-alive probe, `PING :server` (the shell sends it
@@ -197,6 +277,7 @@ impl Hub {
 
     /// One message from `id`; ignored if `id` is not connected.
     pub fn handle(&mut self, id: ClientId, message: &Message<'_>, now: Timestamp, out: &mut Outbox) {
+        self.now = self.now.max(now);
         let Some(client) = self.clients.get(&id) else { return };
         let registered = client.registered;
         let command = message.command.to_ascii_uppercase();
@@ -240,7 +321,21 @@ impl Hub {
             "WHO" => self.who(id, p, out),
             "LIST" => self.list(id, p, out),
             "MOTD" => self.motd(id, out),
-            "MODE" => self.mode(id, p, out),
+            "MODE" => self.mode(id, p, now, out),
+            "WHOIS" => self.whois(id, p, out),
+            "WHOWAS" => self.whowas(id, p, out),
+            "USERHOST" => self.userhost(id, p, out),
+            "ISON" => self.ison(id, p, out),
+            "AWAY" => self.away(id, p, out),
+            "LUSERS" => self.lusers(id, out),
+            "VERSION" => self.version(id, out),
+            "TIME" => self.time(id, now, out),
+            "ADMIN" => self.admin(id, out),
+            "INFO" => self.info(id, out),
+            "KICK" => self.kick(id, p, out),
+            "INVITE" => self.invite(id, p, out),
+            "OPER" => self.oper(id, p, now, out),
+            "KILL" => self.kill(id, p, out),
             _ => self.numeric(id, "421", &[message.command], "Unknown command", out),
         }
     }
@@ -282,6 +377,7 @@ impl Hub {
             for peer in peers {
                 out.send(peer, &line);
             }
+            self.remember(Departed::of(&client, self.now));
         }
         for key in &client.channels {
             self.leave(key, id);
@@ -289,11 +385,23 @@ impl Hub {
         Some(client)
     }
 
+    /// Records a registered client's nick for WHOWAS (it quit or changed
+    /// nick), forgetting the oldest beyond the configured count.
+    fn remember(&mut self, departed: Option<Departed>) {
+        let Some(departed) = departed else { return };
+        if self.config.whowas == 0 {
+            return;
+        }
+        self.whowas.truncate(self.config.whowas - 1);
+        self.whowas.push_front(departed);
+    }
+
     /// Removes `id` from the channel `key` (not from the client's list);
     /// an empty channel is deleted.
     fn leave(&mut self, key: &str, id: ClientId) {
         if let Some(channel) = self.channels.get_mut(key) {
             channel.members.retain(|&m| m != id);
+            channel.status.remove(&id);
             if channel.members.is_empty() {
                 self.channels.remove(key);
             }

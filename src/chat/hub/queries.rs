@@ -1,4 +1,6 @@
-//! Read-only queries about channels and users: NAMES, WHO and LIST.
+//! Read-only queries about channels: NAMES, WHO and LIST. A non-member
+//! sees nothing of a secret (`+s`) channel and only the members who are
+//! not invisible (`+i`) of another.
 
 use super::state::Channel;
 use super::{ClientId, Hub, Message, Outbox, finish};
@@ -8,20 +10,24 @@ use crate::chat::names::fold;
 impl Hub {
     /// 353 lines (as many as needed to stay within 512 bytes) and 366.
     pub(super) fn names(&self, id: ClientId, name: &str, out: &mut Outbox) {
-        if let Some(channel) = self.channels.get(&fold(name)) {
+        if let Some(channel) = self.channels.get(&fold(name)).filter(|c| self.sees_channel(id, c)) {
             let server = &self.config.server_name;
             let Some(client) = self.client(id) else { return };
             let target = client.target();
-            let head = format!(":{server} 353 {target} = {} :", channel.name);
+            let kind = if channel.modes.secret { '@' } else { '=' };
+            let head = format!(":{server} 353 {target} {kind} {} :", channel.name);
             let mut line = head.clone();
-            for &member in &channel.members {
+            let inside = channel.members.contains(&id);
+            for &member in channel.members.iter().filter(|&&m| inside || self.visible(m)) {
+                let prefixes = channel.status(member).prefixes(client.multi_prefix);
                 let nick = self.target(member);
-                if line.len() > head.len() && line.len() + 1 + nick.len() > MAX_LINE - 2 {
+                if line.len() > head.len() && line.len() + 1 + prefixes.len() + nick.len() > MAX_LINE - 2 {
                     out.send(id, &finish(std::mem::replace(&mut line, head.clone())));
                 }
                 if line.len() > head.len() {
                     line.push(' ');
                 }
+                line.push_str(prefixes);
                 line.push_str(nick);
             }
             out.send(id, &finish(line));
@@ -34,22 +40,30 @@ impl Hub {
     pub(super) fn who(&self, id: ClientId, p: &[&str], out: &mut Outbox) {
         let mask = p.first().copied().unwrap_or("*");
         let server = &self.config.server_name;
-        let reply = |channel: &str, member: ClientId, out: &mut Outbox| {
+        let multi_prefix = self.client(id).is_some_and(|c| c.multi_prefix);
+        let reply = |channel: Option<&Channel>, member: ClientId, out: &mut Outbox| {
             let Some(c) = self.client(member) else { return };
             let (user, realname) = c.user.as_ref().map_or(("", ""), |(u, r)| (u.as_str(), r.as_str()));
-            let message = Message::new("352").prefix(server).param(self.target(id)).param(channel);
-            let message = message.param(user).param(&c.host).param(server).param(c.target()).param("H");
+            let mut flags = String::from(if c.away.is_some() { "G" } else { "H" });
+            if c.oper {
+                flags.push('*');
+            }
+            flags.push_str(channel.map_or("", |ch| ch.status(member).prefixes(multi_prefix)));
+            let message =
+                Message::new("352").prefix(server).param(self.target(id)).param(channel.map_or("*", |ch| &ch.name));
+            let message = message.param(user).param(&c.host).param(server).param(c.target()).param(&flags);
             out.send(id, &finish(message.trailing(&format!("0 {realname}")).to_line()));
         };
         if mask.starts_with('#') {
-            if let Some(channel) = self.channels.get(&fold(mask)) {
-                for &member in &channel.members {
-                    reply(&channel.name, member, out);
+            if let Some(channel) = self.channels.get(&fold(mask)).filter(|c| self.sees_channel(id, c)) {
+                let inside = channel.members.contains(&id);
+                for &member in channel.members.iter().filter(|&&m| inside || self.visible(m)) {
+                    reply(Some(channel), member, out);
                 }
             }
         } else if let Some(&member) = self.nicks.get(&fold(mask)) {
             if self.registered(member) {
-                reply("*", member, out);
+                reply(None, member, out);
             }
         }
         self.numeric(id, "315", &[mask], "End of WHO list", out);
@@ -65,13 +79,25 @@ impl Hub {
         match p.first() {
             Some(list) => {
                 for name in list.split(',').filter(|n| !n.is_empty()) {
-                    if let Some(channel) = self.channels.get(&fold(name)) {
+                    if let Some(channel) = self.channels.get(&fold(name)).filter(|c| self.sees_channel(id, c)) {
                         reply(channel, out);
                     }
                 }
             }
-            None => self.channels.values().for_each(|channel| reply(channel, out)),
+            None => self.channels.values().filter(|c| self.sees_channel(id, c)).for_each(|c| reply(c, out)),
         }
         self.numeric(id, "323", &[], "End of /LIST", out);
+    }
+
+    /// Whether `id` may see `channel` at all: it is not secret, or `id` is
+    /// a member.
+    pub(super) fn sees_channel(&self, id: ClientId, channel: &Channel) -> bool {
+        !channel.modes.secret || channel.members.contains(&id)
+    }
+
+    /// Whether `member` shows in NAMES and WHO of a channel to those
+    /// outside it: it is not invisible (`+i`).
+    fn visible(&self, member: ClientId) -> bool {
+        !self.client(member).is_some_and(|c| c.invisible)
     }
 }

@@ -5,8 +5,8 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use super::{
-    ClientId, Hub, MAXTARGETS, Message, Outbox, Presence, REALNAMELEN, TOPICLEN, USERLEN, VERSION, finish, prefix_of,
-    truncate,
+    AWAYLEN, ClientId, Hub, MAXTARGETS, MODES, Message, Outbox, Presence, REALNAMELEN, TOPICLEN, USERLEN, VERSION,
+    finish, prefix_of, state, truncate,
 };
 use crate::chat::names::{CHANNELLEN, NICKLEN, fold, valid_nick};
 
@@ -34,10 +34,16 @@ impl Hub {
         if self.nicks.get(&key).is_some_and(|&owner| owner != id) {
             return self.numeric(id, "433", &[new], "Nickname is already in use", out);
         }
+        let now = self.now;
         let Some(client) = self.client_mut(id) else { return };
         if client.nick.as_deref() == Some(new) {
             return;
         }
+        if client.registered {
+            let departed = state::Departed::of(client, now);
+            self.remember(departed);
+        }
+        let Some(client) = self.client_mut(id) else { return };
         let old = client.nick.replace(new.to_owned());
         if let Some(old) = old {
             self.nicks.remove(&fold(&old));
@@ -129,33 +135,44 @@ impl Hub {
                 return self.close(id, "Bad Password", out);
             }
         }
+        let now = self.now;
         let Some(client) = self.client_mut(id) else { return };
         client.registered = true;
         client.prefix = prefix_of(client);
+        client.signon = now;
+        client.last_spoke = now;
         let prefix = client.prefix.clone();
+        let users = self.clients.values().filter(|c| c.registered).count();
+        self.max_users = self.max_users.max(users);
         out.presence.push(Presence::Registered { id, prefix: prefix.clone() });
         let (server, network) = (&self.config.server_name, &self.config.network);
         let created = httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(self.created));
         self.numeric(id, "001", &[], &format!("Welcome to the {network} IRC Network {prefix}"), out);
         self.numeric(id, "002", &[], &format!("Your host is {server}, running version {VERSION}"), out);
         self.numeric(id, "003", &[], &format!("This server was created {created}"), out);
-        self.numeric_plain(id, "004", &[server, VERSION, "i", "n"], out);
+        self.numeric_plain(id, "004", &[server, VERSION, "io", "biklmnostv", "bklov"], out);
         let chanlimit = format!("CHANLIMIT=#:{}", self.config.max_channels);
         let channellen = format!("CHANNELLEN={CHANNELLEN}");
         let maxtargets = format!("MAXTARGETS={MAXTARGETS}");
         let net = format!("NETWORK={network}");
         let nicklen = format!("NICKLEN={NICKLEN}");
         let topiclen = format!("TOPICLEN={TOPICLEN}");
+        let awaylen = format!("AWAYLEN={AWAYLEN}");
+        let maxlist = format!("MAXLIST=b:{}", self.config.max_bans);
+        let modes = format!("MODES={MODES}");
         let tokens = [
+            &awaylen,
             "CASEMAPPING=rfc1459",
             &chanlimit,
-            "CHANMODES=,,,n",
+            "CHANMODES=b,k,l,imnst",
             &channellen,
             "CHANTYPES=#",
+            &maxlist,
             &maxtargets,
+            &modes,
             &net,
             &nicklen,
-            "PREFIX=()",
+            "PREFIX=(ov)@+",
             &topiclen,
         ];
         self.numeric(id, "005", &tokens, "are supported by this server", out);

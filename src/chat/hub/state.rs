@@ -1,4 +1,7 @@
-//! The hub's records of one client and one channel.
+//! The hub's records of one client and one channel, and the bounded
+//! history of departed nicks (WHOWAS).
+
+use std::collections::HashMap;
 
 use super::{ClientId, Timestamp};
 
@@ -19,6 +22,23 @@ pub(super) struct Client {
     pub(super) prefix: String,
     /// Folded names of the channels it is in, in join order.
     pub(super) channels: Vec<String>,
+    /// When it registered (WHOIS 317).
+    pub(super) signon: Timestamp,
+    /// When it last sent PRIVMSG or NOTICE (WHOIS idle time).
+    pub(super) last_spoke: Timestamp,
+    /// Its AWAY message, if away.
+    pub(super) away: Option<String>,
+    /// Whether it is a server operator (OPER; user mode `o`).
+    pub(super) oper: bool,
+    /// No OPER attempt is checked before this time (one per
+    /// [`OPER_RETRY`](super::OPER_RETRY) seconds).
+    pub(super) oper_not_before: Timestamp,
+    /// NAMES and WHO show every prefix of a member, not just the highest
+    /// (the `multi-prefix` capability).
+    pub(super) multi_prefix: bool,
+    /// Folded names of the channels it was invited to, oldest first,
+    /// at most [`MAX_INVITES`](super::MAX_INVITES).
+    pub(super) invited: Vec<String>,
 }
 
 impl Client {
@@ -37,6 +57,158 @@ pub(super) struct Channel {
     pub(super) topic: Option<Topic>,
     /// In join order.
     pub(super) members: Vec<ClientId>,
+    /// Members with a prefix (operator, voice); absent: none. Every key
+    /// is a member.
+    pub(super) status: HashMap<ClientId, Status>,
+    pub(super) modes: ChannelModes,
+    /// Ban masks (`nick!user@host`, folded, `*` and `?` wildcards), oldest
+    /// first, at most [`HubConfig::max_bans`](super::HubConfig::max_bans).
+    pub(super) bans: Vec<Ban>,
+}
+
+impl Channel {
+    /// A new empty channel with the default modes (`+nt`).
+    pub(super) fn new(name: &str, now: Timestamp) -> Channel {
+        Channel {
+            name: name.to_owned(),
+            created: now,
+            topic: None,
+            members: Vec::new(),
+            status: HashMap::new(),
+            modes: ChannelModes { no_external: true, topic_ops: true, ..ChannelModes::default() },
+            bans: Vec::new(),
+        }
+    }
+
+    /// `id`'s prefixes in this channel.
+    pub(super) fn status(&self, id: ClientId) -> Status {
+        self.status.get(&id).copied().unwrap_or_default()
+    }
+
+    /// Whether `id` is a channel operator here.
+    pub(super) fn is_op(&self, id: ClientId) -> bool {
+        self.status(id).op
+    }
+
+    /// Sets or clears one of `id`'s prefixes; true if it changed.
+    pub(super) fn set_status(&mut self, id: ClientId, voice: bool, on: bool) -> bool {
+        let mut status = self.status(id);
+        let flag = if voice { &mut status.voice } else { &mut status.op };
+        if *flag == on {
+            return false;
+        }
+        *flag = on;
+        if status == Status::default() {
+            self.status.remove(&id);
+        } else {
+            self.status.insert(id, status);
+        }
+        true
+    }
+}
+
+/// A member's prefixes in one channel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Status {
+    /// `+o`, shown as `@`.
+    pub(super) op: bool,
+    /// `+v`, shown as `+`.
+    pub(super) voice: bool,
+}
+
+impl Status {
+    /// The prefixes shown before the nick in NAMES and WHO: the highest
+    /// only, or every one (`multi-prefix`).
+    pub(super) fn prefixes(self, all: bool) -> &'static str {
+        match (self.op, self.voice, all) {
+            (true, true, true) => "@+",
+            (true, _, _) => "@",
+            (false, true, _) => "+",
+            (false, false, _) => "",
+        }
+    }
+}
+
+/// A channel's flag and parameter modes (the lists and prefixes are kept
+/// apart).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(super) struct ChannelModes {
+    /// `+i`: joining needs an INVITE.
+    pub(super) invite_only: bool,
+    /// `+m`: only operators and voiced members may speak.
+    pub(super) moderated: bool,
+    /// `+n`: only members may send to it.
+    pub(super) no_external: bool,
+    /// `+t`: only operators may set the topic.
+    pub(super) topic_ops: bool,
+    /// `+s`: hidden from LIST, WHOIS, NAMES and WHO of non-members.
+    pub(super) secret: bool,
+    /// `+k`: the key JOIN must give.
+    pub(super) key: Option<String>,
+    /// `+l`: the most members.
+    pub(super) limit: Option<usize>,
+}
+
+impl ChannelModes {
+    /// `+klimnst`-style flags and, for members, the key and limit as
+    /// parameters (324).
+    pub(super) fn describe(&self, show_key: bool) -> (String, Vec<String>) {
+        let mut flags = String::from("+");
+        let mut params = Vec::new();
+        for (on, c) in [(self.invite_only, 'i'), (self.moderated, 'm'), (self.no_external, 'n')] {
+            if on {
+                flags.push(c);
+            }
+        }
+        for (on, c) in [(self.secret, 's'), (self.topic_ops, 't')] {
+            if on {
+                flags.push(c);
+            }
+        }
+        if let Some(key) = &self.key {
+            flags.push('k');
+            params.push(if show_key { key.clone() } else { "*".to_owned() });
+        }
+        if let Some(limit) = self.limit {
+            flags.push('l');
+            params.push(limit.to_string());
+        }
+        (flags, params)
+    }
+}
+
+/// One entry of a channel's ban list.
+#[derive(Clone, Debug)]
+pub(super) struct Ban {
+    /// The mask as set, normalised to `nick!user@host`.
+    pub(super) mask: String,
+    /// Who set it (`nick!user@host`).
+    pub(super) setter: String,
+    pub(super) time: Timestamp,
+}
+
+/// A nick that left (quit, was killed or changed nick), for WHOWAS.
+#[derive(Clone, Debug)]
+pub(super) struct Departed {
+    pub(super) nick: String,
+    pub(super) user: String,
+    pub(super) host: String,
+    pub(super) realname: String,
+    pub(super) time: Timestamp,
+}
+
+impl Departed {
+    /// What WHOWAS keeps of `client` (none without a nick and USER).
+    pub(super) fn of(client: &Client, now: Timestamp) -> Option<Departed> {
+        let (nick, (user, realname)) = (client.nick.as_ref()?, client.user.as_ref()?);
+        Some(Departed {
+            nick: nick.clone(),
+            user: user.clone(),
+            host: client.host.clone(),
+            realname: realname.clone(),
+            time: now,
+        })
+    }
 }
 
 /// A channel's topic and who set it when.

@@ -25,6 +25,7 @@ fn config() -> HubConfig {
         password: None,
         motd: Some("Be nice.\nHave fun.".into()),
         max_channels: 3,
+        ..HubConfig::default()
     }
 }
 
@@ -113,10 +114,11 @@ fn welcome(id: u64, nick: &str, prefix: &str) -> Got {
         format!(":irc.test 001 {nick} :Welcome to the TestNet IRC Network {prefix}"),
         format!(":irc.test 002 {nick} :Your host is irc.test, running version {VERSION}"),
         format!(":irc.test 003 {nick} :This server was created Tue, 14 Nov 2023 22:13:20 GMT"),
-        format!(":irc.test 004 {nick} irc.test {VERSION} i n"),
+        format!(":irc.test 004 {nick} irc.test {VERSION} io biklmnostv bklov"),
         format!(
-            ":irc.test 005 {nick} CASEMAPPING=rfc1459 CHANLIMIT=#:3 CHANMODES=,,,n CHANNELLEN=50 CHANTYPES=# \
-             MAXTARGETS=4 NETWORK=TestNet NICKLEN=30 PREFIX=() TOPICLEN=390 :are supported by this server"
+            ":irc.test 005 {nick} AWAYLEN=200 CASEMAPPING=rfc1459 CHANLIMIT=#:3 CHANMODES=b,k,l,imnst CHANNELLEN=50 \
+             CHANTYPES=# MAXLIST=b:100 MAXTARGETS=4 MODES=4 NETWORK=TestNet NICKLEN=30 PREFIX=(ov)@+ TOPICLEN=390 \
+             :are supported by this server"
         ),
         format!(":irc.test 375 {nick} :- irc.test Message of the Day -"),
         format!(":irc.test 372 {nick} :- Be nice."),
@@ -231,7 +233,7 @@ fn two_clients_join_and_talk() {
             "JOIN #chat",
             &[
                 (1, ":alice!alice@127.0.0.1 JOIN #chat"),
-                (1, ":irc.test 353 alice = #chat :alice"),
+                (1, ":irc.test 353 alice = #chat :@alice"),
                 (1, ":irc.test 366 alice #chat :End of /NAMES list"),
             ],
         ),
@@ -242,7 +244,7 @@ fn two_clients_join_and_talk() {
             &[
                 (1, ":bob!bob@10.0.0.2 JOIN #chat"),
                 (2, ":bob!bob@10.0.0.2 JOIN #chat"),
-                (2, ":irc.test 353 bob = #chat :alice bob"),
+                (2, ":irc.test 353 bob = #chat :@alice bob"),
                 (2, ":irc.test 366 bob #chat :End of /NAMES list"),
             ],
         ),
@@ -281,11 +283,11 @@ fn join_lists_limits_and_join_0() {
             "JOIN #a,bad,,#b,#",
             &[
                 (1, ":alice!alice@127.0.0.1 JOIN #a"),
-                (1, ":irc.test 353 alice = #a :alice"),
+                (1, ":irc.test 353 alice = #a :@alice"),
                 (1, ":irc.test 366 alice #a :End of /NAMES list"),
                 (1, ":irc.test 403 alice bad :No such channel"),
                 (1, ":alice!alice@127.0.0.1 JOIN #b"),
-                (1, ":irc.test 353 alice = #b :alice"),
+                (1, ":irc.test 353 alice = #b :@alice"),
                 (1, ":irc.test 366 alice #b :End of /NAMES list"),
                 (1, ":irc.test 403 alice # :No such channel"),
             ],
@@ -295,7 +297,7 @@ fn join_lists_limits_and_join_0() {
             "JOIN #c,#d",
             &[
                 (1, ":alice!alice@127.0.0.1 JOIN #c"),
-                (1, ":irc.test 353 alice = #c :alice"),
+                (1, ":irc.test 353 alice = #c :@alice"),
                 (1, ":irc.test 366 alice #c :End of /NAMES list"),
                 (1, ":irc.test 405 alice #d :You have joined too many channels"),
             ],
@@ -306,7 +308,7 @@ fn join_lists_limits_and_join_0() {
             &[
                 (1, ":bob!bob@10.0.0.2 JOIN #b"),
                 (2, ":bob!bob@10.0.0.2 JOIN #b"),
-                (2, ":irc.test 353 bob = #b :alice bob"),
+                (2, ":irc.test 353 bob = #b :@alice bob"),
                 (2, ":irc.test 366 bob #b :End of /NAMES list"),
             ],
         ),
@@ -371,7 +373,7 @@ fn unknown_command() {
     let mut h = two();
     h.script(&[
         (1, "FOO bar baz", &[(1, ":irc.test 421 alice FOO :Unknown command")]),
-        (1, "whois bob", &[(1, ":irc.test 421 alice whois :Unknown command")]),
+        (1, "frob bob", &[(1, ":irc.test 421 alice frob :Unknown command")]),
         (1, "@tag=1 :alice FOO", &[(1, ":irc.test 421 alice FOO :Unknown command")]),
         (1, ":alice", &[]),
     ]);
@@ -432,7 +434,7 @@ fn nick_collision_and_changes() {
         (
             2,
             "NAMES #b",
-            &[(2, ":irc.test 353 bob = #b :alicia bob alice"), (2, ":irc.test 366 bob #b :End of /NAMES list")],
+            &[(2, ":irc.test 353 bob = #b :@alicia bob alice"), (2, ":irc.test 366 bob #b :End of /NAMES list")],
         ),
     ]);
     // A nick changed before registration frees the old one.
@@ -561,7 +563,7 @@ fn topic_names_who_list_motd() {
             1,
             "NAMES #chat,#none",
             &[
-                (1, ":irc.test 353 alice = #chat :alice bob"),
+                (1, ":irc.test 353 alice = #chat :@alice bob"),
                 (1, ":irc.test 366 alice #chat :End of /NAMES list"),
                 (1, ":irc.test 366 alice #none :End of /NAMES list"),
             ],
@@ -571,7 +573,7 @@ fn topic_names_who_list_motd() {
             1,
             "WHO #chat",
             &[
-                (1, ":irc.test 352 alice #chat alice 127.0.0.1 irc.test alice H :0 alice Example"),
+                (1, ":irc.test 352 alice #chat alice 127.0.0.1 irc.test alice H@ :0 alice Example"),
                 (1, ":irc.test 352 alice #chat bob 10.0.0.2 irc.test bob H :0 bob Example"),
                 (1, ":irc.test 315 alice #chat :End of WHO list"),
             ],
@@ -616,7 +618,12 @@ fn topic_names_who_list_motd() {
             ],
         ),
         // An empty topic clears it.
-        (2, "TOPIC #chat :", &[(1, ":bob!bob@10.0.0.2 TOPIC #chat :"), (2, ":bob!bob@10.0.0.2 TOPIC #chat :")]),
+        (2, "TOPIC #chat :", &[(2, ":irc.test 482 bob #chat :You're not channel operator")]),
+        (
+            1,
+            "TOPIC #chat :",
+            &[(1, ":alice!alice@127.0.0.1 TOPIC #chat :"), (2, ":alice!alice@127.0.0.1 TOPIC #chat :")],
+        ),
         (2, "TOPIC #chat", &[(2, ":irc.test 331 bob #chat :No topic is set")]),
     ]);
     // A joiner sees the topic before the names.
@@ -631,7 +638,7 @@ fn topic_names_who_list_motd() {
             (3, ":carol!carol@0::1 JOIN #chat"),
             (3, ":irc.test 332 carol #chat :again"),
             (3, ":irc.test 333 carol #chat alice!alice@127.0.0.1 1700000100"),
-            (3, ":irc.test 353 carol = #chat :alice bob carol"),
+            (3, ":irc.test 353 carol = #chat :@alice bob carol"),
             (3, ":irc.test 366 carol #chat :End of /NAMES list"),
         ],
     )]);
@@ -652,9 +659,9 @@ fn mode_queries() {
     let mut h = two();
     h.send(1, "JOIN #chat");
     h.script(&[
-        (1, "MODE #chat", &[(1, ":irc.test 324 alice #chat +n"), (1, ":irc.test 329 alice #chat 1700000100")]),
+        (1, "MODE #chat", &[(1, ":irc.test 324 alice #chat +nt"), (1, ":irc.test 329 alice #chat 1700000100")]),
         (1, "MODE #chat b", &[(1, ":irc.test 368 alice #chat :End of channel ban list")]),
-        (1, "MODE #chat +o bob", &[(1, ":irc.test 482 alice #chat :You're not channel operator")]),
+        (2, "MODE #chat +o bob", &[(2, ":irc.test 482 bob #chat :You're not channel operator")]),
         (1, "MODE #none", &[(1, ":irc.test 403 alice #none :No such channel")]),
         (1, "MODE alice", &[(1, ":irc.test 221 alice +")]),
         (1, "MODE alice +i", &[(1, ":alice MODE alice :+i")]),
@@ -684,6 +691,7 @@ fn names_are_split_to_fit_512_bytes() {
         let names = line.strip_prefix(&format!(":irc.test 353 {} = #big :", nicks[0])).expect("a 353 line");
         listed.extend(names.split(' ').map(str::to_owned));
     }
+    nicks[0].insert(0, '@');
     assert_eq!(listed, nicks);
     assert!(got.len() > 3, "{} lines", got.len());
     // A message to the channel reaches the 39 others, in join order.
@@ -708,3 +716,5 @@ fn a_broadcast_shares_one_line() {
     assert!(!h.hub.connect(ClientId(1), "127.0.0.1"));
     assert_eq!(h.hub.nick(ClientId(3)), Some("carol"));
 }
+
+pub(super) mod commands;
