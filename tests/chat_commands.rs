@@ -3,7 +3,8 @@
 //! modes, KICK, INVITE, bans and keys, WHOIS, WHOWAS, AWAY, USERHOST,
 //! ISON, LUSERS, OPER (from an `--opers` file) and KILL.
 
-use argon2::{Algorithm, Argon2, Params, PasswordHasher, Version};
+use std::io::Write;
+use std::process::{Command, Stdio};
 
 use crate::chat_harness::{ChatServer, Irc, pair};
 use crate::engine_tests;
@@ -22,12 +23,21 @@ fn heard(c: &mut Irc) -> Vec<String> {
     c.sync("heard")
 }
 
-/// An `--opers` file with `root` / `hunter2` (a cheap argon2id hash).
+/// An `--opers` file with `root` / `hunter2`, hashed by Debian's argon2
+/// tool as `chat serve --help` says (cheap parameters: -t 1 -m 10).
 fn opers_file(dir: &tempfile::TempDir) -> String {
-    let params = Params::new(8, 1, 1, None).expect("params");
-    let hash = Argon2::new(Algorithm::Argon2id, Version::V0x13, params).hash_password(b"hunter2").expect("hash");
+    let mut argon2 = Command::new("argon2")
+        .args(["somesaltsalt", "-id", "-t", "1", "-m", "10", "-e"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("Debian's argon2 tool (scripts/test installs it)");
+    argon2.stdin.take().expect("stdin").write_all(b"hunter2").expect("write the password");
+    let out = argon2.wait_with_output().expect("argon2");
+    assert!(out.status.success(), "argon2: {out:?}");
+    let hash = String::from_utf8(out.stdout).expect("UTF-8");
     let path = dir.path().join("opers");
-    std::fs::write(&path, format!("# name hash\nroot {hash}\n")).expect("write the opers file");
+    std::fs::write(&path, format!("# name hash\nroot {}\n", hash.trim())).expect("write the opers file");
     path.to_string_lossy().into_owned()
 }
 

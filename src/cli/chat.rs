@@ -108,9 +108,10 @@ pub struct ChatServeArgs {
     /// also logs every connect, registration and departure.
     #[arg(long, default_value = "10s", value_parser = parse_duration_or_zero, value_name = "DUR")]
     pub stats_every: Duration,
-    /// Server operators for OPER (KILL): a file of `NAME HASH` lines (`#`
-    /// comments), each HASH an argon2id PHC string, e.g. from
-    /// `printf %s PASSWORD | argon2 SALT16CHARSLONG -id -e`.
+    /// Server operators for OPER (then KILL): a file of `NAME HASH` lines
+    /// (`#` comments), each HASH an argon2id PHC string such as Debian's
+    /// argon2 tool prints: `printf %s PASSWORD | argon2 SOMESALT -id -e`
+    /// (a salt of 8 or more random characters).
     #[arg(long, value_name = "FILE")]
     pub opers: Option<PathBuf>,
 }

@@ -245,7 +245,7 @@ fn refusal(channel: &Channel, prefix: &str, invited: bool, key: Option<&str>) ->
     if channel.modes.invite_only {
         return Some(("473", 'i'));
     }
-    if channel.bans.iter().any(|ban| mask::matches(&ban.mask, prefix)) {
+    if mask::any_matches(channel.bans.iter().map(|b| b.mask.as_str()), prefix) {
         return Some(("474", 'b'));
     }
     if channel.modes.key.as_deref().is_some_and(|k| Some(k) != key) {

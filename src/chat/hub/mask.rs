@@ -36,10 +36,15 @@ pub fn normalise(mask: &str) -> Option<String> {
     (full.len() <= MASKLEN).then(|| fold(&full))
 }
 
-/// Whether the folded `mask` matches `name` (folded here).
-pub fn matches(mask: &str, name: &str) -> bool {
+/// Whether any of the folded `masks` matches `name` (folded once, if
+/// there is a mask at all).
+pub fn any_matches<'a>(masks: impl IntoIterator<Item = &'a str>, name: &str) -> bool {
+    let mut masks = masks.into_iter().peekable();
+    if masks.peek().is_none() {
+        return false;
+    }
     let name = fold(name);
-    glob(mask.as_bytes(), name.as_bytes())
+    masks.any(|mask| glob(mask.as_bytes(), name.as_bytes()))
 }
 
 /// `*` and `?` wildcard matching over bytes (`?` matches one byte).
@@ -75,6 +80,10 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    fn matches(mask: &str, name: &str) -> bool {
+        any_matches([mask], name)
+    }
 
     #[test]
     fn masks_are_completed_and_folded() {

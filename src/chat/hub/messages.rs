@@ -76,5 +76,5 @@ fn may_speak(channel: &Channel, id: ClientId, member: bool, prefix: &str) -> boo
     if channel.modes.moderated || (!member && channel.modes.no_external) {
         return false;
     }
-    !channel.bans.iter().any(|ban| mask::matches(&ban.mask, prefix))
+    !mask::any_matches(channel.bans.iter().map(|b| b.mask.as_str()), prefix)
 }
