@@ -491,10 +491,10 @@ client_tests! {
     }
 }
 
-/// `/list /whois /away /back /invite /op /deop /mode /kick` send what they
-/// should and show the replies as sentences. ngircd answers all of them;
-/// on trident's engines this runs as the hub learns them.
-fn requests_show_replies(kind: Kind) {
+client_tests! {
+// `/list /whois /away /back /invite /op /deop /mode /kick` send what they
+// should and show the replies as sentences.
+fn requests_show_replies(kind) {
     let server = Server::start(kind);
     let mut alice = Interactive::start(server.addr, &["--nick", "alice", "--join", "#room"]);
     alice.expect("-!- You have joined #room");
@@ -561,10 +561,6 @@ fn requests_show_replies(kind: Kind) {
     alice.type_line("/quit");
     assert!(alice.wait().success(), "{}", alice.transcript());
 }
-
-#[test]
-fn requests_show_replies_ngircd() {
-    requests_show_replies(Kind::Ngircd);
 }
 
 #[test]

@@ -184,9 +184,9 @@ irssi_tests! {
     }
 }
 
-/// WHOIS, AWAY, op/deop, KICK as irssi shows them. ngircd answers all of
-/// them; trident's engines run it as the hub learns them.
-fn irssi_operator_commands(kind: Kind) {
+irssi_tests! {
+// WHOIS, AWAY, op/deop, KICK as irssi shows them.
+fn irssi_operator_commands(kind) {
     let server = Server::start(kind);
     let tmux = Tmux::new();
     irssi(&tmux, &server, "alice");
@@ -221,8 +221,4 @@ fn irssi_operator_commands(kind: Kind) {
     tmux.expect("bob", "* bob was kicked from #room by alice [behave]");
     tmux.expect("alice", "* bob was kicked from #room by alice [behave]");
 }
-
-#[test]
-fn irssi_operator_commands_ngircd() {
-    irssi_operator_commands(Kind::Ngircd);
 }

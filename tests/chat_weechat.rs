@@ -208,9 +208,9 @@ weechat_tests! {
     }
 }
 
-/// WHOIS, AWAY, op/deop, KICK as WeeChat shows them. ngircd answers all
-/// of them; trident's engines run it as the hub learns them.
-fn weechat_operator_commands(kind: Kind) {
+weechat_tests! {
+// WHOIS, AWAY, op/deop, KICK as WeeChat shows them.
+fn weechat_operator_commands(kind) {
     let server = Server::start(kind);
     let alice = Weechat::start(&server, "alice");
     let bob = Weechat::start(&server, "bob");
@@ -223,7 +223,7 @@ fn weechat_operator_commands(kind: Kind) {
     alice.expect(SERVER_BUFFER, "-- [bob] (*tester@127.0.0.1): weechat tester");
     alice.expect(SERVER_BUFFER, "-- [bob] *#room");
     alice.expect(SERVER_BUFFER, "-- [bob] idle: * seconds, signon at: *");
-    alice.expect(SERVER_BUFFER, "-- [bob] End of WHOIS*");
+    alice.expect(SERVER_BUFFER, "-- [bob] End of *WHOIS*");
 
     bob.type_in(ROOM, "/away gone fishing");
     bob.expect(SERVER_BUFFER, "-- You have been marked as being away");
@@ -247,8 +247,4 @@ fn weechat_operator_commands(kind: Kind) {
     bob.expect(ROOM, "<-- alice has kicked bob (behave)");
     alice.expect(ROOM, "<-- alice has kicked bob (behave)");
 }
-
-#[test]
-fn weechat_operator_commands_ngircd() {
-    weechat_operator_commands(Kind::Ngircd);
 }
