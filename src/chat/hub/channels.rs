@@ -37,18 +37,23 @@ impl Hub {
                 continue;
             }
             let prefix = client.prefix.clone();
-            let invited = client.invited.contains(&key);
-            if let Some(channel) = self.channels.get(&key)
-                && let Some((code, mode)) = refusal(channel, &prefix, invited, given_key)
-            {
-                let text = format!("Cannot join channel (+{mode})");
-                self.numeric(id, code, &[&channel.name], &text, out);
-                continue;
+            if let Some(channel) = self.channels.get(&key) {
+                let invited = client.invited.contains(&channel.serial);
+                if let Some((code, mode)) = refusal(channel, &prefix, invited, given_key) {
+                    let text = format!("Cannot join channel (+{mode})");
+                    self.numeric(id, code, &[&channel.name], &text, out);
+                    continue;
+                }
+                let serial = channel.serial;
+                if let Some(client) = self.client_mut(id) {
+                    client.invited.retain(|&s| s != serial);
+                }
             }
-            if let Some(client) = self.client_mut(id) {
-                client.invited.retain(|k| *k != key);
-            }
-            let channel = self.channels.entry(key.clone()).or_insert_with(|| Channel::new(name, now));
+            let serial = &mut self.channel_serial;
+            let channel = self.channels.entry(key.clone()).or_insert_with(|| {
+                *serial += 1;
+                Channel::new(name, *serial, now)
+            });
             if channel.members.is_empty() {
                 channel.set_status(id, false, true);
             }
@@ -117,6 +122,9 @@ impl Hub {
             return self.numeric(id, "403", &[name], "No such channel", out);
         };
         let Some(&text) = p.get(1) else {
+            if !self.sees_channel(id, channel) {
+                return self.numeric(id, "442", &[&channel.name], "You're not on that channel", out);
+            }
             return match &channel.topic {
                 Some(topic) => {
                     self.numeric(id, "332", &[&channel.name], &topic.text, out);
@@ -217,7 +225,7 @@ impl Hub {
         if channel.members.contains(&target) {
             return self.numeric(id, "443", &[&target_nick, &channel.name], "is already on channel", out);
         }
-        let channel_name = channel.name.clone();
+        let (channel_name, serial) = (channel.name.clone(), channel.serial);
         self.numeric_plain(id, "341", &[&target_nick, &channel_name], out);
         if let Some(away) = self.client(target).and_then(|c| c.away.as_deref()) {
             self.numeric(id, "301", &[&target_nick], away, out);
@@ -227,11 +235,11 @@ impl Hub {
             finish(Message::new("INVITE").prefix(&inviter.prefix).param(&target_nick).param(&channel_name).to_line());
         out.send(target, &line);
         let Some(client) = self.client_mut(target) else { return };
-        if !client.invited.contains(&key) {
+        if !client.invited.contains(&serial) {
             if client.invited.len() >= MAX_INVITES {
                 client.invited.remove(0);
             }
-            client.invited.push(key);
+            client.invited.push(serial);
         }
     }
 }

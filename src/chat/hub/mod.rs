@@ -140,6 +140,8 @@ pub struct Hub {
     whowas: VecDeque<Departed>,
     /// The most registered clients at once (LUSERS 265/266).
     max_users: usize,
+    /// The last [`Channel::serial`] given.
+    channel_serial: u64,
     /// OPER verifications in the current second `.0` (at most
     /// [`OPER_PER_SECOND`] hub-wide, so a crowd cannot keep the hub busy
     /// hashing).
@@ -168,6 +170,7 @@ impl Hub {
             now,
             whowas: VecDeque::new(),
             max_users: 0,
+            channel_serial: 0,
             oper_budget: (now, 0),
         }
     }

@@ -36,9 +36,10 @@ pub(super) struct Client {
     /// NAMES and WHO show every prefix of a member, not just the highest
     /// (the `multi-prefix` capability).
     pub(super) multi_prefix: bool,
-    /// Folded names of the channels it was invited to, oldest first,
-    /// at most [`MAX_INVITES`](super::MAX_INVITES).
-    pub(super) invited: Vec<String>,
+    /// The [`Channel::serial`]s of the channels it was invited to, oldest
+    /// first, at most [`MAX_INVITES`](super::MAX_INVITES): an invitation
+    /// is to one channel, not to a later one of the same name.
+    pub(super) invited: Vec<u64>,
 }
 
 impl Client {
@@ -53,6 +54,8 @@ impl Client {
 pub(super) struct Channel {
     /// As first spelled.
     pub(super) name: String,
+    /// Unique among the channels the hub ever had.
+    pub(super) serial: u64,
     pub(super) created: Timestamp,
     pub(super) topic: Option<Topic>,
     /// In join order.
@@ -68,9 +71,10 @@ pub(super) struct Channel {
 
 impl Channel {
     /// A new empty channel with the default modes (`+nt`).
-    pub(super) fn new(name: &str, now: Timestamp) -> Channel {
+    pub(super) fn new(name: &str, serial: u64, now: Timestamp) -> Channel {
         Channel {
             name: name.to_owned(),
+            serial,
             created: now,
             topic: None,
             members: Vec::new(),

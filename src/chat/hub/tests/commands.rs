@@ -102,6 +102,7 @@ fn flags_key_and_limit_are_set_shown_and_enforced() {
         (2, "TOPIC #chat :t", &[(1, ":bob!bob@10.0.0.2 TOPIC #chat :t"), (2, ":bob!bob@10.0.0.2 TOPIC #chat :t")]),
         // +s: hidden from outsiders.
         (3, "LIST", &[(3, ":irc.test 321 carol Channel :Users  Name"), (3, ":irc.test 323 carol :End of /LIST")]),
+        (3, "TOPIC #chat", &[(3, ":irc.test 442 carol #chat :You're not on that channel")]),
         (3, "NAMES #chat", &[(3, ":irc.test 366 carol #chat :End of /NAMES list")]),
     ]);
     h.script_owned(3, "WHOIS alice", &whois_alice(3, "carol", None));
@@ -238,9 +239,11 @@ fn kick_and_invite() {
         (1, "KICK #chat alice", &[(1, ":alice!alice@127.0.0.1 KICK #chat alice :alice")]),
     ]);
     assert_eq!(h.hub.channel_count(), 0);
-    // carol's invitation outlived the channel; a new #chat is not +i.
-    let got = h.send(3, "JOIN #chat");
-    assert_eq!(got[1], (3, ":irc.test 353 carol = #chat :@carol".to_owned()));
+    // carol's invitation was to the channel that is gone, not to a new
+    // one of the same name.
+    h.send(1, "JOIN #chat");
+    h.send(1, "MODE #chat +i");
+    h.script(&[(3, "JOIN #chat", &[(3, ":irc.test 473 carol #chat :Cannot join channel (+i)")])]);
     h.hub.check();
 }
 
