@@ -139,6 +139,10 @@ fn dispatch(command: Command) -> anyhow::Result<Exit> {
             let config = args.into_config()?;
             Ok(Exit::success_if(bench::fetch::run(&config)?.trident_correct()))
         }
+        Command::Bench(BenchCommand::All(args)) if args.redraw => {
+            bench::all::redraw(&args.out)?;
+            Ok(Exit::Success)
+        }
         Command::Bench(BenchCommand::All(args)) => {
             let config = args.into_config()?;
             Ok(Exit::success_if(bench::all::run(&config)?))

@@ -199,6 +199,20 @@ fn bench_all_quiet_shows_no_progress() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!stderr(&out).contains("bench all ["), "progress despite -q: {}", stderr(&out));
     assert!(dir.path().join("index.html").is_file());
+
+    // --redraw: the pages and charts again from results.json, nothing run.
+    let (index, chart) = (dir.path().join("index.html"), dir.path().join("charts/scan-1-wall.svg"));
+    let before = std::fs::read_to_string(&index).expect("index.html");
+    std::fs::remove_file(&index).expect("remove index.html");
+    std::fs::remove_file(&chart).expect("remove a chart");
+    let out = run(&["bench", "all", "--redraw", "--out", dir.path().to_str().expect("utf-8 path")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&index).expect("index.html redrawn"), before, "the same report");
+    assert!(chart.is_file(), "charts redrawn");
+    let empty = tempfile::tempdir().expect("tempdir");
+    let out = run(&["bench", "all", "--redraw", "--out", empty.path().to_str().expect("utf-8 path")]);
+    assert_eq!(out.status.code(), Some(2), "no results.json is bad input: {}", stderr(&out));
+    assert!(stderr(&out).contains("results.json"), "{}", stderr(&out));
 }
 
 #[test]

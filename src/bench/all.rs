@@ -584,6 +584,32 @@ pub fn run(config: &BenchAllConfig) -> anyhow::Result<bool> {
     Ok(complete)
 }
 
+/// `--redraw`: the report in `dir` drawn again from its results.json.
+pub fn redraw(dir: &Path) -> anyhow::Result<()> {
+    // A directory that holds no run is bad input (exit 2), not a failure.
+    let path = dir.join("results.json");
+    let text = std::fs::read(&path).map_err(|e| BadInput(format!("cannot read {}: {e}", path.display())))?;
+    let results: Results = serde_json::from_slice(&text)
+        .map_err(|e| BadInput(format!("{} is not a bench all results file: {e}", path.display())))?;
+    if results.schema != report::SCHEMA {
+        return Err(BadInput(format!(
+            "{} has results schema {}; this trident draws schema {}",
+            path.display(),
+            results.schema,
+            report::SCHEMA
+        ))
+        .into());
+    }
+    let charts = report::render::write(dir, &results)?;
+    println!(
+        "bench all: {} charts redrawn from {}; report: {}",
+        charts.len(),
+        path.display(),
+        dir.join("index.html").display()
+    );
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -40,6 +40,7 @@ Examples:
   trident bench all --quick                           a few minutes; open bench-report/index.html
   trident bench all --out report --engines async,threads --vs nmap,curl
   trident bench all                                   the benches' full sizes (lab targets as root)
+  trident bench all --redraw --out docs/bench/report  the charts and pages again from results.json
 
 Each bench runs as its own `trident bench ...` command (recorded in the
 report, its output in DIR/logs/); peers that are not installed are listed
@@ -64,6 +65,10 @@ pub struct BenchAllArgs {
     /// belongs to), or none [default: every known peer].
     #[arg(long = "vs", value_delimiter = ',', value_name = "PEERS")]
     pub vs: Option<Vec<String>>,
+    /// Run nothing: draw the report in DIR again from its results.json
+    /// (after an upgrade of trident, or to re-read an old run).
+    #[arg(long, conflicts_with_all = ["quick", "tiny", "engines", "vs"])]
+    pub redraw: bool,
 }
 
 impl BenchAllArgs {

@@ -143,9 +143,11 @@ fn scaling(results: &Results) -> String {
     for sweep in results.sweeps() {
         let rows = results.sweep_rows(&sweep);
         let Some(metric) = sweep_metrics(&sweep).into_iter().next() else { continue };
+        // Async's line only: the scaling table has every contender's.
         let lines = sweep_lines(&rows, &metric);
         let list: Vec<String> = lines
             .iter()
+            .filter(|l| l.tool == "trident-async")
             .filter_map(|l| {
                 let (first, last) = (l.points.first()?, l.points.last()?);
                 Some(if l.points.len() > 1 {
@@ -170,6 +172,9 @@ fn scaling(results: &Results) -> String {
                 hung.push(format!("{} at {sweep} {}", r.tool, short(x)));
             }
         }
+    }
+    if !results.sweeps().is_empty() {
+        out.push_str("Every contender's figures are in the scaling table below. ");
     }
     if !hung.is_empty() {
         let _ = write!(

@@ -30,7 +30,7 @@ pub struct Chart {
 fn sweep_note() -> String {
     format!(
         "Each point is one run at that size, the line joining the runs that finished correctly (a contender \
-that failed or was killed at the time limit at a point has no mark there; the answers below name it). \
+that failed or was killed at the time limit at a point has no mark there; the answers at the top name it). \
 Trident's engines everywhere; the chapter's own programs beside them in the port, download and echo sweeps; \
 the other peers have no comparable knob. The processes engine's memory grows with -j, so the scan \
 concurrency sweep stops it at -j {}.",
@@ -240,6 +240,30 @@ fn case_table(results: &Results, workload: &str, case: &str) -> (Vec<String>, Ve
     (header, body)
 }
 
+/// The sweeps in one table: per sweep, figure and contender, its point at
+/// the smallest and the largest size it finished.
+fn sweep_table(results: &Results) -> (Vec<String>, Vec<Vec<String>>) {
+    let header = ["contender", "sweep", "figure", "from", "to"].map(String::from).to_vec();
+    let mut body = Vec::new();
+    for sweep in results.sweeps() {
+        let rows = results.sweep_rows(&sweep);
+        for metric in sweep_metrics(&sweep) {
+            for line in sweep_lines(&rows, &metric) {
+                let (Some(first), Some(last)) = (line.points.first(), line.points.last()) else { continue };
+                let at = |(x, y): (f64, f64)| format!("{} at {x:.0}", fmt(y, 3));
+                body.push(vec![
+                    line.tool.clone(),
+                    sweep.clone(),
+                    format!("{} ({})", metric.what, metric.unit),
+                    at(*first),
+                    at(*last),
+                ]);
+            }
+        }
+    }
+    (header, body)
+}
+
 fn markdown(results: &Results, charts: &[Chart], answers: &[Answer]) -> String {
     let mut md = String::new();
     let _ = writeln!(md, "# trident bench all ({})\n", results.mode);
@@ -275,6 +299,12 @@ fn markdown(results: &Results, charts: &[Chart], answers: &[Answer]) -> String {
     }
     if charts.iter().any(|c| c.workload == "sweeps") {
         let _ = writeln!(md, "\n## Scaling: how cost grows as work grows\n\n{}\n", sweep_note());
+        let (header, body) = sweep_table(results);
+        let _ = writeln!(md, "| {} |\n|{}", header.join(" | "), "---|".repeat(header.len()));
+        for row in body {
+            let _ = writeln!(md, "| {} |", row.join(" | "));
+        }
+        let _ = writeln!(md);
         for chart in charts.iter().filter(|c| c.workload == "sweeps") {
             let _ = writeln!(md, "![{}](charts/{}.svg)\n", chart.title, chart.id);
         }
@@ -337,20 +367,8 @@ code{{background:#f3f3f3}}</style></head><body>\n",
         let _ = writeln!(h, "<section id=\"{workload}\"><h2>{workload}</h2>");
         for case in &cases {
             let (header, body) = case_table(results, workload, case);
-            let _ = writeln!(h, "<h3>{workload} {}</h3><table><tr>", esc(case));
-            for cell in header {
-                let _ = write!(h, "<th>{}</th>", esc(&cell));
-            }
-            let _ = writeln!(h, "</tr>");
-            for row in body {
-                let class = Row::kind_of(&row[0]);
-                let _ = write!(h, "<tr class=\"{class}\" data-tool=\"{}\">", esc(&row[0]));
-                for cell in row {
-                    let _ = write!(h, "<td>{}</td>", esc(&cell));
-                }
-                let _ = writeln!(h, "</tr>");
-            }
-            let _ = writeln!(h, "</table>");
+            let _ = writeln!(h, "<h3>{workload} {}</h3>", esc(case));
+            table_html(&mut h, &header, body);
         }
         charts_html(&mut h, charts, workload);
         let _ = writeln!(h, "</section>");
@@ -361,6 +379,8 @@ code{{background:#f3f3f3}}</style></head><body>\n",
             "<section id=\"sweeps\"><h2>Scaling: how cost grows as work grows</h2><p>{}</p>",
             esc(&sweep_note())
         );
+        let (header, body) = sweep_table(results);
+        table_html(&mut h, &header, body);
         charts_html(&mut h, charts, "sweeps");
         let _ = writeln!(h, "</section>");
     }
@@ -384,6 +404,24 @@ code{{background:#f3f3f3}}</style></head><body>\n",
     }
     let _ = writeln!(h, "</ul></body></html>");
     h
+}
+
+/// A table whose first column names the contender (coloured by kind).
+fn table_html(h: &mut String, header: &[String], body: Vec<Vec<String>>) {
+    let _ = write!(h, "<table><tr>");
+    for cell in header {
+        let _ = write!(h, "<th>{}</th>", esc(cell));
+    }
+    let _ = writeln!(h, "</tr>");
+    for row in body {
+        let class = Row::kind_of(&row[0]);
+        let _ = write!(h, "<tr class=\"{class}\" data-tool=\"{}\">", esc(&row[0]));
+        for cell in row {
+            let _ = write!(h, "<td>{}</td>", esc(&cell));
+        }
+        let _ = writeln!(h, "</tr>");
+    }
+    let _ = writeln!(h, "</table>");
 }
 
 /// The charts of `group` (a workload or `sweeps`), inlined.
