@@ -108,6 +108,15 @@ impl Tmux {
         }
     }
 
+    /// Waits until no line of `name`'s screen matches `pattern`.
+    pub fn expect_gone(&self, name: &str, pattern: &str) {
+        let deadline = Instant::now() + WAIT;
+        while let Some(screen) = self.screen(name).filter(|s| s.lines().any(|l| glob(pattern, l.trim_end()))) {
+            assert!(Instant::now() < deadline, "{pattern:?} stays on {name}'s screen:\n{screen}");
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Waits until session `name` is gone (its program exited).
     pub fn expect_exit(&self, name: &str) {
         let deadline = Instant::now() + WAIT;
@@ -217,8 +226,29 @@ fn irssi_operator_commands(kind) {
     tmux.type_line("alice", "/deop bob");
     tmux.expect("bob", "* mode/#room [-o bob] by alice");
 
+    tmux.type_line("alice", "/voice bob");
+    tmux.expect("alice", "* mode/#room [+v bob] by alice");
+    tmux.type_line("bob", "now with a voice");
+    tmux.expect("alice", "* <+bob> now with a voice");
+
     tmux.type_line("alice", "/kick bob behave");
     tmux.expect("bob", "* bob was kicked from #room by alice [behave]");
     tmux.expect("alice", "* bob was kicked from #room by alice [behave]");
+
+    // Invite-only: refused until invited.
+    tmux.type_line("alice", "/mode #room +i");
+    tmux.expect("alice", "* mode/#room [+i] by alice");
+    tmux.type_line("bob", "/join #room");
+    tmux.expect("bob", "* Cannot join to channel #room (You must be invited)");
+    tmux.type_line("alice", "/invite bob");
+    tmux.expect("alice", "* Inviting bob to #room");
+    tmux.expect("bob", "* alice invites you to #room");
+    // Cleared, so that the join seen next is the new one.
+    tmux.type_line("alice", "/clear");
+    tmux.expect_gone("alice", "* has joined #room");
+    tmux.type_line("bob", "/join #room");
+    tmux.expect("alice", "* bob [*tester@127.0.0.1] has joined #room");
+    tmux.type_line("bob", "back by invitation");
+    tmux.expect("alice", "* < bob> back by invitation");
 }
 }

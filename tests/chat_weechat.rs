@@ -115,10 +115,16 @@ impl Weechat {
 
     /// Waits for a line of `buffer`'s log matching `pattern`; returns it.
     fn expect(&self, buffer: &str, pattern: &str) -> String {
+        self.expect_times(buffer, pattern, 1)
+    }
+
+    /// Waits until `times` lines of `buffer`'s log match `pattern`;
+    /// returns the last one.
+    fn expect_times(&self, buffer: &str, pattern: &str, times: usize) -> String {
         let deadline = Instant::now() + WAIT;
         loop {
             let lines = self.lines(buffer);
-            if let Some(line) = lines.iter().find(|l| glob(pattern, l)) {
+            if let Some(line) = lines.iter().filter(|l| glob(pattern, l)).nth(times - 1) {
                 return line.clone();
             }
             assert!(
@@ -222,7 +228,7 @@ fn weechat_operator_commands(kind) {
     alice.type_in(ROOM, "/whois bob");
     alice.expect(SERVER_BUFFER, "-- [bob] (*tester@127.0.0.1): weechat tester");
     alice.expect(SERVER_BUFFER, "-- [bob] *#room");
-    alice.expect(SERVER_BUFFER, "-- [bob] idle: * seconds, signon at: *");
+    alice.expect(SERVER_BUFFER, "-- [bob] idle: *, signon at: *");
     alice.expect(SERVER_BUFFER, "-- [bob] End of *WHOIS*");
 
     bob.type_in(ROOM, "/away gone fishing");
@@ -243,8 +249,24 @@ fn weechat_operator_commands(kind) {
     alice.type_in(ROOM, "/deop bob");
     bob.expect(ROOM, "-- Mode #room [-o bob] by alice");
 
+    alice.type_in(ROOM, "/voice bob");
+    alice.expect(ROOM, "-- Mode #room [+v bob] by alice");
+    bob.type_in(ROOM, "now with a voice");
+    alice.expect(ROOM, "+bob now with a voice");
+
     alice.type_in(ROOM, "/kick bob behave");
     bob.expect(ROOM, "<-- alice has kicked bob (behave)");
     alice.expect(ROOM, "<-- alice has kicked bob (behave)");
+
+    // Invite-only: refused until invited.
+    alice.type_in(ROOM, "/mode #room +i");
+    alice.expect(ROOM, "-- Mode #room [+i] by alice");
+    bob.type_in(SERVER_BUFFER, "/join #room");
+    bob.expect(ROOM, "-- #room: Cannot join channel (+i)*");
+    alice.type_in(ROOM, "/invite bob");
+    alice.expect(SERVER_BUFFER, "-- alice has invited bob to #room");
+    bob.expect(SERVER_BUFFER, "-- You have been invited to #room by alice");
+    bob.type_in(SERVER_BUFFER, "/join #room");
+    alice.expect_times(ROOM, "--> bob (*tester@127.0.0.1) has joined #room", 2);
 }
 }
