@@ -148,15 +148,17 @@ impl Charts {
     }
 }
 
-/// Per contender of a sweep, its point at each x: the median (or the
-/// best, as `metric` says) of the runs that finished correctly.
+/// Per contender of a sweep, its point at each x: the median of the runs
+/// that finished correctly, or the best of every run (as `metric` says).
 pub fn sweep_lines(rows: &[&Row], metric: &SweepMetric) -> Vec<charts::Line> {
     let mut xs: Vec<f64> = rows.iter().filter_map(|r| r.x).collect();
     xs.sort_by(f64::total_cmp);
     xs.dedup();
     let mut lines: Vec<charts::Line> = Vec::new();
     for x in xs {
-        let at: Vec<&Row> = rows.iter().copied().filter(|r| r.x == Some(x) && r.ok).collect();
+        // A fan-out step that fell behind is no failure: it is how far the
+        // server got, so the best step counts every step.
+        let at: Vec<&Row> = rows.iter().copied().filter(|r| r.x == Some(x) && (r.ok || metric.best)).collect();
         for s in spreads(&at, metric.value) {
             let y = if metric.best { s.max } else { s.median };
             match lines.iter_mut().find(|l| l.tool == s.tool) {
