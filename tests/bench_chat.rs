@@ -186,3 +186,15 @@ fn an_irc_peer_not_installed_is_named_and_skipped() {
     let header = text.lines().find(|l| l.trim_start().starts_with("MSG/S")).expect(&text);
     assert!(header.contains("trident-async") && !header.contains("inspircd"), "{header}");
 }
+
+/// A rate `chat load` would refuse is refused at once, before the idle part
+/// (first by default) has started a server.
+#[test]
+fn a_bad_rate_is_refused_before_anything_runs() {
+    for bad in ["0", "nan", "inf", "20000000"] {
+        let o = run(&["bench", "chat", "--engines", "async", "--rates", &format!("100,{bad}")]);
+        assert_eq!(o.status.code(), Some(2), "--rates 100,{bad}: {}", stderr(&o));
+        assert!(stderr(&o).contains("--rates") && stderr(&o).contains("must be above 0"), "{}", stderr(&o));
+        assert!(stdout(&o).is_empty(), "nothing measured: {}", stdout(&o));
+    }
+}

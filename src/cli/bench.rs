@@ -191,6 +191,12 @@ impl BenchChatArgs {
         if self.connections == 0 {
             return Err(BadInput("--connections must be at least 1".into()));
         }
+        if let Some(rates) = &self.rates {
+            // Checked here, before any part runs, with the bound `chat load` has.
+            if let Some(bad) = rates.iter().find(|r| !(r.is_finite() && **r > 0.0 && **r <= 10_000_000.0)) {
+                return Err(BadInput(format!("--rates {bad} must be above 0 and at most 10000000 messages/s")));
+            }
+        }
         Ok(crate::bench::chat::ChatBenchConfig {
             parts: self.parts,
             engines: self.run.engines,
