@@ -126,6 +126,7 @@ fn dispatch(command: Command) -> anyhow::Result<Exit> {
         Command::Chat(ChatCommand::Connect(args)) => {
             chat::client::run(args.into_config(), &install_interrupt_handler()?)
         }
+        Command::Chat(ChatCommand::Account(command)) => chat::store::admin::run(command.into_job()?),
         Command::Chat(ChatCommand::Load(args)) => {
             let (config, format) = args.into_config()?;
             chat::load::run(&config, format, &install_interrupt_handler()?)

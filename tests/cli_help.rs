@@ -37,7 +37,8 @@ fn syntax_errors_show_claps_whole_message_and_where_help_is() {
 fn a_command_group_alone_prints_its_command_list() {
     let groups: &[(&[&str], &[&str])] = &[
         (&[], &["scan", "fetch", "echo", "chat", "demo", "bench", "lab"]),
-        (&["chat"], &["serve", "connect", "load"]),
+        (&["chat"], &["serve", "connect", "load", "account"]),
+        (&["chat", "account"], &["add", "list", "del"]),
         (&["lab"], &["up", "down", "list"]),
         (&["echo"], &["serve", "send"]),
         (&["bench"], &["scan", "fetch", "chat"]),
@@ -100,6 +101,9 @@ fn every_command_takes_v_and_q() {
         &["chat", "serve"],
         &["chat", "connect"],
         &["chat", "load"],
+        &["chat", "account", "add"],
+        &["chat", "account", "list"],
+        &["chat", "account", "del"],
         &["demo"],
         &["bench", "scan"],
         &["bench", "fetch"],

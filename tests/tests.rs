@@ -16,6 +16,7 @@ mod chat_irssi;
 mod chat_load;
 mod chat_log;
 mod chat_server;
+mod chat_store;
 mod chat_tls;
 mod chat_weechat;
 mod cli_help;

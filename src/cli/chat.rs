@@ -12,7 +12,8 @@ use crate::chat::HubConfig;
 use crate::chat::client::{CONNECT_HELP, ConnectConfig, DEFAULT_ADDR};
 use crate::chat::load::{LoadConfig, LoadFormat};
 use crate::chat::serve::log::LogSettings;
-use crate::chat::serve::{self, ChatConfig, Limits};
+use crate::chat::serve::{self, ChatConfig, Limits, StoreSettings};
+use crate::chat::store::WriterConfig;
 use crate::error::BadInput;
 
 /// Examples shown under `trident chat --help`.
@@ -22,6 +23,8 @@ Examples:
   trident chat serve -e threads --max-per-ip 3 --motd 'Welcome!'
   trident chat serve -e processes --workers 4 --listen 127.0.0.1:0
   trident chat serve --listen 127.0.0.1:6697 --tls-cert cert.pem --tls-key key.pem
+  trident chat serve --data /var/lib/trident          accounts + message history
+  trident chat account add alice --data /var/lib/trident
   irssi -c 127.0.0.1 -p 6667        (any IRC client works)
 
 The server speaks the IRC clients use (RFC 1459/2812, modern numerics):
@@ -42,6 +45,10 @@ pub enum ChatCommand {
     /// A load generator: N clients in M channels, a paced message rate,
     /// deliveries/s, gaps and latency percentiles (or --idle connections).
     Load(LoadArgs),
+    /// The accounts of a server's data directory (--data DIR): add, list,
+    /// del.
+    #[command(subcommand, after_help = super::chat_account::ACCOUNT_HELP)]
+    Account(super::chat_account::AccountCommand),
 }
 
 /// `trident chat serve` options.
@@ -114,6 +121,25 @@ pub struct ChatServeArgs {
     /// (a salt of 8 or more random characters).
     #[arg(long, value_name = "FILE")]
     pub opers: Option<PathBuf>,
+    /// Keep accounts and the history of channel and private messages in
+    /// DIR (an SQLite database, created if missing; `chat account` manages
+    /// its accounts). Without it nothing is stored.
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// With --data: history is written in batches, one transaction per
+    /// window; a crash (kill -9) loses at most the messages of the last
+    /// window and the commit under way.
+    #[arg(long, default_value = "50ms", value_parser = parse_duration, value_name = "DUR", requires = "data")]
+    pub history_window: Duration,
+    /// With --data: messages waiting for the history writer; beyond it
+    /// (the disk slower than the chat) messages are left out of the history
+    /// and counted, never held back.
+    #[arg(long, default_value_t = WriterConfig::default().queue, value_name = "N", requires = "data")]
+    pub history_queue: usize,
+    /// With --data: the most messages the history keeps; the oldest beyond
+    /// it are deleted (0: keep everything).
+    #[arg(long, default_value_t = WriterConfig::default().keep, value_name = "N", requires = "data")]
+    pub history_keep: u64,
 }
 
 impl ChatServeArgs {
@@ -155,11 +181,25 @@ impl ChatServeArgs {
             }
             None => Vec::new(),
         };
+        if self.history_queue == 0 {
+            return Err(BadInput("--history-queue must be at least 1".into()));
+        }
+        let store = self.data.map(|dir| StoreSettings {
+            dir,
+            writer: WriterConfig {
+                window: self.history_window,
+                queue: self.history_queue,
+                keep: self.history_keep,
+                ..WriterConfig::default()
+            },
+            sink: None,
+        });
         let hub = HubConfig {
             server_name: self.server_name,
             password: self.password,
             motd: self.motd,
             opers,
+            history: store.is_some(),
             ..HubConfig::default()
         };
         let limits = Limits {
@@ -183,7 +223,7 @@ impl ChatServeArgs {
         // -q: no summary; -v: a line per connect, registration, departure.
         let every = (!self.stats_every.is_zero() && !crate::term::quiet()).then_some(self.stats_every);
         let log = LogSettings { verbose: crate::term::verbose(), every };
-        Ok((server, ChatConfig { hub, limits, tls, log }))
+        Ok((server, ChatConfig { hub, limits, tls, log, store }))
     }
 }
 

@@ -14,6 +14,7 @@
 
 pub mod bench;
 pub mod chat;
+pub mod chat_account;
 pub mod demo;
 pub mod echo;
 pub mod fetch;

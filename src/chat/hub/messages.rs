@@ -2,9 +2,10 @@
 //! bans) and nicks (301 if away).
 
 use super::mask;
-use super::state::{Channel, Status};
+use super::state::{Channel, Client, Status};
 use super::{ClientId, Hub, MAXTARGETS, Message, Outbox, finish};
 use crate::chat::names::fold;
+use crate::chat::store::{Conversation, HistoryRecord, Kind};
 
 impl Hub {
     pub(super) fn message(&mut self, id: ClientId, command: &str, p: &[&str], out: &mut Outbox) {
@@ -42,6 +43,9 @@ impl Hub {
                 for &member in channel.members.iter().filter(|&&m| m != id) {
                     out.send(member, &line);
                 }
+                if self.config.history {
+                    out.history.push(record(command, sender, &channel.name, Conversation::channel(&key), text));
+                }
             } else {
                 let recipient = self.nicks.get(&fold(target)).copied().filter(|&r| self.registered(r));
                 let Some(recipient) = recipient else {
@@ -52,6 +56,10 @@ impl Hub {
                 let nick = to.target();
                 let line = finish(Message::new(command).prefix(&sender.prefix).param(nick).trailing(text).to_line());
                 out.send(recipient, &line);
+                if self.config.history {
+                    let convo = Conversation::direct(sender.target(), nick);
+                    out.history.push(record(command, sender, nick, convo, text));
+                }
                 if let Some(away) = &to.away {
                     error("301", &[nick], away, out);
                 }
@@ -77,4 +85,16 @@ fn may_speak(channel: &Channel, id: ClientId, member: bool, prefix: &str) -> boo
         return false;
     }
     !mask::any_matches(channel.bans.iter().map(|b| b.mask.as_str()), prefix)
+}
+
+/// What the history keeps of `sender`'s `command` to `target`.
+fn record(command: &str, sender: &Client, target: &str, convo: Conversation, text: &str) -> HistoryRecord {
+    HistoryRecord {
+        kind: if command == "NOTICE" { Kind::Notice } else { Kind::Privmsg },
+        sender: sender.prefix.clone(),
+        target: target.to_string(),
+        convo,
+        text: text.to_string(),
+        account: None,
+    }
 }

@@ -99,6 +99,10 @@ pub struct HubConfig {
     /// Server operators (OPER name password) with argon2id hashes.
     #[serde(default)]
     pub opers: Vec<OperConfig>,
+    /// List every PRIVMSG and NOTICE delivered in
+    /// [`Outbox::history`] (a server with a history store).
+    #[serde(default)]
+    pub history: bool,
 }
 
 fn default_max_bans() -> usize {
@@ -120,6 +124,7 @@ impl Default for HubConfig {
             max_bans: default_max_bans(),
             whowas: default_whowas(),
             opers: Vec::new(),
+            history: false,
         }
     }
 }

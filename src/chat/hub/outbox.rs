@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::chat::store::HistoryRecord;
+
 /// One line to send, `\r\n` included; shared by every recipient of a
 /// broadcast.
 pub type Line = Arc<str>;
@@ -34,6 +36,10 @@ pub struct Outbox {
     /// Registrations and departures, in order, for the server's log (not
     /// counted by [`is_empty`](Self::is_empty): nothing to send).
     pub presence: Vec<Presence>,
+    /// Messages to store in the history, in order (only with
+    /// [`HubConfig::history`](super::HubConfig::history); not counted by
+    /// [`is_empty`](Self::is_empty)).
+    pub history: Vec<HistoryRecord>,
 }
 
 /// A client registered or left (see [`Outbox::presence`]).
@@ -75,6 +81,7 @@ impl Outbox {
         self.deliveries.clear();
         self.closes.clear();
         self.presence.clear();
+        self.history.clear();
     }
 
     pub(super) fn send(&mut self, to: ClientId, line: &Line) {

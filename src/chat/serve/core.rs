@@ -13,6 +13,7 @@ use std::net::IpAddr;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::chat::message::Message;
+use crate::chat::store::{HistorySink, Stamper};
 use crate::chat::{ClientId, Hub, Line, LineEvent, Outbox};
 
 use super::Limits;
@@ -48,6 +49,9 @@ pub(crate) struct Core {
     outbox: Outbox,
     /// What is told on stderr (nothing unless [`with_log`](Self::with_log)).
     log: ServerLog,
+    /// Where the hub's history records go, stamped (a server with
+    /// `--data`; see [`with_history`](Self::with_history)).
+    history: Option<(HistorySink, Stamper)>,
 }
 
 /// A line that panics the core in tests (a NUL: no line reader passes one).
@@ -57,6 +61,11 @@ pub(crate) const INJECTED_FAULT: &str = "\0panic";
 /// Seconds since the epoch, for the hub.
 pub(crate) fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Milliseconds since the epoch, for the history's server times.
+fn unix_now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 impl Core {
@@ -69,7 +78,15 @@ impl Core {
             unregistered: VecDeque::new(),
             outbox: Outbox::new(),
             log: ServerLog::default(),
+            history: None,
         }
+    }
+
+    /// The core, stamping the hub's history records with a msgid and a
+    /// server time and pushing them to `sink` (a push never waits).
+    pub fn with_history(self, sink: Option<HistorySink>) -> Core {
+        let history = sink.map(|sink| (sink, Stamper::new(unix_now_ms())));
+        Core { history, ..self }
     }
 
     /// The core, logging as `settings` say.
@@ -199,10 +216,18 @@ impl Core {
             for p in self.outbox.presence.drain(..) {
                 self.log.presence(&p);
             }
+            if let Some((sink, stamper)) = &mut self.history {
+                let now = unix_now_ms();
+                for record in self.outbox.history.drain(..) {
+                    sink.push(stamper.stamp(record, now));
+                }
+            } else {
+                self.outbox.history.clear();
+            }
             if self.outbox.is_empty() {
                 break;
             }
-            let Outbox { deliveries, closes, presence } = std::mem::take(&mut self.outbox);
+            let Outbox { deliveries, closes, presence, history } = std::mem::take(&mut self.outbox);
             self.log.lines_out(deliveries.len() as u64);
             for delivery in &deliveries {
                 if !router.deliver(delivery.to, &delivery.line) {
@@ -218,6 +243,7 @@ impl Core {
             deliveries.clear();
             self.outbox.deliveries = deliveries;
             self.outbox.presence = presence;
+            self.outbox.history = history;
             for id in overflowed.drain(..) {
                 self.hub.close(id, "SendQ exceeded", &mut self.outbox);
             }
@@ -406,5 +432,45 @@ mod tests {
         core.expire(Instant::now() + timeout + Duration::from_secs(1), &mut r);
         assert_eq!(r.closed, [ClientId(2)]);
         assert_eq!(r.lines, [(ClientId(2), "ERROR :Closing Link: 127.0.0.1 (Registration timed out)\r\n".into())]);
+    }
+
+    #[test]
+    fn with_a_history_every_delivered_message_is_stamped_and_stored_and_refused_ones_are_not() {
+        use crate::chat::store::{Conversation, Store, WriterConfig};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (sink, guard) = store.writer(WriterConfig::default()).unwrap();
+        let config = HubConfig { history: true, ..HubConfig::default() };
+        let mut core = Core::new(Hub::new(config, 0), Limits::default()).with_history(Some(sink));
+        let mut r = Recorder::default();
+        register(&mut core, &mut r, 1, "alice");
+        register(&mut core, &mut r, 2, "bob");
+        let lines = |texts: &[&str]| texts.iter().map(|t| LineEvent::Line((*t).into())).collect::<Vec<_>>();
+        core.events(ClientId(1), lines(&["JOIN #a"]), &mut r);
+        core.events(ClientId(2), lines(&["JOIN #a"]), &mut r);
+        let said = ["PRIVMSG #a :one", "NOTICE #A :two", "PRIVMSG #a,bob,#none,nobody :three", "PRIVMSG #b :no"];
+        core.events(ClientId(1), lines(&said), &mut r);
+        core.events(ClientId(2), lines(&["NOTICE alice :four", "PRIVMSG :", "PRIVMSG #a"]), &mut r);
+        let stats = guard.finish();
+        assert_eq!((stats.committed, stats.dropped), (5, 0));
+        let texts = |convo: Conversation| -> Vec<String> {
+            store.latest(&convo, None, 10).unwrap().into_iter().map(|m| m.text).collect()
+        };
+        assert_eq!(texts(Conversation::channel("#a")), ["one", "two", "three"]);
+        assert_eq!(texts(Conversation::direct("alice", "bob")), ["three", "four"]);
+        assert_eq!(store.message_count().unwrap(), 5);
+    }
+
+    #[test]
+    fn the_hub_lists_messages_to_store_only_with_a_history() {
+        for history in [false, true] {
+            let mut hub = Hub::new(HubConfig { history, ..HubConfig::default() }, 0);
+            let mut out = Outbox::new();
+            hub.connect(ClientId(1), "127.0.0.1");
+            for line in ["NICK alice", "USER alice 0 * :A", "PRIVMSG alice :me"] {
+                hub.handle_event(ClientId(1), &LineEvent::Line(line.into()), 0, &mut out);
+            }
+            assert_eq!(out.history.len(), usize::from(history), "history: {history}");
+        }
     }
 }

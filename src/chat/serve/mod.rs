@@ -46,6 +46,7 @@ use serde::{Deserialize, Serialize};
 
 use self::conn::{Budget, Conn, Pushed};
 use self::core::{Core, Router};
+use crate::chat::store::{HistorySink, Store, WriterConfig};
 use crate::chat::{ClientId, Hub, HubConfig, Line, LineEvent};
 use crate::engine::{EngineKind, Interrupt};
 use crate::server::ServerConfig;
@@ -112,6 +113,30 @@ pub struct ChatConfig {
     /// worker processes).
     #[serde(default)]
     pub log: log::LogSettings,
+    /// Accounts and history in a data directory (`--data`); none: nothing
+    /// is stored.
+    #[serde(default)]
+    pub store: Option<StoreSettings>,
+}
+
+/// Where and how a server stores its history (`--data DIR`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StoreSettings {
+    /// The data directory.
+    pub dir: std::path::PathBuf,
+    /// How the history writer batches.
+    pub writer: WriterConfig,
+    /// The running writer's queue, set by [`serve`] once it has opened
+    /// the store (the core, in whichever process holds it, pushes to it).
+    #[serde(skip)]
+    pub(crate) sink: Option<HistorySink>,
+}
+
+impl ChatConfig {
+    /// The running history writer's queue, if any.
+    pub(crate) fn history_sink(&self) -> Option<HistorySink> {
+        self.store.as_ref().and_then(|s| s.sink.clone())
+    }
 }
 
 /// What every connection of a process is served with: the limits, the
@@ -249,7 +274,7 @@ impl Local {
         let hub = Hub::new(config.hub.clone(), core::unix_now());
         Local {
             state: Mutex::new(LocalState {
-                core: Core::new(hub, config.limits.clone()).with_log(config.log),
+                core: Core::new(hub, config.limits.clone()).with_log(config.log).with_history(config.history_sink()),
                 conns: HashMap::new(),
                 stopping: false,
             }),
@@ -363,14 +388,48 @@ pub fn serve(config: &ServerConfig, chat: ChatConfig, interrupt: &Interrupt) -> 
     // Bad certificate files are one error before anything starts. (Worker
     // processes build their own from the same config.)
     let settings = Arc::new(ConnSettings::new(&chat)?);
+    let mut chat = chat;
+    // The store is opened (and its writer started) before any client can
+    // connect; an unusable data directory is one error before serving.
+    let writer = match &mut chat.store {
+        Some(store) => {
+            let opened = Store::open(&store.dir).map_err(|e| anyhow::anyhow!("--data {}: {e}", store.dir.display()))?;
+            let (sink, guard) = opened.writer(store.writer)?;
+            store.sink = Some(sink);
+            Some((opened, guard))
+        }
+        None => None,
+    };
     let local = listener.local_addr()?;
     let tls = if chat.tls.is_some() { ", TLS" } else { "" };
-    eprintln!("Serving IRC on {local} ({} engine{tls})", config.kind);
-    match config.kind {
-        EngineKind::Async => tokio::serve(listener, &chat, settings, config, interrupt)?,
-        EngineKind::Threads => threads::serve(listener, &chat, settings, config, interrupt)?,
-        EngineKind::Processes => processes::serve(listener, &chat, config, interrupt)?,
+    let data = chat.store.as_ref().map(|s| format!(", history in {}", s.dir.display())).unwrap_or_default();
+    eprintln!("Serving IRC on {local} ({} engine{tls}{data})", config.kind);
+    let served = match config.kind {
+        EngineKind::Async => tokio::serve(listener, &chat, settings, config, interrupt).map_err(Into::into),
+        EngineKind::Threads => threads::serve(listener, &chat, settings, config, interrupt).map_err(Into::into),
+        EngineKind::Processes => processes::serve(listener, &chat, config, interrupt),
+    };
+    if let Some((store, guard)) = writer {
+        // What the hub handled before the stop is committed.
+        let stats = guard.finish();
+        crate::term::explain(format_args!(
+            "history: {} messages stored in {} batches, {} dropped, {} failed ({})",
+            stats.committed,
+            stats.batches,
+            stats.dropped,
+            stats.failed,
+            store.path().display()
+        ));
+        if stats.dropped + stats.failed > 0 {
+            eprintln!(
+                "trident: {} messages were not stored in the history ({} dropped: the writer fell behind; {} failed)",
+                stats.dropped + stats.failed,
+                stats.dropped,
+                stats.failed
+            );
+        }
     }
+    served?;
     eprintln!("Server shutting down.");
     Ok(())
 }

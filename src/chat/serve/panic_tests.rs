@@ -40,7 +40,7 @@ impl Backend for Faulty {
 fn config() -> ChatConfig {
     // One slot per address: a slot not given back refuses the next client.
     let limits = Limits { max_per_ip: 1, ..Limits::default() };
-    ChatConfig { hub: HubConfig::default(), limits, tls: None, log: Default::default() }
+    ChatConfig { hub: HubConfig::default(), limits, tls: None, log: Default::default(), store: None }
 }
 
 /// A client registers, joins, then sends the fatal line; returns what it read.

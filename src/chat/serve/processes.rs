@@ -303,8 +303,9 @@ pub(crate) fn serve(
     config: &ServerConfig,
     interrupt: &Interrupt,
 ) -> anyhow::Result<()> {
-    let hub_core =
-        Core::new(Hub::new(chat.hub.clone(), super::core::unix_now()), chat.limits.clone()).with_log(chat.log);
+    let hub_core = Core::new(Hub::new(chat.hub.clone(), super::core::unix_now()), chat.limits.clone())
+        .with_log(chat.log)
+        .with_history(chat.history_sink());
     let hub = Arc::new(HubShared(Mutex::new(HubState { core: hub_core, links: HashMap::new(), stopping: false })));
     // Each worker holds its own send queues: each gets its share of the
     // budget (at least one line).

@@ -206,6 +206,7 @@ mod tests {
                 limits: Limits::default(),
                 tls: None,
                 log: Default::default(),
+                store: None,
             };
             let backend = Arc::new(Local::new(&config, false));
             let settings = Arc::new(ConnSettings::new(&config).expect("settings"));

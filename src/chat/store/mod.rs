@@ -26,6 +26,7 @@
 //! a server time ([`Stamper`]) and pushes it to the writer.
 
 pub mod accounts;
+pub mod admin;
 pub mod history;
 mod schema;
 pub mod writer;

@@ -127,7 +127,7 @@ fn msgids_are_unique_across_runs_and_times_never_go_back() {
 fn the_writer_commits_in_batches_and_everything_queued_on_finish() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let config = WriterConfig { window: Duration::from_millis(20), batch: 7, queue: 1000 };
+    let config = WriterConfig { window: Duration::from_millis(20), batch: 7, queue: 1000, keep: 0 };
     let (sink, guard) = store.writer(config).unwrap();
     let mut stamper = Stamper::new(1);
     let ch = Conversation::channel("#a");
@@ -148,7 +148,7 @@ fn a_full_queue_drops_and_counts_instead_of_waiting() {
     let store = Store::open(dir.path()).unwrap();
     // Another connection holds the write lock: the writer's first commit
     // waits for it while the queue (2) fills.
-    let config = WriterConfig { window: Duration::from_millis(1), batch: 1, queue: 2 };
+    let config = WriterConfig { window: Duration::from_millis(1), batch: 1, queue: 2, keep: 0 };
     let (sink, guard) = store.writer(config).unwrap();
     let blocker = schema::open(store.path()).unwrap();
     blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
@@ -163,6 +163,21 @@ fn a_full_queue_drops_and_counts_instead_of_waiting() {
     let stats = guard.finish();
     assert_eq!(stats.committed, pushed as u64);
     assert_eq!(store.message_count().unwrap(), pushed as u64);
+}
+
+#[test]
+fn only_the_newest_messages_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let config = WriterConfig { window: Duration::from_millis(5), batch: 3, queue: 1000, keep: 10 };
+    let (sink, guard) = store.writer(config).unwrap();
+    let mut stamper = Stamper::new(1);
+    let ch = Conversation::channel("#a");
+    for i in 0..100 {
+        assert!(sink.push(stamper.stamp(record(&ch, "a", &i.to_string()), i)));
+    }
+    assert_eq!(guard.finish().committed, 100);
+    assert_eq!(texts(&store.latest(&ch, None, 1000).unwrap()), range(90..100));
 }
 
 #[test]

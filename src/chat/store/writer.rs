@@ -39,11 +39,16 @@ pub struct WriterConfig {
     /// The most messages waiting for the writer; more are dropped from
     /// the history (and counted).
     pub queue: usize,
+    /// The most messages kept (0: no limit): the oldest beyond it are
+    /// deleted as new ones come (every hundredth of it), so a busy or
+    /// hostile chat cannot fill the disk.
+    #[serde(default)]
+    pub keep: u64,
 }
 
 impl Default for WriterConfig {
     fn default() -> Self {
-        WriterConfig { window: Duration::from_millis(50), batch: 1000, queue: 16_384 }
+        WriterConfig { window: Duration::from_millis(50), batch: 1000, queue: 16_384, keep: 1_000_000 }
     }
 }
 
@@ -150,7 +155,7 @@ pub(crate) fn start(
     let (tx, rx) = crossbeam_channel::bounded(config.queue);
     let counters = Arc::new(Counters::default());
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = Writer { conn, rx, config, counters: Arc::clone(&counters), last_error: None };
+    let writer = Writer { conn, rx, config, counters: Arc::clone(&counters), last_error: None, since_prune: 0 };
     let thread = {
         let stop = Arc::clone(&stop);
         std::thread::Builder::new()
@@ -168,6 +173,8 @@ struct Writer {
     counters: Arc<Counters>,
     /// When a failure was last told.
     last_error: Option<Instant>,
+    /// Messages committed since the oldest were last deleted.
+    since_prune: u64,
 }
 
 impl Writer {
@@ -210,15 +217,34 @@ impl Writer {
             Ok(()) => {
                 self.counters.committed.fetch_add(n, Ordering::Relaxed);
                 self.counters.batches.fetch_add(1, Ordering::Relaxed);
+                self.since_prune += n;
+                if self.config.keep > 0 && self.since_prune >= (self.config.keep / 100).max(1) {
+                    self.since_prune = 0;
+                    if let Err(e) = prune(&self.conn, self.config.keep) {
+                        self.tell(format_args!("the oldest messages could not be deleted: {e}"));
+                    }
+                }
             }
             Err(e) => {
                 self.counters.failed.fetch_add(n, Ordering::Relaxed);
-                if self.last_error.is_none_or(|t| t.elapsed() >= ERROR_EVERY) {
-                    self.last_error = Some(Instant::now());
-                    eprintln!("trident: chat history: {n} messages not stored: {e}");
-                }
+                self.tell(format_args!("{n} messages not stored: {e}"));
             }
         }
         batch.clear();
     }
+
+    /// A failure on stderr, at most once per [`ERROR_EVERY`].
+    fn tell(&mut self, what: std::fmt::Arguments<'_>) {
+        if self.last_error.is_none_or(|t| t.elapsed() >= ERROR_EVERY) {
+            self.last_error = Some(Instant::now());
+            eprintln!("trident: chat history: {what}");
+        }
+    }
+}
+
+/// Deletes all but the newest `keep` messages (by storage order: `seq`
+/// grows with every insert).
+fn prune(conn: &rusqlite::Connection, keep: u64) -> rusqlite::Result<usize> {
+    let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+    conn.execute("DELETE FROM messages WHERE seq <= (SELECT MAX(seq) FROM messages) - ?1", [keep])
 }
