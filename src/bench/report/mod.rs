@@ -158,7 +158,7 @@ pub struct Machine {
 }
 
 /// Everything a report shows (results.json).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Results {
     /// [`SCHEMA`].
     pub schema: u32,
