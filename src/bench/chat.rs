@@ -558,19 +558,14 @@ fn summarise(runs: &[Run]) -> Vec<Summary> {
         .into_iter()
         .map(|key| {
             let (part, server, _) = key;
-            let mine: Vec<&Run> = runs.iter().filter(|r| summary_key(r) == key).collect();
+            let mut mine: Vec<&Run> = runs.iter().filter(|r| summary_key(r) == key).collect();
+            if part == Part::Fanout {
+                // A round's best step stands for it (rate, latency and all);
+                // the steps below it were the way up.
+                mine = best_steps(mine);
+            }
             let rps = median(mine.iter().map(|r| r.requests_per_s).collect());
-            // Fan-out: per round, the best step; then the median of those.
-            let mut rounds: Vec<u32> = mine.iter().map(|r| r.round).collect();
-            rounds.dedup();
-            let deliveries = median(
-                rounds
-                    .iter()
-                    .map(|&round| {
-                        mine.iter().filter(|r| r.round == round).map(|r| r.deliveries_per_s).fold(f64::NAN, f64::max)
-                    })
-                    .collect(),
-            );
+            let deliveries = median(mine.iter().map(|r| r.deliveries_per_s).collect());
             Summary {
                 part,
                 requests_per_s: rps,
@@ -592,6 +587,19 @@ fn summarise(runs: &[Run]) -> Vec<Summary> {
             }
         })
         .collect()
+}
+
+/// Per round, the run with the most deliveries.
+fn best_steps(runs: Vec<&Run>) -> Vec<&Run> {
+    let mut best: Vec<&Run> = Vec::new();
+    for r in runs {
+        match best.iter_mut().find(|b| b.round == r.round) {
+            Some(b) if r.deliveries_per_s > b.deliveries_per_s => *b = r,
+            Some(_) => {}
+            None => best.push(r),
+        }
+    }
+    best
 }
 
 /// The tables printed at the end.
@@ -731,4 +739,33 @@ pub fn run(config: &ChatBenchConfig) -> anyhow::Result<ChatBenchReport> {
         super::harness::write_out(dir, &report.runs, &report)?;
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fanout_summary_is_each_rounds_best_step() {
+        let step = |round: u32, rate: f64, deliveries: f64, p99: u64| Run {
+            msgs_per_s: rate,
+            deliveries_per_s: deliveries,
+            latency_p99_us: p99,
+            delivered_ratio: 1.0,
+            ..empty_run(Part::Fanout, "trident-async", round)
+        };
+        // Round 0 peaks at 3,000 msg/s; round 1 at 2,000, then falls behind.
+        let runs = [
+            step(0, 1000.0, 1000.0, 1000),
+            step(0, 2000.0, 2000.0, 2000),
+            step(0, 3000.0, 3000.0, 3000),
+            step(1, 1000.0, 1000.0, 1000),
+            step(1, 2000.0, 2000.0, 2000),
+            step(1, 3000.0, 1500.0, 90000),
+        ];
+        let summary = summarise(&runs);
+        assert_eq!(summary.len(), 1);
+        let s = &summary[0];
+        assert_eq!((s.deliveries_per_s, s.msgs_per_s, s.latency_p99_us), (2500.0, 2500.0, 2500.0));
+    }
 }
