@@ -36,6 +36,7 @@ pub mod engine;
 pub mod error;
 pub mod fetch;
 pub mod frame;
+pub mod glob;
 pub mod lab;
 pub mod output;
 pub mod scan;

@@ -148,7 +148,7 @@ impl Services {
         let pattern = pattern.to_ascii_lowercase();
         let mut ports: Vec<u16> = self
             .entries()
-            .filter(|(_, name)| glob_matches(pattern.as_bytes(), name.to_ascii_lowercase().as_bytes()))
+            .filter(|(_, name)| crate::glob::matches(pattern.as_bytes(), name.to_ascii_lowercase().as_bytes()))
             .map(|(port, _)| port)
             .collect();
         ports.sort_unstable();
@@ -203,35 +203,6 @@ pub fn service_name(port: u16) -> Option<&'static str> {
 /// [`Services::ports_named`]).
 pub fn ports_named(pattern: &str) -> Vec<u16> {
     table().ports_named(pattern)
-}
-
-/// Whether `text` matches `pattern`, where `*` is any run of bytes and `?`
-/// any one byte: the usual greedy walk that, on a mismatch, lets the last
-/// `*` swallow one more byte.
-fn glob_matches(pattern: &[u8], text: &[u8]) -> bool {
-    let (mut p, mut t) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        match pattern.get(p) {
-            Some(b'*') => {
-                star = Some((p, t));
-                p += 1;
-            }
-            Some(&c) if c == b'?' || c == text[t] => {
-                p += 1;
-                t += 1;
-            }
-            _ => match star {
-                Some((sp, st)) => {
-                    star = Some((sp, st + 1));
-                    p = sp + 1;
-                    t = st + 1;
-                }
-                None => return false,
-            },
-        }
-    }
-    pattern[p..].iter().all(|&c| c == b'*')
 }
 
 /// Common TCP services, for systems without `/etc/services`. Names follow
@@ -433,7 +404,7 @@ unknown\t50529/tcp\t0.000076
         for (pattern, text, want) in
             [("a*b*c", "axxbyyc", true), ("a*b", "ab", true), ("*", "", true), ("a?", "a", false)]
         {
-            assert_eq!(glob_matches(pattern.as_bytes(), text.as_bytes()), want, "{pattern} {text}");
+            assert_eq!(crate::glob::matches(pattern.as_bytes(), text.as_bytes()), want, "{pattern} {text}");
         }
     }
 

@@ -44,35 +44,7 @@ pub fn any_matches<'a>(masks: impl IntoIterator<Item = &'a str>, name: &str) -> 
         return false;
     }
     let name = fold(name);
-    masks.any(|mask| glob(mask.as_bytes(), name.as_bytes()))
-}
-
-/// `*` and `?` wildcard matching over bytes (`?` matches one byte).
-fn glob(pattern: &[u8], text: &[u8]) -> bool {
-    let (mut p, mut t) = (0, 0);
-    // The last `*` seen and the text position it is tried at.
-    let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        match pattern.get(p) {
-            Some(b'*') => {
-                star = Some((p, t));
-                p += 1;
-            }
-            Some(&c) if c == b'?' || c == text[t] => {
-                p += 1;
-                t += 1;
-            }
-            _ => match star {
-                Some((sp, st)) => {
-                    p = sp + 1;
-                    t = st + 1;
-                    star = Some((sp, st + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    pattern[p..].iter().all(|&c| c == b'*')
+    masks.any(|mask| crate::glob::matches(mask.as_bytes(), name.as_bytes()))
 }
 
 #[cfg(test)]
@@ -121,7 +93,7 @@ mod tests {
     proptest! {
         #[test]
         fn glob_agrees_with_the_reference(p in "[ab*?]{0,8}", t in "[ab]{0,10}") {
-            prop_assert_eq!(glob(p.as_bytes(), t.as_bytes()), reference(p.as_bytes(), t.as_bytes()));
+            prop_assert_eq!(crate::glob::matches(p.as_bytes(), t.as_bytes()), reference(p.as_bytes(), t.as_bytes()));
         }
     }
 }
