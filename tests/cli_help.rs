@@ -87,6 +87,9 @@ fn help_says_what_the_flags_do() {
     let up = help(&["lab", "up", "--help"]);
     assert!(up.contains("Delay every packet that reaches the lab"), "{up}");
     // fetch -q hides the progress too, not only warnings.
+    // bench chat says it measures more than idle memory and echo.
+    let bench = help(&["bench", "-h"]);
+    assert!(bench.contains("fan-out deliveries per second") && bench.contains("InspIRCd"), "{bench}");
     let fetch = help(&["fetch", "--help"]);
     assert!(fetch.contains("-q, --quiet") && fetch.contains("no progress, warnings"), "{fetch}");
 }

@@ -24,8 +24,10 @@ pub enum BenchCommand {
     /// and compare time, CPU, memory, throughput and correctness.
     #[command(after_help = BENCH_FETCH_EXAMPLES)]
     Fetch(BenchFetchArgs),
-    /// Measure the servers: memory per idle chat connection, and echo
-    /// requests per second against a minimal tokio echo and any peer.
+    /// Measure the chat servers (every engine; InspIRCd and ngircd with
+    /// --vs): memory per idle connection, fan-out deliveries per second,
+    /// latency, a fixed-rate latency ladder, and echo requests per second
+    /// against a minimal tokio echo and any peer.
     #[command(after_help = BENCH_CHAT_EXAMPLES)]
     Chat(BenchChatArgs),
     /// Run every workload's bench (scan, fetch, chat) with every installed
