@@ -244,14 +244,15 @@ fn read_until(chunks: &mpsc::Receiver<Vec<u8>>, seen: &mut Vec<u8>, text: &str) 
     }
 }
 
-#[test]
-fn account_add_asks_twice_on_the_terminal_without_echo() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let data = dir.path().to_str().expect("utf-8");
-    let command = format!("{} chat account add erin --data {data}", env!("CARGO_BIN_EXE_trident"));
-    // script(1) runs it on a pseudo-terminal, relaying our pipes.
+/// Runs `command` on a pseudo-terminal (script(1) relays our pipes),
+/// `typing` answering what it shows; whether it ended well, and all it
+/// showed.
+fn on_terminal(
+    command: &str,
+    typing: impl FnOnce(&mut dyn Write, &mpsc::Receiver<Vec<u8>>, &mut Vec<u8>),
+) -> (bool, String) {
     let mut child = Command::new("script")
-        .args(["-qec", &command, "/dev/null"])
+        .args(["-qec", command, "/dev/null"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -269,12 +270,7 @@ fn account_add_asks_twice_on_the_terminal_without_echo() {
         }
     });
     let mut seen = Vec::new();
-    let guard = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        read_until(&chunks, &mut seen, "Password for erin: ");
-        stdin.write_all(b"n0-echo-pw\n").expect("type");
-        read_until(&chunks, &mut seen, "Again: ");
-        stdin.write_all(b"n0-echo-pw\n").expect("type");
-    }));
+    let guard = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| typing(&mut stdin, &chunks, &mut seen)));
     if guard.is_err() {
         // Hung: end it, so the test fails instead of waiting forever.
         let _ = child.kill();
@@ -282,9 +278,41 @@ fn account_add_asks_twice_on_the_terminal_without_echo() {
     let status = child.wait().expect("script ends");
     reader.join().expect("reader");
     seen.extend(chunks.try_iter().flatten());
-    let shown = String::from_utf8_lossy(&seen).into_owned();
-    assert!(guard.is_ok() && status.success(), "{shown}");
+    (guard.is_ok() && status.success(), String::from_utf8_lossy(&seen).into_owned())
+}
+
+#[test]
+fn account_add_asks_twice_on_the_terminal_without_echo() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().to_str().expect("utf-8");
+    let command = format!("{} chat account add erin --data {data}", env!("CARGO_BIN_EXE_trident"));
+    let (ok, shown) = on_terminal(&command, |stdin, chunks, seen| {
+        read_until(chunks, seen, "Password for erin: ");
+        stdin.write_all(b"n0-echo-pw\n").expect("type");
+        read_until(chunks, seen, "Again: ");
+        stdin.write_all(b"n0-echo-pw\n").expect("type");
+    });
+    assert!(ok, "{shown}");
     assert!(!shown.contains("n0-echo-pw"), "the password was echoed: {shown:?}");
     let store = Store::open(dir.path()).expect("open");
     assert_eq!(store.verify("erin", b"n0-echo-pw").expect("verify").as_deref(), Some("erin"));
+}
+
+#[test]
+fn ctrl_c_at_the_password_prompt_turns_echo_back_on() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().to_str().expect("utf-8");
+    // The shell outlives the Ctrl-C (a trapped signal is default again in
+    // the program it starts), then shows the terminal's settings.
+    let trident = env!("CARGO_BIN_EXE_trident");
+    let command = format!("trap : INT; {trident} chat account add erin --data {data}; echo status=$?; stty -a");
+    let (ok, shown) = on_terminal(&command, |stdin, chunks, seen| {
+        read_until(chunks, seen, "Password for erin: ");
+        stdin.write_all(b"\x03").expect("type Ctrl-C");
+        read_until(chunks, seen, "status=130");
+    });
+    assert!(ok, "{shown}");
+    let settings: Vec<&str> = shown.split_whitespace().collect();
+    assert!(settings.contains(&"echo") && !settings.contains(&"-echo"), "echo stayed off: {shown}");
+    assert_eq!(Store::open(dir.path()).expect("open").accounts().expect("list").len(), 0);
 }

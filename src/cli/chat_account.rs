@@ -19,9 +19,11 @@ Examples:
   printf '%s\\n' \"$PW\" | trident chat account add bob --data d --password-stdin
   trident chat account list --data /var/lib/trident
   trident chat account del alice --data /var/lib/trident
-A server started with `chat serve --data DIR` on the same directory sees
-the accounts at once. Names are nicknames, compared case-insensitively
-(RFC 1459); passwords are stored as argon2id hashes.
+The accounts live in the database `chat serve --data DIR` keeps its
+history in (editable while it runs); the server does not log users in
+with them yet (no SASL). Names are nicknames, compared case-insensitively
+(RFC 1459); passwords are stored as argon2id hashes. Ctrl-C at the
+prompt leaves the terminal's echo on.
 Exit status: 0 done; 1 the account exists (add) or does not (del); 2 bad
 name or password.";
 
@@ -154,11 +156,37 @@ fn ask(tty: &std::fs::File, prompt: &str) -> anyhow::Result<Vec<u8>> {
     if unsafe { libc::tcsetattr(fd, libc::TCSAFLUSH, &quiet) } != 0 {
         return Err(std::io::Error::last_os_error().into());
     }
+    // Ctrl-C (or Ctrl-\, a hangup or a TERM) while asking: echo comes back on
+    // before the signal ends the program as it would have.
+    let mut handlers = Vec::new();
+    for signal in [libc::SIGINT, libc::SIGQUIT, libc::SIGTERM, libc::SIGHUP] {
+        let restore = move || {
+            // SAFETY: tcsetattr is async-signal-safe; fd and saved are
+            // plain values copied into the handler.
+            unsafe { libc::tcsetattr(fd, libc::TCSANOW, &saved) };
+            let _ = signal_hook::low_level::emulate_default_handler(signal);
+        };
+        // SAFETY: the handler only calls async-signal-safe functions.
+        match unsafe { signal_hook::low_level::register(signal, restore) } {
+            Ok(id) => handlers.push(id),
+            Err(e) => {
+                for id in handlers {
+                    signal_hook::low_level::unregister(id);
+                }
+                // SAFETY: as above, with the settings read before.
+                unsafe { libc::tcsetattr(fd, libc::TCSANOW, &saved) };
+                return Err(e.into());
+            }
+        }
+    }
     let mut out = tty;
     let mut line = Vec::new();
     let read = out.write_all(prompt.as_bytes()).and_then(|()| std::io::BufReader::new(tty).take_line(&mut line));
     // SAFETY: as above, with the settings read before.
     unsafe { libc::tcsetattr(fd, libc::TCSANOW, &saved) };
+    for id in handlers {
+        signal_hook::low_level::unregister(id);
+    }
     read?;
     Ok(line)
 }

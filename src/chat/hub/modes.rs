@@ -5,7 +5,9 @@
 //! A channel MODE is applied left to right; changes need channel operator
 //! status (482 once, the rest skipped), at most [`MODES`] parameter modes
 //! count, and what actually changed is broadcast to the channel as one
-//! MODE line. A bare `b` (or `+b` without a mask) lists the bans to anyone.
+//! MODE line. A bare `b` (or `+b` without a mask) lists the bans to anyone
+//! who may see the channel: an outsider of a secret (`+s`) channel gets
+//! only the end of the list.
 
 use super::mask;
 use super::state::Ban;
@@ -199,10 +201,11 @@ impl Hub {
         }
     }
 
-    /// 367 per ban, then 368.
+    /// 367 per ban (none to an outsider of a secret channel), then 368.
     fn ban_list(&self, id: ClientId, key: &str, out: &mut Outbox) {
         let Some(channel) = self.channels.get(key) else { return };
-        for ban in &channel.bans {
+        let bans = if self.sees_channel(id, channel) { &channel.bans[..] } else { &[] };
+        for ban in bans {
             let time = ban.time.to_string();
             self.numeric_plain(id, "367", &[&channel.name, &ban.mask, &ban.setter, &time], out);
         }

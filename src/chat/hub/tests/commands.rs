@@ -208,6 +208,33 @@ fn bans_match_masks_list_and_are_bounded() {
 }
 
 #[test]
+fn a_secret_channels_bans_are_not_listed_to_outsiders() {
+    let mut h = two();
+    h.send(1, "JOIN #hide");
+    h.send(1, "MODE #hide +sb mallory");
+    h.script(&[
+        (2, "MODE #hide b", &[(2, ":irc.test 368 bob #hide :End of channel ban list")]),
+        (
+            1,
+            "MODE #hide b",
+            &[
+                (1, ":irc.test 367 alice #hide mallory!*@* alice!alice@127.0.0.1 1700000100"),
+                (1, ":irc.test 368 alice #hide :End of channel ban list"),
+            ],
+        ),
+        (1, "MODE #hide -s", &[(1, ":alice!alice@127.0.0.1 MODE #hide -s")]),
+        (
+            2,
+            "MODE #hide +b",
+            &[
+                (2, ":irc.test 367 bob #hide mallory!*@* alice!alice@127.0.0.1 1700000100"),
+                (2, ":irc.test 368 bob #hide :End of channel ban list"),
+            ],
+        ),
+    ]);
+}
+
+#[test]
 fn kick_and_invite() {
     let mut h = chat();
     h.register(3, "carol", "10.0.0.3");
