@@ -22,7 +22,7 @@
 //! | column | meaning |
 //! |---|---|
 //! | `workload` | `scan`, `fetch` or `chat` |
-//! | `case` | what was measured, e.g. `loopback 1-10000`, `small 100 x 16 KiB`, `echo`, `idle`, `latency` |
+//! | `case` | what was measured, e.g. `loopback 1-10000`, `small 100 x 16 KiB`, `echo`, `idle`, `fanout` (one row per rate step), `latency`, `ladder 500 msg/s` |
 //! | `tool` | the contender: `trident-threads`, `trident-processes`, `trident-async`, or a peer's label |
 //! | `kind` | `engine` (a trident engine) or `peer` |
 //! | `run` | the recorded run's number (from 1) |
@@ -33,7 +33,7 @@
 //! | `files_ok`, `files_expected`, `bytes_verified` | fetch: files present with the right SHA-256, and their bytes |
 //! | `requests_per_s` | chat echo: closed-loop requests per second |
 //! | `rss_per_connection_kib` | chat idle: server memory per idle connection, KiB |
-//! | `deliveries_per_s`, `deliveries_lost` | chat fanout/latency: lines delivered per second, share not delivered (0-1) |
+//! | `deliveries_per_s`, `deliveries_lost` | chat fanout/latency/ladder: lines delivered per second, share not delivered (0-1) |
 //! | `latency_p50_us`, `latency_p99_us`, `latency_max_us` | chat latency: send-to-delivery latency, µs |
 //! | `timed_out` | killed at the bench's time limit (did not finish) |
 //! | `sweep`, `x` | a scaling sweep's name and its parameter at this run (e.g. `scan concurrency`, 256); empty for the workloads' main cases |
