@@ -35,6 +35,7 @@ macro_rules! client_tests {
         }
     )*};
 }
+pub(crate) use client_tests;
 
 /// Which server.
 #[derive(Clone, Copy, Debug)]

@@ -17,25 +17,10 @@ use std::process::{Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::chat_client::{Kind, Server, glob};
+use crate::chat_client::{Kind, Server, client_tests, glob};
 
 /// How long any expected screen line may take.
 const WAIT: Duration = Duration::from_secs(20);
-
-/// One `#[test]` per server, as `chat_client`'s `client_tests!`.
-macro_rules! irssi_tests {
-    ($(fn $name:ident($kind:ident) $body:block)*) => {$(
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-            fn body($kind: Kind) $body
-            #[test] fn ngircd() { body(Kind::Ngircd) }
-            #[test] fn trident_async() { body(Kind::Trident("async")) }
-            #[test] fn trident_threads() { body(Kind::Trident("threads")) }
-            #[test] fn trident_processes() { body(Kind::Trident("processes")) }
-        }
-    )*};
-}
 
 /// A private tmux server (its socket in a temporary directory), killed
 /// with everything in it on drop.
@@ -160,7 +145,7 @@ pub fn irssi(tmux: &Tmux, server: &Server, nick: &str) {
     tmux.expect(nick, &format!("*Welcome to the *{nick}!*"));
 }
 
-irssi_tests! {
+client_tests! {
     fn irssi_users_talk(kind) {
         let server = Server::start(kind);
         let tmux = Tmux::new();
@@ -193,7 +178,7 @@ irssi_tests! {
     }
 }
 
-irssi_tests! {
+client_tests! {
 // WHOIS, AWAY, op/deop, KICK as irssi shows them.
 fn irssi_operator_commands(kind) {
     let server = Server::start(kind);

@@ -19,26 +19,11 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::chat_client::{Kind, Server, glob};
+use crate::chat_client::{Kind, Server, client_tests, glob};
 use crate::chat_irssi::{Tmux, irssi};
 
 /// How long any expected line may take.
 const WAIT: Duration = Duration::from_secs(20);
-
-/// One `#[test]` per server, as `chat_client`'s `client_tests!`.
-macro_rules! weechat_tests {
-    ($(fn $name:ident($kind:ident) $body:block)*) => {$(
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-            fn body($kind: Kind) $body
-            #[test] fn ngircd() { body(Kind::Ngircd) }
-            #[test] fn trident_async() { body(Kind::Trident("async")) }
-            #[test] fn trident_threads() { body(Kind::Trident("threads")) }
-            #[test] fn trident_processes() { body(Kind::Trident("processes")) }
-        }
-    )*};
-}
 
 /// The server's name inside WeeChat: buffers are `irc.server.t`,
 /// `irc.t.#room`, `irc.t.NICK`.
@@ -160,7 +145,7 @@ impl Drop for Weechat {
 const SERVER_BUFFER: &str = "irc.server.t";
 const ROOM: &str = "irc.t.#room";
 
-weechat_tests! {
+client_tests! {
     fn weechat_users_talk(kind) {
         let server = Server::start(kind);
         let alice = Weechat::start(&server, "alice");
@@ -191,7 +176,7 @@ weechat_tests! {
     }
 }
 
-weechat_tests! {
+client_tests! {
     fn irssi_and_weechat_talk(kind) {
         let server = Server::start(kind);
         let tmux = Tmux::new();
@@ -214,7 +199,7 @@ weechat_tests! {
     }
 }
 
-weechat_tests! {
+client_tests! {
 // WHOIS, AWAY, op/deop, KICK as WeeChat shows them.
 fn weechat_operator_commands(kind) {
     let server = Server::start(kind);
