@@ -98,7 +98,8 @@ pub(super) fn when(unix: u64) -> String {
     match UNIX_EPOCH.checked_add(Duration::from_secs(unix)).and_then(crate::sys::local_time) {
         Some(tm) => format!(
             "{:04}-{:02}-{:02} {:02}:{:02}",
-            tm.tm_year + 1900,
+            // tm_year may be as large as i32 allows (a hostile server's time).
+            i64::from(tm.tm_year) + 1900,
             tm.tm_mon + 1,
             tm.tm_mday,
             tm.tm_hour,
@@ -115,6 +116,17 @@ mod tests {
     fn shown(line: &str) -> Option<String> {
         let m = Message::parse(line).expect("parse");
         numeric_text(super::super::numeric(m.command).expect("numeric"), &m)
+    }
+
+    #[test]
+    fn any_time_a_server_sends_is_shown_without_panicking() {
+        // The last second whose year glibc can give (tm_year = i32::MAX in
+        // UTC; east of it, localtime fails and the number is shown).
+        let last = 67_768_036_191_676_799;
+        for shown in [when(last), when(last - 86_400), when(u64::MAX)] {
+            assert!(shown.starts_with("2147485") || shown.ends_with(" (Unix time)"), "{shown}");
+        }
+        assert!(shown(":s 329 me #a 67768036191676799").is_some_and(|s| s.starts_with("#a created ")));
     }
 
     #[test]
