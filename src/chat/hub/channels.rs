@@ -38,7 +38,7 @@ impl Hub {
             }
             let prefix = client.prefix.clone();
             if let Some(channel) = self.channels.get(&key) {
-                let invited = client.invited.contains(&channel.serial);
+                let invited = client.invited().contains(&channel.serial);
                 if let Some((code, mode)) = refusal(channel, &prefix, invited, given_key) {
                     let text = format!("Cannot join channel (+{mode})");
                     self.numeric(id, code, &[&channel.name], &text, out);
@@ -46,7 +46,9 @@ impl Hub {
                 }
                 let serial = channel.serial;
                 if let Some(client) = self.client_mut(id) {
-                    client.invited.retain(|&s| s != serial);
+                    if let Some(rare) = &mut client.rare {
+                        rare.invited.retain(|&s| s != serial);
+                    }
                 }
             }
             let serial = &mut self.channel_serial;
@@ -227,7 +229,7 @@ impl Hub {
         }
         let (channel_name, serial) = (channel.name.clone(), channel.serial);
         self.numeric_plain(id, "341", &[&target_nick, &channel_name], out);
-        if let Some(away) = self.client(target).and_then(|c| c.away.as_deref()) {
+        if let Some(away) = self.client(target).and_then(|c| c.away()) {
             self.numeric(id, "301", &[&target_nick], away, out);
         }
         let Some(inviter) = self.client(id) else { return };
@@ -235,11 +237,12 @@ impl Hub {
             finish(Message::new("INVITE").prefix(&inviter.prefix).param(&target_nick).param(&channel_name).to_line());
         out.send(target, &line);
         let Some(client) = self.client_mut(target) else { return };
-        if !client.invited.contains(&serial) {
-            if client.invited.len() >= MAX_INVITES {
-                client.invited.remove(0);
+        let invited = &mut client.rare_mut().invited;
+        if !invited.contains(&serial) {
+            if invited.len() >= MAX_INVITES {
+                invited.remove(0);
             }
-            client.invited.push(serial);
+            invited.push(serial);
         }
     }
 }

@@ -30,8 +30,12 @@ impl Hub {
             keys.dedup();
             assert_eq!(keys.len(), client.channels.len(), "{id:?} is twice in a channel");
             assert!(client.channels.len() <= self.config.max_channels);
-            assert!(client.invited.len() <= super::MAX_INVITES, "{id:?} holds {} invitations", client.invited.len());
-            assert!(client.away.as_ref().is_none_or(|a| a.len() <= super::AWAYLEN));
+            assert!(
+                client.invited().len() <= super::MAX_INVITES,
+                "{id:?} holds {} invitations",
+                client.invited().len()
+            );
+            assert!(client.away().is_none_or(|a| a.len() <= super::AWAYLEN));
         }
         for (key, channel) in &self.channels {
             assert!(!channel.members.is_empty(), "{key} is empty and still there");

@@ -60,7 +60,7 @@ impl Hub {
                     let convo = Conversation::direct(sender.target(), nick);
                     out.history.push(record(command, sender, nick, convo, text));
                 }
-                if let Some(away) = &to.away {
+                if let Some(away) = to.away() {
                     error("301", &[nick], away, out);
                 }
             }

@@ -206,11 +206,9 @@ impl Hub {
                 channels: Vec::new(),
                 signon: self.now,
                 last_spoke: self.now,
-                away: None,
                 oper: false,
-                oper_not_before: 0,
                 multi_prefix: false,
-                invited: Vec::new(),
+                rare: None,
             },
         );
         true

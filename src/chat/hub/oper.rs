@@ -57,7 +57,7 @@ impl Hub {
         if client.oper {
             return self.numeric(id, "381", &[], "You are now an IRC operator", out);
         }
-        let not_before = client.oper_not_before;
+        let not_before = client.oper_not_before();
         if self.oper_budget.0 != now {
             self.oper_budget = (now, 0);
         }
@@ -70,7 +70,7 @@ impl Hub {
             entry.is_some_and(|o| Argon2::default().verify_password(password.as_bytes(), o.hash.as_str()).is_ok());
         let Some(client) = self.client_mut(id) else { return };
         if !verified {
-            client.oper_not_before = now + OPER_RETRY;
+            client.rare_mut().oper_not_before = now + OPER_RETRY;
             return self.numeric(id, "464", &[], "Password incorrect", out);
         }
         client.oper = true;

@@ -44,7 +44,7 @@ impl Hub {
         let reply = |channel: Option<&Channel>, member: ClientId, out: &mut Outbox| {
             let Some(c) = self.client(member) else { return };
             let (user, realname) = c.user.as_ref().map_or(("", ""), |(u, r)| (u.as_str(), r.as_str()));
-            let mut flags = String::from(if c.away.is_some() { "G" } else { "H" });
+            let mut flags = String::from(if c.away().is_some() { "G" } else { "H" });
             if c.oper {
                 flags.push('*');
             }

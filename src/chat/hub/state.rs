@@ -26,16 +26,24 @@ pub(super) struct Client {
     pub(super) signon: Timestamp,
     /// When it last sent PRIVMSG or NOTICE (WHOIS idle time).
     pub(super) last_spoke: Timestamp,
-    /// Its AWAY message, if away.
-    pub(super) away: Option<String>,
     /// Whether it is a server operator (OPER; user mode `o`).
     pub(super) oper: bool,
-    /// No OPER attempt is checked before this time (one per
-    /// [`OPER_RETRY`](super::OPER_RETRY) seconds).
-    pub(super) oper_not_before: Timestamp,
     /// NAMES and WHO show every prefix of a member, not just the highest
     /// (the `multi-prefix` capability).
     pub(super) multi_prefix: bool,
+    /// What few clients ever have (away, invited, a failed OPER), out of
+    /// line so that every client does not carry its size.
+    pub(super) rare: Option<Box<Rare>>,
+}
+
+/// The parts of a [`Client`] most never use.
+#[derive(Debug, Default)]
+pub(super) struct Rare {
+    /// Its AWAY message, if away.
+    pub(super) away: Option<String>,
+    /// No OPER attempt is checked before this time (one per
+    /// [`OPER_RETRY`](super::OPER_RETRY) seconds).
+    pub(super) oper_not_before: Timestamp,
     /// The [`Channel::serial`]s of the channels it was invited to, oldest
     /// first, at most [`MAX_INVITES`](super::MAX_INVITES): an invitation
     /// is to one channel, not to a later one of the same name.
@@ -46,6 +54,26 @@ impl Client {
     /// The nick as the target of numerics: `*` until there is one.
     pub(super) fn target(&self) -> &str {
         self.nick.as_deref().unwrap_or("*")
+    }
+
+    /// Its AWAY message, if away.
+    pub(super) fn away(&self) -> Option<&str> {
+        self.rare.as_ref()?.away.as_deref()
+    }
+
+    /// The serials of the channels it is invited to.
+    pub(super) fn invited(&self) -> &[u64] {
+        self.rare.as_ref().map_or(&[], |r| &r.invited)
+    }
+
+    /// When its next OPER attempt may be checked.
+    pub(super) fn oper_not_before(&self) -> Timestamp {
+        self.rare.as_ref().map_or(0, |r| r.oper_not_before)
+    }
+
+    /// The rare parts, made if it had none.
+    pub(super) fn rare_mut(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
     }
 }
 

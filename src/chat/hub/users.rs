@@ -55,7 +55,7 @@ impl Hub {
             self.numeric(id, "319", &[nick], &list, out);
         }
         self.numeric(id, "312", &[nick, &self.config.server_name], SERVER_INFO, out);
-        if let Some(away) = &c.away {
+        if let Some(away) = c.away() {
             self.numeric(id, "301", &[nick], away, out);
         }
         if c.oper {
@@ -100,7 +100,7 @@ impl Hub {
             let Some(c) = who.and_then(|w| self.client(w)) else { continue };
             let user = c.user.as_ref().map_or("", |(u, _)| u.as_str());
             let oper = if c.oper { "*" } else { "" };
-            let away = if c.away.is_some() { '-' } else { '+' };
+            let away = if c.away().is_some() { '-' } else { '+' };
             replies.push(format!("{}{oper}={away}{user}@{}", c.target(), c.host));
         }
         self.numeric(id, "302", &[], &replies.join(" "), out);
@@ -136,7 +136,10 @@ impl Hub {
         });
         let away = message.is_some();
         if let Some(client) = self.client_mut(id) {
-            client.away = message;
+            // Coming back allocates nothing for a client never away.
+            if message.is_some() || client.rare.is_some() {
+                client.rare_mut().away = message;
+            }
         }
         match away {
             true => self.numeric(id, "306", &[], "You have been marked as being away", out),

@@ -460,3 +460,11 @@ fn the_opers_file_is_checked() {
     assert_eq!(parse_opers(&format!("root {argon2i}")).unwrap_err(), "line 1: the hash of root is not argon2id");
     assert_eq!(parse_opers(&format!("a {hash}\na {hash}")).unwrap_err(), "line 2: a is listed twice");
 }
+
+#[test]
+fn a_client_record_keeps_its_rare_parts_out_of_line() {
+    // Every connection holds one; away, invitations and a failed OPER
+    // are boxed apart (248 bytes before they were).
+    let size = std::mem::size_of::<super::super::state::Client>();
+    assert!(size <= 200, "a Client is {size} bytes");
+}
