@@ -171,3 +171,20 @@ fn a_bad_opers_file_is_refused_before_serving() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("the hash of root is not a PHC string"), "{}", stderr(&out));
 }
+
+engine_tests! {
+    fn list_bounds_are_configuration(engine) {
+        let server = ChatServer::start(engine, &["--max-channels", "1", "--max-bans", "1", "--whowas", "0"]);
+        let mut alice = server.client("alice");
+        alice.send("JOIN #a");
+        alice.expect(" 366 ");
+        assert_eq!(ask(&mut alice, "JOIN #b"), [format!("{SRV} 405 alice #b :You have joined too many channels")]);
+        assert_eq!(ask(&mut alice, "MODE #a +b x"), [":alice!alice@127.0.0.1 MODE #a +b x!*@*"]);
+        assert_eq!(ask(&mut alice, "MODE #a +b y"), [format!("{SRV} 478 alice #a y!*@* :Channel ban list is full")]);
+        assert_eq!(ask(&mut alice, "NICK alicia"), [":alice!alice@127.0.0.1 NICK alicia"]);
+        assert_eq!(ask(&mut alice, "WHOWAS alice"), [
+            format!("{SRV} 406 alicia alice :There was no such nickname"),
+            format!("{SRV} 369 alicia alice :End of WHOWAS"),
+        ]);
+    }
+}

@@ -69,6 +69,15 @@ pub struct ChatServeArgs {
     /// Connections at once; more get an ERROR line and are closed.
     #[arg(long, default_value_t = 10_000, value_name = "N")]
     pub max_clients: usize,
+    /// Channels one client may be in at once (CHANLIMIT; 405 beyond).
+    #[arg(long, default_value_t = HubConfig::default().max_channels, value_name = "N")]
+    pub max_channels: usize,
+    /// Bans one channel keeps (MAXLIST=b:N; 478 beyond).
+    #[arg(long, default_value_t = HubConfig::default().max_bans, value_name = "N")]
+    pub max_bans: usize,
+    /// Departed nicks remembered for WHOWAS (0: none).
+    #[arg(long, default_value_t = HubConfig::default().whowas, value_name = "N")]
+    pub whowas: usize,
     /// Connections at once from one IP address (IPv6: one /64). A handful,
     /// as IRC networks allow: one address cannot take every slot. Raise it
     /// for load tests from one machine.
@@ -152,8 +161,8 @@ impl ChatServeArgs {
                 self.flood_rate
             )));
         }
-        if self.max_clients == 0 || self.max_per_ip == 0 {
-            return Err(BadInput("--max-clients and --max-per-ip must be at least 1".into()));
+        if self.max_clients == 0 || self.max_per_ip == 0 || self.max_channels == 0 {
+            return Err(BadInput("--max-clients, --max-per-ip and --max-channels must be at least 1".into()));
         }
         if self.sendq_total < crate::chat::MAX_LINE {
             return Err(BadInput(format!(
@@ -200,6 +209,9 @@ impl ChatServeArgs {
             motd: self.motd,
             opers,
             history: store.is_some(),
+            max_channels: self.max_channels,
+            max_bans: self.max_bans,
+            whowas: self.whowas,
             ..HubConfig::default()
         };
         let limits = Limits {
