@@ -20,6 +20,32 @@ use crate::chat::names::fold;
 use crate::engine::Interrupt;
 use crate::error::Exit;
 
+/// The most channels the client remembers (to join again after a
+/// reconnect).
+const MAX_CHANNELS: usize = 100;
+
+/// JOIN lines for `channels` after a reconnect, as many as it takes for
+/// each to fit in an IRC line.
+fn rejoin_lines(channels: &[String]) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut list = String::new();
+    for chan in channels {
+        // "JOIN " + the list + CRLF within the 512 bytes, with room to spare.
+        if !list.is_empty() && list.len() + 1 + chan.len() > 400 {
+            lines.push(Message::new("JOIN").param(&list).to_line());
+            list.clear();
+        }
+        if !list.is_empty() {
+            list.push(',');
+        }
+        list.push_str(chan);
+    }
+    if !list.is_empty() {
+        lines.push(Message::new("JOIN").param(&list).to_line());
+    }
+    lines
+}
+
 /// What the threads tell the main loop.
 #[derive(Debug)]
 pub(super) enum Event {
@@ -255,8 +281,10 @@ impl<'a> Interactive<'a> {
         self.current.as_deref().is_some_and(|c| fold(c) == fold(chan))
     }
 
+    /// Remembers a channel joined (at most [`MAX_CHANNELS`]: a server
+    /// telling of endless joins does not grow it).
     pub(super) fn add_channel(&mut self, name: &str) {
-        if !self.channels.iter().any(|c| fold(c) == fold(name)) {
+        if self.channels.len() < MAX_CHANNELS && !self.channels.iter().any(|c| fold(c) == fold(name)) {
             self.channels.push(name.to_owned());
         }
     }
@@ -314,9 +342,8 @@ impl<'a> Interactive<'a> {
                     live.registered = true;
                 }
                 self.show(m);
-                if !self.channels.is_empty() {
-                    let list = self.channels.join(",");
-                    self.send_raw(&Message::new("JOIN").param(&list).to_line());
+                for line in rejoin_lines(&self.channels) {
+                    self.send_raw(&line);
                 }
                 while let Some(typed) = self.pending.pop_front() {
                     self.typed(typed);
@@ -383,5 +410,22 @@ fn spawn_reader(mut stream: TcpStream, generation: u64, tx: Sender<Event>) {
     });
     if let Err(e) = spawned {
         let _ = fail.send(Event::Closed(generation, format!("cannot start a reader thread: {e}")));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejoining_many_channels_takes_lines_that_fit() {
+        assert!(rejoin_lines(&[]).is_empty());
+        assert_eq!(rejoin_lines(&["#a".into(), "#b".into()]), ["JOIN #a,#b"]);
+        let many: Vec<String> = (0..MAX_CHANNELS).map(|i| format!("#{i:0>49}")).collect();
+        let lines = rejoin_lines(&many);
+        assert!(lines.len() > 1 && lines.iter().all(|l| l.len() + 2 <= 512), "{lines:?}");
+        let joined: Vec<&str> =
+            lines.iter().flat_map(|l| l.trim_end().strip_prefix("JOIN ").expect("JOIN").split(',')).collect();
+        assert_eq!(joined, many);
     }
 }
