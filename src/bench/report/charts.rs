@@ -21,6 +21,21 @@ fn chart_error<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow::anyhow!("cannot draw a chart: {e:?}")
 }
 
+/// An SVG document `height` px high on a white ground, drawn by `draw`.
+fn canvas(
+    height: u32,
+    draw: impl FnOnce(&DrawingArea<SVGBackend<'_>, plotters::coord::Shift>) -> anyhow::Result<()>,
+) -> anyhow::Result<String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(chart_error)?;
+        draw(&root)?;
+        root.present().map_err(chart_error)?;
+    }
+    Ok(svg)
+}
+
 /// Pixels a label of `chars` characters takes at the axis font.
 fn label_width(labels: impl Iterator<Item = usize>) -> u32 {
     (labels.max().unwrap_or(4) as u32 * 7 + 16).clamp(60, 260)
@@ -46,11 +61,8 @@ pub fn bars(title: &str, unit: &str, bars: &[Spread]) -> anyhow::Result<Option<S
     let top = bars.iter().map(|b| b.max.max(b.median)).fold(0.0, f64::max);
     let top = if top > 0.0 { top * 1.18 } else { 1.0 };
     let height = 70 + 28 * n as u32;
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
-        root.fill(&WHITE).map_err(chart_error)?;
-        let mut chart = ChartBuilder::on(&root)
+    let svg = canvas(height, |root| {
+        let mut chart = ChartBuilder::on(root)
             .caption(title, ("sans-serif", 16))
             .margin(8)
             .x_label_area_size(34)
@@ -88,8 +100,8 @@ pub fn bars(title: &str, unit: &str, bars: &[Spread]) -> anyhow::Result<Option<S
                     + Text::new(short(b.median), (6, -6), ("sans-serif", 11).into_font())
             }))
             .map_err(chart_error)?;
-        root.present().map_err(chart_error)?;
-    }
+        Ok(())
+    })?;
     Ok(Some(svg))
 }
 
@@ -132,11 +144,8 @@ pub fn latency(title: &str, servers: &[Latency]) -> anyhow::Result<Option<String
     let low = servers.iter().map(|s| ms(s.p50)).fold(f64::INFINITY, f64::min) / 2.0;
     let high = servers.iter().map(|s| ms(s.max)).fold(0.0, f64::max) * 2.0;
     let height = 100 + 32 * n as u32;
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
-        root.fill(&WHITE).map_err(chart_error)?;
-        let mut chart = ChartBuilder::on(&root)
+    let svg = canvas(height, |root| {
+        let mut chart = ChartBuilder::on(root)
             .caption(title, ("sans-serif", 16))
             .margin(8)
             .x_label_area_size(34)
@@ -184,8 +193,8 @@ pub fn latency(title: &str, servers: &[Latency]) -> anyhow::Result<Option<String
             .border_style(BLACK)
             .draw()
             .map_err(chart_error)?;
-        root.present().map_err(chart_error)?;
-    }
+        Ok(())
+    })?;
     Ok(Some(svg))
 }
 
@@ -226,11 +235,8 @@ pub fn lines(title: &str, x_desc: &str, y_desc: &str, lines: &[Line]) -> anyhow:
     let x1 = points().map(|p| p.0).fold(x0, f64::max);
     let y0 = points().map(|p| p.1).fold(f64::INFINITY, f64::min);
     let y1 = points().map(|p| p.1).fold(y0, f64::max);
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (WIDTH, 360)).into_drawing_area();
-        root.fill(&WHITE).map_err(chart_error)?;
-        let mut chart = ChartBuilder::on(&root)
+    let svg = canvas(360, |root| {
+        let mut chart = ChartBuilder::on(root)
             .caption(title, ("sans-serif", 16))
             .margin(8)
             .x_label_area_size(34)
@@ -266,8 +272,8 @@ pub fn lines(title: &str, x_desc: &str, y_desc: &str, lines: &[Line]) -> anyhow:
             .border_style(BLACK)
             .draw()
             .map_err(chart_error)?;
-        root.present().map_err(chart_error)?;
-    }
+        Ok(())
+    })?;
     Ok(Some(svg))
 }
 
